@@ -1,0 +1,35 @@
+"""Lipschitz building blocks, each with a certified ``lipschitz_bound()`` and ``export()``."""
+
+from .activation import ACTIVATIONS as ACTIVATIONS
+from .activation import GELU as GELU
+from .activation import LIPSCHITZ_ACTIVATIONS as LIPSCHITZ_ACTIVATIONS
+from .activation import Abs as Abs
+from .activation import FullSort as FullSort
+from .activation import GroupSort as GroupSort
+from .activation import ReLU as ReLU
+from .activation import make_activation as make_activation
+from .base import CertifiedModule as CertifiedModule
+from .base import CertifiedSequential as CertifiedSequential
+from .base import compose_bounds as compose_bounds
+from .linear import LipLinear as LipLinear
+from .scaling import AuxiliaryScale as AuxiliaryScale
+from .scaling import OutputScale as OutputScale
+from .scaling import sup_norm_bound as sup_norm_bound
+
+__all__ = [
+    "ACTIVATIONS",
+    "GELU",
+    "LIPSCHITZ_ACTIVATIONS",
+    "Abs",
+    "AuxiliaryScale",
+    "CertifiedModule",
+    "CertifiedSequential",
+    "FullSort",
+    "GroupSort",
+    "LipLinear",
+    "OutputScale",
+    "ReLU",
+    "compose_bounds",
+    "make_activation",
+    "sup_norm_bound",
+]

@@ -1,0 +1,178 @@
+"""1-Lipschitz activations (GroupSort family, ReLU, abs) with export.
+
+Only 1-Lipschitz activations belong inside constrained models: GELU's slope peaks near 1.13 and
+SiLU's near 1.10, so they would silently break a certificate.
+"""
+
+from __future__ import annotations
+
+import torch
+from deel.torchlip.functional import group_sort
+from torch import Tensor, nn
+
+from .base import CertifiedModule
+
+__all__ = [
+    "ACTIVATIONS",
+    "GELU",
+    "GELU_LIPSCHITZ",
+    "LIPSCHITZ_ACTIVATIONS",
+    "Abs",
+    "FullSort",
+    "GroupSort",
+    "ReLU",
+    "make_activation",
+]
+
+#: Upper bound of GELU's slope: max_x d/dx [x Phi(x)] = Phi(sqrt 2) + sqrt 2 phi(sqrt 2)
+#: = 1.12890414... (attained at x = sqrt 2), rounded up.
+GELU_LIPSCHITZ = 1.1289042
+
+
+class GroupSort(CertifiedModule):
+    """Sort the features within consecutive groups along one dimension.
+
+    Parameters
+    ----------
+    group_size
+        Size of each group (2: GroupSort2 / MaxMin); ``None``: sort the whole dimension
+        (FullSort).
+    dim
+        Feature dimension: ``-1`` for ``(batch, features)`` inputs, ``1`` for channels of
+        ``(batch, channels, *spatial)`` fields.
+
+    Lipschitz constant
+    ------------------
+    1 in the Euclidean norm over the sorted dimension (sorting is a piecewise permutation), hence
+    also 1 in the function L2 norm of fields. Exact, not an estimate; gradient norm preserving.
+
+    Examples
+    --------
+    >>> import torch
+    >>> GroupSort(2)(torch.tensor([[3.0, 1.0, -1.0, 2.0]]))
+    tensor([[ 1.,  3., -1.,  2.]])
+    """
+
+    def __init__(self, group_size: int | None = 2, dim: int = -1) -> None:
+        super().__init__()
+        if group_size is not None and group_size < 1:
+            raise ValueError(f"group_size must be >= 1 or None, got {group_size}")
+        self.group_size = group_size
+        self.dim = dim
+
+    def forward(self, x: Tensor) -> Tensor:
+        """Sort within groups along ``self.dim``."""
+        dim = self.dim % x.ndim
+        return group_sort(x, self.group_size, dim=dim)
+
+    def lipschitz_bound(self) -> float:
+        """Exactly 1."""
+        return 1.0
+
+    def export(self) -> nn.Module:
+        """Itself: a plain torch computation."""
+        return GroupSort(self.group_size, self.dim)
+
+    def extra_repr(self) -> str:
+        """Summarize the configuration."""
+        return f"group_size={self.group_size}, dim={self.dim}"
+
+
+class FullSort(GroupSort):
+    """Sort the whole feature dimension (GroupSort with one group); 1-Lipschitz."""
+
+    def __init__(self, dim: int = -1) -> None:
+        super().__init__(None, dim)
+
+
+class ReLU(CertifiedModule):
+    """ReLU; 1-Lipschitz elementwise, hence 1-Lipschitz in any of liponet's norms."""
+
+    def forward(self, x: Tensor) -> Tensor:
+        """Apply max(x, 0)."""
+        return torch.relu(x)
+
+    def lipschitz_bound(self) -> float:
+        """Exactly 1."""
+        return 1.0
+
+    def export(self) -> nn.Module:
+        """``torch.nn.ReLU``."""
+        return nn.ReLU()
+
+
+class Abs(CertifiedModule):
+    """Absolute value; 1-Lipschitz elementwise and gradient norm preserving."""
+
+    def forward(self, x: Tensor) -> Tensor:
+        """Apply |x|."""
+        return torch.abs(x)
+
+    def lipschitz_bound(self) -> float:
+        """Exactly 1."""
+        return 1.0
+
+    def export(self) -> nn.Module:
+        """Itself: a plain torch computation."""
+        return Abs()
+
+
+class GELU(CertifiedModule):
+    """GELU, for the *unconstrained* twins only: its slope reaches 1.1289 > 1.
+
+    Lipschitz constant
+    ------------------
+    :data:`GELU_LIPSCHITZ` (elementwise, hence in every norm liponet uses); analytic maximum of the
+    derivative, rounded up.
+    """
+
+    def forward(self, x: Tensor) -> Tensor:
+        """Apply x * Phi(x)."""
+        return torch.nn.functional.gelu(x)
+
+    def lipschitz_bound(self) -> float:
+        """Analytic maximum slope, rounded up."""
+        return GELU_LIPSCHITZ
+
+    def export(self) -> nn.Module:
+        """``torch.nn.GELU``."""
+        return nn.GELU()
+
+
+_FACTORIES = {
+    "groupsort2": lambda dim: GroupSort(2, dim),
+    "fullsort": lambda dim: FullSort(dim),
+    "relu": lambda dim: ReLU(),
+    "abs": lambda dim: Abs(),
+    "gelu": lambda dim: GELU(),
+}
+
+#: Names accepted by :func:`make_activation`; all but ``"gelu"`` are 1-Lipschitz.
+ACTIVATIONS = tuple(_FACTORIES)
+
+#: The activations allowed inside constrained (Lipschitz) models.
+LIPSCHITZ_ACTIVATIONS = ("groupsort2", "fullsort", "relu", "abs")
+
+
+def make_activation(name: str, dim: int = -1) -> CertifiedModule:
+    """Build an activation by name (one of :data:`ACTIVATIONS`).
+
+    Parameters
+    ----------
+    name
+        Activation name.
+    dim
+        Feature dimension for the sorting activations.
+
+    Raises
+    ------
+    ValueError
+        For an unknown name, listing the valid ones.
+    """
+    try:
+        factory = _FACTORIES[name]
+    except KeyError:
+        raise ValueError(
+            f"unknown activation {name!r}; available: {', '.join(ACTIVATIONS)}"
+        ) from None
+    return factory(dim)

@@ -1,0 +1,152 @@
+"""Dense layers with a certified spectral norm."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from deel.torchlip.normalizers import bjorck_normalization
+from torch import Tensor, nn
+
+from ..functional import power_iteration, spectral_norm_exact, spectral_norm_upper
+from .base import CertifiedModule
+
+__all__ = ["DEFAULT_BJORCK_ITER", "LipLinear"]
+
+#: Björck iterations used by default (same count in training and eval, so both compute the same
+#: kind of function).
+DEFAULT_BJORCK_ITER = 15
+
+
+class LipLinear(CertifiedModule):
+    """Affine layer ``y = W x + b`` whose weight is normalized to spectral norm ``k``.
+
+    Parameters
+    ----------
+    in_features, out_features
+        Sizes of the last dimension of input and output.
+    k
+        Target Lipschitz constant (> 0). ``None`` switches the constraint off (the unconstrained
+        twin on the same code path: the raw weight is used and its exact norm certified).
+    bias
+        Learn an additive bias.
+    orthogonal
+        Björck-orthonormalize after dividing by the norm estimate (all singular values pushed
+        to 1: gradient norm preserving, as in deel-torchlip's ``SpectralLinear``). With ``False``
+        only the largest singular value is set to ``k``.
+    n_power
+        Power iterations per training step (warm-started from the previous step).
+
+    Lipschitz constant
+    ------------------
+    The spectral norm of the weight used in eval mode, in the Euclidean norm of the last
+    dimension (hence also in liponet's function norm when applied pointwise). Certified by a
+    float64 SVD (:func:`liponet.functional.spectral_norm_upper`) of that weight; at most ``k``
+    up to rounding.
+
+    Notes
+    -----
+    Training forwards divide by a warm-started power-iteration estimate (a training device).
+    Eval forwards divide by the exact largest singular value and apply the same number of Björck
+    steps; that eval weight is cached until the parameters change (their version counter moves,
+    as with any optimizer step or ``load_state_dict``), and it is the weight certified and
+    exported. deel-torchlip's own layers cache the weight of the *last training forward* (which
+    precedes the last optimizer step); this class does not.
+
+    Examples
+    --------
+    >>> import torch
+    >>> layer = LipLinear(4, 3, k=2.0).eval()
+    >>> layer(torch.randn(5, 4)).shape
+    torch.Size([5, 3])
+    >>> abs(layer.lipschitz_bound() - 2.0) < 1e-5
+    True
+    """
+
+    def __init__(
+        self,
+        in_features: int,
+        out_features: int,
+        k: float | None = 1.0,
+        bias: bool = True,
+        orthogonal: bool = True,
+        n_power: int = 1,
+    ) -> None:
+        super().__init__()
+        if in_features < 1 or out_features < 1:
+            raise ValueError(
+                f"in_features and out_features must be >= 1, got {in_features}, {out_features}"
+            )
+        if k is not None and not (math.isfinite(k) and k > 0):
+            raise ValueError(f"k must be a finite positive number or None, got {k}")
+        if n_power < 1:
+            raise ValueError(f"n_power must be >= 1, got {n_power}")
+        self.in_features = in_features
+        self.out_features = out_features
+        self.k = k
+        self.orthogonal = orthogonal
+        self.n_power = n_power
+        self.u: Tensor
+        self.weight = nn.Parameter(torch.empty(out_features, in_features))
+        self.bias = nn.Parameter(torch.zeros(out_features)) if bias else None
+        if k is None:
+            nn.init.kaiming_uniform_(self.weight, a=math.sqrt(5))
+        else:
+            nn.init.orthogonal_(self.weight)
+        self.register_buffer("u", nn.functional.normalize(torch.randn(in_features), dim=0))
+        self._eval_cache: tuple[tuple[int, int, torch.dtype], Tensor] | None = None
+
+    def _normalize(self, w: Tensor, sigma: Tensor) -> Tensor:
+        assert self.k is not None
+        w = w / sigma
+        if self.orthogonal:
+            w = bjorck_normalization(w)
+        return self.k * w
+
+    def effective_weight(self) -> Tensor:
+        """The weight the eval-mode forward uses (cached; no gradient)."""
+        if self.k is None:
+            return self.weight.detach()
+        key = (self.weight._version, self.weight.data_ptr(), self.weight.dtype)
+        if self._eval_cache is None or self._eval_cache[0] != key:
+            with torch.no_grad():
+                w = self.weight.detach()
+                sigma = spectral_norm_exact(w).to(w.dtype)
+                self._eval_cache = (key, self._normalize(w, sigma))
+        return self._eval_cache[1]
+
+    def forward(self, x: Tensor) -> Tensor:
+        """Apply the normalized affine map to ``(..., in_features)``."""
+        w: Tensor
+        if self.k is None:
+            w = self.weight
+        elif self.training:
+            sigma, u = power_iteration(self.weight, self.u, self.n_power)
+            with torch.no_grad():
+                self.u.copy_(u)
+            w = self._normalize(self.weight, sigma)
+        else:
+            w = self.effective_weight()
+        return nn.functional.linear(x, w, self.bias)
+
+    def lipschitz_bound(self) -> float:
+        """Float64-SVD upper bound of the eval weight's spectral norm."""
+        return float(spectral_norm_upper(self.effective_weight()))
+
+    def export(self) -> nn.Linear:
+        """A ``torch.nn.Linear`` holding the eval weight."""
+        layer = nn.Linear(self.in_features, self.out_features, bias=self.bias is not None)
+        layer = layer.to(device=self.weight.device, dtype=self.weight.dtype)
+        with torch.no_grad():
+            layer.weight.copy_(self.effective_weight())
+            if self.bias is not None:
+                assert layer.bias is not None
+                layer.bias.copy_(self.bias)
+        return layer
+
+    def extra_repr(self) -> str:
+        """Summarize the configuration."""
+        return (
+            f"in_features={self.in_features}, out_features={self.out_features}, k={self.k}, "
+            f"bias={self.bias is not None}, orthogonal={self.orthogonal}"
+        )

@@ -1,0 +1,17 @@
+"""Model families (constrained and unconstrained twins) and the model registry."""
+
+from .mlp import MLP as MLP
+from .mlp import LipMLP as LipMLP
+from .registry import available_models as available_models
+from .registry import build_model as build_model
+from .registry import get_model_class as get_model_class
+from .registry import register_model as register_model
+
+__all__ = [
+    "MLP",
+    "LipMLP",
+    "available_models",
+    "build_model",
+    "get_model_class",
+    "register_model",
+]

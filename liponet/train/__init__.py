@@ -1,0 +1,3 @@
+"""Trainer, checkpoints and distributed training."""
+
+__all__: list[str] = []

@@ -1,0 +1,72 @@
+import pytest
+import torch
+
+from liponet.functional import (
+    batched_norm,
+    bjorck,
+    power_iteration,
+    spectral_norm_exact,
+    spectral_norm_upper,
+)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.complex64])
+def test_spectral_norm_upper_is_an_upper_bound(dtype):
+    gen = torch.Generator().manual_seed(0)
+    w = torch.randn(7, 5, 3, generator=gen, dtype=dtype)
+    bound = spectral_norm_upper(w)
+    assert bound.shape == (7,) and bound.dtype == torch.float64
+    # Reference: largest eigenvalue of W^H W by eigvalsh in float64.
+    w64 = w.to(torch.complex128)
+    ref = torch.linalg.eigvalsh(w64.mH @ w64)[..., -1].sqrt()
+    assert bool((bound >= ref * (1 - 1e-13)).all())
+    torch.testing.assert_close(bound, ref, rtol=1e-9, atol=0)
+
+
+def test_spectral_norm_upper_on_complex_matches_real_embedding():
+    gen = torch.Generator().manual_seed(1)
+    w = torch.randn(4, 3, generator=gen, dtype=torch.complex128)
+    real_embedding = torch.cat([torch.cat([w.real, -w.imag], 1), torch.cat([w.imag, w.real], 1)], 0)
+    torch.testing.assert_close(
+        spectral_norm_exact(w), torch.linalg.matrix_norm(real_embedding, 2), rtol=1e-12, atol=0
+    )
+
+
+def test_spectral_norm_upper_rejects_nan_and_bad_shapes():
+    with pytest.raises(ValueError, match="NaN"):
+        spectral_norm_upper(torch.tensor([[float("nan")]]))
+    with pytest.raises(ValueError, match=r"\(\.\.\., m, n\)"):
+        spectral_norm_upper(torch.ones(3))
+
+
+def test_power_iteration_underestimates_and_converges():
+    gen = torch.Generator().manual_seed(2)
+    w = torch.randn(6, 8, 8, generator=gen, dtype=torch.float64)
+    exact = spectral_norm_exact(w)
+    u = torch.nn.functional.normalize(torch.randn(6, 8, generator=gen, dtype=torch.float64), dim=-1)
+    sigma1, _ = power_iteration(w, u, 1)
+    assert bool((sigma1 <= exact * (1 + 1e-12)).all())
+    sigma, _ = power_iteration(w, u, 500)
+    torch.testing.assert_close(sigma, exact, rtol=1e-6, atol=0)
+
+
+def test_bjorck_orthonormalizes_and_never_exceeds_one():
+    gen = torch.Generator().manual_seed(3)
+    w = torch.randn(3, 6, 4, generator=gen, dtype=torch.complex128)
+    w = w / spectral_norm_exact(w)[:, None, None]
+    q = bjorck(w, n_iter=60)
+    s = torch.linalg.svdvals(q)
+    assert float(s.max()) <= 1 + 1e-12
+    torch.testing.assert_close(s, torch.ones_like(s), rtol=0, atol=1e-8)
+    with pytest.raises(ValueError, match="beta"):
+        bjorck(w, beta=0.7)
+
+
+def test_batched_norm_conventions():
+    u = torch.ones(2, 3, 4, 5)
+    torch.testing.assert_close(batched_norm(u, "function"), torch.full((2,), 3.0**0.5))
+    torch.testing.assert_close(batched_norm(u, "euclidean"), torch.full((2,), 60.0**0.5))
+    with pytest.raises(ValueError, match="available"):
+        batched_norm(u, "sup")
+    with pytest.raises(ValueError, match="fields"):
+        batched_norm(torch.ones(2, 3), "function")

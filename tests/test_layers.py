@@ -1,0 +1,138 @@
+import pytest
+import torch
+from certcheck import check_all, check_attack, check_jacobian
+
+from liponet.layers import (
+    GELU,
+    AuxiliaryScale,
+    CertifiedSequential,
+    FullSort,
+    GroupSort,
+    LipLinear,
+    OutputScale,
+    make_activation,
+    sup_norm_bound,
+)
+
+
+@pytest.mark.parametrize("orthogonal", [True, False])
+@pytest.mark.parametrize("k", [1.0, 2.5, None])
+@pytest.mark.parametrize("shape", [(5, 3), (3, 5)])
+def test_liplinear_certificate(shape, k, orthogonal):
+    torch.manual_seed(0)
+    x = torch.randn(4, shape[0])
+
+    def make():
+        torch.manual_seed(1)
+        return LipLinear(shape[0], shape[1], k=k, orthogonal=orthogonal)
+
+    check_all(make, x)
+    layer = make().double().eval()
+    if k is not None:  # normalized to k, and tight: the exact Jacobian norm reaches it
+        assert layer.lipschitz_bound() == pytest.approx(k, rel=1e-6)
+        assert check_jacobian(layer, x.double()) == pytest.approx(k, rel=1e-6)
+
+
+def test_liplinear_eval_weight_follows_optimizer_steps():
+    torch.manual_seed(0)
+    layer = LipLinear(4, 4, k=1.0, orthogonal=False)
+    opt = torch.optim.SGD(layer.parameters(), lr=0.5)
+    x = torch.randn(8, 4)
+    layer.eval()
+    before = layer(x).detach()
+    layer.train()
+    layer(x).sum().backward()
+    opt.step()
+    layer.eval()
+    after = layer(x).detach()
+    assert not torch.allclose(before, after)  # the cache saw the step
+    torch.testing.assert_close(after, layer.export()(x))
+    assert layer.lipschitz_bound() == pytest.approx(1.0, rel=1e-6)
+
+
+def test_liplinear_bad_arguments():
+    with pytest.raises(ValueError, match="k must be"):
+        LipLinear(2, 2, k=0.0)
+    with pytest.raises(ValueError, match="k must be"):
+        LipLinear(2, 2, k=float("nan"))
+    with pytest.raises(ValueError, match="in_features"):
+        LipLinear(0, 2)
+    with pytest.raises(ValueError, match="n_power"):
+        LipLinear(2, 2, n_power=0)
+
+
+@pytest.mark.parametrize("name", ["groupsort2", "fullsort", "relu", "abs"])
+def test_one_lipschitz_activations(name):
+    act = make_activation(name)
+    x = torch.randn(6, 4, dtype=torch.float64)
+    assert act.lipschitz_bound() == 1.0
+    est = check_attack(act, x)
+    assert est <= 1.0 + 1e-9
+    torch.testing.assert_close(act.export()(x), act(x))
+
+
+def test_groupsort_over_channels_of_fields():
+    x = torch.randn(2, 4, 8, dtype=torch.float64)
+    act = GroupSort(2, dim=1)
+    y = act(x)
+    torch.testing.assert_close(y[:, 0::2], torch.minimum(x[:, 0::2], x[:, 1::2]))
+    check_attack(act, x, norm="function")
+    check_attack(FullSort(dim=1), x, norm="function")
+
+
+def test_gelu_bound_is_its_maximum_slope():
+    x = torch.linspace(-6, 6, 200001, dtype=torch.float64, requires_grad=True)
+    (slope,) = torch.autograd.grad(torch.nn.functional.gelu(x).sum(), x)
+    assert float(slope.abs().max()) <= GELU().lipschitz_bound()
+    assert float(slope.abs().max()) >= GELU().lipschitz_bound() - 1e-6
+
+
+def test_unknown_activation_lists_choices():
+    with pytest.raises(ValueError, match="available: groupsort2"):
+        make_activation("gelu2")
+
+
+def test_output_scale_certificate():
+    torch.manual_seed(0)
+
+    def make():
+        torch.manual_seed(0)
+        scale = OutputScale(3, init=1.0)
+        with torch.no_grad():
+            scale.scale.copy_(torch.tensor([0.5, -2.0, 1.5]))
+        return CertifiedSequential(LipLinear(2, 3), scale)
+
+    check_all(make, torch.randn(5, 2))
+
+
+def test_auxiliary_scale_certificate_on_its_domain():
+    torch.manual_seed(0)
+    centre = torch.zeros(2)
+    radius = 2.0**0.5  # the box [-1, 1]^2
+
+    def make():
+        torch.manual_seed(0)
+        base = CertifiedSequential(LipLinear(2, 8), GroupSort(2), LipLinear(8, 2))
+        aux = CertifiedSequential(LipLinear(2, 4), GroupSort(2), LipLinear(4, 2, k=3.0))
+        return AuxiliaryScale(base, aux, centre, radius)
+
+    x = torch.rand(16, 2) * 2 - 1
+    model = make().double().eval()
+    check_jacobian(model, x.double())
+    check_attack(model, x.double(), n_steps=0)  # attacks would leave the domain
+    check_all(make, x[:4] * 0.5)
+
+
+def test_sup_norm_bound_covers_the_ball():
+    torch.manual_seed(0)
+    net = CertifiedSequential(LipLinear(3, 6), GroupSort(2), LipLinear(6, 2, k=2.0)).double()
+    net.eval()
+    centre = torch.zeros(3, dtype=torch.float64)
+    sup_inf, sup_2 = sup_norm_bound(net, centre, 1.0)
+    x = torch.nn.functional.normalize(torch.randn(2000, 3, dtype=torch.float64), dim=1)
+    x = x * torch.rand(2000, 1, dtype=torch.float64)
+    y = net(x).detach()
+    assert float(y.abs().max()) <= sup_inf
+    assert float(y.norm(dim=1).max()) <= sup_2
+    with pytest.raises(ValueError, match="radius"):
+        sup_norm_bound(net, centre, -1.0)
