@@ -14,19 +14,25 @@ from .generators import generate as generate
 from .generators import simulate as simulate
 from .reader import PDEBenchDataset as PDEBenchDataset
 from .reader import pdebench_splits as pdebench_splits
+from .stream import NormStats as NormStats
+from .stream import PDEBenchStream as PDEBenchStream
+from .stream import compute_stats as compute_stats
 
 __all__ = [
     "CorruptFileError",
     "EmptySelectionError",
     "MissingKeyError",
     "NonFiniteError",
+    "NormStats",
     "NotHDF5Error",
     "PDEBenchDataset",
     "PDEBenchFileNotFoundError",
     "PDEBenchFormatError",
+    "PDEBenchStream",
     "UnknownLayoutError",
     "WrongRankError",
     "available_families",
+    "compute_stats",
     "generate",
     "pdebench_splits",
     "simulate",

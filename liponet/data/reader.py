@@ -295,10 +295,15 @@ class PDEBenchDataset(Dataset[tuple[Tensor, Tensor]]):
         ids = np.repeat(np.arange(samples.start, samples.stop), len(self._windows))
         return x, y, ids
 
-    def check_finite(self, x: np.ndarray, y: np.ndarray, ids: np.ndarray) -> np.ndarray:
-        """Boolean mask of finite items; raises :class:`NonFiniteError` under ``"raise"``."""
+    def check_finite(
+        self, x: np.ndarray, y: np.ndarray, ids: np.ndarray, policy: str | None = None
+    ) -> np.ndarray:
+        """Boolean mask of finite items; raises :class:`NonFiniteError` under ``"raise"``.
+
+        ``policy`` overrides ``on_nonfinite``.
+        """
         ok = np.isfinite(x.reshape(len(x), -1)).all(1) & np.isfinite(y.reshape(len(y), -1)).all(1)
-        if self.on_nonfinite == "raise" and not ok.all():
+        if (policy or self.on_nonfinite) == "raise" and not ok.all():
             bad = int(ids[np.argmin(ok)])
             raise NonFiniteError(
                 self.path,

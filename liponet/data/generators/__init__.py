@@ -2,6 +2,8 @@
 
 from . import advection as advection
 from . import burgers as burgers
+from . import darcy as darcy
+from . import fitzhugh_nagumo as fitzhugh_nagumo
 from . import reaction_diffusion as reaction_diffusion
 from .base import Family as Family
 from .base import available_families as available_families
