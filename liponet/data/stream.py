@@ -117,7 +117,7 @@ class PDEBenchStream(IterableDataset[Any]):
         self.epoch = int(epoch)
 
     def blocks(self) -> list[range]:
-        """Blocks of the current epoch for this stream (rank and DataLoader worker), in read order."""
+        """Blocks of the current epoch for this stream (rank and worker), in read order."""
         info = get_worker_info()
         n_workers, worker = (info.num_workers, info.id) if info is not None else (1, 0)
         streams = self.world_size * n_workers
