@@ -1,5 +1,7 @@
 """Model families (constrained and unconstrained twins) and the model registry."""
 
+from .deeponet import DeepONet as DeepONet
+from .deeponet import LipDeepONet as LipDeepONet
 from .mlp import MLP as MLP
 from .mlp import LipMLP as LipMLP
 from .registry import available_models as available_models
@@ -9,6 +11,8 @@ from .registry import register_model as register_model
 
 __all__ = [
     "MLP",
+    "DeepONet",
+    "LipDeepONet",
     "LipMLP",
     "available_models",
     "build_model",
