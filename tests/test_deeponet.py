@@ -7,6 +7,7 @@ from torch import Tensor, nn
 
 from liponet.certify import jacobian_lipschitz
 from liponet.models import DeepONet, LipDeepONet, available_models, build_model
+from liponet.models.deeponet import PeriodicEmbedding
 
 M = 8  # sensors
 DOMAIN_1D = ([0.0], [1.0])
@@ -98,6 +99,9 @@ CASES = {
     **{name: (DOMAIN_1D, 1, 1, kw) for name, kw in VARIANTS.items()},
     "xt_2in_2out": (DOMAIN_2D, 2, 2, {}),
     "xt_2out_auxiliary": (DOMAIN_2D, 1, 2, dict(output_scale="auxiliary")),
+    "e_harmonics": (DOMAIN_1D, 1, 1, dict(harmonics=3)),
+    "xt_harmonics_auxiliary": (DOMAIN_2D, 1, 2, dict(harmonics=2, output_scale="auxiliary")),
+    "xt_harmonics_vector": (DOMAIN_2D, 2, 1, dict(harmonics=2, output_scale="vector")),
 }
 
 
@@ -225,5 +229,37 @@ def test_errors():
         LipDeepONet(M, domain=([1.0], [0.0]))
     with pytest.raises(ValueError, match="not 1-Lipschitz"):
         LipDeepONet(M, domain=DOMAIN_1D, activation="gelu")
+    with pytest.raises(ValueError, match="harmonics must be an integer >= 0"):
+        LipDeepONet(M, domain=DOMAIN_1D, harmonics=-1)
+    with pytest.raises(ValueError, match="needs a positive period"):
+        LipDeepONet(M, domain=([0.5], [0.5]), harmonics=2)
     with pytest.raises(ValueError, match="bad arguments for model 'DeepONet'"):
         build_model("DeepONet", n_sensors=M, domain=DOMAIN_1D, k=2.0)
+
+
+@pytest.mark.parametrize("coord_dim", [1, 2])
+def test_periodic_embedding_constant_is_exact(coord_dim):
+    emb = PeriodicEmbedding(3, period=2.0, coord_dim=coord_dim).double()
+    y = torch.rand(5, coord_dim, dtype=torch.float64)
+    local = jacobian_lipschitz(emb, y)
+    expected = torch.full_like(local, emb.lipschitz_bound())
+    torch.testing.assert_close(local, expected, rtol=1e-9, atol=0.0)
+    shifted = y.clone()
+    shifted[:, 0] += 2.0
+    torch.testing.assert_close(emb(shifted), emb(y), rtol=0, atol=1e-12)
+    assert emb.out_features == 6 + coord_dim - 1
+    assert PeriodicEmbedding(0, 1.0, coord_dim).lipschitz_bound() == 1.0
+
+
+@pytest.mark.parametrize("case", ["e_harmonics", "xt_harmonics_auxiliary", "c_vector"])
+def test_basis_sup_bound_holds_on_dense_domain(case):
+    domain, cin, cout, kwargs = CASES[case]
+    model = _maker(domain=domain, in_channels=cin, out_channels=cout, **kwargs)().double().eval()
+    dense = _coords(domain, 4000).double()
+    with torch.no_grad():
+        basis = model.trunk(model.embedding(dense)).reshape(-1, cout, 4)
+    sup = float(torch.linalg.vector_norm(basis, dim=2).max())
+    assert sup <= model.basis_sup_bound()
+    # The embedded points stay in the ball the bound uses.
+    dist = torch.linalg.vector_norm(model.embedding(dense) - model.centre, dim=1)
+    assert float(dist.max()) <= model.radius * (1 + 1e-12)
