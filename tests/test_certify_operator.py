@@ -349,5 +349,19 @@ def test_bad_inputs_raise_clear_errors():
     with pytest.raises(ValueError, match="cannot bound errors"):
         operator_error_bound(
             query, calib, torch.zeros(4), lipschitz_model=1.0,
-            lipschitz_true=true_lipschitz("advection", "sup"),
+            lipschitz_true=LipschitzConstant(1.0, output_norm="sobolev:-1"),
         )  # fmt: skip
+
+
+def test_sup_constant_also_bounds_function_norm_errors():
+    # ||v||_function <= ||v||_sup: an advection constant in sup -> sup serves function errors
+    model = sensor_model(seed=21)
+    calib, query = make_data(64, seed=22), make_data(32, seed=23)
+    with torch.no_grad():
+        bound = operator_error_bound(
+            query, calib, calib_targets=advect(calib), calib_preds=model(calib),
+            lipschitz_model=model, lipschitz_true=true_lipschitz("advection", "sup"),
+        )  # fmt: skip
+        observed = observed_errors(advect(query), model(query))
+    assert bound.name == "mixed-norm" and bound.label == "certified"
+    assert coverage_report(bound, observed).violations == 0

@@ -18,6 +18,7 @@ from .operator import available_true_operators as available_true_operators
 from .operator import certified_radius as certified_radius
 from .operator import certify_rollout as certify_rollout
 from .operator import estimate_true_lipschitz as estimate_true_lipschitz
+from .operator import model_constant as model_constant
 from .operator import operator_error_bound as operator_error_bound
 from .operator import register_true_constant as register_true_constant
 from .operator import robustness_bound as robustness_bound
@@ -48,6 +49,7 @@ __all__ = [
     "estimate_true_lipschitz",
     "field_norm",
     "jacobian_lipschitz",
+    "model_constant",
     "observed_errors",
     "operator_error_bound",
     "pair_ratios",

@@ -12,12 +12,47 @@ from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 
 from .norms import field_norm
 from .operator import ErrorBound
 
-__all__ = ["CoverageReport", "calibration_sweep", "coverage_report", "observed_errors"]
+__all__ = [
+    "CoverageReport",
+    "calibration_sweep",
+    "coverage_report",
+    "field_operator",
+    "observed_errors",
+]
+
+
+def grid_coordinates(spatial: tuple[int, ...]) -> Tensor:
+    """Cell centres ``(i + 0.5) / n`` of the unit box, ``(n_points, dim)`` in row-major order."""
+    axes = [(torch.arange(n, dtype=torch.float32) + 0.5) / n for n in spatial]
+    mesh = torch.meshgrid(*axes, indexing="ij")
+    return torch.stack([m.reshape(-1) for m in mesh], 1)
+
+
+def field_operator(model: nn.Module, coords: Tensor | None = None) -> Callable[[Tensor], Tensor]:
+    """The model as a map of fields ``(batch, channels, *spatial) -> (batch, out, *spatial)``.
+
+    Field models (FNOs, ...) are returned as they are. DeepONets (models with
+    ``branch_coefficients``) read the input field at its grid points as sensors and are
+    evaluated at ``coords`` (default: the cell centres of the input's unit grid), the output
+    reshaped to the input's spatial shape when the points are that grid.
+    """
+    if not hasattr(model, "branch_coefficients"):
+        return model
+
+    def apply(a: Tensor) -> Tensor:
+        spatial = tuple(a.shape[2:])
+        points = grid_coordinates(spatial).to(a) if coords is None else coords.to(a)
+        out = model(a.reshape(a.shape[0], a.shape[1], -1), points)  # (batch, out, n_points)
+        if coords is None:
+            return out.reshape(out.shape[0], out.shape[1], *spatial)
+        return out
+
+    return apply
 
 
 def observed_errors(targets: Tensor, preds: Tensor, norm: str = "function") -> Tensor:

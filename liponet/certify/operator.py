@@ -43,6 +43,7 @@ __all__ = [
     "certify_rollout",
     "estimate_true_lipschitz",
     "max_pair_ratio",
+    "model_constant",
     "operator_error_bound",
     "register_true_constant",
     "robustness_bound",
@@ -129,18 +130,12 @@ def as_constant(value: ConstantLike, norm: str = "function") -> LipschitzConstan
     if isinstance(value, LipschitzConstant):
         return value
     if isinstance(value, CertifiedModule):
-        if norm not in ("function", "euclidean"):
+        if norm not in ("function", "sup"):
             raise ValueError(
-                f"a model's lipschitz_bound() holds in the function norm, not {norm!r}; convert "
-                "it explicitly (e.g. sup_output_constant) and pass a LipschitzConstant"
+                f"a model's lipschitz_bound() holds from the function norm, not {norm!r}; pass "
+                "its constant as a LipschitzConstant"
             )
-        return LipschitzConstant(
-            float(value.lipschitz_bound()),
-            "certified",
-            norm,
-            norm,
-            f"{type(value).__name__}.lipschitz_bound()",
-        )
+        return model_constant(value)
     if isinstance(value, nn.Module):
         raise TypeError(
             f"{type(value).__name__} has no certified constant (not a CertifiedModule); pass "
@@ -152,6 +147,25 @@ def as_constant(value: ConstantLike, norm: str = "function") -> LipschitzConstan
         )
     return LipschitzConstant(
         float(value), "estimated", norm, norm, "a number given without proof (label estimated)"
+    )
+
+
+def model_constant(model: CertifiedModule) -> LipschitzConstant:
+    """A certified operator's constant with its norms (labelled certified).
+
+    Field models (FNOs, sensor MLPs): ``lipschitz_bound()`` holds from the function norm into
+    the function norm. DeepONets (models with ``branch_coefficients``) certify more: their bound
+    holds for every query point ``y`` of the declared domain, ``|Ĝ(u)(y) - Ĝ(u')(y)| <= L
+    ||u - u'||``, i.e. into the sup norm over any query points in the domain (see
+    :class:`~liponet.models.LipDeepONet`), so the pointwise bound needs no ``sqrt(n)`` factor.
+    """
+    pointwise = hasattr(model, "branch_coefficients")
+    return LipschitzConstant(
+        float(model.lipschitz_bound()),
+        "certified",
+        "function",
+        "sup" if pointwise else "function",
+        f"{type(model).__name__}.lipschitz_bound()" + (" (pointwise in y)" if pointwise else ""),
     )
 
 
@@ -387,9 +401,7 @@ def operator_error_bound(
         raise ValueError(f"input_noise must be finite and >= 0, got {input_noise}")
     errors = calib_errors_from(calib_errors, calib_targets, calib_preds, norm)
     n_out = _n_points(calib_targets if calib_targets is not None else calib_inputs)
-    model = _into_norm(
-        as_constant(lipschitz_model, _model_norm(lipschitz_model, norm)), norm, n_out
-    )
+    model = _into_norm(as_constant(lipschitz_model, norm), norm, n_out)
     true = _into_norm(as_constant(lipschitz_true, norm), norm, n_out)
     terms = _merge_terms([(model.value, model.input_norm), (true.value, true.input_norm)])
     bound, index, dist = min_over_calibration(query_inputs, calib_inputs, errors, terms, block)
@@ -406,19 +418,21 @@ def operator_error_bound(
     )
 
 
-def _model_norm(value: ConstantLike, norm: str) -> str:
-    """A module's certificate is in the function norm whatever the error norm."""
-    return "function" if isinstance(value, CertifiedModule) and norm == "sup" else norm
-
-
 def _n_points(fields: Tensor) -> int:
     return math.prod(fields.shape[2:]) if fields.ndim >= 3 else 1
 
 
 def _into_norm(constant: LipschitzConstant, norm: str, n_points: int) -> LipschitzConstant:
-    """Check a constant ends in the error norm (converting function -> sup where asked)."""
+    """Check a constant ends in the error norm (converting function <-> sup where valid).
+
+    Into the sup norm is also into the function norm (a mean over the grid is at most the
+    maximum), with the same value; into the function norm gives into the sup norm with a factor
+    ``sqrt(n_points)`` (:func:`sup_output_constant`).
+    """
     if constant.output_norm == norm:
         return constant
+    if norm == "function" and constant.output_norm == "sup":
+        return replace(constant, output_norm="function", source=f"{constant.source} (sup >= L2)")
     if norm == "sup" and constant.output_norm == "function":
         return sup_output_constant(constant, n_points)
     raise ValueError(
