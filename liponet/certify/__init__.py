@@ -7,6 +7,7 @@ from .empirical import pair_ratios as pair_ratios
 from .harness import CoverageReport as CoverageReport
 from .harness import calibration_sweep as calibration_sweep
 from .harness import coverage_report as coverage_report
+from .harness import field_operator as field_operator
 from .harness import observed_errors as observed_errors
 from .norms import field_norm as field_norm
 from .operator import LABELS as LABELS
@@ -48,6 +49,7 @@ __all__ = [
     "estimate_lipschitz",
     "estimate_true_lipschitz",
     "field_norm",
+    "field_operator",
     "jacobian_lipschitz",
     "model_constant",
     "observed_errors",
