@@ -144,3 +144,18 @@ def test_calibration_sweep_bound_shrinks_with_more_samples():
     assert [n for n, _ in rows] == [16, 256]
     assert all(r.coverage == 1.0 for _, r in rows)
     assert rows[1][1].bound_median < rows[0][1].bound_median
+
+
+def test_pointwise_activations_are_not_lipschitz_in_a_negative_sobolev_norm():
+    # why no LipFNO certificate in H^-1: |sin(2 pi N x)| has mean 2/pi while sin(2 pi N x) -> 0
+    # in H^-1, so the ratio ||abs(u) - abs(0)||_{H^-1} / ||u - 0||_{H^-1} grows like N
+    from liponet.certify import field_norm
+    from liponet.layers import Abs
+
+    x = reference.grid(256)
+    ratios = []
+    for n in (2, 8, 32):
+        u = torch.sin(2 * math.pi * n * x).reshape(1, 1, -1)
+        ratios.append(float(field_norm(Abs()(u), "sobolev:-1") / field_norm(u, "sobolev:-1")))
+    assert ratios[0] < ratios[1] < ratios[2]
+    assert ratios[2] > 100  # while Abs is 1-Lipschitz in L2
