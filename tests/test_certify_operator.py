@@ -365,3 +365,15 @@ def test_sup_constant_also_bounds_function_norm_errors():
         observed = observed_errors(advect(query), model(query))
     assert bound.name == "mixed-norm" and bound.label == "certified"
     assert coverage_report(bound, observed).violations == 0
+
+
+def test_sup_distances_in_small_pieces_match(monkeypatch):
+    from liponet.certify import norms
+
+    a, b = torch.randn(9, 2, 8), torch.randn(5, 2, 8)
+    whole = pairwise_distances(a, b, "sup")(slice(0, 9), slice(0, 5))
+    monkeypatch.setattr(norms, "_SUP_ELEMENTS", 1)
+    pieces = pairwise_distances(a, b, "sup")(slice(0, 9), slice(0, 5))
+    assert torch.equal(whole, pieces)
+    expected = (a[:, None] - b[None]).pow(2).sum(2).sqrt().amax(-1).double()
+    assert torch.allclose(whole, expected, rtol=1e-6)

@@ -148,10 +148,22 @@ def _hilbert_block(q: Tensor, c: Tensor) -> Tensor:
     return (sq.clamp_min(0.0) + margin).sqrt()
 
 
+#: Elements of the difference tensor held at once by the sup distance (~64 MB in float64).
+_SUP_ELEMENTS = 2**23
+
+
 def _sup_block(q: Tensor, c: Tensor) -> Tensor:
-    """Exact sup distances between fields ``(m, channels, *spatial)`` and ``(n, ...)``."""
-    diff = q[:, None] - c[None, :]  # (m, n, channels, *spatial)
-    return diff.pow(2).sum(2).sqrt().reshape(q.shape[0], c.shape[0], -1).amax(2)
+    """Exact sup distances between fields ``(m, channels, *spatial)`` and ``(n, ...)``.
+
+    Rows of ``q`` are processed a few at a time so that at most ``_SUP_ELEMENTS`` differences
+    are held at once.
+    """
+    rows = max(1, _SUP_ELEMENTS // max(1, c.numel()))
+    out = []
+    for part in q.split(rows):
+        diff = part[:, None] - c[None, :]  # (r, n, channels, *spatial)
+        out.append(diff.pow(2).sum(2).sqrt().reshape(part.shape[0], c.shape[0], -1).amax(2))
+    return torch.cat(out)
 
 
 def pairwise_distances(a: Tensor, b: Tensor, norm: str) -> Callable[[slice, slice], Tensor]:
