@@ -4,11 +4,17 @@ from . import reference as reference
 from .empirical import estimate_lipschitz as estimate_lipschitz
 from .empirical import jacobian_lipschitz as jacobian_lipschitz
 from .empirical import pair_ratios as pair_ratios
+from .function import BOUND_METHODS as BOUND_METHODS
+from .function import ErrorBound as MaxErrorBound
+from .function import TargetLipschitzEstimate as TargetLipschitzEstimate
+from .function import estimate_target_lipschitz as estimate_target_lipschitz
+from .function import max_error_bound as max_error_bound
 from .harness import CoverageReport as CoverageReport
 from .harness import calibration_sweep as calibration_sweep
 from .harness import coverage_report as coverage_report
 from .harness import field_operator as field_operator
 from .harness import observed_errors as observed_errors
+from .interpolation import GridInterpolant as GridInterpolant
 from .norms import field_norm as field_norm
 from .operator import LABELS as LABELS
 from .operator import Certificate as Certificate
@@ -32,11 +38,15 @@ from .tighter import estimate_error_lipschitz as estimate_error_lipschitz
 from .tighter import residual_error_bound as residual_error_bound
 
 __all__ = [
+    "BOUND_METHODS",
     "LABELS",
     "Certificate",
     "CoverageReport",
     "ErrorBound",
+    "GridInterpolant",
     "LipschitzConstant",
+    "MaxErrorBound",
+    "TargetLipschitzEstimate",
     "as_constant",
     "available_true_operators",
     "calibration_sweep",
@@ -47,10 +57,12 @@ __all__ = [
     "error_lipschitz_bound",
     "estimate_error_lipschitz",
     "estimate_lipschitz",
+    "estimate_target_lipschitz",
     "estimate_true_lipschitz",
     "field_norm",
     "field_operator",
     "jacobian_lipschitz",
+    "max_error_bound",
     "model_constant",
     "observed_errors",
     "operator_error_bound",
