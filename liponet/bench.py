@@ -416,11 +416,13 @@ def load_task(
 Builder = Callable[[BenchData, Preset], nn.Module]
 
 
-def _modes(data: BenchData, preset: Preset) -> tuple[int, ...]:
+def fno_modes(data: BenchData, preset: Preset) -> tuple[int, ...]:
+    """The preset's kept modes, capped at what each spatial size resolves."""
     return tuple(min(preset.modes, (n + 1) // 2) for n in data.spatial)
 
 
-def _padding(data: BenchData) -> float:
+def fno_padding(data: BenchData) -> float:
+    """Domain padding of FNOs: none for periodic tasks, 1/8 otherwise."""
     return 0.0 if data.task.periodic else 0.125
 
 
@@ -430,10 +432,10 @@ def _lipfno(best: bool) -> Builder:
         return LipFNO(
             data.in_channels,
             data.out_channels,
-            _modes(data, preset),
+            fno_modes(data, preset),
             width=preset.width,
             depth=preset.depth,
-            padding=_padding(data),
+            padding=fno_padding(data),
             **extra,
         )
 
@@ -444,10 +446,10 @@ def _fno(data: BenchData, preset: Preset) -> nn.Module:
     return FNO(
         data.in_channels,
         data.out_channels,
-        _modes(data, preset),
+        fno_modes(data, preset),
         width=preset.width,
         depth=preset.depth,
-        padding=_padding(data),
+        padding=fno_padding(data),
     )
 
 
@@ -455,12 +457,12 @@ def _neuralop_fno(data: BenchData, preset: Preset) -> nn.Module:
     from neuralop.models import FNO as NeuralopFNO  # optional dependency (extra "baseline")
 
     return NeuralopFNO(
-        n_modes=_modes(data, preset),
+        n_modes=fno_modes(data, preset),
         in_channels=data.in_channels,
         out_channels=data.out_channels,
         hidden_channels=preset.width,
         n_layers=preset.depth,
-        domain_padding=None if data.task.periodic else _padding(data),
+        domain_padding=None if data.task.periodic else fno_padding(data),
     )
 
 
@@ -649,16 +651,26 @@ COLUMNS = (
 )
 
 
-def run_row(model_name: str, data: BenchData, preset: Preset, seed: int = 0) -> dict[str, Any]:
-    """Build, train, score and certify one model on one task: one result row."""
-    if model_name not in MODELS:
+def run_row(
+    model_name: str,
+    data: BenchData,
+    preset: Preset,
+    seed: int = 0,
+    builder: Builder | None = None,
+) -> dict[str, Any]:
+    """Build, train, score and certify one model on one task: one result row.
+
+    ``builder`` replaces the registered builder of ``model_name`` (benchmark variants).
+    """
+    if builder is None and model_name not in MODELS:
         raise ValueError(f"unknown model {model_name!r}; available: {', '.join(MODELS)}")
     row: dict[str, Any] = {"task": data.task.name, "model": model_name}
     if model_name == "neuralop-FNO" and not neuralop_available():
         return {**row, "status": "not installed"}
     torch.manual_seed(seed)
-    model = MODELS[model_name](data, preset)
+    model = (builder or MODELS[model_name])(data, preset)
     f, seconds, steps = train(model, data, preset, seed)
+    row["_model"], row["_f"] = model, f
     test = _scores(f, data, "test")
     val = _scores(f, data, "val")
     row.update(
