@@ -36,6 +36,9 @@ __all__ = [
     "open_h5",
 ]
 
+#: A contiguous sample slice, or sorted sample indices (read as one h5py selection).
+Samples = slice | list[int]
+
 #: Spatial axis names, in order, and the coordinate keys of the array layouts.
 AXES = ("x", "y", "z")
 CFD_FIELDS = ("density", "pressure", "Vx", "Vy", "Vz")
@@ -113,11 +116,12 @@ class Layout(ABC):
 
     @abstractmethod
     def read(
-        self, f: h5py.File, samples: slice, frames: slice, space: tuple[slice, ...]
+        self, f: h5py.File, samples: Samples, frames: slice, space: tuple[slice, ...]
     ) -> np.ndarray:
-        """Read a contiguous slab: ``(n, t, fields, *spatial)`` float32.
+        """Read a slab: ``(n, t, fields, *spatial)`` float32.
 
-        ``samples`` is a contiguous sample range, ``frames`` a (strided) frame slice and
+        ``samples`` is a contiguous slice or a sorted list of sample indices (one selection, no
+        intermediate copy), ``frames`` a (strided) frame slice and
         ``space`` one (strided) slice per spatial axis.
         """
 
@@ -170,7 +174,7 @@ class SingleArrayLayout(Layout):
         return cls(path, n, nt, tuple(space), ("tensor",), grid)
 
     def read(
-        self, f: h5py.File, samples: slice, frames: slice, space: tuple[slice, ...]
+        self, f: h5py.File, samples: Samples, frames: slice, space: tuple[slice, ...]
     ) -> np.ndarray:
         """See :meth:`Layout.read`."""
         data = read_array(f, "tensor", (samples, frames, *space))
@@ -198,7 +202,7 @@ class CFDLayout(Layout):
         return cls(path, n, nt, tuple(space), fields, grid)
 
     def read(
-        self, f: h5py.File, samples: slice, frames: slice, space: tuple[slice, ...]
+        self, f: h5py.File, samples: Samples, frames: slice, space: tuple[slice, ...]
     ) -> np.ndarray:
         """See :meth:`Layout.read`."""
         return np.stack([read_array(f, k, (samples, frames, *space)) for k in self.fields], 2)
@@ -226,7 +230,7 @@ class DarcyLayout(Layout):
         return cls(path, nu.shape[0], 2, tuple(nu.shape[1:]), ("tensor",), grid)
 
     def read(
-        self, f: h5py.File, samples: slice, frames: slice, space: tuple[slice, ...]
+        self, f: h5py.File, samples: Samples, frames: slice, space: tuple[slice, ...]
     ) -> np.ndarray:
         """See :meth:`Layout.read` (frame 0 = ``nu``, frame 1 = ``tensor``)."""
         wanted = range(2)[frames]
@@ -270,12 +274,13 @@ class GroupLayout(Layout):
         return cls(path, len(keys), nt, tuple(space), fields, grid, keys=keys)
 
     def read(
-        self, f: h5py.File, samples: slice, frames: slice, space: tuple[slice, ...]
+        self, f: h5py.File, samples: Samples, frames: slice, space: tuple[slice, ...]
     ) -> np.ndarray:
         """See :meth:`Layout.read`."""
         expected = (self.n_frames, *self.spatial_shape, len(self.fields))
         out = []
-        for key in self.keys[samples]:
+        rows = range(len(self.keys))[samples] if isinstance(samples, slice) else samples
+        for key in (self.keys[i] for i in rows):
             ds = _dataset(f, f"{key}/data")
             if ds.shape != expected:
                 raise WrongRankError(

@@ -13,13 +13,13 @@ import torch.distributed as dist
 from torch import Tensor
 from torch.utils.data import IterableDataset, get_worker_info
 
-from .reader import NONFINITE, PDEBenchDataset, _choice, _runs
+from .reader import NONFINITE, PDEBenchDataset, _choice, _runs, finite_rows
 
 __all__ = ["NormStats", "PDEBenchStream", "compute_stats"]
 
 #: Samples per contiguous read and items kept in the shuffle buffer, by default.
 BLOCK_SIZE = 16
-BUFFER_SIZE = 512
+BUFFER_SIZE = 256
 
 
 class PDEBenchStream(IterableDataset[Any]):
@@ -28,8 +28,14 @@ class PDEBenchStream(IterableDataset[Any]):
     Each epoch, the split's samples are cut into blocks of ``block_size`` consecutive samples
     (one contiguous read each); the block order is shuffled with ``(seed, epoch)``, blocks are
     dealt round-robin to the ``world_size * num_workers`` streams (rank-major), and each stream
-    passes its items through a shuffle buffer of ``buffer_size`` items. Memory holds one block
-    plus the buffer, whatever the file size.
+    shuffles its items within pools of about ``buffer_size`` items.
+
+    Shuffling is chunk-aware: blocks of ``block_size`` consecutive samples are taken in shuffled
+    order; ``buffer_size / block_size`` consecutive blocks form a pool whose sample indices are
+    permuted; each batch is then read straight from the file as ONE h5py selection of its
+    samples (sorted rows of the pool's blocks), with no intermediate buffer, so data is copied
+    once, as by a plain read. Memory: one batch (or ``block_size`` samples without batching).
+    Samples dropped as non-finite (``on_nonfinite="skip"``) shorten a batch.
 
     Parameters
     ----------
@@ -133,39 +139,56 @@ class PDEBenchStream(IterableDataset[Any]):
             return _truncate(dealt[mine], fewest)
         return dealt[mine]
 
-    def _items(self) -> Iterator[tuple[Tensor, Tensor]]:
+    def _groups(self) -> Iterator[list[int]]:
+        """Sorted sample indices of each read, in yield order (each read is one selection)."""
         info = get_worker_info()
         worker = info.id if info is not None else 0
         rng = np.random.default_rng([self.seed, self.epoch, self.rank, worker, 1])
-        buffer: list[tuple[Tensor, Tensor]] = []
-        for block in self.blocks():
-            x, y, ids = self.dataset.read_items(block)
-            ok = self.dataset.check_finite(x, y, ids, policy=self.on_nonfinite)
-            for i in np.flatnonzero(ok):
-                item = (torch.from_numpy(x[i].copy()), torch.from_numpy(y[i].copy()))
-                if not self.shuffle:
-                    yield item
-                elif len(buffer) < self.buffer_size:
-                    buffer.append(item)
-                else:
-                    j = int(rng.integers(len(buffer)))
-                    yield buffer[j]
-                    buffer[j] = item
-        for j in rng.permutation(len(buffer)):
-            yield buffer[j]
+        blocks = self.blocks()
+        per_pool = max(1, -(-self.buffer_size // self.block_size))
+        read = max(1, (self.batch_size or self.block_size) // len(self.dataset._windows))
+        for p in range(0, len(blocks), per_pool):
+            pool = np.concatenate([np.asarray(b) for b in blocks[p : p + per_pool]])
+            if self.shuffle:
+                pool = rng.permutation(pool)
+            for a in range(0, len(pool), read):
+                yield sorted(pool[a : a + read].tolist())
+
+    def _chunks(self) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        """``(x, y)`` arrays of the finite items of each read."""
+        for group in self._groups():
+            x, y, ids, ok = self.dataset.read_items(group)
+            self.dataset.check_finite(ok, ids, policy=self.on_nonfinite)
+            if not ok.all():
+                x, y = x[ok], y[ok]
+            yield x, y
 
     def __iter__(self) -> Iterator[Any]:
         if self.batch_size is None:
-            yield from self._items()
+            for x, y in self._chunks():
+                for i in range(len(x)):
+                    yield torch.from_numpy(x[i]), torch.from_numpy(y[i])
             return
-        batch: list[tuple[Tensor, Tensor]] = []
-        for item in self._items():
-            batch.append(item)
-            if len(batch) == self.batch_size:
-                yield torch.stack([b[0] for b in batch]), torch.stack([b[1] for b in batch])
-                batch = []
-        if batch:
-            yield torch.stack([b[0] for b in batch]), torch.stack([b[1] for b in batch])
+        held_x: list[np.ndarray] = []
+        held_y: list[np.ndarray] = []
+        count = 0
+        for x, y in self._chunks():
+            if not held_x and len(x) == self.batch_size:  # the common case: no copy
+                yield torch.from_numpy(x), torch.from_numpy(y)
+                continue
+            held_x.append(x)
+            held_y.append(y)
+            count += len(x)
+            while count >= self.batch_size:
+                cx, cy = np.concatenate(held_x), np.concatenate(held_y)
+                yield (
+                    torch.from_numpy(cx[: self.batch_size]),
+                    torch.from_numpy(cy[: self.batch_size]),
+                )
+                held_x, held_y = [cx[self.batch_size :]], [cy[self.batch_size :]]
+                count -= self.batch_size
+        if count:
+            yield torch.from_numpy(np.concatenate(held_x)), torch.from_numpy(np.concatenate(held_y))
 
 
 def _truncate(blocks: Sequence[range], n: int) -> list[range]:
@@ -262,9 +285,9 @@ def compute_stats(
     for block in _runs(ds.indices, block_size):
         data = ds.read_frames(block, positions).astype(np.float64)  # (n, t, fields, *spatial)
         values = np.moveaxis(data, 2, 0).reshape(n_fields, len(block), -1)
-        finite = np.isfinite(values).all(axis=(0, 2))
+        finite = finite_rows(data.reshape(len(block), -1))
         if not finite.all():
-            ds.check_finite(data, data, np.asarray(block))  # raises under "raise"
+            ds.check_finite(finite, np.asarray(block))  # raises under "raise"
             values = values[:, finite]
         flat = values.reshape(n_fields, -1)
         n_b = flat.shape[1]
