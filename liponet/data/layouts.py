@@ -65,11 +65,45 @@ def read_array(f: h5py.File, key: str, selection: tuple[object, ...] = ()) -> np
     """``f[key][selection]`` as float32, with format errors instead of h5py tracebacks."""
     ds = _dataset(f, key)
     try:
+        if selection and isinstance(selection[0], list):
+            return _read_rows(ds, selection[0], selection[1:])
         return np.asarray(ds[selection] if selection else ds[()], dtype=np.float32)
     except (OSError, RuntimeError) as err:
         raise CorruptFileError(
             f.filename, f"cannot read data (truncated or corrupt): {err}", key
         ) from err
+
+
+def _read_rows(ds: h5py.Dataset, rows: list[int], rest: tuple[object, ...]) -> np.ndarray:
+    """Sorted ``rows`` of the first axis (with ``rest`` on the others) into one array.
+
+    Each run of consecutive rows is one contiguous hyperslab read straight into its place in
+    the output (HDF5 reads it with one large I/O call), which is much faster than an h5py
+    point/union selection of the same rows, served through HDF5's small sieve buffer.
+    """
+    shape: list[int] = [len(rows)]
+    for axis, sel in enumerate(rest, start=1):
+        if isinstance(sel, slice):
+            shape.append(len(range(*sel.indices(ds.shape[axis]))))
+        elif not isinstance(sel, int | np.integer):
+            raise TypeError(f"unsupported selection {sel!r}")
+    shape.extend(ds.shape[1 + len(rest) :])
+    out = np.empty(shape, dtype=np.float32)
+    if out.size == 0:
+        return out
+    start = 0
+    while start < len(rows):
+        stop = start + 1
+        while stop < len(rows) and rows[stop] == rows[stop - 1] + 1:
+            stop += 1
+        source = (slice(rows[start], rows[stop - 1] + 1), *rest)
+        if ds.dtype == np.float32:
+            # a contiguous destination view: HDF5 reads straight into it (no gather buffer)
+            ds.read_direct(out[start:stop], source_sel=source)
+        else:
+            out[start:stop] = ds[source]
+        start = stop
+    return out
 
 
 def _dataset(f: h5py.File | h5py.Group, key: str) -> h5py.Dataset:

@@ -387,6 +387,19 @@ class PDEBenchDataset(Dataset[tuple[Tensor, Tensor]]):
         positions = list(range(len(self._frame_ids)))
         return torch.from_numpy(self.read_frames(range(sample, sample + 1), positions)[0])
 
+    def sample_bytes(self) -> int:
+        """Bytes read per sample for this task (all frames its items use, after strides)."""
+        frames = len({p for w in self._windows for p in w})
+        points = int(
+            np.prod(
+                [
+                    len(range(n)[s])
+                    for n, s in zip(self.layout.spatial_shape, self._space, strict=True)
+                ]
+            )
+        )
+        return 4 * frames * len(self.layout.fields) * points
+
     @property
     def n_frames(self) -> int:
         """Frames per trajectory after the time stride."""

@@ -20,6 +20,9 @@ __all__ = ["NormStats", "PDEBenchStream", "compute_stats"]
 #: Samples per contiguous read and items kept in the shuffle buffer, by default.
 BLOCK_SIZE = 16
 BUFFER_SIZE = 256
+#: Samples at least this large (bytes of the frames read) are read per batch, straight from the
+#: file; smaller ones per block, then gathered in memory.
+DIRECT_READ_BYTES = 64 * 1024
 
 
 class PDEBenchStream(IterableDataset[Any]):
@@ -32,9 +35,10 @@ class PDEBenchStream(IterableDataset[Any]):
 
     Shuffling is chunk-aware: blocks of ``block_size`` consecutive samples are taken in shuffled
     order; ``buffer_size / block_size`` consecutive blocks form a pool whose sample indices are
-    permuted; each batch is then read straight from the file as ONE h5py selection of its
-    samples (sorted rows of the pool's blocks), with no intermediate buffer, so data is copied
-    once, as by a plain read. Memory: one batch (or ``block_size`` samples without batching).
+    permuted. Large samples (``>= DIRECT_READ_BYTES``): each batch is read straight from the
+    file, one contiguous read per run of consecutive samples, into the batch array (data copied
+    once, as by a plain read; memory: one batch). Small samples: each block is read whole and
+    the pool's items are gathered into batches in memory (memory: one pool).
     Samples dropped as non-finite (``on_nonfinite="skip"``) shorten a batch.
 
     Parameters
@@ -139,35 +143,54 @@ class PDEBenchStream(IterableDataset[Any]):
             return _truncate(dealt[mine], fewest)
         return dealt[mine]
 
-    def _groups(self) -> Iterator[list[int]]:
-        """Sorted sample indices of each read, in yield order (each read is one selection)."""
+    def _pools(self) -> Iterator[tuple[np.random.Generator, list[range]]]:
         info = get_worker_info()
         worker = info.id if info is not None else 0
         rng = np.random.default_rng([self.seed, self.epoch, self.rank, worker, 1])
         blocks = self.blocks()
         per_pool = max(1, -(-self.buffer_size // self.block_size))
-        read = max(1, (self.batch_size or self.block_size) // len(self.dataset._windows))
         for p in range(0, len(blocks), per_pool):
-            pool = np.concatenate([np.asarray(b) for b in blocks[p : p + per_pool]])
-            if self.shuffle:
-                pool = rng.permutation(pool)
-            for a in range(0, len(pool), read):
-                yield sorted(pool[a : a + read].tolist())
+            yield rng, blocks[p : p + per_pool]
 
     def _chunks(self) -> Iterator[tuple[np.ndarray, np.ndarray]]:
-        """``(x, y)`` arrays of the finite items of each read."""
-        for group in self._groups():
-            x, y, ids, ok = self.dataset.read_items(group)
-            self.dataset.check_finite(ok, ids, policy=self.on_nonfinite)
-            if not ok.all():
-                x, y = x[ok], y[ok]
-            yield x, y
+        """``(x, y)`` arrays of finite items, in yield order.
+
+        Large items (>= ``DIRECT_READ_BYTES`` per sample): each batch's sorted samples are read
+        straight from the file (one contiguous read per run of consecutive samples). Small
+        items: each block is read whole (one contiguous read), the pool is gathered in memory.
+        """
+        windows = len(self.dataset._windows)
+        read = max(1, (self.batch_size or self.block_size) // windows)
+        direct = self.dataset.sample_bytes() >= DIRECT_READ_BYTES
+        for rng, pool in self._pools():
+            if direct:
+                order = np.concatenate([np.asarray(b) for b in pool])
+                if self.shuffle:
+                    order = rng.permutation(order)
+                for a in range(0, len(order), read):
+                    x, y, ids, ok = self.dataset.read_items(sorted(order[a : a + read].tolist()))
+                    self.dataset.check_finite(ok, ids, policy=self.on_nonfinite)
+                    yield (x, y) if ok.all() else (x[ok], y[ok])
+                    # drop our references before the next read, so that the allocator can
+                    # reuse this batch's memory once the consumer is done with it
+                    del x, y
+                continue
+            parts = [self.dataset.read_items(b) for b in pool]
+            for _, _, ids, ok in parts:
+                self.dataset.check_finite(ok, ids, policy=self.on_nonfinite)
+            x = np.concatenate([q[0][q[3]] for q in parts])
+            y = np.concatenate([q[1][q[3]] for q in parts])
+            perm = rng.permutation(len(x)) if self.shuffle else np.arange(len(x))
+            for a in range(0, len(perm), read * windows):
+                take = perm[a : a + read * windows]
+                yield x[take], y[take]
 
     def __iter__(self) -> Iterator[Any]:
         if self.batch_size is None:
             for x, y in self._chunks():
                 for i in range(len(x)):
                     yield torch.from_numpy(x[i]), torch.from_numpy(y[i])
+                del x, y  # see _chunks
             return
         held_x: list[np.ndarray] = []
         held_y: list[np.ndarray] = []
@@ -175,6 +198,7 @@ class PDEBenchStream(IterableDataset[Any]):
         for x, y in self._chunks():
             if not held_x and len(x) == self.batch_size:  # the common case: no copy
                 yield torch.from_numpy(x), torch.from_numpy(y)
+                del x, y  # see _chunks
                 continue
             held_x.append(x)
             held_y.append(y)
