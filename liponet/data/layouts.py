@@ -159,9 +159,9 @@ class Layout(ABC):
         ``space`` one (strided) slice per spatial axis.
         """
 
-    def field_key(self, channel: int) -> str:
-        """The HDF5 key holding channel ``channel`` (for error messages)."""
-        return self.fields[channel]
+    def sample_key(self, sample: int) -> str:
+        """The HDF5 key(s) holding sample ``sample`` (for error messages)."""
+        return "/".join(self.fields)
 
 
 def _spatial(path: str, f: h5py.File, shape: Sequence[int], key: str, prefix: str) -> dict:
@@ -276,8 +276,8 @@ class DarcyLayout(Layout):
         ]
         return np.stack(parts, 1)[:, :, None]
 
-    def field_key(self, channel: int) -> str:
-        """Darcy arrays are ``nu`` and ``tensor``."""
+    def sample_key(self, sample: int) -> str:
+        """Darcy samples live in ``nu`` and ``tensor``."""
         return "nu/tensor"
 
 
@@ -326,9 +326,9 @@ class GroupLayout(Layout):
             out.append(einops.rearrange(data, "t ... c -> t c ..."))
         return np.stack(out)
 
-    def field_key(self, channel: int) -> str:
-        """The ``data`` arrays."""
-        return "*/data"
+    def sample_key(self, sample: int) -> str:
+        """The sample's group ``data``."""
+        return f"{self.keys[sample]}/data"
 
 
 def detect_layout(path: str | os.PathLike[str], f: h5py.File) -> Layout:

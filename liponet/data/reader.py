@@ -343,7 +343,7 @@ class PDEBenchDataset(Dataset[tuple[Tensor, Tensor]]):
                 self.path,
                 f"sample {bad} has NaN/inf values in the selected frames; pass "
                 "on_nonfinite='skip' to drop such samples",
-                self.layout.field_key(0),
+                self.layout.sample_key(bad),
             )
 
     def _finite_indices(self) -> list[int]:
@@ -399,6 +399,11 @@ class PDEBenchDataset(Dataset[tuple[Tensor, Tensor]]):
             )
         )
         return 4 * frames * len(self.layout.fields) * points
+
+    @property
+    def items_per_sample(self) -> int:
+        """Items each sample gives (1, or the windows of ``windows="all"``)."""
+        return len(self._windows)
 
     @property
     def n_frames(self) -> int:

@@ -159,7 +159,7 @@ class PDEBenchStream(IterableDataset[Any]):
         straight from the file (one contiguous read per run of consecutive samples). Small
         items: each block is read whole (one contiguous read), the pool is gathered in memory.
         """
-        windows = len(self.dataset._windows)
+        windows = self.dataset.items_per_sample
         read = max(1, (self.batch_size or self.block_size) // windows)
         direct = self.dataset.sample_bytes() >= DIRECT_READ_BYTES
         for rng, pool in self._pools():
