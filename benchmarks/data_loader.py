@@ -100,6 +100,36 @@ def timed(fn, *args):
     return out, time.perf_counter() - t, time.process_time() - c
 
 
+def plot(rows: list[dict], size: float, growth: float) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(8, 3.6))
+    pos = np.arange(len(rows))
+    ax.barh(pos + 0.2, [float(r["raw_MB_per_cpu_s"]) for r in rows], 0.4, label="raw h5py read")
+    ax.barh(pos - 0.2, [float(r["stream_MB_per_cpu_s"]) for r in rows], 0.4, label="PDEBenchStream")
+    ax.set_yticks(pos, [f"{r['selection']}\nCPU ratio {r['cpu_ratio']}" for r in rows], fontsize=8)
+    ax.invert_yaxis()
+    ax.set_xlabel("MB per CPU second")
+    ax.set_title(
+        f"Loader throughput, {size / 1e9:.1f} GB file (peak RSS growth {growth:.0f} MB)",
+        fontsize=10,
+    )
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(RESULTS / "data_loader.png", dpi=120)
+
+
+def replot() -> None:
+    with open(RESULTS / "data_loader.csv") as f:
+        rows = list(csv.DictReader(f))
+    with open(RESULTS / "data_loader_memory.csv") as f:
+        mem = next(iter(csv.DictReader(f)))
+    plot(rows, float(mem["file_GB"]) * 1e9, float(mem["rss_growth_MB"]))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--size-gb", type=float, default=2.1)
@@ -110,7 +140,11 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--dir", default="/tmp")
+    parser.add_argument("--replot", action="store_true", help="redraw the PNG from the CSVs")
     args = parser.parse_args()
+    if args.replot:
+        replot()
+        return
 
     sample_bytes = args.nt * args.nx * 4
     n = int(args.size_gb * 1e9 / sample_bytes) + 1
@@ -234,21 +268,7 @@ def main() -> None:
             [["file_GB", "rss_growth_MB"], [round(size / 1e9, 3), round(growth, 1)]]
         )
 
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(6, 3.2))
-    pos = np.arange(len(rows))
-    ax.bar(pos - 0.2, [r["raw_MBps"] for r in rows], 0.4, label="raw h5py, contiguous")
-    ax.bar(pos + 0.2, [r["stream_MBps"] for r in rows], 0.4, label="PDEBenchStream, shuffled")
-    ax.set_xticks(pos, [f"{r['selection']}\nratio {r['ratio']}" for r in rows])
-    ax.set_ylabel("MB/s")
-    ax.set_title(f"Loader throughput ({size / 1e9:.1f} GB file); RSS growth {growth:.0f} MB")
-    ax.legend()
-    fig.tight_layout()
-    fig.savefig(RESULTS / "data_loader.png", dpi=120)
+    plot(rows, size, growth)
     print("\n".join(lines))
 
 
