@@ -8,8 +8,9 @@ constant on the trained model (gradient-ascent pairs, and exact local Jacobians 
 and the tightness ratio certified / lower.
 
 Run from the repository root: ``.venv/bin/python benchmarks/deeponet_operators.py`` (about
-3-4 minutes on 2 CPU cores with the defaults). Results go to
-``benchmarks/results/deeponet_operators.{md,csv,png}``.
+5 minutes on 2 shared CPU cores with the defaults). A script imports the *installed*
+``liponet``; in a checkout that is not the editable install, prefix ``PYTHONPATH=.``. Results go
+to ``benchmarks/results/deeponet_operators.{md,csv,png}``.
 """
 
 from __future__ import annotations

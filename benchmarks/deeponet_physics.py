@@ -10,7 +10,9 @@ Reported: test nRMSE over every frame and over the frames never observed, the ce
 input-function constant, an attack lower bound of it, and the median certified (x, t)-constant.
 
 Run from the repository root: ``.venv/bin/python benchmarks/deeponet_physics.py`` (about 3
-minutes on 2 CPU cores). Results: ``benchmarks/results/deeponet_physics_<family>.{md,csv,png}``.
+minutes on 2 shared CPU cores). A script imports the *installed* ``liponet``; in a checkout that
+is not the editable install, prefix ``PYTHONPATH=.``. Results:
+``benchmarks/results/deeponet_physics_<family>.{md,csv,png}``.
 """
 
 from __future__ import annotations
@@ -220,16 +222,21 @@ def write(
             f"{r['coord_bound_median']:.3g} |"
         )
     stem.with_suffix(".md").write_text("\n".join(lines) + "\n")
+    plot(rows, stem)
+
+
+def plot(rows: list[dict], stem: pathlib.Path) -> None:
+    zero_at = min(float(r["physics_weight"]) for r in rows if float(r["physics_weight"]) > 0) / 10
     fig, axes = plt.subplots(1, 2, figsize=(10, 4))
     for name in dict.fromkeys(r["model"] for r in rows):
         sel = [r for r in rows if r["model"] == name]
-        ws = [max(r["physics_weight"], 1e-3) for r in sel]
-        axes[0].plot(ws, [r["nrmse_unseen"] for r in sel], "o-", label=name)
-        axes[1].plot(ws, [r["certified_bound"] for r in sel], "o-", label=name)
+        ws = [float(r["physics_weight"]) or zero_at for r in sel]
+        axes[0].plot(ws, [float(r["nrmse_unseen"]) for r in sel], "o-", label=name)
+        axes[1].plot(ws, [float(r["certified_bound"]) for r in sel], "o-", label=name)
     for ax, title in zip(axes, ("test nRMSE, unseen frames", "certified bound"), strict=True):
         ax.set_xscale("log")
         ax.set_yscale("log")
-        ax.set_xlabel("physics weight (0 plotted at 1e-3)")
+        ax.set_xlabel(f"physics weight (0 plotted at {zero_at:g})")
         ax.set_title(title)
     axes[0].legend()
     fig.tight_layout()
