@@ -82,3 +82,23 @@ def test_certify_bad_input_exits_2_with_one_line(tmp_path, capsys, advection_fil
     assert main(["certify", *argv, "--plot", ""]) == 2
     err = capsys.readouterr().err
     assert message in err and err.count("\n") == 1
+
+
+def test_certify_reads_queries_from_another_file(tmp_path, capsys, advection_file):
+    other = generate(
+        "advection", tmp_path / "q.hdf5", n_samples=20, nx=32, nt=3, beta=0.25, t_final=1.0,
+        seed=7,
+    )  # fmt: skip
+    ckpt = checkpoint(tmp_path, "LipFNO", FNO_KWARGS)
+    argv = ["certify", str(ckpt), str(advection_file), "--query", str(other),
+            "--query-split", "train", "--pde", "advection", "--plot", ""]  # fmt: skip
+    assert main(argv) == 0
+    out = capsys.readouterr().out
+    assert f"from {other} [train]" in out and "coverage 1.0000" in out
+
+
+def test_certify_refuses_grid_points_outside_the_deeponet_domain(tmp_path, capsys, advection_file):
+    kwargs = dict(DEEPONET_KWARGS, domain=[[0.0], [0.5]])
+    ckpt = checkpoint(tmp_path, "LipDeepONet", kwargs)
+    assert main(["certify", str(ckpt), str(advection_file), "--plot", ""]) == 2
+    assert "outside the model's certified coordinate domain" in capsys.readouterr().err
