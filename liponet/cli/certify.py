@@ -52,7 +52,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--plot", default="certify.png", help="PNG of bound against observed error ('' = none)"
     )
-    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--device", default="cpu", help="where the model runs (cpu, cuda)")
 
 
 def _params(items: list[str]) -> dict[str, float]:
@@ -102,9 +102,11 @@ def _coords(grid: dict[str, Tensor]) -> Tensor:
 def _predict(model: Any, x: Tensor, coords: Tensor) -> Tensor:
     from ..certify import field_operator
 
-    apply = field_operator(model, coords if hasattr(model, "branch_coefficients") else None)
+    device = next(model.parameters(), torch.empty(0)).device
+    pointwise = hasattr(model, "branch_coefficients")
+    apply = field_operator(model, coords.to(device) if pointwise else None)
     with torch.no_grad():
-        out = torch.cat([apply(chunk) for chunk in x.split(256)])
+        out = torch.cat([apply(chunk.to(device)).cpu() for chunk in x.split(256)])
     return out.reshape(x.shape[0], out.shape[1], *x.shape[2:]).double()
 
 
@@ -162,9 +164,7 @@ def run(args: argparse.Namespace) -> int:
     else:
         if args.param:
             raise UsageError("--param needs --pde")
-        l_true = estimate_true_lipschitz(calib_x, calib_y, norm="function", safety=args.safety)
-        if norm == "sup":
-            l_true = estimate_true_lipschitz(calib_x, calib_y, norm="sup", safety=args.safety)
+        l_true = estimate_true_lipschitz(calib_x, calib_y, norm=norm, safety=args.safety)
     l_model = model_constant(model)
     bound = operator_error_bound(
         query_x,
