@@ -18,6 +18,7 @@ __all__ = ["COMMANDS", "UsageError", "main"]
 COMMANDS: dict[str, str] = {
     "info": ".info",
     "generate": ".generate",
+    "certify": ".certify",
 }
 
 
