@@ -100,7 +100,10 @@ def test_cli_errors_exit_2_with_one_line(tmp_path, capsys):
     bad.write_text("epochs = [\n")
     cases = [
         (["train", "--model", "fno"], "unknown value 'fno'; valid:"),
-        (["train", "--data", "nope"], "data.name: unknown value 'nope'; valid: toy-shift"),
+        (
+            ["train", "--data", "nope"],
+            "data.name: unknown value 'nope'; valid: pdebench, pdebench-stream, toy-shift",
+        ),
         (["train", "--set", "batch_size=0"], "batch_size: must be >= 1"),
         (["train", "--config", str(bad)], "bad.toml"),
         (["train", "--config", str(tmp_path / "none.yaml")], "does not exist"),

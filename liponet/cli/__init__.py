@@ -19,6 +19,7 @@ COMMANDS: dict[str, str] = {
     "info": ".info",
     "generate": ".generate",
     "train": ".train",
+    "demo": ".demo",
 }
 
 

@@ -123,7 +123,7 @@ def format_record(record: dict[str, Any], epochs: int) -> str:
         if key in record:
             parts.append(f"{key} {record[key]:.3e}")
     if "lipschitz_bound" in record:
-        parts.append(f"L_certified {record['lipschitz_bound']:.4g}")
+        parts.append(f"L_certified {record['lipschitz_bound']:.6f}")
     parts.append(f"{record['time_s']:.1f}s" + (" *" if record.get("best") else ""))
     return "  ".join(parts)
 

@@ -126,3 +126,77 @@ def _toy_shift(config: DataConfig, seed: int, rank: int, world_size: int) -> Dat
         val=TensorDataset(a[n_train:], u[n_train:]),
         info={"name": "toy-shift", "n_train": n_train, "n_val": n_val, "shape": list(a.shape[1:])},
     )
+
+
+@register_dataset("pdebench")
+def _pdebench(config: DataConfig, seed: int, rank: int, world_size: int) -> DataBundle:
+    """A PDEBench HDF5 file (``data.path``) through :class:`liponet.data.PDEBenchDataset`.
+
+    ``data.kwargs`` are passed to it (``task``, ``t_in``, ``t_out``, ``initial_step``,
+    ``reduced_resolution``, ``reduced_resolution_t``, ``num_samples_max``, ``val_fraction``, ...);
+    the train and val splits are PDEBench's training samples minus a held-out validation tail
+    (PDEBench's test split, the first 10% of single-array files, is never touched).
+    """
+    from ..data import PDEBenchDataset
+
+    if not config.path:
+        raise ValueError("data.path: the pdebench dataset needs the HDF5 file (--data-path FILE)")
+    kwargs = dict(config.kwargs)
+    for key in ("split", "path"):
+        if key in kwargs:
+            raise ValueError(f"data.kwargs.{key}: set by the trainer, remove it")
+    try:
+        train = PDEBenchDataset(config.path, split="train", **kwargs)
+        val = PDEBenchDataset(config.path, split="val", **kwargs)
+    except TypeError as err:
+        raise ValueError(f"data.kwargs: {err}") from None
+    return DataBundle(
+        train=train,
+        val=val,
+        info={
+            "name": "pdebench",
+            "path": str(config.path),
+            "n_train": len(train),
+            "n_val": len(val),
+            "in_channels": train.in_channels,
+            "out_channels": train.out_channels,
+        },
+    )
+
+
+#: Options of :class:`liponet.data.PDEBenchStream` that are not :class:`PDEBenchDataset` options.
+_STREAM_OPTIONS = ("block_size", "buffer_size", "shuffle")
+
+
+@register_dataset("pdebench-stream")
+def _pdebench_stream(config: DataConfig, seed: int, rank: int, world_size: int) -> DataBundle:
+    """A PDEBench HDF5 file streamed with bounded memory (:class:`liponet.data.PDEBenchStream`).
+
+    The training split streams (sharded by ``rank`` / ``world_size``, reshuffled each epoch from
+    the run's seed, equal item counts per rank); the validation split is read as a map-style
+    dataset. ``data.kwargs``: ``block_size``, ``buffer_size``, ``shuffle`` plus every
+    :class:`~liponet.data.PDEBenchDataset` option.
+    """
+    from ..data import PDEBenchDataset, PDEBenchStream
+
+    if not config.path:
+        raise ValueError(
+            "data.path: the pdebench-stream dataset needs the HDF5 file (--data-path FILE)"
+        )
+    kwargs = dict(config.kwargs)
+    for key in ("split", "path", "rank", "world_size", "seed", "batch_size"):
+        if key in kwargs:
+            raise ValueError(f"data.kwargs.{key}: set by the trainer, remove it")
+    dataset_kwargs = {k: v for k, v in kwargs.items() if k not in _STREAM_OPTIONS}
+    try:
+        train = PDEBenchStream(
+            config.path, split="train", seed=seed, rank=rank, world_size=world_size, **kwargs
+        )
+        val = PDEBenchDataset(config.path, split="val", **dataset_kwargs)
+    except TypeError as err:
+        raise ValueError(f"data.kwargs: {err}") from None
+    return DataBundle(
+        train=train,
+        val=val,
+        info={"name": "pdebench-stream", "path": str(config.path), "n_val": len(val)},
+    )
