@@ -19,6 +19,9 @@ COMMANDS: dict[str, str] = {
     "info": ".info",
     "generate": ".generate",
     "certify": ".certify",
+
+    "train": ".train",
+    "demo": ".demo",
 }
 
 
