@@ -77,6 +77,12 @@ class TargetLipschitzEstimate:
         The estimated constant.
     how
         How it was estimated.
+
+    Examples
+    --------
+    >>> est = TargetLipschitzEstimate(2.5, "ESTIMATE: slopes of a reference")
+    >>> float(est)
+    2.5
     """
 
     value: float
@@ -117,6 +123,17 @@ class ErrorBound:
         The per-axis node coordinates (float64).
     subdivisions
         Sub-intervals per axis of the sub-grid of each cell.
+
+    Examples
+    --------
+    >>> import torch
+    >>> x = torch.linspace(0, 1, 5, dtype=torch.float64)
+    >>> g = lambda p: torch.zeros(p.shape[0], 1, dtype=torch.float64)
+    >>> res = max_error_bound(g, [x], torch.zeros(5), 1.0, lipschitz_model=0.0, subdivisions=2)
+    >>> res.floor, res.bound  # floor L_f h / 2; bound adds the safety term L h / (2 m)
+    (0.125, 0.1875)
+    >>> res.violations(torch.tensor([[0.5]]), torch.tensor([0.2]))
+    1
     """
 
     bound: float
