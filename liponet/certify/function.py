@@ -50,7 +50,7 @@ from .interpolation import check_grid, check_values, corner_offsets, locate, mul
 
 __all__ = [
     "BOUND_METHODS",
-    "ErrorBound",
+    "MaxErrorBound",
     "TargetLipschitzEstimate",
     "estimate_target_lipschitz",
     "max_error_bound",
@@ -93,7 +93,7 @@ class TargetLipschitzEstimate:
 
 
 @dataclass
-class ErrorBound:
+class MaxErrorBound:
     """Result of :func:`max_error_bound`.
 
     Attributes
@@ -298,7 +298,7 @@ def max_error_bound(
     subdivisions: int = 8,
     domain: tuple[Sequence[float], Sequence[float]] | None = None,
     chunk_entries: int = DEFAULT_CHUNK_ENTRIES,
-) -> ErrorBound:
+) -> MaxErrorBound:
     """Bound ``sup |f - g|`` over the grid's box from the values of ``f`` at the grid's nodes.
 
     See the module docstring for the three methods, the sub-grid safety term and the floor.
@@ -331,7 +331,7 @@ def max_error_bound(
 
     Returns
     -------
-    ErrorBound
+    MaxErrorBound
         Global number, per-cell map, floor and whether the result is certified.
 
     Raises
@@ -432,7 +432,7 @@ def max_error_bound(
         label = LABEL_ESTIMATE
     else:
         label = LABEL_CERTIFIED
-    return ErrorBound(
+    return MaxErrorBound(
         bound=float(per_cell.max()),
         per_cell=per_cell,
         method=method,

@@ -11,6 +11,11 @@ from .activation import make_activation as make_activation
 from .base import CertifiedModule as CertifiedModule
 from .base import CertifiedSequential as CertifiedSequential
 from .base import compose_bounds as compose_bounds
+from .fourier import NORMALIZATIONS as NORMALIZATIONS
+from .fourier import FourierBlock as FourierBlock
+from .fourier import LipSpectralConv as LipSpectralConv
+from .fourier import PaddedDomain as PaddedDomain
+from .fourier import SpectralMultiplier as SpectralMultiplier
 from .linear import LipLinear as LipLinear
 from .scaling import AuxiliaryScale as AuxiliaryScale
 from .scaling import OutputScale as OutputScale
@@ -20,15 +25,20 @@ __all__ = [
     "ACTIVATIONS",
     "GELU",
     "LIPSCHITZ_ACTIVATIONS",
+    "NORMALIZATIONS",
     "Abs",
     "AuxiliaryScale",
     "CertifiedModule",
     "CertifiedSequential",
+    "FourierBlock",
     "FullSort",
     "GroupSort",
     "LipLinear",
+    "LipSpectralConv",
     "OutputScale",
+    "PaddedDomain",
     "ReLU",
+    "SpectralMultiplier",
     "compose_bounds",
     "make_activation",
     "sup_norm_bound",

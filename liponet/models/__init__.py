@@ -1,17 +1,29 @@
 """Model families (constrained and unconstrained twins) and the model registry."""
 
+from .deeponet import DeepONet as DeepONet
+from .deeponet import LipDeepONet as LipDeepONet
+from .fno import FNO as FNO
+from .fno import LipFNO as LipFNO
 from .mlp import MLP as MLP
 from .mlp import LipMLP as LipMLP
 from .registry import available_models as available_models
 from .registry import build_model as build_model
 from .registry import get_model_class as get_model_class
 from .registry import register_model as register_model
+from .rollout import rollout as rollout
+from .rollout import rollout_error_bound as rollout_error_bound
 
 __all__ = [
+    "FNO",
     "MLP",
+    "DeepONet",
+    "LipDeepONet",
+    "LipFNO",
     "LipMLP",
     "available_models",
     "build_model",
     "get_model_class",
     "register_model",
+    "rollout",
+    "rollout_error_bound",
 ]

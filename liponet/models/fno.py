@@ -1,0 +1,418 @@
+"""Lipschitz Fourier neural operators (``LipFNO``) and the unconstrained twin (``FNO``).
+
+Shapes: input functions ``(batch, in_channels, *spatial)`` -> ``(batch, out_channels, *spatial)``,
+any number of spatial dimensions (``len(modes)``), one code path.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+from collections.abc import Sequence
+from typing import Literal
+
+import torch
+from torch import Tensor, nn
+
+from ..functional import spectral_norm_upper
+from ..layers import (
+    LIPSCHITZ_ACTIVATIONS,
+    NORMALIZATIONS,
+    AuxiliaryScale,
+    CertifiedModule,
+    CertifiedSequential,
+    FourierBlock,
+    LipLinear,
+    OutputScale,
+    PaddedDomain,
+    make_activation,
+)
+from ..layers.fourier import check_field
+from .registry import register_model
+
+__all__ = ["FNO", "FieldLinear", "LipFNO", "MeanPool", "grid_coordinates"]
+
+OutputScaleName = Literal["none", "vector", "auxiliary"]
+
+#: Accepted values of ``output_scale``.
+OUTPUT_SCALES: tuple[str, ...] = ("none", "vector", "auxiliary")
+
+#: Rounding slack of the float64 evaluations inside the auxiliary-scale certificate.
+_SLACK = 1.0 + 1e-12
+
+
+def grid_coordinates(x: Tensor) -> Tensor:
+    """Cell-centre coordinates ``(i + 0.5) / n_j`` in ``[0, 1]`` for a field batch.
+
+    Parameters
+    ----------
+    x
+        ``(batch, channels, *spatial)``.
+
+    Returns
+    -------
+    Tensor
+        ``(batch, d, *spatial)``, same dtype and device as ``x``; channel ``j`` is the ``j``-th
+        coordinate. Its function norm is below ``sqrt(d / 3)`` at every resolution.
+    """
+    sizes = x.shape[2:]
+    axes = [(torch.arange(n, dtype=x.dtype, device=x.device) + 0.5) / n for n in sizes]
+    coords = torch.stack(torch.meshgrid(*axes, indexing="ij"))  # (d, *spatial)
+    return coords.unsqueeze(0).expand(x.shape[0], *coords.shape)
+
+
+class FieldLinear(CertifiedModule):
+    """A :class:`~liponet.layers.LipLinear` applied pointwise over channels (a 1x1 convolution).
+
+    Parameters
+    ----------
+    linear
+        The layer, ``in_features = channels (+ d with grid)``.
+    grid
+        Number of grid-coordinate channels appended to the input (0: none).
+
+    Lipschitz constant
+    ------------------
+    In liponet's function norm: the spectral norm of the eval weight's columns acting on the
+    input function (``W[:, :channels]``): the appended grid is the same constant for every
+    input, so it cancels in differences. Certified by float64 SVD; ``<= linear``'s bound.
+
+    Examples
+    --------
+    >>> import torch
+    >>> lift = FieldLinear(LipLinear(3, 4), grid=1).eval()
+    >>> lift(torch.randn(2, 2, 8)).shape
+    torch.Size([2, 4, 8])
+    """
+
+    def __init__(self, linear: LipLinear, grid: int = 0) -> None:
+        super().__init__()
+        self.linear = linear
+        self.grid = grid
+
+    def forward(self, x: Tensor) -> Tensor:
+        """``(batch, c, *spatial) -> (batch, out, *spatial)``."""
+        if self.grid:
+            x = torch.cat([x, grid_coordinates(x)], 1)
+        return self.linear(x.movedim(1, -1)).movedim(-1, 1)
+
+    def lipschitz_bound(self) -> float:
+        """Float64-SVD bound of the weight's input-function columns."""
+        w = self.linear.effective_weight()
+        return float(spectral_norm_upper(w[:, : w.shape[1] - self.grid]))
+
+    def export(self) -> nn.Module:
+        """Plain ``nn.Linear`` applied over channels."""
+        return _PlainFieldLinear(self.linear.export(), self.grid)
+
+
+class _PlainFieldLinear(nn.Module):
+    def __init__(self, linear: nn.Linear, grid: int) -> None:
+        super().__init__()
+        self.linear = linear
+        self.grid = grid
+
+    def forward(self, x: Tensor) -> Tensor:
+        if self.grid:
+            x = torch.cat([x, grid_coordinates(x)], 1)
+        return self.linear(x.movedim(1, -1)).movedim(-1, 1)
+
+
+class MeanPool(CertifiedModule):
+    """Mean over the grid: ``(batch, c, *spatial) -> (batch, c, 1, ..., 1)``.
+
+    Lipschitz constant
+    ------------------
+    1 from liponet's function norm to the Euclidean norm of the channel means (which is the
+    function norm of the pooled one-point field): by Jensen, ``(mean u_c)^2 <= mean u_c^2`` for
+    every channel. Exact bound.
+    """
+
+    def forward(self, x: Tensor) -> Tensor:
+        """Average over every spatial dimension, keeping them as size 1."""
+        return x.mean(dim=tuple(range(2, x.ndim)), keepdim=True)
+
+    def lipschitz_bound(self) -> float:
+        """Exactly 1."""
+        return 1.0
+
+    def export(self) -> nn.Module:
+        """Itself: plain torch."""
+        return MeanPool()
+
+
+class _FieldAuxiliaryScale(AuxiliaryScale):
+    """:class:`AuxiliaryScale` for FNOs with sup-norm bounds that hold at every resolution.
+
+    ``base = Sequential(lift, H)``. For ``||a|| <= r``:
+    ``||base(a)|| <= ||H(0)|| + L_H ||lift(a)||`` with
+    ``||lift(a)|| <= ||W_a|| r + ||W_grid|| sqrt(d/3) + ||b||`` (the grid's norm is < sqrt(d/3)).
+    ``H(0)`` is a constant field (zero padding of 0 is 0; every block maps constants to constants),
+    so its norm is the same on every grid. The auxiliary network has no grid input or padding:
+    ``aux(0)`` is resolution-independent too.
+    """
+
+    def __init__(self, base: CertifiedSequential, aux: CertifiedSequential, radius: float, d: int):
+        super().__init__(base, aux, torch.zeros(1), radius)
+        self.d = d
+
+    def _zero_field(self, channels: int, modes: Sequence[int]) -> Tensor:
+        return torch.zeros(1, channels, *(2 * m - 1 for m in modes), dtype=torch.float64)
+
+    def sup_bounds(self) -> tuple[float, float]:
+        """Certified ``(sup |s(a)|_inf, sup ||g(a)||)`` over ``||a|| <= radius``, any resolution."""
+        assert isinstance(self.base, CertifiedSequential)
+        lift, rest = self.base[0], self.base[1]
+        assert isinstance(lift, FieldLinear) and isinstance(rest, CertifiedModule)
+        modes = _modes_of(rest)
+        w = lift.linear.effective_weight().double()
+        n_in = w.shape[1] - lift.grid
+        lift_sup = float(spectral_norm_upper(w[:, :n_in])) * self.radius
+        if lift.grid:
+            lift_sup += float(spectral_norm_upper(w[:, n_in:])) * math.sqrt(self.d / 3)
+        if lift.linear.bias is not None:
+            lift_sup += float(torch.linalg.vector_norm(lift.linear.bias.detach().double()))
+        with torch.no_grad():
+            h0 = copy.deepcopy(rest.export()).double()(self._zero_field(w.shape[0], modes))
+            h0_norm = float(h0.pow(2).sum(1).mean().sqrt())
+            s0 = copy.deepcopy(self.aux.export()).double()(self._zero_field(n_in, modes))
+        sup_g = (h0_norm + rest.lipschitz_bound() * lift_sup) * _SLACK
+        sup_s = (float(s0.abs().max()) + self.aux.lipschitz_bound() * self.radius) * _SLACK
+        return sup_s, sup_g
+
+    def lipschitz_bound(self) -> float:
+        """Product rule with resolution-independent sup bounds on the ball of ``radius``."""
+        sup_s, sup_g = self.sup_bounds()
+        return sup_s * self.base.lipschitz_bound() + sup_g * self.aux.lipschitz_bound()
+
+
+def _modes_of(module: nn.Module) -> tuple[int, ...]:
+    for sub in module.modules():
+        if isinstance(sub, FourierBlock):
+            return sub.conv.modes
+    raise ValueError("no Fourier block found")
+
+
+class _FNOBase(CertifiedModule):
+    """Shared code path of :class:`LipFNO` and :class:`FNO`."""
+
+    constrained: bool = True
+
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        modes: Sequence[int],
+        width: int = 32,
+        depth: int = 4,
+        k: float = 1.0,
+        activation: str = "groupsort2",
+        free_last_layer: bool = False,
+        output_scale: OutputScaleName = "none",
+        radius: float | None = None,
+        grid: bool = True,
+        padding: float = 0.0,
+        normalization: str = "global",
+    ) -> None:
+        super().__init__()
+        modes = tuple(int(m) for m in modes)
+        if len(modes) < 1 or any(m < 1 for m in modes):
+            raise ValueError(f"modes must be a non-empty sequence of integers >= 1, got {modes}")
+        if in_channels < 1 or out_channels < 1:
+            raise ValueError(
+                f"in_channels and out_channels must be >= 1, got {in_channels}, {out_channels}"
+            )
+        if depth < 1:
+            raise ValueError(f"depth (number of Fourier blocks) must be >= 1, got {depth}")
+        if width < 1:
+            raise ValueError(f"width must be >= 1, got {width}")
+        if not (math.isfinite(k) and k > 0):
+            raise ValueError(f"k must be a finite positive number, got {k}")
+        if output_scale not in OUTPUT_SCALES:
+            raise ValueError(
+                f"output_scale must be one of {', '.join(OUTPUT_SCALES)}, got {output_scale!r}"
+            )
+        if self.constrained and activation not in LIPSCHITZ_ACTIVATIONS:
+            raise ValueError(
+                f"activation {activation!r} is not 1-Lipschitz; constrained models accept: "
+                f"{', '.join(LIPSCHITZ_ACTIVATIONS)}"
+            )
+        if activation in ("groupsort2",) and width % 2:
+            raise ValueError(f"activation 'groupsort2' needs an even width, got {width}")
+        if output_scale == "auxiliary" and (radius is None or not radius >= 0):
+            raise ValueError(
+                "output_scale='auxiliary' needs radius >= 0: its certificate holds on the ball "
+                "||a|| <= radius of input functions only"
+            )
+        if normalization not in NORMALIZATIONS:
+            raise ValueError(
+                f"unknown normalization {normalization!r}; available: {', '.join(NORMALIZATIONS)}"
+            )
+        self.in_channels = in_channels
+        self.out_channels = out_channels
+        self.modes = modes
+        d = len(modes)
+        hidden_k = 1.0 if self.constrained else None
+        last_k = None if (free_last_layer or not self.constrained) else k
+        lift = FieldLinear(LipLinear(in_channels + d * grid, width, k=hidden_k), grid=d * grid)
+        blocks = CertifiedSequential(
+            *(
+                FourierBlock(
+                    width,
+                    modes,
+                    activation=activation if i < depth - 1 else None,
+                    k=hidden_k,
+                    normalization=normalization,
+                )
+                for i in range(depth)
+            )
+        )
+        projection = CertifiedSequential(
+            FieldLinear(LipLinear(width, 2 * width, k=hidden_k)),
+            make_activation(activation, dim=1),
+            FieldLinear(LipLinear(2 * width, out_channels, k=last_k)),
+        )
+        rest = CertifiedSequential(PaddedDomain(blocks, padding), projection)
+        body: CertifiedModule = CertifiedSequential(lift, rest)
+        if output_scale == "vector":
+            body = CertifiedSequential(body, OutputScale(out_channels, dim=1))
+        elif output_scale == "auxiliary":
+            assert radius is not None
+            hidden = max(width // 2, 2)
+            aux = CertifiedSequential(
+                FieldLinear(LipLinear(in_channels, hidden, k=hidden_k)),
+                make_activation(activation, dim=1),
+                MeanPool(),
+                FieldLinear(LipLinear(hidden, hidden, k=hidden_k)),
+                make_activation(activation, dim=1),
+                FieldLinear(LipLinear(hidden, out_channels, k=hidden_k)),
+            )
+            last = aux[len(aux) - 1]
+            assert isinstance(last, FieldLinear) and last.linear.bias is not None
+            with torch.no_grad():  # start as the identity scale s(a) ~ 1
+                last.linear.bias.fill_(1.0)
+            assert isinstance(body, CertifiedSequential)
+            body = _FieldAuxiliaryScale(body, aux, float(radius), d)
+        self.net = body
+
+    def forward(self, x: Tensor) -> Tensor:
+        """Map input functions ``(batch, in_channels, *spatial)`` to ``(batch, out, *spatial)``."""
+        check_field(x, self.in_channels, self.modes)
+        return self.net(x)
+
+    def lipschitz_bound(self) -> float:
+        """Certified constant of ``a -> G(a)`` in liponet's function norm (every resolution)."""
+        return self.net.lipschitz_bound()
+
+    def export(self) -> nn.Module:
+        """Plain torch modules (rfftn / einsum / irfftn with the eval weights)."""
+        return self.net.export()
+
+
+@register_model("LipFNO")
+class LipFNO(_FNOBase):
+    """Lipschitz Fourier neural operator with a certified constant in the function norm.
+
+    ``G(a) = Q(crop(B_L(... B_1(pad(P(a, grid))))))``: pointwise lifting ``P``, ``depth`` fused
+    Fourier blocks ``B_i = sigma(W_i + K_i + b_i)`` (the last one linear), pointwise two-layer
+    projection ``Q`` (hidden ``2 * width``).
+
+    Parameters
+    ----------
+    in_channels, out_channels
+        Channels of the input and output functions.
+    modes
+        Kept modes per spatial dimension (``|k_i| < m_i``; see :mod:`liponet.layers.fourier`);
+        inputs need ``n_i >= 2 m_i - 1`` points (times ``1 + padding`` is then automatic).
+    width, depth
+        Channels of the hidden functions and number of Fourier blocks.
+    k
+        Target constant of the last layer (everything else is 1-Lipschitz).
+    activation
+        1-Lipschitz channel activation: ``groupsort2`` (needs even width), ``fullsort``,
+        ``relu``, ``abs``.
+    free_last_layer
+        Variant (b): leave the last projection layer unconstrained (its exact norm enters).
+    output_scale
+        ``"none"``; ``"vector"``, variant (c): trainable per-channel scale; ``"auxiliary"``,
+        variant (d): per-channel scale from an auxiliary 1-Lipschitz network of the input function
+        (lifting, activation, mean over the grid, two layers), certified on ``||a|| <= radius``.
+    radius
+        Radius (function norm, around the zero function) of the inputs covered by variant (d).
+    grid
+        Append the cell-centre coordinates ``(i + 0.5)/n`` as input channels.
+    padding
+        Domain padding (fraction of each size, zeros at the end) for non-periodic problems.
+    normalization
+        Multiplier normalization of the Fourier blocks (``"global"``, ``"clip"``,
+        ``"orthogonal"``; see :class:`liponet.layers.LipSpectralConv`).
+
+    Lipschitz constant
+    ------------------
+    In liponet's function norm (mean over the grid), of the input function ``a -> G(a)``, the
+    same at every resolution: ``L_P * prod_i L_{B_i} * L_Q``, each factor a float64-SVD bound of
+    the eval weights (``<= k`` for variant (a)). The grid channels are constant, so only the
+    lifting's input-function columns enter ``L_P``. Padding then cropping adds no factor (proof
+    in :class:`liponet.layers.PaddedDomain`). Variant (c) multiplies by ``max |s_c|``; variant
+    (d) uses the product rule on the ball ``||a|| <= radius`` only (see
+    :class:`liponet.layers.AuxiliaryScale`), with sup bounds that hold at every resolution.
+
+    Examples
+    --------
+    >>> import torch
+    >>> model = LipFNO(1, 1, modes=(8,), width=8, depth=2, k=2.0).eval()
+    >>> model(torch.randn(3, 1, 64)).shape
+    torch.Size([3, 1, 64])
+    >>> model.lipschitz_bound() <= 2.0 * (1 + 1e-6)
+    True
+    """
+
+
+@register_model("FNO")
+class FNO(_FNOBase):
+    """The unconstrained twin of :class:`LipFNO`: same code path, no weight normalization.
+
+    Parameters
+    ----------
+    in_channels, out_channels, modes, width, depth, grid, padding
+        As in :class:`LipFNO`.
+    activation
+        Any of :data:`liponet.layers.ACTIVATIONS`; default GELU (slope up to 1.1289, counted).
+
+    Lipschitz constant
+    ------------------
+    Still certified, in the function norm at every resolution: the product of the exact
+    (float64 SVD) norms of every layer (each Fourier block's fused multiplier norm
+    ``max(max_k ||W + R_k||, ||W||)``) and the activations' slopes; usually far above the true
+    constant.
+
+    Examples
+    --------
+    >>> import torch
+    >>> FNO(1, 1, modes=(8,), width=8, depth=2)(torch.randn(3, 1, 32)).shape
+    torch.Size([3, 1, 32])
+    """
+
+    constrained = False
+
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        modes: Sequence[int],
+        width: int = 32,
+        depth: int = 4,
+        activation: str = "gelu",
+        grid: bool = True,
+        padding: float = 0.0,
+    ) -> None:
+        super().__init__(
+            in_channels,
+            out_channels,
+            modes,
+            width=width,
+            depth=depth,
+            activation=activation,
+            grid=grid,
+            padding=padding,
+        )

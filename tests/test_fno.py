@@ -1,0 +1,225 @@
+import json
+
+import pytest
+import torch
+from certcheck import check_all, check_attack, check_jacobian
+
+from liponet.functional import batched_norm
+from liponet.models import (
+    FNO,
+    LipFNO,
+    available_models,
+    build_model,
+    get_model_class,
+    rollout,
+    rollout_error_bound,
+)
+
+VARIANTS = {
+    "a_k1": dict(k=1.0),
+    "a_k3": dict(k=3.0),
+    "b_free_last": dict(free_last_layer=True),
+    "c_vector": dict(output_scale="vector"),
+    "d_auxiliary": dict(output_scale="auxiliary", radius=20.0),
+    "padding_clip": dict(padding=0.25, normalization="clip"),
+    "orthogonal_relu_nogrid": dict(normalization="orthogonal", activation="relu", grid=False),
+}
+
+GRIDS = {1: (16,), 2: (8, 8), 3: (5, 5, 6)}
+MODES = {1: (4,), 2: (3, 2), 3: (2, 2, 2)}
+
+
+def _perturb(model, scale=0.3):
+    gen = torch.Generator().manual_seed(5)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(scale * torch.randn(p.shape, generator=gen, dtype=p.dtype))
+    return model
+
+
+def _kwargs(dim, **extra):
+    return dict(in_channels=2, out_channels=1, modes=MODES[dim], width=4, depth=2, **extra)
+
+
+@pytest.mark.parametrize("variant", sorted(VARIANTS))
+def test_lipfno_variants_are_certified_1d(variant):
+    kwargs = _kwargs(1, **VARIANTS[variant])
+    x = torch.randn(3, 2, *GRIDS[1])
+
+    def make():
+        torch.manual_seed(0)
+        return _perturb(LipFNO(**kwargs))
+
+    check_all(make, x, norm="function")
+    model = make().double().eval()
+    bound = model.lipschitz_bound()
+    if variant.startswith("a_"):
+        assert bound <= kwargs["k"] * (1 + 1e-6)
+    # Same certificate at twice the training resolution: attacks there stay below it too.
+    check_attack(model, torch.randn(3, 2, 2 * GRIDS[1][0], dtype=torch.float64), "function")
+
+
+@pytest.mark.parametrize("dim", [2, 3])
+@pytest.mark.parametrize("variant", ["a_k3", "c_vector", "padding_clip"])
+def test_lipfno_nd(dim, variant):
+    kwargs = _kwargs(dim, **VARIANTS[variant])
+    x = torch.randn(2, 2, *GRIDS[dim])
+
+    def make():
+        torch.manual_seed(0)
+        return _perturb(LipFNO(**kwargs))
+
+    check_all(make, x, norm="function")
+    finer = torch.randn(2, 2, *(2 * n for n in GRIDS[dim]), dtype=torch.float64)
+    check_attack(make().double().eval(), finer, "function")
+
+
+def test_auxiliary_sup_bounds_hold_at_every_resolution():
+    # The product-rule certificate relies on sup ||g(a)|| and sup |s(a)| over ||a|| <= radius,
+    # bounded without reference to a grid. Inputs on the sphere ||a|| = radius, pushed outward
+    # by gradient ascent on ||g(a)||, stay within them at several resolutions (padding and grid
+    # channels make g(0) itself resolution-dependent).
+    radius = 3.0
+    torch.manual_seed(0)
+    model = _perturb(LipFNO(**_kwargs(1, output_scale="auxiliary", radius=radius, padding=0.2)))
+    model = model.double().eval()
+    scaled = model.net
+    sup_s, sup_g = scaled.sup_bounds()
+    for n in (7, 16, 64):
+        a = torch.randn(8, 2, n, dtype=torch.float64, requires_grad=True)
+        opt = torch.optim.Adam([a], lr=0.1)
+        for _ in range(20):
+            on_sphere = a * (radius / batched_norm(a, "function")).view(-1, 1, 1)
+            loss = -batched_norm(scaled.base(on_sphere), "function").sum()
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+        with torch.no_grad():
+            on_sphere = a * (radius / batched_norm(a, "function")).view(-1, 1, 1)
+            g_norm = float(batched_norm(scaled.base(on_sphere), "function").max())
+            s_max = float(scaled.aux(on_sphere).abs().max())
+        assert g_norm <= sup_g
+        assert s_max <= sup_s
+        check_jacobian(model, on_sphere[:2].detach(), "function")
+
+
+def test_unconstrained_twin_is_certified():
+    x = torch.randn(3, 2, 16)
+
+    def make():
+        torch.manual_seed(0)
+        return FNO(2, 1, modes=(4,), width=4, depth=2)
+
+    check_all(make, x, norm="function")
+    # GELU's slope is counted: same weights with ReLU give a bound smaller by 1.1289042**2
+    # (one activation in the first block, one in the projection).
+    gelu = make()
+    relu = FNO(2, 1, modes=(4,), width=4, depth=2, activation="relu")
+    relu.load_state_dict(gelu.state_dict())
+    ratio = gelu.lipschitz_bound() / relu.lipschitz_bound()
+    assert ratio == pytest.approx(1.1289042**2, rel=1e-12)
+
+
+@pytest.mark.parametrize("name", ["LipFNO", "FNO"])
+def test_registry_rebuilds_from_json_kwargs(name):
+    kwargs = dict(in_channels=3, out_channels=2, modes=[5, 4], width=6, depth=2, padding=0.1)
+    checkpoint = json.loads(json.dumps({"name": name, "kwargs": kwargs}))
+    assert name in available_models() and get_model_class(name).__name__ == name
+    torch.manual_seed(0)
+    model = _perturb(build_model(checkpoint["name"], **checkpoint["kwargs"])).eval()
+    fresh = build_model(checkpoint["name"], **checkpoint["kwargs"]).eval()
+    fresh.load_state_dict(model.state_dict())
+    x = torch.randn(2, 3, 12, 10)
+    torch.testing.assert_close(fresh(x), model(x), rtol=0.0, atol=0.0)
+    assert fresh.lipschitz_bound() == model.lipschitz_bound()
+
+
+def test_training_reduces_loss_and_certificate_holds_after():
+    torch.manual_seed(0)
+    model = LipFNO(1, 1, modes=(6,), width=8, depth=2)
+    spec = torch.zeros(16, 1, 17, dtype=torch.complex64)
+    spec[..., :5] = torch.randn(16, 1, 5, dtype=torch.complex64)
+    x = torch.fft.irfft(spec, n=32, norm="ortho")  # band-limited inputs
+    target = torch.roll(x, 5, dims=-1)  # an isometry: shift
+    opt = torch.optim.Adam(model.parameters(), lr=1e-2)
+    losses = []
+    for _ in range(60):
+        loss = (model(x) - target).pow(2).mean()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        losses.append(loss.item())
+    assert losses[-1] < 0.2 * losses[0], losses[::10]
+    model.eval()
+    check_attack(model, x[:4], "function", n_steps=10)
+
+
+def test_rollout_and_error_bound():
+    # "True" dynamics: a fixed model; learned model: a perturbed copy. The measured rollout
+    # errors must stay below rollout_error_bound(L, measured defects).
+    torch.manual_seed(0)
+    kwargs = dict(in_channels=2, out_channels=1, modes=(4,), width=4, depth=2, k=1.2)
+    truth = _perturb(LipFNO(**kwargs)).double().eval()
+    model = LipFNO(**kwargs).double().eval()
+    model.load_state_dict(truth.state_dict())
+    with torch.no_grad():
+        model.net[0].linear.bias.add_(0.05)  # a small model error
+    x0 = torch.randn(4, 2, 16, dtype=torch.float64)  # window of 2 one-channel frames
+    steps = 6
+    with torch.no_grad():
+        true_frames = rollout(truth, x0, steps)  # (4, steps, 1, 16)
+        pred = rollout(model, x0, steps)
+        seq = torch.cat([x0.unsqueeze(2), true_frames], 1)  # (4, 2 + steps, 1, 16)
+        defects = [
+            float(batched_norm(model(seq[:, t : t + 2, 0]) - seq[:, t + 2], "function").max())
+            for t in range(steps)
+        ]
+        errors = [
+            float(batched_norm(pred[:, t] - true_frames[:, t], "function").max())
+            for t in range(steps)
+        ]
+    bound = rollout_error_bound(model.lipschitz_bound(), defects, steps, window=2)
+    assert pred.shape == (4, steps, 1, 16)
+    assert min(errors) > 0
+    for e, b in zip(errors, bound, strict=True):
+        assert e <= b * (1 + 1e-9)
+
+
+def test_rollout_error_bound_errors():
+    with pytest.raises(ValueError, match="defects"):
+        rollout_error_bound(1.0, [0.1], steps=3)
+    with pytest.raises(ValueError, match="initial_errors"):
+        rollout_error_bound(1.0, 0.1, steps=3, initial_errors=[0.0], window=2)
+    with pytest.raises(ValueError, match="lipschitz"):
+        rollout_error_bound(float("nan"), 0.1, steps=3)
+    with pytest.raises(ValueError, match="steps"):
+        rollout(lambda w: w, torch.zeros(1, 1, 4), 0)
+
+
+def test_bad_arguments():
+    with pytest.raises(ValueError, match=r"spatial size 8 of dimension 0 is too small"):
+        LipFNO(1, 1, modes=(5,), width=4)(torch.randn(1, 1, 8))
+    with pytest.raises(ValueError, match="rank 3"):
+        LipFNO(1, 1, modes=(5,), width=4)(torch.randn(1, 1, 16, 16))
+    with pytest.raises(ValueError, match="must have 1 channels"):
+        LipFNO(1, 1, modes=(5,), width=4)(torch.randn(1, 2, 16))
+    with pytest.raises(ValueError, match="k must be"):
+        LipFNO(1, 1, modes=(5,), k=0.0)
+    with pytest.raises(ValueError, match="k must be"):
+        LipFNO(1, 1, modes=(5,), k=-2.0)
+    with pytest.raises(ValueError, match="modes"):
+        LipFNO(1, 1, modes=(0,))
+    with pytest.raises(ValueError, match="not 1-Lipschitz"):
+        LipFNO(1, 1, modes=(5,), activation="gelu")
+    with pytest.raises(ValueError, match="even width"):
+        LipFNO(1, 1, modes=(5,), width=5)
+    with pytest.raises(ValueError, match="needs radius"):
+        LipFNO(1, 1, modes=(5,), output_scale="auxiliary")
+    with pytest.raises(ValueError, match="output_scale"):
+        LipFNO(1, 1, modes=(5,), output_scale="aux")
+    with pytest.raises(ValueError, match="normalization"):
+        LipFNO(1, 1, modes=(5,), normalization="svd")
+    with pytest.raises(ValueError, match="depth"):
+        LipFNO(1, 1, modes=(5,), depth=0)
+    with pytest.raises(ValueError, match="bad arguments for model 'LipFNO'"):
+        build_model("LipFNO", in_channels=1, out_channels=1, mode=(5,))

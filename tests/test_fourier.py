@@ -1,0 +1,228 @@
+import math
+
+import pytest
+import torch
+from certcheck import check_all, check_attack, check_jacobian
+
+from liponet.layers import (
+    NORMALIZATIONS,
+    FourierBlock,
+    LipSpectralConv,
+    PaddedDomain,
+    SpectralMultiplier,
+)
+from liponet.layers.fourier import kept_mode_shape, spectral_apply
+
+# (modes, grid with some modes unkept, smallest grid allowed (every mode kept))
+SHAPES = {
+    1: ((3,), (9,), (5,)),
+    2: ((2, 3), (5, 8), (3, 5)),
+    3: ((2, 2, 2), (4, 5, 4), (3, 3, 3)),
+}
+
+
+def _dense(conv, sizes):
+    """The linear part (no bias) of ``conv`` as a dense float64 matrix on the grid ``sizes``."""
+    n = conv.in_channels * math.prod(sizes)
+    basis = torch.eye(n, dtype=torch.float64).reshape(n, conv.in_channels, *sizes)
+    r, w = conv.effective_weights()
+    out = spectral_apply(basis, r, w, None, conv.modes)
+    return out.reshape(n, -1).T  # (out * N, in * N)
+
+
+def _exact_norm(conv, sizes):
+    # Same grid in and out: the function-norm scaling sqrt(N_in / N_out) is 1.
+    return float(torch.linalg.matrix_norm(_dense(conv, sizes), ord=2))
+
+
+def _randomize(conv, seed=0, scale=1.0):
+    gen = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for p in conv.parameters():
+            p.copy_(scale * torch.randn(p.shape, generator=gen, dtype=p.dtype))
+    return conv
+
+
+@pytest.mark.parametrize("dim", [1, 2, 3])
+@pytest.mark.parametrize("k", [1.0, 2.5, None])
+@pytest.mark.parametrize("normalization", sorted(NORMALIZATIONS))
+@pytest.mark.parametrize("skip", [True, False])
+def test_certificate_is_the_exact_norm_of_the_linear_part(dim, k, normalization, skip):
+    modes, grid, smallest = SHAPES[dim]
+    conv = LipSpectralConv(3, 2, modes, k=k, skip=skip, normalization=normalization)
+    conv = _randomize(conv.double()).eval()
+    bound = conv.lipschitz_bound()
+    if k is not None:
+        assert bound <= k * (1 + 1e-9)
+    # Some modes unkept: the certificate is exact (tight to 1e-6, in fact ~1e-10).
+    assert _exact_norm(conv, grid) == pytest.approx(bound, rel=1e-6)
+    # Every mode kept: still an upper bound; and the same bound at a finer grid.
+    assert _exact_norm(conv, smallest) <= bound * (1 + 1e-9)
+    finer = tuple(n + 3 for n in grid)
+    assert _exact_norm(conv, finer) == pytest.approx(bound, rel=1e-6)
+
+
+@pytest.mark.parametrize("dim", [1, 2, 3])
+def test_tight_when_the_skip_dominates(dim):
+    # Small R_k: max_k ||W + R_k|| may fall below ||W||, which the unkept modes then attain.
+    modes, grid, _ = SHAPES[dim]
+    conv = _randomize(LipSpectralConv(2, 2, modes, k=None, skip=True).double()).eval()
+    with torch.no_grad():
+        conv.weight.mul_(1e-3)
+        conv.skip.copy_(torch.diag(torch.tensor([3.0, 1.0], dtype=torch.float64)))
+        conv.weight[..., 0, 0, :] = torch.tensor([-0.5, 0.0])  # shrink at all kept modes
+    bound = conv.lipschitz_bound()
+    assert bound == pytest.approx(3.0, rel=1e-9)
+    assert _exact_norm(conv, grid) == pytest.approx(bound, rel=1e-6)
+
+
+@pytest.mark.parametrize("dim", [1, 2, 3])
+@pytest.mark.parametrize("k", [1.0, None])
+def test_tight_when_mode_zero_dominates_with_an_imaginary_part(dim, k):
+    # Real inputs see only Re(R_0) at k = 0 (and the Hermitian part on the k_d = 0 slice): a
+    # bound from the raw complex R_0 would be valid but loose. The layer symmetrizes, so it is
+    # tight.
+    modes, grid, _ = SHAPES[dim]
+    conv = _randomize(LipSpectralConv(2, 2, modes, k=k, skip=True).double()).eval()
+    centre = (*tuple(m - 1 for m in modes[:-1]), 0)
+    with torch.no_grad():
+        conv.weight.mul_(0.1)
+        conv.weight[centre] = torch.tensor([[[4.0, 30.0], [0.0, 0.0]], [[0.0, 0.0], [1.0, -30.0]]])
+    bound = conv.lipschitz_bound()
+    mk, _w = conv.multipliers()
+    index0 = 0
+    for c, size in zip(centre, kept_mode_shape(modes), strict=True):
+        index0 = index0 * size + c
+    norms = torch.linalg.matrix_norm(mk, ord=2)
+    assert int(norms.argmax()) == index0  # the max is attained at k = 0
+    assert float(mk[index0].imag.abs().max()) == 0.0
+    assert _exact_norm(conv, grid) == pytest.approx(bound, rel=1e-6)
+    if k is None:  # the raw complex R_0 (imaginary parts 30) would give a far looser bound
+        raw = torch.view_as_complex(conv.weight.detach())[centre] + conv.skip.detach()
+        assert float(torch.linalg.matrix_norm(raw, ord=2)) > 5 * bound
+
+
+@pytest.mark.parametrize("dim", [1, 2, 3])
+def test_forward_equals_the_full_complex_multiplier(dim):
+    # Reference: full complex FFT, A_k on kept k, conj(A_{-k}) mirrored, W elsewhere.
+    modes, grid, _ = SHAPES[dim]
+    conv = _randomize(LipSpectralConv(2, 3, modes, skip=True, bias=False).double()).eval()
+    x = torch.randn(2, 2, *grid, dtype=torch.float64)
+    mk, w = conv.multipliers()
+    mk = mk.reshape(*kept_mode_shape(modes), 3, 2)
+    full = w.to(torch.complex128).expand(*grid, 3, 2).clone()
+    ranges = [range(-(m - 1), m) for m in modes[:-1]] + [range(modes[-1])]
+    for idx in torch.cartesian_prod(*[torch.tensor(list(r)) for r in ranges]).reshape(-1, dim):
+        signed = [int(v) for v in idx]
+        pos = tuple(s % n for s, n in zip(signed, grid, strict=True))
+        neg = tuple(-s % n for s, n in zip(signed, grid, strict=True))
+        leading = zip(signed[:-1], modes[:-1], strict=True)
+        kept = (*(s + m - 1 for s, m in leading), signed[-1])
+        full[pos] = mk[kept]
+        full[neg] = mk[kept].conj()
+    dims = tuple(range(2, 2 + dim))
+    spec = torch.fft.fftn(x, dim=dims, norm="ortho")
+    ref = torch.einsum("b i ..., ... o i -> b o ...", spec, full)
+    ref = torch.fft.ifftn(ref, dim=dims, norm="ortho")
+    assert float(ref.imag.abs().max()) < 1e-12  # the multiplier is Hermitian: real output
+    torch.testing.assert_close(conv(x), ref.real, rtol=0.0, atol=1e-12)
+
+
+@pytest.mark.parametrize("dim", [1, 2, 3])
+@pytest.mark.parametrize("skip", [True, False])
+def test_spectral_conv_properties(dim, skip):
+    modes, grid, _ = SHAPES[dim]
+    x = torch.randn(2, 3, *grid)
+
+    def make():
+        torch.manual_seed(0)
+        return _randomize(LipSpectralConv(3, 2, modes, skip=skip), seed=1)
+
+    check_all(make, x, norm="function")
+
+
+@pytest.mark.parametrize("dim", [1, 2, 3])
+@pytest.mark.parametrize("activation", ["groupsort2", "relu", "fullsort"])
+def test_block_properties_and_resolution(dim, activation):
+    modes, grid, _ = SHAPES[dim]
+    x = torch.randn(2, 4, *grid)
+
+    def make():
+        torch.manual_seed(0)
+        return _randomize(FourierBlock(4, modes, activation=activation), seed=2)
+
+    check_all(make, x, norm="function")
+    block = make().double().eval()
+    finer = torch.randn(2, 4, *(2 * n for n in grid), dtype=torch.float64)
+    check_attack(block, finer, norm="function")  # the same bound at twice the resolution
+
+
+@pytest.mark.parametrize("dim", [1, 2])
+def test_padded_domain_bound(dim):
+    modes, grid, _ = SHAPES[dim]
+    x = torch.randn(2, 2, *grid)
+
+    def make():
+        torch.manual_seed(0)
+        return PaddedDomain(_randomize(FourierBlock(2, modes, k=None), seed=3), padding=0.3)
+
+    check_all(make, x, norm="function")
+    model = make().double().eval()
+    assert model.lipschitz_bound() == model.inner.lipschitz_bound()
+    # Without activation the padded block is linear: its exact norm <= bound (cropping loses).
+    linear = PaddedDomain(_randomize(FourierBlock(2, modes, None, k=None)).double(), 0.3).eval()
+    assert check_jacobian(linear, x.double()[:1], "function") <= linear.lipschitz_bound()
+
+
+def test_training_normalization_approaches_eval():
+    conv = _randomize(LipSpectralConv(4, 4, (5,), skip=True, n_power=2), seed=4)
+    x = torch.randn(2, 4, 32)
+    conv.train()
+    for _ in range(30):  # power iteration, warm-started across forwards
+        train_out = conv(x)
+    conv.eval()
+    torch.testing.assert_close(train_out, conv(x), rtol=1e-3, atol=1e-3)
+
+
+def test_eval_weights_are_cached_and_refreshed():
+    conv = LipSpectralConv(2, 2, (3,), skip=True).eval()
+    first = conv.effective_weights()[0]
+    assert conv.effective_weights()[0] is first
+    with torch.no_grad():
+        conv.weight.mul_(2.0)
+    assert conv.effective_weights()[0] is not first
+
+
+def test_export_is_plain():
+    conv = LipSpectralConv(2, 2, (3, 3), skip=True).eval()
+    plain = conv.export()
+    assert isinstance(plain, SpectralMultiplier)
+    assert not list(plain.parameters())
+    x = torch.randn(1, 2, 8, 8)
+    torch.testing.assert_close(plain(x), conv(x), rtol=0.0, atol=1e-6)
+
+
+def test_bad_arguments():
+    with pytest.raises(ValueError, match="modes"):
+        LipSpectralConv(2, 2, (0,))
+    with pytest.raises(ValueError, match="modes"):
+        LipSpectralConv(2, 2, ())
+    with pytest.raises(ValueError, match="k must be"):
+        LipSpectralConv(2, 2, (3,), k=0.0)
+    with pytest.raises(ValueError, match="k must be"):
+        LipSpectralConv(2, 2, (3,), k=-1.0)
+    with pytest.raises(ValueError, match="unknown normalization 'spectral'; available: global"):
+        LipSpectralConv(2, 2, (3,), normalization="spectral")
+    with pytest.raises(ValueError, match="n_power"):
+        LipSpectralConv(2, 2, (3,), n_power=0)
+    with pytest.raises(ValueError, match="channels"):
+        LipSpectralConv(0, 2, (3,))
+    with pytest.raises(ValueError, match="padding"):
+        PaddedDomain(FourierBlock(2, (3,)), padding=-0.1)
+    conv = LipSpectralConv(2, 2, (5, 3))
+    with pytest.raises(ValueError, match=r"spatial size 8 of dimension 0 is too small.*>= 2\*5-1"):
+        conv(torch.randn(1, 2, 8, 8))
+    with pytest.raises(ValueError, match="rank 4"):
+        conv(torch.randn(1, 2, 16))
+    with pytest.raises(ValueError, match="must have 2 channels"):
+        conv(torch.randn(1, 3, 16, 16))
