@@ -59,10 +59,16 @@ __all__ = [
 #: Number of float64 entries a chunk of cells may hold in its largest intermediate tensor.
 DEFAULT_CHUNK_ENTRIES = 2**22
 
-#: Labels of results.
+#: Labels of results (``certified`` and ``estimated`` as in :data:`liponet.certify.LABELS`), and
+#: the note that explains each.
 LABEL_CERTIFIED = "certified"
-LABEL_ESTIMATE = "conditional on an ESTIMATED L_f (not certified)"
-LABEL_VOID = "void: the training values violate L_f (not certified)"
+LABEL_ESTIMATE = "estimated"
+LABEL_VOID = "void"
+NOTES = {
+    LABEL_CERTIFIED: "guaranteed: L_f given, L_g certified, data consistent with L_f",
+    LABEL_ESTIMATE: "not certified: rests on an ESTIMATED L_f",
+    LABEL_VOID: "not certified: the training values violate L_f (no L_f-Lipschitz f fits them)",
+}
 
 
 @dataclass(frozen=True)
@@ -118,7 +124,10 @@ class MaxErrorBound:
     certified
         True only if the bound is guaranteed (see the module docstring).
     label
-        ``"certified"`` or why not.
+        ``"certified"``, ``"estimated"`` (``L_f`` is an estimate) or ``"void"`` (the training
+        values contradict ``L_f``).
+    note
+        One sentence explaining the label.
     grid
         The per-axis node coordinates (float64).
     subdivisions
@@ -147,6 +156,7 @@ class MaxErrorBound:
     consistent: bool
     certified: bool
     label: str
+    note: str
     grid: tuple[Tensor, ...] = field(repr=False)
     subdivisions: int
 
@@ -444,6 +454,7 @@ def max_error_bound(
         consistent=consistent,
         certified=label == LABEL_CERTIFIED,
         label=label,
+        note=NOTES[label],
         grid=axes,
         subdivisions=int(subdivisions),
     )

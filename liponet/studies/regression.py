@@ -246,6 +246,7 @@ def run_regression_study(
         "L_f": l_f,
         "L_exact_estimate": l_exact.value,
         "reference_error": float((f_val - exact).abs().max()),
+        "max_abs_target": float(f_val.abs().max()),
         "n_train": cfg.n_train,
         "n_validation": cfg.n_validation,
         "subdivisions": cfg.subdivisions,
