@@ -33,6 +33,7 @@ def test_regress_quick_runs_end_to_end(tmp_path, capsys):
         (["--k", "0"], "k must be"),
         (["--variants", "a1,zz"], "variants"),
         (["--epochs", "-3"], "epochs"),
+        (["--threads", "0"], "threads"),
     ],
 )
 def test_regress_bad_flags_give_one_line_errors(flags, word, capsys):

@@ -64,6 +64,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help=f"comma-separated subset of {','.join(VARIANTS)} (default: all)",
     )
     add("--seed", type=int, default=None, help=f"seed (default {d.seed})")
+    add(
+        "--threads",
+        type=int,
+        default=1,
+        help="torch CPU threads (default 1: these small networks train fastest on one thread; "
+        "several threads on a busy machine slow training down by an order of magnitude)",
+    )
     add("--plot", default="regress.png", help="PNG to write ('' for none; default regress.png)")
     add("--csv", default="", help="also write the table as CSV to this path")
 
@@ -175,6 +182,11 @@ def run(args: argparse.Namespace) -> int:
     if missing:
         raise UsageError(f"needs {', '.join(missing)}: pip install 'liponet[pde,plot]'")
     cfg = config_from_args(args)
+    if args.threads < 1:
+        raise UsageError(f"--threads must be >= 1, got {args.threads}")
+    import torch
+
+    torch.set_num_threads(args.threads)
     start = time.perf_counter()
 
     def progress(message: str) -> None:
