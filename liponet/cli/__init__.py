@@ -19,9 +19,9 @@ COMMANDS: dict[str, str] = {
     "info": ".info",
     "generate": ".generate",
     "certify": ".certify",
-
     "train": ".train",
     "demo": ".demo",
+    "regress": ".regress",
 }
 
 
