@@ -660,7 +660,9 @@ def run_row(
 ) -> dict[str, Any]:
     """Build, train, score and certify one model on one task: one result row.
 
-    ``builder`` replaces the registered builder of ``model_name`` (benchmark variants).
+    ``builder`` replaces the registered builder of ``model_name`` (benchmark variants). The row
+    also carries the trained model (``"_model"``) and its field map (``"_f"``) for further
+    studies; :func:`write_results` writes only :data:`COLUMNS`.
     """
     if builder is None and model_name not in MODELS:
         raise ValueError(f"unknown model {model_name!r}; available: {', '.join(MODELS)}")
