@@ -10,6 +10,7 @@ PACKAGES = [
     "liponet.certify",
     "liponet.data",
     "liponet.train",
+    "liponet.metrics",
 ]
 
 

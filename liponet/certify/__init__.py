@@ -1,7 +1,77 @@
 """Certified error bounds (function approximation, operators) and empirical estimates."""
 
+from . import reference as reference
 from .empirical import estimate_lipschitz as estimate_lipschitz
 from .empirical import jacobian_lipschitz as jacobian_lipschitz
 from .empirical import pair_ratios as pair_ratios
+from .function import BOUND_METHODS as BOUND_METHODS
+from .function import ErrorBound as MaxErrorBound
+from .function import TargetLipschitzEstimate as TargetLipschitzEstimate
+from .function import estimate_target_lipschitz as estimate_target_lipschitz
+from .function import max_error_bound as max_error_bound
+from .harness import CoverageReport as CoverageReport
+from .harness import calibration_sweep as calibration_sweep
+from .harness import coverage_report as coverage_report
+from .harness import field_operator as field_operator
+from .harness import observed_errors as observed_errors
+from .interpolation import GridInterpolant as GridInterpolant
+from .norms import field_norm as field_norm
+from .operator import LABELS as LABELS
+from .operator import Certificate as Certificate
+from .operator import ErrorBound as ErrorBound
+from .operator import LipschitzConstant as LipschitzConstant
+from .operator import as_constant as as_constant
+from .operator import available_true_operators as available_true_operators
+from .operator import certified_radius as certified_radius
+from .operator import certify_rollout as certify_rollout
+from .operator import estimate_true_lipschitz as estimate_true_lipschitz
+from .operator import model_constant as model_constant
+from .operator import operator_error_bound as operator_error_bound
+from .operator import register_true_constant as register_true_constant
+from .operator import robustness_bound as robustness_bound
+from .operator import rollout_error_bound as rollout_error_bound
+from .operator import sup_output_constant as sup_output_constant
+from .operator import true_lipschitz as true_lipschitz
+from .tighter import conformal_error_bound as conformal_error_bound
+from .tighter import error_lipschitz_bound as error_lipschitz_bound
+from .tighter import estimate_error_lipschitz as estimate_error_lipschitz
+from .tighter import residual_error_bound as residual_error_bound
 
-__all__ = ["estimate_lipschitz", "jacobian_lipschitz", "pair_ratios"]
+__all__ = [
+    "BOUND_METHODS",
+    "LABELS",
+    "Certificate",
+    "CoverageReport",
+    "ErrorBound",
+    "GridInterpolant",
+    "LipschitzConstant",
+    "MaxErrorBound",
+    "TargetLipschitzEstimate",
+    "as_constant",
+    "available_true_operators",
+    "calibration_sweep",
+    "certified_radius",
+    "certify_rollout",
+    "conformal_error_bound",
+    "coverage_report",
+    "error_lipschitz_bound",
+    "estimate_error_lipschitz",
+    "estimate_lipschitz",
+    "estimate_target_lipschitz",
+    "estimate_true_lipschitz",
+    "field_norm",
+    "field_operator",
+    "jacobian_lipschitz",
+    "max_error_bound",
+    "model_constant",
+    "observed_errors",
+    "operator_error_bound",
+    "pair_ratios",
+    "reference",
+    "register_true_constant",
+    "residual_error_bound",
+    "robustness_bound",
+    "rollout_error_bound",
+    "sup_output_constant",
+    "true_lipschitz",
+]

@@ -17,6 +17,7 @@ __all__ = ["COMMANDS", "UsageError", "main"]
 #: Subcommand name -> module (relative to this package).
 COMMANDS: dict[str, str] = {
     "info": ".info",
+    "generate": ".generate",
 }
 
 

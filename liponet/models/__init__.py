@@ -1,5 +1,7 @@
 """Model families (constrained and unconstrained twins) and the model registry."""
 
+from .deeponet import DeepONet as DeepONet
+from .deeponet import LipDeepONet as LipDeepONet
 from .fno import FNO as FNO
 from .fno import LipFNO as LipFNO
 from .mlp import MLP as MLP
@@ -14,6 +16,8 @@ from .rollout import rollout_error_bound as rollout_error_bound
 __all__ = [
     "FNO",
     "MLP",
+    "DeepONet",
+    "LipDeepONet",
     "LipFNO",
     "LipMLP",
     "available_models",

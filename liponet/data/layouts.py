@@ -1,0 +1,325 @@
+"""The PDEBench on-disk layouts: detection, validation and strided slab reads.
+
+Every layout reads a contiguous range of samples as one float32 array of shape
+``(samples, frames, fields, *spatial)`` (the in-memory convention, converted once, here).
+Darcy files are read as two frames: frame 0 is the coefficient ``nu``, frame 1 the solution.
+"""
+
+from __future__ import annotations
+
+import os
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import ClassVar
+
+import einops
+import h5py
+import numpy as np
+
+from .errors import (
+    CorruptFileError,
+    MissingKeyError,
+    NotHDF5Error,
+    PDEBenchFileNotFoundError,
+    UnknownLayoutError,
+    WrongRankError,
+)
+
+__all__ = [
+    "CFDLayout",
+    "DarcyLayout",
+    "GroupLayout",
+    "Layout",
+    "SingleArrayLayout",
+    "detect_layout",
+    "open_h5",
+]
+
+#: Spatial axis names, in order, and the coordinate keys of the array layouts.
+AXES = ("x", "y", "z")
+CFD_FIELDS = ("density", "pressure", "Vx", "Vy", "Vz")
+
+
+def open_h5(path: str | os.PathLike[str]) -> h5py.File:
+    """Open ``path`` read-only, turning every failure into a :class:`PDEBenchFormatError`."""
+    path = os.fspath(path)
+    if not os.path.exists(path):
+        raise PDEBenchFileNotFoundError(path, "no such file (expected a PDEBench HDF5 file)")
+    if os.path.isdir(path):
+        raise NotHDF5Error(path, "is a directory, expected an HDF5 file")
+    if not h5py.is_hdf5(path):
+        raise NotHDF5Error(path, "not an HDF5 file (no HDF5 signature)")
+    try:
+        return h5py.File(path, "r")
+    except OSError as err:
+        raise CorruptFileError(
+            path, f"HDF5 file cannot be opened (truncated or corrupt): {err}"
+        ) from err
+
+
+def read_array(f: h5py.File, key: str, selection: tuple[object, ...] = ()) -> np.ndarray:
+    """``f[key][selection]`` as float32, with format errors instead of h5py tracebacks."""
+    ds = _dataset(f, key)
+    try:
+        return np.asarray(ds[selection] if selection else ds[()], dtype=np.float32)
+    except (OSError, RuntimeError) as err:
+        raise CorruptFileError(
+            f.filename, f"cannot read data (truncated or corrupt): {err}", key
+        ) from err
+
+
+def _dataset(f: h5py.File | h5py.Group, key: str) -> h5py.Dataset:
+    filename = f.file.filename
+    try:
+        obj = f.get(key)
+    except (OSError, RuntimeError, KeyError) as err:
+        raise CorruptFileError(filename, f"cannot read the key (corrupt file): {err}", key) from err
+    if obj is None:
+        raise MissingKeyError(filename, "missing key, required by this layout", key)
+    if not isinstance(obj, h5py.Dataset):
+        raise WrongRankError(filename, "expected a dataset, found a group", key)
+    return obj
+
+
+@dataclass
+class Layout(ABC):
+    """A detected layout: sizes, field names and coordinates (all read from the file).
+
+    Attributes
+    ----------
+    n_samples, n_frames
+        Samples and stored frames (Darcy: 2, coefficient then solution).
+    spatial_shape
+        Points per spatial axis.
+    fields
+        Channel names, in channel order.
+    grid
+        Coordinates by axis name (``x``, ``y``, ``z``, and ``t`` = the frame times).
+    """
+
+    path: str
+    n_samples: int
+    n_frames: int
+    spatial_shape: tuple[int, ...]
+    fields: tuple[str, ...]
+    grid: dict[str, np.ndarray] = field(repr=False)
+
+    kind: ClassVar[str]
+    #: Which end of the file PDEBench's test split takes.
+    test_at_end: ClassVar[bool] = False
+    #: Whether the time stride applies (Darcy has no time axis).
+    has_time: ClassVar[bool] = True
+
+    @abstractmethod
+    def read(
+        self, f: h5py.File, samples: slice, frames: slice, space: tuple[slice, ...]
+    ) -> np.ndarray:
+        """Read a contiguous slab: ``(n, t, fields, *spatial)`` float32.
+
+        ``samples`` is a contiguous sample range, ``frames`` a (strided) frame slice and
+        ``space`` one (strided) slice per spatial axis.
+        """
+
+    def field_key(self, channel: int) -> str:
+        """The HDF5 key holding channel ``channel`` (for error messages)."""
+        return self.fields[channel]
+
+
+def _spatial(path: str, f: h5py.File, shape: Sequence[int], key: str, prefix: str) -> dict:
+    grid = {}
+    for axis, n in zip(AXES, shape, strict=False):
+        name = f"{prefix}{axis}-coordinate" if not prefix.endswith("/") else f"{prefix}{axis}"
+        coord = read_array(f, name).reshape(-1)
+        if coord.shape[0] != n:
+            raise WrongRankError(
+                path, f"has {coord.shape[0]} points, expected {n} to match {key!r}", name
+            )
+        grid[axis] = coord
+    return grid
+
+
+def _time(path: str, f: h5py.File, key: str, n_frames: int, name: str) -> np.ndarray:
+    t = read_array(f, name).reshape(-1)
+    if t.shape[0] < n_frames:
+        raise WrongRankError(path, f"has {t.shape[0]} times, expected >= {n_frames} frames", name)
+    return t[:n_frames]
+
+
+def _check_rank(path: str, ds: h5py.Dataset, key: str, ranks: Sequence[int], what: str) -> None:
+    if ds.ndim not in ranks:
+        expected = " or ".join(str(r) for r in ranks)
+        raise WrongRankError(
+            path, f"has rank {ds.ndim} {ds.shape}, expected rank {expected} {what}", key
+        )
+
+
+class SingleArrayLayout(Layout):
+    """``tensor`` ``(N, t, *spatial)`` with ``x-coordinate`` (...) and ``t-coordinate``."""
+
+    kind: ClassVar[str] = "single-array"
+
+    @classmethod
+    def detect(cls, path: str, f: h5py.File) -> SingleArrayLayout:
+        """Validate keys and shapes."""
+        ds = _dataset(f, "tensor")
+        _check_rank(path, ds, "tensor", (3, 4, 5), "(N, t, *spatial) with 1-3 spatial axes")
+        n, nt, *space = ds.shape
+        grid = _spatial(path, f, space, "tensor", "")
+        grid["t"] = _time(path, f, "tensor", nt, "t-coordinate")
+        return cls(path, n, nt, tuple(space), ("tensor",), grid)
+
+    def read(
+        self, f: h5py.File, samples: slice, frames: slice, space: tuple[slice, ...]
+    ) -> np.ndarray:
+        """See :meth:`Layout.read`."""
+        data = read_array(f, "tensor", (samples, frames, *space))
+        return data[:, :, None]
+
+
+class CFDLayout(Layout):
+    """``density``, ``pressure``, ``Vx`` [, ``Vy``, ``Vz``], each ``(N, t, *spatial)``."""
+
+    kind: ClassVar[str] = "cfd"
+
+    @classmethod
+    def detect(cls, path: str, f: h5py.File) -> CFDLayout:
+        """Validate keys and shapes; velocity components follow the spatial rank."""
+        first = _dataset(f, "density")
+        _check_rank(path, first, "density", (3, 4, 5), "(N, t, *spatial) with 1-3 spatial axes")
+        n, nt, *space = first.shape
+        fields = ("density", "pressure", *[f"V{a}" for a in AXES[: len(space)]])
+        for key in fields:
+            ds = _dataset(f, key)
+            if ds.shape != first.shape:
+                raise WrongRankError(path, f"has shape {ds.shape}, expected {first.shape}", key)
+        grid = _spatial(path, f, space, "density", "")
+        grid["t"] = _time(path, f, "density", nt, "t-coordinate")
+        return cls(path, n, nt, tuple(space), fields, grid)
+
+    def read(
+        self, f: h5py.File, samples: slice, frames: slice, space: tuple[slice, ...]
+    ) -> np.ndarray:
+        """See :meth:`Layout.read`."""
+        return np.stack([read_array(f, k, (samples, frames, *space)) for k in self.fields], 2)
+
+
+class DarcyLayout(Layout):
+    """``nu`` ``(N, *spatial)`` and ``tensor`` ``(N, 1, *spatial)``, read as two frames."""
+
+    kind: ClassVar[str] = "darcy"
+    has_time: ClassVar[bool] = False
+
+    @classmethod
+    def detect(cls, path: str, f: h5py.File) -> DarcyLayout:
+        """Validate keys and shapes."""
+        nu, sol = _dataset(f, "nu"), _dataset(f, "tensor")
+        _check_rank(path, nu, "nu", (2, 3, 4), "(N, *spatial)")
+        if sol.shape != (nu.shape[0], 1, *nu.shape[1:]):
+            raise WrongRankError(
+                path,
+                f"has shape {sol.shape}, expected (N, 1, *spatial) = "
+                f"{(nu.shape[0], 1, *nu.shape[1:])} to match 'nu'",
+                "tensor",
+            )
+        grid = _spatial(path, f, nu.shape[1:], "nu", "")
+        return cls(path, nu.shape[0], 2, tuple(nu.shape[1:]), ("tensor",), grid)
+
+    def read(
+        self, f: h5py.File, samples: slice, frames: slice, space: tuple[slice, ...]
+    ) -> np.ndarray:
+        """See :meth:`Layout.read` (frame 0 = ``nu``, frame 1 = ``tensor``)."""
+        wanted = range(2)[frames]
+        parts = [
+            read_array(f, "nu", (samples, *space))
+            if t == 0
+            else read_array(f, "tensor", (samples, 0, *space))
+            for t in wanted
+        ]
+        return np.stack(parts, 1)[:, :, None]
+
+    def field_key(self, channel: int) -> str:
+        """Darcy arrays are ``nu`` and ``tensor``."""
+        return "nu/tensor"
+
+
+@dataclass
+class GroupLayout(Layout):
+    """One group per sample (sorted keys).
+
+    Each group holds ``data`` ``(t, *spatial, fields)`` and ``grid/x`` [, ``grid/y``,
+    ``grid/z``], ``grid/t``.
+    """
+
+    keys: list[str] = field(default_factory=list, repr=False)
+
+    kind: ClassVar[str] = "group-per-sample"
+    test_at_end: ClassVar[bool] = True
+
+    @classmethod
+    def detect(cls, path: str, f: h5py.File) -> GroupLayout:
+        """Validate the first group; others are checked when read."""
+        keys = sorted(f.keys())
+        first = keys[0]
+        ds = _dataset(f, f"{first}/data")
+        _check_rank(path, ds, f"{first}/data", (3, 4, 5), "(t, *spatial, fields)")
+        nt, *space, nf = ds.shape
+        grid = _spatial(path, f, space, f"{first}/data", f"{first}/grid/")
+        grid["t"] = _time(path, f, f"{first}/data", nt, f"{first}/grid/t")
+        fields = tuple(f"data[..., {c}]" for c in range(nf))
+        return cls(path, len(keys), nt, tuple(space), fields, grid, keys=keys)
+
+    def read(
+        self, f: h5py.File, samples: slice, frames: slice, space: tuple[slice, ...]
+    ) -> np.ndarray:
+        """See :meth:`Layout.read`."""
+        expected = (self.n_frames, *self.spatial_shape, len(self.fields))
+        out = []
+        for key in self.keys[samples]:
+            ds = _dataset(f, f"{key}/data")
+            if ds.shape != expected:
+                raise WrongRankError(
+                    self.path,
+                    f"has shape {ds.shape}, expected {expected} like the first group",
+                    f"{key}/data",
+                )
+            data = read_array(f, f"{key}/data", (frames, *space))
+            out.append(einops.rearrange(data, "t ... c -> t c ..."))
+        return np.stack(out)
+
+    def field_key(self, channel: int) -> str:
+        """The ``data`` arrays."""
+        return "*/data"
+
+
+def detect_layout(path: str | os.PathLike[str], f: h5py.File) -> Layout:
+    """Recognise the layout from the keys of an open file.
+
+    Raises
+    ------
+    UnknownLayoutError
+        If the keys match no PDEBench layout.
+    MissingKeyError, WrongRankError, CorruptFileError
+        If they match one but arrays are missing or misshapen.
+    """
+    path = os.fspath(path)
+    try:
+        keys = set(f.keys())
+        groups = keys and all(isinstance(f.get(k, getlink=False), h5py.Group) for k in keys)
+    except (OSError, RuntimeError) as err:
+        raise CorruptFileError(path, f"cannot list the keys (corrupt file): {err}") from err
+    if {"tensor", "nu"} <= keys:
+        return DarcyLayout.detect(path, f)
+    if "tensor" in keys:
+        return SingleArrayLayout.detect(path, f)
+    if keys & set(CFD_FIELDS):
+        return CFDLayout.detect(path, f)
+    if groups:
+        return GroupLayout.detect(path, f)
+    listed = ", ".join(sorted(keys)[:8]) or "none"
+    raise UnknownLayoutError(
+        path,
+        f"keys [{listed}] match no PDEBench layout; expected 'tensor' (+ coordinates), "
+        "'nu' + 'tensor' (Darcy), 'density'/'pressure'/'Vx' (CFD) or one group per sample "
+        "holding 'data'",
+    )

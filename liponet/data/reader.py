@@ -1,0 +1,364 @@
+"""Map-style PDEBench dataset: PDEBench's strides, caps and splits, items ``(x, y)``."""
+
+from __future__ import annotations
+
+import os
+import pathlib
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+import einops
+import h5py
+import numpy as np
+import torch
+from torch import Tensor
+from torch.utils.data import Dataset
+
+from .errors import EmptySelectionError, NonFiniteError
+from .layouts import DarcyLayout, Layout, detect_layout, open_h5
+
+__all__ = ["PDEBenchDataset", "pdebench_splits"]
+
+SPLITS = ("train", "val", "test")
+TASKS = ("step", "autoregressive", "coefficient")
+WINDOWS = ("first", "all")
+NONFINITE = ("raise", "skip")
+#: PDEBench's test fraction.
+TEST_RATIO = 0.1
+#: Samples per slab when reading many samples (``to_tensors``, scans).
+SLAB = 64
+
+
+def pdebench_splits(
+    n_samples: int, *, test_at_end: bool, val_fraction: float = 0.1
+) -> dict[str, range]:
+    """PDEBench's train/test split of ``n_samples`` (after ``num_samples_max``), plus validation.
+
+    Single-array, CFD and Darcy files: ``test = [0, int(0.1 n))`` (the FIRST 10%). Group files:
+    ``test = [int(n (1 - 0.1)), n)`` (the LAST samples). PDEBench trains on the rest; here the
+    LAST ``int(val_fraction * len(rest))`` samples of that rest form the validation split and
+    ``train`` is what remains (``val_fraction = 0`` gives PDEBench's train split exactly).
+
+    Examples
+    --------
+    >>> from liponet.data import pdebench_splits
+    >>> pdebench_splits(25, test_at_end=False, val_fraction=0.1)
+    {'train': range(2, 23), 'val': range(23, 25), 'test': range(0, 2)}
+    >>> pdebench_splits(25, test_at_end=True, val_fraction=0.0)
+    {'train': range(0, 22), 'val': range(22, 22), 'test': range(22, 25)}
+    """
+    if not 0.0 <= val_fraction < 1.0:
+        raise ValueError(f"val_fraction must be in [0, 1), got {val_fraction}")
+    if test_at_end:
+        cut = int(n_samples * (1 - TEST_RATIO))
+        rest, test = range(0, cut), range(cut, n_samples)
+    else:
+        cut = int(n_samples * TEST_RATIO)
+        rest, test = range(cut, n_samples), range(0, cut)
+    n_val = int(val_fraction * len(rest))
+    return {
+        "train": range(rest.start, rest.stop - n_val),
+        "val": range(rest.stop - n_val, rest.stop),
+        "test": test,
+    }
+
+
+def _runs(indices: Sequence[int], limit: int) -> Iterator[range]:
+    """Contiguous runs of sorted ``indices``, each at most ``limit`` long."""
+    start = prev = None
+    for i in indices:
+        if start is not None and i == prev + 1 and i - start < limit:  # type: ignore[operator]
+            prev = i
+            continue
+        if start is not None:
+            yield range(start, prev + 1)  # type: ignore[operator]
+        start = prev = i
+    if start is not None:
+        yield range(start, prev + 1)  # type: ignore[operator]
+
+
+def _choice(name: str, value: object, choices: Sequence[object]) -> None:
+    if value not in choices:
+        raise ValueError(f"{name} must be one of {', '.join(map(repr, choices))}, got {value!r}")
+
+
+class PDEBenchDataset(Dataset[tuple[Tensor, Tensor]]):
+    """A PDEBench HDF5 file (any layout) as ``(x, y)`` pairs shaped ``(channels, *spatial)``.
+
+    Parameters
+    ----------
+    path
+        The HDF5 file; its layout (single-array, CFD, Darcy, group-per-sample) is detected.
+    split
+        ``"train"``, ``"val"`` or ``"test"``; see :func:`pdebench_splits`.
+    task
+        ``"step"``: frame ``t_in`` -> frame ``t_out`` (channels = fields).
+        ``"autoregressive"``: ``initial_step`` frames stacked time-major as channels
+        (``channel = frame * n_fields + field``) -> the next frame.
+        ``"coefficient"`` (Darcy only): ``nu`` -> ``tensor``.
+    t_in, t_out
+        Frame indices after the time stride (negative counts from the end).
+    initial_step
+        Input frames of the autoregressive task (default PDEBench's: 1 for Darcy, 5 for 1-D
+        diffusion-reaction files, i.e. with a ``rho`` attribute, else 10).
+    windows
+        Autoregressive task: ``"first"`` (one item per sample: frames ``[0, k)`` -> ``k``) or
+        ``"all"`` (every window ``[s, s + k)`` -> ``s + k``; items ordered sample-major).
+    reduced_resolution, reduced_resolution_t
+        Strides in space (all axes) and time (ignored for Darcy), as PDEBench.
+    num_samples_max
+        Cap on the samples of the file, applied before splitting (``None`` or -1: all).
+    val_fraction
+        Fraction of PDEBench's training samples held out (at its end) for validation.
+    on_nonfinite
+        ``"raise"`` (:class:`NonFiniteError` when an item with NaN/inf is read) or ``"skip"``
+        (one pass over the split at construction drops such samples from ``indices``).
+
+    Attributes
+    ----------
+    grid
+        Coordinates read from the file, strided like the data: ``{"x": ..., ["y", "z",] "t"}``.
+    indices
+        File sample indices (sorted) of this split.
+    in_channels, out_channels
+        Channels of ``x`` and ``y``.
+    layout
+        The detected :class:`~liponet.data.layouts.Layout`.
+
+    Notes
+    -----
+    The file is opened lazily, once per process (a forked DataLoader worker reopens it), and
+    closed when the dataset is pickled.
+
+    Examples
+    --------
+    >>> import tempfile, pathlib
+    >>> from liponet.data import PDEBenchDataset, generate
+    >>> path = generate("burgers", pathlib.Path(tempfile.mkdtemp()) / "b.hdf5",
+    ...                 n_samples=20, nx=32, nt=6)
+    >>> ds = PDEBenchDataset(path, split="train", task="step", reduced_resolution=2)
+    >>> len(ds), ds[0][0].shape, ds.indices
+    (17, torch.Size([1, 16]), range(2, 19))
+    >>> X, Y = ds.to_tensors()
+    >>> X.shape, Y.shape
+    (torch.Size([17, 1, 16]), torch.Size([17, 1, 16]))
+    """
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        split: str = "train",
+        task: str = "step",
+        t_in: int = 0,
+        t_out: int = -1,
+        initial_step: int | None = None,
+        windows: str = "first",
+        reduced_resolution: int = 1,
+        reduced_resolution_t: int = 1,
+        num_samples_max: int | None = None,
+        val_fraction: float = 0.1,
+        on_nonfinite: str = "raise",
+    ) -> None:
+        _choice("split", split, SPLITS)
+        _choice("task", task, TASKS)
+        _choice("windows", windows, WINDOWS)
+        _choice("on_nonfinite", on_nonfinite, NONFINITE)
+        self.path = pathlib.Path(path)
+        self.split, self.task, self.on_nonfinite = split, task, on_nonfinite
+        self._file: h5py.File | None = None
+        self._pid: int | None = None
+        with open_h5(self.path) as f:
+            self.layout: Layout = detect_layout(self.path, f)
+            rho = "rho" in f.attrs
+        lay = self.layout
+        for name, stride in (
+            ("reduced_resolution", reduced_resolution),
+            ("reduced_resolution_t", reduced_resolution_t),
+        ):
+            if not isinstance(stride, int | np.integer) or stride < 1:
+                raise EmptySelectionError(
+                    self.path, f"{name}={stride!r} leaves nothing; expected an integer >= 1"
+                )
+        t_stride = reduced_resolution_t if lay.has_time else 1
+        self._frame_ids = range(lay.n_frames)[::t_stride]
+        self._space = tuple(slice(None, None, reduced_resolution) for _ in lay.spatial_shape)
+        self.grid = {
+            k: torch.as_tensor(v[:: (t_stride if k == "t" else reduced_resolution)])
+            for k, v in lay.grid.items()
+        }
+        n = lay.n_samples
+        if num_samples_max is not None and num_samples_max != -1:
+            if num_samples_max < 1:
+                raise EmptySelectionError(
+                    self.path, f"num_samples_max={num_samples_max} leaves nothing; expected >= 1"
+                )
+            n = min(n, num_samples_max)
+        self.indices: Sequence[int] = pdebench_splits(
+            n, test_at_end=lay.test_at_end, val_fraction=val_fraction
+        )[split]
+        n_sel = len(self._frame_ids)
+        n_fields = len(lay.fields)
+        if task == "coefficient" and not isinstance(lay, DarcyLayout):
+            raise ValueError(
+                f"{self.path}: task 'coefficient' needs a Darcy file ('nu' + 'tensor'), "
+                f"this one is {lay.kind}"
+            )
+        if task == "autoregressive":
+            if initial_step is None:
+                initial_step = 1 if isinstance(lay, DarcyLayout) else (5 if rho else 10)
+            if not 1 <= initial_step < n_sel:
+                raise EmptySelectionError(
+                    self.path,
+                    f"initial_step={initial_step} needs more than {initial_step} "
+                    f"frames, the time stride leaves {n_sel}",
+                )
+            self.initial_step = initial_step
+            n_starts = n_sel - initial_step if windows == "all" else 1
+            self._windows = [list(range(s, s + initial_step + 1)) for s in range(n_starts)]
+            self.in_channels = initial_step * n_fields
+        else:
+            pair = (0, 1) if task == "coefficient" else (t_in, t_out)
+            for name, t in zip(("t_in", "t_out"), pair, strict=True):
+                if not -n_sel <= t < n_sel:
+                    raise EmptySelectionError(
+                        self.path,
+                        f"{name}={t} is out of range: the time stride leaves {n_sel} frames",
+                    )
+            self._windows = [[pair[0] % n_sel, pair[1] % n_sel]]
+            self.in_channels = n_fields
+        self.out_channels = n_fields
+        if len(self.indices) == 0:
+            raise EmptySelectionError(
+                self.path, f"split {split!r} is empty ({n} samples, val_fraction={val_fraction})"
+            )
+        if on_nonfinite == "skip":
+            self.indices = self._finite_indices()
+            if len(self.indices) == 0:
+                raise EmptySelectionError(
+                    self.path, f"every sample of split {split!r} is non-finite"
+                )
+
+    # -- file handling ---------------------------------------------------------------------
+    def _h5(self) -> h5py.File:
+        if self._file is None or self._pid != os.getpid():
+            self._file = open_h5(self.path)
+            self._pid = os.getpid()
+        return self._file
+
+    def close(self) -> None:
+        """Close the file handle of this process (it reopens on the next read)."""
+        if self._file is not None and self._pid == os.getpid():
+            self._file.close()
+        self._file = None
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = dict(self.__dict__)
+        state["_file"] = None
+        state["_pid"] = None
+        return state
+
+    # -- reading -----------------------------------------------------------------------------
+    def read_frames(self, samples: range, positions: Sequence[int]) -> np.ndarray:
+        """Frames ``positions`` (after the time stride) of contiguous file samples ``samples``.
+
+        Returns ``(n, len(positions), fields, *spatial)`` float32.
+        """
+        f = self._h5()
+        step = self._frame_ids.step
+        parts = []
+        for run in _runs(sorted(set(positions)), len(self._frame_ids)):
+            frames = slice(self._frame_ids[run.start], self._frame_ids[run.stop - 1] + 1, step)
+            parts.append(
+                (run, self.layout.read(f, slice(samples.start, samples.stop), frames, self._space))
+            )
+        lookup = {p: (data, p - run.start) for run, data in parts for p in run}
+        return np.stack([lookup[p][0][:, lookup[p][1]] for p in positions], axis=1)
+
+    def read_items(self, samples: range) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Every item of contiguous file samples ``samples``, sample-major.
+
+        Returns ``x``, ``y`` (numpy float32) and the file sample index of each item; no
+        non-finite check.
+        """
+        needed = sorted({p for w in self._windows for p in w})
+        block = self.read_frames(samples, needed)  # (n, len(needed), fields, *spatial)
+        where = {p: i for i, p in enumerate(needed)}
+        xs, ys = [], []
+        for w in self._windows:
+            xs.append(block[:, [where[p] for p in w[:-1]]])
+            ys.append(block[:, where[w[-1]]])
+        x = np.stack(xs, 1)  # (n, windows, k, fields, *spatial)
+        y = np.stack(ys, 1)  # (n, windows, fields, *spatial)
+        x = einops.rearrange(x, "n w k f ... -> (n w) (k f) ...")
+        y = einops.rearrange(y, "n w f ... -> (n w) f ...")
+        ids = np.repeat(np.arange(samples.start, samples.stop), len(self._windows))
+        return x, y, ids
+
+    def check_finite(
+        self, x: np.ndarray, y: np.ndarray, ids: np.ndarray, policy: str | None = None
+    ) -> np.ndarray:
+        """Boolean mask of finite items; raises :class:`NonFiniteError` under ``"raise"``.
+
+        ``policy`` overrides ``on_nonfinite``.
+        """
+        ok = np.isfinite(x.reshape(len(x), -1)).all(1) & np.isfinite(y.reshape(len(y), -1)).all(1)
+        if (policy or self.on_nonfinite) == "raise" and not ok.all():
+            bad = int(ids[np.argmin(ok)])
+            raise NonFiniteError(
+                self.path,
+                f"sample {bad} has NaN/inf values in the selected frames; pass "
+                "on_nonfinite='skip' to drop such samples",
+                self.layout.field_key(0),
+            )
+        return ok
+
+    def _finite_indices(self) -> list[int]:
+        keep: list[int] = []
+        for run in _runs(self.indices, SLAB):
+            x, y, ids = self.read_items(run)
+            ok = np.isfinite(x.reshape(len(x), -1)).all(1) & np.isfinite(y.reshape(len(y), -1)).all(
+                1
+            )
+            bad = set(ids[~ok].tolist())
+            keep.extend(i for i in run if i not in bad)
+        return keep
+
+    def __len__(self) -> int:
+        return len(self.indices) * len(self._windows)
+
+    def __getitem__(self, item: int) -> tuple[Tensor, Tensor]:
+        if not -len(self) <= item < len(self):
+            raise IndexError(f"item {item} out of range for {len(self)} items")
+        item %= len(self)
+        sample = self.indices[item // len(self._windows)]
+        w = self._windows[item % len(self._windows)]
+        block = self.read_frames(range(sample, sample + 1), w)[0]  # (k + 1, fields, *spatial)
+        x = einops.rearrange(block[:-1], "k f ... -> (k f) ...")
+        y = block[-1]
+        self.check_finite(x[None], y[None], np.array([sample]))
+        return torch.from_numpy(np.ascontiguousarray(x)), torch.from_numpy(y)
+
+    def to_tensors(self) -> tuple[Tensor, Tensor]:
+        """Every item of the split stacked: ``X`` ``(items, in_channels, *spatial)``, ``Y``."""
+        xs, ys = [], []
+        for run in _runs(self.indices, SLAB):
+            x, y, ids = self.read_items(run)
+            self.check_finite(x, y, ids)
+            xs.append(x)
+            ys.append(y)
+        return torch.from_numpy(np.concatenate(xs)), torch.from_numpy(np.concatenate(ys))
+
+    def trajectory(self, item: int) -> Tensor:
+        """All frames (after the time stride) of sample ``indices[item]``, for rollouts.
+
+        Returns ``(frames, fields, *spatial)``.
+        """
+        sample = self.indices[item]
+        positions = list(range(len(self._frame_ids)))
+        return torch.from_numpy(self.read_frames(range(sample, sample + 1), positions)[0])
+
+    @property
+    def n_frames(self) -> int:
+        """Frames per trajectory after the time stride."""
+        return len(self._frame_ids)

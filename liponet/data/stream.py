@@ -1,0 +1,285 @@
+"""Streaming access to big PDEBench files: chunk-aware shuffling, sharding, statistics."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+import torch.distributed as dist
+from torch import Tensor
+from torch.utils.data import IterableDataset, get_worker_info
+
+from .reader import NONFINITE, PDEBenchDataset, _choice, _runs
+
+__all__ = ["NormStats", "PDEBenchStream", "compute_stats"]
+
+#: Samples per contiguous read and items kept in the shuffle buffer, by default.
+BLOCK_SIZE = 16
+BUFFER_SIZE = 512
+
+
+class PDEBenchStream(IterableDataset[Any]):
+    """Iterate over a split of a PDEBench file with bounded memory.
+
+    Each epoch, the split's samples are cut into blocks of ``block_size`` consecutive samples
+    (one contiguous read each); the block order is shuffled with ``(seed, epoch)``, blocks are
+    dealt round-robin to the ``world_size * num_workers`` streams (rank-major), and each stream
+    passes its items through a shuffle buffer of ``buffer_size`` items. Memory holds one block
+    plus the buffer, whatever the file size.
+
+    Parameters
+    ----------
+    path
+        The HDF5 file.
+    block_size, buffer_size
+        Samples per read; items in the shuffle buffer.
+    shuffle
+        Shuffle blocks and items (``False``: file order within each stream).
+    seed
+        Shuffling seed; the epoch (see :meth:`set_epoch`) is mixed in.
+    rank, world_size
+        This process's shard; default from ``torch.distributed`` when initialised, else 0 / 1.
+        With several streams every stream yields the same number of items (a few items per
+        epoch are dropped, different ones each epoch), as distributed training needs.
+    batch_size
+        If set, yield collated batches ``(x, y)`` of this many items (use
+        ``DataLoader(stream, batch_size=None)``); the last batch may be smaller.
+    **dataset_kwargs
+        ``split``, ``task``, strides ... as :class:`PDEBenchDataset`; ``on_nonfinite="skip"``
+        drops non-finite items on the fly.
+
+    Examples
+    --------
+    >>> import tempfile, pathlib
+    >>> from liponet.data import PDEBenchStream, generate
+    >>> path = generate("advection", pathlib.Path(tempfile.mkdtemp()) / "a.hdf5",
+    ...                 n_samples=40, nx=16, nt=4)
+    >>> stream = PDEBenchStream(path, split="train", block_size=4, buffer_size=8, batch_size=10)
+    >>> [tuple(x.shape) for x, y in stream]
+    [(10, 1, 16), (10, 1, 16), (10, 1, 16), (3, 1, 16)]
+    """
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        block_size: int = BLOCK_SIZE,
+        buffer_size: int = BUFFER_SIZE,
+        shuffle: bool = True,
+        seed: int = 0,
+        rank: int | None = None,
+        world_size: int | None = None,
+        batch_size: int | None = None,
+        **dataset_kwargs: Any,
+    ) -> None:
+        super().__init__()
+        policy = dataset_kwargs.pop("on_nonfinite", "raise")
+        _choice("on_nonfinite", policy, NONFINITE)
+        if block_size < 1 or buffer_size < 1 or (batch_size is not None and batch_size < 1):
+            raise ValueError(
+                f"block_size, buffer_size and batch_size must be >= 1, got "
+                f"{block_size}, {buffer_size}, {batch_size}"
+            )
+        self.dataset = PDEBenchDataset(path, **dataset_kwargs)
+        self.on_nonfinite = policy
+        self.block_size, self.buffer_size = block_size, buffer_size
+        self.shuffle, self.seed, self.epoch = shuffle, seed, 0
+        if world_size is None:
+            initialised = dist.is_available() and dist.is_initialized()
+            world_size = dist.get_world_size() if initialised else 1
+            rank = dist.get_rank() if initialised and rank is None else rank
+        self.rank, self.world_size = (rank or 0), world_size
+        if not 0 <= self.rank < self.world_size:
+            raise ValueError(f"rank must be in [0, {self.world_size}), got {self.rank}")
+        self.batch_size = batch_size
+
+    @property
+    def in_channels(self) -> int:
+        """Channels of ``x``."""
+        return self.dataset.in_channels
+
+    @property
+    def out_channels(self) -> int:
+        """Channels of ``y``."""
+        return self.dataset.out_channels
+
+    @property
+    def grid(self) -> dict[str, Tensor]:
+        """Coordinates read from the file (strided)."""
+        return self.dataset.grid
+
+    def set_epoch(self, epoch: int) -> None:
+        """Reshuffle for ``epoch`` (call before iterating, in every process)."""
+        self.epoch = int(epoch)
+
+    def blocks(self) -> list[range]:
+        """Blocks of the current epoch for this stream (rank and worker), in read order."""
+        info = get_worker_info()
+        n_workers, worker = (info.num_workers, info.id) if info is not None else (1, 0)
+        streams = self.world_size * n_workers
+        mine = self.rank * n_workers + worker
+        blocks = list(_runs(self.dataset.indices, self.block_size))
+        if self.shuffle:
+            order = np.random.default_rng([self.seed, self.epoch]).permutation(len(blocks))
+            blocks = [blocks[i] for i in order]
+        dealt = [blocks[s::streams] for s in range(streams)]
+        if self.world_size > 1:
+            # equal item counts per stream: truncate every stream to the smallest
+            fewest = min(sum(len(b) for b in d) for d in dealt)
+            return _truncate(dealt[mine], fewest)
+        return dealt[mine]
+
+    def _items(self) -> Iterator[tuple[Tensor, Tensor]]:
+        info = get_worker_info()
+        worker = info.id if info is not None else 0
+        rng = np.random.default_rng([self.seed, self.epoch, self.rank, worker, 1])
+        buffer: list[tuple[Tensor, Tensor]] = []
+        for block in self.blocks():
+            x, y, ids = self.dataset.read_items(block)
+            ok = self.dataset.check_finite(x, y, ids, policy=self.on_nonfinite)
+            for i in np.flatnonzero(ok):
+                item = (torch.from_numpy(x[i].copy()), torch.from_numpy(y[i].copy()))
+                if not self.shuffle:
+                    yield item
+                elif len(buffer) < self.buffer_size:
+                    buffer.append(item)
+                else:
+                    j = int(rng.integers(len(buffer)))
+                    yield buffer[j]
+                    buffer[j] = item
+        for j in rng.permutation(len(buffer)):
+            yield buffer[j]
+
+    def __iter__(self) -> Iterator[Any]:
+        if self.batch_size is None:
+            yield from self._items()
+            return
+        batch: list[tuple[Tensor, Tensor]] = []
+        for item in self._items():
+            batch.append(item)
+            if len(batch) == self.batch_size:
+                yield torch.stack([b[0] for b in batch]), torch.stack([b[1] for b in batch])
+                batch = []
+        if batch:
+            yield torch.stack([b[0] for b in batch]), torch.stack([b[1] for b in batch])
+
+
+def _truncate(blocks: Sequence[range], n: int) -> list[range]:
+    out = []
+    for b in blocks:
+        if n <= 0:
+            break
+        out.append(b[:n])
+        n -= len(out[-1])
+    return out
+
+
+@dataclass
+class NormStats:
+    """Per-field mean and standard deviation (float64 accumulation, stored float32).
+
+    Attributes
+    ----------
+    mean, std
+        ``(fields,)`` tensors.
+    count
+        Values per field that were averaged.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from liponet.data import NormStats
+    >>> s = NormStats(mean=torch.tensor([1.0]), std=torch.tensor([2.0]), count=10)
+    >>> s.normalize(torch.full((1, 3, 4), 3.0))[0, :, 0]  # 3 frames x 1 field as channels
+    tensor([1., 1., 1.])
+    >>> NormStats.from_state_dict(s.state_dict()).std
+    tensor([2.])
+    """
+
+    mean: Tensor
+    std: Tensor
+    count: int
+
+    def _shape(self, x: Tensor, v: Tensor, channel_dim: int) -> Tensor:
+        channels = x.shape[channel_dim]
+        if channels % v.numel():
+            raise ValueError(
+                f"{channels} channels is not a multiple of the {v.numel()} fields of the stats"
+            )
+        v = v.repeat(channels // v.numel()).to(x)  # time-major stacking: frame * fields + field
+        return v.reshape([-1 if d == channel_dim % x.ndim else 1 for d in range(x.ndim)])
+
+    def normalize(self, x: Tensor, channel_dim: int = 1) -> Tensor:
+        """``(x - mean) / std`` per field (channels may stack several frames of the fields)."""
+        return (x - self._shape(x, self.mean, channel_dim)) / self._shape(x, self.std, channel_dim)
+
+    def denormalize(self, x: Tensor, channel_dim: int = 1) -> Tensor:
+        """Inverse of :meth:`normalize`."""
+        return x * self._shape(x, self.std, channel_dim) + self._shape(x, self.mean, channel_dim)
+
+    def state_dict(self) -> dict[str, Tensor]:
+        """Tensors only (safe with ``torch.load(weights_only=True)``)."""
+        return {
+            "mean": self.mean.clone(),
+            "std": self.std.clone(),
+            "count": torch.tensor(self.count),
+        }
+
+    @classmethod
+    def from_state_dict(cls, state: dict[str, Tensor]) -> NormStats:
+        """Rebuild from :meth:`state_dict`."""
+        return cls(mean=state["mean"].clone(), std=state["std"].clone(), count=int(state["count"]))
+
+
+def compute_stats(
+    source: PDEBenchDataset | PDEBenchStream | str | os.PathLike[str],
+    *,
+    block_size: int = BLOCK_SIZE,
+    **dataset_kwargs: Any,
+) -> NormStats:
+    """Per-field mean/std over every selected frame and point of a split, in one streaming pass.
+
+    ``source`` is a dataset, a stream (its split), or a path (with ``PDEBenchDataset`` keyword
+    arguments; default the train split). Blocks are merged with Chan's parallel update in float64,
+    so memory stays at one block. Samples with NaN/inf raise :class:`NonFiniteError` unless the
+    dataset skips them (``on_nonfinite="skip"``).
+    """
+    if isinstance(source, PDEBenchStream):
+        ds = source.dataset
+    elif isinstance(source, PDEBenchDataset):
+        ds = source
+    else:
+        ds = PDEBenchDataset(source, **dataset_kwargs)
+    positions = list(range(ds.n_frames))
+    n_fields = ds.out_channels
+    count = 0
+    mean = np.zeros(n_fields)
+    m2 = np.zeros(n_fields)
+    for block in _runs(ds.indices, block_size):
+        data = ds.read_frames(block, positions).astype(np.float64)  # (n, t, fields, *spatial)
+        values = np.moveaxis(data, 2, 0).reshape(n_fields, len(block), -1)
+        finite = np.isfinite(values).all(axis=(0, 2))
+        if not finite.all():
+            ds.check_finite(data, data, np.asarray(block))  # raises under "raise"
+            values = values[:, finite]
+        flat = values.reshape(n_fields, -1)
+        n_b = flat.shape[1]
+        if n_b == 0:
+            continue
+        mean_b = flat.mean(axis=1)
+        m2_b = ((flat - mean_b[:, None]) ** 2).sum(axis=1)
+        delta = mean_b - mean
+        total = count + n_b
+        mean = mean + delta * n_b / total
+        m2 = m2 + m2_b + delta**2 * count * n_b / total
+        count = total
+    std = np.sqrt(m2 / max(count, 1))
+    return NormStats(
+        mean=torch.as_tensor(mean, dtype=torch.float32),
+        std=torch.as_tensor(std, dtype=torch.float32),
+        count=count,
+    )
