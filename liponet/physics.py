@@ -20,10 +20,12 @@ The PDEs follow PDEBench's conventions (x periodic on ``[0, L)``):
 :class:`PhysicsLoss` adds the mean-square residual, an initial-condition term and (for pointwise
 models) a periodic-boundary term, each with its weight.
 
-Piecewise-linear networks (GroupSort, ReLU) have zero second derivative almost everywhere, so
-second-order residuals (Burgers, diffusion-reaction) only make sense through autograd for smooth
-networks (the GELU twins); first-order residuals (advection) work for every model, and the grid
-path works for every field model.
+Piecewise-linear networks (GroupSort, ReLU) of the raw coordinates have zero second derivative
+almost everywhere, so second-order residuals (Burgers, diffusion-reaction) through autograd need
+smooth networks (the GELU twins) or smooth input features: a :class:`~liponet.models.LipDeepONet`
+with ``harmonics > 0`` differentiates through its Fourier features of x, so ``u_xx`` is the
+network's slope times their curvature (the kinks' own curvature is still invisible). First-order
+residuals (advection) work for every model, and the grid path works for every field model.
 """
 
 from __future__ import annotations

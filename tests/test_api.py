@@ -11,6 +11,7 @@ PACKAGES = [
     "liponet.data",
     "liponet.train",
     "liponet.metrics",
+    "liponet.physics",
 ]
 
 

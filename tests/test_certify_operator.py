@@ -176,7 +176,7 @@ def test_pointwise_bound_covers_sup_errors():
             norm="sup",
         )
         observed = observed_errors(advect(query), model(query), "sup")
-    assert bound.label == "certified" and bound.name == "mixed-norm"
+    assert bound.label == "certified" and bound.name == "pointwise"
     assert bound.constants["model"].value == pytest.approx(
         math.sqrt(N_POINTS) * model.lipschitz_bound()
     )
@@ -377,3 +377,38 @@ def test_sup_distances_in_small_pieces_match(monkeypatch):
     assert torch.equal(whole, pieces)
     expected = (a[:, None] - b[None]).pow(2).sum(2).sqrt().amax(-1).double()
     assert torch.allclose(whole, expected, rtol=1e-6)
+
+
+FAMILIES = {
+    "LipFNO": {"in_channels": 1, "out_channels": 1, "modes": (6,), "width": 4, "depth": 2},
+    "FNO": {"in_channels": 1, "out_channels": 1, "modes": (6,), "width": 4, "depth": 2},
+    "LipDeepONet": {"n_sensors": N_POINTS, "domain": ([0.0], [1.0]), "n_basis": 4, "width": 8},
+    "DeepONet": {"n_sensors": N_POINTS, "domain": ([0.0], [1.0]), "n_basis": 4, "width": 8},
+}
+
+
+@pytest.mark.parametrize("pde", ["advection", "heat"])
+@pytest.mark.parametrize("family", list(FAMILIES))
+@pytest.mark.parametrize("norm", ["function", "sup"])
+def test_every_model_family_is_covered_with_theoretical_constants(pde, family, norm):
+    from liponet.certify import field_operator, model_constant
+    from liponet.models import build_model
+
+    torch.manual_seed(0)
+    model = build_model(family, **FAMILIES[family]).double().eval()
+    apply = field_operator(model)
+    truth = TRUE_OPERATORS[pde]
+    calib, query = make_data(64, seed=30), make_data(64, seed=31)
+    with torch.no_grad():
+        bound = operator_error_bound(
+            query, calib, calib_targets=truth(calib), calib_preds=apply(calib),
+            lipschitz_model=model, lipschitz_true=true_lipschitz(pde, norm), norm=norm,
+        )  # fmt: skip
+        observed = observed_errors(truth(query), apply(query), norm)
+    assert bound.label == "certified"
+    assert coverage_report(bound, observed).violations == 0
+    pointwise = family.endswith("DeepONet")
+    assert model_constant(model).output_norm == ("sup" if pointwise else "function")
+    if norm == "sup":  # the DeepONet certificate needs no sqrt(n) factor
+        factor = 1.0 if pointwise else math.sqrt(N_POINTS)
+        assert bound.constants["model"].value == pytest.approx(model.lipschitz_bound() * factor)

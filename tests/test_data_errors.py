@@ -148,6 +148,21 @@ def test_nonfinite_raise_and_skip(tmp_path):
     assert compute_stats(skip).count == 16 * 4 * 8
 
 
+def test_nonfinite_in_a_group_file_names_the_group(tmp_path):
+    path = tmp_path / "g.h5"
+    with h5py.File(path, "w") as f:
+        for i in range(10):
+            data = np.zeros((3, 4, 4, 2), np.float32)
+            if i == 4:
+                data[2, 1, 1, 1] = np.nan
+            f[f"{i:04d}/data"] = data
+            f[f"{i:04d}/grid/x"] = f[f"{i:04d}/grid/y"] = np.zeros(4, np.float32)
+            f[f"{i:04d}/grid/t"] = np.zeros(3, np.float32)
+    with pytest.raises(NonFiniteError, match=r"\[key '0004/data'\]: sample 4 has NaN/inf"):
+        PDEBenchDataset(path, split="train", val_fraction=0).to_tensors()
+    assert 4 not in PDEBenchDataset(path, val_fraction=0, on_nonfinite="skip").indices
+
+
 def test_selections_that_leave_nothing(tmp_path):
     path = single(tmp_path / "s.h5", n=20, nt=4)
     for kwargs, msg in [

@@ -236,3 +236,21 @@ def test_neumann_laplacian_conserves_mass():
 
     u = torch.randn(3, 10, 10, dtype=torch.float64)
     assert float(neumann_laplacian(u, 0.2).sum(dim=(1, 2)).abs().max()) < 1e-9
+
+
+def test_dataset_cards_and_presets_are_valid():
+    import pathlib
+
+    import yaml
+
+    from liponet.data.generators import get_family
+
+    root = pathlib.Path(__file__).resolve().parents[1] / "datasets"
+    presets = yaml.safe_load((root / "presets.yaml").read_text())
+    assert presets
+    for name, p in presets.items():
+        cls = get_family(p["family"])
+        cls(p["nx"], p.get("nt"), p["params"])  # validates parameter names and sizes
+        assert p["n_samples"] >= 1, name
+    for family in available_families():
+        assert (root / f"{family}.md").exists(), family

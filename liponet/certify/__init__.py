@@ -5,7 +5,7 @@ from .empirical import estimate_lipschitz as estimate_lipschitz
 from .empirical import jacobian_lipschitz as jacobian_lipschitz
 from .empirical import pair_ratios as pair_ratios
 from .function import BOUND_METHODS as BOUND_METHODS
-from .function import ErrorBound as MaxErrorBound
+from .function import MaxErrorBound as MaxErrorBound
 from .function import TargetLipschitzEstimate as TargetLipschitzEstimate
 from .function import estimate_target_lipschitz as estimate_target_lipschitz
 from .function import max_error_bound as max_error_bound

@@ -50,7 +50,7 @@ from .interpolation import check_grid, check_values, corner_offsets, locate, mul
 
 __all__ = [
     "BOUND_METHODS",
-    "ErrorBound",
+    "MaxErrorBound",
     "TargetLipschitzEstimate",
     "estimate_target_lipschitz",
     "max_error_bound",
@@ -59,10 +59,16 @@ __all__ = [
 #: Number of float64 entries a chunk of cells may hold in its largest intermediate tensor.
 DEFAULT_CHUNK_ENTRIES = 2**22
 
-#: Labels of results.
+#: Labels of results (``certified`` and ``estimated`` as in :data:`liponet.certify.LABELS`), and
+#: the note that explains each.
 LABEL_CERTIFIED = "certified"
-LABEL_ESTIMATE = "conditional on an ESTIMATED L_f (not certified)"
-LABEL_VOID = "void: the training values violate L_f (not certified)"
+LABEL_ESTIMATE = "estimated"
+LABEL_VOID = "void"
+NOTES = {
+    LABEL_CERTIFIED: "guaranteed: L_f given, L_g certified, data consistent with L_f",
+    LABEL_ESTIMATE: "not certified: rests on an ESTIMATED L_f",
+    LABEL_VOID: "not certified: the training values violate L_f (no L_f-Lipschitz f fits them)",
+}
 
 
 @dataclass(frozen=True)
@@ -77,6 +83,12 @@ class TargetLipschitzEstimate:
         The estimated constant.
     how
         How it was estimated.
+
+    Examples
+    --------
+    >>> est = TargetLipschitzEstimate(2.5, "ESTIMATE: slopes of a reference")
+    >>> float(est)
+    2.5
     """
 
     value: float
@@ -87,7 +99,7 @@ class TargetLipschitzEstimate:
 
 
 @dataclass
-class ErrorBound:
+class MaxErrorBound:
     """Result of :func:`max_error_bound`.
 
     Attributes
@@ -112,11 +124,25 @@ class ErrorBound:
     certified
         True only if the bound is guaranteed (see the module docstring).
     label
-        ``"certified"`` or why not.
+        ``"certified"``, ``"estimated"`` (``L_f`` is an estimate) or ``"void"`` (the training
+        values contradict ``L_f``).
+    note
+        One sentence explaining the label.
     grid
         The per-axis node coordinates (float64).
     subdivisions
         Sub-intervals per axis of the sub-grid of each cell.
+
+    Examples
+    --------
+    >>> import torch
+    >>> x = torch.linspace(0, 1, 5, dtype=torch.float64)
+    >>> g = lambda p: torch.zeros(p.shape[0], 1, dtype=torch.float64)
+    >>> res = max_error_bound(g, [x], torch.zeros(5), 1.0, lipschitz_model=0.0, subdivisions=2)
+    >>> res.floor, res.bound  # floor L_f h / 2; bound adds the safety term L h / (2 m)
+    (0.125, 0.1875)
+    >>> res.violations(torch.tensor([[0.5]]), torch.tensor([0.2]))
+    1
     """
 
     bound: float
@@ -130,6 +156,7 @@ class ErrorBound:
     consistent: bool
     certified: bool
     label: str
+    note: str
     grid: tuple[Tensor, ...] = field(repr=False)
     subdivisions: int
 
@@ -281,7 +308,7 @@ def max_error_bound(
     subdivisions: int = 8,
     domain: tuple[Sequence[float], Sequence[float]] | None = None,
     chunk_entries: int = DEFAULT_CHUNK_ENTRIES,
-) -> ErrorBound:
+) -> MaxErrorBound:
     """Bound ``sup |f - g|`` over the grid's box from the values of ``f`` at the grid's nodes.
 
     See the module docstring for the three methods, the sub-grid safety term and the floor.
@@ -314,7 +341,7 @@ def max_error_bound(
 
     Returns
     -------
-    ErrorBound
+    MaxErrorBound
         Global number, per-cell map, floor and whether the result is certified.
 
     Raises
@@ -415,7 +442,7 @@ def max_error_bound(
         label = LABEL_ESTIMATE
     else:
         label = LABEL_CERTIFIED
-    return ErrorBound(
+    return MaxErrorBound(
         bound=float(per_cell.max()),
         per_cell=per_cell,
         method=method,
@@ -427,6 +454,7 @@ def max_error_bound(
         consistent=consistent,
         certified=label == LABEL_CERTIFIED,
         label=label,
+        note=NOTES[label],
         grid=axes,
         subdivisions=int(subdivisions),
     )

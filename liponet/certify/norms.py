@@ -136,8 +136,12 @@ def _hilbert_block(q: Tensor, c: Tensor) -> Tensor:
     """Rounded-up Euclidean distances between feature rows ``(m, f)`` and ``(n, f)``.
 
     Both sets are first centred on the block's mean (distances are translation invariant; this
-    limits cancellation), then the rounding margin is taken relative to the centred norms.
+    limits cancellation), then the rounding margin is taken relative to the centred norms. A
+    second, absolute margin covers the rounding of the features themselves (scaling, FFT),
+    which is relative to the uncentred norms.
     """
+    raw = torch.linalg.vector_norm(q, dim=1)[:, None] + torch.linalg.vector_norm(c, dim=1)[None]
+    feature_error = _ROUNDING_SAFETY * (math.log2(q.shape[1] + 1) + 4) * _EPS64 * raw  # (m, n)
     centre = c.mean(0, keepdim=True)
     q, c = q - centre, c - centre
     qn = q.pow(2).sum(1)  # (m,)
@@ -145,7 +149,7 @@ def _hilbert_block(q: Tensor, c: Tensor) -> Tensor:
     scale = qn[:, None] + cn[None, :]  # (m, n)
     sq = scale - 2.0 * torch.einsum("mf,nf->mn", q, c)  # (m,f),(n,f)->(m,n)
     margin = _ROUNDING_SAFETY * (q.shape[1] + 8) * _EPS64 * scale
-    return (sq.clamp_min(0.0) + margin).sqrt()
+    return (sq.clamp_min(0.0) + margin).sqrt() + feature_error
 
 
 #: Elements of the difference tensor held at once by the sup distance (~64 MB in float64).

@@ -383,8 +383,8 @@ def operator_error_bound(
     Returns
     -------
     ErrorBound
-        ``name="plain"`` (``"mixed-norm"`` when the constants use different input norms);
-        ``label`` certified iff both constants are.
+        ``name="plain"`` (``"mixed-norm"`` when the constants use different input norms,
+        ``"pointwise"`` for ``norm="sup"``); ``label`` certified iff both constants are.
 
     Examples
     --------
@@ -409,7 +409,7 @@ def operator_error_bound(
     return ErrorBound(
         bound=bound,
         label=weakest_label(model.label, true.label),
-        name="plain" if len(terms) == 1 else "mixed-norm",
+        name="pointwise" if norm == "sup" else "plain" if len(terms) == 1 else "mixed-norm",
         norm=norm,
         index=index,
         distance=dist,

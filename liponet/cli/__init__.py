@@ -18,6 +18,10 @@ __all__ = ["COMMANDS", "UsageError", "main"]
 COMMANDS: dict[str, str] = {
     "info": ".info",
     "generate": ".generate",
+    "certify": ".certify",
+    "train": ".train",
+    "demo": ".demo",
+    "regress": ".regress",
 }
 
 

@@ -20,6 +20,7 @@ def run(args: argparse.Namespace) -> int:
 
     from .. import __version__
     from ..models import available_models
+    from ..train import available_datasets
 
     facts = {
         "liponet": __version__,
@@ -32,6 +33,7 @@ def run(args: argparse.Namespace) -> int:
         ),
         "threads": str(torch.get_num_threads()),
         "models": ", ".join(available_models()),
+        "datasets (liponet train)": ", ".join(available_datasets()),
     }
     for key, value in facts.items():
         print(f"{key}: {value}")

@@ -77,6 +77,26 @@ def _runs(indices: Sequence[int], limit: int) -> Iterator[range]:
         yield range(start, prev + 1)  # type: ignore[operator]
 
 
+def _selection(samples: range | Sequence[int]) -> slice | list[int]:
+    """A slice for consecutive samples, else the sorted list (an h5py point selection)."""
+    rows = list(samples) if not isinstance(samples, range) else samples
+    if len(rows) and rows[-1] - rows[0] == len(rows) - 1:
+        return slice(rows[0], rows[-1] + 1)
+    return list(rows)
+
+
+def finite_rows(a: np.ndarray) -> np.ndarray:
+    """Which rows of a 2-D array are free of NaN/inf: ``(rows,)`` bool.
+
+    Fast path: a row sum is finite iff every entry is, except when finite entries overflow
+    the float32 sum; such rows are rechecked entry by entry, so the answer is exact.
+    """
+    ok = np.isfinite(a.sum(axis=1))
+    if not ok.all():
+        ok[~ok] = np.isfinite(a[~ok]).all(axis=1)
+    return ok
+
+
 def _choice(name: str, value: object, choices: Sequence[object]) -> None:
     if value not in choices:
         raise ValueError(f"{name} must be one of {', '.join(map(repr, choices))}, got {value!r}")
@@ -259,67 +279,77 @@ class PDEBenchDataset(Dataset[tuple[Tensor, Tensor]]):
         return state
 
     # -- reading -----------------------------------------------------------------------------
-    def read_frames(self, samples: range, positions: Sequence[int]) -> np.ndarray:
-        """Frames ``positions`` (after the time stride) of contiguous file samples ``samples``.
+    def read_frames(self, samples: range | Sequence[int], positions: Sequence[int]) -> np.ndarray:
+        """Frames ``positions`` (after the time stride) of file samples ``samples``.
 
-        Returns ``(n, len(positions), fields, *spatial)`` float32.
+        ``samples``: a range, or sorted indices read as one selection.
+
+        Returns ``(n, len(positions), fields, *spatial)`` float32. Consecutive positions are
+        read as one strided hyperslab; a single run is returned without another copy.
         """
         f = self._h5()
+        sel = _selection(samples)
         step = self._frame_ids.step
         parts = []
         for run in _runs(sorted(set(positions)), len(self._frame_ids)):
             frames = slice(self._frame_ids[run.start], self._frame_ids[run.stop - 1] + 1, step)
-            parts.append(
-                (run, self.layout.read(f, slice(samples.start, samples.stop), frames, self._space))
-            )
+            parts.append((run, self.layout.read(f, sel, frames, self._space)))
+        if len(parts) == 1 and list(parts[0][0]) == list(positions):
+            return parts[0][1]
         lookup = {p: (data, p - run.start) for run, data in parts for p in run}
         return np.stack([lookup[p][0][:, lookup[p][1]] for p in positions], axis=1)
 
-    def read_items(self, samples: range) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Every item of contiguous file samples ``samples``, sample-major.
+    def read_items(
+        self, samples: range | Sequence[int]
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """Every item of file samples ``samples`` (a range or sorted indices), sample-major.
 
-        Returns ``x``, ``y`` (numpy float32) and the file sample index of each item; no
-        non-finite check.
+        Returns ``x`` ``(items, in_channels, *spatial)``, ``y`` (numpy float32, views of one
+        read when there is one window per sample), the file sample index of each item and a
+        boolean mask of the items free of NaN/inf. Nothing is raised here.
         """
         needed = sorted({p for w in self._windows for p in w})
         block = self.read_frames(samples, needed)  # (n, len(needed), fields, *spatial)
+        n = block.shape[0]
+        frame_ok = finite_rows(block.reshape(n * len(needed), -1)).reshape(n, len(needed))
         where = {p: i for i, p in enumerate(needed)}
-        xs, ys = [], []
-        for w in self._windows:
-            xs.append(block[:, [where[p] for p in w[:-1]]])
-            ys.append(block[:, where[w[-1]]])
-        x = np.stack(xs, 1)  # (n, windows, k, fields, *spatial)
-        y = np.stack(ys, 1)  # (n, windows, fields, *spatial)
-        x = einops.rearrange(x, "n w k f ... -> (n w) (k f) ...")
-        y = einops.rearrange(y, "n w f ... -> (n w) f ...")
-        ids = np.repeat(np.arange(samples.start, samples.stop), len(self._windows))
-        return x, y, ids
+        if len(self._windows) == 1:
+            w = [where[p] for p in self._windows[0]]
+            x = block[:, w[:-1]] if w[:-1] != list(range(len(w) - 1)) else block[:, : len(w) - 1]
+            x = x.reshape(n, -1, *block.shape[3:])  # (n, k * fields, *spatial): time-major
+            y = block[:, w[-1]]
+            ok = np.asarray(frame_ok[:, w].all(1))
+        else:
+            xs, ys, oks = [], [], []
+            for win in self._windows:
+                w = [where[p] for p in win]
+                xs.append(block[:, w[:-1]])
+                ys.append(block[:, w[-1]])
+                oks.append(frame_ok[:, w].all(1))
+            x = einops.rearrange(np.stack(xs, 1), "n w k f ... -> (n w) (k f) ...")
+            y = einops.rearrange(np.stack(ys, 1), "n w f ... -> (n w) f ...")
+            ok = np.asarray(np.stack(oks, 1).reshape(-1))
+        ids = np.repeat(np.asarray(samples), len(self._windows))
+        return x, y, ids, ok
 
-    def check_finite(
-        self, x: np.ndarray, y: np.ndarray, ids: np.ndarray, policy: str | None = None
-    ) -> np.ndarray:
-        """Boolean mask of finite items; raises :class:`NonFiniteError` under ``"raise"``.
+    def check_finite(self, ok: np.ndarray, ids: np.ndarray, policy: str | None = None) -> None:
+        """Raise :class:`NonFiniteError` for the first item not ``ok`` under ``"raise"``.
 
         ``policy`` overrides ``on_nonfinite``.
         """
-        ok = np.isfinite(x.reshape(len(x), -1)).all(1) & np.isfinite(y.reshape(len(y), -1)).all(1)
         if (policy or self.on_nonfinite) == "raise" and not ok.all():
             bad = int(ids[np.argmin(ok)])
             raise NonFiniteError(
                 self.path,
                 f"sample {bad} has NaN/inf values in the selected frames; pass "
                 "on_nonfinite='skip' to drop such samples",
-                self.layout.field_key(0),
+                self.layout.sample_key(bad),
             )
-        return ok
 
     def _finite_indices(self) -> list[int]:
         keep: list[int] = []
         for run in _runs(self.indices, SLAB):
-            x, y, ids = self.read_items(run)
-            ok = np.isfinite(x.reshape(len(x), -1)).all(1) & np.isfinite(y.reshape(len(y), -1)).all(
-                1
-            )
+            _, _, ids, ok = self.read_items(run)
             bad = set(ids[~ok].tolist())
             keep.extend(i for i in run if i not in bad)
         return keep
@@ -334,17 +364,16 @@ class PDEBenchDataset(Dataset[tuple[Tensor, Tensor]]):
         sample = self.indices[item // len(self._windows)]
         w = self._windows[item % len(self._windows)]
         block = self.read_frames(range(sample, sample + 1), w)[0]  # (k + 1, fields, *spatial)
+        self.check_finite(finite_rows(block.reshape(1, -1)), np.array([sample]))
         x = einops.rearrange(block[:-1], "k f ... -> (k f) ...")
-        y = block[-1]
-        self.check_finite(x[None], y[None], np.array([sample]))
-        return torch.from_numpy(np.ascontiguousarray(x)), torch.from_numpy(y)
+        return torch.from_numpy(np.ascontiguousarray(x)), torch.from_numpy(block[-1])
 
     def to_tensors(self) -> tuple[Tensor, Tensor]:
         """Every item of the split stacked: ``X`` ``(items, in_channels, *spatial)``, ``Y``."""
         xs, ys = [], []
         for run in _runs(self.indices, SLAB):
-            x, y, ids = self.read_items(run)
-            self.check_finite(x, y, ids)
+            x, y, ids, ok = self.read_items(run)
+            self.check_finite(ok, ids)
             xs.append(x)
             ys.append(y)
         return torch.from_numpy(np.concatenate(xs)), torch.from_numpy(np.concatenate(ys))
@@ -357,6 +386,24 @@ class PDEBenchDataset(Dataset[tuple[Tensor, Tensor]]):
         sample = self.indices[item]
         positions = list(range(len(self._frame_ids)))
         return torch.from_numpy(self.read_frames(range(sample, sample + 1), positions)[0])
+
+    def sample_bytes(self) -> int:
+        """Bytes read per sample for this task (all frames its items use, after strides)."""
+        frames = len({p for w in self._windows for p in w})
+        points = int(
+            np.prod(
+                [
+                    len(range(n)[s])
+                    for n, s in zip(self.layout.spatial_shape, self._space, strict=True)
+                ]
+            )
+        )
+        return 4 * frames * len(self.layout.fields) * points
+
+    @property
+    def items_per_sample(self) -> int:
+        """Items each sample gives (1, or the windows of ``windows="all"``)."""
+        return len(self._windows)
 
     @property
     def n_frames(self) -> int:

@@ -13,13 +13,16 @@ import torch.distributed as dist
 from torch import Tensor
 from torch.utils.data import IterableDataset, get_worker_info
 
-from .reader import NONFINITE, PDEBenchDataset, _choice, _runs
+from .reader import NONFINITE, PDEBenchDataset, _choice, _runs, finite_rows
 
 __all__ = ["NormStats", "PDEBenchStream", "compute_stats"]
 
 #: Samples per contiguous read and items kept in the shuffle buffer, by default.
 BLOCK_SIZE = 16
-BUFFER_SIZE = 512
+BUFFER_SIZE = 256
+#: Samples at least this large (bytes of the frames read) are read per batch, straight from the
+#: file; smaller ones per block, then gathered in memory.
+DIRECT_READ_BYTES = 64 * 1024
 
 
 class PDEBenchStream(IterableDataset[Any]):
@@ -28,8 +31,15 @@ class PDEBenchStream(IterableDataset[Any]):
     Each epoch, the split's samples are cut into blocks of ``block_size`` consecutive samples
     (one contiguous read each); the block order is shuffled with ``(seed, epoch)``, blocks are
     dealt round-robin to the ``world_size * num_workers`` streams (rank-major), and each stream
-    passes its items through a shuffle buffer of ``buffer_size`` items. Memory holds one block
-    plus the buffer, whatever the file size.
+    shuffles its items within pools of about ``buffer_size`` items.
+
+    Shuffling is chunk-aware: blocks of ``block_size`` consecutive samples are taken in shuffled
+    order; ``buffer_size / block_size`` consecutive blocks form a pool whose sample indices are
+    permuted. Large samples (``>= DIRECT_READ_BYTES``): each batch is read straight from the
+    file, one contiguous read per run of consecutive samples, into the batch array (data copied
+    once, as by a plain read; memory: one batch). Small samples: each block is read whole and
+    the pool's items are gathered into batches in memory (memory: one pool).
+    Samples dropped as non-finite (``on_nonfinite="skip"``) shorten a batch.
 
     Parameters
     ----------
@@ -133,39 +143,76 @@ class PDEBenchStream(IterableDataset[Any]):
             return _truncate(dealt[mine], fewest)
         return dealt[mine]
 
-    def _items(self) -> Iterator[tuple[Tensor, Tensor]]:
+    def _pools(self) -> Iterator[tuple[np.random.Generator, list[range]]]:
         info = get_worker_info()
         worker = info.id if info is not None else 0
         rng = np.random.default_rng([self.seed, self.epoch, self.rank, worker, 1])
-        buffer: list[tuple[Tensor, Tensor]] = []
-        for block in self.blocks():
-            x, y, ids = self.dataset.read_items(block)
-            ok = self.dataset.check_finite(x, y, ids, policy=self.on_nonfinite)
-            for i in np.flatnonzero(ok):
-                item = (torch.from_numpy(x[i].copy()), torch.from_numpy(y[i].copy()))
-                if not self.shuffle:
-                    yield item
-                elif len(buffer) < self.buffer_size:
-                    buffer.append(item)
-                else:
-                    j = int(rng.integers(len(buffer)))
-                    yield buffer[j]
-                    buffer[j] = item
-        for j in rng.permutation(len(buffer)):
-            yield buffer[j]
+        blocks = self.blocks()
+        per_pool = max(1, -(-self.buffer_size // self.block_size))
+        for p in range(0, len(blocks), per_pool):
+            yield rng, blocks[p : p + per_pool]
+
+    def _chunks(self) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        """``(x, y)`` arrays of finite items, in yield order.
+
+        Large items (>= ``DIRECT_READ_BYTES`` per sample): each batch's sorted samples are read
+        straight from the file (one contiguous read per run of consecutive samples). Small
+        items: each block is read whole (one contiguous read), the pool is gathered in memory.
+        """
+        windows = self.dataset.items_per_sample
+        read = max(1, (self.batch_size or self.block_size) // windows)
+        direct = self.dataset.sample_bytes() >= DIRECT_READ_BYTES
+        for rng, pool in self._pools():
+            if direct:
+                order = np.concatenate([np.asarray(b) for b in pool])
+                if self.shuffle:
+                    order = rng.permutation(order)
+                for a in range(0, len(order), read):
+                    x, y, ids, ok = self.dataset.read_items(sorted(order[a : a + read].tolist()))
+                    self.dataset.check_finite(ok, ids, policy=self.on_nonfinite)
+                    yield (x, y) if ok.all() else (x[ok], y[ok])
+                    # drop our references before the next read, so that the allocator can
+                    # reuse this batch's memory once the consumer is done with it
+                    del x, y
+                continue
+            parts = [self.dataset.read_items(b) for b in pool]
+            for _, _, ids, ok in parts:
+                self.dataset.check_finite(ok, ids, policy=self.on_nonfinite)
+            x = np.concatenate([q[0][q[3]] for q in parts])
+            y = np.concatenate([q[1][q[3]] for q in parts])
+            perm = rng.permutation(len(x)) if self.shuffle else np.arange(len(x))
+            for a in range(0, len(perm), read * windows):
+                take = perm[a : a + read * windows]
+                yield x[take], y[take]
 
     def __iter__(self) -> Iterator[Any]:
         if self.batch_size is None:
-            yield from self._items()
+            for x, y in self._chunks():
+                for i in range(len(x)):
+                    yield torch.from_numpy(x[i]), torch.from_numpy(y[i])
+                del x, y  # see _chunks
             return
-        batch: list[tuple[Tensor, Tensor]] = []
-        for item in self._items():
-            batch.append(item)
-            if len(batch) == self.batch_size:
-                yield torch.stack([b[0] for b in batch]), torch.stack([b[1] for b in batch])
-                batch = []
-        if batch:
-            yield torch.stack([b[0] for b in batch]), torch.stack([b[1] for b in batch])
+        held_x: list[np.ndarray] = []
+        held_y: list[np.ndarray] = []
+        count = 0
+        for x, y in self._chunks():
+            if not held_x and len(x) == self.batch_size:  # the common case: no copy
+                yield torch.from_numpy(x), torch.from_numpy(y)
+                del x, y  # see _chunks
+                continue
+            held_x.append(x)
+            held_y.append(y)
+            count += len(x)
+            while count >= self.batch_size:
+                cx, cy = np.concatenate(held_x), np.concatenate(held_y)
+                yield (
+                    torch.from_numpy(cx[: self.batch_size]),
+                    torch.from_numpy(cy[: self.batch_size]),
+                )
+                held_x, held_y = [cx[self.batch_size :]], [cy[self.batch_size :]]
+                count -= self.batch_size
+        if count:
+            yield torch.from_numpy(np.concatenate(held_x)), torch.from_numpy(np.concatenate(held_y))
 
 
 def _truncate(blocks: Sequence[range], n: int) -> list[range]:
@@ -262,9 +309,9 @@ def compute_stats(
     for block in _runs(ds.indices, block_size):
         data = ds.read_frames(block, positions).astype(np.float64)  # (n, t, fields, *spatial)
         values = np.moveaxis(data, 2, 0).reshape(n_fields, len(block), -1)
-        finite = np.isfinite(values).all(axis=(0, 2))
+        finite = finite_rows(data.reshape(len(block), -1))
         if not finite.all():
-            ds.check_finite(data, data, np.asarray(block))  # raises under "raise"
+            ds.check_finite(finite, np.asarray(block))  # raises under "raise"
             values = values[:, finite]
         flat = values.reshape(n_fields, -1)
         n_b = flat.shape[1]

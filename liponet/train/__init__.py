@@ -1,15 +1,49 @@
-"""Trainer, checkpoints and distributed training."""
+"""Trainer, checkpoints and distributed training (``torchrun``)."""
 
 from .checkpoint import Checkpoint as Checkpoint
 from .checkpoint import CheckpointError as CheckpointError
 from .checkpoint import load_checkpoint as load_checkpoint
 from .checkpoint import load_model as load_model
 from .checkpoint import save_checkpoint as save_checkpoint
+from .config import ConfigError as ConfigError
+from .config import DataConfig as DataConfig
+from .config import ModelConfig as ModelConfig
+from .config import TrainConfig as TrainConfig
+from .config import apply_overrides as apply_overrides
+from .config import config_from_dict as config_from_dict
+from .config import config_to_dict as config_to_dict
+from .datasets import DataBundle as DataBundle
+from .datasets import available_datasets as available_datasets
+from .datasets import build_dataset as build_dataset
+from .datasets import register_dataset as register_dataset
+from .distributed import DistContext as DistContext
+from .distributed import cleanup_distributed as cleanup_distributed
+from .distributed import init_distributed as init_distributed
+from .trainer import NonFiniteLossError as NonFiniteLossError
+from .trainer import Trainer as Trainer
+from .trainer import seed_everything as seed_everything
 
 __all__ = [
     "Checkpoint",
     "CheckpointError",
+    "ConfigError",
+    "DataBundle",
+    "DataConfig",
+    "DistContext",
+    "ModelConfig",
+    "NonFiniteLossError",
+    "TrainConfig",
+    "Trainer",
+    "apply_overrides",
+    "available_datasets",
+    "build_dataset",
+    "cleanup_distributed",
+    "config_from_dict",
+    "config_to_dict",
+    "init_distributed",
     "load_checkpoint",
     "load_model",
+    "register_dataset",
     "save_checkpoint",
+    "seed_everything",
 ]

@@ -1,0 +1,241 @@
+"""``liponet certify``: guaranteed error bounds of a trained operator on PDEBench data.
+
+Calibration pairs come from DATA's training split, queries from ``--query FILE`` (or DATA's test
+split); the truth of the queries is read too, so the table shows each bound next to the observed
+error. The plain certificate is labelled certified only with a theoretical ``L_G`` (``--pde``);
+otherwise ``L_G`` is estimated from the calibration pairs and every bound says "estimated".
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from . import UsageError
+
+HELP = "certified error bounds of a trained operator checkpoint on PDEBench data"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Positional CHECKPOINT and DATA; options for queries, L_G, norm, plot."""
+    parser.add_argument("checkpoint", help="a liponet checkpoint (model config + weights)")
+    parser.add_argument("data", help="PDEBench HDF5 file: calibration pairs (its training split)")
+    parser.add_argument("--query", help="PDEBench HDF5 file of queries (default: DATA)")
+    parser.add_argument("--calib-split", default="train", choices=("train", "val", "test"))
+    parser.add_argument("--query-split", default="test", choices=("train", "val", "test"))
+    parser.add_argument("--t-in", type=int, default=0, help="input frame (after the stride)")
+    parser.add_argument("--t-out", type=int, default=-1, help="target frame (after the stride)")
+    parser.add_argument("--reduced-resolution", type=int, default=1, help="spatial stride")
+    parser.add_argument("--reduced-resolution-t", type=int, default=1, help="time stride")
+    parser.add_argument("--max-calib", type=int, default=None, help="cap on calibration pairs")
+    parser.add_argument("--max-query", type=int, default=None, help="cap on queries")
+    parser.add_argument(
+        "--pde",
+        help="theoretical L_G (advection, heat, diffusion_reaction); default: data estimate",
+    )
+    parser.add_argument(
+        "--param",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="a parameter of --pde's constant (e.g. rho=1 t=0.5); repeatable",
+    )
+    parser.add_argument("--safety", type=float, default=1.1, help="factor on an estimated L_G")
+    parser.add_argument("--norm", default="function", choices=("function", "sup"))
+    parser.add_argument("--alpha", type=float, default=0.1, help="conformal miscoverage level")
+    parser.add_argument("--rows", type=int, default=20, help="table rows to print (0: all)")
+    parser.add_argument(
+        "--plot", default="certify.png", help="PNG of bound against observed error ('' = none)"
+    )
+    parser.add_argument("--device", default="cpu", help="where the model runs (cpu, cuda)")
+
+
+def _params(items: list[str]) -> dict[str, float]:
+    out = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        try:
+            out[key.strip()] = float(value)
+        except ValueError:
+            sep = ""
+        if not sep or not key.strip():
+            raise UsageError(f"--param expects KEY=NUMBER, got {item!r}")
+    return out
+
+
+def _load_pairs(
+    path: str, split: str, args: argparse.Namespace, cap: int | None
+) -> tuple[Any, Tensor, Tensor]:
+    from ..data import PDEBenchDataset
+
+    if not Path(path).exists():
+        raise FileNotFoundError(f"data file not found: {path}")
+    ds = PDEBenchDataset(
+        path,
+        split=split,
+        task="step",
+        t_in=args.t_in,
+        t_out=args.t_out,
+        reduced_resolution=args.reduced_resolution,
+        reduced_resolution_t=args.reduced_resolution_t,
+    )
+    x, y = ds.to_tensors()
+    if cap is not None:
+        if cap < 1:
+            raise UsageError(f"caps on samples must be >= 1, got {cap}")
+        x, y = x[:cap], y[:cap]
+    return ds, x.double(), y.double()
+
+
+def _coords(grid: dict[str, Tensor]) -> Tensor:
+    """Query points of a DeepONet: the file's spatial coordinates, ``(n_points, dim)``."""
+    axes = [grid[k].double() for k in ("x", "y", "z") if k in grid]
+    mesh = torch.meshgrid(*axes, indexing="ij")
+    return torch.stack([m.reshape(-1) for m in mesh], 1)
+
+
+def _predict(model: Any, x: Tensor, coords: Tensor) -> Tensor:
+    from ..certify import field_operator
+
+    device = next(model.parameters(), torch.empty(0)).device
+    pointwise = hasattr(model, "branch_coefficients")
+    apply = field_operator(model, coords.to(device) if pointwise else None)
+    with torch.no_grad():
+        out = torch.cat([apply(chunk.to(device)).cpu() for chunk in x.split(256)])
+    return out.reshape(x.shape[0], out.shape[1], *x.shape[2:]).double()
+
+
+def run(args: argparse.Namespace) -> int:
+    """Load, certify, print the table and summary, write the plot."""
+    from ..certify import (
+        conformal_error_bound,
+        coverage_report,
+        error_lipschitz_bound,
+        estimate_true_lipschitz,
+        model_constant,
+        observed_errors,
+        operator_error_bound,
+        true_lipschitz,
+    )
+    from ..layers import CertifiedModule
+    from ..train import load_model
+
+    if not Path(args.checkpoint).exists():
+        raise FileNotFoundError(f"checkpoint not found: {args.checkpoint}")
+    model, ckpt = load_model(args.checkpoint, map_location=args.device)
+    if not isinstance(model, CertifiedModule):
+        raise UsageError(f"{args.checkpoint}: model {type(model).__name__} has no certificate")
+    if ckpt.normalizer_state:
+        raise UsageError(
+            f"{args.checkpoint}: the model works on normalized data; certificates of normalized "
+            "checkpoints are not supported yet (the constant would need the scales)"
+        )
+    model = model.double().eval()
+    calib_ds, calib_x, calib_y = _load_pairs(args.data, args.calib_split, args, args.max_calib)
+    query_path = args.query or args.data
+    _, query_x, query_y = _load_pairs(query_path, args.query_split, args, args.max_query)
+    if query_x.shape[1:] != calib_x.shape[1:]:
+        raise UsageError(
+            f"query fields {tuple(query_x.shape[1:])} and calibration fields "
+            f"{tuple(calib_x.shape[1:])} differ in shape (same --reduced-resolution?)"
+        )
+    coords = _coords(calib_ds.grid)
+    in_domain = getattr(model, "in_domain", None)
+    if in_domain is not None and not bool(in_domain(coords).all()):
+        raise UsageError(
+            f"{args.data}: grid points lie outside the model's certified coordinate domain "
+            f"(lo {getattr(model, 'domain_lo', '?')}, hi {getattr(model, 'domain_hi', '?')})"
+        )
+    calib_pred = _predict(model, calib_x, coords)
+    query_pred = _predict(model, query_x, coords)
+    if calib_pred.shape != calib_y.shape:
+        raise UsageError(
+            f"the model's outputs {tuple(calib_pred.shape[1:])} do not match the targets "
+            f"{tuple(calib_y.shape[1:])} of {args.data}"
+        )
+    norm = args.norm
+    if args.pde:
+        l_true = true_lipschitz(args.pde, norm, None, **_params(args.param))
+    else:
+        if args.param:
+            raise UsageError("--param needs --pde")
+        l_true = estimate_true_lipschitz(calib_x, calib_y, norm=norm, safety=args.safety)
+    l_model = model_constant(model)
+    bound = operator_error_bound(
+        query_x,
+        calib_x,
+        calib_targets=calib_y,
+        calib_preds=calib_pred,
+        lipschitz_model=l_model,
+        lipschitz_true=l_true,
+        norm=norm,
+    )
+    observed = observed_errors(query_y, query_pred, norm)
+    report = coverage_report(bound, observed)
+    others = [conformal_error_bound(query_x, alpha=args.alpha, calib_targets=calib_y,
+                                    calib_preds=calib_pred, norm=norm)]  # fmt: skip
+    if norm == "function":
+        others.append(error_lipschitz_bound(query_x, calib_x, calib_y, calib_pred))
+    _print_table(bound, observed, args.rows)
+    print()
+    print(f"model: {ckpt.config['model']['name']}  L_model = {l_model.value:.4g} ({l_model.label})")
+    print(f"true operator: L_G = {l_true.value:.4g} ({l_true.label}: {l_true.source})")
+    print(f"calibration: {calib_x.shape[0]} pairs from {args.data} [{args.calib_split}]")
+    print(f"queries: {query_x.shape[0]} from {query_path} [{args.query_split}]")
+    for b, r in [(bound, report)] + [(o, coverage_report(o, observed)) for o in others]:
+        print(
+            f"{b.name} bound ({b.label}, {b.norm} norm): coverage {r.coverage:.4f} "
+            f"({r.violations} violations), bound/observed median {r.tightness_median:.3g} "
+            f"max {r.tightness_max:.3g}, bound median {r.bound_median:.3g}"
+        )
+    if args.plot:
+        _plot(bound, observed, others, Path(args.plot))
+        print(f"plot: {args.plot}")
+    if report.violations and bound.label == "certified":
+        print(f"WARNING: {report.violations} certified bounds violated: a constant is wrong")
+        return 1
+    return 0
+
+
+def _print_table(bound: Any, observed: Tensor, rows: int) -> None:
+    n = bound.bound.numel() if rows == 0 else min(rows, bound.bound.numel())
+    print(f"{'query':>6} {'bound':>11} {'observed':>11} {'ratio':>8} {'ok':>3} "
+          f"{'nearest':>8} {'distance':>10} {'calib err':>10}")  # fmt: skip
+    for i in range(n):
+        b, o = float(bound.bound[i]), float(observed[i])
+        ratio = b / o if o > 0 else math.inf
+        print(
+            f"{i:>6} {b:>11.4g} {o:>11.4g} {ratio:>8.3g} {'yes' if o <= b else 'NO':>3} "
+            f"{int(bound.index[i]):>8} {float(bound.distance[i].sum()):>10.4g} "
+            f"{float(bound.calib_error[i]):>10.4g}"
+        )
+    if n < bound.bound.numel():
+        print(f"... {bound.bound.numel() - n} more (--rows 0 for all)")
+
+
+def _plot(bound: Any, observed: Tensor, others: list[Any], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(5, 4.5))
+    obs = observed.cpu().numpy()
+    ax.loglog(obs, bound.bound.cpu().numpy(), "o", ms=3, label=f"{bound.name} ({bound.label})")
+    for other in others:
+        ax.loglog(obs, other.bound.cpu().numpy(), ".", ms=3, label=f"{other.name} ({other.label})")
+    lo = max(float(observed[observed > 0].min()) if bool((observed > 0).any()) else 1e-12, 1e-12)
+    hi = max(float(bound.bound.max()), float(observed.max()))
+    ax.plot([lo, hi], [lo, hi], "k-", lw=0.8, label="bound = observed")
+    ax.set_xlabel("observed error")
+    ax.set_ylabel("bound")
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)

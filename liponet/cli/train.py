@@ -1,0 +1,159 @@
+"""``liponet train``: train a registered model from a TOML/YAML config and flags (torchrun too)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Any
+
+from . import UsageError
+
+HELP = "train a model (config file + flags); multi-GPU/multi-node with torchrun"
+
+EPILOG = """\
+configuration:
+  Settings come from --config (TOML or YAML; keys as in liponet.train.TrainConfig), then the
+  shortcut flags, then --set KEY=VALUE (dotted keys, YAML values), in that order. Example:
+    liponet train --model LipMLP --data toy-shift --epochs 5 --set model.kwargs.width=32 \\
+        --set model.kwargs.in_features=32 --set model.kwargs.out_features=32
+  Output: OUT/last.pt, OUT/best.pt (checkpoints) and OUT/log.jsonl (one JSON line per epoch).
+  --resume OUT/last.pt continues a run exactly (also from a mid-epoch file, see save_every_steps).
+
+distributed:
+  torchrun --nproc_per_node=N -m liponet train ...        one machine, N processes
+  (NCCL with one GPU per process when CUDA is available, Gloo on CPU; --set batch_size is the
+  GLOBAL batch.) Several machines: run on every node
+  torchrun --nnodes=M --nproc_per_node=N --node_rank=I --rdzv_backend=c10d \\
+      --rdzv_endpoint=HOST:29500 --rdzv_id=RUN_ID -m liponet train ...
+  with HOST = an address of node 0 reachable by all. If a process dies, torchrun stops the
+  others and exits non-zero; a hung process makes the others fail after dist_timeout_s.
+"""
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Config file, shortcut flags, overrides and resume."""
+    parser.formatter_class = argparse.RawDescriptionHelpFormatter
+    parser.epilog = EPILOG
+    parser.add_argument("--config", type=Path, help="TOML (.toml) or YAML (.yaml/.yml) file")
+    parser.add_argument("--model", help="registered model name (see `liponet info`)")
+    parser.add_argument("--data", help="dataset name (see `liponet info`)")
+    parser.add_argument("--data-path", help="data file for file-backed datasets")
+    parser.add_argument("--epochs", type=int)
+    parser.add_argument("--batch-size", type=int, help="global batch size")
+    parser.add_argument("--lr", type=float)
+    parser.add_argument("--seed", type=int)
+    parser.add_argument("--device", help="auto, cpu or cuda")
+    parser.add_argument("--out", help="run folder (checkpoints, log)")
+    parser.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override any setting, e.g. --set model.kwargs.width=64 (repeatable)",
+    )
+    parser.add_argument("--resume", type=Path, help="checkpoint to continue from")
+    parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+
+
+def read_config_file(path: Path) -> dict[str, Any]:
+    """Parse a TOML or YAML configuration file into plain data.
+
+    Raises
+    ------
+    UsageError
+        Missing file, unknown extension, or a syntax error (one line, naming the file).
+    """
+    if not path.is_file():
+        raise UsageError(f"config file {path} does not exist")
+    suffix = path.suffix.lower()
+    text = path.read_text(encoding="utf-8")
+    try:
+        if suffix == ".toml":
+            import tomllib
+
+            data: Any = tomllib.loads(text)
+        elif suffix in (".yaml", ".yml"):
+            import yaml
+
+            data = yaml.safe_load(text) or {}
+        else:
+            raise UsageError(f"config file {path}: expected .toml, .yaml or .yml")
+    except UsageError:
+        raise
+    except Exception as err:  # tomllib.TOMLDecodeError, yaml.YAMLError
+        detail = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise UsageError(f"config file {path}: {detail}") from None
+    if not isinstance(data, dict):
+        raise UsageError(f"config file {path}: expected a table of settings at the top level")
+    return data
+
+
+def build_config(args: argparse.Namespace) -> Any:
+    """The validated :class:`~liponet.train.TrainConfig` from file, flags and overrides."""
+    from ..train import apply_overrides, config_from_dict
+
+    data = read_config_file(args.config) if args.config is not None else {}
+    shortcuts = {
+        "model.name": args.model,
+        "data.name": args.data,
+        "data.path": args.data_path,
+        "epochs": args.epochs,
+        "batch_size": args.batch_size,
+        "lr": args.lr,
+        "seed": args.seed,
+        "device": args.device,
+        "out_dir": args.out,
+    }
+    for key, value in shortcuts.items():
+        if value is not None:
+            node = data
+            *parents, last = key.split(".")
+            for part in parents:
+                node = node.setdefault(part, {})
+            node[last] = value
+    return config_from_dict(apply_overrides(data, args.overrides))
+
+
+def format_record(record: dict[str, Any], epochs: int) -> str:
+    """One line summarizing an epoch record."""
+    parts = [f"epoch {record['epoch']}/{epochs}", f"train_loss {record['train_loss']:.3e}"]
+    for key in ("val_loss", "val_nrmse", "val_rmse", "val_max"):
+        if key in record:
+            parts.append(f"{key} {record[key]:.3e}")
+    if "lipschitz_bound" in record:
+        parts.append(f"L_certified {record['lipschitz_bound']:.6f}")
+    parts.append(f"{record['time_s']:.1f}s" + (" *" if record.get("best") else ""))
+    return "  ".join(parts)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Train; print one line per epoch (rank 0) and where the outputs are."""
+    from tqdm.auto import tqdm
+
+    from ..train import Trainer, build_dataset, cleanup_distributed, init_distributed
+
+    config = build_config(args)
+    ctx = init_distributed(config.device, config.dist_timeout_s)
+    data = build_dataset(config.data, config.seed, ctx.rank, ctx.world_size)
+
+    def printer(event: str, record: dict[str, Any]) -> None:
+        if event == "epoch" and ctx.is_main:
+            tqdm.write(format_record(record, config.epochs), file=sys.stdout)
+
+    trainer = Trainer(
+        config,
+        data.train,
+        data.val,
+        ctx=ctx,
+        normalizer_state=data.normalizer_state,
+        callbacks=[printer],
+        progress=not args.no_progress,
+    )
+    trainer.fit(resume_from=args.resume)
+    if ctx.is_main:
+        out = trainer.out_dir
+        print(f"checkpoints: {out / 'last.pt'}, {out / 'best.pt'}; log: {out / 'log.jsonl'}")
+    cleanup_distributed()
+    return 0

@@ -1,0 +1,202 @@
+"""Dataset registry of the trainer: names -> builders of (train, validation) splits.
+
+A builder takes the :class:`~liponet.train.config.DataConfig`, the run's seed and the rank /
+world size (for streaming datasets that shard themselves) and returns a :class:`DataBundle`.
+Map-style datasets are sharded by the trainer (``DistributedSampler``); iterable datasets must
+shard themselves from ``rank`` and ``world_size``.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import torch
+from torch.utils.data import Dataset, TensorDataset
+
+if TYPE_CHECKING:
+    from .config import DataConfig
+
+__all__ = [
+    "DataBundle",
+    "available_datasets",
+    "build_dataset",
+    "register_dataset",
+    "shifted_fields",
+]
+
+
+@dataclass
+class DataBundle:
+    """Training and validation splits, and what a checkpoint should remember about them.
+
+    Attributes
+    ----------
+    train, val
+        Datasets yielding ``(input, target)`` pairs of tensors.
+    normalizer_state
+        Normalization statistics to store with the model (or ``None``).
+    info
+        Plain facts for logs (sizes, shapes, file).
+    """
+
+    train: Dataset[Any]
+    val: Dataset[Any]
+    normalizer_state: dict[str, Any] | None = None
+    info: dict[str, Any] = field(default_factory=dict)
+
+
+Builder = Callable[["DataConfig", int, int, int], DataBundle]
+_DATASETS: dict[str, Builder] = {}
+
+
+def register_dataset(name: str) -> Callable[[Builder], Builder]:
+    """Decorator adding a builder ``(config, seed, rank, world_size) -> DataBundle``."""
+
+    def decorator(fn: Builder) -> Builder:
+        _DATASETS[name] = fn
+        return fn
+
+    return decorator
+
+
+def available_datasets() -> list[str]:
+    """Registered dataset names, sorted."""
+    return sorted(_DATASETS)
+
+
+def build_dataset(
+    config: DataConfig, seed: int = 0, rank: int = 0, world_size: int = 1
+) -> DataBundle:
+    """Build the splits named by ``config.name``.
+
+    Raises
+    ------
+    ValueError
+        For an unknown name (listing the registered ones) or bad options.
+    """
+    if config.name not in _DATASETS:
+        raise ValueError(
+            f"unknown dataset {config.name!r}; available: {', '.join(available_datasets())}"
+        )
+    return _DATASETS[config.name](config, seed, rank, world_size)
+
+
+def shifted_fields(
+    n: int, grid: int, shift: int, generator: torch.Generator
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Random periodic fields ``(n, 1, grid)`` and the same fields shifted by ``shift`` cells.
+
+    The fields are sums of four sines with random integer wavenumbers (0-2 per mode, as in
+    PDEBench's initial conditions), amplitudes and phases; the target is exactly what periodic
+    advection produces after moving ``shift`` cells, so the true operator is an L2 isometry.
+    """
+    x = (torch.arange(grid, dtype=torch.float64) + 0.5) / grid  # cell centres on [0, 1]
+    k = torch.randint(0, 3, (n, 4, 1), generator=generator) * torch.arange(1, 5).view(1, 4, 1)
+    amp = torch.rand(n, 4, 1, generator=generator, dtype=torch.float64)
+    phase = 2 * math.pi * torch.rand(n, 4, 1, generator=generator, dtype=torch.float64)
+    a = (amp * torch.sin(2 * math.pi * k * x + phase)).sum(dim=1, keepdim=True)
+    return a.float(), torch.roll(a, shifts=shift, dims=-1).float()
+
+
+@register_dataset("toy-shift")
+def _toy_shift(config: DataConfig, seed: int, rank: int, world_size: int) -> DataBundle:
+    """In-memory periodic shift (exact advection) fields: no file, for tests and smoke runs.
+
+    Options (``data.kwargs``): ``n_train`` (64), ``n_val`` (16), ``grid`` (32), ``shift`` (3),
+    ``seed`` (0; independent of the training seed, so every run sees the same data).
+    """
+    options = {"n_train": 64, "n_val": 16, "grid": 32, "shift": 3, "seed": 0}
+    unknown = sorted(set(config.kwargs) - set(options))
+    if unknown:
+        raise ValueError(
+            f"data.kwargs: unknown option {unknown[0]!r} for toy-shift; valid: {', '.join(options)}"
+        )
+    options.update(config.kwargs)
+    for key in ("n_train", "n_val", "grid"):
+        if not (isinstance(options[key], int) and options[key] >= 1):
+            raise ValueError(f"data.kwargs.{key}: must be a positive integer, got {options[key]!r}")
+    generator = torch.Generator().manual_seed(int(options["seed"]))
+    n_train, n_val = int(options["n_train"]), int(options["n_val"])
+    a, u = shifted_fields(n_train + n_val, int(options["grid"]), int(options["shift"]), generator)
+    return DataBundle(
+        train=TensorDataset(a[:n_train], u[:n_train]),
+        val=TensorDataset(a[n_train:], u[n_train:]),
+        info={"name": "toy-shift", "n_train": n_train, "n_val": n_val, "shape": list(a.shape[1:])},
+    )
+
+
+@register_dataset("pdebench")
+def _pdebench(config: DataConfig, seed: int, rank: int, world_size: int) -> DataBundle:
+    """A PDEBench HDF5 file (``data.path``) through :class:`liponet.data.PDEBenchDataset`.
+
+    ``data.kwargs`` are passed to it (``task``, ``t_in``, ``t_out``, ``initial_step``,
+    ``reduced_resolution``, ``reduced_resolution_t``, ``num_samples_max``, ``val_fraction``, ...);
+    the train and val splits are PDEBench's training samples minus a held-out validation tail
+    (PDEBench's test split, the first 10% of single-array files, is never touched).
+    """
+    from ..data import PDEBenchDataset
+
+    if not config.path:
+        raise ValueError("data.path: the pdebench dataset needs the HDF5 file (--data-path FILE)")
+    kwargs = dict(config.kwargs)
+    for key in ("split", "path"):
+        if key in kwargs:
+            raise ValueError(f"data.kwargs.{key}: set by the trainer, remove it")
+    try:
+        train = PDEBenchDataset(config.path, split="train", **kwargs)
+        val = PDEBenchDataset(config.path, split="val", **kwargs)
+    except TypeError as err:
+        raise ValueError(f"data.kwargs: {err}") from None
+    return DataBundle(
+        train=train,
+        val=val,
+        info={
+            "name": "pdebench",
+            "path": str(config.path),
+            "n_train": len(train),
+            "n_val": len(val),
+            "in_channels": train.in_channels,
+            "out_channels": train.out_channels,
+        },
+    )
+
+
+#: Options of :class:`liponet.data.PDEBenchStream` that are not :class:`PDEBenchDataset` options.
+_STREAM_OPTIONS = ("block_size", "buffer_size", "shuffle")
+
+
+@register_dataset("pdebench-stream")
+def _pdebench_stream(config: DataConfig, seed: int, rank: int, world_size: int) -> DataBundle:
+    """A PDEBench HDF5 file streamed with bounded memory (:class:`liponet.data.PDEBenchStream`).
+
+    The training split streams (sharded by ``rank`` / ``world_size``, reshuffled each epoch from
+    the run's seed, equal item counts per rank); the validation split is read as a map-style
+    dataset. ``data.kwargs``: ``block_size``, ``buffer_size``, ``shuffle`` plus every
+    :class:`~liponet.data.PDEBenchDataset` option.
+    """
+    from ..data import PDEBenchDataset, PDEBenchStream
+
+    if not config.path:
+        raise ValueError(
+            "data.path: the pdebench-stream dataset needs the HDF5 file (--data-path FILE)"
+        )
+    kwargs = dict(config.kwargs)
+    for key in ("split", "path", "rank", "world_size", "seed", "batch_size"):
+        if key in kwargs:
+            raise ValueError(f"data.kwargs.{key}: set by the trainer, remove it")
+    dataset_kwargs = {k: v for k, v in kwargs.items() if k not in _STREAM_OPTIONS}
+    try:
+        train = PDEBenchStream(
+            config.path, split="train", seed=seed, rank=rank, world_size=world_size, **kwargs
+        )
+        val = PDEBenchDataset(config.path, split="val", **dataset_kwargs)
+    except TypeError as err:
+        raise ValueError(f"data.kwargs: {err}") from None
+    return DataBundle(
+        train=train,
+        val=val,
+        info={"name": "pdebench-stream", "path": str(config.path), "n_val": len(val)},
+    )
