@@ -1,10 +1,13 @@
+import itertools
 import json
+import math
 
 import pytest
 import torch
 from certcheck import check_all, check_attack, check_jacobian
 
 from liponet.functional import batched_norm
+from liponet.layers import LipSpectralConv
 from liponet.models import (
     FNO,
     LipFNO,
@@ -223,3 +226,33 @@ def test_bad_arguments():
         LipFNO(1, 1, modes=(5,), depth=0)
     with pytest.raises(ValueError, match="bad arguments for model 'LipFNO'"):
         build_model("LipFNO", in_channels=1, out_channels=1, mode=(5,))
+
+
+def _passed_frequencies(conv, sizes):
+    """Signed frequencies k whose cos/sin input pair gives a non-zero output."""
+    grids = torch.meshgrid(
+        *[torch.arange(n, dtype=torch.float64) / n for n in sizes], indexing="ij"
+    )
+    passed = []
+    for ks in itertools.product(*[range(-(n // 2) + 1, n // 2) for n in sizes]):
+        phase = sum(2 * torch.pi * k * g for k, g in zip(ks, grids, strict=True))
+        x = torch.stack([torch.cos(phase), torch.sin(phase)]).unsqueeze(0).float()
+        with torch.no_grad():
+            if float(conv(x).abs().max()) > 1e-4:
+                passed.append(ks)
+    return sorted(passed)
+
+
+@pytest.mark.parametrize(
+    ("modes", "n_modes", "sizes"), [((9,), (16,), (20,)), ((3, 4), (5, 6), (8, 10))]
+)
+def test_kept_modes_match_neuraloperator(modes, n_modes, sizes):
+    # The benchmark baseline: neuraloperator's n_modes = (2 m_1 - 1, ..., 2 (m_d - 1)) keeps the
+    # same frequencies as liponet's modes (its n_modes=(16,) keeps 9 rfft modes).
+    spectral = pytest.importorskip("neuralop.layers.spectral_convolution")
+    torch.manual_seed(0)
+    theirs = spectral.SpectralConv(2, 2, n_modes=n_modes, bias=False)
+    ours = LipSpectralConv(2, 2, modes, bias=False).eval()
+    passed = _passed_frequencies(ours, sizes)
+    assert passed == _passed_frequencies(theirs, sizes)
+    assert len(passed) == math.prod(2 * m - 1 for m in modes)

@@ -7,7 +7,9 @@ from certcheck import check_all, check_attack, check_jacobian
 from liponet.layers import (
     NORMALIZATIONS,
     FourierBlock,
+    GroupSort,
     LipSpectralConv,
+    MaxMin,
     PaddedDomain,
     SpectralMultiplier,
 )
@@ -142,7 +144,7 @@ def test_spectral_conv_properties(dim, skip):
 
 
 @pytest.mark.parametrize("dim", [1, 2, 3])
-@pytest.mark.parametrize("activation", ["groupsort2", "relu", "fullsort"])
+@pytest.mark.parametrize("activation", ["maxmin", "groupsort2", "relu", "fullsort"])
 def test_block_properties_and_resolution(dim, activation):
     modes, grid, _ = SHAPES[dim]
     x = torch.randn(2, 4, *grid)
@@ -226,3 +228,11 @@ def test_bad_arguments():
         conv(torch.randn(1, 2, 16))
     with pytest.raises(ValueError, match="must have 2 channels"):
         conv(torch.randn(1, 3, 16, 16))
+
+
+def test_maxmin_is_groupsort2_up_to_a_channel_permutation():
+    x = torch.randn(3, 6, 5)
+    perm = torch.tensor([0, 3, 1, 4, 2, 5])  # adjacent pairs (0,3), (1,4), (2,5)
+    torch.testing.assert_close(MaxMin(dim=1)(x)[:, perm], GroupSort(2, dim=1)(x[:, perm]))
+    with pytest.raises(ValueError, match="even size"):
+        MaxMin(dim=1)(torch.randn(1, 3, 4))

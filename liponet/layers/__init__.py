@@ -6,6 +6,7 @@ from .activation import LIPSCHITZ_ACTIVATIONS as LIPSCHITZ_ACTIVATIONS
 from .activation import Abs as Abs
 from .activation import FullSort as FullSort
 from .activation import GroupSort as GroupSort
+from .activation import MaxMin as MaxMin
 from .activation import ReLU as ReLU
 from .activation import make_activation as make_activation
 from .base import CertifiedModule as CertifiedModule
@@ -35,6 +36,7 @@ __all__ = [
     "GroupSort",
     "LipLinear",
     "LipSpectralConv",
+    "MaxMin",
     "OutputScale",
     "PaddedDomain",
     "ReLU",

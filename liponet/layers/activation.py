@@ -20,6 +20,7 @@ __all__ = [
     "Abs",
     "FullSort",
     "GroupSort",
+    "MaxMin",
     "ReLU",
     "make_activation",
 ]
@@ -85,6 +86,57 @@ class FullSort(GroupSort):
         super().__init__(None, dim)
 
 
+class MaxMin(CertifiedModule):
+    """GroupSort2 pairing channel ``i`` with channel ``i + c/2``: ``[min(a, b), max(a, b)]``.
+
+    The same function class as :class:`GroupSort` with ``group_size=2`` up to a fixed channel
+    permutation, but it works on two contiguous halves, which is several times faster for fields
+    ``(batch, channels, *spatial)`` than pairing adjacent channels (strided access).
+
+    Parameters
+    ----------
+    dim
+        Feature dimension (its size must be even).
+
+    Lipschitz constant
+    ------------------
+    1 in the Euclidean norm over ``dim`` (a piecewise permutation), hence 1 in the function norm.
+    Exact; gradient norm preserving.
+
+    Examples
+    --------
+    >>> import torch
+    >>> MaxMin()(torch.tensor([[3.0, -1.0, 1.0, 2.0]]))
+    tensor([[ 1., -1.,  3.,  2.]])
+    """
+
+    def __init__(self, dim: int = -1) -> None:
+        super().__init__()
+        self.dim = dim
+
+    def forward(self, x: Tensor) -> Tensor:
+        """Sort each pair ``(x_i, x_{i + c/2})`` along ``self.dim``."""
+        if x.shape[self.dim] % 2:
+            raise ValueError(f"MaxMin needs an even size along dim {self.dim}, got {x.shape}")
+        a, b = x.chunk(2, self.dim)
+        # min = a - relu(a - b), max = b + relu(a - b): equal in exact arithmetic, and several
+        # times faster (forward + backward) than torch.minimum / torch.maximum on CPU.
+        excess = torch.relu(a - b)
+        return torch.cat([a - excess, b + excess], self.dim)
+
+    def lipschitz_bound(self) -> float:
+        """Exactly 1."""
+        return 1.0
+
+    def export(self) -> nn.Module:
+        """Itself: a plain torch computation."""
+        return MaxMin(self.dim)
+
+    def extra_repr(self) -> str:
+        """Summarize the configuration."""
+        return f"dim={self.dim}"
+
+
 class ReLU(CertifiedModule):
     """ReLU; 1-Lipschitz elementwise, hence 1-Lipschitz in any of liponet's norms."""
 
@@ -142,6 +194,7 @@ class GELU(CertifiedModule):
 _FACTORIES = {
     "groupsort2": lambda dim: GroupSort(2, dim),
     "fullsort": lambda dim: FullSort(dim),
+    "maxmin": lambda dim: MaxMin(dim),
     "relu": lambda dim: ReLU(),
     "abs": lambda dim: Abs(),
     "gelu": lambda dim: GELU(),
@@ -151,7 +204,7 @@ _FACTORIES = {
 ACTIVATIONS = tuple(_FACTORIES)
 
 #: The activations allowed inside constrained (Lipschitz) models.
-LIPSCHITZ_ACTIVATIONS = ("groupsort2", "fullsort", "relu", "abs")
+LIPSCHITZ_ACTIVATIONS = ("groupsort2", "maxmin", "fullsort", "relu", "abs")
 
 
 def make_activation(name: str, dim: int = -1) -> CertifiedModule:

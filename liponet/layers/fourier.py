@@ -40,7 +40,7 @@ from collections.abc import Callable, Sequence
 import torch
 from torch import Tensor, nn
 
-from ..functional import bjorck, power_iteration, spectral_norm_exact, spectral_norm_upper
+from ..functional import bjorck, spectral_norm_exact, spectral_norm_upper
 from .activation import make_activation
 from .base import CertifiedModule
 
@@ -173,6 +173,17 @@ def spectral_apply(
     if bias is not None:
         y = y + bias.view(-1, *([1] * d))
     return y
+
+
+def _power_vectors(m: Tensor, u: Tensor, n_iter: int) -> Tensor:
+    """Warm-started power iteration on ``(K, out, in)`` (no grad): new right vectors ``(K, in)``.
+
+    The same iteration as :func:`liponet.functional.power_iteration`, with batched matmuls.
+    """
+    for _ in range(n_iter):
+        v = nn.functional.normalize((m @ u.unsqueeze(-1)).squeeze(-1), dim=-1)  # (K, out)
+        u = nn.functional.normalize((m.mH @ v.unsqueeze(-1)).squeeze(-1), dim=-1)  # (K, in)
+    return u
 
 
 def _global(m: Tensor, sigma: Tensor, k: float) -> Tensor:
@@ -313,34 +324,55 @@ class LipSpectralConv(CertifiedModule):
                     nn.init.orthogonal_(self.skip)
 
     # ------------------------------------------------------------------ multipliers
-    def _raw(self) -> Tensor:
-        """All multipliers ``(K [+1], out, in)``: ``W + R_k`` (symmetrized) and ``W`` last."""
-        d = len(self.modes)
-        r = hermitian_symmetrize(torch.view_as_complex(self.weight), d)
+    def _symmetric_spectral(self) -> Tensor:
+        """The spectral weights ``R_k`` ``(*kept, out, in)``, Hermitian on the ``k_d = 0`` slice."""
+        return hermitian_symmetrize(torch.view_as_complex(self.weight), len(self.modes))
+
+    def _stacked(self, r: Tensor) -> Tensor:
+        """All multipliers ``(K [+1], out, in)``: ``W + R_k`` and, with a skip, ``W`` last."""
         r = r.reshape(-1, self.out_channels, self.in_channels)  # (K, out, in)
         if self.skip is None:
             return r
         w = self.skip.to(r.dtype)
         return torch.cat([r + w, w.unsqueeze(0)], 0)  # (K + 1, out, in)
 
-    def _split(self, m: Tensor) -> tuple[Tensor, Tensor | None]:
+    def _split(self, m: Tensor, symmetrize: bool) -> tuple[Tensor, Tensor | None]:
         """Normalized multipliers -> (spectral weights R'_k (*kept, out, in), skip W')."""
-        d = len(self.modes)
+        mk = m if self.skip is None else m[:-1]
+        mk = mk.reshape(*self.kept_shape, *m.shape[1:])
+        if symmetrize:  # per-mode scales may break the exact symmetry: restore it
+            mk = hermitian_symmetrize(mk, len(self.modes))
         if self.skip is None:
-            return hermitian_symmetrize(m.reshape(*self.kept_shape, *m.shape[1:]), d), None
+            return mk, None
         w = m[-1].real
-        mk = hermitian_symmetrize(m[:-1].reshape(*self.kept_shape, *m.shape[1:]), d)
         return mk - w.to(mk.dtype), w
 
     def _train_weights(self) -> tuple[Tensor, Tensor | None]:
-        m = self._raw()
+        r = self._symmetric_spectral()
         if self.k is None:
-            return self._split(m)
-        u = torch.view_as_complex(self.u).to(m.dtype)
-        sigma, u = power_iteration(m, u, self.n_power)
+            return r, self.skip
         with torch.no_grad():
-            self.u.copy_(torch.view_as_real(u.to(torch.view_as_complex(self.u).dtype)))
-        return self._split(NORMALIZATIONS[self.normalization](m, sigma, self.k))
+            m = self._stacked(r.detach())
+            u = _power_vectors(m, torch.view_as_complex(self.u), self.n_power)
+            self.u.copy_(torch.view_as_real(u))
+        if self.normalization != "global":
+            m = self._stacked(r)
+            sigma = torch.linalg.vector_norm((m @ u.unsqueeze(-1)).squeeze(-1), dim=-1)
+            m = NORMALIZATIONS[self.normalization](m, sigma, self.k)
+            return self._split(m, symmetrize=True)  # per-mode scales: restore exact symmetry
+        # Global: (W + R_k)/s - W/s = R_k/s, so only the largest estimate s needs a gradient
+        # (one matvec), and a real scale keeps A_{-k} = conj(A_k) exactly.
+        with torch.no_grad():
+            top = int(torch.linalg.vector_norm(m @ u.unsqueeze(-1), dim=(-2, -1)).argmax())
+        flat = r.reshape(-1, self.out_channels, self.in_channels)  # (K, out, in)
+        if self.skip is None:
+            top_m = flat[top]
+        elif top == flat.shape[0]:
+            top_m = self.skip.to(r.dtype)
+        else:
+            top_m = flat[top] + self.skip
+        scale = self.k / torch.linalg.vector_norm(top_m @ u[top])
+        return r * scale, None if self.skip is None else self.skip * scale
 
     def effective_weights(self) -> tuple[Tensor, Tensor | None]:
         """Eval-mode ``(R'_k (*kept, out, in) complex, W' (out, in) or None)``; cached, no grad."""
@@ -348,11 +380,15 @@ class LipSpectralConv(CertifiedModule):
         key = tuple((p._version, p.data_ptr(), p.dtype) for p in params)
         if self._eval_cache is None or self._eval_cache[0] != key:
             with torch.no_grad():
-                m = self._raw()
-                if self.k is not None:
+                r = self._symmetric_spectral()
+                if self.k is None:
+                    weights = (r, None if self.skip is None else self.skip.detach())
+                else:
+                    m = self._stacked(r)
                     sigma = spectral_norm_exact(m).to(m.real.dtype)
                     m = NORMALIZATIONS[self.normalization](m, sigma, self.k)
-                self._eval_cache = (key, self._split(m))
+                    weights = self._split(m, symmetrize=True)
+                self._eval_cache = (key, weights)
         return self._eval_cache[1]
 
     def multipliers(self) -> tuple[Tensor, Tensor | None]:
@@ -429,8 +465,9 @@ class FourierBlock(CertifiedModule):
     modes
         Kept modes per spatial dimension (see :class:`LipSpectralConv`).
     activation
-        Channel activation (over dim 1): a 1-Lipschitz one (``groupsort2``, ``fullsort``,
-        ``relu``, ``abs``) for constrained blocks, ``gelu`` allowed in the unconstrained twin,
+        Channel activation (over dim 1): a 1-Lipschitz one (``maxmin``, ``groupsort2``,
+        ``fullsort``, ``relu``, ``abs``) for constrained blocks, ``gelu`` allowed in the
+        unconstrained twin,
         ``None`` for a linear block (FNO's last layer).
     k
         Target norm of the linear part; ``None``: unconstrained.
@@ -457,7 +494,7 @@ class FourierBlock(CertifiedModule):
         self,
         width: int,
         modes: Sequence[int],
-        activation: str | None = "groupsort2",
+        activation: str | None = "maxmin",
         k: float | None = 1.0,
         normalization: str = "global",
         n_power: int = 1,

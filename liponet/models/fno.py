@@ -94,7 +94,7 @@ class FieldLinear(CertifiedModule):
         """``(batch, c, *spatial) -> (batch, out, *spatial)``."""
         if self.grid:
             x = torch.cat([x, grid_coordinates(x)], 1)
-        return self.linear(x.movedim(1, -1)).movedim(-1, 1)
+        return self.linear(x.movedim(1, -1)).movedim(-1, 1).contiguous()
 
     def lipschitz_bound(self) -> float:
         """Float64-SVD bound of the weight's input-function columns."""
@@ -115,7 +115,7 @@ class _PlainFieldLinear(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         if self.grid:
             x = torch.cat([x, grid_coordinates(x)], 1)
-        return self.linear(x.movedim(1, -1)).movedim(-1, 1)
+        return self.linear(x.movedim(1, -1)).movedim(-1, 1).contiguous()
 
 
 class MeanPool(CertifiedModule):
@@ -206,7 +206,7 @@ class _FNOBase(CertifiedModule):
         width: int = 32,
         depth: int = 4,
         k: float = 1.0,
-        activation: str = "groupsort2",
+        activation: str = "maxmin",
         free_last_layer: bool = False,
         output_scale: OutputScaleName = "none",
         radius: float | None = None,
@@ -237,8 +237,8 @@ class _FNOBase(CertifiedModule):
                 f"activation {activation!r} is not 1-Lipschitz; constrained models accept: "
                 f"{', '.join(LIPSCHITZ_ACTIVATIONS)}"
             )
-        if activation in ("groupsort2",) and width % 2:
-            raise ValueError(f"activation 'groupsort2' needs an even width, got {width}")
+        if activation in ("groupsort2", "maxmin") and width % 2:
+            raise ValueError(f"activation {activation!r} needs an even width, got {width}")
         if output_scale == "auxiliary" and (radius is None or not radius >= 0):
             raise ValueError(
                 "output_scale='auxiliary' needs radius >= 0: its certificate holds on the ball "
@@ -278,7 +278,7 @@ class _FNOBase(CertifiedModule):
             body = CertifiedSequential(body, OutputScale(out_channels, dim=1))
         elif output_scale == "auxiliary":
             assert radius is not None
-            hidden = max(width // 2, 2)
+            hidden = 2 * max(width // 4, 1)  # even, for the pairing activations
             aux = CertifiedSequential(
                 FieldLinear(LipLinear(in_channels, hidden, k=hidden_k)),
                 make_activation(activation, dim=1),
@@ -329,8 +329,9 @@ class LipFNO(_FNOBase):
     k
         Target constant of the last layer (everything else is 1-Lipschitz).
     activation
-        1-Lipschitz channel activation: ``groupsort2`` (needs even width), ``fullsort``,
-        ``relu``, ``abs``.
+        1-Lipschitz channel activation: ``maxmin`` (default; GroupSort2 pairing channel ``i``
+        with ``i + width/2``, several times faster on fields than ``groupsort2``'s adjacent
+        pairs; both need an even width), ``groupsort2``, ``fullsort``, ``relu``, ``abs``.
     free_last_layer
         Variant (b): leave the last projection layer unconstrained (its exact norm enters).
     output_scale

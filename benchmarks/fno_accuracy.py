@@ -1,0 +1,194 @@
+"""nRMSE of LipFNO variants vs our FNO vs neuraloperator's FNO on generated 1-D advection and
+Burgers, at equal training budget, with each model's certified bound next to its measured
+Lipschitz lower bound.
+
+Data: ``liponet.data.generate`` (PDEBench layout and initial conditions; advection solved
+exactly, Burgers by the finite-volume solver), read back with ``PDEBenchDataset`` (PDEBench's
+split: test = first 10 %, validation = last 10 % of the rest). Task: one step
+``u(t=0) -> u(t=T)`` (``task="step"``), T = 2 as in PDEBench's files by default; ``--t-out 1
+--pdes burgers --tag burgers_t0.2`` gives the shorter Burgers horizon T = 0.2 (results in
+``fno_accuracy_burgers_t0.2.*``). Advection with
+``beta = 0.4`` is a shift by 0.8 of the periodic domain: an isometry, so 1-Lipschitz is the right
+prior. Every model: width 32, kept modes 16, depth 4 (neuraloperator ``n_modes=(30,)``), Adam
+(lr 1e-3, cosine decay), MSE loss, same epochs, batch, seed and data order. The validation split
+is unused (no early stopping, no selection). nRMSE is PDEBench's (``liponet.metrics``) on the
+test split. Lipschitz: ``lipschitz_bound()`` (certified, function norm; for the auxiliary-scale
+variant valid on ``||a|| <= radius`` only, radius = 1.5 x the largest training-input norm) and
+``estimate_lipschitz`` (random + gradient-ascent pairs of test inputs: a lower bound).
+neuraloperator's FNO has no certificate (no bound is computed for it).
+
+Run from the repository root: ``.venv/bin/python benchmarks/fno_accuracy.py`` (about 5 minutes
+on 2 cores; ``--quick`` for a smoke run). Writes ``benchmarks/results/fno_accuracy.{md,csv,png}``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import time
+from pathlib import Path
+
+import torch
+from fno_common import RESULTS, build, markdown_table, write_csv
+
+from liponet.certify import estimate_lipschitz
+from liponet.data import PDEBenchDataset, generate
+from liponet.functional import batched_norm
+from liponet.metrics import pdebench_metrics
+
+WIDTH, MODES, DEPTH = 32, (16,), 4
+PDES = {
+    "advection": dict(family="advection", beta=0.4),
+    "burgers": dict(family="burgers", nu=0.01),
+}
+#: name -> (builder name, kwargs); ``radius`` is filled in from the data.
+MODELS = {
+    "LipFNO a (k=1, global)": ("LipFNO", {}),
+    "LipFNO a (k=1, orthogonal)": ("LipFNO", {"normalization": "orthogonal"}),
+    "LipFNO a (k=1, clip)": ("LipFNO", {"normalization": "clip"}),
+    "LipFNO b (free last layer)": ("LipFNO", {"free_last_layer": True}),
+    "LipFNO c (vector scale)": ("LipFNO", {"output_scale": "vector"}),
+    "LipFNO d (auxiliary scale)": ("LipFNO", {"output_scale": "auxiliary"}),
+    "FNO (ours, gelu)": ("FNO", {}),
+    "neuraloperator FNO": ("neuralop", {}),
+}
+UNCONSTRAINED = ("FNO (ours, gelu)", "neuraloperator FNO")
+
+
+def load(pde: str, cache: Path, n_samples: int, nx: int, t_out: int) -> dict[str, torch.Tensor]:
+    spec = dict(PDES[pde])
+    family = spec.pop("family")
+    path = cache / f"{pde}_n{n_samples}_nx{nx}.hdf5"
+    if not path.exists():
+        t0 = time.perf_counter()
+        generate(family, path, n_samples=n_samples, nx=nx, nt=11, seed=0, **spec)
+        print(f"generated {path} in {time.perf_counter() - t0:.0f} s", flush=True)
+    out = {}
+    for split in ("train", "test"):
+        x, y = PDEBenchDataset(path, split=split, task="step", t_out=t_out).to_tensors()
+        out[f"x_{split}"], out[f"y_{split}"] = x.float(), y.float()
+    return out
+
+
+def train(model, data, epochs: int, batch: int, seed: int) -> float:
+    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+    n = data["x_train"].shape[0]
+    steps = epochs * math.ceil(n / batch)
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, steps)
+    gen = torch.Generator().manual_seed(seed)
+    t0 = time.process_time()
+    model.train()
+    for _ in range(epochs):
+        order = torch.randperm(n, generator=gen)
+        for i in range(0, n, batch):
+            idx = order[i : i + batch]
+            loss = (model(data["x_train"][idx]) - data["y_train"][idx]).pow(2).mean()
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            sched.step()
+    return time.process_time() - t0
+
+
+def evaluate(name: str, model, data, n_attack: int) -> dict[str, float]:
+    model.eval()
+    with torch.no_grad():
+        pred = model(data["x_test"])
+    metrics = pdebench_metrics(pred, data["y_test"])
+    xs = data["x_test"][:n_attack]
+    lower = estimate_lipschitz(model, xs, norm="function", n_steps=30)
+    bound = float("nan") if name == "neuraloperator FNO" else model.lipschitz_bound()
+    return dict(
+        nrmse=float(metrics["nrmse"]),
+        rmse=float(metrics["rmse"]),
+        certified_bound=bound,
+        estimated_lower=lower,
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--epochs", type=int, default=40)
+    parser.add_argument("--n-samples", type=int, default=400)
+    parser.add_argument("--nx", type=int, default=128)
+    parser.add_argument("--batch", type=int, default=20)
+    parser.add_argument("--cache", type=Path, default=Path("runs/fno_bench_data"))
+    parser.add_argument("--pdes", nargs="+", choices=list(PDES), default=list(PDES))
+    parser.add_argument(
+        "--t-out", type=int, default=-1, help="target frame (11 stored, dt 0.2; -1: t = 2)"
+    )
+    parser.add_argument("--tag", default="", help="suffix of the result files")
+    parser.add_argument("--quick", action="store_true", help="smoke run")
+    args = parser.parse_args()
+    if args.quick:
+        args.epochs, args.n_samples = 2, 60
+    torch.set_num_threads(1)
+    rows = []
+    t_final = 2.0 if args.t_out == -1 else 0.2 * args.t_out
+    for pde in args.pdes:
+        data = load(pde, args.cache, args.n_samples, args.nx, args.t_out)
+        radius = 1.5 * float(batched_norm(data["x_train"], "function").max())
+        for name, (builder, kw) in MODELS.items():
+            kw = dict(kw, radius=radius) if kw.get("output_scale") == "auxiliary" else kw
+            torch.manual_seed(0)
+            model = build(builder, 1, 1, MODES, WIDTH, DEPTH, **kw)
+            if model is None:
+                print(f"skipping {name}: neuraloperator not installed")
+                continue
+            seconds = train(model, data, args.epochs, args.batch, seed=1)
+            row = dict(pde=pde, model=name, train_cpu_s=seconds)
+            row.update(evaluate(name, model, data, n_attack=16))
+            rows.append(row)
+            print(row, flush=True)
+    for pde in args.pdes:
+        sub = [r for r in rows if r["pde"] == pde]
+        best_free = min(r["nrmse"] for r in sub if r["model"] in UNCONSTRAINED)
+        for r in sub:
+            r["nrmse_vs_best_unconstrained"] = r["nrmse"] / best_free
+    stem = "fno_accuracy" + (f"_{args.tag}" if args.tag else "")
+    write_csv(RESULTS / f"{stem}.csv", rows)
+    cols = [
+        "pde", "model", "nrmse", "nrmse_vs_best_unconstrained", "certified_bound",
+        "estimated_lower", "train_cpu_s",
+    ]  # fmt: skip
+    n_train = rows and data["x_train"].shape[0]
+    text = [
+        "# FNO accuracy at equal training budget (1-D advection and Burgers)",
+        "",
+        f"Settings: {args.n_samples} generated samples per PDE ({n_train} train, test = "
+        f"PDEBench's first 10 %), nx = {args.nx}, task u(0) -> u({t_final:g}); "
+        f"advection beta = 0.4, "
+        f"Burgers nu = 0.01; width {WIDTH}, kept modes {MODES[0]}, depth {DEPTH}; "
+        f"{args.epochs} epochs, batch {args.batch}, Adam lr 1e-3 with cosine decay, MSE loss, "
+        f"seed 0, 1 torch thread. `certified_bound` = lipschitz_bound() (function norm; "
+        f"variant d: on the ball of radius {radius:.3g} around 0), `estimated_lower` = "
+        f"estimate_lipschitz on 16 test inputs (a lower bound, not a certificate). "
+        f"`nrmse_vs_best_unconstrained` divides by the better of the two unconstrained FNOs.",
+        "",
+        markdown_table(rows, cols),
+    ]
+    (RESULTS / f"{stem}.md").write_text("\n".join(text) + "\n")
+    _plot(rows, args.pdes, RESULTS / f"{stem}.png")
+
+
+def _plot(rows: list[dict], pdes: list[str], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, len(pdes), figsize=(6 * len(pdes), 4.5), squeeze=False)
+    for ax, pde in zip(axes[0], pdes, strict=True):
+        sub = [r for r in rows if r["pde"] == pde]
+        colors = ["tab:gray" if r["model"] in UNCONSTRAINED else "tab:blue" for r in sub]
+        ax.bar(range(len(sub)), [r["nrmse"] for r in sub], color=colors)
+        ax.set_xticks(range(len(sub)))
+        ax.set_xticklabels([r["model"] for r in sub], rotation=35, ha="right", fontsize=7)
+        ax.set_yscale("log")
+        ax.set_title(f"{pde}: test nRMSE (blue: certified Lipschitz)")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,78 @@
+"""Shared pieces of the FNO benchmarks: matched model builders, neuraloperator baseline, output.
+
+Imported by ``fno_speed.py`` and ``fno_accuracy.py`` (run from the repository root; Python puts
+``benchmarks/`` on the path of a script it runs).
+"""
+
+from __future__ import annotations
+
+import csv
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from torch import nn
+
+from liponet.models import FNO, LipFNO
+
+RESULTS = Path("benchmarks/results")
+
+
+def neuralop_n_modes(modes: Sequence[int]) -> tuple[int, ...]:
+    """neuraloperator's ``n_modes`` keeping exactly liponet's kept modes.
+
+    neuraloperator keeps ``n // 2 + 1`` rfft modes for ``n_modes[-1] = n`` (so ``2 (m - 1)``
+    keeps ``m``), and ``n`` centred modes in each leading dimension (odd ``n = 2 m - 1`` gives
+    liponet's symmetric ``|k| < m``).
+    """
+    return (*(2 * m - 1 for m in modes[:-1]), 2 * (modes[-1] - 1))
+
+
+def neuralop_fno(
+    in_channels: int, out_channels: int, modes: Sequence[int], width: int, depth: int
+) -> nn.Module | None:
+    """neuraloperator's FNO matched to ``LipFNO``: kept modes, width, depth, linear lifting, a
+    two-layer projection with hidden ``2 * width``, linear skip, grid input; no channel MLP.
+    ``None`` when neuraloperator is not installed (it is an optional extra)."""
+    try:
+        from neuralop.models import FNO as NeuralopFNO
+    except ImportError:
+        return None
+    return NeuralopFNO(
+        n_modes=neuralop_n_modes(modes),
+        in_channels=in_channels,
+        out_channels=out_channels,
+        hidden_channels=width,
+        n_layers=depth,
+        lifting_channel_ratio=0,
+        projection_channel_ratio=2,
+        use_channel_mlp=False,
+    )
+
+
+def build(name: str, in_channels: int, out_channels: int, modes, width, depth, **kw: Any):
+    """``"LipFNO"`` / ``"FNO"`` / ``"neuralop"`` at a matched size."""
+    if name == "neuralop":
+        return neuralop_fno(in_channels, out_channels, modes, width, depth)
+    cls = {"LipFNO": LipFNO, "FNO": FNO}[name]
+    return cls(in_channels, out_channels, modes, width=width, depth=depth, **kw)
+
+
+def write_csv(path: Path, rows: list[dict[str, Any]]) -> None:
+    """Rows with the same keys as CSV."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+
+
+def markdown_table(rows: list[dict[str, Any]], columns: list[str]) -> str:
+    """A markdown table of ``columns`` (floats shown with 4 significant digits)."""
+
+    def fmt(v: Any) -> str:
+        return f"{v:.4g}" if isinstance(v, float) else str(v)
+
+    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+    lines += ["| " + " | ".join(fmt(r[c]) for c in columns) + " |" for r in rows]
+    return "\n".join(lines)
