@@ -741,7 +741,10 @@ def write_results(
     preset: Preset,
     settings: Mapping[str, Any],
 ) -> list[pathlib.Path]:
-    """Write ``bench_{preset}.csv``, ``.md`` and (with matplotlib) ``.png``; return the paths."""
+    """Write ``bench_{preset}.csv``, ``.md`` and ``.png``; return the paths written.
+
+    The PNG needs matplotlib and at least one trained row; otherwise it is skipped.
+    """
     out = pathlib.Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     stem = out / f"bench_{preset.name}"
@@ -791,6 +794,8 @@ def _plot(
     except ImportError:
         return None
     ok = [r for r in rows if r.get("status") == "ok"]
+    if not ok:
+        return None
     models = list(dict.fromkeys(r["model"] for r in ok))
     fig, axes = plt.subplots(1, 2, figsize=(12, 4))
     width = 0.8 / max(1, len(models))

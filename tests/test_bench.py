@@ -109,3 +109,17 @@ def test_readme_benchmark_numbers_come_from_committed_results() -> None:
         numbers = re.findall(r"\d+\.\d+(?:e[-+]\d+)?|\d+e[-+]\d+", line)
         for number in numbers:
             assert number in text, f"README number {number} not in {results.name}"
+
+
+def test_missing_neuraloperator_gives_a_not_installed_row(
+    tmp_path: pathlib.Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import liponet.bench as bench
+
+    monkeypatch.setattr(bench, "neuralop_available", lambda: False)
+    data = load_task("advection_1d", PRESETS["tiny"], None, tmp_path)
+    row = bench.run_row("neuralop-FNO", data, PRESETS["tiny"])
+    assert row == {"task": "advection_1d", "model": "neuralop-FNO", "status": "not installed"}
+    bench.write_results([row], tmp_path, PRESETS["tiny"], {})
+    assert "| neuralop-FNO |" in (tmp_path / "bench_tiny.md").read_text()
+    assert "not installed" in (tmp_path / "bench_tiny.md").read_text()
