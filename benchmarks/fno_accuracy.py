@@ -46,6 +46,7 @@ MODELS = {
     "LipFNO a (k=1, global)": ("LipFNO", {}),
     "LipFNO a (k=1, orthogonal)": ("LipFNO", {"normalization": "orthogonal"}),
     "LipFNO a (k=1, clip)": ("LipFNO", {"normalization": "clip"}),
+    "LipFNO a (k=1, global, relu)": ("LipFNO", {"activation": "relu"}),
     "LipFNO b (free last layer)": ("LipFNO", {"free_last_layer": True}),
     "LipFNO c (vector scale)": ("LipFNO", {"output_scale": "vector"}),
     "LipFNO d (auxiliary scale)": ("LipFNO", {"output_scale": "auxiliary"}),
@@ -70,8 +71,8 @@ def load(pde: str, cache: Path, n_samples: int, nx: int, t_out: int) -> dict[str
     return out
 
 
-def train(model, data, epochs: int, batch: int, seed: int) -> float:
-    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+def train(model, data, epochs: int, batch: int, seed: int, lr: float) -> float:
+    opt = torch.optim.Adam(model.parameters(), lr=lr)
     n = data["x_train"].shape[0]
     steps = epochs * math.ceil(n / batch)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, steps)
@@ -118,6 +119,13 @@ def main() -> None:
         "--t-out", type=int, default=-1, help="target frame (11 stored, dt 0.2; -1: t = 2)"
     )
     parser.add_argument("--tag", default="", help="suffix of the result files")
+    parser.add_argument(
+        "--modes", type=int, default=MODES[0], help="kept rfft modes, the same for every model"
+    )
+    parser.add_argument("--lr", type=float, default=1e-3, help="Adam learning rate (all models)")
+    parser.add_argument(
+        "--models", nargs="+", default=None, help="substrings selecting models (default: all)"
+    )
     parser.add_argument("--quick", action="store_true", help="smoke run")
     args = parser.parse_args()
     if args.quick:
@@ -129,13 +137,15 @@ def main() -> None:
         data = load(pde, args.cache, args.n_samples, args.nx, args.t_out)
         radius = 1.5 * float(batched_norm(data["x_train"], "function").max())
         for name, (builder, kw) in MODELS.items():
+            if args.models and not any(sel in name for sel in args.models):
+                continue
             kw = dict(kw, radius=radius) if kw.get("output_scale") == "auxiliary" else kw
             torch.manual_seed(0)
-            model = build(builder, 1, 1, MODES, WIDTH, DEPTH, **kw)
+            model = build(builder, 1, 1, (args.modes,), WIDTH, DEPTH, **kw)
             if model is None:
                 print(f"skipping {name}: neuraloperator not installed")
                 continue
-            seconds = train(model, data, args.epochs, args.batch, seed=1)
+            seconds = train(model, data, args.epochs, args.batch, seed=1, lr=args.lr)
             row = dict(pde=pde, model=name, train_cpu_s=seconds)
             row.update(evaluate(name, model, data, n_attack=16))
             rows.append(row)
@@ -158,8 +168,9 @@ def main() -> None:
         f"Settings: {args.n_samples} generated samples per PDE ({n_train} train, test = "
         f"PDEBench's first 10 %), nx = {args.nx}, task u(0) -> u({t_final:g}); "
         f"advection beta = 0.4, "
-        f"Burgers nu = 0.01; width {WIDTH}, kept modes {MODES[0]}, depth {DEPTH}; "
-        f"{args.epochs} epochs, batch {args.batch}, Adam lr 1e-3 with cosine decay, MSE loss, "
+        f"Burgers nu = 0.01; width {WIDTH}, kept modes {args.modes} for every model, "
+        f"depth {DEPTH}; {args.epochs} epochs, batch {args.batch}, Adam lr {args.lr:g} with "
+        f"cosine decay, MSE loss, "
         f"seed 0, 1 torch thread. `certified_bound` = lipschitz_bound() (function norm; "
         f"variant d: on the ball of radius {radius:.3g} around 0), `estimated_lower` = "
         f"estimate_lipschitz on 16 test inputs (a lower bound, not a certificate). "

@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
+from typing import Any
 
 import torch
 from torch import Tensor, nn
@@ -134,6 +135,67 @@ def _scatter_modes(kept: Tensor, sizes: Sequence[int], modes: Sequence[int]) -> 
     return out
 
 
+def _half_weights(kept: Tensor, d: int) -> Tensor:
+    """``(*kept_shape)`` real factors: 1 on the ``k_d = 0`` slice, 2 on every other kept mode.
+
+    With the orthonormal real FFT (no Nyquist frequency is ever kept), ``irfftn`` counts each
+    kept frequency with ``k_d >= 1`` twice (it and its conjugate partner) and the ``k_d = 0``
+    slice once: these are the factors relating the adjoints of the two kept-mode transforms.
+    """
+    c = torch.full(kept.shape[-d:], 2.0, dtype=kept.real.dtype, device=kept.device)
+    c.select(d - 1, 0).fill_(1.0)
+    return c
+
+
+def _kept_rfftn(x: Tensor, modes: tuple[int, ...]) -> Tensor:
+    d = len(modes)
+    return _gather_modes(torch.fft.rfftn(x, dim=tuple(range(2, 2 + d)), norm="ortho"), modes)
+
+
+def _kept_irfftn(yk: Tensor, sizes: tuple[int, ...], modes: tuple[int, ...]) -> Tensor:
+    d = len(modes)
+    full = _scatter_modes(yk, sizes, modes)  # irfftn zero-pads the last dimension itself
+    return torch.fft.irfftn(full, s=sizes, dim=tuple(range(2, 2 + d)), norm="ortho")
+
+
+class _KeptRFFT(torch.autograd.Function):
+    """``x -> kept modes of rfftn(x, norm="ortho")`` with a cheap exact backward.
+
+    Autograd's own backward of ``rfftn`` zero-pads the gradient to the full two-sided spectrum
+    and runs a complex FFT of the whole grid. The gradient only lives on the kept modes, and for
+    real ``x`` it is ``Re(sum_k G_k e^{+i k.x}) / sqrt(N)`` over the stored (one-sided) modes,
+    i.e. ``irfftn`` of ``G`` with the modes it doubles (``k_d >= 1``) halved.
+    """
+
+    @staticmethod
+    def forward(ctx: Any, x: Tensor, modes: tuple[int, ...]) -> Tensor:
+        ctx.sizes, ctx.modes = tuple(x.shape[2:]), modes
+        return _kept_rfftn(x, modes)
+
+    @staticmethod
+    def backward(ctx: Any, grad: Tensor) -> tuple[Tensor, None]:
+        halved = grad / _half_weights(grad, len(ctx.modes))
+        return _kept_irfftn(halved, ctx.sizes, ctx.modes), None
+
+
+class _KeptIRFFT(torch.autograd.Function):
+    """``kept modes -> irfftn(zero-filled spectrum, norm="ortho")`` with its adjoint as backward.
+
+    The backward is ``rfftn`` of the gradient on the kept modes, doubled where ``irfftn`` doubles
+    (``k_d >= 1``); it skips autograd's zero-padded copies of the spectrum.
+    """
+
+    @staticmethod
+    def forward(ctx: Any, yk: Tensor, sizes: tuple[int, ...], modes: tuple[int, ...]) -> Tensor:
+        ctx.modes = modes
+        return _kept_irfftn(yk, sizes, modes)
+
+    @staticmethod
+    def backward(ctx: Any, grad: Tensor) -> tuple[Tensor, None, None]:
+        gk = _kept_rfftn(grad, ctx.modes)
+        return gk * _half_weights(gk, len(ctx.modes)), None, None
+
+
 def spectral_apply(
     x: Tensor, kept: Tensor, skip: Tensor | None, bias: Tensor | None, modes: Sequence[int]
 ) -> Tensor:
@@ -157,19 +219,18 @@ def spectral_apply(
     Tensor
         Real ``(batch, out, *spatial)``.
     """
-    d = len(modes)
-    sizes = x.shape[2:]
-    dims = tuple(range(2, 2 + d))
-    spec = torch.fft.rfftn(x, dim=dims, norm="ortho")  # (b, in, *freq)
-    xk = _gather_modes(spec, modes)  # (b, in, *kept)
+    sizes = tuple(x.shape[2:])
+    xk = _KeptRFFT.apply(x, tuple(modes))  # (b, in, *kept)
     kept_shape = xk.shape[2:]
     xk = xk.reshape(xk.shape[0], xk.shape[1], -1)  # (b, in, K)
     w = kept.reshape(-1, kept.shape[-2], kept.shape[-1])  # (K, out, in)
     yk = torch.einsum("bik,koi->bok", xk, w)  # (b,in,K),(K,out,in)->(b,out,K)
     yk = yk.reshape(yk.shape[0], yk.shape[1], *kept_shape)  # (b, out, *kept)
-    y = torch.fft.irfftn(_scatter_modes(yk, sizes, modes), s=sizes, dim=dims, norm="ortho")
-    if skip is not None:
-        y = y + torch.einsum("bi...,oi->bo...", x, skip)  # (b,in,*s),(out,in)->(b,out,*s)
+    y = _KeptIRFFT.apply(yk, sizes, tuple(modes))  # (b, out, *spatial)
+    d = len(modes)
+    if skip is not None:  # y + W x in one fused call: (b,out,S) + (b,out,in)@(b,in,S)
+        flat = torch.baddbmm(y.flatten(2), skip.expand(x.shape[0], -1, -1), x.flatten(2))
+        y = flat.view(y.shape)
     if bias is not None:
         y = y + bias.view(-1, *([1] * d))
     return y
@@ -351,27 +412,18 @@ class LipSpectralConv(CertifiedModule):
         r = self._symmetric_spectral()
         if self.k is None:
             return r, self.skip
+        m = self._stacked(r)  # (K [+1], out, in), built once: the power step uses it detached
         with torch.no_grad():
-            m = self._stacked(r.detach())
-            u = _power_vectors(m, torch.view_as_complex(self.u), self.n_power)
+            u = _power_vectors(m.detach(), torch.view_as_complex(self.u), self.n_power)
             self.u.copy_(torch.view_as_real(u))
+        sigma = torch.linalg.vector_norm(m @ u.unsqueeze(-1), dim=(-2, -1))  # (K [+1],) estimates
         if self.normalization != "global":
-            m = self._stacked(r)
-            sigma = torch.linalg.vector_norm((m @ u.unsqueeze(-1)).squeeze(-1), dim=-1)
             m = NORMALIZATIONS[self.normalization](m, sigma, self.k)
             return self._split(m, symmetrize=True)  # per-mode scales: restore exact symmetry
-        # Global: (W + R_k)/s - W/s = R_k/s, so only the largest estimate s needs a gradient
-        # (one matvec), and a real scale keeps A_{-k} = conj(A_k) exactly.
-        with torch.no_grad():
-            top = int(torch.linalg.vector_norm(m @ u.unsqueeze(-1), dim=(-2, -1)).argmax())
-        flat = r.reshape(-1, self.out_channels, self.in_channels)  # (K, out, in)
-        if self.skip is None:
-            top_m = flat[top]
-        elif top == flat.shape[0]:
-            top_m = self.skip.to(r.dtype)
-        else:
-            top_m = flat[top] + self.skip
-        scale = self.k / torch.linalg.vector_norm(top_m @ u[top])
+        # Global: (W + R_k)/s - W/s = R_k/s, so the weights are scaled directly; the gradient of
+        # the largest estimate s reaches only its own multiplier (as through max), no host sync,
+        # and a real scale keeps A_{-k} = conj(A_k) exactly.
+        scale = self.k / sigma.max()
         return r * scale, None if self.skip is None else self.skip * scale
 
     def effective_weights(self) -> tuple[Tensor, Tensor | None]:
