@@ -115,19 +115,20 @@ class LipLinear(CertifiedModule):
                 self._eval_cache = (key, self._normalize(w, sigma))
         return self._eval_cache[1]
 
-    def forward(self, x: Tensor) -> Tensor:
-        """Apply the normalized affine map to ``(..., in_features)``."""
-        w: Tensor
+    def current_weight(self) -> Tensor:
+        """The weight ``forward`` applies now (training: one warm-started power step, with grad)."""
         if self.k is None:
-            w = self.weight
-        elif self.training:
+            return self.weight
+        if self.training:
             sigma, u = power_iteration(self.weight, self.u, self.n_power)
             with torch.no_grad():
                 self.u.copy_(u)
-            w = self._normalize(self.weight, sigma)
-        else:
-            w = self.effective_weight()
-        return nn.functional.linear(x, w, self.bias)
+            return self._normalize(self.weight, sigma)
+        return self.effective_weight()
+
+    def forward(self, x: Tensor) -> Tensor:
+        """Apply the normalized affine map to ``(..., in_features)``."""
+        return nn.functional.linear(x, self.current_weight(), self.bias)
 
     def lipschitz_bound(self) -> float:
         """Float64-SVD upper bound of the eval weight's spectral norm."""

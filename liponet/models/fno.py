@@ -41,6 +41,21 @@ OUTPUT_SCALES: tuple[str, ...] = ("none", "vector", "auxiliary")
 _SLACK = 1.0 + 1e-12
 
 
+def channel_linear(x: Tensor, w: Tensor, bias: Tensor | None) -> Tensor:
+    """``y[:, o] = sum_i w[o, i] x[:, i] + bias[o]`` at every grid point, in one fused call.
+
+    ``(batch, in, *spatial), (out, in), (out,) -> (batch, out, *spatial)``, written contiguous
+    (no channels-last round trip).
+    """
+    flat = x.flatten(2)  # (b, in, S)
+    wb = w.expand(x.shape[0], -1, -1)  # (b, out, in)
+    if bias is None:
+        y = torch.bmm(wb, flat)  # (b,out,in),(b,in,S)->(b,out,S)
+    else:
+        y = torch.baddbmm(bias.view(1, -1, 1), wb, flat)  # (b,out,in),(b,in,S)->(b,out,S)
+    return y.view(x.shape[0], w.shape[0], *x.shape[2:])
+
+
 def grid_coordinates(x: Tensor) -> Tensor:
     """Cell-centre coordinates ``(i + 0.5) / n_j`` in ``[0, 1]`` for a field batch.
 
@@ -94,7 +109,7 @@ class FieldLinear(CertifiedModule):
         """``(batch, c, *spatial) -> (batch, out, *spatial)``."""
         if self.grid:
             x = torch.cat([x, grid_coordinates(x)], 1)
-        return self.linear(x.movedim(1, -1)).movedim(-1, 1).contiguous()
+        return channel_linear(x, self.linear.current_weight(), self.linear.bias)
 
     def lipschitz_bound(self) -> float:
         """Float64-SVD bound of the weight's input-function columns."""
@@ -115,7 +130,7 @@ class _PlainFieldLinear(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         if self.grid:
             x = torch.cat([x, grid_coordinates(x)], 1)
-        return self.linear(x.movedim(1, -1)).movedim(-1, 1).contiguous()
+        return channel_linear(x, self.linear.weight, self.linear.bias)
 
 
 class MeanPool(CertifiedModule):
