@@ -9,11 +9,12 @@ split: test = first 10 %, validation = last 10 % of the rest). Task: one step
 --pdes burgers --tag burgers_t0.2`` gives the shorter Burgers horizon T = 0.2 (results in
 ``fno_accuracy_burgers_t0.2.*``). Advection with
 ``beta = 0.4`` is a shift by 0.8 of the periodic domain: an isometry, so 1-Lipschitz is the right
-prior. Every model: width 32, kept modes 16, depth 4 (neuraloperator ``n_modes=(30,)``), Adam
-(lr 1e-3, cosine decay), MSE loss, same epochs, batch, seed and data order. The validation split
-is unused (no early stopping, no selection). nRMSE is PDEBench's (``liponet.metrics``) on the
-test split. Lipschitz: ``lipschitz_bound()`` (certified, function norm; for the auxiliary-scale
-variant valid on ``||a|| <= radius`` only, radius = 1.5 x the largest training-input norm) and
+prior. Every model: width 32, depth 4, the same kept modes (``PDES``: 64 of 65 on advection,
+16 on Burgers; neuraloperator ``n_modes = 2 (m - 1)``), Adam (lr 1e-3 unless ``--lr``, cosine
+decay), MSE loss, same epochs, batch, seed and data order. The validation split is unused (no
+early stopping, no selection). nRMSE is PDEBench's (``liponet.metrics``) on the test split.
+Lipschitz: ``lipschitz_bound()`` (certified, function norm; for the auxiliary-scale variant valid
+on ``||a|| <= radius`` only, radius = 1.5 x the largest training-input norm) and
 ``estimate_lipschitz`` (random + gradient-ascent pairs of test inputs: a lower bound).
 neuraloperator's FNO has no certificate (no bound is computed for it).
 
@@ -36,10 +37,14 @@ from liponet.data import PDEBenchDataset, generate
 from liponet.functional import batched_norm
 from liponet.metrics import pdebench_metrics
 
-WIDTH, MODES, DEPTH = 32, (16,), 4
+WIDTH, DEPTH = 32, 4
+#: name -> generator settings and the kept modes of every model on it (``modes``). Advection is an
+#: isometry of the whole spectrum: with 16 of 65 modes kept, the high frequencies can only pass
+#: through the pointwise skip W, which no 1-Lipschitz W can do for all of them at once; so every
+#: model keeps all modes but the Nyquist one there (64 at nx = 128; kept modes need n >= 2m - 1).
 PDES = {
-    "advection": dict(family="advection", beta=0.4),
-    "burgers": dict(family="burgers", nu=0.01),
+    "advection": dict(family="advection", beta=0.4, modes=64),
+    "burgers": dict(family="burgers", nu=0.01, modes=16),
 }
 #: name -> (builder name, kwargs); ``radius`` is filled in from the data.
 MODELS = {
@@ -59,6 +64,7 @@ UNCONSTRAINED = ("FNO (ours, gelu)", "neuraloperator FNO")
 def load(pde: str, cache: Path, n_samples: int, nx: int, t_out: int) -> dict[str, torch.Tensor]:
     spec = dict(PDES[pde])
     family = spec.pop("family")
+    spec.pop("modes")
     path = cache / f"{pde}_n{n_samples}_nx{nx}.hdf5"
     if not path.exists():
         t0 = time.perf_counter()
@@ -120,7 +126,7 @@ def main() -> None:
     )
     parser.add_argument("--tag", default="", help="suffix of the result files")
     parser.add_argument(
-        "--modes", type=int, default=MODES[0], help="kept rfft modes, the same for every model"
+        "--modes", type=int, default=None, help="kept modes of every model (default: per PDE)"
     )
     parser.add_argument("--lr", type=float, default=1e-3, help="Adam learning rate (all models)")
     parser.add_argument(
@@ -141,12 +147,13 @@ def main() -> None:
                 continue
             kw = dict(kw, radius=radius) if kw.get("output_scale") == "auxiliary" else kw
             torch.manual_seed(0)
-            model = build(builder, 1, 1, (args.modes,), WIDTH, DEPTH, **kw)
+            modes = args.modes or int(PDES[pde]["modes"])
+            model = build(builder, 1, 1, (modes,), WIDTH, DEPTH, **kw)
             if model is None:
                 print(f"skipping {name}: neuraloperator not installed")
                 continue
             seconds = train(model, data, args.epochs, args.batch, seed=1, lr=args.lr)
-            row = dict(pde=pde, model=name, train_cpu_s=seconds)
+            row = dict(pde=pde, model=name, modes=modes, train_cpu_s=seconds)
             row.update(evaluate(name, model, data, n_attack=16))
             rows.append(row)
             print(row, flush=True)
@@ -158,7 +165,7 @@ def main() -> None:
     stem = "fno_accuracy" + (f"_{args.tag}" if args.tag else "")
     write_csv(RESULTS / f"{stem}.csv", rows)
     cols = [
-        "pde", "model", "nrmse", "nrmse_vs_best_unconstrained", "certified_bound",
+        "pde", "model", "modes", "nrmse", "nrmse_vs_best_unconstrained", "certified_bound",
         "estimated_lower", "train_cpu_s",
     ]  # fmt: skip
     n_train = rows and data["x_train"].shape[0]
@@ -168,7 +175,8 @@ def main() -> None:
         f"Settings: {args.n_samples} generated samples per PDE ({n_train} train, test = "
         f"PDEBench's first 10 %), nx = {args.nx}, task u(0) -> u({t_final:g}); "
         f"advection beta = 0.4, "
-        f"Burgers nu = 0.01; width {WIDTH}, kept modes {args.modes} for every model, "
+        f"Burgers nu = 0.01; width {WIDTH}, kept modes per PDE in the table (the same for "
+        f"every model; neuraloperator n_modes = 2 (m - 1)), "
         f"depth {DEPTH}; {args.epochs} epochs, batch {args.batch}, Adam lr {args.lr:g} with "
         f"cosine decay, MSE loss, "
         f"seed 0, 1 torch thread. `certified_bound` = lipschitz_bound() (function norm; "

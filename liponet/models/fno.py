@@ -41,7 +41,7 @@ OUTPUT_SCALES: tuple[str, ...] = ("none", "vector", "auxiliary")
 _SLACK = 1.0 + 1e-12
 
 
-def channel_linear(x: Tensor, w: Tensor, bias: Tensor | None) -> Tensor:
+def _channel_linear(x: Tensor, w: Tensor, bias: Tensor | None) -> Tensor:
     """``y[:, o] = sum_i w[o, i] x[:, i] + bias[o]`` at every grid point, in one fused call.
 
     ``(batch, in, *spatial), (out, in), (out,) -> (batch, out, *spatial)``, written contiguous
@@ -109,7 +109,7 @@ class FieldLinear(CertifiedModule):
         """``(batch, c, *spatial) -> (batch, out, *spatial)``."""
         if self.grid:
             x = torch.cat([x, grid_coordinates(x)], 1)
-        return channel_linear(x, self.linear.current_weight(), self.linear.bias)
+        return _channel_linear(x, self.linear.current_weight(), self.linear.bias)
 
     def lipschitz_bound(self) -> float:
         """Float64-SVD bound of the weight's input-function columns."""
@@ -130,7 +130,7 @@ class _PlainFieldLinear(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         if self.grid:
             x = torch.cat([x, grid_coordinates(x)], 1)
-        return channel_linear(x, self.linear.weight, self.linear.bias)
+        return _channel_linear(x, self.linear.weight, self.linear.bias)
 
 
 class MeanPool(CertifiedModule):
