@@ -11,8 +11,10 @@ split: test = first 10 %, validation = last 10 % of the rest). Task: one step
 ``beta = 0.4`` is a shift by 0.8 of the periodic domain: an isometry, so 1-Lipschitz is the right
 prior. Every model: width 32, depth 4, the same kept modes (``PDES``: 64 of 65 on advection,
 16 on Burgers; neuraloperator ``n_modes = 2 (m - 1)``), Adam (lr 1e-3 unless ``--lr``, cosine
-decay), MSE loss, same epochs, batch, seed and data order. The validation split is unused (no
-early stopping, no selection). nRMSE is PDEBench's (``liponet.metrics``) on the test split.
+decay), MSE loss, same epochs, batch, seed and data order. With ``--lrs`` every model is trained
+at each learning rate of the same grid and the one with the best validation-split nRMSE is kept
+(no early stopping; the test split is never used for selection).
+nRMSE is PDEBench's (``liponet.metrics``) on the test split.
 Lipschitz: ``lipschitz_bound()`` (certified, function norm; for the auxiliary-scale variant valid
 on ``||a|| <= radius`` only, radius = 1.5 x the largest training-input norm) and
 ``estimate_lipschitz`` (random + gradient-ascent pairs of test inputs: a lower bound).
@@ -71,7 +73,7 @@ def load(pde: str, cache: Path, n_samples: int, nx: int, t_out: int) -> dict[str
         generate(family, path, n_samples=n_samples, nx=nx, nt=11, seed=0, **spec)
         print(f"generated {path} in {time.perf_counter() - t0:.0f} s", flush=True)
     out = {}
-    for split in ("train", "test"):
+    for split in ("train", "val", "test"):
         x, y = PDEBenchDataset(path, split=split, task="step", t_out=t_out).to_tensors()
         out[f"x_{split}"], out[f"y_{split}"] = x.float(), y.float()
     return out
@@ -95,6 +97,14 @@ def train(model, data, epochs: int, batch: int, seed: int, lr: float) -> float:
             opt.step()
             sched.step()
     return time.process_time() - t0
+
+
+def validation_nrmse(model, data) -> float:
+    """PDEBench nRMSE on the validation split (used only to pick the learning rate)."""
+    model.eval()
+    with torch.no_grad():
+        pred = model(data["x_val"])
+    return float(pdebench_metrics(pred, data["y_val"])["nrmse"])
 
 
 def evaluate(name: str, model, data, n_attack: int) -> dict[str, float]:
@@ -130,6 +140,14 @@ def main() -> None:
     )
     parser.add_argument("--lr", type=float, default=1e-3, help="Adam learning rate (all models)")
     parser.add_argument(
+        "--lrs",
+        type=float,
+        nargs="+",
+        default=None,
+        help="learning-rate sweep: train every model at each, report the one with the best "
+        "validation nRMSE (the same grid for every model)",
+    )
+    parser.add_argument(
         "--models", nargs="+", default=None, help="substrings selecting models (default: all)"
     )
     parser.add_argument("--quick", action="store_true", help="smoke run")
@@ -152,21 +170,32 @@ def main() -> None:
             if model is None:
                 print(f"skipping {name}: neuraloperator not installed")
                 continue
-            seconds = train(model, data, args.epochs, args.batch, seed=1, lr=args.lr)
-            row = dict(pde=pde, model=name, modes=modes, train_cpu_s=seconds)
-            row.update(evaluate(name, model, data, n_attack=16))
+            best: tuple[float, float, dict] | None = None
+            for lr in args.lrs or [args.lr]:
+                torch.manual_seed(0)
+                model = build(builder, 1, 1, (modes,), WIDTH, DEPTH, **kw)
+                seconds = train(model, data, args.epochs, args.batch, seed=1, lr=lr)
+                val = validation_nrmse(model, data)
+                print(f"{pde} {name} lr {lr:g}: validation nRMSE {val:.4g}", flush=True)
+                if best is None or val < best[0]:
+                    best = (val, lr, dict(model=model, seconds=seconds))
+            assert best is not None
+            val, lr, kept = best
+            row = dict(pde=pde, model=name, modes=modes, lr=lr, train_cpu_s=kept["seconds"])
+            row.update(evaluate(name, kept["model"], data, n_attack=16))
+            row["val_nrmse"] = val
             rows.append(row)
             print(row, flush=True)
     for pde in args.pdes:
         sub = [r for r in rows if r["pde"] == pde]
-        best_free = min(r["nrmse"] for r in sub if r["model"] in UNCONSTRAINED)
+        best_free = min((r["nrmse"] for r in sub if r["model"] in UNCONSTRAINED), default=math.nan)
         for r in sub:
             r["nrmse_vs_best_unconstrained"] = r["nrmse"] / best_free
     stem = "fno_accuracy" + (f"_{args.tag}" if args.tag else "")
     write_csv(RESULTS / f"{stem}.csv", rows)
     cols = [
-        "pde", "model", "modes", "nrmse", "nrmse_vs_best_unconstrained", "certified_bound",
-        "estimated_lower", "train_cpu_s",
+        "pde", "model", "modes", "lr", "val_nrmse", "nrmse", "nrmse_vs_best_unconstrained",
+        "certified_bound", "estimated_lower", "train_cpu_s",
     ]  # fmt: skip
     n_train = rows and data["x_train"].shape[0]
     text = [
@@ -177,8 +206,13 @@ def main() -> None:
         f"advection beta = 0.4, "
         f"Burgers nu = 0.01; width {WIDTH}, kept modes per PDE in the table (the same for "
         f"every model; neuraloperator n_modes = 2 (m - 1)), "
-        f"depth {DEPTH}; {args.epochs} epochs, batch {args.batch}, Adam lr {args.lr:g} with "
-        f"cosine decay, MSE loss, "
+        f"depth {DEPTH}; {args.epochs} epochs, batch {args.batch}, Adam with cosine decay, lr "
+        + (
+            f"{args.lr:g}"
+            if not args.lrs
+            else f"picked per model from {args.lrs} by validation nRMSE (column `lr`)"
+        )
+        + ", MSE loss, "
         f"seed 0, 1 torch thread. `certified_bound` = lipschitz_bound() (function norm; "
         f"variant d: on the ball of radius {radius:.3g} around 0), `estimated_lower` = "
         f"estimate_lipschitz on 16 test inputs (a lower bound, not a certificate). "
