@@ -6,6 +6,7 @@ import pytest
 import torch
 from certcheck import check_all, check_attack, check_jacobian
 
+from liponet.certify import rollout_error_bound
 from liponet.functional import batched_norm
 from liponet.layers import LipSpectralConv
 from liponet.models import (
@@ -15,7 +16,6 @@ from liponet.models import (
     build_model,
     get_model_class,
     rollout,
-    rollout_error_bound,
 )
 
 VARIANTS = {
@@ -159,7 +159,7 @@ def test_training_reduces_loss_and_certificate_holds_after():
 
 def test_rollout_and_error_bound():
     # "True" dynamics: a fixed model; learned model: a perturbed copy. The measured rollout
-    # errors must stay below rollout_error_bound(L, measured defects).
+    # errors must stay below rollout_error_bound(measured defects, model, window=2).
     torch.manual_seed(0)
     kwargs = dict(in_channels=2, out_channels=1, modes=(4,), width=4, depth=2, k=1.2)
     truth = _perturb(LipFNO(**kwargs)).double().eval()
@@ -181,22 +181,19 @@ def test_rollout_and_error_bound():
             float(batched_norm(pred[:, t] - true_frames[:, t], "function").max())
             for t in range(steps)
         ]
-    bound = rollout_error_bound(model.lipschitz_bound(), defects, steps, window=2)
+    bound = rollout_error_bound(defects, model, window=2)
+    assert bound.label == "certified" and bound.bound.shape == (1, steps)
     assert pred.shape == (4, steps, 1, 16)
     assert min(errors) > 0
-    for e, b in zip(errors, bound, strict=True):
+    for e, b in zip(errors, bound.bound[0].tolist(), strict=True):
         assert e <= b * (1 + 1e-9)
 
 
-def test_rollout_error_bound_errors():
-    with pytest.raises(ValueError, match="defects"):
-        rollout_error_bound(1.0, [0.1], steps=3)
-    with pytest.raises(ValueError, match="initial_errors"):
-        rollout_error_bound(1.0, 0.1, steps=3, initial_errors=[0.0], window=2)
-    with pytest.raises(ValueError, match="lipschitz"):
-        rollout_error_bound(float("nan"), 0.1, steps=3)
+def test_rollout_errors():
     with pytest.raises(ValueError, match="steps"):
         rollout(lambda w: w, torch.zeros(1, 1, 4), 0)
+    with pytest.raises(ValueError, match="whole number of frames"):
+        rollout(lambda w: w[:, :2], torch.zeros(1, 3, 4), 1)
 
 
 def test_bad_arguments():
