@@ -404,17 +404,46 @@ def operator_error_bound(
     model = _into_norm(as_constant(lipschitz_model, norm), norm, n_out)
     true = _into_norm(as_constant(lipschitz_true, norm), norm, n_out)
     terms = _merge_terms([(model.value, model.input_norm), (true.value, true.input_norm)])
-    bound, index, dist = min_over_calibration(query_inputs, calib_inputs, errors, terms, block)
-    bound = bound + true.value * input_noise
-    return ErrorBound(
-        bound=bound,
+    out = nearest_sample_bound(
+        query_inputs,
+        calib_inputs,
+        errors,
+        terms,
+        block,
         label=weakest_label(model.label, true.label),
         name="pointwise" if norm == "sup" else "plain" if len(terms) == 1 else "mixed-norm",
         norm=norm,
+        constants={"model": model, "true": true},
+    )
+    out.bound = out.bound + true.value * input_noise
+    return out
+
+
+def nearest_sample_bound(
+    query_inputs: Tensor,
+    calib_inputs: Tensor,
+    calib_errors: Tensor,
+    terms: Sequence[tuple[float, str]],
+    block: int,
+    *,
+    label: str,
+    name: str,
+    norm: str,
+    constants: dict[str, LipschitzConstant],
+) -> ErrorBound:
+    """:func:`min_over_calibration` wrapped as an :class:`ErrorBound` (minimizing sample kept)."""
+    bound, index, dist = min_over_calibration(
+        query_inputs, calib_inputs, calib_errors, terms, block
+    )
+    return ErrorBound(
+        bound=bound,
+        label=label,
+        name=name,
+        norm=norm,
         index=index,
         distance=dist,
-        calib_error=errors.to(index.device)[index],
-        constants={"model": model, "true": true},
+        calib_error=calib_errors.to(index.device)[index],
+        constants=constants,
     )
 
 
