@@ -751,6 +751,13 @@ def _advection(norm: str, out: str, **params: float) -> LipschitzConstant:
     for the exact operator and for Fourier-shift discretizations; a finite-volume solver's
     numerical diffusion only contracts further, but limiters make it nonlinear: treat solver data
     with its own error in mind.
+
+    On grid values: liponet's advection generator evaluates the exact solution at cell centres,
+    so the discrete map is exactly an isometry only for shifts ``beta t`` by whole cells (a
+    permutation of the values) or for band-limited data. For a fractional-cell shift of
+    non-band-limited samples (PDEBench's nearly periodic series, ``|u|``, tanh windows) the grid
+    norm is a quadrature that moves with the shift: pair ratios of 0.965 to 1.032 were measured
+    (nx = 32, 2.5 cells; ``datasets/advection.md``), so ``L_G = 1`` does not hold for that data.
     """
     _same_norm_only("advection", norm, out)
     _require(params, "advection")
