@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 import torch
 from torch import Tensor, nn
@@ -92,10 +92,6 @@ class CoverageReport:
     tightness_max: float
     bound_median: float
     observed_median: float
-
-    def as_row(self) -> dict[str, object]:
-        """The report as a flat dict (a table row)."""
-        return asdict(self)
 
 
 def coverage_report(bound: ErrorBound, observed: Tensor) -> CoverageReport:
