@@ -103,7 +103,7 @@ class _MLPBase(CertifiedModule):
         self.in_features = in_features
         self.out_features = out_features
         self.output_scale = output_scale
-        self.domain = None if domain is None else box_ball(domain, in_features)
+        ball = None if domain is None else box_ball(domain, in_features)
         if domain is not None:
             self.register_buffer("domain_lo", torch.as_tensor(domain[0], dtype=torch.float32))
             self.register_buffer("domain_hi", torch.as_tensor(domain[1], dtype=torch.float32))
@@ -115,7 +115,7 @@ class _MLPBase(CertifiedModule):
         if output_scale == "vector":
             body = CertifiedSequential(body, OutputScale(out_features))
         elif output_scale == "auxiliary":
-            assert self.domain is not None
+            assert ball is not None
             aux = _stack(
                 in_features, out_features, max(width // 2, 2), 1, activation, hidden_k, hidden_k
             )
@@ -123,7 +123,7 @@ class _MLPBase(CertifiedModule):
             assert isinstance(last, LipLinear) and last.bias is not None
             with torch.no_grad():  # start as the identity scale s(x) ~ 1
                 last.bias.fill_(1.0)
-            body = AuxiliaryScale(body, aux, self.domain[0].float(), self.domain[1])
+            body = AuxiliaryScale(body, aux, ball[0].float(), ball[1])
         self.net = body
 
     def forward(self, x: Tensor) -> Tensor:
