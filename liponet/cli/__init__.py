@@ -22,6 +22,7 @@ COMMANDS: dict[str, str] = {
     "train": ".train",
     "demo": ".demo",
     "regress": ".regress",
+    "bench": ".bench",
 }
 
 

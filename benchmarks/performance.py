@@ -1,0 +1,374 @@
+"""Performance suite: what the Lipschitz constraint and the certificates cost, and how it scales.
+
+Every comparison is measured side by side in one process, interleaved round by round (so load
+from other jobs on the shared machine hits both sides alike), one torch thread, and reported as a
+ratio of median CPU times (``time.process_time``) against a baseline:
+
+1. **Train step** (forward, relative-MSE loss, backward, Adam step): LipFNO / FNO, LipFNO /
+   neuraloperator's FNO (when installed), LipDeepONet / DeepONet; scaling with grid points and
+   width (batch 16, depth 4, modes 12).
+2. **Inference after export()**: ``LipFNO.export()`` against the plain twin with the same
+   activation (``FNO(activation="groupsort2")``) and against ``LipFNO`` in eval mode (cached
+   weights); ``LipDeepONet.export()`` against ``DeepONet(activation="groupsort2")``. Target: ratio
+   1 within noise.
+3. **Certification cost**: ``lipschitz_bound()`` (float64 SVDs of every weight) against one
+   train step, scaling with width.
+4. **Loader**: ``PDEBenchDataset(...).to_tensors()`` (one-step windows) against a raw h5py read
+   of the same frames, scaling with samples and grid points.
+5. **Generator**: ``liponet.data.generate`` samples per second, scaling with samples and grid
+   points (ratio: time per sample against the smallest size).
+
+Related scripts measure more of some of these and are not repeated here: ``fno_speed.py``
+(matched-size train step and memory of LipFNO / FNO / neuraloperator's FNO at PDEBench's
+size), ``data_loader.py`` (shuffled streaming of a >= 2 GB file, peak memory),
+``data_generators.py`` (our batched solvers against py-pde), ``operator_certificates.py`` (the
+streamed operator error bound, 10^4 x 10^4 queries).
+
+Run from the repository root: ``.venv/bin/python benchmarks/performance.py`` (a few minutes on
+2 cores; ``--quick`` for a smoke run). Writes ``benchmarks/results/performance.{md,csv,png}``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import platform
+import statistics
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import h5py
+import torch
+from torch import nn
+
+from liponet.bench import relative_mse
+from liponet.certify import field_operator
+from liponet.data import PDEBenchDataset, generate
+from liponet.models import FNO, DeepONet, LipDeepONet, LipFNO
+
+RESULTS = Path("benchmarks/results")
+BATCH = 16
+
+
+def interleaved(fns: dict[str, Callable[[], object]], rounds: int, warmup: int = 2) -> dict:
+    """Median CPU and wall seconds per call of each function, calls interleaved round by round."""
+    for _ in range(warmup):
+        for fn in fns.values():
+            fn()
+    cpu: dict[str, list[float]] = {k: [] for k in fns}
+    wall: dict[str, list[float]] = {k: [] for k in fns}
+    for _ in range(rounds):
+        for k, fn in fns.items():
+            c, w = time.process_time(), time.perf_counter()
+            fn()
+            cpu[k].append(time.process_time() - c)
+            wall[k].append(time.perf_counter() - w)
+    return {k: {"cpu": statistics.median(cpu[k]), "wall": statistics.median(wall[k])} for k in fns}
+
+
+def train_step(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> Callable[[], None]:
+    """One Adam step on ``(x, y)`` (field models; DeepONets through ``field_operator``)."""
+    f = field_operator(model)
+    opt = torch.optim.Adam(model.parameters(), lr=1e-4)
+    model.train()
+
+    def step() -> None:
+        loss = relative_mse(f(x), y)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+
+    return step
+
+
+def inference(model: nn.Module, x: torch.Tensor, onet: bool = False) -> Callable[[], None]:
+    """One eval forward pass without autograd (DeepONets: at the input's cell centres)."""
+    model.eval()
+    coords = ((torch.arange(x.shape[-1]) + 0.5) / x.shape[-1]).reshape(-1, 1)
+
+    def run() -> None:
+        with torch.no_grad():
+            model(x, coords) if onet else model(x)
+
+    return run
+
+
+def neuralop_fno(width: int, modes: int) -> nn.Module | None:
+    try:
+        from neuralop.models import FNO as NeuralopFNO
+    except ImportError:
+        return None
+    return NeuralopFNO(
+        n_modes=(modes,), in_channels=1, out_channels=1, hidden_channels=width, n_layers=4
+    )
+
+
+def onet(cls: type, n: int, width: int, **kw: object) -> nn.Module:
+    return cls(n, ([0.0], [1.0]), n_basis=32, width=width, depth=3, **kw)
+
+
+def part_train(sizes: list[tuple[int, int]], rounds: int) -> list[dict]:
+    rows = []
+    for nx, width in sizes:
+        x, y = torch.randn(BATCH, 1, nx), torch.randn(BATCH, 1, nx)
+        fns = {
+            "LipFNO": train_step(LipFNO(1, 1, (12,), width=width, depth=4), x, y),
+            "FNO": train_step(FNO(1, 1, (12,), width=width, depth=4), x, y),
+            "LipDeepONet": train_step(onet(LipDeepONet, nx, 2 * width), x, y),
+            "DeepONet": train_step(onet(DeepONet, nx, 2 * width), x, y),
+        }
+        ref = neuralop_fno(width, 12)
+        if ref is not None:
+            fns["neuralop-FNO"] = train_step(ref, x, y)
+        t = interleaved(fns, rounds)
+        base = {
+            "part": "train step",
+            "nx": nx,
+            "width": width,
+            "samples": BATCH,
+        }
+        rows.append(
+            {
+                **base,
+                "measure": "LipFNO / FNO",
+                "ratio": t["LipFNO"]["cpu"] / t["FNO"]["cpu"],
+                "baseline_ms": 1e3 * t["FNO"]["cpu"],
+                "ms": 1e3 * t["LipFNO"]["cpu"],
+            }
+        )
+        if "neuralop-FNO" in t:
+            rows.append(
+                {
+                    **base,
+                    "measure": "LipFNO / neuralop-FNO",
+                    "ratio": t["LipFNO"]["cpu"] / t["neuralop-FNO"]["cpu"],
+                    "baseline_ms": 1e3 * t["neuralop-FNO"]["cpu"],
+                    "ms": 1e3 * t["LipFNO"]["cpu"],
+                }
+            )
+        rows.append(
+            {
+                **base,
+                "measure": "LipDeepONet / DeepONet (width 2x)",
+                "ratio": t["LipDeepONet"]["cpu"] / t["DeepONet"]["cpu"],
+                "baseline_ms": 1e3 * t["DeepONet"]["cpu"],
+                "ms": 1e3 * t["LipDeepONet"]["cpu"],
+            }
+        )
+    return rows
+
+
+def part_inference(sizes: list[tuple[int, int]], rounds: int) -> list[dict]:
+    rows = []
+    for nx, width in sizes:
+        x = torch.randn(BATCH, 1, nx)
+        lip = LipFNO(1, 1, (12,), width=width, depth=4).eval()
+        twin = FNO(1, 1, (12,), width=width, depth=4, activation="groupsort2").eval()
+        lon = onet(LipDeepONet, nx, 2 * width).eval()
+        ton = onet(DeepONet, nx, 2 * width, activation="groupsort2").eval()
+        fns = {
+            "LipFNO.export()": inference(lip.export(), x),
+            "LipFNO eval": inference(lip, x),
+            "FNO twin": inference(twin, x),
+            "LipDeepONet.export()": inference(lon.export(), x, onet=True),
+            "DeepONet twin": inference(ton, x, onet=True),
+        }
+        t = interleaved(fns, rounds)
+        base = {"part": "inference", "nx": nx, "width": width, "samples": BATCH}
+        for a, b in (
+            ("LipFNO.export()", "FNO twin"),
+            ("LipFNO eval", "FNO twin"),
+            ("LipDeepONet.export()", "DeepONet twin"),
+        ):
+            rows.append(
+                {
+                    **base,
+                    "measure": f"{a} / {b}",
+                    "ratio": t[a]["cpu"] / t[b]["cpu"],
+                    "baseline_ms": 1e3 * t[b]["cpu"],
+                    "ms": 1e3 * t[a]["cpu"],
+                }
+            )
+    return rows
+
+
+def part_certify(widths: list[int], nx: int, rounds: int) -> list[dict]:
+    rows = []
+    for width in widths:
+        x, y = torch.randn(BATCH, 1, nx), torch.randn(BATCH, 1, nx)
+        lip = LipFNO(1, 1, (12,), width=width, depth=4)
+        lon = onet(LipDeepONet, nx, 2 * width)
+        fns = {
+            "LipFNO bound": lip.lipschitz_bound,
+            "LipFNO step": train_step(lip, x, y),
+            "LipDeepONet bound": lon.lipschitz_bound,
+            "LipDeepONet step": train_step(lon, x, y),
+        }
+        t = interleaved(fns, rounds)
+        base = {"part": "certification", "nx": nx, "width": width, "samples": BATCH}
+        for name in ("LipFNO", "LipDeepONet"):
+            rows.append(
+                {
+                    **base,
+                    "measure": f"{name}.lipschitz_bound() / train step",
+                    "ratio": t[f"{name} bound"]["cpu"] / t[f"{name} step"]["cpu"],
+                    "baseline_ms": 1e3 * t[f"{name} step"]["cpu"],
+                    "ms": 1e3 * t[f"{name} bound"]["cpu"],
+                }
+            )
+    return rows
+
+
+def part_loader(sizes: list[tuple[int, int]], rounds: int, folder: Path) -> list[dict]:
+    rows = []
+    nt = 21
+    for n, nx in sizes:
+        path = generate("advection", folder / f"adv_{n}_{nx}.hdf5", n_samples=n, nx=nx, nt=nt)
+        split = PDEBenchDataset(path, split="train", task="step").indices
+
+        def ours(path: Path = path) -> None:
+            PDEBenchDataset(
+                path, split="train", task="autoregressive", initial_step=1, windows="all"
+            ).to_tensors()
+
+        def raw(path: Path = path, split: range = split, nx: int = nx) -> None:
+            with h5py.File(path, "r") as f:
+                block = torch.from_numpy(f["tensor"][split.start : split.stop])
+            # the same one-step windows, as contiguous (items, 1, nx) tensors
+            block[:, :-1].reshape(-1, 1, nx).clone(), block[:, 1:].reshape(-1, 1, nx).clone()
+
+        t = interleaved({"ours": ours, "raw": raw}, rounds, warmup=1)
+        rows.append(
+            {
+                "part": "loader",
+                "nx": nx,
+                "width": 0,
+                "samples": n,
+                "measure": "PDEBenchDataset.to_tensors / raw h5py",
+                "ratio": t["ours"]["cpu"] / t["raw"]["cpu"],
+                "baseline_ms": 1e3 * t["raw"]["cpu"],
+                "ms": 1e3 * t["ours"]["cpu"],
+            }
+        )
+    return rows
+
+
+def part_generator(sizes: list[tuple[str, int, int]], folder: Path) -> list[dict]:
+    rows = []
+    first: dict[str, float] = {}
+    for family, n, nx in sizes:
+        c = time.process_time()
+        generate(family, folder / "gen.hdf5", n_samples=n, nx=nx, nt=21)
+        per = (time.process_time() - c) / n
+        first.setdefault(family, per)
+        rows.append(
+            {
+                "part": "generator",
+                "nx": nx,
+                "width": 0,
+                "samples": n,
+                "measure": f"{family}: time per sample / smallest size",
+                "ratio": per / first[family],
+                "baseline_ms": 1e3 * first[family],
+                "ms": 1e3 * per,
+            }
+        )
+    return rows
+
+
+def write(rows: list[dict], settings: str) -> None:
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    cols = ["part", "measure", "nx", "width", "samples", "ms", "baseline_ms", "ratio"]
+    with (RESULTS / "performance.csv").open("w", newline="") as fh:
+        w = csv.DictWriter(fh, fieldnames=cols)
+        w.writeheader()
+        w.writerows({k: r[k] for k in cols} for r in rows)
+    lines = [
+        "# Performance suite",
+        "",
+        f"Settings: {settings}",
+        "",
+        "`ms` = median CPU milliseconds per call of the measured side, `baseline_ms` of the "
+        "baseline, `ratio` = ms / baseline_ms, both measured interleaved in one run.",
+        "",
+        "| " + " | ".join(cols) + " |",
+        "|" + "---|" * len(cols),
+    ]
+    for r in rows:
+        cells = [f"{r[c]:.3g}" if isinstance(r[c], float) else str(r[c]) for c in cols]
+        lines.append("| " + " | ".join(cells) + " |")
+    (RESULTS / "performance.md").write_text("\n".join(lines) + "\n")
+    _plot(rows)
+
+
+def _plot(rows: list[dict]) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    parts = list(dict.fromkeys(r["part"] for r in rows))
+    fig, axes = plt.subplots(1, len(parts), figsize=(4 * len(parts), 3.5))
+    for ax, part in zip(axes, parts, strict=True):
+        sel = [r for r in rows if r["part"] == part]
+        for m in dict.fromkeys(r["measure"] for r in sel):
+            pts = [r for r in sel if r["measure"] == m]
+            xs = [f"{r['nx']}/{r['width']}/{r['samples']}" for r in pts]
+            ax.plot(xs, [r["ratio"] for r in pts], "o-", label=m)
+        ax.axhline(1.0, color="grey", lw=0.5)
+        ax.set_title(part)
+        ax.set_xlabel("nx / width / samples", fontsize=7)
+        ax.tick_params(labelsize=6)
+        ax.legend(fontsize=5)
+    axes[0].set_ylabel("ratio (CPU time)")
+    fig.tight_layout()
+    fig.savefig(RESULTS / "performance.png", dpi=90)
+    plt.close(fig)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="smoke run, tiny sizes")
+    args = parser.parse_args()
+    torch.set_num_threads(1)
+    torch.manual_seed(0)
+    rounds = 3 if args.quick else 15
+    if args.quick:
+        train_sizes = [(64, 16)]
+        loader_sizes, gen_sizes = [(32, 64)], [("advection", 16, 64)]
+    else:
+        train_sizes = [(64, 32), (256, 32), (1024, 32), (256, 16), (256, 64)]
+        loader_sizes = [(256, 128), (1024, 128), (256, 512)]
+        gen_sizes = [
+            ("advection", 64, 128),
+            ("advection", 256, 128),
+            ("advection", 64, 512),
+            ("burgers", 64, 128),
+            ("burgers", 256, 128),
+            ("burgers", 64, 256),
+        ]
+    start = time.perf_counter()
+    rows = part_train(train_sizes, rounds)
+    rows += part_inference(train_sizes, rounds)
+    rows += part_certify(sorted({w for _, w in train_sizes}), 256, rounds)
+    with tempfile.TemporaryDirectory() as tmp:
+        rows += part_loader(loader_sizes, max(3, rounds // 3), Path(tmp))
+        rows += part_generator(gen_sizes, Path(tmp))
+    settings = (
+        f"{'quick' if args.quick else 'default'} run, {rounds} interleaved rounds, 1 torch thread, "
+        f"batch {BATCH}, depth 4, modes 12 (FNOs), DeepONet width = 2 x FNO width, n_basis 32; "
+        f"{platform.machine()}, torch {torch.__version__}; "
+        f"total {time.perf_counter() - start:.0f} s"
+    )
+    write(rows, settings)
+    for r in rows:
+        print(
+            f"{r['part']:13s} {r['measure']:45s} nx={r['nx']:5d} w={r['width']:3d} "
+            f"n={r['samples']:5d}  ratio {r['ratio']:.3g}"
+        )
+
+
+if __name__ == "__main__":
+    main()

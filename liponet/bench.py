@@ -1,0 +1,859 @@
+"""PDEBench-style benchmark with certificates: tasks, presets, model builders, one run per row.
+
+The library half of ``liponet bench`` (the CLI prints; this module never does). One *row* is one
+model trained and scored on one task:
+
+* **Task.** One-step operator learning as PDEBench's autoregressive setting: the input is a window
+  of ``initial_step`` frames (frames as channels), the target the next frame; training uses every
+  window of every training trajectory (teacher forcing); evaluation rolls the model out from the
+  first window of each test trajectory to the last frame. Darcy maps the coefficient to the
+  solution (one step, no rollout).
+* **Metrics** (:func:`liponet.metrics.pdebench_metrics`) with PDEBench's flaws corrected: the
+  input frames are excluded from the errors, ``max`` is the true maximum over the whole test set,
+  and a separate validation split (the end of PDEBench's training split) is reported next to test.
+* **Certificates.** The certified Lipschitz bound of the model (``lipschitz_bound()``; ``nan`` for
+  models without one, e.g. neuraloperator's FNO) and the operator error bound
+  (:func:`liponet.certify.operator_error_bound`) of the one-step operator on test windows,
+  calibrated on training windows, with its coverage and tightness. ``L_G`` of the true one-step
+  operator: advection is an isometry (certified, a theorem); 1-D diffusion-reaction has
+  ``exp(rho dt)`` (certified, a theorem for the exact operator with data in [0, 1]); Burgers,
+  Darcy and 2-D diffusion-reaction have no theorem here: a data estimate (labelled estimated).
+  A window of frames as input keeps these constants: the next frame depends on the last one
+  only, whose distance is at most the window's (frames are channels of the function norm).
+
+Presets: ``tiny`` (one task, a few steps: the test suite runs it end to end), ``small`` (generated
+data, 2 CPU cores, about 30 minutes for everything), ``full`` (PDEBench's sizes, strides and FNO
+hyperparameters; reads real PDEBench files from ``data_dir`` unchanged).
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+import os
+import pathlib
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from .certify import (
+    LipschitzConstant,
+    coverage_report,
+    estimate_true_lipschitz,
+    field_operator,
+    model_constant,
+    observed_errors,
+    operator_error_bound,
+    true_lipschitz,
+)
+from .data import PDEBenchDataset, generate
+from .metrics import pdebench_metrics
+from .models import FNO, DeepONet, LipDeepONet, LipFNO
+
+__all__ = [
+    "MODELS",
+    "PRESETS",
+    "PUBLISHED_FNO_NRMSE",
+    "TASKS",
+    "BenchData",
+    "Preset",
+    "Task",
+    "load_task",
+    "resolve_task",
+    "run_row",
+    "write_results",
+]
+
+Progress = Callable[[str], object]
+
+
+@dataclass(frozen=True)
+class Task:
+    """One PDEBench task.
+
+    Attributes
+    ----------
+    name
+        Benchmark name, e.g. ``"advection_1d"``.
+    family, params
+        Generator family and PDE parameters (:func:`liponet.data.generate`).
+    pdebench_file
+        PDEBench's file name (looked up in ``data_dir``).
+    dims
+        Spatial dimensions.
+    coefficient
+        Darcy: coefficient -> solution (no time, no rollout).
+    theorem
+        Name of the certified ``L_G`` (:func:`liponet.certify.true_lipschitz`) or ``None``
+        (estimated from data).
+    periodic
+        Periodic in space (DeepONet trunks then get Fourier features; FNOs no padding).
+    """
+
+    name: str
+    family: str
+    params: Mapping[str, Any]
+    pdebench_file: str
+    dims: int
+    coefficient: bool = False
+    theorem: str | None = None
+    periodic: bool = True
+
+
+TASKS: dict[str, Task] = {
+    t.name: t
+    for t in (
+        Task(
+            "advection_1d",
+            "advection",
+            {"beta": 0.1},
+            "1D_Advection_Sols_beta0.1.hdf5",
+            1,
+            theorem="advection",
+        ),
+        Task("burgers_1d", "burgers", {"nu": 0.01}, "1D_Burgers_Sols_Nu0.01.hdf5", 1),
+        Task(
+            "diffusion_reaction_1d",
+            "diffusion_reaction_1d",
+            {"nu": 0.5, "rho": 1.0},
+            "ReacDiff_Nu0.5_Rho1.0.hdf5",
+            1,
+            theorem="diffusion_reaction",
+        ),
+        Task(
+            "darcy_2d",
+            "darcy",
+            {"beta": 1.0},
+            "2D_DarcyFlow_beta1.0_Train.hdf5",
+            2,
+            coefficient=True,
+            periodic=False,
+        ),
+        Task(
+            "diffusion_reaction_2d",
+            "diffusion_reaction_2d",
+            {},
+            "2D_diff-react_NA_NA.h5",
+            2,
+            periodic=False,
+        ),
+    )
+}
+
+#: PDEBench's published FNO nRMSE (paper, full-size data; shared/pdebench-format.md).
+PUBLISHED_FNO_NRMSE: dict[str, tuple[float, str]] = {
+    "advection_1d": (4.9e-3, "beta=0.1; low confidence"),
+    "burgers_1d": (7.8e-3, "nu=0.01"),
+    "diffusion_reaction_1d": (7.0e-4, "quoted for nu=2, rho=1; this task is nu=0.5, rho=1"),
+    "darcy_2d": (0.064, "beta=1"),
+    "diffusion_reaction_2d": (0.12, ""),
+}
+
+
+@dataclass(frozen=True)
+class Preset:
+    """Sizes and hyperparameters of one benchmark scale.
+
+    ``nx``/``nt`` are what a generated file gets (per task; ``nt=None`` for Darcy), ``strides``
+    the ``(space, time)`` subsampling applied when reading (PDEBench's for ``full``),
+    ``initial_step`` the input frames per task. Training: Adam, ``steps`` optimizer steps (or
+    ``epochs`` over the training windows when set), batch ``batch``, learning rate halved
+    ``lr_halvings`` times at equal intervals (PDEBench: every 100 of 500 epochs).
+    """
+
+    name: str
+    tasks: tuple[str, ...]
+    n_samples: int
+    nx: Mapping[str, int]
+    nt: Mapping[str, int | None]
+    strides: Mapping[str, tuple[int, int]]
+    initial_step: Mapping[str, int]
+    steps: int
+    epochs: int | None = None
+    batch: int = 32
+    lr: float = 1e-3
+    weight_decay: float = 1e-4
+    lr_halvings: int = 4
+    width: int = 20
+    modes: int = 12
+    depth: int = 4
+    onet_width: int = 64
+    onet_basis: int = 32
+    onet_depth: int = 3
+    harmonics: int = 4
+    n_calib: int = 1024
+    n_query: int = 512
+    threads: int | None = None
+    extra: Mapping[str, Any] = field(default_factory=dict)
+
+
+_ALL = tuple(TASKS)
+_STEP_1D = {"advection_1d": 10, "burgers_1d": 10, "diffusion_reaction_1d": 5}
+_STEP = {**_STEP_1D, "darcy_2d": 1, "diffusion_reaction_2d": 10}
+
+PRESETS: dict[str, Preset] = {
+    "tiny": Preset(
+        name="tiny",
+        tasks=("advection_1d",),
+        n_samples=24,
+        nx={"advection_1d": 32},
+        nt={"advection_1d": 9},
+        strides={"advection_1d": (2, 1)},
+        initial_step={"advection_1d": 2},
+        steps=4,
+        batch=8,
+        width=8,
+        modes=4,
+        depth=2,
+        onet_width=16,
+        onet_basis=8,
+        onet_depth=2,
+        harmonics=2,
+        n_calib=64,
+        n_query=32,
+    ),
+    "small": Preset(
+        name="small",
+        tasks=_ALL,
+        n_samples=256,
+        nx={
+            "advection_1d": 128,
+            "burgers_1d": 128,
+            "diffusion_reaction_1d": 128,
+            "darcy_2d": 32,
+            "diffusion_reaction_2d": 32,
+        },
+        nt={
+            "advection_1d": 41,
+            "burgers_1d": 41,
+            "diffusion_reaction_1d": 21,
+            "darcy_2d": None,
+            "diffusion_reaction_2d": 21,
+        },
+        strides={t: ((2, 1) if TASKS[t].dims == 1 else (1, 1)) for t in _ALL},
+        initial_step=_STEP,
+        steps=300,
+        batch=32,
+        lr=3e-3,
+        width=16,
+        modes=12,
+        depth=4,
+        onet_width=64,
+        onet_basis=32,
+        onet_depth=3,
+        n_calib=1024,
+        n_query=512,
+    ),
+    "full": Preset(
+        name="full",
+        tasks=_ALL,
+        n_samples=10000,
+        nx={"advection_1d": 1024, "burgers_1d": 1024, "diffusion_reaction_1d": 1024},
+        nt={"advection_1d": 201, "burgers_1d": 201, "diffusion_reaction_1d": 101},
+        strides={
+            "advection_1d": (4, 5),
+            "burgers_1d": (4, 5),
+            "diffusion_reaction_1d": (4, 1),
+            "darcy_2d": (1, 1),
+            "diffusion_reaction_2d": (1, 1),
+        },
+        initial_step=_STEP,
+        steps=0,
+        epochs=500,
+        batch=50,
+        lr=1e-3,
+        width=20,
+        modes=12,
+        depth=4,
+        onet_width=128,
+        onet_basis=64,
+        onet_depth=4,
+        n_calib=4096,
+        n_query=1024,
+    ),
+}
+
+
+@dataclass
+class BenchData:
+    """The tensors of one task: one-step windows and full test/validation trajectories.
+
+    ``x_train``/``y_train``: ``(n, initial_step * C, *spatial)`` / ``(n, C, *spatial)``;
+    ``traj_test``/``traj_val``: ``(n, frames, C, *spatial)`` (Darcy: ``x_test``, ``y_test`` only);
+    ``x_test``/``y_test``: one-step windows of the test split (for the certificates).
+    """
+
+    task: Task
+    path: pathlib.Path
+    initial_step: int
+    x_train: Tensor
+    y_train: Tensor
+    x_test: Tensor
+    y_test: Tensor
+    x_val: Tensor
+    y_val: Tensor
+    traj_test: Tensor | None
+    traj_val: Tensor | None
+    in_channels: int
+    out_channels: int
+    spatial: tuple[int, ...]
+    dt: float
+
+
+def resolve_task(
+    task: str, preset: Preset, data_dir: str | os.PathLike[str] | None
+) -> tuple[pathlib.Path, dict[str, Any]]:
+    """The file a task reads and the :class:`~liponet.data.PDEBenchDataset` settings it uses.
+
+    With ``data_dir`` the PDEBench file name of the task inside it (must exist: real downloaded
+    files are read unchanged); without, the path a generated file gets in the working folder
+    (the caller generates it, see :func:`load_task`). Settings: PDEBench's strides of the preset
+    and its ``initial_step``.
+
+    Examples
+    --------
+    >>> path, kw = resolve_task("burgers_1d", PRESETS["full"], None)
+    >>> path.name, kw["reduced_resolution"], kw["reduced_resolution_t"], kw["initial_step"]
+    ('1D_Burgers_Sols_Nu0.01.hdf5', 4, 5, 10)
+    """
+    if task not in TASKS:
+        raise ValueError(f"unknown task {task!r}; available: {', '.join(TASKS)}")
+    spec = TASKS[task]
+    if task not in preset.strides:
+        raise ValueError(f"preset {preset.name!r} has no settings for task {task!r}")
+    sx, st = preset.strides[task]
+    kwargs: dict[str, Any] = {"reduced_resolution": sx, "reduced_resolution_t": st}
+    if spec.coefficient:
+        kwargs["task"] = "coefficient"
+    else:
+        kwargs.update(task="autoregressive", initial_step=preset.initial_step[task])
+    if data_dir is None:
+        return pathlib.Path(spec.pdebench_file), kwargs
+    path = pathlib.Path(data_dir) / spec.pdebench_file
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"--data-dir {data_dir}: task {task!r} needs PDEBench's file {spec.pdebench_file!r} "
+            f"there ({path} does not exist)"
+        )
+    return path, kwargs
+
+
+def _windows(path: pathlib.Path, split: str, kwargs: Mapping[str, Any]) -> tuple[Tensor, Tensor]:
+    extra: dict[str, Any] = {} if kwargs["task"] == "coefficient" else {"windows": "all"}
+    return PDEBenchDataset(path, split=split, **kwargs, **extra).to_tensors()
+
+
+def _trajectories(
+    path: pathlib.Path, split: str, kwargs: Mapping[str, Any]
+) -> tuple[Tensor, float]:
+    """``(n, frames, C, *spatial)`` trajectories and the time between two (strided) frames."""
+    ds = PDEBenchDataset(path, split=split, **kwargs)
+    t = ds.grid["t"]
+    return torch.stack([ds.trajectory(i) for i in range(len(ds.indices))]), float(t[1] - t[0])
+
+
+def load_task(
+    task: str,
+    preset: Preset,
+    data_dir: str | os.PathLike[str] | None,
+    work_dir: str | os.PathLike[str],
+    seed: int = 0,
+) -> BenchData:
+    """Read (generating first if there is no ``data_dir``) the tensors of one task.
+
+    Generated files go to ``work_dir`` under PDEBench's file name and are reused when present
+    with the same sizes (the seed is part of the folder name).
+    """
+    path, kwargs = resolve_task(task, preset, data_dir)
+    spec = TASKS[task]
+    if data_dir is None:
+        folder = pathlib.Path(work_dir) / f"{preset.name}-seed{seed}"
+        path = folder / path
+        if not path.is_file():
+            generate(
+                spec.family,
+                path,
+                n_samples=preset.n_samples,
+                nx=preset.nx[task],
+                nt=preset.nt[task],
+                seed=seed,
+                **spec.params,
+            )
+    x_train, y_train = _windows(path, "train", kwargs)
+    x_test, y_test = _windows(path, "test", kwargs)
+    x_val, y_val = _windows(path, "val", kwargs)
+    traj_test = traj_val = None
+    step, dt = 1, float("nan")
+    if not spec.coefficient:
+        traj_test, dt = _trajectories(path, "test", kwargs)
+        traj_val, _ = _trajectories(path, "val", kwargs)
+        step = int(kwargs["initial_step"])
+    return BenchData(
+        spec,
+        path,
+        step,
+        x_train,
+        y_train,
+        x_test,
+        y_test,
+        x_val,
+        y_val,
+        traj_test,
+        traj_val,
+        in_channels=x_train.shape[1],
+        out_channels=y_train.shape[1],
+        spatial=tuple(x_train.shape[2:]),
+        dt=dt,
+    )
+
+
+# -- models ----------------------------------------------------------------------------------
+
+Builder = Callable[[BenchData, Preset], nn.Module]
+
+
+def fno_modes(data: BenchData, preset: Preset) -> tuple[int, ...]:
+    """The preset's kept modes, capped at what each spatial size resolves."""
+    return tuple(min(preset.modes, (n + 1) // 2) for n in data.spatial)
+
+
+def fno_padding(data: BenchData) -> float:
+    """Domain padding of FNOs: none for periodic tasks, 1/8 otherwise."""
+    return 0.0 if data.task.periodic else 0.125
+
+
+def _lipfno(best: bool) -> Builder:
+    def build(data: BenchData, preset: Preset) -> nn.Module:
+        extra: dict[str, Any] = {"free_last_layer": True, "output_scale": "vector"} if best else {}
+        return LipFNO(
+            data.in_channels,
+            data.out_channels,
+            fno_modes(data, preset),
+            width=preset.width,
+            depth=preset.depth,
+            padding=fno_padding(data),
+            **extra,
+        )
+
+    return build
+
+
+def _fno(data: BenchData, preset: Preset) -> nn.Module:
+    return FNO(
+        data.in_channels,
+        data.out_channels,
+        fno_modes(data, preset),
+        width=preset.width,
+        depth=preset.depth,
+        padding=fno_padding(data),
+    )
+
+
+def _neuralop_fno(data: BenchData, preset: Preset) -> nn.Module:
+    from neuralop.models import FNO as NeuralopFNO  # optional dependency (extra "baseline")
+
+    return NeuralopFNO(
+        n_modes=fno_modes(data, preset),
+        in_channels=data.in_channels,
+        out_channels=data.out_channels,
+        hidden_channels=preset.width,
+        n_layers=preset.depth,
+        domain_padding=None if data.task.periodic else fno_padding(data),
+    )
+
+
+def _onet(constrained: bool) -> Builder:
+    def build(data: BenchData, preset: Preset) -> nn.Module:
+        d = data.task.dims
+        cls = LipDeepONet if constrained else DeepONet
+        return cls(
+            n_sensors=math.prod(data.spatial),
+            domain=([0.0] * d, [1.0] * d),
+            in_channels=data.in_channels,
+            out_channels=data.out_channels,
+            n_basis=preset.onet_basis,
+            width=preset.onet_width,
+            depth=preset.onet_depth,
+            harmonics=preset.harmonics if data.task.periodic and d == 1 else 0,
+        )
+
+    return build
+
+
+#: Benchmark model name -> builder. ``LipFNO-best``: variants (b) free last layer + (c) vector
+#: output scale (see benchmarks/README.md for the variant comparison).
+MODELS: dict[str, Builder] = {
+    "neuralop-FNO": _neuralop_fno,
+    "FNO": _fno,
+    "LipFNO": _lipfno(best=False),
+    "LipFNO-best": _lipfno(best=True),
+    "DeepONet": _onet(constrained=False),
+    "LipDeepONet": _onet(constrained=True),
+}
+
+
+def neuralop_available() -> bool:
+    """Whether neuraloperator (the optional baseline) imports."""
+    try:
+        import neuralop.models  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+# -- training and scoring ----------------------------------------------------------------------
+
+
+def relative_mse(pred: Tensor, target: Tensor) -> Tensor:
+    """``sum (pred - target)^2 / sum target^2`` over the batch (scale-free training loss)."""
+    return (pred - target).pow(2).sum() / target.pow(2).sum().clamp_min(1e-12)
+
+
+def train(
+    model: nn.Module, data: BenchData, preset: Preset, seed: int = 0
+) -> tuple[Callable[[Tensor], Tensor], float, int]:
+    """Train on the one-step windows; return ``(field map, seconds, steps)``."""
+    gen = torch.Generator().manual_seed(seed)
+    f = field_operator(model)
+    n = data.x_train.shape[0]
+    steps = preset.steps
+    if preset.epochs is not None:
+        steps = preset.epochs * max(1, math.ceil(n / preset.batch))
+    opt = torch.optim.Adam(model.parameters(), lr=preset.lr, weight_decay=preset.weight_decay)
+    interval = max(1, steps // (preset.lr_halvings + 1))
+    sched = torch.optim.lr_scheduler.StepLR(opt, step_size=interval, gamma=0.5)
+    model.train()
+    start = time.perf_counter()
+    for _ in range(steps):
+        idx = torch.randint(0, n, (min(preset.batch, n),), generator=gen)
+        loss = relative_mse(f(data.x_train[idx]), data.y_train[idx])
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        sched.step()
+    seconds = time.perf_counter() - start
+    model.eval()
+    return f, seconds, steps
+
+
+@torch.no_grad()
+def _predict(f: Callable[[Tensor], Tensor], x: Tensor, batch: int = 256) -> Tensor:
+    return torch.cat([f(x[i : i + batch]) for i in range(0, x.shape[0], batch)])
+
+
+@torch.no_grad()
+def rollout_fields(f: Callable[[Tensor], Tensor], traj: Tensor, initial_step: int) -> Tensor:
+    """Predicted trajectories ``(n, frames, C, *spatial)``: true input frames, then the rollout."""
+    frames = list(traj[:, :initial_step].unbind(1))
+    for _ in range(traj.shape[1] - initial_step):
+        window = torch.cat(frames[-initial_step:], 1)  # (n, k * C, *spatial), frame-major
+        frames.append(_predict(f, window))
+    return torch.stack(frames, 1)
+
+
+def _scores(f: Callable[[Tensor], Tensor], data: BenchData, split: str) -> dict[str, float]:
+    traj = data.traj_test if split == "test" else data.traj_val
+    if traj is None:  # coefficient task: one step
+        x, y = (data.x_test, data.y_test) if split == "test" else (data.x_val, data.y_val)
+        metrics = pdebench_metrics(_predict(f, x), y)
+    else:
+        pred = rollout_fields(f, traj, data.initial_step)
+        # (n, T, C, *spatial) -> (n, C, *spatial, T); the input frames are excluded
+        metrics = pdebench_metrics(
+            pred.movedim(1, -1),
+            traj.movedim(1, -1),
+            time_axis=True,
+            input_frames=data.initial_step,
+        )
+    return {k: float(v) for k, v in metrics.items()}
+
+
+def _true_constant(data: BenchData, x_cal: Tensor, y_cal: Tensor) -> LipschitzConstant:
+    spec = data.task
+    if spec.theorem == "advection":
+        return true_lipschitz("advection")
+    if spec.theorem == "diffusion_reaction":
+        rho = float(spec.params["rho"])
+        return true_lipschitz("diffusion_reaction", rho=rho, t=data.dt)
+    # no theorem: the next frame (or the solution) against its input, largest pair ratio
+    last = x_cal[:, -data.out_channels :]
+    return estimate_true_lipschitz(last, y_cal, safety=1.0)
+
+
+def certificate_columns(
+    model: nn.Module, f: Callable[[Tensor], Tensor], data: BenchData, preset: Preset
+) -> dict[str, Any]:
+    """Certified model bound, ``L_G`` with its label, and the one-step error bound's coverage."""
+    if not hasattr(model, "lipschitz_bound"):
+        return {
+            "lipschitz_certified": float("nan"),
+            "L_G": float("nan"),
+            "L_G_label": "",
+            "bound_label": "no certificate",
+            "coverage": float("nan"),
+            "tightness_median": float("nan"),
+            "n_queries": 0,
+        }
+    gen = torch.Generator().manual_seed(1)
+    cal = torch.randperm(data.x_train.shape[0], generator=gen)[: preset.n_calib]
+    qry = torch.randperm(data.x_test.shape[0], generator=gen)[: preset.n_query]
+    x_cal, y_cal = data.x_train[cal], data.y_train[cal]
+    x_q, y_q = data.x_test[qry], data.y_test[qry]
+    l_true = _true_constant(data, x_cal, y_cal)
+    bound = operator_error_bound(
+        x_q,
+        x_cal,
+        calib_targets=y_cal,
+        calib_preds=_predict(f, x_cal),
+        lipschitz_model=model_constant(model),  # type: ignore[arg-type]
+        lipschitz_true=l_true,
+    )
+    report = coverage_report(bound, observed_errors(y_q, _predict(f, x_q)))
+    return {
+        "lipschitz_certified": float(model.lipschitz_bound()),  # type: ignore[operator]
+        "L_G": l_true.value,
+        "L_G_label": l_true.label,
+        "bound_label": bound.label,
+        "coverage": report.coverage,
+        "tightness_median": report.tightness_median,
+        "n_queries": report.n_queries,
+    }
+
+
+#: Columns of a result row, in order.
+COLUMNS = (
+    "task",
+    "model",
+    "status",
+    "params",
+    "train_s",
+    "steps",
+    "nrmse",
+    "val_nrmse",
+    "rmse",
+    "max",
+    "crmse",
+    "brmse",
+    "frmse_low",
+    "frmse_mid",
+    "frmse_high",
+    "lipschitz_certified",
+    "L_G",
+    "L_G_label",
+    "bound_label",
+    "coverage",
+    "tightness_median",
+    "n_queries",
+)
+
+
+def run_row(
+    model_name: str,
+    data: BenchData,
+    preset: Preset,
+    seed: int = 0,
+    builder: Builder | None = None,
+) -> dict[str, Any]:
+    """Build, train, score and certify one model on one task: one result row.
+
+    ``builder`` replaces the registered builder of ``model_name`` (benchmark variants). The row
+    also carries the trained model (``"_model"``) and its field map (``"_f"``) for further
+    studies; :func:`write_results` writes only :data:`COLUMNS`.
+    """
+    if builder is None and model_name not in MODELS:
+        raise ValueError(f"unknown model {model_name!r}; available: {', '.join(MODELS)}")
+    row: dict[str, Any] = {"task": data.task.name, "model": model_name}
+    if model_name == "neuralop-FNO" and not neuralop_available():
+        return {**row, "status": "not installed"}
+    torch.manual_seed(seed)
+    model = (builder or MODELS[model_name])(data, preset)
+    f, seconds, steps = train(model, data, preset, seed)
+    row["_model"], row["_f"] = model, f
+    test = _scores(f, data, "test")
+    val = _scores(f, data, "val")
+    row.update(
+        status="ok",
+        params=sum(p.numel() for p in model.parameters()),
+        train_s=seconds,
+        steps=steps,
+        val_nrmse=val["nrmse"],
+        **{k: test[k] for k in COLUMNS if k in test},
+    )
+    row.update(certificate_columns(model, f, data, preset))
+    return row
+
+
+# -- output ---------------------------------------------------------------------------------------
+
+
+def _fmt(value: Any) -> str:
+    if isinstance(value, float):
+        if math.isnan(value):
+            return "n/a"
+        return f"{value:.3g}"
+    return str(value)
+
+
+MD_COLUMNS = (
+    "model",
+    "params",
+    "train_s",
+    "nrmse",
+    "val_nrmse",
+    "max",
+    "frmse_low",
+    "frmse_high",
+    "lipschitz_certified",
+    "L_G",
+    "L_G_label",
+    "bound_label",
+    "coverage",
+    "tightness_median",
+)
+
+
+def markdown_table(rows: Sequence[Mapping[str, Any]], task: str) -> list[str]:
+    """Markdown lines of one task's table, with PDEBench's published FNO as a reference row."""
+    lines = ["| " + " | ".join(MD_COLUMNS) + " |", "|" + "---|" * len(MD_COLUMNS)]
+    for r in rows:
+        if r["task"] != task:
+            continue
+        if r.get("status") != "ok":
+            cells = [r["model"], *(["-"] * (len(MD_COLUMNS) - 2)), str(r.get("status"))]
+        else:
+            cells = [_fmt(r.get(c, float("nan"))) for c in MD_COLUMNS]
+        lines.append("| " + " | ".join(cells) + " |")
+    if task in PUBLISHED_FNO_NRMSE:
+        value, note = PUBLISHED_FNO_NRMSE[task]
+        label = "FNO (published, full-size data" + (f"; {note})" if note else ")")
+        cells = [label, "-", "-", _fmt(value), *(["-"] * (len(MD_COLUMNS) - 4))]
+        lines.append("| " + " | ".join(cells) + " |")
+    return lines
+
+
+def write_results(
+    rows: Sequence[Mapping[str, Any]],
+    out_dir: str | os.PathLike[str],
+    preset: Preset,
+    settings: Mapping[str, Any],
+) -> list[pathlib.Path]:
+    """Write ``bench_{preset}.csv``, ``.md`` and ``.png``; return the paths written.
+
+    The PNG needs matplotlib and at least one trained row; otherwise it is skipped.
+    """
+    out = pathlib.Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    stem = out / f"bench_{preset.name}"
+    csv_path = stem.with_suffix(".csv")
+    with csv_path.open("w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=COLUMNS, restval="")
+        writer.writeheader()
+        for r in rows:
+            writer.writerow({k: r.get(k, "") for k in COLUMNS})
+    tasks = list(dict.fromkeys(r["task"] for r in rows))
+    md = [
+        f"# liponet bench, preset `{preset.name}`",
+        "",
+        "Regenerate: `.venv/bin/python -m liponet bench --preset "
+        f"{preset.name}` (writes this file, the CSV and the PNG).",
+        "",
+        "Settings: " + ", ".join(f"{k}={v}" for k, v in settings.items()),
+        "",
+        "Columns: PDEBench metrics on the test split (rollout from the first window, input frames "
+        "excluded; `max` = true maximum over the test set), `val_nrmse` on a separate validation "
+        "split; `lipschitz_certified` = the model's certified bound (function norm); `L_G` = the "
+        "true one-step operator's constant with its label (certified = a theorem; estimated = "
+        "largest ratio over calibration pairs); coverage / median tightness (bound / observed) "
+        "of the one-step operator error bound on test windows, calibrated on training windows; "
+        "the bound is certified only if both constants are.",
+        "",
+    ]
+    for task in tasks:
+        md += [f"## {task}", "", *markdown_table(rows, task), ""]
+    md_path = stem.with_suffix(".md")
+    md_path.write_text("\n".join(md))
+    paths = [csv_path, md_path]
+    png = _plot(rows, tasks, stem.with_suffix(".png"))
+    if png is not None:
+        paths.append(png)
+    return paths
+
+
+def _plot(
+    rows: Sequence[Mapping[str, Any]], tasks: Sequence[str], path: pathlib.Path
+) -> pathlib.Path | None:
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return None
+    ok = [r for r in rows if r.get("status") == "ok"]
+    if not ok:
+        return None
+    models = list(dict.fromkeys(r["model"] for r in ok))
+    fig, axes = plt.subplots(1, 2, figsize=(12, 4))
+    width = 0.8 / max(1, len(models))
+    for j, m in enumerate(models):
+        xs, nr, lb = [], [], []
+        for i, t in enumerate(tasks):
+            r = next((r for r in ok if r["task"] == t and r["model"] == m), None)
+            if r is not None:
+                xs.append(i + j * width)
+                nr.append(r["nrmse"])
+                lb.append(r["lipschitz_certified"])
+        axes[0].bar(xs, nr, width, label=m)
+        axes[1].bar(xs, lb, width, label=m)
+    for ax, title in zip(axes, ("test nRMSE (rollout)", "certified Lipschitz bound"), strict=True):
+        ax.set_yscale("log")
+        ax.set_xticks([i + 0.4 - width / 2 for i in range(len(tasks))])
+        ax.set_xticklabels(tasks, rotation=20, fontsize=8)
+        ax.set_title(title)
+    axes[0].legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+    return path
+
+
+def run_bench(
+    preset: Preset,
+    *,
+    tasks: Sequence[str] | None = None,
+    models: Sequence[str] | None = None,
+    data_dir: str | os.PathLike[str] | None = None,
+    work_dir: str | os.PathLike[str],
+    seed: int = 0,
+    progress: Progress | None = None,
+) -> list[dict[str, Any]]:
+    """Every (task, model) row of a preset; ``progress(message)`` after each row."""
+    if preset.name == "full" and data_dir is None:
+        raise ValueError(
+            "preset 'full' reads PDEBench's files: pass --data-dir with the downloaded files"
+        )
+    rows = []
+    for task in tasks or preset.tasks:
+        data = load_task(task, preset, data_dir, work_dir, seed)
+        for name in models or tuple(MODELS):
+            row = run_row(name, data, preset, seed)
+            rows.append(row)
+            if progress is not None:
+                progress(
+                    f"{task} {name}: "
+                    + ", ".join(
+                        f"{k}={_fmt(row[k])}"
+                        for k in ("status", "nrmse", "train_s", "lipschitz_certified", "coverage")
+                        if k in row
+                    )
+                )
+    return rows
+
+
+def with_overrides(preset: Preset, **changes: Any) -> Preset:
+    """A copy of ``preset`` with some fields replaced (e.g. ``steps``)."""
+    return replace(preset, **{k: v for k, v in changes.items() if v is not None})
