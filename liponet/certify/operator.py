@@ -238,6 +238,16 @@ class Certificate:
     what: str
 
 
+def error_fields(calib_targets: Tensor, calib_preds: Tensor) -> Tensor:
+    """``G(a_i) - Ĝ(a_i)`` in float64, after checking the two shapes agree."""
+    if calib_targets.shape != calib_preds.shape:
+        raise ValueError(
+            f"calib_targets {tuple(calib_targets.shape)} and calib_preds "
+            f"{tuple(calib_preds.shape)} must have the same shape"
+        )
+    return calib_targets.to(torch.float64) - calib_preds.to(torch.float64)
+
+
 def calib_errors_from(
     calib_errors: Tensor | None,
     calib_targets: Tensor | None,
@@ -252,12 +262,7 @@ def calib_errors_from(
     else:
         if calib_targets is None or calib_preds is None:
             raise ValueError("give calib_errors, or both calib_targets and calib_preds")
-        if calib_targets.shape != calib_preds.shape:
-            raise ValueError(
-                f"calib_targets {tuple(calib_targets.shape)} and calib_preds "
-                f"{tuple(calib_preds.shape)} must have the same shape"
-            )
-        errors = field_norm(calib_targets.to(torch.float64) - calib_preds.to(torch.float64), norm)
+        errors = field_norm(error_fields(calib_targets, calib_preds), norm)
     if not bool(torch.isfinite(errors).all()) or bool((errors < 0).any()):
         raise ValueError("calibration errors must be finite and >= 0")
     return errors

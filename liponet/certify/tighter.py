@@ -31,6 +31,7 @@ from .operator import (
     ErrorBound,
     LipschitzConstant,
     calib_errors_from,
+    error_fields,
     estimate_true_lipschitz,
     nearest_sample_bound,
 )
@@ -57,12 +58,7 @@ def estimate_error_lipschitz(
     The error *fields* (not their norms) are compared, so this estimates the constant of the
     operator ``E``; times ``safety``. Labelled ``"estimated"``.
     """
-    if calib_targets.shape != calib_preds.shape:
-        raise ValueError(
-            f"calib_targets {tuple(calib_targets.shape)} and calib_preds "
-            f"{tuple(calib_preds.shape)} must have the same shape"
-        )
-    errors = calib_targets.to(torch.float64) - calib_preds.to(torch.float64)
+    errors = error_fields(calib_targets, calib_preds)
     const = estimate_true_lipschitz(calib_inputs, errors, norm, safety, block)
     return replace(const, source=const.source.replace("estimate:", "estimate: error-operator"))
 
