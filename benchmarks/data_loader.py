@@ -106,7 +106,7 @@ def plot(rows: list[dict], size: float, growth: float) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(8, 3.6))
+    fig, ax = plt.subplots(figsize=(9.5, 3.8))
     pos = np.arange(len(rows))
     ax.barh(pos + 0.2, [float(r["raw_MB_per_cpu_s"]) for r in rows], 0.4, label="raw h5py read")
     ax.barh(pos - 0.2, [float(r["stream_MB_per_cpu_s"]) for r in rows], 0.4, label="PDEBenchStream")
@@ -117,7 +117,7 @@ def plot(rows: list[dict], size: float, growth: float) -> None:
         f"Loader throughput, {size / 1e9:.1f} GB file (peak RSS growth {growth:.0f} MB)",
         fontsize=10,
     )
-    ax.legend(fontsize=8)
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1))
     fig.tight_layout()
     fig.savefig(RESULTS / "data_loader.png", dpi=120)
 

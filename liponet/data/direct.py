@@ -13,6 +13,7 @@ spatial strides) is read through h5py by the layouts.
 
 from __future__ import annotations
 
+import contextlib
 import os
 from collections.abc import Sequence
 
@@ -110,7 +111,10 @@ class OffsetReader:
             row = []
             for key, position in frame:
                 ds = f[key]
-                offset = _contiguous_offset(ds)
+                try:
+                    offset = _contiguous_offset(ds)
+                except (OSError, RuntimeError, ValueError):  # h5py reports the damage on read
+                    offset = None
                 if offset is None:
                     return None
                 per_sample = 4 * int(np.prod(ds.shape[1:], dtype=np.int64))
@@ -133,7 +137,8 @@ class OffsetReader:
         self._fd = None
 
     def __del__(self) -> None:
-        self.close()
+        with contextlib.suppress(OSError):
+            self.close()
 
     def __getstate__(self) -> dict[str, object]:
         state = dict(self.__dict__)

@@ -30,7 +30,7 @@ class PDEBenchStream(IterableDataset[Any]):
     """Iterate over a split of a PDEBench file with bounded memory.
 
     Each epoch, the split's samples are cut into blocks of ``block_size`` consecutive samples
-    (one contiguous read each); the block order is shuffled with ``(seed, epoch)``, blocks are
+    (locality on disk); the block order is shuffled with ``(seed, epoch)``, blocks are
     dealt round-robin to the ``world_size * num_workers`` streams (rank-major), and each stream
     shuffles its items within pools of about ``buffer_size`` items.
 
