@@ -52,7 +52,7 @@ from .certify import (
 )
 from .data import PDEBenchDataset, generate
 from .metrics import pdebench_metrics
-from .models import FNO, DeepONet, LipDeepONet, LipFNO
+from .models import FNO, DeepONet, LipDeepONet, LipFNO, rollout
 
 __all__ = [
     "MODELS",
@@ -547,12 +547,17 @@ def _predict(f: Callable[[Tensor], Tensor], x: Tensor, batch: int = 256) -> Tens
 
 @torch.no_grad()
 def rollout_fields(f: Callable[[Tensor], Tensor], traj: Tensor, initial_step: int) -> Tensor:
-    """Predicted trajectories ``(n, frames, C, *spatial)``: true input frames, then the rollout."""
-    frames = list(traj[:, :initial_step].unbind(1))
-    for _ in range(traj.shape[1] - initial_step):
-        window = torch.cat(frames[-initial_step:], 1)  # (n, k * C, *spatial), frame-major
-        frames.append(_predict(f, window))
-    return torch.stack(frames, 1)
+    """Predicted trajectories ``(n, frames, C, *spatial)``: true input frames, then the rollout.
+
+    The rollout itself is :func:`liponet.models.rollout` (batched through ``_predict``).
+    """
+    head = traj[:, :initial_step]  # (n, k, C, *spatial)
+    steps = traj.shape[1] - initial_step
+    if steps < 1:
+        return head
+    window = head.flatten(1, 2)  # (n, k * C, *spatial), frame-major
+    predicted = rollout(lambda w: _predict(f, w), window, steps)  # (n, steps, C, *spatial)
+    return torch.cat([head, predicted], 1)
 
 
 def _scores(f: Callable[[Tensor], Tensor], data: BenchData, split: str) -> dict[str, float]:
