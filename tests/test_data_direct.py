@@ -202,3 +202,20 @@ def test_shuffled_stream_every_index_once_per_epoch_and_rank(tmp_path):
         assert len({len(s) for s in shards}) == 1 and len(flat) == len(set(flat))
         assert set(flat) <= set(split) and len(flat) >= len(split) - 3 * 5
     assert orders[0] != orders[1] != orders[2]
+
+
+def test_platform_without_preadv_falls_back_to_h5py(tmp_path, monkeypatch):
+    import numpy as np
+
+    from liponet.data import PDEBenchDataset, generate
+
+    path = generate("advection", tmp_path / "a.hdf5", n_samples=12, nx=16, nt=4, seed=0)
+    direct = PDEBenchDataset(path, split="train")
+    assert direct.reads_by_offset
+    x1, y1 = direct.to_tensors()
+    monkeypatch.delattr("os.preadv")
+    fallback = PDEBenchDataset(path, split="train")
+    assert not fallback.reads_by_offset
+    x2, y2 = fallback.to_tensors()
+    np.testing.assert_array_equal(x1.numpy(), x2.numpy())
+    np.testing.assert_array_equal(y1.numpy(), y2.numpy())

@@ -104,6 +104,8 @@ class OffsetReader:
     ) -> OffsetReader | None:
         """An offset reader for ``layout`` in open file ``f``, or ``None`` if h5py must read."""
         keys = layout.frame_sources()
+        if not hasattr(os, "preadv"):  # not on Windows (and some platforms): read with h5py
+            return None
         if keys is None or f.driver != "sec2" or any(s.step not in (None, 1) for s in space):
             return None
         sources = []
