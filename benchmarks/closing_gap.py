@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import csv
-import math
 import platform
 import tempfile
 import time
@@ -34,50 +33,20 @@ from liponet.bench import (
     PRESETS,
     BenchData,
     Preset,
-    fno_modes,
-    fno_padding,
+    deeponet_builder,
+    lipfno_builder,
     load_task,
     run_row,
 )
-from liponet.models import LipDeepONet, LipFNO
 
 RESULTS = Path("benchmarks/results")
 
 
-def lipfno(**kw: Any) -> Callable[[BenchData, Preset], nn.Module]:
-    def build(data: BenchData, preset: Preset) -> nn.Module:
-        extra = dict(kw)
-        if extra.get("output_scale") == "auxiliary":
-            norms = data.x_train.pow(2).sum(1).mean(-1).sqrt()
-            extra["radius"] = 1.5 * float(norms.max())
-        return LipFNO(
-            data.in_channels,
-            data.out_channels,
-            fno_modes(data, preset),
-            width=preset.width,
-            depth=preset.depth,
-            padding=fno_padding(data),
-            **extra,
-        )
-
-    return build
+lipfno = lipfno_builder
 
 
 def lipdeeponet(**kw: Any) -> Callable[[BenchData, Preset], nn.Module]:
-    def build(data: BenchData, preset: Preset) -> nn.Module:
-        extra = {"harmonics": preset.harmonics, **kw}
-        return LipDeepONet(
-            n_sensors=math.prod(data.spatial),
-            domain=([0.0], [1.0]),
-            in_channels=data.in_channels,
-            out_channels=data.out_channels,
-            n_basis=preset.onet_basis,
-            width=preset.onet_width,
-            depth=preset.onet_depth,
-            **extra,
-        )
-
-    return build
+    return deeponet_builder(constrained=True, **kw)
 
 
 VARIANTS: dict[str, tuple[str, Callable[[BenchData, Preset], nn.Module]]] = {

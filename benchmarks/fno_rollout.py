@@ -4,7 +4,7 @@ PDEBench's autoregressive setup: ``initial_step`` frames stacked as channels -> 
 (``PDEBenchDataset(task="autoregressive", windows="all")``), then ``rollout`` from the first
 window of each test sample. For every test sample and step the one-step defect
 ``delta_t = ||G(true window_t) - true frame_{t+1}||`` is measured, and
-``rollout_error_bound(L, delta, steps, window=initial_step)`` gives the guaranteed error bound
+``rollout_error_bound(delta, model, window=initial_step)`` gives the guaranteed error bound
 of the rollout from the certified per-step constant ``L = lipschitz_bound()``. The table reports,
 per step, the mean measured error, the mean bound, and the largest ratio error / bound over the
 test samples (must be <= 1), for LipFNO (``L`` <= 1) and the unconstrained FNO (``L`` = product
@@ -24,9 +24,10 @@ from pathlib import Path
 import torch
 from fno_common import RESULTS, build, markdown_table, write_csv
 
+from liponet.certify import rollout_error_bound
 from liponet.data import PDEBenchDataset, generate
 from liponet.functional import batched_norm
-from liponet.models import rollout, rollout_error_bound
+from liponet.models import rollout
 
 INITIAL_STEP, WIDTH, MODES, DEPTH = 2, 32, (16,), 4
 MODELS = {"LipFNO (k=1)": ("LipFNO", {}), "FNO (ours, gelu)": ("FNO", {})}
@@ -77,13 +78,7 @@ def main() -> None:
                 ],
                 1,
             )
-        bounds = torch.tensor(
-            [
-                rollout_error_bound(lip, d.tolist(), steps, window=INITIAL_STEP)
-                for d in defects.double()
-            ],
-            dtype=torch.float64,
-        )  # (samples, steps)
+        bounds = rollout_error_bound(defects, model, window=INITIAL_STEP).bound  # (samples, steps)
         for t in range(steps):
             rows.append(
                 dict(
@@ -109,7 +104,7 @@ def main() -> None:
         f"({x.shape[0]} pairs), {args.epochs} epochs, batch 32, Adam 1e-3 with cosine decay; "
         f"width {WIDTH}, kept modes {MODES[0]}, depth {DEPTH}; rollout of {len(frames)} test "
         f"samples from their first window. Errors and defects in the function norm; the bound "
-        f"is rollout_error_bound(lipschitz_bound(), measured defects): guaranteed given the "
+        f"is rollout_error_bound(measured defects, model, window): guaranteed given the "
         f"defects (which are measured on the true trajectory, not certified). At step 1 the "
         f"window is exact, so error = defect = bound (ratio 1) by construction.",
         "",

@@ -18,7 +18,7 @@ FNO, LipDeepONet, DeepONet, all trained alike (Adam, relative MSE, same steps, b
 (c) **Few samples.** Training on 64, 256, 1024 one-step pairs; test nRMSE (one step).
 (d) **Rollouts.** From the first test frame to the last (40 steps): nRMSE per step. For the
     certified models, the rollout bound ``e_{t+1} <= L e_t + delta_t`` with the measured one-step
-    defects ``delta_t`` (``liponet.models.rollout_error_bound``; labelled "measured defects": the
+    defects ``delta_t`` (``liponet.certify.rollout_error_bound``; labelled "measured defects": the
     defects are measured, not certified).
 
 Run from the repository root: ``.venv/bin/python benchmarks/implicit_bias.py`` (``--quick``:
@@ -41,8 +41,7 @@ import torch
 from torch import Tensor
 
 from liponet.bench import PRESETS, BenchData, load_task, neuralop_available, rollout_fields, run_row
-from liponet.certify import reference
-from liponet.models import rollout_error_bound
+from liponet.certify import reference, rollout_error_bound
 
 RESULTS = Path("benchmarks/results")
 MODELS = ("LipFNO", "LipFNO-best", "FNO", "neuralop-FNO", "LipDeepONet", "DeepONet")
@@ -146,7 +145,7 @@ def study_rollout(rows: list[dict], trained: dict, data: BenchData) -> None:
         defects = [float(fn_norm(one[:, t] - true_next[:, t]).max()) for t in range(len(errs))]
         abs_err = [float(fn_norm(pred[:, t] - true_next[:, t]).max()) for t in range(len(errs))]
         cert = (
-            rollout_error_bound(bound, defects, len(errs))
+            rollout_error_bound(defects, bound).bound[0].tolist()
             if math.isfinite(bound)
             else [float("nan")] * len(errs)
         )

@@ -8,6 +8,7 @@ import pathlib
 import re
 
 import pytest
+import torch
 
 from liponet.bench import MODELS, PRESETS, TASKS, load_task, resolve_task, run_bench
 from liponet.cli import main
@@ -123,3 +124,19 @@ def test_missing_neuraloperator_gives_a_not_installed_row(
     bench.write_results([row], tmp_path, PRESETS["tiny"], {})
     assert "| neuralop-FNO |" in (tmp_path / "bench_tiny.md").read_text()
     assert "not installed" in (tmp_path / "bench_tiny.md").read_text()
+
+
+@pytest.mark.parametrize("initial_step", [1, 2, 3])
+def test_rollout_fields_keeps_input_frames_and_rolls_windows(initial_step):
+    from liponet.bench import rollout_fields
+
+    gen = torch.Generator().manual_seed(0)
+    traj = torch.randn(3, 6, 2, 8, generator=gen)  # (n, frames, C, x)
+
+    def f(w):  # a window (n, k*C, x) -> next frame (n, C, x), depending on every frame
+        return 0.5 * w[:, -2:] + w[:, :2]
+
+    frames = list(traj[:, :initial_step].unbind(1))
+    for _ in range(traj.shape[1] - initial_step):
+        frames.append(f(torch.cat(frames[-initial_step:], 1)))
+    torch.testing.assert_close(rollout_fields(f, traj, initial_step), torch.stack(frames, 1))

@@ -270,6 +270,24 @@ def test_rollout_recursion():
     out = rollout_error_bound(deltas, LipschitzConstant(2.0), initial_error=0.5)
     assert out.bound.tolist() == [[2.0, 5.0, 11.0]]
     assert rollout_error_bound(deltas, 2.0).label == "estimated"
+    # window 2: e_{t+1} = L sqrt(e_{t-1}^2 + e_t^2) + delta_t, from initial errors (3, 4)
+    out = rollout_error_bound([1.0, 1.0], 2.0, torch.tensor([[3.0, 4.0]]), window=2)
+    assert out.bound.tolist() == [[11.0, 2.0 * math.sqrt(16.0 + 121.0) + 1.0]]
+    # a window-1 L = 1 rollout grows linearly; a list of numbers is one sample
+    assert rollout_error_bound([0.5] * 3, 1.0).bound.tolist() == [[0.5, 1.0, 1.5]]
+
+
+def test_rollout_bound_errors():
+    with pytest.raises(ValueError, match="step_bounds"):
+        rollout_error_bound(torch.zeros(2, 2, 2), 1.0)
+    with pytest.raises(ValueError, match="step_bounds"):
+        rollout_error_bound([0.1, -1.0], 1.0)
+    with pytest.raises(ValueError, match="initial_error"):
+        rollout_error_bound([0.1] * 3, 1.0, initial_error=torch.zeros(3, 3), window=2)
+    with pytest.raises(ValueError, match="window"):
+        rollout_error_bound([0.1] * 3, 1.0, window=0)
+    with pytest.raises(ValueError, match="finite"):
+        rollout_error_bound([0.1] * 3, float("nan"))
 
 
 # ---------------------------------------------------------------- the true operator's constant

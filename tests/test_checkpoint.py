@@ -114,8 +114,14 @@ def test_foreign_files_are_refused(tmp_path, payload, match):
 
 def test_not_a_torch_file_and_missing_file(tmp_path):
     (tmp_path / "junk.pt").write_bytes(b"hello")
-    with pytest.raises(CheckpointError, match=r"junk.pt: not a readable"):
+    with pytest.raises(CheckpointError, match=r"junk.pt: not a torch checkpoint \(expected"):
         load_checkpoint(tmp_path / "junk.pt")
+    (tmp_path / "junk.h5").write_text("garbage\n")  # text that the legacy unpickler chokes on
+    with pytest.raises(CheckpointError, match=r"junk.h5: not a torch checkpoint"):
+        load_checkpoint(tmp_path / "junk.h5")
+    (tmp_path / "truncated.pt").write_bytes(b"PK\x03\x04" + b"\0" * 40)  # zip magic, no archive
+    with pytest.raises(CheckpointError, match=r"truncated.pt: not a"):
+        load_checkpoint(tmp_path / "truncated.pt")
     (tmp_path / "pickle.pt").write_bytes(pickle.dumps({"a": 1}))
     with pytest.raises(CheckpointError, match=r"pickle.pt"):
         load_checkpoint(tmp_path / "pickle.pt")

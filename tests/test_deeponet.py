@@ -2,7 +2,7 @@ import json
 
 import pytest
 import torch
-from certcheck import check_all, check_attack, check_jacobian
+from certcheck import check_all, check_attack, check_jacobian, perturb
 from torch import Tensor, nn
 
 from liponet.certify import jacobian_lipschitz
@@ -62,18 +62,10 @@ class CoordinateView(nn.Module):
         return CoordinateView(self.model.export(), self.u, self.lo, self.hi)
 
 
-def _perturb(model):
-    gen = torch.Generator().manual_seed(5)
-    with torch.no_grad():
-        for p in model.parameters():
-            p.add_(0.3 * torch.randn(p.shape, generator=gen, dtype=p.dtype))
-    return model
-
-
 def _maker(cls=LipDeepONet, domain=DOMAIN_1D, in_channels=1, out_channels=1, **kwargs):
     def make():
         torch.manual_seed(0)
-        return _perturb(
+        return perturb(
             cls(
                 M,
                 domain=domain,

@@ -4,8 +4,9 @@ import math
 
 import pytest
 import torch
-from certcheck import check_all, check_attack, check_jacobian
+from certcheck import check_all, check_attack, check_jacobian, perturb
 
+from liponet.certify import rollout_error_bound
 from liponet.functional import batched_norm
 from liponet.layers import LipSpectralConv
 from liponet.models import (
@@ -15,7 +16,6 @@ from liponet.models import (
     build_model,
     get_model_class,
     rollout,
-    rollout_error_bound,
 )
 
 VARIANTS = {
@@ -32,14 +32,6 @@ GRIDS = {1: (16,), 2: (8, 8), 3: (5, 5, 6)}
 MODES = {1: (4,), 2: (3, 2), 3: (2, 2, 2)}
 
 
-def _perturb(model, scale=0.3):
-    gen = torch.Generator().manual_seed(5)
-    with torch.no_grad():
-        for p in model.parameters():
-            p.add_(scale * torch.randn(p.shape, generator=gen, dtype=p.dtype))
-    return model
-
-
 def _kwargs(dim, **extra):
     return dict(in_channels=2, out_channels=1, modes=MODES[dim], width=4, depth=2, **extra)
 
@@ -51,7 +43,7 @@ def test_lipfno_variants_are_certified_1d(variant):
 
     def make():
         torch.manual_seed(0)
-        return _perturb(LipFNO(**kwargs))
+        return perturb(LipFNO(**kwargs))
 
     check_all(make, x, norm="function")
     model = make().double().eval()
@@ -70,7 +62,7 @@ def test_lipfno_nd(dim, variant):
 
     def make():
         torch.manual_seed(0)
-        return _perturb(LipFNO(**kwargs))
+        return perturb(LipFNO(**kwargs))
 
     check_all(make, x, norm="function")
     finer = torch.randn(2, 2, *(2 * n for n in GRIDS[dim]), dtype=torch.float64)
@@ -84,7 +76,7 @@ def test_auxiliary_sup_bounds_hold_at_every_resolution():
     # channels make g(0) itself resolution-dependent).
     radius = 3.0
     torch.manual_seed(0)
-    model = _perturb(LipFNO(**_kwargs(1, output_scale="auxiliary", radius=radius, padding=0.2)))
+    model = perturb(LipFNO(**_kwargs(1, output_scale="auxiliary", radius=radius, padding=0.2)))
     model = model.double().eval()
     scaled = model.net
     sup_s, sup_g = scaled.sup_bounds()
@@ -129,7 +121,7 @@ def test_registry_rebuilds_from_json_kwargs(name):
     checkpoint = json.loads(json.dumps({"name": name, "kwargs": kwargs}))
     assert name in available_models() and get_model_class(name).__name__ == name
     torch.manual_seed(0)
-    model = _perturb(build_model(checkpoint["name"], **checkpoint["kwargs"])).eval()
+    model = perturb(build_model(checkpoint["name"], **checkpoint["kwargs"])).eval()
     fresh = build_model(checkpoint["name"], **checkpoint["kwargs"]).eval()
     fresh.load_state_dict(model.state_dict())
     x = torch.randn(2, 3, 12, 10)
@@ -159,10 +151,10 @@ def test_training_reduces_loss_and_certificate_holds_after():
 
 def test_rollout_and_error_bound():
     # "True" dynamics: a fixed model; learned model: a perturbed copy. The measured rollout
-    # errors must stay below rollout_error_bound(L, measured defects).
+    # errors must stay below rollout_error_bound(measured defects, model, window=2).
     torch.manual_seed(0)
     kwargs = dict(in_channels=2, out_channels=1, modes=(4,), width=4, depth=2, k=1.2)
-    truth = _perturb(LipFNO(**kwargs)).double().eval()
+    truth = perturb(LipFNO(**kwargs)).double().eval()
     model = LipFNO(**kwargs).double().eval()
     model.load_state_dict(truth.state_dict())
     with torch.no_grad():
@@ -181,22 +173,19 @@ def test_rollout_and_error_bound():
             float(batched_norm(pred[:, t] - true_frames[:, t], "function").max())
             for t in range(steps)
         ]
-    bound = rollout_error_bound(model.lipschitz_bound(), defects, steps, window=2)
+    bound = rollout_error_bound(defects, model, window=2)
+    assert bound.label == "certified" and bound.bound.shape == (1, steps)
     assert pred.shape == (4, steps, 1, 16)
     assert min(errors) > 0
-    for e, b in zip(errors, bound, strict=True):
+    for e, b in zip(errors, bound.bound[0].tolist(), strict=True):
         assert e <= b * (1 + 1e-9)
 
 
-def test_rollout_error_bound_errors():
-    with pytest.raises(ValueError, match="defects"):
-        rollout_error_bound(1.0, [0.1], steps=3)
-    with pytest.raises(ValueError, match="initial_errors"):
-        rollout_error_bound(1.0, 0.1, steps=3, initial_errors=[0.0], window=2)
-    with pytest.raises(ValueError, match="lipschitz"):
-        rollout_error_bound(float("nan"), 0.1, steps=3)
+def test_rollout_errors():
     with pytest.raises(ValueError, match="steps"):
         rollout(lambda w: w, torch.zeros(1, 1, 4), 0)
+    with pytest.raises(ValueError, match="whole number of frames"):
+        rollout(lambda w: w[:, :2], torch.zeros(1, 3, 4), 1)
 
 
 def test_bad_arguments():

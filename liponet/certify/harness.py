@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 import torch
 from torch import Tensor, nn
 
+from ..models.fno import grid_coordinates
 from .norms import field_norm
 from .operator import ErrorBound
 
@@ -24,13 +25,6 @@ __all__ = [
     "field_operator",
     "observed_errors",
 ]
-
-
-def grid_coordinates(spatial: tuple[int, ...]) -> Tensor:
-    """Cell centres ``(i + 0.5) / n`` of the unit box, ``(n_points, dim)`` in row-major order."""
-    axes = [(torch.arange(n, dtype=torch.float32) + 0.5) / n for n in spatial]
-    mesh = torch.meshgrid(*axes, indexing="ij")
-    return torch.stack([m.reshape(-1) for m in mesh], 1)
 
 
 def field_operator(model: nn.Module, coords: Tensor | None = None) -> Callable[[Tensor], Tensor]:
@@ -46,7 +40,10 @@ def field_operator(model: nn.Module, coords: Tensor | None = None) -> Callable[[
 
     def apply(a: Tensor) -> Tensor:
         spatial = tuple(a.shape[2:])
-        points = grid_coordinates(spatial).to(a) if coords is None else coords.to(a)
+        if coords is None:  # cell centres, (n_points, d) in row-major order
+            points = grid_coordinates(a[:1]).flatten(2)[0].T
+        else:
+            points = coords.to(a)
         out = model(a.reshape(a.shape[0], a.shape[1], -1), points)  # (batch, out, n_points)
         if coords is None:
             return out.reshape(out.shape[0], out.shape[1], *spatial)
@@ -92,10 +89,6 @@ class CoverageReport:
     tightness_max: float
     bound_median: float
     observed_median: float
-
-    def as_row(self) -> dict[str, object]:
-        """The report as a flat dict (a table row)."""
-        return asdict(self)
 
 
 def coverage_report(bound: ErrorBound, observed: Tensor) -> CoverageReport:

@@ -3,9 +3,10 @@
 Coverage of a certificate can only be checked against a truth. These periodic operators are
 computed exactly (Fourier multipliers in float64), so their constants are known theorems
 (:func:`liponet.certify.true_lipschitz`): advection is a translation (``L_G = 1`` in every
-norm), the heat semigroup is a contraction (``L_G = 1``). Viscous Burgers has no exact solution
-here and no global constant: :func:`burgers` is a small pseudo-spectral solver used as held-out
-data with an *estimated* constant. Inputs follow PDEBench's initial-condition family
+norm), the heat semigroup is a contraction (``L_G = 1``). Viscous Burgers has no global
+constant: :func:`burgers` is a small pseudo-spectral solver used as held-out data with an
+*estimated* constant (it matches the exact Cole-Hopf solution to ~1e-10 at 64 points,
+``tests/test_burgers_solvers.py``). Inputs follow PDEBench's initial-condition family
 (:func:`sine_sum_inputs`).
 """
 

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from dataclasses import replace
 
 import torch
 from torch import Tensor
@@ -30,8 +31,9 @@ from .operator import (
     ErrorBound,
     LipschitzConstant,
     calib_errors_from,
-    max_pair_ratio,
-    min_over_calibration,
+    error_fields,
+    estimate_true_lipschitz,
+    nearest_sample_bound,
 )
 
 __all__ = [
@@ -56,22 +58,9 @@ def estimate_error_lipschitz(
     The error *fields* (not their norms) are compared, so this estimates the constant of the
     operator ``E``; times ``safety``. Labelled ``"estimated"``.
     """
-    if not (math.isfinite(safety) and safety >= 1.0):
-        raise ValueError(f"safety must be a finite factor >= 1, got {safety}")
-    if calib_targets.shape != calib_preds.shape:
-        raise ValueError(
-            f"calib_targets {tuple(calib_targets.shape)} and calib_preds "
-            f"{tuple(calib_preds.shape)} must have the same shape"
-        )
-    errors = calib_targets.to(torch.float64) - calib_preds.to(torch.float64)
-    ratio, pairs = max_pair_ratio(calib_inputs, errors, norm, norm, block)
-    return LipschitzConstant(
-        ratio * safety,
-        "estimated",
-        norm,
-        norm,
-        f"estimate: error-operator max ratio over {pairs} pairs x safety {safety:g}",
-    )
+    errors = error_fields(calib_targets, calib_preds)
+    const = estimate_true_lipschitz(calib_inputs, errors, norm, safety, block)
+    return replace(const, source=const.source.replace("estimate:", "estimate: error-operator"))
 
 
 def error_lipschitz_bound(
@@ -110,17 +99,15 @@ def error_lipschitz_bound(
         raise ValueError("error_lipschitz_bound needs a Hilbert norm (function, sobolev:S)")
     const = estimate_error_lipschitz(calib_inputs, calib_targets, calib_preds, norm, safety, block)
     errors = calib_errors_from(None, calib_targets, calib_preds, norm)
-    bound, index, dist = min_over_calibration(
-        query_inputs, calib_inputs, errors, [(const.value, norm)], block
-    )
-    return ErrorBound(
-        bound=bound,
+    return nearest_sample_bound(
+        query_inputs,
+        calib_inputs,
+        errors,
+        [(const.value, norm)],
+        block,
         label="estimated",
         name="error-lipschitz",
         norm=norm,
-        index=index,
-        distance=dist,
-        calib_error=errors.to(index.device)[index],
         constants={"error": const},
     )
 

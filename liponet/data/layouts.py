@@ -179,6 +179,15 @@ class Layout(ABC):
         """The HDF5 key(s) holding sample ``sample`` (for error messages)."""
         return "/".join(self.fields)
 
+    def frame_sources(self) -> list[list[tuple[str, int]]] | None:
+        """Where each stored frame of each field lives, for reads by file offset.
+
+        ``[frame][field] = (key, position)``: the dataset, shaped ``(N, ...)``, and the frame's
+        index among the frames each of its samples stores; ``None`` when samples do not live
+        in a few ``(N, ...)`` datasets.
+        """
+        return [[(key, t) for key in self.fields] for t in range(self.n_frames)]
+
 
 def _spatial(path: str, f: h5py.File, shape: Sequence[int], key: str, prefix: str) -> dict:
     grid = {}
@@ -296,6 +305,10 @@ class DarcyLayout(Layout):
         """Darcy samples live in ``nu`` and ``tensor``."""
         return "nu/tensor"
 
+    def frame_sources(self) -> list[list[tuple[str, int]]] | None:
+        """Frame 0 is ``nu``, frame 1 ``tensor`` (see :meth:`Layout.frame_sources`)."""
+        return [[("nu", 0)], [("tensor", 0)]]
+
 
 @dataclass
 class GroupLayout(Layout):
@@ -345,6 +358,10 @@ class GroupLayout(Layout):
     def sample_key(self, sample: int) -> str:
         """The sample's group ``data``."""
         return f"{self.keys[sample]}/data"
+
+    def frame_sources(self) -> list[list[tuple[str, int]]] | None:
+        """``None``: one dataset per sample, with the fields interleaved last."""
+        return None
 
 
 def detect_layout(path: str | os.PathLike[str], f: h5py.File) -> Layout:

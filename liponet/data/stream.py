@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import os
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -13,7 +14,7 @@ import torch.distributed as dist
 from torch import Tensor
 from torch.utils.data import IterableDataset, get_worker_info
 
-from .reader import NONFINITE, PDEBenchDataset, _choice, _runs, finite_rows
+from .reader import NONFINITE, PDEBenchDataset, _choice, _runs
 
 __all__ = ["NormStats", "PDEBenchStream", "compute_stats"]
 
@@ -29,17 +30,25 @@ class PDEBenchStream(IterableDataset[Any]):
     """Iterate over a split of a PDEBench file with bounded memory.
 
     Each epoch, the split's samples are cut into blocks of ``block_size`` consecutive samples
-    (one contiguous read each); the block order is shuffled with ``(seed, epoch)``, blocks are
+    (locality on disk); the block order is shuffled with ``(seed, epoch)``, blocks are
     dealt round-robin to the ``world_size * num_workers`` streams (rank-major), and each stream
     shuffles its items within pools of about ``buffer_size`` items.
 
-    Shuffling is chunk-aware: blocks of ``block_size`` consecutive samples are taken in shuffled
-    order; ``buffer_size / block_size`` consecutive blocks form a pool whose sample indices are
-    permuted. Large samples (``>= DIRECT_READ_BYTES``): each batch is read straight from the
-    file, one contiguous read per run of consecutive samples, into the batch array (data copied
-    once, as by a plain read; memory: one batch). Small samples: each block is read whole and
-    the pool's items are gathered into batches in memory (memory: one pool).
-    Samples dropped as non-finite (``on_nonfinite="skip"``) shorten a batch.
+    What the shuffle randomises: the order of the blocks (a uniform permutation per epoch,
+    seeded by ``(seed, epoch)``) and, within each pool of ``ceil(buffer_size / block_size)``
+    consecutive blocks of that order, the order of the items (a uniform permutation). A batch
+    is a run of that item order, so it holds samples of ``buffer_size / batch_size`` or fewer
+    pools; two samples of one block land in the same batch more often than under a full
+    shuffle (``block_size=1`` gives a uniform permutation of the whole epoch).
+
+    Reads: files stored contiguously (see :mod:`liponet.data.direct`) are read by file
+    offset, per batch, each sample's frames straight into its row of the batch array (one
+    copy, as a plain read; cheap for any order, so ``block_size`` and ``buffer_size`` only set
+    the randomness), with the NaN/inf check fused into the read; other files with large
+    samples (``>= DIRECT_READ_BYTES``) likewise through h5py, one read per run of consecutive
+    samples; other small samples by whole blocks, the pool's items gathered in memory. Memory:
+    one batch (one pool for the last case). Samples dropped as non-finite
+    (``on_nonfinite="skip"``) are replaced by the next ones, so batches stay whole.
 
     Parameters
     ----------
@@ -152,29 +161,41 @@ class PDEBenchStream(IterableDataset[Any]):
         for p in range(0, len(blocks), per_pool):
             yield rng, blocks[p : p + per_pool]
 
+    def _sample_order(self) -> Iterator[int]:
+        """Yield this stream's file sample indices in yield order (each pool permuted in turn)."""
+        for rng, pool in self._pools():
+            order = np.concatenate([np.asarray(b) for b in pool])
+            if self.shuffle:
+                order = rng.permutation(order)
+            yield from order.tolist()
+
     def _chunks(self) -> Iterator[tuple[np.ndarray, np.ndarray]]:
         """``(x, y)`` arrays of finite items, in yield order.
 
-        Large items (>= ``DIRECT_READ_BYTES`` per sample): each batch's sorted samples are read
-        straight from the file (one contiguous read per run of consecutive samples). Small
-        items: each block is read whole (one contiguous read), the pool is gathered in memory.
+        Files read by file offset, and large items (>= ``DIRECT_READ_BYTES`` per sample) of
+        other files: the sample order is cut into batches (across pool boundaries, so batches
+        stay whole) and each batch's sorted samples are read straight into the batch array.
+        After items were dropped (``on_nonfinite="skip"``) the next read only tops the batch
+        up, so that later batches are whole again. Small items of other files: each block is
+        read whole (one contiguous read), the pool is gathered in memory.
         """
         windows = self.dataset.items_per_sample
         read = max(1, (self.batch_size or self.block_size) // windows)
-        direct = self.dataset.sample_bytes() >= DIRECT_READ_BYTES
+        if self.dataset.reads_by_offset or self.dataset.sample_bytes() >= DIRECT_READ_BYTES:
+            order, want = self._sample_order(), read
+            while batch := list(itertools.islice(order, want)):
+                x, y, ids, ok = self.dataset.read_items(sorted(batch))
+                self.dataset.check_finite(ok, ids, policy=self.on_nonfinite)
+                want = read
+                if not ok.all():
+                    x, y = x[ok], y[ok]
+                    want = -(-int((~ok).sum()) // windows)  # top this batch up first
+                yield x, y
+                # drop our references before the next read, so that the allocator can
+                # reuse this batch's memory once the consumer is done with it
+                del x, y
+            return
         for rng, pool in self._pools():
-            if direct:
-                order = np.concatenate([np.asarray(b) for b in pool])
-                if self.shuffle:
-                    order = rng.permutation(order)
-                for a in range(0, len(order), read):
-                    x, y, ids, ok = self.dataset.read_items(sorted(order[a : a + read].tolist()))
-                    self.dataset.check_finite(ok, ids, policy=self.on_nonfinite)
-                    yield (x, y) if ok.all() else (x[ok], y[ok])
-                    # drop our references before the next read, so that the allocator can
-                    # reuse this batch's memory once the consumer is done with it
-                    del x, y
-                continue
             parts = [self.dataset.read_items(b) for b in pool]
             for _, _, ids, ok in parts:
                 self.dataset.check_finite(ok, ids, policy=self.on_nonfinite)
@@ -209,8 +230,10 @@ class PDEBenchStream(IterableDataset[Any]):
                     torch.from_numpy(cx[: self.batch_size]),
                     torch.from_numpy(cy[: self.batch_size]),
                 )
-                held_x, held_y = [cx[self.batch_size :]], [cy[self.batch_size :]]
                 count -= self.batch_size
+                # nothing left over: back to the no-copy case
+                held_x = [cx[self.batch_size :]] if count else []
+                held_y = [cy[self.batch_size :]] if count else []
         if count:
             yield torch.from_numpy(np.concatenate(held_x)), torch.from_numpy(np.concatenate(held_y))
 
@@ -307,9 +330,10 @@ def compute_stats(
     mean = np.zeros(n_fields)
     m2 = np.zeros(n_fields)
     for block in _runs(ds.indices, block_size):
-        data = ds.read_frames(block, positions).astype(np.float64)  # (n, t, fields, *spatial)
+        raw, frame_ok = ds.read_checked(block, positions)  # (n, t, fields, *spatial)
+        data = raw.astype(np.float64)
         values = np.moveaxis(data, 2, 0).reshape(n_fields, len(block), -1)
-        finite = finite_rows(data.reshape(len(block), -1))
+        finite = np.asarray(frame_ok.all(axis=1))
         if not finite.all():
             ds.check_finite(finite, np.asarray(block))  # raises under "raise"
             values = values[:, finite]

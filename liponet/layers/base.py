@@ -5,7 +5,6 @@ from __future__ import annotations
 import abc
 from collections.abc import Iterable
 
-import torch
 from torch import Tensor, nn
 
 __all__ = ["CertifiedModule", "CertifiedSequential", "compose_bounds"]
@@ -95,8 +94,3 @@ class CertifiedSequential(CertifiedModule):
 
     def __getitem__(self, index: int) -> nn.Module:
         return self.layers[index]
-
-
-def _finite_or_raise(x: Tensor, name: str) -> None:
-    if not bool(torch.isfinite(x).all()):
-        raise ValueError(f"{name} holds NaN or inf values")

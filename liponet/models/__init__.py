@@ -11,7 +11,6 @@ from .registry import build_model as build_model
 from .registry import get_model_class as get_model_class
 from .registry import register_model as register_model
 from .rollout import rollout as rollout
-from .rollout import rollout_error_bound as rollout_error_bound
 
 __all__ = [
     "FNO",
@@ -25,5 +24,4 @@ __all__ = [
     "get_model_class",
     "register_model",
     "rollout",
-    "rollout_error_bound",
 ]

@@ -96,8 +96,8 @@ class PeriodicEmbedding(CertifiedModule):
         periodic part lies on the sphere of radius ``sqrt(J)`` about 0.
         """
         if self.harmonics == 0:
-            centre, radius = (lo + hi) / 2, float(torch.linalg.vector_norm(hi - lo) / 2)
-            return (lo.tolist(), hi.tolist()), centre, radius
+            box = (lo.tolist(), hi.tolist())
+            return (box, *box_ball(box, self.coord_dim))
         ones = [1.0] * (2 * self.harmonics)
         box = ([-x for x in ones] + lo[1:].tolist(), ones + hi[1:].tolist())
         rest = (hi[1:] - lo[1:]) / 2
@@ -231,13 +231,7 @@ class _DeepONetBase(CertifiedModule):
         """
         b = self.branch_coefficients(branch_input)  # (batch, c, p)
         self._check_coords(coords, b.shape[0])
-        t = self.trunk(self.embedding(coords))
-        t = t.reshape(*t.shape[:-1], self.out_channels, self.n_basis)
-        if coords.ndim == 2:
-            out = torch.einsum("bcp,ncp->bcn", b, t)  # (b,c,p),(n,c,p)->(b,c,n)
-        else:
-            out = torch.einsum("bcp,bncp->bcn", b, t)  # (b,c,p),(b,n,c,p)->(b,c,n)
-        return out + self.bias.view(1, -1, 1)
+        return _combine(b, self.trunk(self.embedding(coords)), self.bias)
 
     # ------------------------------------------------------------------------ certificates
     def basis_sup_bound(self) -> float:
@@ -349,13 +343,21 @@ class _PlainDeepONet(nn.Module):
         v = branch_input.reshape(branch_input.shape[0], -1) * self.sensor_scale
         b = self.branch(v)
         b = b.reshape(b.shape[0], self.out_channels, -1)
-        t = self.trunk(coords)
-        t = t.reshape(*t.shape[:-1], self.out_channels, b.shape[-1])
-        if coords.ndim == 2:
-            out = torch.einsum("bcp,ncp->bcn", b, t)  # (b,c,p),(n,c,p)->(b,c,n)
-        else:
-            out = torch.einsum("bcp,bncp->bcn", b, t)  # (b,c,p),(b,n,c,p)->(b,c,n)
-        return out + self.bias.view(1, -1, 1)
+        return _combine(b, self.trunk(coords), self.bias)
+
+
+def _combine(b: Tensor, t: Tensor, bias: Tensor) -> Tensor:
+    """``G(u)(y)_c = sum_k b_{c,k}(u) t_{c,k}(y) + bias_c``.
+
+    ``b`` is ``(batch, c, p)``; ``t`` the trunk output ``(n, c * p)`` (points shared by the
+    batch) or ``(batch, n, c * p)``; returns ``(batch, c, n)``.
+    """
+    t = t.reshape(*t.shape[:-1], b.shape[1], b.shape[2])
+    if t.ndim == 3:
+        out = torch.einsum("bcp,ncp->bcn", b, t)  # (b,c,p),(n,c,p)->(b,c,n)
+    else:
+        out = torch.einsum("bcp,bncp->bcn", b, t)  # (b,c,p),(b,n,c,p)->(b,c,n)
+    return out + bias.view(1, -1, 1)
 
 
 @register_model("LipDeepONet")

@@ -9,14 +9,12 @@ from __future__ import annotations
 import copy
 import math
 from collections.abc import Sequence
-from typing import Literal
 
 import torch
 from torch import Tensor, nn
 
 from ..functional import spectral_norm_upper
 from ..layers import (
-    LIPSCHITZ_ACTIVATIONS,
     NORMALIZATIONS,
     AuxiliaryScale,
     CertifiedModule,
@@ -28,14 +26,10 @@ from ..layers import (
     make_activation,
 )
 from ..layers.fourier import check_field
+from .mlp import OutputScaleName, check_variant
 from .registry import register_model
 
 __all__ = ["FNO", "FieldLinear", "LipFNO", "MeanPool", "grid_coordinates"]
-
-OutputScaleName = Literal["none", "vector", "auxiliary"]
-
-#: Accepted values of ``output_scale``.
-OUTPUT_SCALES: tuple[str, ...] = ("none", "vector", "auxiliary")
 
 #: Rounding slack of the float64 evaluations inside the auxiliary-scale certificate.
 _SLACK = 1.0 + 1e-12
@@ -107,9 +101,7 @@ class FieldLinear(CertifiedModule):
 
     def forward(self, x: Tensor) -> Tensor:
         """``(batch, c, *spatial) -> (batch, out, *spatial)``."""
-        if self.grid:
-            x = torch.cat([x, grid_coordinates(x)], 1)
-        return _channel_linear(x, self.linear.current_weight(), self.linear.bias)
+        return _over_channels(x, self.linear.current_weight(), self.linear.bias, self.grid)
 
     def lipschitz_bound(self) -> float:
         """Float64-SVD bound of the weight's input-function columns."""
@@ -128,9 +120,14 @@ class _PlainFieldLinear(nn.Module):
         self.grid = grid
 
     def forward(self, x: Tensor) -> Tensor:
-        if self.grid:
-            x = torch.cat([x, grid_coordinates(x)], 1)
-        return _channel_linear(x, self.linear.weight, self.linear.bias)
+        return _over_channels(x, self.linear.weight, self.linear.bias, self.grid)
+
+
+def _over_channels(x: Tensor, w: Tensor, bias: Tensor | None, grid: int) -> Tensor:
+    """Apply ``w`` (and ``bias``) over the channels of ``x`` (``grid`` coordinates appended)."""
+    if grid:
+        x = torch.cat([x, grid_coordinates(x)], 1)
+    return _channel_linear(x, w, bias)
 
 
 class MeanPool(CertifiedModule):
@@ -237,21 +234,7 @@ class _FNOBase(CertifiedModule):
             raise ValueError(
                 f"in_channels and out_channels must be >= 1, got {in_channels}, {out_channels}"
             )
-        if depth < 1:
-            raise ValueError(f"depth (number of Fourier blocks) must be >= 1, got {depth}")
-        if width < 1:
-            raise ValueError(f"width must be >= 1, got {width}")
-        if not (math.isfinite(k) and k > 0):
-            raise ValueError(f"k must be a finite positive number, got {k}")
-        if output_scale not in OUTPUT_SCALES:
-            raise ValueError(
-                f"output_scale must be one of {', '.join(OUTPUT_SCALES)}, got {output_scale!r}"
-            )
-        if self.constrained and activation not in LIPSCHITZ_ACTIVATIONS:
-            raise ValueError(
-                f"activation {activation!r} is not 1-Lipschitz; constrained models accept: "
-                f"{', '.join(LIPSCHITZ_ACTIVATIONS)}"
-            )
+        check_variant(width, depth, k, activation, output_scale, self.constrained)
         if activation in ("groupsort2", "maxmin") and width % 2:
             raise ValueError(f"activation {activation!r} needs an even width, got {width}")
         if output_scale == "auxiliary" and (radius is None or not radius >= 0):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from typing import Literal
 
@@ -47,6 +48,34 @@ def box_ball(domain: tuple[Sequence[float], Sequence[float]], dim: int) -> tuple
     return (lo + hi) / 2, float(torch.linalg.vector_norm(hi - lo) / 2)
 
 
+def check_variant(
+    width: int, depth: int, k: float, activation: str, output_scale: str, constrained: bool
+) -> None:
+    """Validate the arguments every model family shares (one place for their error messages).
+
+    Raises
+    ------
+    ValueError
+        If ``width`` or ``depth`` is < 1, ``k`` is not finite and positive, ``output_scale`` is
+        unknown, or a constrained model is given an activation that is not 1-Lipschitz.
+    """
+    if depth < 1:
+        raise ValueError(f"depth (number of hidden layers or blocks) must be >= 1, got {depth}")
+    if width < 1:
+        raise ValueError(f"width must be >= 1, got {width}")
+    if not (math.isfinite(k) and k > 0):
+        raise ValueError(f"k must be a finite positive number, got {k}")
+    if output_scale not in OUTPUT_SCALES:
+        raise ValueError(
+            f"output_scale must be one of {', '.join(OUTPUT_SCALES)}, got {output_scale!r}"
+        )
+    if constrained and activation not in LIPSCHITZ_ACTIVATIONS:
+        raise ValueError(
+            f"activation {activation!r} is not 1-Lipschitz; constrained models accept: "
+            f"{', '.join(LIPSCHITZ_ACTIVATIONS)}"
+        )
+
+
 class _MLPBase(CertifiedModule):
     """Shared code path of :class:`LipMLP` and its unconstrained twin :class:`MLP`."""
 
@@ -65,19 +94,7 @@ class _MLPBase(CertifiedModule):
         domain: tuple[Sequence[float], Sequence[float]] | None = None,
     ) -> None:
         super().__init__()
-        if depth < 1:
-            raise ValueError(f"depth (number of hidden layers) must be >= 1, got {depth}")
-        if width < 1:
-            raise ValueError(f"width must be >= 1, got {width}")
-        if output_scale not in OUTPUT_SCALES:
-            raise ValueError(
-                f"output_scale must be one of {', '.join(OUTPUT_SCALES)}, got {output_scale!r}"
-            )
-        if self.constrained and activation not in LIPSCHITZ_ACTIVATIONS:
-            raise ValueError(
-                f"activation {activation!r} is not 1-Lipschitz; constrained models accept: "
-                f"{', '.join(LIPSCHITZ_ACTIVATIONS)}"
-            )
+        check_variant(width, depth, k, activation, output_scale, self.constrained)
         if output_scale == "auxiliary" and domain is None:
             raise ValueError(
                 "output_scale='auxiliary' needs domain=(lo, hi): its certificate holds on a "
@@ -86,7 +103,7 @@ class _MLPBase(CertifiedModule):
         self.in_features = in_features
         self.out_features = out_features
         self.output_scale = output_scale
-        self.domain = None if domain is None else box_ball(domain, in_features)
+        ball = None if domain is None else box_ball(domain, in_features)
         if domain is not None:
             self.register_buffer("domain_lo", torch.as_tensor(domain[0], dtype=torch.float32))
             self.register_buffer("domain_hi", torch.as_tensor(domain[1], dtype=torch.float32))
@@ -98,7 +115,7 @@ class _MLPBase(CertifiedModule):
         if output_scale == "vector":
             body = CertifiedSequential(body, OutputScale(out_features))
         elif output_scale == "auxiliary":
-            assert self.domain is not None
+            assert ball is not None
             aux = _stack(
                 in_features, out_features, max(width // 2, 2), 1, activation, hidden_k, hidden_k
             )
@@ -106,7 +123,7 @@ class _MLPBase(CertifiedModule):
             assert isinstance(last, LipLinear) and last.bias is not None
             with torch.no_grad():  # start as the identity scale s(x) ~ 1
                 last.bias.fill_(1.0)
-            body = AuxiliaryScale(body, aux, self.domain[0].float(), self.domain[1])
+            body = AuxiliaryScale(body, aux, ball[0].float(), ball[1])
         self.net = body
 
     def forward(self, x: Tensor) -> Tensor:

@@ -18,6 +18,7 @@ import os
 import pickle
 import random
 import tempfile
+import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -251,6 +252,10 @@ def load_checkpoint(path: str | os.PathLike[str], map_location: Any = "cpu") -> 
     file = Path(path)
     if not file.is_file():
         raise FileNotFoundError(f"checkpoint {file} does not exist")
+    if not zipfile.is_zipfile(file):  # torch.save (and so every liponet checkpoint) writes a zip
+        raise CheckpointError(
+            f"{file}: not a torch checkpoint (expected the zip archive torch.save writes)"
+        )
     try:
         payload = torch.load(file, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as err:

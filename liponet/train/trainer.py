@@ -269,13 +269,14 @@ class Trainer:
         loss.backward()
         max_norm = self.config.grad_clip if self.config.grad_clip > 0 else math.inf
         grad_norm = nn.utils.clip_grad_norm_(self.model.parameters(), max_norm)
-        loss_value = float(loss.detach())
-        # the gradient norm is global (gradients were all-reduced), so every rank stops together
-        if not (math.isfinite(loss_value) and math.isfinite(float(grad_norm))):
+        # one host sync for both numbers; the gradient norm is global (gradients were
+        # all-reduced), so every rank stops together
+        loss_value, grad_value = torch.stack([loss.detach(), grad_norm.to(loss.dtype)]).tolist()
+        if not (math.isfinite(loss_value) and math.isfinite(grad_value)):
             raise NonFiniteLossError(
                 f"non-finite training loss at epoch {self.epoch + 1}, step "
                 f"{self.step_in_epoch + 1} (global step {self.global_step + 1}): loss "
-                f"{loss_value}, gradient norm {float(grad_norm)}; try a lower lr or grad_clip"
+                f"{loss_value}, gradient norm {grad_value}; try a lower lr or grad_clip"
             )
         self.optimizer.step()
         return loss_value
