@@ -20,8 +20,12 @@ on ``||a|| <= radius`` only, radius = 1.5 x the largest training-input norm) and
 ``estimate_lipschitz`` (random + gradient-ascent pairs of test inputs: a lower bound).
 neuraloperator's FNO has no certificate (no bound is computed for it).
 
-Run from the repository root: ``.venv/bin/python benchmarks/fno_accuracy.py`` (about 5 minutes
-on 2 cores; ``--quick`` for a smoke run). Writes ``benchmarks/results/fno_accuracy.{md,csv,png}``.
+Run from the repository root: ``.venv/bin/python benchmarks/fno_accuracy.py`` (about 8 minutes
+on 2 cores, 2 of them the ``orthogonal`` variant; ``--quick`` for a smoke run). Writes
+``benchmarks/results/fno_accuracy.{md,csv,png}``. The learning-rate sweep on advection
+(``fno_accuracy_advection_lr_sweep.*``, about 15 minutes): ``--pdes advection --lrs 1e-3 3e-3
+1e-2 --models "global)" orthogonal clip relu "FNO (ours" neuraloperator --tag
+advection_lr_sweep``.
 """
 
 from __future__ import annotations
