@@ -259,3 +259,32 @@ def test_kept_fft_backward_matches_autograd(sizes: tuple, modes: tuple) -> None:
     (ours,) = torch.autograd.grad(_KeptIRFFT.apply(k, sizes, modes), k, h)
     (ref,) = torch.autograd.grad(_kept_irfftn(k, sizes, modes), k, h)
     torch.testing.assert_close(ours, ref, rtol=0, atol=1e-12)
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+def test_half_precision_activations_enter_the_fft_in_float32(dtype):
+    # Autocast hands the Fourier path half-precision activations; CPU FFTs reject bfloat16.
+    gen = torch.Generator().manual_seed(0)
+    modes = (3, 4)
+    kept = torch.randn(*kept_mode_shape(modes), 2, 2, dtype=torch.complex64, generator=gen)
+    x = torch.randn(2, 2, 8, 9, generator=gen)
+    reference = spectral_apply(x.to(dtype).float(), kept, None, None, modes)
+    x_half = x.to(dtype).requires_grad_(True)
+    y = spectral_apply(x_half, kept, None, None, modes)
+    torch.testing.assert_close(y, reference, rtol=1e-5, atol=1e-6)
+    y.pow(2).sum().backward()
+    assert x_half.grad is not None and x_half.grad.dtype == dtype
+    assert bool(torch.isfinite(x_half.grad.float()).all())
+
+
+def test_lipfno_trains_under_cpu_bf16_autocast():
+    from liponet.models import LipFNO
+
+    torch.manual_seed(0)
+    model = LipFNO(1, 1, (4,), width=8, depth=2)
+    x = torch.randn(4, 1, 16)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        loss = (model(x).float() - x).pow(2).mean()
+    loss.backward()
+    for param in model.parameters():
+        assert param.grad is not None and bool(torch.isfinite(param.grad).all())

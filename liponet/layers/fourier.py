@@ -169,13 +169,17 @@ class _KeptRFFT(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx: Any, x: Tensor, modes: tuple[int, ...]) -> Tensor:
-        ctx.sizes, ctx.modes = tuple(x.shape[2:]), modes
+        ctx.sizes, ctx.modes, ctx.dtype = tuple(x.shape[2:]), modes, x.dtype
+        if x.dtype in (torch.float16, torch.bfloat16):
+            # Half-precision activations (autocast) enter the FFT in float32: CPU FFTs reject
+            # bfloat16 and cuFFT supports half types only for some sizes.
+            x = x.float()
         return _kept_rfftn(x, modes)
 
     @staticmethod
     def backward(ctx: Any, grad: Tensor) -> tuple[Tensor, None]:
         halved = grad / _half_weights(grad, len(ctx.modes))
-        return _kept_irfftn(halved, ctx.sizes, ctx.modes), None
+        return _kept_irfftn(halved, ctx.sizes, ctx.modes).to(ctx.dtype), None
 
 
 class _KeptIRFFT(torch.autograd.Function):
