@@ -78,6 +78,9 @@ class Trainer:
         rank 0, to stderr, when ``progress``).
     progress
         Show a progress bar (rank 0 only).
+    model
+        A prebuilt module to train instead of building ``config.model`` (which is then only
+        recorded in checkpoints), e.g. a benchmark variant or a wrapper outside the registry.
 
     Notes
     -----
@@ -114,6 +117,7 @@ class Trainer:
         normalizer_state: dict[str, Any] | None = None,
         callbacks: Sequence[Callback] = (),
         progress: bool = True,
+        model: nn.Module | None = None,
     ) -> None:
         from ..models import build_model
 
@@ -130,7 +134,9 @@ class Trainer:
                 f"number of processes {world}"
             )
         seed_everything(config.seed)
-        self.model: nn.Module = build_model(config.model.name, **config.model.kwargs)
+        if model is None:
+            model = build_model(config.model.name, **config.model.kwargs)
+        self.model: nn.Module = model
         self.model.to(self.ctx.device)
         self.ddp: nn.Module = self.model
         if self.ctx.distributed:
