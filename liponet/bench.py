@@ -72,6 +72,7 @@ __all__ = [
     "append_row",
     "done_keys",
     "load_task",
+    "per_task",
     "preset_settings",
     "read_rows",
     "resolve_task",
@@ -174,25 +175,27 @@ PUBLISHED_FNO_NRMSE: dict[str, tuple[float, str]] = {
 class Preset:
     """Sizes and hyperparameters of one benchmark scale.
 
-    ``nx``/``nt`` are what a generated file gets (per task; ``nt=None`` for Darcy), ``strides``
+    ``n_samples``/``nx``/``nt`` are what a generated file gets (per task, or one number for
+    every task; ``nt=None`` for Darcy), ``strides``
     the ``(space, time)`` subsampling applied when reading (PDEBench's for ``full``),
     ``initial_step`` the input frames per task. Training (through
     :class:`liponet.train.Trainer`, see :func:`train_config`): Adam, about ``steps`` optimizer
-    steps rounded up to whole epochs (or ``epochs`` over the training windows when set), batch
-    ``batch``, learning rate halved ``lr_halvings`` times at equal intervals (``scheduler
-    "step"``; PDEBench: every 100 of 500 epochs) or cosine-annealed (``"cosine"``). ``models``:
+    steps (per task, or one number) rounded up to whole epochs (or ``epochs`` over the training
+    windows when set), batch ``batch``, learning rate halved ``lr_halvings`` times at equal
+    intervals (``scheduler "step"``; PDEBench: every 100 of 500 epochs) or cosine-annealed per
+    epoch (``"cosine"``). ``models``:
     the rows a run trains by default (``None``: every entry of :data:`MODELS`); ``seeds``: the
     training seeds, one row each; ``note``: a paragraph the results file shows (sizes, cuts).
     """
 
     name: str
     tasks: tuple[str, ...]
-    n_samples: int
+    n_samples: int | Mapping[str, int]
     nx: Mapping[str, int]
     nt: Mapping[str, int | None]
     strides: Mapping[str, tuple[int, int]]
     initial_step: Mapping[str, int]
-    steps: int
+    steps: int | Mapping[str, int]
     epochs: int | None = None
     batch: int = 32
     lr: float = 1e-3
@@ -215,7 +218,37 @@ class Preset:
     extra: Mapping[str, Any] = field(default_factory=dict)
 
 
+def per_task(value: int | Mapping[str, int], task: str) -> int:
+    """A preset setting that is one number for every task or a number per task."""
+    if isinstance(value, Mapping):
+        if task not in value:
+            raise ValueError(f"the preset has no value for task {task!r} (has {', '.join(value)})")
+        return int(value[task])
+    return int(value)
+
+
+def _per_task_text(value: int | Mapping[str, int]) -> str:
+    if isinstance(value, Mapping):
+        return " / ".join(f"{v} ({k})" for k, v in value.items())
+    return str(value)
+
+
 _ALL = tuple(TASKS)
+
+#: The rows of the ``medium`` preset: FNO, LipFNO with its defaults, the strongest variants.
+MEDIUM_MODELS = ("FNO", "LipFNO", "LipFNO-clip")
+
+MEDIUM_NOTE = (
+    "Preset `medium`: PDEBench's FNO hyperparameters (width 20, 12 modes, depth 4) on generated "
+    "data at reduced size: 1-D tasks with PDEBench's frames (advection and Burgers 41 frames, "
+    "10 input frames; diffusion-reaction 21 frames, 5 input frames) on 128 cells (generated on "
+    "256, read with stride 2; PDEBench: 256 of 1024), 512 trajectories (advection 1024; "
+    "PDEBench: 10000); Darcy on 32 x 32 (generated on 64, stride 2; PDEBench: 128 x 128), "
+    "1024 samples. Adam, lr 3e-3 cosine-annealed per epoch, batch 32, about 4000 optimizer "
+    "steps (Darcy 1500) rounded up to whole epochs, three training seeds on the same data. "
+    "Sized for about one hour of 2 CPU cores; on a GPU at full size: `liponet bench --preset "
+    "full --data-dir PDEBENCH --device cuda --seeds 0 1 2 --models FNO LipFNO LipFNO-clip`."
+)
 _STEP_1D = {"advection_1d": 10, "burgers_1d": 10, "diffusion_reaction_1d": 5}
 _STEP = {**_STEP_1D, "darcy_2d": 1, "diffusion_reaction_2d": 10}
 
@@ -271,6 +304,42 @@ PRESETS: dict[str, Preset] = {
         onet_depth=3,
         n_calib=1024,
         n_query=512,
+    ),
+    "medium": Preset(
+        name="medium",
+        tasks=("advection_1d", "burgers_1d", "diffusion_reaction_1d", "darcy_2d"),
+        n_samples={
+            "advection_1d": 1024,
+            "burgers_1d": 512,
+            "diffusion_reaction_1d": 512,
+            "darcy_2d": 1024,
+        },
+        nx={"advection_1d": 256, "burgers_1d": 256, "diffusion_reaction_1d": 256, "darcy_2d": 64},
+        nt={"advection_1d": 41, "burgers_1d": 41, "diffusion_reaction_1d": 21, "darcy_2d": None},
+        strides={
+            "advection_1d": (2, 1),
+            "burgers_1d": (2, 1),
+            "diffusion_reaction_1d": (2, 1),
+            "darcy_2d": (2, 1),
+        },
+        initial_step=_STEP,
+        steps={
+            "advection_1d": 4000,
+            "burgers_1d": 4000,
+            "diffusion_reaction_1d": 4000,
+            "darcy_2d": 1500,
+        },
+        batch=32,
+        lr=3e-3,
+        scheduler="cosine",
+        width=20,
+        modes=12,
+        depth=4,
+        models=MEDIUM_MODELS,
+        seeds=(0, 1, 2),
+        n_calib=1024,
+        n_query=512,
+        note=MEDIUM_NOTE,
     ),
     "full": Preset(
         name="full",
@@ -401,7 +470,7 @@ def load_task(
             generate(
                 spec.family,
                 path,
-                n_samples=preset.n_samples,
+                n_samples=per_task(preset.n_samples, task),
                 nx=preset.nx[task],
                 nt=preset.nt[task],
                 seed=seed,
@@ -530,6 +599,7 @@ MODELS: dict[str, Builder] = {
     "FNO": _fno,
     "LipFNO": lipfno_builder(),
     "LipFNO-best": lipfno_builder(free_last_layer=True, output_scale="vector"),
+    "LipFNO-clip": lipfno_builder(normalization="clip", k=3.0),
     "DeepONet": deeponet_builder(constrained=False),
     "LipDeepONet": deeponet_builder(constrained=True),
 }
@@ -616,7 +686,9 @@ def train_config(
     n = data.x_train.shape[0]
     batches = max(1, math.ceil(n / preset.batch))
     epochs = (
-        preset.epochs if preset.epochs is not None else max(1, math.ceil(preset.steps / batches))
+        preset.epochs
+        if preset.epochs is not None
+        else max(1, math.ceil(per_task(preset.steps, data.task.name) / batches))
     )
     halvings = max(0, preset.lr_halvings)
     return TrainConfig(
@@ -1097,7 +1169,10 @@ def preset_settings(preset: Preset) -> dict[str, Any]:
     """The preset's training settings, as the results' Settings line shows them."""
     return {
         "preset": preset.name,
-        "steps": preset.steps if preset.epochs is None else f"{preset.epochs} epochs",
+        "steps": _per_task_text(preset.steps)
+        if preset.epochs is None
+        else f"{preset.epochs} epochs",
+        "samples": _per_task_text(preset.n_samples),
         "batch": preset.batch,
         "lr": preset.lr,
         "scheduler": preset.scheduler,
@@ -1230,8 +1305,9 @@ def run_bench(
     on_row: Callable[[dict[str, Any]], object] | None = None,
     progress: Progress | None = None,
 ) -> list[dict[str, Any]]:
-    """Every (task, seed, model) row of a preset, in that order.
+    """Every (seed, task, model) row of a preset, in that order.
 
+    A run cut short still has every task for its first seeds.
     ``seed`` generates the data (when there is no ``data_dir``); ``seeds`` are the training
     seeds (default: the preset's); ``models`` default to the preset's. Rows whose
     ``(task, model, seed)`` is in ``skip`` are not run (resuming a run). ``on_row(row)`` and
@@ -1246,30 +1322,34 @@ def run_bench(
     for name in names:
         if name not in MODELS:
             raise ValueError(f"unknown model {name!r}; available: {', '.join(MODELS)}")
-    for task in tasks or preset.tasks:
-        todo = [
-            (s, name)
-            for s in (seeds if seeds is not None else preset.seeds)
-            for name in names
-            if (task, name, s) not in (skip or set())
-        ]
-        if not todo:
-            continue
-        data = load_task(task, preset, data_dir, work_dir, seed)
-        for train_seed, name in todo:
-            row = run_row(name, data, preset, train_seed, device=device)
-            rows.append(row)
-            if on_row is not None:
-                on_row(row)
-            if progress is not None:
-                progress(
-                    f"{task} {name} seed {train_seed}: "
-                    + ", ".join(
-                        f"{k}={_fmt(row[k])}"
-                        for k in ("status", "nrmse", "train_s", "lipschitz_certified", "coverage")
-                        if k in row
+    chosen = tuple(tasks or preset.tasks)
+    cache: dict[str, BenchData] = {}
+    for train_seed in seeds if seeds is not None else preset.seeds:
+        for task in chosen:
+            for name in names:
+                if (task, name, train_seed) in (skip or set()):
+                    continue
+                if task not in cache:
+                    cache[task] = load_task(task, preset, data_dir, work_dir, seed)
+                row = run_row(name, cache[task], preset, train_seed, device=device)
+                rows.append(row)
+                if on_row is not None:
+                    on_row(row)
+                if progress is not None:
+                    progress(
+                        f"{task} {name} seed {train_seed}: "
+                        + ", ".join(
+                            f"{k}={_fmt(row[k])}"
+                            for k in (
+                                "status",
+                                "nrmse",
+                                "train_s",
+                                "lipschitz_certified",
+                                "coverage",
+                            )
+                            if k in row
+                        )
                     )
-                )
     return rows
 
 

@@ -72,7 +72,7 @@ def _settings(args: argparse.Namespace, preset_name: str) -> dict[str, object]:
     preset = with_overrides(PRESETS[preset_name], steps=args.steps)
     return {
         **preset_settings(preset),
-        "samples": "file" if args.data_dir else preset.n_samples,
+        **({"samples": "file"} if args.data_dir else {}),
         "data": args.data_dir or "generated",
         "data seed": args.seed,
         "torch threads": torch.get_num_threads(),
