@@ -1193,11 +1193,13 @@ def write_results(
     settings: Mapping[str, Any],
     *,
     write_csv: bool = True,
+    note: str = "",
 ) -> list[pathlib.Path]:
     """Write ``bench_{preset}.csv``, ``.md`` and ``.png``; return the paths written.
 
     With ``write_csv=False`` the CSV is left as it is (tables regenerated from it, e.g. after
-    an incremental run). The markdown has one table per task (one row per model and seed) and
+    an incremental run); ``note`` is a paragraph about this run (e.g. a cut budget). The
+    markdown has one table per task (one row per model and seed) and
     a summary over seeds (:func:`summarize`, :func:`target_checks`). The PNG needs matplotlib
     and at least one trained row; otherwise it is skipped.
     """
@@ -1226,6 +1228,8 @@ def write_results(
     ]
     if preset.note:
         md += [preset.note, ""]
+    if note:
+        md += [f"**This run:** {note}", ""]
     md += [
         "Columns: PDEBench metrics on the test split (rollout from the first window, input frames "
         "excluded; `max` = true maximum over the test set), `val_nrmse` on a separate validation "
