@@ -56,7 +56,8 @@ from .certify import (
 from .data import PDEBenchDataset, generate
 from .metrics import pdebench_metrics
 from .models import FNO, DeepONet, LipDeepONet, LipFNO, rollout
-from .train import TrainConfig, Trainer
+from .train import DistContext, TrainConfig, Trainer
+from .train.distributed import resolve_device
 
 __all__ = [
     "MODELS",
@@ -730,11 +731,12 @@ def train(
     val_set = TensorDataset(data.x_val[pick], data.y_val[pick])
     with tempfile.TemporaryDirectory(prefix="liponet-bench-run-") as run_dir:
         config = train_config(data, preset, seed, run_dir, device)
-        on_cpu = config.device == "cpu" or (
-            config.device == "auto" and not torch.cuda.is_available()
-        )
+        ctx = DistContext(device=resolve_device(config.device))
+        on_cpu = ctx.device.type == "cpu"
         clock = _StepClock(time.process_time if on_cpu else time.perf_counter)
-        trainer = Trainer(config, train_set, val_set, model=net, callbacks=[clock], progress=False)
+        trainer = Trainer(
+            config, train_set, val_set, ctx=ctx, model=net, callbacks=[clock], progress=False
+        )
         clock.start()
         trainer.fit()
     net.eval()

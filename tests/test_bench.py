@@ -300,3 +300,13 @@ def test_medium_preset_is_complete_and_per_task_settings_resolve() -> None:
     assert per_task(7, "anything") == 7
     with pytest.raises(ValueError, match="no value for task 'heat'"):
         per_task({"burgers_1d": 3}, "heat")
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the no-GPU error")
+def test_cli_device_cuda_without_gpu_is_a_one_line_error(
+    tmp_path: pathlib.Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    argv = ["bench", "--preset", "tiny", "--models", "FNO", "--out", str(tmp_path / "out")]
+    assert main([*argv, "--device", "cuda", "--quiet"]) == 2
+    assert "'cuda' requested but no CUDA device" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
