@@ -25,6 +25,7 @@ from ..layers import (
     PaddedDomain,
     make_activation,
 )
+from ..layers.cache import WeightKeyedCache
 from ..layers.fourier import check_field
 from .mlp import OutputScaleName, check_variant
 from .registry import register_model
@@ -98,13 +99,17 @@ class FieldLinear(CertifiedModule):
         super().__init__()
         self.linear = linear
         self.grid = grid
+        self._cache = WeightKeyedCache()
 
     def forward(self, x: Tensor) -> Tensor:
         """``(batch, c, *spatial) -> (batch, out, *spatial)``."""
         return _over_channels(x, self.linear.current_weight(), self.linear.bias, self.grid)
 
     def lipschitz_bound(self) -> float:
-        """Float64-SVD bound of the weight's input-function columns."""
+        """Float64-SVD bound of the weight's input-function columns (cached)."""
+        return self._cache.get("bound", [self.linear.weight], self._compute_bound)
+
+    def _compute_bound(self) -> float:
         w = self.linear.effective_weight()
         return float(spectral_norm_upper(w[:, : w.shape[1] - self.grid]))
 
