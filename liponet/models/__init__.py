@@ -3,6 +3,7 @@
 from .deeponet import DeepONet as DeepONet
 from .deeponet import LipDeepONet as LipDeepONet
 from .fno import FNO as FNO
+from .fno import Increment as Increment
 from .fno import LipFNO as LipFNO
 from .mlp import MLP as MLP
 from .mlp import LipMLP as LipMLP
@@ -16,6 +17,7 @@ __all__ = [
     "FNO",
     "MLP",
     "DeepONet",
+    "Increment",
     "LipDeepONet",
     "LipFNO",
     "LipMLP",

@@ -116,7 +116,9 @@ class Trainer:
         progress: bool = True,
     ) -> None:
         from ..models import build_model
+        from .constraint import resolve_config, warn_if_binding
 
+        config, data_constant = resolve_config(config, train_data)  # k="auto" -> a number
         self.config = config
         self.ctx = ctx or DistContext()
         self.normalizer_state = normalizer_state
@@ -131,6 +133,8 @@ class Trainer:
             )
         seed_everything(config.seed)
         self.model: nn.Module = build_model(config.model.name, **config.model.kwargs)
+        if self.ctx.is_main:  # one ConstraintWarning if the data's constant exceeds the model's
+            warn_if_binding(self.model, train_data, data_constant)
         self.model.to(self.ctx.device)
         self.ddp: nn.Module = self.model
         if self.ctx.distributed:
