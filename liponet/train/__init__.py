@@ -22,8 +22,12 @@ from .datasets import register_dataset as register_dataset
 from .distributed import DistContext as DistContext
 from .distributed import cleanup_distributed as cleanup_distributed
 from .distributed import init_distributed as init_distributed
+from .runfolder import RunFolder as RunFolder
+from .runfolder import RunFolderError as RunFolderError
+from .trainer import GlobalBatchSampler as GlobalBatchSampler
 from .trainer import NonFiniteLossError as NonFiniteLossError
 from .trainer import Trainer as Trainer
+from .trainer import TrainingInterrupted as TrainingInterrupted
 from .trainer import seed_everything as seed_everything
 
 __all__ = [
@@ -34,10 +38,14 @@ __all__ = [
     "DataBundle",
     "DataConfig",
     "DistContext",
+    "GlobalBatchSampler",
     "ModelConfig",
     "NonFiniteLossError",
+    "RunFolder",
+    "RunFolderError",
     "TrainConfig",
     "Trainer",
+    "TrainingInterrupted",
     "apply_overrides",
     "available_datasets",
     "build_dataset",
