@@ -355,3 +355,19 @@ def test_pickles_for_workers(tmp_path):
     clone = pickle.loads(pickle.dumps(ds))
     torch.testing.assert_close(clone[0][0], x0)
     ds.close()
+
+
+def test_generate_command_writes_a_well_folder(tmp_path, capsys):
+    from liponet.cli import main
+
+    root = tmp_path / "adv"
+    args = ["generate", "well_advection", str(root), "--n-samples", "10", "--nx", "8"]
+    assert main([*args, "--nt", "4", "--param", "dims=1", "--param", "files_per_split=2"]) == 0
+    assert capsys.readouterr().out.strip() == str(root)
+    train = WellDataset(root, split="train")
+    assert len(train.files) == 2 and train.grid["x"].shape == (8,) and len(train) == 8 * 3
+    bad = tmp_path / "bad"
+    assert main(["generate", "well_advection", str(bad), "--n-samples", "2"]) == 2
+    assert "n_samples must be >= 3" in capsys.readouterr().err and not bad.exists()
+    assert main([*args[:2], str(bad), *args[3:], "--param", "dims=4"]) == 2
+    assert "dims must be 1, 2 or 3" in capsys.readouterr().err and not bad.exists()
