@@ -2,6 +2,8 @@
 
 from .deeponet import DeepONet as DeepONet
 from .deeponet import LipDeepONet as LipDeepONet
+from .deeponet import LipLocalDeepONet as LipLocalDeepONet
+from .deeponet import LocalDeepONet as LocalDeepONet
 from .fno import FNO as FNO
 from .fno import LipFNO as LipFNO
 from .mlp import MLP as MLP
@@ -18,7 +20,9 @@ __all__ = [
     "DeepONet",
     "LipDeepONet",
     "LipFNO",
+    "LipLocalDeepONet",
     "LipMLP",
+    "LocalDeepONet",
     "available_models",
     "build_model",
     "get_model_class",
