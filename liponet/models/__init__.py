@@ -2,6 +2,8 @@
 
 from .deeponet import DeepONet as DeepONet
 from .deeponet import LipDeepONet as LipDeepONet
+from .deeponet import LipLocalDeepONet as LipLocalDeepONet
+from .deeponet import LocalDeepONet as LocalDeepONet
 from .fno import FNO as FNO
 from .fno import Increment as Increment
 from .fno import LipFNO as LipFNO
@@ -20,7 +22,9 @@ __all__ = [
     "Increment",
     "LipDeepONet",
     "LipFNO",
+    "LipLocalDeepONet",
     "LipMLP",
+    "LocalDeepONet",
     "available_models",
     "build_model",
     "get_model_class",
