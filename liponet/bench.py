@@ -239,7 +239,7 @@ def _per_task_text(value: int | Mapping[str, int]) -> str:
 _ALL = tuple(TASKS)
 
 #: The rows of the ``medium`` preset: FNO, LipFNO with its defaults, the strongest variants.
-MEDIUM_MODELS = ("FNO", "LipFNO", "LipFNO-clip")
+MEDIUM_MODELS = ("FNO", "LipFNO", "LipFNO-clip", "LipFNO-inc")
 
 MEDIUM_NOTE = (
     "Preset `medium`: PDEBench's FNO hyperparameters (width 20, 12 kept modes, depth 4; "
@@ -253,7 +253,8 @@ MEDIUM_NOTE = (
     "1024 samples. Adam, lr 3e-3 cosine-annealed per epoch, batch 32, about 4000 optimizer "
     "steps (Darcy 1500) rounded up to whole epochs, three training seeds on the same data. "
     "Sized for about one hour of 2 CPU cores; on a GPU at full size: `liponet bench --preset "
-    "full --data-dir PDEBENCH --device cuda --seeds 0 1 2 --models FNO LipFNO LipFNO-clip`."
+    "full --data-dir PDEBENCH --device cuda --seeds 0 1 2 --models FNO LipFNO LipFNO-clip "
+    "LipFNO-inc`."
 )
 _STEP_1D = {"advection_1d": 10, "burgers_1d": 10, "diffusion_reaction_1d": 5}
 _STEP = {**_STEP_1D, "darcy_2d": 1, "diffusion_reaction_2d": 10}
