@@ -46,6 +46,7 @@ WORK = Path("bench-work")  # generated PDE files (git-ignored), reused when pres
 #: variant name -> LipFNO keywords; ``k`` given as ("auto", margin) is resolved from the data.
 VARIANTS: dict[str, dict[str, Any]] = {
     "FNO": {},
+    "FNO, increment": {"increment": True},
     "LipFNO old default (fourier, global, k=1)": {"k": 1.0},
     "fourier, clip, k=auto x2": {"normalization": "clip", "k": ("auto", 2.0)},
     "cpl, clip, k=auto x1": {"block": "cpl", "normalization": "clip", "k": ("auto", 1.0)},
@@ -98,8 +99,8 @@ def build(
     x, y = data["x_train"], data["y_train"]
     cin, cout = x.shape[1], y.shape[1]
     m = (min(modes, (x.shape[-1] + 1) // 2),)
-    if name == "FNO":
-        return FNO(cin, cout, m, width=width), math.nan, math.nan
+    if name.startswith("FNO"):
+        return FNO(cin, cout, m, width=width, **spec), math.nan, math.nan
     kw = dict(spec)
     const = math.nan
     if isinstance(kw.get("k"), tuple):
@@ -264,7 +265,15 @@ def main() -> None:
     parser.add_argument("--minutes", type=float, default=math.nan, help="with --combine: wall time")
     args = parser.parse_args()
     if args.combine:
-        rows = [row for path in args.combine for row in read_rows(path)]
+        rows, seen = [], set()
+        for path in args.combine:  # partial runs each start with FNO (the same seed: same row)
+            for row in read_rows(path):
+                if (row["task"], row["variant"]) not in seen:
+                    seen.add((row["task"], row["variant"]))
+                    rows.append(row)
+        order = {name: i for i, name in enumerate(VARIANTS)}
+        tasks = list(dict.fromkeys(row["task"] for row in rows))
+        rows.sort(key=lambda r: (tasks.index(r["task"]), order.get(r["variant"], len(order))))
         write(rows, args, 60 * args.minutes)
         return
     if args.quick:
