@@ -202,7 +202,9 @@ def write(rows: list[dict[str, Any]], args: argparse.Namespace, seconds: float) 
         f"Produced by `benchmarks/lipfno_blocks.py` ({args.steps} Adam steps per model, batch 32, "
         f"width {args.width}, {args.modes} kept modes, depth 4, seed {args.seed}; "
         f"{platform.machine()}, torch {torch.__version__}, 1 thread per process; "
-        f"{seconds / 60:.0f} min wall). "
+        f"{seconds / 60:.0f} min wall"
+        + (f"; {len(args.combine)} partial runs in parallel, combined" if args.combine else "")
+        + "). "
         "nRMSE: test split, one step (teacher-forced windows). `k`: the constraint's budget "
         "(last layer; of the increment map for `increment`); `data constant`: the training "
         "pairs' largest ratio (estimated, a lower bound of the operator's). `L cert`: certified "

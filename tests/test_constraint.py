@@ -183,3 +183,23 @@ def test_defaults_with_auto_k_match_fno_on_an_expanding_operator(tmp_path):
     ratio = results["lip"]["val_nrmse"] / results["fno"]["val_nrmse"]
     assert ratio <= 1.5, results
     assert results["lip"]["lipschitz_bound"] <= trainer.config.model.kwargs["k"] * (1 + 1e-5)
+
+
+@pytest.mark.parametrize(
+    ("name", "extra"),
+    [("FNO", {}), ("LipFNO", {"free_last_layer": True}), ("LipFNO", {"output_scale": "vector"})],
+)
+def test_no_warning_when_training_can_raise_the_constant(tmp_path, name, extra):
+    """Unconstrained twins and free output scales start below the data's constant: no warning."""
+    cfg = reaction_config(tmp_path / "run", 0.5, **extra)
+    cfg["model"]["name"] = name
+    if name == "FNO":
+        del cfg["model"]["kwargs"]["k"]
+    cfg = config_from_dict(cfg)
+    data = build_dataset(cfg.data)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        trainer = Trainer(cfg, data.train, data.val, progress=False)
+    trainer.model.eval()
+    if name == "FNO":  # the premise: at initialization its certificate is below the data's
+        assert trainer.model.lipschitz_bound() < data_constant(data.train).value
