@@ -609,8 +609,9 @@ def deeponet_builder(constrained: bool, **variant: Any) -> Builder:
 #: Benchmark model name -> builder. ``LipFNO``: the model's defaults. ``LipFNO-best``: variants
 #: (b) free last layer + (c) vector output scale (the ``small`` preset's choice, see
 #: benchmarks/README.md). ``LipFNO-clip``: per-mode clipped multipliers with slack ``k = 3`` in
-#: the last layer. ``LipFNO-inc``: increment form ``u_last + f(x)``, clipped multipliers, ``k``
-#: of ``f`` = 2 x the increments' data constant (certified ``1 + k``). Variant rows pin the
+#: the last layer. ``LipFNO-inc``: increment form ``u_last + f(x)``, convex-potential blocks,
+#: clipped multipliers, ``k`` of ``f`` = 2 x the increments' data constant (certified ``1 + k``;
+#: the best configuration of benchmarks/lipfno_blocks.py). Variant rows pin the
 #: keywords they are about, so a change of LipFNO's defaults does not change them.
 MODELS: dict[str, Builder] = {
     "neuralop-FNO": _neuralop_fno,
@@ -621,7 +622,7 @@ MODELS: dict[str, Builder] = {
         normalization="clip", k=3.0, block="fourier", increment=False, budget="last"
     ),
     "LipFNO-inc": lipfno_builder(
-        normalization="clip", k="auto", block="fourier", increment=True, budget="last"
+        normalization="clip", k="auto", block="cpl", increment=True, budget="last"
     ),
     "DeepONet": deeponet_builder(constrained=False),
     "LipDeepONet": deeponet_builder(constrained=True),
