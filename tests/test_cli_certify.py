@@ -31,36 +31,55 @@ def checkpoint(tmp_path, name, kwargs):
 def test_certify_prints_table_summary_and_plot(tmp_path, capsys, advection_file, name, kwargs):
     ckpt = checkpoint(tmp_path, name, kwargs)
     plot = tmp_path / "bound.png"
-    code = main(["certify", str(ckpt), str(advection_file), "--pde", "advection",
+    code = main(["certify", str(ckpt), str(advection_file),
                  "--plot", str(plot), "--rows", "3"])  # fmt: skip
     out = capsys.readouterr().out
     assert code == 0, out
+    # the file's discretization (exact samples, 8 whole cells) gives a certified L_G
+    assert "L_G = 1 (certified: exact samples shifted by 8 whole cells" in out
     assert "plain bound (certified, function norm): coverage 1.0000 (0 violations)" in out
     assert "conformal-0.1 bound (statistical" in out and "error-lipschitz bound (estimated" in out
-    assert out.count(" yes ") == 3 and "more (--rows 0 for all)" in out
-    assert plot.stat().st_size > 0
+    assert "[calib: first half of the test split" in out and "second half of the test split" in out
+    assert "premise: model:" in out and "eval-mode weights" in out
+    assert out.count(" yes ") == 2 and plot.stat().st_size > 0
 
 
-def test_certify_without_theory_labels_the_bound_estimated(tmp_path, capsys, advection_file):
+def test_certify_continuous_theorem_is_not_a_certificate_for_grid_data(
+    tmp_path, capsys, advection_file
+):
     ckpt = checkpoint(tmp_path, "LipFNO", FNO_KWARGS)
-    code = main(["certify", str(ckpt), str(advection_file), "--plot", "", "--norm", "sup"])
+    code = main(["certify", str(ckpt), str(advection_file), "--pde", "advection", "--plot", ""])
+    out = capsys.readouterr().out
+    assert code == 0
+    assert "plain bound (estimated" in out and "theorem about the continuous operator" in out
+
+
+def test_certify_without_theory_labels_the_bound_estimated(tmp_path, capsys):
+    # a shift by 0.4 of a cell: the samples' map is no isometry, no theorem covers it
+    fractional = generate(
+        "advection", tmp_path / "frac.hdf5", n_samples=40, nx=32, nt=3, beta=0.025, t_final=1.0
+    )
+    ckpt = checkpoint(tmp_path, "LipFNO", FNO_KWARGS)
+    code = main(["certify", str(ckpt), str(fractional), "--plot", "", "--norm", "sup"])
     out = capsys.readouterr().out
     assert code == 0
     assert "pointwise bound (estimated, sup norm)" in out
     assert "L_G" in out and "estimate: max ratio" in out
+    assert "no certified L_G for this data: exact solution sampled at cell centres" in out
 
 
 def test_certify_reports_violations_of_a_wrong_certified_constant(
     tmp_path, capsys, advection_file, monkeypatch
 ):
-    from liponet.certify import LipschitzConstant, operator
+    import liponet.certify
+    from liponet.certify import LipschitzConstant
 
-    def wrong(norm, out, **params):
-        return LipschitzConstant(0.0, "certified", norm, out, "a wrong theorem, on purpose")
+    def wrong(attrs, *, frames, spatial_stride, norm):
+        return LipschitzConstant(0.0, "certified", norm, norm, "a wrong theorem, on purpose"), ""
 
-    monkeypatch.setitem(operator._TRUE_CONSTANTS, "wrong", wrong)
+    monkeypatch.setattr(liponet.certify, "generator_lipschitz", wrong)
     ckpt = checkpoint(tmp_path, "LipFNO", dict(FNO_KWARGS, k=0.01))  # Ĝ ~ constant
-    code = main(["certify", str(ckpt), str(advection_file), "--pde", "wrong", "--plot", ""])
+    code = main(["certify", str(ckpt), str(advection_file), "--plot", ""])
     out = capsys.readouterr().out
     assert code == 1
     assert "certified bounds violated" in out and " NO " in out
@@ -91,10 +110,10 @@ def test_certify_reads_queries_from_another_file(tmp_path, capsys, advection_fil
     )  # fmt: skip
     ckpt = checkpoint(tmp_path, "LipFNO", FNO_KWARGS)
     argv = ["certify", str(ckpt), str(advection_file), "--query", str(other),
-            "--query-split", "train", "--pde", "advection", "--plot", ""]  # fmt: skip
+            "--query-split", "train", "--plot", ""]  # fmt: skip
     assert main(argv) == 0
     out = capsys.readouterr().out
-    assert f"from {other} [train]" in out and "coverage 1.0000" in out
+    assert f"from {other} [train split]" in out and "coverage 1.0000" in out
 
 
 def test_certify_refuses_grid_points_outside_the_deeponet_domain(tmp_path, capsys, advection_file):
