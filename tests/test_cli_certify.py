@@ -1,3 +1,5 @@
+import math
+
 import pytest
 import torch
 
@@ -121,3 +123,57 @@ def test_certify_refuses_grid_points_outside_the_deeponet_domain(tmp_path, capsy
     ckpt = checkpoint(tmp_path, "LipDeepONet", kwargs)
     assert main(["certify", str(ckpt), str(advection_file), "--plot", ""]) == 2
     assert "outside the model's certified coordinate domain" in capsys.readouterr().err
+
+
+def _trained(tmp_path, family, **params):
+    from liponet.train import Trainer, build_dataset, config_from_dict
+
+    data = generate(family, tmp_path / f"{family}.h5", n_samples=600, nx=32, nt=6, seed=3,
+                    t_final=1.0, **params)  # fmt: skip
+    kwargs = {"in_channels": 1, "out_channels": 1, "modes": [8], "width": 8, "depth": 2}
+    config = config_from_dict(
+        {
+            "model": {"name": "LipFNO", "kwargs": kwargs},
+            "data": {"name": "pdebench", "path": str(data), "kwargs": {"task": "step"}},
+            "epochs": 3,
+            "batch_size": 32,
+            "lr": 3e-3,
+            "seed": 0,
+            "device": "cpu",
+            "out_dir": str(tmp_path / family),
+            "monitor": "val_nrmse",
+        }
+    )
+    bundle = build_dataset(config.data, config.seed)
+    Trainer(config, bundle.train, bundle.val, progress=False).fit()
+    return tmp_path / family / "best.pt", data
+
+
+def test_default_flags_calibrate_on_held_out_data_and_conformal_covers(tmp_path, capsys):
+    # issue 12, item 7: calibration on training data broke the conformal guarantee; the default
+    # now calibrates on held-out data (first half of the test split) and the queries (second
+    # half) are covered at 1 - alpha up to binomial noise, pooled over two families
+    import re
+
+    covered = queries = 0
+    for family, params in (("advection", {"beta": 0.1}), ("diffusion_reaction_1d", {})):
+        ckpt, data = _trained(tmp_path, family, **params)
+        assert main(["certify", str(ckpt), str(data), "--plot", ""]) in (0, 1)
+        out = capsys.readouterr().out
+        assert "[calib: first half of the test split: held out from training" in out
+        line = re.search(r"conformal-0.1 bound \((\w+), function norm\): coverage ([\d.]+)", out)
+        assert line is not None and line.group(1) == "statistical"
+        n = int(re.search(r"queries: (\d+) from .* \[second half of the test split\]", out)[1])
+        covered += round(float(line.group(2)) * n)
+        queries += n
+        # the old default: calibrated on the training split, the bound is not statistical
+        assert main(["certify", str(ckpt), str(data), "--plot", "", "--calib-split", "train"]) in (
+            0,
+            1,
+        )
+        old = capsys.readouterr().out
+        assert "conformal-0.1 bound (estimated" in old and "TRAINING split" in old
+        assert "not declared held out" in old
+    sigma = math.sqrt(0.1 * 0.9 / queries)
+    assert queries == 60
+    assert 0.9 - 3 * sigma <= covered / queries

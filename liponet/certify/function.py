@@ -360,9 +360,13 @@ def max_error_bound(
     >>> import torch
     >>> x = torch.linspace(0, 1, 9)
     >>> g = lambda p: torch.sin(3 * p)
-    >>> res = max_error_bound(g, [x], torch.sin(3 * x), 3.0, lipschitz_model=3.0, method="cell")
+    >>> from liponet.certify import LipschitzConstant
+    >>> l_g = LipschitzConstant(3.0, "certified", "euclidean", "euclidean", "|d/dx sin 3x| <= 3")
+    >>> res = max_error_bound(g, [x], torch.sin(3 * x), 3.0, lipschitz_model=l_g, method="cell")
     >>> res.certified, round(res.bound, 4)  # (L_f + L_g) h / 2 where g = f at the nodes
     (True, 0.375)
+    >>> max_error_bound(g, [x], torch.sin(3 * x), 3.0, lipschitz_model=3.0).label  # bare number
+    'estimated'
     """
     if method not in BOUND_METHODS:
         raise ValueError(f"method must be one of {', '.join(BOUND_METHODS)}, got {method!r}")

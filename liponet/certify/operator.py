@@ -24,6 +24,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING
 
 import torch
 from torch import Tensor, nn
@@ -43,6 +44,9 @@ from .premises import (
     input_ball,
     weights_fingerprint,
 )
+
+if TYPE_CHECKING:
+    from .symmetry import SymmetryGroup
 
 __all__ = [
     "LABELS",
@@ -393,6 +397,45 @@ def min_over_calibration(
     return bound * (1 + SVD_RELATIVE_MARGIN), index, chosen
 
 
+def _symmetric(
+    query_inputs: Tensor,
+    calib_inputs: Tensor,
+    calib_errors: Tensor | None,
+    calib_targets: Tensor | None,
+    calib_preds: Tensor | None,
+    lipschitz_model: ConstantLike,
+    lipschitz_true: ConstantLike,
+    norm: str,
+    input_noise: float,
+    symmetry: SymmetryGroup,
+    operator: str | None,
+    data_discretization: str | None,
+) -> ErrorBound:
+    """The ``symmetry=`` option of :func:`operator_error_bound` (premise-checked there)."""
+    from .symmetry import symmetric_error_bound
+
+    if not isinstance(lipschitz_model, nn.Module):
+        raise ValueError(
+            "a symmetry-reduced bound needs the model itself as lipschitz_model (its "
+            f"architecture is checked), got {type(lipschitz_model).__name__}"
+        )
+    if norm != "function" or input_noise:
+        raise ValueError("symmetry-reduced bounds are in the function norm, without input_noise")
+    assert isinstance(lipschitz_model, CertifiedModule)
+    return symmetric_error_bound(
+        query_inputs,
+        calib_inputs,
+        calib_errors,
+        calib_targets=calib_targets,
+        calib_preds=calib_preds,
+        model=lipschitz_model,
+        lipschitz_true=lipschitz_true,
+        group=symmetry,
+        operator=operator,
+        data_discretization=data_discretization,
+    )
+
+
 def operator_error_bound(
     query_inputs: Tensor,
     calib_inputs: Tensor,
@@ -406,6 +449,8 @@ def operator_error_bound(
     input_noise: float = 0.0,
     block: int = BLOCK,
     data_discretization: str | None = None,
+    symmetry: SymmetryGroup | None = None,
+    operator: str | None = None,
 ) -> ErrorBound:
     """The plain operator certificate, batched over queries.
 
@@ -442,6 +487,13 @@ def operator_error_bound(
     data_discretization
         How the data's outputs were made from their inputs (a data file's ``discretization``
         attribute), matched against the discretization ``L_G`` is proved for.
+    symmetry, operator
+        A :class:`~liponet.certify.symmetry.SymmetryGroup` (cyclic shifts, reflection) to
+        minimize over the calibration inputs' orbits too, and the true operator's name in the
+        symmetry-theorem registry (``None``: the bound is labelled estimated). Premise-checked:
+        ``lipschitz_model`` must be the model itself, whose architecture must commute with the
+        group (see :func:`~liponet.certify.symmetry.symmetric_error_bound`; function norm, no
+        ``input_noise``).
 
     Returns
     -------
@@ -471,6 +523,12 @@ def operator_error_bound(
     norm = check_norm(norm)
     if not (math.isfinite(input_noise) and input_noise >= 0):
         raise ValueError(f"input_noise must be finite and >= 0, got {input_noise}")
+    if symmetry is not None:
+        args = (calib_errors, calib_targets, calib_preds, lipschitz_model, lipschitz_true)
+        return _symmetric(
+            query_inputs, calib_inputs, *args, norm, input_noise, symmetry, operator,
+            data_discretization,
+        )  # fmt: skip
     errors = calib_errors_from(calib_errors, calib_targets, calib_preds, norm)
     n_out = _n_points(calib_targets if calib_targets is not None else calib_inputs)
     model = _into_norm(as_constant(lipschitz_model, norm), norm, n_out)
@@ -600,8 +658,9 @@ def robustness_bound(lipschitz_model: ConstantLike, epsilon: float) -> Certifica
 
     Examples
     --------
-    >>> robustness_bound(LipschitzConstant(2.0), 0.1)
-    Certificate(value=0.2, label='certified', what='max ||Ĝ(a+δ) - Ĝ(a)|| for ||δ|| <= 0.1')
+    >>> robustness_bound(LipschitzConstant(2.0, "certified", source="a proof"), 0.1)
+    Certificate(value=0.2, label='certified', what='max ||Ĝ(a+δ) - Ĝ(a)|| for ||δ|| <= 0.1', \
+premises=())
     """
     if not (math.isfinite(epsilon) and epsilon >= 0):
         raise ValueError(f"epsilon must be finite and >= 0, got {epsilon}")

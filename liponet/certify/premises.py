@@ -73,6 +73,11 @@ class Premises:
     weights
         Fingerprint of the weights a model constant was computed from
         (:func:`weights_fingerprint`); ``None`` for constants of no model.
+
+    Examples
+    --------
+    >>> Premises(radius=0.5, discretization="continuous").describe()
+    ['inputs with ||a||_function <= 0.5', 'proved for: continuous']
     """
 
     radius: float | None = None
@@ -116,7 +121,7 @@ def weights_fingerprint(model: nn.Module) -> str:
     >>> m = torch.nn.Linear(2, 2)
     >>> a = weights_fingerprint(m)
     >>> with torch.no_grad():
-    ...     m.weight.data.copy_(m.weight + 1)
+    ...     _ = m.weight.data.copy_(m.weight + 1)
     ...     b = weights_fingerprint(m)
     >>> a == b
     False
