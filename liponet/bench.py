@@ -879,7 +879,7 @@ COLUMNS = (
     "n_queries",
 )
 
-_TEXT_COLUMNS = frozenset({"task", "model", "status", "L_G_label", "bound_label"})
+_TEXT_COLUMNS = frozenset({"task", "model", "status", "L_G_label", "L_G_premise", "bound_label"})
 _INT_COLUMNS = frozenset({"seed", "params", "steps", "n_queries"})
 
 
