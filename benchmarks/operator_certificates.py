@@ -18,7 +18,8 @@ Two parts, one run:
    continuous operator's constant applied to the samples.
 
 Run from the repository root: ``.venv/bin/python benchmarks/operator_certificates.py`` (about
-3-6 minutes on 2 cores; ``--quick`` for a smoke run). Writes
+3-6 minutes on 2 idle cores; ``--quick`` for a smoke run; ``--n-train --n-query --sizes
+--speed-n --steps`` to size it). Writes
 ``benchmarks/results/operator_certificates.{md,csv,png}``.
 """
 
@@ -493,10 +494,17 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="tiny smoke run")
     parser.add_argument("--steps", type=int, default=400)
+    parser.add_argument("--n-train", type=int, default=None, help="training pairs (1024)")
+    parser.add_argument("--n-query", type=int, default=None, help="held-out queries (512)")
+    parser.add_argument("--sizes", type=int, nargs="+", default=None, help="calibration sizes")
+    parser.add_argument("--speed-n", type=int, default=None, help="speed part size (10^4)")
     args = parser.parse_args()
-    args.n_train, args.n_query = (256, 64) if args.quick else (1024, 512)
-    args.sizes = [64, 256] if args.quick else [128, 512, 2048]
-    args.speed_n, args.speed_points = (1000, 128) if args.quick else (10_000, 128)
+    n_train, n_query = (256, 64) if args.quick else (1024, 512)
+    args.n_train = args.n_train or n_train
+    args.n_query = args.n_query or n_query
+    args.sizes = args.sizes or ([64, 256] if args.quick else [128, 512, 2048])
+    speed_n = 1000 if args.quick else 10_000
+    args.speed_n, args.speed_points = args.speed_n or speed_n, 128
     if args.quick:
         args.steps = min(args.steps, 50)
     torch.manual_seed(0)
