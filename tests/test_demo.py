@@ -38,7 +38,7 @@ def test_demo_small_run_prints_metrics_and_covering_bounds(tmp_path, capsys):
     tighter = re.findall(r"^\s+(.+?)\s+(certified|estimated|statistical)\s+(\d+)/(\d+)", out, re.M)
     assert [label for _, label, _, _ in tighter] == ["certified", "estimated", "statistical"]
     assert tighter[0][2] == tighter[0][3] == "4"  # the certified row covers every test sample
-    model, ckpt = load_model(tmp_path / "run" / "best.pt")
+    model, ckpt = load_model(tmp_path / "run" / "last.pt")
     assert ckpt.config["model"]["name"] == "LipFNO"
     assert model.lipschitz_bound() <= 1 + 1e-5
 

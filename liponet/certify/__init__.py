@@ -1,6 +1,10 @@
 """Certified error bounds (function approximation, operators) and empirical estimates."""
 
 from . import reference as reference
+from .discrete import float32_storage_noise as float32_storage_noise
+from .discrete import generator_lipschitz as generator_lipschitz
+from .discrete import grid_lipschitz as grid_lipschitz
+from .discrete import multiplier_lipschitz as multiplier_lipschitz
 from .empirical import estimate_lipschitz as estimate_lipschitz
 from .empirical import jacobian_lipschitz as jacobian_lipschitz
 from .empirical import pair_ratios as pair_ratios
@@ -32,13 +36,20 @@ from .operator import robustness_bound as robustness_bound
 from .operator import rollout_error_bound as rollout_error_bound
 from .operator import sup_output_constant as sup_output_constant
 from .operator import true_lipschitz as true_lipschitz
+from .premises import ANY_GRID as ANY_GRID
+from .premises import CONTINUOUS as CONTINUOUS
+from .premises import PremiseError as PremiseError
+from .premises import Premises as Premises
+from .premises import weights_fingerprint as weights_fingerprint
 from .tighter import conformal_error_bound as conformal_error_bound
 from .tighter import error_lipschitz_bound as error_lipschitz_bound
 from .tighter import estimate_error_lipschitz as estimate_error_lipschitz
 from .tighter import residual_error_bound as residual_error_bound
 
 __all__ = [
+    "ANY_GRID",
     "BOUND_METHODS",
+    "CONTINUOUS",
     "LABELS",
     "Certificate",
     "CoverageReport",
@@ -46,6 +57,8 @@ __all__ = [
     "GridInterpolant",
     "LipschitzConstant",
     "MaxErrorBound",
+    "PremiseError",
+    "Premises",
     "TargetLipschitzEstimate",
     "as_constant",
     "available_true_operators",
@@ -61,9 +74,13 @@ __all__ = [
     "estimate_true_lipschitz",
     "field_norm",
     "field_operator",
+    "float32_storage_noise",
+    "generator_lipschitz",
+    "grid_lipschitz",
     "jacobian_lipschitz",
     "max_error_bound",
     "model_constant",
+    "multiplier_lipschitz",
     "observed_errors",
     "operator_error_bound",
     "pair_ratios",
@@ -74,4 +91,5 @@ __all__ = [
     "rollout_error_bound",
     "sup_output_constant",
     "true_lipschitz",
+    "weights_fingerprint",
 ]

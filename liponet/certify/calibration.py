@@ -37,7 +37,8 @@ from torch import Tensor, nn
 
 from ..layers import CertifiedModule
 from .norms import field_norm
-from .operator import ConstantLike, as_constant, weakest_label
+from .operator import ConstantLike, as_constant, check_constant_premises, weakest_label
+from .premises import check_inputs
 from .symmetry import OrbitSearch, SymmetricErrorBound, SymmetryGroup, verify_premises
 
 __all__ = [
@@ -237,6 +238,7 @@ def streamed_error_bound(
     exact: bool = True,
     candidates: int = 16,
     eval_batch: int = 1024,
+    data_discretization: str | None = None,
 ) -> StreamedErrorBound:
     """The operator certificate against a stream of calibration pairs (plain or over orbits).
 
@@ -263,6 +265,10 @@ def streamed_error_bound(
         ``candidates`` per query and chunk.
     eval_batch
         Model evaluation batch.
+    data_discretization
+        The pairs' discretization, matched against ``L_G``'s; every constant's premises are
+        checked (queries up front, each chunk's inputs as it arrives), as in
+        :func:`~liponet.certify.operator_error_bound`.
 
     Returns
     -------
@@ -273,13 +279,13 @@ def streamed_error_bound(
     --------
     >>> import torch
     >>> from liponet.models import LipFNO
-    >>> from liponet.certify import true_lipschitz
+    >>> from liponet.certify import grid_lipschitz
     >>> model = LipFNO(1, 1, modes=(4,), width=4, depth=1, grid=False).eval().double()
     >>> x, _ = next(generated_pairs("advection", 3, nx=16, nt=2, seed=0, t_final=1.25))
+    >>> shift = grid_lipschitz("advection", 16, shift=0.125)  # 2 whole cells: a permutation
     >>> b = streamed_error_bound(x.double(),
     ...     generated_pairs("advection", 500, nx=16, nt=2, t_final=1.25, batch_size=100),
-    ...     model, lipschitz_true=true_lipschitz("advection"), group=SymmetryGroup((0,)),
-    ...     operator="advection")
+    ...     model, lipschitz_true=shift, group=SymmetryGroup((0,)), operator="advection")
     >>> b.label, b.n_calib, b.name
     ('certified', 500, 'shift-reduced')
     """
@@ -292,6 +298,10 @@ def streamed_error_bound(
         raise TypeError(f"model must be a CertifiedModule, got {type(model).__name__}")
     l_model = as_constant(model)
     l_true = as_constant(lipschitz_true)
+    constants, lines, notes = check_constant_premises(
+        {"model": l_model, "true": l_true}, {"query": query_inputs}, data_discretization
+    )
+    l_model, l_true = constants["model"], constants["true"]
     for c in (l_model, l_true):
         if c.input_norm != "function" or c.output_norm not in ("function", "sup"):
             raise ValueError(
@@ -311,6 +321,8 @@ def streamed_error_bound(
                 f"calibration inputs {tuple(inputs.shape[1:])} do not match the queries "
                 f"{tuple(query_inputs.shape[1:])}"
             )
+        for role, c in constants.items():
+            check_inputs(c.premises, inputs, "calibration input", f"{role} constant")
         keep = search.useful(inputs) if bool(torch.isfinite(search.bound).all()) else None
         idx = (
             torch.arange(inputs.shape[0]) if keep is None else torch.nonzero(keep.cpu()).reshape(-1)
@@ -332,7 +344,8 @@ def streamed_error_bound(
     base = search.result(
         label=weakest_label(l_model.label, l_true.label, label_sym),
         constants={"model": l_model, "true": l_true},
-        premises=premises,
+        premises=(*(f"{k}: {v}" for k, v in premises.items()), *lines),
+        notes=notes,
     )
     return StreamedErrorBound(
         **{f: getattr(base, f) for f in base.__dataclass_fields__},
