@@ -295,7 +295,7 @@ class Trainer:
             model = build_model(config.model.name, **config.model.kwargs)
         self.model: nn.Module = model
         if self.ctx.is_main:  # one ConstraintWarning if the data's constant exceeds the model's
-            warn_if_binding(self.model, train_data, data_constant)
+            warn_if_binding(self.model, train_data, data_constant, config.model.kwargs)
         self.model.to(self.ctx.device)
         self.ddp: nn.Module = self.model
         if self.ctx.distributed:
