@@ -5,6 +5,7 @@ from .deeponet import LipDeepONet as LipDeepONet
 from .deeponet import LipLocalDeepONet as LipLocalDeepONet
 from .deeponet import LocalDeepONet as LocalDeepONet
 from .fno import FNO as FNO
+from .fno import Increment as Increment
 from .fno import LipFNO as LipFNO
 from .mlp import MLP as MLP
 from .mlp import LipMLP as LipMLP
@@ -18,6 +19,7 @@ __all__ = [
     "FNO",
     "MLP",
     "DeepONet",
+    "Increment",
     "LipDeepONet",
     "LipFNO",
     "LipLocalDeepONet",
