@@ -176,6 +176,19 @@ def main() -> None:
                 f"L {row['lipschitz_certified']:.4g} train {row['train_s']:.0f}s",
                 flush=True,
             )
+            write(rows, args, preset, data, floors, start, cpu0)  # after every row
+
+
+def write(
+    rows: list[dict[str, Any]],
+    args: argparse.Namespace,
+    preset: Preset,
+    data: BenchData,
+    floors: list[float],
+    start: float,
+    cpu0: float,
+) -> None:
+    """Write the CSV, markdown and PNG of the rows so far."""
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     default_task = args.task == "diffusion_reaction_2d"
@@ -250,7 +263,6 @@ def main() -> None:
     lines += ["", f"![nRMSE and certified constants]({stem.name}.png)", ""]
     stem.with_suffix(".md").write_text("\n".join(lines))
     _plot(rows, stem.with_suffix(".png"))
-    print(f"wrote {stem}.{{md,csv,png}}")
 
 
 def _plot(rows: list[dict[str, Any]], path: Path) -> None:
