@@ -114,6 +114,7 @@ def run(args: argparse.Namespace) -> int:
                     "modes": [args.modes],
                     "width": args.width,
                     "depth": args.depth,
+                    "grid": False,
                 },
             },
             "data": {"name": "pdebench", "path": str(path), "kwargs": task},

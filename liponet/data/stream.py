@@ -84,6 +84,9 @@ class PDEBenchStream(IterableDataset[Any]):
     [(10, 1, 16), (10, 1, 16), (10, 1, 16), (3, 1, 16)]
     """
 
+    #: The dataset class built from ``path`` and ``**dataset_kwargs`` (subclasses: other layouts).
+    dataset_class: type[PDEBenchDataset] = PDEBenchDataset
+
     def __init__(
         self,
         path: str | os.PathLike[str],
@@ -105,7 +108,7 @@ class PDEBenchStream(IterableDataset[Any]):
                 f"block_size, buffer_size and batch_size must be >= 1, got "
                 f"{block_size}, {buffer_size}, {batch_size}"
             )
-        self.dataset = PDEBenchDataset(path, **dataset_kwargs)
+        self.dataset = self.dataset_class(path, **dataset_kwargs)
         self.on_nonfinite = policy
         self.block_size, self.buffer_size = block_size, buffer_size
         self.shuffle, self.seed, self.epoch = shuffle, seed, 0

@@ -12,6 +12,9 @@ from .config import TrainConfig as TrainConfig
 from .config import apply_overrides as apply_overrides
 from .config import config_from_dict as config_from_dict
 from .config import config_to_dict as config_to_dict
+from .constraint import ConstraintWarning as ConstraintWarning
+from .constraint import data_constant as data_constant
+from .constraint import resolve_auto_k as resolve_auto_k
 from .datasets import DataBundle as DataBundle
 from .datasets import available_datasets as available_datasets
 from .datasets import build_dataset as build_dataset
@@ -31,6 +34,7 @@ __all__ = [
     "Checkpoint",
     "CheckpointError",
     "ConfigError",
+    "ConstraintWarning",
     "DataBundle",
     "DataConfig",
     "DistContext",
@@ -48,10 +52,12 @@ __all__ = [
     "cleanup_distributed",
     "config_from_dict",
     "config_to_dict",
+    "data_constant",
     "init_distributed",
     "load_checkpoint",
     "load_model",
     "register_dataset",
+    "resolve_auto_k",
     "save_checkpoint",
     "seed_everything",
 ]

@@ -212,6 +212,9 @@ class Trainer:
         rank 0, to stderr, when ``progress``).
     progress
         Show a progress bar (rank 0 only).
+    model
+        A prebuilt module to train instead of building ``config.model`` (which is then only
+        recorded in checkpoints), e.g. a benchmark variant or a wrapper outside the registry.
 
     Notes
     -----
@@ -268,9 +271,12 @@ class Trainer:
         normalizer_state: dict[str, Any] | None = None,
         callbacks: Sequence[Callback] = (),
         progress: bool = True,
+        model: nn.Module | None = None,
     ) -> None:
         from ..models import build_model
+        from .constraint import resolve_config, warn_if_binding
 
+        config, data_constant = resolve_config(config, train_data)  # k="auto" -> a number
         self.config = config
         self.ctx = ctx or DistContext()
         self.normalizer_state = normalizer_state
@@ -285,7 +291,11 @@ class Trainer:
                 f"number of processes {world}"
             )
         seed_everything(config.seed)
-        self.model: nn.Module = build_model(config.model.name, **config.model.kwargs)
+        if model is None:
+            model = build_model(config.model.name, **config.model.kwargs)
+        self.model: nn.Module = model
+        if self.ctx.is_main:  # one ConstraintWarning if the data's constant exceeds the model's
+            warn_if_binding(self.model, train_data, data_constant)
         self.model.to(self.ctx.device)
         self.ddp: nn.Module = self.model
         if self.ctx.distributed:
