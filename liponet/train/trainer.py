@@ -463,7 +463,7 @@ class Trainer:
         weights = sum(
             t.numel() * t.element_size()
             for t in self.model.state_dict().values()
-            if isinstance(t, Tensor)  # (not a module's extra state)
+            if isinstance(t, Tensor)  # extra states (e.g. neuraloperator's) are not tensors
         )
         return 3 * weights + (1 << 20)
 
