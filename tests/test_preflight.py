@@ -223,3 +223,18 @@ def test_certify_plot_into_a_read_only_folder_fails_before_the_work(tmp_path, ca
     assert main(["certify", str(ckpt), str(adv), "--plot", str(plot)]) == 2
     one_line(capsys, f"--plot {plot}: cannot write in")
     assert loads == []  # nothing loaded or computed
+
+
+def test_group_file_with_an_unwritten_sample_is_refused(tmp_path):
+    path = tmp_path / "g.h5"
+    with h5py.File(path, "w") as f:
+        for i in range(6):
+            group = f.create_group(f"{i:04d}")
+            if i == 4:  # declared, never written: would read as zeros
+                group.create_dataset("data", shape=(3, 8, 1), dtype="f4")
+            else:
+                group["data"] = np.ones((3, 8, 1), np.float32)
+            group["grid/x"] = np.linspace(0, 1, 8, dtype="f4")
+            group["grid/t"] = np.linspace(0, 1, 3, dtype="f4")
+    with pytest.raises(SizeMismatchError, match=r"\[key '0004/data'\]: declares shape \(3, 8, 1\)"):
+        PDEBenchDataset(path, split="train", val_fraction=0)

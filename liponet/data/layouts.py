@@ -392,12 +392,19 @@ class GroupLayout(Layout):
 
     @classmethod
     def detect(cls, path: str, f: h5py.File) -> GroupLayout:
-        """Validate the first group; others are checked when read."""
+        """Validate the groups: the first one's shapes, every one's storage.
+
+        Other groups' shapes are checked when read; every group must store the bytes its
+        ``data`` declares (:func:`check_storage`).
+        """
         keys = sorted(f.keys())
         first = keys[0]
         ds = _dataset(f, f"{first}/data")
         _check_rank(path, ds, f"{first}/data", (3, 4, 5), "(t, *spatial, fields)")
-        check_storage(path, ds, f"{first}/data")
+        for key in keys:  # metadata only: every group must store what it declares
+            data = f.get(f"{key}/data")
+            if isinstance(data, h5py.Dataset):  # (a missing one is reported when read)
+                check_storage(path, data, f"{key}/data")
         nt, *space, nf = ds.shape
         grid = _spatial(path, f, space, f"{first}/data", f"{first}/grid/")
         grid["t"] = _time(path, f, f"{first}/data", nt, f"{first}/grid/t")
