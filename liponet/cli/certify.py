@@ -143,6 +143,22 @@ def _predict(model: Any, x: Tensor, coords: Tensor) -> Tensor:
     return out.reshape(x.shape[0], out.shape[1], *x.shape[2:]).double()
 
 
+def _check_plot_path(plot: str) -> None:
+    """Preflight: the plot's folder must exist or be creatable, and be writable."""
+    import tempfile
+
+    folder = Path(plot).parent
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=folder, prefix=".liponet-probe-"):
+            pass
+    except OSError as err:
+        raise UsageError(
+            f"--plot {plot}: cannot write in {folder} ({err.strerror or type(err).__name__}); "
+            "choose another path or --plot ''"
+        ) from None
+
+
 def run(args: argparse.Namespace) -> int:
     """Load, certify, print the table and summary, write the plot."""
     from ..certify import (
@@ -161,6 +177,8 @@ def run(args: argparse.Namespace) -> int:
 
     if not Path(args.checkpoint).exists():
         raise FileNotFoundError(f"checkpoint not found: {args.checkpoint}")
+    if args.plot:
+        _check_plot_path(args.plot)  # before any work, not after it
     model, ckpt = load_model(args.checkpoint, map_location=args.device)
     if not isinstance(model, CertifiedModule):
         raise UsageError(f"{args.checkpoint}: model {type(model).__name__} has no certificate")

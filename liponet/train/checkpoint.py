@@ -389,7 +389,9 @@ def check_state_shapes(
         )
     for key, tensor in expected.items():
         got = state[key]
-        if isinstance(got, Tensor) and tuple(got.shape) != tuple(tensor.shape):
+        if not (isinstance(got, Tensor) and isinstance(tensor, Tensor)):
+            continue  # a module's extra state
+        if tuple(got.shape) != tuple(tensor.shape):
             raise CheckpointError(
                 f"{where}: config model {name!r} {kwargs} does not fit the weights: {key!r} "
                 f"has shape {tuple(got.shape)}, the config implies {tuple(tensor.shape)}"

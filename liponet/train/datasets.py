@@ -2,7 +2,7 @@
 
 A builder takes the :class:`~liponet.train.config.DataConfig`, the run's seed and the rank /
 world size (for streaming datasets that shard themselves) and returns a :class:`DataBundle`.
-Map-style datasets are sharded by the trainer (``DistributedSampler``); iterable datasets must
+Map-style datasets are sharded by the trainer (``GlobalBatchSampler``); iterable datasets must
 shard themselves from ``rank`` and ``world_size``.
 """
 
@@ -174,7 +174,7 @@ def _pdebench_stream(config: DataConfig, seed: int, rank: int, world_size: int) 
     """A PDEBench HDF5 file streamed with bounded memory (:class:`liponet.data.PDEBenchStream`).
 
     The training split streams (sharded by ``rank`` / ``world_size``, reshuffled each epoch from
-    the run's seed, equal item counts per rank); the validation split is read as a map-style
+    the run's seed, every sample on exactly one rank); the validation split is read as a map-style
     dataset. ``data.kwargs``: ``block_size``, ``buffer_size``, ``shuffle`` plus every
     :class:`~liponet.data.PDEBenchDataset` option.
     """

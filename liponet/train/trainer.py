@@ -431,6 +431,16 @@ class Trainer:
                 f"{saved_file['mtime_ns']} -> {now_file['size']}/{now_file['mtime_ns']}); "
                 "resume only on the same data"
             )
+        if (
+            extra.get("step_in_epoch", 0)
+            and isinstance(self.train_data, IterableDataset)
+            and ckpt.config.get("num_workers", mine["num_workers"]) != mine["num_workers"]
+        ):
+            raise ValueError(
+                f"{ckpt.path}: written mid-epoch with num_workers="
+                f"{ckpt.config.get('num_workers')} (a stream's sample order depends on it); "
+                f"resume it with the same number (now {mine['num_workers']})"
+            )
         if extra.get("step_in_epoch", 0) and extra.get("world_size") != self.ctx.world_size:
             raise ValueError(
                 f"{ckpt.path}: written mid-epoch by {extra.get('world_size')} processes; resume "
