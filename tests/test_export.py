@@ -114,3 +114,14 @@ def test_torch_compile_training_step_matches_eager():
     for p, q in zip(model.parameters(), twin.parameters(), strict=True):
         assert q.grad is not None
         torch.testing.assert_close(q.grad, p.grad, rtol=1e-4, atol=1e-6)
+
+
+# torch's archive writer warns when constants share storage (the complex views of the weights)
+@pytest.mark.filterwarnings("ignore:No complete tensor found in the group")
+@pytest.mark.parametrize("name", ["LipFNO-2d", "LipFNO-2d.export()"])
+def test_saved_program_loads_and_equals_eager(name, tmp_path):
+    model, inputs = _case(name)
+    with torch.no_grad():
+        torch.export.save(torch.export.export(model, inputs), tmp_path / "model.pt2")
+        loaded = torch.export.load(tmp_path / "model.pt2").module()
+        torch.testing.assert_close(loaded(*inputs), model(*inputs), rtol=0, atol=1e-6)

@@ -132,7 +132,7 @@ class WeightKeyedCache:
                 sources = self._refs
         else:
             self._refs = list(sources)
-        with torch.no_grad(), _eager(exporting):
+        with _eager(exporting), torch.no_grad():
             if not self._valid(sources):
                 self._values = {}
                 fmt = torch.contiguous_format
