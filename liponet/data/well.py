@@ -454,6 +454,15 @@ def well_files(path: str | os.PathLike[str], split: str | None = None) -> list[p
     Well's download does); each split is every ``*.hdf5``/``*.h5`` file of its folder, sorted
     by name. ``split`` is ``"train"`` (default for folders), ``"valid"`` (or ``"val"``) or
     ``"test"``; a single file is read whole and takes no ``split``.
+
+    Examples
+    --------
+    >>> import tempfile, pathlib
+    >>> from liponet.data import generate_well, well_files
+    >>> root = generate_well(pathlib.Path(tempfile.mkdtemp()) / "adv", n_samples=10, nx=4, nt=3,
+    ...                      files_per_split=2)
+    >>> [p.name for p in well_files(root, "train")]
+    ['well_advection_train_00.hdf5', 'well_advection_train_01.hdf5']
     """
     path = pathlib.Path(path)
     if not path.exists():
