@@ -1,5 +1,7 @@
 """The Well's layout: files written here with plain h5py, read by WellDataset / WellStream."""
 
+import csv
+
 import h5py
 import numpy as np
 import pytest
@@ -371,3 +373,17 @@ def test_generate_command_writes_a_well_folder(tmp_path, capsys):
     assert "n_samples must be >= 3" in capsys.readouterr().err and not bad.exists()
     assert main([*args[:2], str(bad), *args[3:], "--param", "dims=4"]) == 2
     assert "dims must be 1, 2 or 3" in capsys.readouterr().err and not bad.exists()
+
+
+def test_bench_task_on_well_data(tmp_path):
+    from liponet.cli import main
+
+    out = tmp_path / "out"
+    args = ["bench", "--preset", "tiny", "--tasks", "well_advection_2d", "--models", "FNO"]
+    assert main([*args, "LipFNO", "--out", str(out), "--quiet"]) == 0
+    with (out / "bench_tiny.csv").open() as fh:
+        rows = list(csv.DictReader(fh))
+    assert [r["model"] for r in rows] == ["FNO", "LipFNO"]
+    assert all(r["task"] == "well_advection_2d" and r["status"] == "ok" for r in rows)
+    assert float(rows[1]["lipschitz_certified"]) <= 1 + 1e-6
+    assert all(0 < float(r["nrmse"]) < 10 for r in rows)
