@@ -39,6 +39,14 @@ def test_tutorial_runs(tmp_path, monkeypatch, capsys):
     assert "<= Lipschitz constant <=" in out and "certified" in out
 
 
+def test_well_page_runs(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    namespace: dict = {}
+    for i, block in enumerate(code_blocks(DOCS / "well.md")):
+        exec(compile(block, f"docs/well.md[block {i}]", "exec"), namespace)
+    assert namespace["train"].periodic == (True, True)
+
+
 def public_callables():
     for name in PUBLIC:
         module = importlib.import_module(name)
