@@ -24,6 +24,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING
 
 import torch
 from torch import Tensor, nn
@@ -31,6 +32,9 @@ from torch import Tensor, nn
 from ..functional import SVD_RELATIVE_MARGIN
 from ..layers import CertifiedModule
 from .norms import check_norm, field_norm, pairwise_distances
+
+if TYPE_CHECKING:
+    from .symmetry import SymmetryGroup
 
 __all__ = [
     "LABELS",
@@ -339,6 +343,43 @@ def min_over_calibration(
     return bound * (1 + SVD_RELATIVE_MARGIN), index, chosen
 
 
+def _symmetric(
+    query_inputs: Tensor,
+    calib_inputs: Tensor,
+    calib_errors: Tensor | None,
+    calib_targets: Tensor | None,
+    calib_preds: Tensor | None,
+    lipschitz_model: ConstantLike,
+    lipschitz_true: ConstantLike,
+    norm: str,
+    input_noise: float,
+    symmetry: SymmetryGroup,
+    operator: str | None,
+) -> ErrorBound:
+    """The ``symmetry=`` option of :func:`operator_error_bound` (premise-checked there)."""
+    from .symmetry import symmetric_error_bound
+
+    if not isinstance(lipschitz_model, nn.Module):
+        raise ValueError(
+            "a symmetry-reduced bound needs the model itself as lipschitz_model (its "
+            f"architecture is checked), got {type(lipschitz_model).__name__}"
+        )
+    if norm != "function" or input_noise:
+        raise ValueError("symmetry-reduced bounds are in the function norm, without input_noise")
+    assert isinstance(lipschitz_model, CertifiedModule)
+    return symmetric_error_bound(
+        query_inputs,
+        calib_inputs,
+        calib_errors,
+        calib_targets=calib_targets,
+        calib_preds=calib_preds,
+        model=lipschitz_model,
+        lipschitz_true=lipschitz_true,
+        group=symmetry,
+        operator=operator,
+    )
+
+
 def operator_error_bound(
     query_inputs: Tensor,
     calib_inputs: Tensor,
@@ -351,6 +392,8 @@ def operator_error_bound(
     norm: str = "function",
     input_noise: float = 0.0,
     block: int = BLOCK,
+    symmetry: SymmetryGroup | None = None,
+    operator: str | None = None,
 ) -> ErrorBound:
     """The plain operator certificate, batched over queries.
 
@@ -384,6 +427,13 @@ def operator_error_bound(
         ``||G(a) - G(a_i)|| <= L_G (d(ã, a_i) + eps)``.
     block
         Block size of the streamed nearest-sample search.
+    symmetry, operator
+        A :class:`~liponet.certify.symmetry.SymmetryGroup` (cyclic shifts, reflection) to
+        minimize over the calibration inputs' orbits too, and the true operator's name in the
+        symmetry-theorem registry (``None``: the bound is labelled estimated). Premise-checked:
+        ``lipschitz_model`` must be the model itself, whose architecture must commute with the
+        group (see :func:`~liponet.certify.symmetry.symmetric_error_bound`; function norm, no
+        ``input_noise``).
 
     Returns
     -------
@@ -404,6 +454,9 @@ def operator_error_bound(
     norm = check_norm(norm)
     if not (math.isfinite(input_noise) and input_noise >= 0):
         raise ValueError(f"input_noise must be finite and >= 0, got {input_noise}")
+    if symmetry is not None:
+        args = (calib_errors, calib_targets, calib_preds, lipschitz_model, lipschitz_true)
+        return _symmetric(query_inputs, calib_inputs, *args, norm, input_noise, symmetry, operator)
     errors = calib_errors_from(calib_errors, calib_targets, calib_preds, norm)
     n_out = _n_points(calib_targets if calib_targets is not None else calib_inputs)
     model = _into_norm(as_constant(lipschitz_model, norm), norm, n_out)

@@ -114,6 +114,7 @@ def run(args: argparse.Namespace) -> int:
                     "modes": [args.modes],
                     "width": args.width,
                     "depth": args.depth,
+                    "grid": False,
                 },
             },
             "data": {"name": "pdebench", "path": str(path), "kwargs": task},
@@ -139,7 +140,9 @@ def run(args: argparse.Namespace) -> int:
         if event == "epoch":
             tqdm.write("      " + format_record(record, config.epochs), file=sys.stdout)
 
-    Trainer(config, data.train, data.val, callbacks=[printer], progress=not args.no_progress).fit()
+    Trainer(config, data.train, data.val, callbacks=[printer], progress=not args.no_progress).fit(
+        overwrite=True  # the demo owns its run folder: a rerun replaces it
+    )
 
     # 3. certification -------------------------------------------------------------------------
     model, _ = load_model(out / "run" / "best.pt")

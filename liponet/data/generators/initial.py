@@ -14,7 +14,14 @@ import numpy as np
 import torch
 from torch import Tensor
 
-__all__ = ["SineSeries", "darcy_coefficient", "normal_noise", "sample_rng", "sine_series"]
+__all__ = [
+    "SineSeries",
+    "darcy_coefficient",
+    "normal_noise",
+    "sample_rng",
+    "sine_series",
+    "sine_series_batch",
+]
 
 #: Number of sine modes and number of random mode picks (PDEBench's ``k_tot`` and its two draws).
 N_MODES = 4
@@ -107,6 +114,33 @@ def sine_series(seed: int, indices: range, length: float) -> SineSeries:
         windowed=torch.as_tensor(np.array(cols[5], dtype=bool)),
         left=torch.as_tensor(np.array(cols[6]), dtype=torch.float64),
         right=torch.as_tensor(np.array(cols[7]), dtype=torch.float64),
+    )
+
+
+def sine_series_batch(rng: np.random.Generator, n: int, length: float) -> SineSeries:
+    """Draw ``n`` initial conditions of :func:`sine_series`'s distribution from one stream.
+
+    The same parameter distribution (mode picks, amplitudes, phases, ``|u|``, sign, window) as
+    :func:`sine_series`, drawn with array calls: ~100x faster, for sets where only the
+    distribution matters (calibration sets). Not the per-sample streams of generated files.
+    """
+    if n < 1:
+        raise ValueError(f"n must be >= 1, got {n}")
+    picks = rng.integers(0, N_MODES, size=(n, N_PICKS))
+    counts = (picks[:, :, None] == np.arange(N_MODES)).sum(1)  # (n, N_MODES)
+    u = rng.uniform(size=(n, 3))
+    f64 = torch.float64
+    return SineSeries(
+        amp=torch.as_tensor(rng.uniform(0.0, 1.0, (n, N_MODES)), dtype=f64),
+        wavenumber=torch.as_tensor(
+            2.0 * math.pi * np.arange(1, N_MODES + 1) * counts / length, dtype=f64
+        ),
+        phase=torch.as_tensor(rng.uniform(0.0, 2.0 * math.pi, (n, N_MODES)), dtype=f64),
+        absolute=torch.as_tensor(u[:, 0] < P_ABS),
+        sign=torch.as_tensor(rng.choice([-1.0, 1.0], size=n), dtype=f64),
+        windowed=torch.as_tensor(u[:, 1] < P_WINDOW),
+        left=torch.as_tensor(rng.uniform(*WINDOW_LEFT, n), dtype=f64),
+        right=torch.as_tensor(rng.uniform(*WINDOW_RIGHT, n), dtype=f64),
     )
 
 
