@@ -53,7 +53,15 @@ def field_operator(model: nn.Module, coords: Tensor | None = None) -> Callable[[
 
 
 def observed_errors(targets: Tensor, preds: Tensor, norm: str = "function") -> Tensor:
-    """``||G(a) - Ĝ(a)||`` per sample, float64 ``(batch,)``."""
+    """``||G(a) - Ĝ(a)||`` per sample, float64 ``(batch,)``.
+
+    Examples
+    --------
+    >>> import torch
+    >>> target = torch.ones(2, 1, 8)
+    >>> [round(e, 6) for e in observed_errors(target + 1.0, target).tolist()]  # function norm
+    [1.0, 1.0]
+    """
     if targets.shape != preds.shape:
         raise ValueError(
             f"targets {tuple(targets.shape)} and preds {tuple(preds.shape)} must match"

@@ -129,6 +129,14 @@ def as_constant(value: ConstantLike, norm: str = "function") -> LipschitzConstan
     certified (an operator's certificate is in liponet's function norm, so only
     ``norm="function"`` is accepted for modules). A bare number is labelled ``"estimated"``:
     to vouch for it, pass ``LipschitzConstant(value, "certified", source=...)``.
+
+    Examples
+    --------
+    >>> as_constant(2.0).label  # a bare number is never certified
+    'estimated'
+    >>> from liponet.models import LipMLP
+    >>> as_constant(LipMLP(2, 1, width=4, depth=2).eval()).label
+    'certified'
     """
     norm = check_norm(norm)
     if isinstance(value, LipschitzConstant):
@@ -162,6 +170,13 @@ def model_constant(model: CertifiedModule) -> LipschitzConstant:
     holds for every query point ``y`` of the declared domain, ``|Ĝ(u)(y) - Ĝ(u')(y)| <= L
     ||u - u'||``, i.e. into the sup norm over any query points in the domain (see
     :class:`~liponet.models.LipDeepONet`), so the pointwise bound needs no ``sqrt(n)`` factor.
+
+    Examples
+    --------
+    >>> from liponet.models import LipFNO
+    >>> c = model_constant(LipFNO(1, 1, modes=(4,), width=4, depth=1).eval())
+    >>> c.label, c.value <= 1 + 1e-6, c.input_norm
+    ('certified', True, 'function')
     """
     pointwise = hasattr(model, "branch_coefficients")
     return LipschitzConstant(
@@ -182,6 +197,12 @@ def sup_output_constant(constant: LipschitzConstant, n_points: int) -> Lipschitz
     norm over channels), hence ``||Ĝ(a) - Ĝ(b)||_sup <= sqrt(n_points) L ||a - b||``. The factor is
     attained by a difference concentrated on one grid point, so nothing better follows from the
     function-norm certificate alone. The label is kept.
+
+    Examples
+    --------
+    >>> c = sup_output_constant(as_constant(2.0), n_points=16)
+    >>> c.value, c.output_norm  # sup norm <= sqrt(n) x function norm on n grid points
+    (8.0, 'sup')
     """
     if constant.output_norm != "function":
         raise ValueError(
@@ -235,7 +256,15 @@ class ErrorBound:
 
 @dataclass(frozen=True)
 class Certificate:
-    """A single labelled number (a robustness bound, a radius)."""
+    """A single labelled number (a robustness bound, a radius).
+
+    Examples
+    --------
+    >>> from liponet.models import LipMLP
+    >>> cert = certified_radius(LipMLP(2, 1, width=4, depth=2).eval(), tolerance=0.1)
+    >>> isinstance(cert, Certificate), cert.label
+    (True, 'certified')
+    """
 
     value: float
     label: str
@@ -560,6 +589,14 @@ def certified_radius(lipschitz_model: ConstantLike, tolerance: float) -> Certifi
     """Largest ``eps`` with ``||Ĝ(a + δ) - Ĝ(a)|| <= tolerance`` guaranteed for ``||δ|| <= eps``.
 
     ``tolerance / L_Ĝ`` (infinite for a constant model).
+
+    Examples
+    --------
+    >>> from liponet.models import LipMLP
+    >>> model = LipMLP(2, 1, width=4, depth=2).eval()
+    >>> r = certified_radius(model, tolerance=0.1)  # inputs within r move outputs <= 0.1
+    >>> r.label, round(r.value * model.lipschitz_bound(), 9)
+    ('certified', 0.1)
     """
     if not (math.isfinite(tolerance) and tolerance >= 0):
         raise ValueError(f"tolerance must be finite and >= 0, got {tolerance}")
@@ -741,7 +778,13 @@ def register_true_constant(name: str) -> Callable[[TrueConstantFn], TrueConstant
 
 
 def available_true_operators() -> list[str]:
-    """Names with a theoretical constant (see :func:`true_lipschitz`)."""
+    """Names with a theoretical constant (see :func:`true_lipschitz`).
+
+    Examples
+    --------
+    >>> available_true_operators()[:2]
+    ['advection', 'diffusion_reaction']
+    """
     return sorted(_TRUE_CONSTANTS)
 
 

@@ -64,7 +64,13 @@ def register_dataset(name: str) -> Callable[[Builder], Builder]:
 
 
 def available_datasets() -> list[str]:
-    """Registered dataset names, sorted."""
+    """Registered dataset names, sorted.
+
+    Examples
+    --------
+    >>> {"pdebench", "pdebench-stream", "well"} <= set(available_datasets())
+    True
+    """
     return sorted(_DATASETS)
 
 
@@ -266,5 +272,41 @@ def _toy_reaction(config: DataConfig, seed: int, rank: int, world_size: int) -> 
             "n_train": n_train,
             "n_val": n_val,
             "shape": [1, a.shape[-1]],
+        },
+    )
+
+
+@register_dataset("well")
+def _well(config: DataConfig, seed: int, rank: int, world_size: int) -> DataBundle:
+    """A dataset folder of The Well (``data.path``) through :class:`liponet.data.WellDataset`.
+
+    The ``train`` folder trains, the ``valid`` folder validates (the ``test`` folder is never
+    touched). ``data.kwargs`` go to the dataset (``task``, ``initial_step``, ``windows``,
+    ``reduced_resolution``, ``reduced_resolution_t``, ``extra_inputs``, ``on_nonfinite``).
+    """
+    from ..data import WellDataset
+
+    if not config.path:
+        raise ValueError("data.path: the well dataset needs the dataset folder (--data-path DIR)")
+    kwargs = dict(config.kwargs)
+    for key in ("split", "path"):
+        if key in kwargs:
+            raise ValueError(f"data.kwargs.{key}: set by the trainer, remove it")
+    try:
+        train = WellDataset(config.path, split="train", **kwargs)
+        val = WellDataset(config.path, split="valid", **kwargs)
+    except TypeError as err:
+        raise ValueError(f"data.kwargs: {err}") from None
+    return DataBundle(
+        train=train,
+        val=val,
+        info={
+            "name": "well",
+            "path": str(config.path),
+            "n_train": len(train),
+            "n_val": len(val),
+            "in_channels": train.in_channels,
+            "out_channels": train.out_channels,
+            "channels": list(train.channel_names),
         },
     )
