@@ -57,6 +57,14 @@ def estimate_error_lipschitz(
 
     The error *fields* (not their norms) are compared, so this estimates the constant of the
     operator ``E``; times ``safety``. Labelled ``"estimated"``.
+
+    Examples
+    --------
+    >>> import torch
+    >>> a = torch.stack([torch.full((1, 8), v) for v in (0.0, 1.0, 2.0)])
+    >>> c = estimate_error_lipschitz(a, 2 * a, a)  # error E(a) = a: constant 1
+    >>> c.label, round(c.value, 6)
+    ('estimated', 1.0)
     """
     errors = error_fields(calib_targets, calib_preds)
     const = estimate_true_lipschitz(calib_inputs, errors, norm, safety, block)
@@ -162,6 +170,14 @@ def conformal_error_bound(
         Fields to compute the errors from, in ``norm``.
     norm
         Norm of the errors.
+
+    Examples
+    --------
+    >>> import torch
+    >>> errors = torch.arange(1.0, 11.0)  # calibration errors 1 .. 10
+    >>> b = conformal_error_bound(torch.zeros(3, 1, 8), errors, alpha=0.2)
+    >>> b.label, b.bound.tolist()  # one threshold for every query
+    ('statistical', [9.0, 9.0, 9.0])
     """
     norm = check_norm(norm)
     errors = calib_errors_from(calib_errors, calib_targets, calib_preds, norm)

@@ -25,6 +25,7 @@ def register_model(name: str) -> Callable[[M], M]:
     ...     pass
     >>> get_model_class("DocExampleNet") is DocExampleNet
     True
+    >>> del _REGISTRY["DocExampleNet"]  # (keep the registry as it was)
     """
 
     def decorator(cls: M) -> M:

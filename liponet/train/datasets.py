@@ -41,6 +41,14 @@ class DataBundle:
         Normalization statistics to store with the model (or ``None``).
     info
         Plain facts for logs (sizes, shapes, file).
+
+    Examples
+    --------
+    >>> from liponet.train import DataConfig
+    >>> config = DataConfig("toy-shift", kwargs={"n_train": 8, "n_val": 4, "grid": 16})
+    >>> bundle = build_dataset(config)
+    >>> isinstance(bundle, DataBundle), bundle.info["name"]
+    (True, 'toy-shift')
     """
 
     train: Dataset[Any]
@@ -54,7 +62,21 @@ _DATASETS: dict[str, Builder] = {}
 
 
 def register_dataset(name: str) -> Callable[[Builder], Builder]:
-    """Decorator adding a builder ``(config, seed, rank, world_size) -> DataBundle``."""
+    """Decorator adding a builder ``(config, seed, rank, world_size) -> DataBundle``.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from torch.utils.data import TensorDataset
+    >>> @register_dataset("doc-example")
+    ... def _example(config, seed, rank, world_size):
+    ...     x = torch.randn(6, 1, 8)
+    ...     return DataBundle(train=TensorDataset(x, x), val=TensorDataset(x[:2], x[:2]))
+    >>> from liponet.train import DataConfig
+    >>> len(build_dataset(DataConfig("doc-example")).train)
+    6
+    >>> del _DATASETS["doc-example"]  # (keep the registry as it was)
+    """
 
     def decorator(fn: Builder) -> Builder:
         _DATASETS[name] = fn
@@ -83,6 +105,14 @@ def build_dataset(
     ------
     ValueError
         For an unknown name (listing the registered ones) or bad options.
+
+    Examples
+    --------
+    >>> from liponet.train import DataConfig
+    >>> config = DataConfig("toy-shift", kwargs={"n_train": 8, "n_val": 4, "grid": 16})
+    >>> bundle = build_dataset(config)
+    >>> len(bundle.train), len(bundle.val)
+    (8, 4)
     """
     if config.name not in _DATASETS:
         raise ValueError(
