@@ -56,36 +56,16 @@ def public_callables():
                 yield f"{name}.{attr}", obj
 
 
-#: Public names that still lack an example (when issue 16 landed): this list may only shrink.
-#: Adding an example to one of them makes the test fail until it is removed from here.
-KNOWN_MISSING = frozenset(
-    [
-        "liponet.certify.CoverageReport",
-        "liponet.certify.ErrorBound",
-        "liponet.certify.calibration_sweep",
-        "liponet.certify.certify_rollout",
-        "liponet.certify.field_operator",
-        "liponet.certify.register_true_constant",
-        "liponet.certify.residual_error_bound",
-    ]
-)
-
-
 def test_every_public_name_has_an_example():
     """Every public function and class (exceptions aside: the functions raising them show
     them) has an ``Examples`` section, which the doctest run executes."""
-    missing = {
+    missing = [
         name
         for name, obj in public_callables()
         if ">>>" not in (inspect.getdoc(obj) or "")
         and not (inspect.isclass(obj) and issubclass(obj, BaseException))
-    }
-    new = sorted(missing - KNOWN_MISSING)
-    assert not new, f"public names without a docstring example: {new}"
-    done = sorted(KNOWN_MISSING - missing)
-    assert not done, (
-        f"these now have examples (or are gone): remove them from KNOWN_MISSING: {done}"
-    )
+    ]
+    assert not missing, f"public names without a docstring example: {missing}"
 
 
 @pytest.mark.parametrize("page", sorted(p.name for p in (DOCS / "reference").glob("*.md")))

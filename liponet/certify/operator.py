@@ -238,6 +238,13 @@ class ErrorBound:
         to the query (one column per distance term) and its error; ``None`` otherwise.
     constants
         The constants used, by role (``"model"``, ``"true"``, ``"error"``).
+
+    Examples
+    --------
+    >>> import torch
+    >>> b = ErrorBound(torch.tensor([0.5, 2.0]), "certified", "plain", "function")
+    >>> b.label, b.bound.tolist()
+    ('certified', [0.5, 2.0])
     """
 
     bound: Tensor
@@ -736,6 +743,16 @@ def certify_rollout(
     tuple
         Predictions ``(batch, n_steps, channels, *spatial)`` and the rollout
         :class:`ErrorBound` ``(batch, n_steps)``.
+
+    Examples
+    --------
+    >>> import torch
+    >>> u0 = torch.randn(2, 1, 8)
+    >>> preds, bound = certify_rollout(lambda u: u, u0, 3, calib_inputs=u0,
+    ...                               calib_errors=torch.zeros(2), lipschitz_model=1.0,
+    ...                               lipschitz_true=1.0)
+    >>> preds.shape, bound.bound.shape, bound.label  # bare numbers: estimated
+    (torch.Size([2, 3, 1, 8]), torch.Size([2, 3]), 'estimated')
     """
     if n_steps < 1:
         raise ValueError(f"n_steps must be >= 1, got {n_steps}")
@@ -766,7 +783,17 @@ _TRUE_CONSTANTS: dict[str, TrueConstantFn] = {}
 
 
 def register_true_constant(name: str) -> Callable[[TrueConstantFn], TrueConstantFn]:
-    """Register ``fn(input_norm, output_norm, **params) -> LipschitzConstant`` under ``name``."""
+    """Register ``fn(input_norm, output_norm, **params) -> LipschitzConstant`` under ``name``.
+
+    Examples
+    --------
+    >>> @register_true_constant("doc-identity")
+    ... def _identity(norm, out, **params):
+    ...     return LipschitzConstant(1.0, "certified", norm, out, "the identity map")
+    >>> true_lipschitz("doc-identity").value
+    1.0
+    >>> del _TRUE_CONSTANTS["doc-identity"]  # (keep the registry as it was)
+    """
 
     def decorator(fn: TrueConstantFn) -> TrueConstantFn:
         if name in _TRUE_CONSTANTS:
