@@ -57,7 +57,7 @@ from .certify import (
     observed_errors,
     operator_error_bound,
 )
-from .data import PDEBenchDataset, generate
+from .data import PDEBenchDataset, WellDataset, generate, generate_well
 from .metrics import pdebench_metrics
 from .models import FNO, DeepONet, LipDeepONet, LipFNO, rollout
 from .train import DistContext, TrainConfig, Trainer
@@ -117,6 +117,10 @@ class Task:
         (:func:`liponet.certify.generator_lipschitz`) or a data estimate.
     periodic
         Periodic in space (DeepONet trunks then get Fourier features; FNOs no padding).
+    layout
+        ``"pdebench"`` (one HDF5 file) or ``"well"`` (a dataset folder in The Well's layout,
+        read by :class:`~liponet.data.WellDataset` without its extra inputs; ``family`` is a
+        :func:`~liponet.data.generate_well` family).
     """
 
     name: str
@@ -127,6 +131,7 @@ class Task:
     coefficient: bool = False
     theorem: str | None = None
     periodic: bool = True
+    layout: str = "pdebench"
 
 
 TASKS: dict[str, Task] = {
@@ -165,6 +170,14 @@ TASKS: dict[str, Task] = {
             "2D_diff-react_NA_NA.h5",
             2,
             periodic=False,
+        ),
+        Task(
+            "well_advection_2d",
+            "well_advection",
+            {"dims": 2},
+            "well_advection_2d",
+            2,
+            layout="well",
         ),
     )
 }
@@ -241,7 +254,9 @@ def _per_task_text(value: int | Mapping[str, int]) -> str:
     return str(value)
 
 
-_ALL = tuple(TASKS)
+_ALL = tuple(t for t, spec in TASKS.items() if spec.layout == "pdebench")
+#: The Well-layout task (run with ``--tasks well_advection_2d``), settings per preset.
+_WELL = "well_advection_2d"
 
 #: The rows of the ``medium`` preset: FNO, LipFNO with its defaults, the strongest variants.
 MEDIUM_MODELS = ("FNO", "LipFNO", "LipFNO-clip", "LipFNO-inc")
@@ -269,10 +284,10 @@ PRESETS: dict[str, Preset] = {
         name="tiny",
         tasks=("advection_1d",),
         n_samples=24,
-        nx={"advection_1d": 32},
-        nt={"advection_1d": 9},
-        strides={"advection_1d": (2, 1)},
-        initial_step={"advection_1d": 2},
+        nx={"advection_1d": 32, _WELL: 16},
+        nt={"advection_1d": 9, _WELL: 6},
+        strides={"advection_1d": (2, 1), _WELL: (1, 1)},
+        initial_step={"advection_1d": 2, _WELL: 2},
         steps=4,
         batch=8,
         width=8,
@@ -295,6 +310,7 @@ PRESETS: dict[str, Preset] = {
             "diffusion_reaction_1d": 128,
             "darcy_2d": 32,
             "diffusion_reaction_2d": 32,
+            _WELL: 32,
         },
         nt={
             "advection_1d": 41,
@@ -302,9 +318,10 @@ PRESETS: dict[str, Preset] = {
             "diffusion_reaction_1d": 21,
             "darcy_2d": None,
             "diffusion_reaction_2d": 21,
+            _WELL: 21,
         },
-        strides={t: ((2, 1) if TASKS[t].dims == 1 else (1, 1)) for t in _ALL},
-        initial_step=_STEP,
+        strides={t: ((2, 1) if TASKS[t].dims == 1 else (1, 1)) for t in (*_ALL, _WELL)},
+        initial_step={**_STEP, _WELL: 2},
         steps=300,
         batch=32,
         lr=3e-3,
@@ -439,7 +456,7 @@ def resolve_task(
     if data_dir is None:
         return pathlib.Path(spec.pdebench_file), kwargs
     path = pathlib.Path(data_dir) / spec.pdebench_file
-    if not path.is_file():
+    if not (path.is_dir() if spec.layout == "well" else path.is_file()):
         raise FileNotFoundError(
             f"--data-dir {data_dir}: task {task!r} needs PDEBench's file {spec.pdebench_file!r} "
             f"there ({path} does not exist)"
@@ -447,16 +464,24 @@ def resolve_task(
     return path, kwargs
 
 
+def _dataset(path: pathlib.Path, split: str, **kwargs: Any) -> PDEBenchDataset:
+    """A PDEBench file's split, or a Well folder's (``val`` is its ``valid`` folder)."""
+    if path.is_dir():
+        well_split = "valid" if split == "val" else split
+        return WellDataset(path, split=well_split, extra_inputs=False, **kwargs)
+    return PDEBenchDataset(path, split=split, **kwargs)
+
+
 def _windows(path: pathlib.Path, split: str, kwargs: Mapping[str, Any]) -> tuple[Tensor, Tensor]:
     extra: dict[str, Any] = {} if kwargs["task"] == "coefficient" else {"windows": "all"}
-    return PDEBenchDataset(path, split=split, **kwargs, **extra).to_tensors()
+    return _dataset(path, split, **kwargs, **extra).to_tensors()
 
 
 def _trajectories(
     path: pathlib.Path, split: str, kwargs: Mapping[str, Any]
 ) -> tuple[Tensor, float]:
     """``(n, frames, C, *spatial)`` trajectories and the time between two (strided) frames."""
-    ds = PDEBenchDataset(path, split=split, **kwargs)
+    ds = _dataset(path, split, **kwargs)
     t = ds.grid["t"]
     return torch.stack([ds.trajectory(i) for i in range(len(ds.indices))]), float(t[1] - t[0])
 
@@ -478,7 +503,17 @@ def load_task(
     if data_dir is None:
         folder = pathlib.Path(work_dir) / f"{preset.name}-seed{seed}"
         path = folder / path
-        if not path.is_file():
+        if spec.layout == "well":
+            if not (path / "data").is_dir():
+                generate_well(
+                    path,
+                    n_samples=per_task(preset.n_samples, task),
+                    nx=preset.nx[task],
+                    nt=int(preset.nt[task] or 2),
+                    seed=seed,
+                    **spec.params,
+                )
+        elif not path.is_file():
             generate(
                 spec.family,
                 path,
