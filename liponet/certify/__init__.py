@@ -1,6 +1,10 @@
 """Certified error bounds (function approximation, operators) and empirical estimates."""
 
 from . import reference as reference
+from .calibration import StreamedErrorBound as StreamedErrorBound
+from .calibration import file_pairs as file_pairs
+from .calibration import generated_pairs as generated_pairs
+from .calibration import streamed_error_bound as streamed_error_bound
 from .empirical import estimate_lipschitz as estimate_lipschitz
 from .empirical import jacobian_lipschitz as jacobian_lipschitz
 from .empirical import pair_ratios as pair_ratios
@@ -32,6 +36,12 @@ from .operator import robustness_bound as robustness_bound
 from .operator import rollout_error_bound as rollout_error_bound
 from .operator import sup_output_constant as sup_output_constant
 from .operator import true_lipschitz as true_lipschitz
+from .symmetry import SymmetricErrorBound as SymmetricErrorBound
+from .symmetry import SymmetryGroup as SymmetryGroup
+from .symmetry import SymmetryPremiseError as SymmetryPremiseError
+from .symmetry import check_model_symmetry as check_model_symmetry
+from .symmetry import operator_symmetry as operator_symmetry
+from .symmetry import symmetric_error_bound as symmetric_error_bound
 from .tighter import conformal_error_bound as conformal_error_bound
 from .tighter import error_lipschitz_bound as error_lipschitz_bound
 from .tighter import estimate_error_lipschitz as estimate_error_lipschitz
@@ -46,12 +56,17 @@ __all__ = [
     "GridInterpolant",
     "LipschitzConstant",
     "MaxErrorBound",
+    "StreamedErrorBound",
+    "SymmetricErrorBound",
+    "SymmetryGroup",
+    "SymmetryPremiseError",
     "TargetLipschitzEstimate",
     "as_constant",
     "available_true_operators",
     "calibration_sweep",
     "certified_radius",
     "certify_rollout",
+    "check_model_symmetry",
     "conformal_error_bound",
     "coverage_report",
     "error_lipschitz_bound",
@@ -61,17 +76,22 @@ __all__ = [
     "estimate_true_lipschitz",
     "field_norm",
     "field_operator",
+    "file_pairs",
+    "generated_pairs",
     "jacobian_lipschitz",
     "max_error_bound",
     "model_constant",
     "observed_errors",
     "operator_error_bound",
+    "operator_symmetry",
     "pair_ratios",
     "reference",
     "register_true_constant",
     "residual_error_bound",
     "robustness_bound",
     "rollout_error_bound",
+    "streamed_error_bound",
     "sup_output_constant",
+    "symmetric_error_bound",
     "true_lipschitz",
 ]

@@ -45,6 +45,7 @@ __all__ = [
     "file_pairs",
     "generated_pairs",
     "streamed_error_bound",
+    "streamed_error_bounds",
 ]
 
 #: Calibration pairs per chunk of a generated or stored calibration set.
@@ -283,13 +284,49 @@ def streamed_error_bound(
     >>> b.label, b.n_calib, b.name
     ('certified', 500, 'shift-reduced')
     """
-    group = group if group is not None else SymmetryGroup(())
-    if group.shift_axes:
-        label_sym, premises = verify_premises(model, group, operator, **(operator_params or {}))
-    else:
-        label_sym, premises = "certified", {}
+    return streamed_error_bounds(
+        query_inputs,
+        pairs,
+        model,
+        lipschitz_true=lipschitz_true,
+        groups=[group],
+        operator=operator,
+        operator_params=operator_params,
+        exact=exact,
+        candidates=candidates,
+        eval_batch=eval_batch,
+    )[0]
+
+
+def streamed_error_bounds(
+    query_inputs: Tensor,
+    pairs: Iterable[tuple[Tensor, Tensor]],
+    model: CertifiedModule,
+    *,
+    lipschitz_true: ConstantLike,
+    groups: Sequence[SymmetryGroup | None],
+    operator: str | None = None,
+    operator_params: dict[str, float] | None = None,
+    exact: bool = True,
+    candidates: int = 16,
+    eval_batch: int = 1024,
+) -> list[StreamedErrorBound]:
+    """:func:`streamed_error_bound` for several groups in one pass over the pairs.
+
+    The pairs are generated or read once and the model is evaluated once on every input that
+    may improve some group's bound (``None`` in ``groups``: the plain bound).
+    """
+    if not groups:
+        raise ValueError("groups must name at least one group (None: the plain bound)")
     if not isinstance(model, CertifiedModule):
         raise TypeError(f"model must be a CertifiedModule, got {type(model).__name__}")
+    chosen = [g if g is not None else SymmetryGroup(()) for g in groups]
+    checked = []
+    for group in chosen:
+        if group.shift_axes:
+            checked.append(verify_premises(model, group, operator, **(operator_params or {})))
+        else:
+            checked.append(("certified", {}))
     l_model = as_constant(model)
     l_true = as_constant(lipschitz_true)
     for c in (l_model, l_true):
@@ -299,7 +336,8 @@ def streamed_error_bound(
                 f"{c.input_norm!r} to {c.output_norm!r}"
             )
     runner: nn.Module = model.export() if hasattr(model, "export") else model
-    search = OrbitSearch(query_inputs, group, l_model.value + l_true.value, exact, candidates)
+    slope = l_model.value + l_true.value
+    searches = [OrbitSearch(query_inputs, g, slope, exact, candidates) for g in chosen]
     n_calib = n_evaluated = 0
     for inputs, targets in pairs:
         if inputs.shape[0] != targets.shape[0]:
@@ -311,10 +349,9 @@ def streamed_error_bound(
                 f"calibration inputs {tuple(inputs.shape[1:])} do not match the queries "
                 f"{tuple(query_inputs.shape[1:])}"
             )
-        keep = search.useful(inputs) if bool(torch.isfinite(search.bound).all()) else None
-        idx = (
-            torch.arange(inputs.shape[0]) if keep is None else torch.nonzero(keep.cpu()).reshape(-1)
-        )
+        keeps = [s.useful(inputs).cpu() for s in searches]
+        union = torch.stack(keeps).any(0)
+        idx = torch.nonzero(union).reshape(-1)
         if idx.numel():
             x = inputs[idx].to(torch.float64)
             preds = _evaluate(runner, x, eval_batch)
@@ -324,20 +361,27 @@ def streamed_error_bound(
                     f"calibration targets {tuple(targets.shape[1:])}"
                 )
             errors = field_norm(targets[idx].to(torch.float64) - preds.cpu(), "function")
-            search.update(x, errors, idx + n_calib)
+            for search, keep in zip(searches, keeps, strict=True):
+                mine = keep[idx]
+                search.update(x[mine], errors[mine], idx[mine] + n_calib)
         n_calib += inputs.shape[0]
         n_evaluated += int(idx.numel())
     if n_calib == 0:
         raise ValueError("the calibration set is empty")
-    base = search.result(
-        label=weakest_label(l_model.label, l_true.label, label_sym),
-        constants={"model": l_model, "true": l_true},
-        premises=premises,
-    )
-    return StreamedErrorBound(
-        **{f: getattr(base, f) for f in base.__dataclass_fields__},
-        n_calib=n_calib,
-        n_evaluated=n_evaluated,
-        searched_pairs=search.searched_pairs,
-        unproven=int(search.unproven.sum()),
-    )
+    out = []
+    for search, (label_sym, premises) in zip(searches, checked, strict=True):
+        base = search.result(
+            label=weakest_label(l_model.label, l_true.label, label_sym),
+            constants={"model": l_model, "true": l_true},
+            premises=premises,
+        )
+        out.append(
+            StreamedErrorBound(
+                **{f: getattr(base, f) for f in base.__dataclass_fields__},
+                n_calib=n_calib,
+                n_evaluated=n_evaluated,
+                searched_pairs=search.searched_pairs,
+                unproven=int(search.unproven.sum()),
+            )
+        )
+    return out

@@ -701,6 +701,8 @@ class OrbitSearch:
 
     def useful(self, calib_inputs: Tensor) -> Tensor:
         """``(n,)`` mask of the calibration inputs that may still improve some query's bound."""
+        if not bool(torch.isfinite(self.bound).all()):
+            return torch.ones(calib_inputs.shape[0], dtype=torch.bool, device=self.bound.device)
         return (self.lower_bounds(calib_inputs) < self.bound[:, None]).any(0)
 
     def update(self, calib_inputs: Tensor, calib_errors: Tensor, offset: int | Tensor) -> None:
