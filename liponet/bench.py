@@ -29,9 +29,11 @@ hyperparameters; reads real PDEBench files from ``data_dir`` unchanged).
 from __future__ import annotations
 
 import csv
+import io
 import math
 import os
 import pathlib
+import tempfile
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
@@ -39,6 +41,7 @@ from typing import Any
 
 import torch
 from torch import Tensor, nn
+from torch.utils.data import TensorDataset
 
 from .certify import (
     LipschitzConstant,
@@ -53,18 +56,32 @@ from .certify import (
 from .data import PDEBenchDataset, generate
 from .metrics import pdebench_metrics
 from .models import FNO, DeepONet, LipDeepONet, LipFNO, rollout
+from .train import TrainConfig, Trainer
 
 __all__ = [
     "MODELS",
+    "NRMSE_TARGETS",
     "PRESETS",
     "PUBLISHED_FNO_NRMSE",
     "TASKS",
+    "TIME_TARGET",
     "BenchData",
+    "FieldModel",
     "Preset",
     "Task",
+    "append_row",
+    "done_keys",
     "load_task",
+    "per_task",
+    "preset_settings",
+    "read_rows",
     "resolve_task",
+    "run_bench",
     "run_row",
+    "summarize",
+    "target_checks",
+    "train",
+    "train_config",
     "write_results",
 ]
 
@@ -158,26 +175,36 @@ PUBLISHED_FNO_NRMSE: dict[str, tuple[float, str]] = {
 class Preset:
     """Sizes and hyperparameters of one benchmark scale.
 
-    ``nx``/``nt`` are what a generated file gets (per task; ``nt=None`` for Darcy), ``strides``
+    ``n_samples``/``nx``/``nt`` are what a generated file gets (per task, or one number for
+    every task; ``nt=None`` for Darcy), ``strides``
     the ``(space, time)`` subsampling applied when reading (PDEBench's for ``full``),
-    ``initial_step`` the input frames per task. Training: Adam, ``steps`` optimizer steps (or
-    ``epochs`` over the training windows when set), batch ``batch``, learning rate halved
-    ``lr_halvings`` times at equal intervals (PDEBench: every 100 of 500 epochs).
+    ``initial_step`` the input frames per task. Training (through
+    :class:`liponet.train.Trainer`, see :func:`train_config`): Adam, about ``steps`` optimizer
+    steps (per task, or one number) rounded up to whole epochs (or ``epochs`` over the training
+    windows when set), batch ``batch``, learning rate halved ``lr_halvings`` times at equal
+    intervals (``scheduler "step"``; PDEBench: every 100 of 500 epochs) or cosine-annealed per
+    epoch (``"cosine"``). ``models``:
+    the rows a run trains by default (``None``: every entry of :data:`MODELS`); ``seeds``: the
+    training seeds, one row each; ``note``: a paragraph the results file shows (sizes, cuts).
     """
 
     name: str
     tasks: tuple[str, ...]
-    n_samples: int
+    n_samples: int | Mapping[str, int]
     nx: Mapping[str, int]
     nt: Mapping[str, int | None]
     strides: Mapping[str, tuple[int, int]]
     initial_step: Mapping[str, int]
-    steps: int
+    steps: int | Mapping[str, int]
     epochs: int | None = None
     batch: int = 32
     lr: float = 1e-3
     weight_decay: float = 1e-4
     lr_halvings: int = 4
+    scheduler: str = "step"
+    models: tuple[str, ...] | None = None
+    seeds: tuple[int, ...] = (0,)
+    note: str = ""
     width: int = 20
     modes: int = 12
     depth: int = 4
@@ -191,7 +218,37 @@ class Preset:
     extra: Mapping[str, Any] = field(default_factory=dict)
 
 
+def per_task(value: int | Mapping[str, int], task: str) -> int:
+    """A preset setting that is one number for every task or a number per task."""
+    if isinstance(value, Mapping):
+        if task not in value:
+            raise ValueError(f"the preset has no value for task {task!r} (has {', '.join(value)})")
+        return int(value[task])
+    return int(value)
+
+
+def _per_task_text(value: int | Mapping[str, int]) -> str:
+    if isinstance(value, Mapping):
+        return " / ".join(f"{v} ({k})" for k, v in value.items())
+    return str(value)
+
+
 _ALL = tuple(TASKS)
+
+#: The rows of the ``medium`` preset: FNO, LipFNO with its defaults, the strongest variants.
+MEDIUM_MODELS = ("FNO", "LipFNO", "LipFNO-clip")
+
+MEDIUM_NOTE = (
+    "Preset `medium`: PDEBench's FNO hyperparameters (width 20, 12 modes, depth 4) on generated "
+    "data at reduced size: 1-D tasks with PDEBench's frames (advection and Burgers 41 frames, "
+    "10 input frames; diffusion-reaction 21 frames, 5 input frames) on 128 cells (generated on "
+    "256, read with stride 2; PDEBench: 256 of 1024), 512 trajectories (advection 1024; "
+    "PDEBench: 10000); Darcy on 32 x 32 (generated on 64, stride 2; PDEBench: 128 x 128), "
+    "1024 samples. Adam, lr 3e-3 cosine-annealed per epoch, batch 32, about 4000 optimizer "
+    "steps (Darcy 1500) rounded up to whole epochs, three training seeds on the same data. "
+    "Sized for about one hour of 2 CPU cores; on a GPU at full size: `liponet bench --preset "
+    "full --data-dir PDEBENCH --device cuda --seeds 0 1 2 --models FNO LipFNO LipFNO-clip`."
+)
 _STEP_1D = {"advection_1d": 10, "burgers_1d": 10, "diffusion_reaction_1d": 5}
 _STEP = {**_STEP_1D, "darcy_2d": 1, "diffusion_reaction_2d": 10}
 
@@ -247,6 +304,42 @@ PRESETS: dict[str, Preset] = {
         onet_depth=3,
         n_calib=1024,
         n_query=512,
+    ),
+    "medium": Preset(
+        name="medium",
+        tasks=("advection_1d", "burgers_1d", "diffusion_reaction_1d", "darcy_2d"),
+        n_samples={
+            "advection_1d": 1024,
+            "burgers_1d": 512,
+            "diffusion_reaction_1d": 512,
+            "darcy_2d": 1024,
+        },
+        nx={"advection_1d": 256, "burgers_1d": 256, "diffusion_reaction_1d": 256, "darcy_2d": 64},
+        nt={"advection_1d": 41, "burgers_1d": 41, "diffusion_reaction_1d": 21, "darcy_2d": None},
+        strides={
+            "advection_1d": (2, 1),
+            "burgers_1d": (2, 1),
+            "diffusion_reaction_1d": (2, 1),
+            "darcy_2d": (2, 1),
+        },
+        initial_step=_STEP,
+        steps={
+            "advection_1d": 4000,
+            "burgers_1d": 4000,
+            "diffusion_reaction_1d": 4000,
+            "darcy_2d": 1500,
+        },
+        batch=32,
+        lr=3e-3,
+        scheduler="cosine",
+        width=20,
+        modes=12,
+        depth=4,
+        models=MEDIUM_MODELS,
+        seeds=(0, 1, 2),
+        n_calib=1024,
+        n_query=512,
+        note=MEDIUM_NOTE,
     ),
     "full": Preset(
         name="full",
@@ -377,7 +470,7 @@ def load_task(
             generate(
                 spec.family,
                 path,
-                n_samples=preset.n_samples,
+                n_samples=per_task(preset.n_samples, task),
                 nx=preset.nx[task],
                 nt=preset.nt[task],
                 seed=seed,
@@ -506,6 +599,7 @@ MODELS: dict[str, Builder] = {
     "FNO": _fno,
     "LipFNO": lipfno_builder(),
     "LipFNO-best": lipfno_builder(free_last_layer=True, output_scale="vector"),
+    "LipFNO-clip": lipfno_builder(normalization="clip", k=3.0),
     "DeepONet": deeponet_builder(constrained=False),
     "LipDeepONet": deeponet_builder(constrained=True),
 }
@@ -528,31 +622,124 @@ def relative_mse(pred: Tensor, target: Tensor) -> Tensor:
     return (pred - target).pow(2).sum() / target.pow(2).sum().clamp_min(1e-12)
 
 
-def train(
-    model: nn.Module, data: BenchData, preset: Preset, seed: int = 0
-) -> tuple[Callable[[Tensor], Tensor], float, int]:
-    """Train on the one-step windows; return ``(field map, seconds, steps)``."""
-    gen = torch.Generator().manual_seed(seed)
-    f = field_operator(model)
+class FieldModel(nn.Module):
+    """A DeepONet as a map of fields ``(batch, C, *spatial) -> (batch, out, *spatial)``.
+
+    The :class:`~liponet.train.Trainer` calls ``model(x)`` with one tensor; a DeepONet reads the
+    input field at its grid points as sensors and is evaluated at the cell centres
+    (:func:`liponet.certify.field_operator`). The wrapped model's parameters are this module's.
+    """
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, x: Tensor) -> Tensor:
+        """Evaluate the wrapped DeepONet on the input's own grid."""
+        return field_operator(self.model)(x)
+
+
+class _StepClock:
+    """Seconds spent in optimizer steps, from the Trainer's ``step``/``epoch`` events.
+
+    Counts from the previous event (or :meth:`start`) to each ``step`` event: batching, forward,
+    backward and the optimizer step; the per-epoch validation, certification and checkpoint
+    (between the last step of an epoch and its ``epoch`` event) are left out. ``clock`` is
+    :func:`time.process_time` on the CPU (the process's CPU time: fair when other processes
+    share the cores) and :func:`time.perf_counter` on an accelerator (the Trainer synchronizes
+    after every step when it reads the loss).
+    """
+
+    def __init__(self, clock: Callable[[], float]) -> None:
+        self.clock = clock
+        self.seconds = 0.0
+        self.steps = 0
+        self.mark = clock()
+
+    def start(self) -> None:
+        self.mark = self.clock()
+
+    def __call__(self, event: str, record: dict[str, Any]) -> None:
+        now = self.clock()
+        if event == "step":
+            self.seconds += now - self.mark
+            self.steps += 1
+        self.mark = now
+
+
+#: Validation windows the Trainer scores after every epoch (a fixed subset: the rows' own
+#: validation score is the full rollout, computed once after training).
+EPOCH_VAL_WINDOWS = 256
+
+
+def train_config(
+    data: BenchData, preset: Preset, seed: int, out_dir: str | os.PathLike[str], device: str
+) -> TrainConfig:
+    """The :class:`~liponet.train.TrainConfig` of one row: the preset's budget as epochs.
+
+    ``preset.steps`` optimizer steps become ``ceil(steps / batches per epoch)`` epochs (every
+    training window once per epoch, reshuffled); the learning rate follows
+    ``preset.scheduler``: ``"step"`` halves it ``lr_halvings`` times at equal intervals,
+    ``"cosine"`` anneals it to 0 at the last epoch. Loss: relative L2 (per sample, averaged);
+    no gradient clipping, no bf16 (benchmark figures in float32).
+    """
     n = data.x_train.shape[0]
-    steps = preset.steps
-    if preset.epochs is not None:
-        steps = preset.epochs * max(1, math.ceil(n / preset.batch))
-    opt = torch.optim.Adam(model.parameters(), lr=preset.lr, weight_decay=preset.weight_decay)
-    interval = max(1, steps // (preset.lr_halvings + 1))
-    sched = torch.optim.lr_scheduler.StepLR(opt, step_size=interval, gamma=0.5)
-    model.train()
-    start = time.perf_counter()
-    for _ in range(steps):
-        idx = torch.randint(0, n, (min(preset.batch, n),), generator=gen)
-        loss = relative_mse(f(data.x_train[idx]), data.y_train[idx])
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        sched.step()
-    seconds = time.perf_counter() - start
-    model.eval()
-    return f, seconds, steps
+    batches = max(1, math.ceil(n / preset.batch))
+    epochs = (
+        preset.epochs
+        if preset.epochs is not None
+        else max(1, math.ceil(per_task(preset.steps, data.task.name) / batches))
+    )
+    halvings = max(0, preset.lr_halvings)
+    return TrainConfig(
+        epochs=epochs,
+        batch_size=min(preset.batch, n),
+        lr=preset.lr,
+        weight_decay=preset.weight_decay,
+        optimizer="adam",
+        scheduler=preset.scheduler,
+        step_size=max(1, epochs // (halvings + 1)),
+        gamma=0.5 if halvings else 1.0,
+        grad_clip=0.0,
+        loss="rel_l2",
+        seed=seed,
+        device=device,
+        bf16=False,
+        out_dir=str(out_dir),
+    )
+
+
+def train(
+    model: nn.Module, data: BenchData, preset: Preset, seed: int = 0, device: str = "cpu"
+) -> tuple[Callable[[Tensor], Tensor], float, int]:
+    """Train on the one-step windows through :class:`liponet.train.Trainer`.
+
+    Returns ``(field map, seconds in optimizer steps, optimizer steps)``; the field map takes
+    and returns CPU tensors (the model stays on ``device``). The Trainer's run folder (per-epoch
+    checkpoints and log) is a temporary folder.
+    """
+    net = FieldModel(model) if hasattr(model, "branch_coefficients") else model
+    n_val = data.x_val.shape[0]
+    pick = torch.randperm(n_val, generator=torch.Generator().manual_seed(seed))
+    pick = pick[:EPOCH_VAL_WINDOWS]
+    train_set = TensorDataset(data.x_train, data.y_train)
+    val_set = TensorDataset(data.x_val[pick], data.y_val[pick])
+    with tempfile.TemporaryDirectory(prefix="liponet-bench-run-") as run_dir:
+        config = train_config(data, preset, seed, run_dir, device)
+        on_cpu = config.device == "cpu" or (
+            config.device == "auto" and not torch.cuda.is_available()
+        )
+        clock = _StepClock(time.process_time if on_cpu else time.perf_counter)
+        trainer = Trainer(config, train_set, val_set, model=net, callbacks=[clock], progress=False)
+        clock.start()
+        trainer.fit()
+    net.eval()
+    target = next(net.parameters()).device
+
+    def f(x: Tensor) -> Tensor:
+        return net(x.to(target)).cpu()
+
+    return f, clock.seconds, clock.steps
 
 
 @torch.no_grad()
@@ -648,6 +835,7 @@ def certificate_columns(
 COLUMNS = (
     "task",
     "model",
+    "seed",
     "status",
     "params",
     "train_s",
@@ -670,6 +858,9 @@ COLUMNS = (
     "n_queries",
 )
 
+_TEXT_COLUMNS = frozenset({"task", "model", "status", "L_G_label", "bound_label"})
+_INT_COLUMNS = frozenset({"seed", "params", "steps", "n_queries"})
+
 
 def run_row(
     model_name: str,
@@ -677,21 +868,23 @@ def run_row(
     preset: Preset,
     seed: int = 0,
     builder: Builder | None = None,
+    device: str = "cpu",
 ) -> dict[str, Any]:
-    """Build, train, score and certify one model on one task: one result row.
+    """Build, train (through the Trainer), score and certify one model on one task: one row.
 
-    ``builder`` replaces the registered builder of ``model_name`` (benchmark variants). The row
-    also carries the trained model (``"_model"``) and its field map (``"_f"``) for further
-    studies; :func:`write_results` writes only :data:`COLUMNS`.
+    ``builder`` replaces the registered builder of ``model_name`` (benchmark variants); ``seed``
+    sets the initial weights and the sample order (the data are the task's). The row also
+    carries the trained model (``"_model"``) and its field map (``"_f"``) for further studies;
+    :func:`write_results` writes only :data:`COLUMNS`.
     """
     if builder is None and model_name not in MODELS:
         raise ValueError(f"unknown model {model_name!r}; available: {', '.join(MODELS)}")
-    row: dict[str, Any] = {"task": data.task.name, "model": model_name}
+    row: dict[str, Any] = {"task": data.task.name, "model": model_name, "seed": seed}
     if model_name == "neuralop-FNO" and not neuralop_available():
         return {**row, "status": "not installed"}
     torch.manual_seed(seed)
     model = (builder or MODELS[model_name])(data, preset)
-    f, seconds, steps = train(model, data, preset, seed)
+    f, seconds, steps = train(model, data, preset, seed, device)
     row["_model"], row["_f"] = model, f
     test = _scores(f, data, "test")
     val = _scores(f, data, "val")
@@ -707,6 +900,157 @@ def run_row(
     return row
 
 
+# -- CSV rows: written one at a time, read back for the tables ----------------------------------
+
+
+def append_row(path: str | os.PathLike[str], row: Mapping[str, Any]) -> None:
+    """Append one row (:data:`COLUMNS`) to a CSV file, writing the header if the file is new.
+
+    One ``write`` of one line per row, flushed at once: a run that stops keeps every finished
+    row, and two processes appending to the same file do not interleave lines.
+    """
+    path = pathlib.Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    new = not path.is_file() or path.stat().st_size == 0
+    if not new:
+        with path.open(newline="") as fh:
+            header = next(csv.reader(fh), [])
+        if tuple(header) != COLUMNS:
+            raise ValueError(
+                f"{path}: its header {header} is not liponet bench's columns {list(COLUMNS)}"
+            )
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=COLUMNS, restval="", lineterminator="\n")
+    if new:
+        writer.writeheader()
+    writer.writerow({k: row.get(k, "") for k in COLUMNS})
+    with path.open("a", newline="") as fh:
+        fh.write(buffer.getvalue())
+        fh.flush()
+
+
+def _parse(key: str, value: str) -> Any:
+    if key in _TEXT_COLUMNS:
+        return value
+    if value == "":
+        return float("nan")
+    if key in _INT_COLUMNS:
+        return int(float(value))
+    return float(value)
+
+
+def read_rows(path: str | os.PathLike[str]) -> list[dict[str, Any]]:
+    """Rows of a results CSV (:func:`append_row` / :func:`write_results`), numbers as numbers.
+
+    Files written before the ``seed`` column existed read as seed 0.
+    """
+    path = pathlib.Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no such results file (run liponet bench first)")
+    with path.open(newline="") as fh:
+        reader = csv.DictReader(fh)
+        missing = {"task", "model", "status"} - set(reader.fieldnames or ())
+        if missing:
+            raise ValueError(f"{path}: not a liponet bench CSV (missing columns {sorted(missing)})")
+        rows = []
+        for raw in reader:
+            row = {k: _parse(k, v) for k, v in raw.items() if k is not None}
+            row.setdefault("seed", 0)
+            rows.append(row)
+    return rows
+
+
+def done_keys(rows: Sequence[Mapping[str, Any]]) -> set[tuple[str, str, int]]:
+    """``(task, model, seed)`` of the finished rows (status ``ok``): what a resumed run skips."""
+    return {(r["task"], r["model"], int(r["seed"])) for r in rows if r.get("status") == "ok"}
+
+
+# -- summary over seeds -----------------------------------------------------------------------
+
+#: The issue's targets: the best LipFNO variant's mean nRMSE over FNO's, per task.
+NRMSE_TARGETS: dict[str, float] = {
+    "advection_1d": 1.0,
+    "burgers_1d": 1.2,
+    "diffusion_reaction_1d": 1.2,
+    "darcy_2d": 1.0,
+}
+#: The issue's target on the train time of that variant over FNO's.
+TIME_TARGET = 1.3
+
+
+def _mean_std(values: Sequence[float]) -> tuple[float, float]:
+    vals = [v for v in values if math.isfinite(v)]
+    if not vals:
+        return float("nan"), float("nan")
+    mean = sum(vals) / len(vals)
+    if len(vals) < 2:
+        return mean, float("nan")
+    return mean, math.sqrt(sum((v - mean) ** 2 for v in vals) / (len(vals) - 1))
+
+
+def summarize(rows: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """One line per task and model over its seeds: mean, sample std, min/max, ratios to FNO.
+
+    Keys: ``task``, ``model``, ``seeds``, ``nrmse_mean``, ``nrmse_std``, ``nrmse_min``,
+    ``nrmse_max``, ``nrmse_ratio`` (mean over FNO's mean on the same task), ``train_s_mean``,
+    ``train_ratio`` (likewise), ``lipschitz_mean``, ``lipschitz_max``. Only ``ok`` rows count.
+    """
+    ok = [r for r in rows if r.get("status") == "ok"]
+    groups: dict[tuple[str, str], list[Mapping[str, Any]]] = {}
+    for r in ok:
+        groups.setdefault((r["task"], r["model"]), []).append(r)
+    lines: list[dict[str, Any]] = []
+    for (task, model), group in groups.items():
+        nrmse = [float(r["nrmse"]) for r in group]
+        mean, std = _mean_std(nrmse)
+        lips = [float(r["lipschitz_certified"]) for r in group]
+        lines.append(
+            {
+                "task": task,
+                "model": model,
+                "seeds": len(group),
+                "nrmse_mean": mean,
+                "nrmse_std": std,
+                "nrmse_min": min(nrmse),
+                "nrmse_max": max(nrmse),
+                "train_s_mean": _mean_std([float(r["train_s"]) for r in group])[0],
+                "lipschitz_mean": _mean_std(lips)[0],
+                "lipschitz_max": max(lips) if all(math.isfinite(v) for v in lips) else float("nan"),
+            }
+        )
+    for line in lines:
+        ref = next((x for x in lines if x["task"] == line["task"] and x["model"] == "FNO"), None)
+        nan = float("nan")
+        line["nrmse_ratio"] = line["nrmse_mean"] / ref["nrmse_mean"] if ref else nan
+        line["train_ratio"] = line["train_s_mean"] / ref["train_s_mean"] if ref else nan
+    return lines
+
+
+def target_checks(summary: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """Per task with a target: the best LipFNO model (lowest mean nRMSE) against the targets."""
+    checks = []
+    for task, target in NRMSE_TARGETS.items():
+        lip = [s for s in summary if s["task"] == task and s["model"].startswith("LipFNO")]
+        if not lip or not any(s["model"] == "FNO" for s in summary if s["task"] == task):
+            continue
+        best = min(lip, key=lambda s: s["nrmse_mean"])
+        checks.append(
+            {
+                "task": task,
+                "model": best["model"],
+                "seeds": best["seeds"],
+                "nrmse_ratio": best["nrmse_ratio"],
+                "nrmse_target": target,
+                "nrmse_met": best["nrmse_ratio"] <= target,
+                "train_ratio": best["train_ratio"],
+                "train_target": TIME_TARGET,
+                "train_met": best["train_ratio"] <= TIME_TARGET,
+                "lipschitz_max": best["lipschitz_max"],
+            }
+        )
+    return checks
+
+
 # -- output ---------------------------------------------------------------------------------------
 
 
@@ -720,8 +1064,10 @@ def _fmt(value: Any) -> str:
 
 MD_COLUMNS = (
     "model",
+    "seed",
     "params",
     "train_s",
+    "steps",
     "nrmse",
     "val_nrmse",
     "max",
@@ -743,16 +1089,97 @@ def markdown_table(rows: Sequence[Mapping[str, Any]], task: str) -> list[str]:
         if r["task"] != task:
             continue
         if r.get("status") != "ok":
-            cells = [r["model"], *(["-"] * (len(MD_COLUMNS) - 2)), str(r.get("status"))]
+            cells = [r["model"], _fmt(r.get("seed", 0))]
+            cells += ["-"] * (len(MD_COLUMNS) - 3) + [str(r.get("status"))]
         else:
             cells = [_fmt(r.get(c, float("nan"))) for c in MD_COLUMNS]
         lines.append("| " + " | ".join(cells) + " |")
     if task in PUBLISHED_FNO_NRMSE:
         value, note = PUBLISHED_FNO_NRMSE[task]
         label = "FNO (published, full-size data" + (f"; {note})" if note else ")")
-        cells = [label, "-", "-", _fmt(value), *(["-"] * (len(MD_COLUMNS) - 4))]
+        cells = [label, "-", "-", "-", "-", _fmt(value), *(["-"] * (len(MD_COLUMNS) - 6))]
         lines.append("| " + " | ".join(cells) + " |")
     return lines
+
+
+SUMMARY_COLUMNS = (
+    "task",
+    "model",
+    "seeds",
+    "nRMSE mean ± std",
+    "min-max",
+    "nRMSE / FNO",
+    "train_s mean",
+    "train / FNO",
+    "certified L (max)",
+    "published FNO",
+)
+
+
+def summary_markdown(rows: Sequence[Mapping[str, Any]]) -> list[str]:
+    """Markdown of :func:`summarize` and of :func:`target_checks`."""
+    summary = summarize(rows)
+    lines = ["| " + " | ".join(SUMMARY_COLUMNS) + " |", "|" + "---|" * len(SUMMARY_COLUMNS)]
+    for s in summary:
+        published = PUBLISHED_FNO_NRMSE.get(s["task"], (float("nan"), ""))[0]
+        cells = [
+            s["task"],
+            s["model"],
+            str(s["seeds"]),
+            f"{_fmt(s['nrmse_mean'])} ± {_fmt(s['nrmse_std'])}",
+            f"{_fmt(s['nrmse_min'])}-{_fmt(s['nrmse_max'])}",
+            _fmt(s["nrmse_ratio"]),
+            _fmt(s["train_s_mean"]),
+            _fmt(s["train_ratio"]),
+            _fmt(s["lipschitz_max"]),
+            _fmt(published) if s["model"] == "FNO" else "",
+        ]
+        lines.append("| " + " | ".join(cells) + " |")
+    checks = target_checks(summary)
+    if checks:
+        lines += [
+            "",
+            "Targets (issue 13): the best LipFNO model's mean nRMSE / FNO's <= the target, its "
+            f"train time / FNO's <= {TIME_TARGET}.",
+            "",
+            "| task | best LipFNO model | seeds | nRMSE / FNO | target | met | train / FNO "
+            "| met | certified L (max) |",
+            "|---|---|---|---|---|---|---|---|---|",
+        ]
+        for c in checks:
+            nrmse_verdict = (
+                "yes"
+                if c["nrmse_met"]
+                else (f"no ({c['nrmse_ratio'] / c['nrmse_target']:.2f}x the target)")
+            )
+            time_verdict = (
+                "yes"
+                if c["train_met"]
+                else (f"no ({c['train_ratio'] / c['train_target']:.2f}x the target)")
+            )
+            lines.append(
+                f"| {c['task']} | {c['model']} | {c['seeds']} | {_fmt(c['nrmse_ratio'])} "
+                f"| {_fmt(c['nrmse_target'])} | {nrmse_verdict} | {_fmt(c['train_ratio'])} "
+                f"| {time_verdict} | {_fmt(c['lipschitz_max'])} |"
+            )
+    return lines
+
+
+def preset_settings(preset: Preset) -> dict[str, Any]:
+    """The preset's training settings, as the results' Settings line shows them."""
+    return {
+        "preset": preset.name,
+        "steps": _per_task_text(preset.steps)
+        if preset.epochs is None
+        else f"{preset.epochs} epochs",
+        "samples": _per_task_text(preset.n_samples),
+        "batch": preset.batch,
+        "lr": preset.lr,
+        "scheduler": preset.scheduler,
+        "width": preset.width,
+        "modes": preset.modes,
+        "depth": preset.depth,
+    }
 
 
 def write_results(
@@ -760,43 +1187,60 @@ def write_results(
     out_dir: str | os.PathLike[str],
     preset: Preset,
     settings: Mapping[str, Any],
+    *,
+    write_csv: bool = True,
 ) -> list[pathlib.Path]:
     """Write ``bench_{preset}.csv``, ``.md`` and ``.png``; return the paths written.
 
-    The PNG needs matplotlib and at least one trained row; otherwise it is skipped.
+    With ``write_csv=False`` the CSV is left as it is (tables regenerated from it, e.g. after
+    an incremental run). The markdown has one table per task (one row per model and seed) and
+    a summary over seeds (:func:`summarize`, :func:`target_checks`). The PNG needs matplotlib
+    and at least one trained row; otherwise it is skipped.
     """
     out = pathlib.Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     stem = out / f"bench_{preset.name}"
     csv_path = stem.with_suffix(".csv")
-    with csv_path.open("w", newline="") as fh:
-        writer = csv.DictWriter(fh, fieldnames=COLUMNS, restval="")
-        writer.writeheader()
-        for r in rows:
-            writer.writerow({k: r.get(k, "") for k in COLUMNS})
+    paths = []
+    if write_csv:
+        with csv_path.open("w", newline="") as fh:
+            writer = csv.DictWriter(fh, fieldnames=COLUMNS, restval="")
+            writer.writeheader()
+            for r in rows:
+                writer.writerow({k: r.get(k, "") for k in COLUMNS})
+        paths.append(csv_path)
     tasks = list(dict.fromkeys(r["task"] for r in rows))
     md = [
         f"# liponet bench, preset `{preset.name}`",
         "",
         "Regenerate: `.venv/bin/python -m liponet bench --preset "
-        f"{preset.name}` (writes this file, the CSV and the PNG).",
+        f"{preset.name}` (writes this file, the CSV and the PNG; `--from-csv` rebuilds this "
+        "file and the PNG from the CSV alone).",
         "",
         "Settings: " + ", ".join(f"{k}={v}" for k, v in settings.items()),
         "",
+    ]
+    if preset.note:
+        md += [preset.note, ""]
+    md += [
         "Columns: PDEBench metrics on the test split (rollout from the first window, input frames "
         "excluded; `max` = true maximum over the test set), `val_nrmse` on a separate validation "
-        "split; `lipschitz_certified` = the model's certified bound (function norm); `L_G` = the "
+        "split; `train_s` = time in the Trainer's optimizer steps (process CPU seconds on a CPU; "
+        "per-epoch validation and checkpoints excluded); `lipschitz_certified` = the model's "
+        "certified bound (function norm); `L_G` = the "
         "true one-step operator's constant with its label (certified = a theorem; estimated = "
         "largest ratio over calibration pairs); coverage / median tightness (bound / observed) "
         "of the one-step operator error bound on test windows, calibrated on training windows; "
         "the bound is certified only if both constants are.",
         "",
     ]
+    if len({int(r.get("seed", 0)) for r in rows}) > 1:
+        md += ["## Summary over seeds", "", *summary_markdown(rows), ""]
     for task in tasks:
         md += [f"## {task}", "", *markdown_table(rows, task), ""]
     md_path = stem.with_suffix(".md")
     md_path.write_text("\n".join(md))
-    paths = [csv_path, md_path]
+    paths.append(md_path)
     png = _plot(rows, tasks, stem.with_suffix(".png"))
     if png is not None:
         paths.append(png)
@@ -806,6 +1250,7 @@ def write_results(
 def _plot(
     rows: Sequence[Mapping[str, Any]], tasks: Sequence[str], path: pathlib.Path
 ) -> pathlib.Path | None:
+    """Bars per task and model: mean over seeds, error bars from the smallest to the largest."""
     try:
         import matplotlib
 
@@ -817,23 +1262,28 @@ def _plot(
     if not ok:
         return None
     models = list(dict.fromkeys(r["model"] for r in ok))
-    fig, axes = plt.subplots(1, 2, figsize=(12, 4))
+    fig, axes = plt.subplots(1, 3, figsize=(16, 4.5))
     width = 0.8 / max(1, len(models))
+    columns = ("nrmse", "lipschitz_certified", "train_s")
+    titles = ("test nRMSE (rollout)", "certified Lipschitz bound", "train time (s)")
     for j, m in enumerate(models):
-        xs, nr, lb = [], [], []
-        for i, t in enumerate(tasks):
-            r = next((r for r in ok if r["task"] == t and r["model"] == m), None)
-            if r is not None:
-                xs.append(i + j * width)
-                nr.append(r["nrmse"])
-                lb.append(r["lipschitz_certified"])
-        axes[0].bar(xs, nr, width, label=m)
-        axes[1].bar(xs, lb, width, label=m)
-    for ax, title in zip(axes, ("test nRMSE (rollout)", "certified Lipschitz bound"), strict=True):
+        for ax, column in zip(axes, columns, strict=True):
+            xs, mid, lo, hi = [], [], [], []
+            for i, t in enumerate(tasks):
+                vals = [float(r[column]) for r in ok if r["task"] == t and r["model"] == m]
+                vals = [v for v in vals if math.isfinite(v)]
+                if vals:
+                    mean = sum(vals) / len(vals)
+                    xs.append(i + j * width)
+                    mid.append(mean)
+                    lo.append(mean - min(vals))
+                    hi.append(max(vals) - mean)
+            ax.bar(xs, mid, width, yerr=[lo, hi], capsize=2, label=m)
+    for ax, title in zip(axes, titles, strict=True):
         ax.set_yscale("log")
         ax.set_xticks([i + 0.4 - width / 2 for i in range(len(tasks))])
         ax.set_xticklabels(tasks, rotation=20, fontsize=8)
-        ax.set_title(title)
+        ax.set_title(title + ("" if len(ok) == len(models) * len(tasks) else ", seeds min-max"))
     axes[0].legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(path, dpi=90)
@@ -849,28 +1299,57 @@ def run_bench(
     data_dir: str | os.PathLike[str] | None = None,
     work_dir: str | os.PathLike[str],
     seed: int = 0,
+    seeds: Sequence[int] | None = None,
+    device: str = "cpu",
+    skip: set[tuple[str, str, int]] | None = None,
+    on_row: Callable[[dict[str, Any]], object] | None = None,
     progress: Progress | None = None,
 ) -> list[dict[str, Any]]:
-    """Every (task, model) row of a preset; ``progress(message)`` after each row."""
+    """Every (seed, task, model) row of a preset, in that order.
+
+    A run cut short still has every task for its first seeds.
+    ``seed`` generates the data (when there is no ``data_dir``); ``seeds`` are the training
+    seeds (default: the preset's); ``models`` default to the preset's. Rows whose
+    ``(task, model, seed)`` is in ``skip`` are not run (resuming a run). ``on_row(row)`` and
+    ``progress(message)`` after each row.
+    """
     if preset.name == "full" and data_dir is None:
         raise ValueError(
             "preset 'full' reads PDEBench's files: pass --data-dir with the downloaded files"
         )
     rows = []
-    for task in tasks or preset.tasks:
-        data = load_task(task, preset, data_dir, work_dir, seed)
-        for name in models or tuple(MODELS):
-            row = run_row(name, data, preset, seed)
-            rows.append(row)
-            if progress is not None:
-                progress(
-                    f"{task} {name}: "
-                    + ", ".join(
-                        f"{k}={_fmt(row[k])}"
-                        for k in ("status", "nrmse", "train_s", "lipschitz_certified", "coverage")
-                        if k in row
+    names = tuple(models or preset.models or MODELS)
+    for name in names:
+        if name not in MODELS:
+            raise ValueError(f"unknown model {name!r}; available: {', '.join(MODELS)}")
+    chosen = tuple(tasks or preset.tasks)
+    cache: dict[str, BenchData] = {}
+    for train_seed in seeds if seeds is not None else preset.seeds:
+        for task in chosen:
+            for name in names:
+                if (task, name, train_seed) in (skip or set()):
+                    continue
+                if task not in cache:
+                    cache[task] = load_task(task, preset, data_dir, work_dir, seed)
+                row = run_row(name, cache[task], preset, train_seed, device=device)
+                rows.append(row)
+                if on_row is not None:
+                    on_row(row)
+                if progress is not None:
+                    progress(
+                        f"{task} {name} seed {train_seed}: "
+                        + ", ".join(
+                            f"{k}={_fmt(row[k])}"
+                            for k in (
+                                "status",
+                                "nrmse",
+                                "train_s",
+                                "lipschitz_certified",
+                                "coverage",
+                            )
+                            if k in row
+                        )
                     )
-                )
     return rows
 
 

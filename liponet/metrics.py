@@ -1,4 +1,4 @@
-"""PDEBench's error metrics (RMSE, nRMSE, cRMSE, bRMSE, fRMSE bands, Max) plus relative L2.
+"""PDEBench's error metrics (RMSE, nRMSE, cRMSE, bRMSE, fRMSE bands, Max), relative L2, VRMSE.
 
 One N-dimensional code path for 1-, 2- and 3-D (any number of spatial dimensions), as a pure
 function (:func:`pdebench_metrics`) and as a torchmetrics class (:class:`PDEBenchMetrics`) that
@@ -34,6 +34,10 @@ of grid points; every metric is finally averaged over c and t):
 - ``rel_l2``: mean_b ||e|| / ||target||, norms over channels, grid and (predicted) time.
 
 All statistics are accumulated in float64.
+
+The Well's metric, VRMSE (:func:`vrmse`, :class:`VRMSE`), is separate: per sample b and channel
+c, ``sqrt(mean_x e^2 / (mean_x (target - mean_x target)^2 + eps))`` (the RMSE relative to the
+target's spatial standard deviation, ``eps = 1e-7``), averaged over samples (and channels).
 """
 
 from __future__ import annotations
@@ -48,10 +52,12 @@ from torchmetrics import Metric
 __all__ = [
     "FOURIER_BANDS",
     "METRIC_NAMES",
+    "VRMSE",
     "PDEBenchMetrics",
     "finalize_metrics",
     "metric_statistics",
     "pdebench_metrics",
+    "vrmse",
 ]
 
 #: Shell index ranges of PDEBench's fRMSE bands: [start, stop); ``None`` = up to the last shell.
@@ -317,3 +323,109 @@ class PDEBenchMetrics(Metric):
     def compute(self) -> dict[str, Tensor]:
         """The metrics over everything seen since the last reset."""
         return finalize_metrics({name: getattr(self, name) for name in _STATISTICS})
+
+
+#: The Well's stabiliser of the variance in VRMSE.
+VRMSE_EPS = 1e-7
+
+
+def _vrmse_per_sample(pred: Tensor, target: Tensor, eps: float) -> Tensor:
+    """``(batch, channels)`` float64 VRMSE of each sample and channel."""
+    if pred.shape != target.shape or pred.ndim < 3:
+        raise ValueError(
+            "pred and target must both be (batch, channels, *spatial) with at least one spatial "
+            f"dimension, got {tuple(pred.shape)} and {tuple(target.shape)}"
+        )
+    p = pred.detach().to(torch.float64).flatten(2)
+    t = target.detach().to(torch.float64).flatten(2)
+    mse = (p - t).square().mean(-1)
+    var = (t - t.mean(-1, keepdim=True)).square().mean(-1)
+    return (mse / (var + eps)).sqrt()
+
+
+def vrmse(
+    pred: Tensor, target: Tensor, *, eps: float = VRMSE_EPS, per_channel: bool = False
+) -> Tensor:
+    """The Well's variance-scaled RMSE, averaged over the batch (and channels).
+
+    Parameters
+    ----------
+    pred, target
+        ``(batch, channels, *spatial)``, any number >= 1 of spatial dimensions.
+    eps
+        Added to the target's spatial variance (The Well's ``1e-7``).
+    per_channel
+        Return one value per channel ``(channels,)`` instead of their mean.
+
+    Returns
+    -------
+    Tensor
+        float64: ``mean_b sqrt(mean_x e^2 / (var_x target + eps))`` (then mean over channels).
+        Predicting the target's spatial mean everywhere scores about 1.
+
+    Examples
+    --------
+    >>> import torch
+    >>> target = torch.tensor([[[1.0, -1.0, 1.0, -1.0]]])  # spatial variance 1
+    >>> round(float(vrmse(target + 0.5, target)), 6)
+    0.5
+    >>> round(float(vrmse(torch.zeros_like(target), target)), 6)  # the mean: VRMSE 1
+    1.0
+    """
+    per = _vrmse_per_sample(pred, target, eps).mean(0)
+    return per if per_channel else per.mean()
+
+
+class VRMSE(Metric):
+    """:func:`vrmse` accumulated over batches and DDP ranks (per-channel sums and a count).
+
+    Parameters
+    ----------
+    eps
+        As :func:`vrmse`.
+    per_channel
+        ``compute()`` returns ``(channels,)`` instead of the channel mean.
+    **kwargs
+        Passed to :class:`torchmetrics.Metric`.
+
+    Examples
+    --------
+    >>> import torch
+    >>> metric = VRMSE()
+    >>> target = torch.tensor([[[1.0, -1.0, 1.0, -1.0]]]).repeat(2, 1, 1)
+    >>> metric.update(target[:1] + 0.5, target[:1])
+    >>> metric.update(target[1:] + 1.5, target[1:])
+    >>> round(float(metric.compute()), 6)  # mean of 0.5 and 1.5
+    1.0
+    """
+
+    is_differentiable = False
+    higher_is_better = False
+    full_state_update = False
+    total: Tensor
+    count: Tensor
+
+    def __init__(self, *, eps: float = VRMSE_EPS, per_channel: bool = False, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.eps, self.per_channel = eps, per_channel
+        self.add_state(
+            "total", default=torch.tensor(0.0, dtype=torch.float64), dist_reduce_fx="sum"
+        )
+        self.add_state(
+            "count", default=torch.tensor(0.0, dtype=torch.float64), dist_reduce_fx="sum"
+        )
+
+    def update(self, pred: Tensor, target: Tensor) -> None:
+        """Add one batch ``(batch, channels, *spatial)``."""
+        per = _vrmse_per_sample(pred, target, self.eps)
+        total, count = self.total, self.count
+        self.total = total + per.sum(0)  # a scalar zero broadcasts on first use
+        self.count = count + per.shape[0]
+
+    def compute(self) -> Tensor:
+        """VRMSE over every sample seen since the last reset."""
+        total, count = self.total, self.count
+        if not bool(count > 0):
+            raise ValueError("no samples were evaluated")
+        per = total / count
+        return per if self.per_channel else per.mean()

@@ -2,14 +2,19 @@
 
 Usage: python tests/_train_worker.py CONFIG.json [--pause-step N] [--fail-rank R --fail-step N]
   --pause-step N: after global step N print "PAUSED" and sleep (the test SIGKILLs it);
-  --fail-rank R --fail-step N: rank R raises RuntimeError after global step N.
+  --fail-rank R --fail-step N: rank R raises RuntimeError after global step N;
+  --kill-at N: die (os._exit(137), as SIGKILL: no cleanup) at the N-th phase of a checkpoint
+  write (liponet.train.checkpoint.write_phase; 1-based); at a "tmp-open" phase it first
+  writes a few bytes into the temporary file, as a write cut short would.
 """
 
 import argparse
 import json
+import os
 import sys
 import time
 
+import liponet.train.checkpoint as checkpoint_module
 from liponet.train import (
     Trainer,
     build_dataset,
@@ -25,7 +30,20 @@ def main() -> int:
     parser.add_argument("--pause-step", type=int)
     parser.add_argument("--fail-rank", type=int)
     parser.add_argument("--fail-step", type=int)
+    parser.add_argument("--kill-at", type=int)
     args = parser.parse_args()
+    calls = []
+
+    def phase(name, path):
+        calls.append(name)
+        if len(calls) == args.kill_at:
+            if name == "tmp-open":
+                with open(path, "wb") as partial:
+                    partial.write(b"PK\x03\x04 cut short")
+            print(f"KILLED at {name} {path.name}", flush=True)
+            os._exit(137)
+
+    checkpoint_module.write_phase = phase
     with open(args.config) as f:
         cfg = config_from_dict(json.load(f))
     ctx = init_distributed(cfg.device, cfg.dist_timeout_s)

@@ -12,6 +12,7 @@ PACKAGES = [
     "liponet.train",
     "liponet.metrics",
     "liponet.physics",
+    "liponet.interop",
 ]
 
 

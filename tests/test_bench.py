@@ -100,16 +100,16 @@ def test_cli_rejects_unknown_task_and_model(capsys: pytest.CaptureFixture[str]) 
 def test_readme_benchmark_numbers_come_from_committed_results() -> None:
     readme = (ROOT / "README.md").read_text()
     section = readme.split("<!-- section: benchmarks -->", 1)[1].split("\n## ", 1)[0]
-    results = ROOT / "benchmarks" / "results" / "bench_small.md"
-    if "bench_small" not in section:
+    named = re.findall(r"benchmarks/results/(bench_\w+)\.md", section)
+    if not named:
         pytest.skip("README has no benchmark summary yet")
-    text = results.read_text()
+    text = (ROOT / "benchmarks" / "results" / f"{named[0]}.md").read_text()
     rows = [line for line in section.splitlines() if line.startswith("| ") and "---" not in line]
     assert rows
     for line in rows[1:]:
         numbers = re.findall(r"\d+\.\d+(?:e[-+]\d+)?|\d+e[-+]\d+", line)
         for number in numbers:
-            assert number in text, f"README number {number} not in {results.name}"
+            assert number in text, f"README number {number} not in {named[0]}.md"
 
 
 def test_missing_neuraloperator_gives_a_not_installed_row(
@@ -120,7 +120,12 @@ def test_missing_neuraloperator_gives_a_not_installed_row(
     monkeypatch.setattr(bench, "neuralop_available", lambda: False)
     data = load_task("advection_1d", PRESETS["tiny"], None, tmp_path)
     row = bench.run_row("neuralop-FNO", data, PRESETS["tiny"])
-    assert row == {"task": "advection_1d", "model": "neuralop-FNO", "status": "not installed"}
+    assert row == {
+        "task": "advection_1d",
+        "model": "neuralop-FNO",
+        "seed": 0,
+        "status": "not installed",
+    }
     bench.write_results([row], tmp_path, PRESETS["tiny"], {})
     assert "| neuralop-FNO |" in (tmp_path / "bench_tiny.md").read_text()
     assert "not installed" in (tmp_path / "bench_tiny.md").read_text()
@@ -140,3 +145,143 @@ def test_rollout_fields_keeps_input_frames_and_rolls_windows(initial_step):
     for _ in range(traj.shape[1] - initial_step):
         frames.append(f(torch.cat(frames[-initial_step:], 1)))
     torch.testing.assert_close(rollout_fields(f, traj, initial_step), torch.stack(frames, 1))
+
+
+def test_rows_train_through_the_trainer(
+    tmp_path: pathlib.Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import liponet.bench as bench
+    from liponet.train import Trainer
+
+    fits: list[Trainer] = []
+    original = Trainer.fit
+
+    def spy(self: Trainer, *args: object, **kwargs: object) -> dict[str, object]:
+        fits.append(self)
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(Trainer, "fit", spy)
+    tiny = PRESETS["tiny"]
+    data = load_task("advection_1d", tiny, None, tmp_path)
+    torch.manual_seed(3)
+    initial = bench.MODELS["LipFNO"](data, tiny).state_dict()
+    row = bench.run_row("LipFNO", data, tiny, seed=3)
+    assert len(fits) == 1
+    trainer = fits[0]
+    # the bench's own instance is the one the Trainer trained (the model= hook)
+    assert trainer.model is row["_model"]
+    batches = math.ceil(data.x_train.shape[0] / tiny.batch)
+    assert trainer.config.epochs == math.ceil(tiny.steps / batches)
+    assert row["steps"] == trainer.global_step == trainer.config.epochs * batches
+    assert trainer.config.seed == 3 and row["seed"] == 3
+    assert 0 < row["train_s"] < 60
+    changed = [k for k, v in row["_model"].state_dict().items() if not torch.equal(v, initial[k])]
+    assert changed, "training changed no weight"
+    # a DeepONet goes through the same Trainer as a field map
+    row = bench.run_row("LipDeepONet", data, tiny)
+    assert isinstance(fits[-1].model, bench.FieldModel)
+    assert row["status"] == "ok" and math.isfinite(row["nrmse"])
+
+
+def test_train_config_maps_steps_to_epochs_and_halvings() -> None:
+    from dataclasses import replace
+
+    from liponet.bench import BenchData, train_config
+
+    x = torch.zeros(100, 2, 8)
+    data = BenchData(
+        TASKS["advection_1d"], pathlib.Path("x"), 2, x, x[:, :1], x, x[:, :1], x, x[:, :1],
+        None, None, 2, 1, (8,), 0.1,
+    )  # fmt: skip
+    preset = replace(PRESETS["small"], steps=95, batch=10, lr_halvings=4)
+    cfg = train_config(data, preset, seed=1, out_dir="unused", device="cpu")
+    # 10 batches per epoch: 95 steps -> 10 epochs, halved every 2 epochs
+    assert (cfg.epochs, cfg.step_size, cfg.gamma, cfg.batch_size) == (10, 2, 0.5, 10)
+    assert (cfg.loss, cfg.grad_clip, cfg.bf16, cfg.scheduler) == ("rel_l2", 0.0, False, "step")
+    cfg = train_config(data, replace(preset, lr_halvings=0, scheduler="cosine"), 0, "u", "cpu")
+    assert (cfg.gamma, cfg.scheduler) == (1.0, "cosine")
+
+
+def _fake_row(task: str, model: str, seed: int, nrmse: float, train_s: float) -> dict:
+    return {
+        "task": task,
+        "model": model,
+        "seed": seed,
+        "status": "ok",
+        "nrmse": nrmse,
+        "train_s": train_s,
+        "lipschitz_certified": 1.0 + seed if model != "FNO" else 50.0,
+    }
+
+
+def test_summary_means_spreads_ratios_and_targets() -> None:
+    from liponet.bench import summarize, target_checks
+
+    rows = [
+        _fake_row("burgers_1d", "FNO", 0, 0.010, 10.0),
+        _fake_row("burgers_1d", "FNO", 1, 0.014, 14.0),
+        _fake_row("burgers_1d", "LipFNO", 0, 0.030, 11.0),
+        _fake_row("burgers_1d", "LipFNO", 1, 0.034, 13.0),
+        _fake_row("burgers_1d", "LipFNO-x", 0, 0.013, 16.0),
+        _fake_row("burgers_1d", "LipFNO-x", 1, 0.013, 16.0),
+        {"task": "burgers_1d", "model": "LipFNO-x", "seed": 2, "status": "failed"},
+    ]
+    summary = {s["model"]: s for s in summarize(rows)}
+    fno, lip, best = summary["FNO"], summary["LipFNO"], summary["LipFNO-x"]
+    assert fno["seeds"] == 2 and best["seeds"] == 2  # the failed row does not count
+    assert fno["nrmse_mean"] == pytest.approx(0.012)
+    assert fno["nrmse_std"] == pytest.approx(math.sqrt(2 * 0.002**2))
+    assert (lip["nrmse_min"], lip["nrmse_max"]) == (0.030, 0.034)
+    assert lip["nrmse_ratio"] == pytest.approx(0.032 / 0.012)
+    assert best["train_ratio"] == pytest.approx(16.0 / 12.0)
+    assert best["lipschitz_max"] == 2.0
+    (check,) = target_checks(list(summary.values()))
+    assert check["model"] == "LipFNO-x"
+    assert check["nrmse_ratio"] == pytest.approx(0.013 / 0.012)
+    assert check["nrmse_met"] and check["nrmse_target"] == 1.2
+    assert not check["train_met"]  # 1.33 > 1.3
+
+
+def test_csv_rows_round_trip_and_bad_header(tmp_path: pathlib.Path) -> None:
+    from liponet.bench import append_row, done_keys, read_rows
+
+    path = tmp_path / "r.csv"
+    append_row(path, _fake_row("burgers_1d", "FNO", 2, 0.5, 1.5))
+    append_row(path, {"task": "burgers_1d", "model": "LipFNO", "seed": 0, "status": "failed"})
+    rows = read_rows(path)
+    assert rows[0]["seed"] == 2 and rows[0]["nrmse"] == 0.5 and rows[0]["model"] == "FNO"
+    assert math.isnan(rows[1]["nrmse"])
+    assert done_keys(rows) == {("burgers_1d", "FNO", 2)}
+    bad = tmp_path / "bad.csv"
+    bad.write_text("a,b\n1,2\n")
+    with pytest.raises(ValueError, match=r"bad\.csv"):
+        append_row(bad, rows[0])
+    with pytest.raises(ValueError, match="not a liponet bench CSV"):
+        read_rows(bad)
+    with pytest.raises(FileNotFoundError, match=r"missing\.csv"):
+        read_rows(tmp_path / "missing.csv")
+
+
+def test_cli_append_resumes_and_tables_rebuild_from_csv(
+    tmp_path: pathlib.Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    argv = ["bench", "--preset", "tiny", "--out", str(tmp_path), "--quiet", "--append"]
+    argv += ["--models", "FNO", "LipFNO", "--seeds", "0", "1"]
+    assert main(argv) == 0
+    csv_path = tmp_path / "bench_tiny.csv"
+    first = csv_path.read_text()
+    assert len(first.splitlines()) == 5  # header + 2 models x 2 seeds
+    # a second run finds every row done and trains nothing
+    assert main([*argv, "--seeds", "0", "1", "2"]) == 0
+    rows = csv_path.read_text().splitlines()
+    assert rows[:5] == first.splitlines() and len(rows) == 7  # only seed 2 was added
+    (tmp_path / "bench_tiny.md").unlink()
+    assert main(["bench", "--preset", "tiny", "--out", str(tmp_path), "--from-csv"]) == 0
+    md = (tmp_path / "bench_tiny.md").read_text()
+    assert "## Summary over seeds" in md and "| advection_1d | LipFNO | 3 |" in md
+    assert "best LipFNO model" in md
+    assert csv_path.read_text().splitlines() == rows  # --from-csv leaves the CSV alone
+    capsys.readouterr()
+    empty = tmp_path / "empty"
+    assert main(["bench", "--preset", "tiny", "--out", str(empty), "--from-csv"]) == 2
+    assert "does not exist" in capsys.readouterr().err

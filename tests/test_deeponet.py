@@ -1,4 +1,5 @@
 import json
+import math
 
 import pytest
 import torch
@@ -6,8 +7,15 @@ from certcheck import check_all, check_attack, check_jacobian, perturb
 from torch import Tensor, nn
 
 from liponet.certify import jacobian_lipschitz
-from liponet.models import DeepONet, LipDeepONet, available_models, build_model
-from liponet.models.deeponet import PeriodicEmbedding
+from liponet.models import (
+    DeepONet,
+    LipDeepONet,
+    LipLocalDeepONet,
+    LocalDeepONet,
+    available_models,
+    build_model,
+)
+from liponet.models.deeponet import PeriodicEmbedding, extract_patches
 
 M = 8  # sensors
 DOMAIN_1D = ([0.0], [1.0])
@@ -255,3 +263,131 @@ def test_basis_sup_bound_holds_on_dense_domain(case):
     # The embedded points stay in the ball the bound uses.
     dist = torch.linalg.vector_norm(model.embedding(dense) - model.centre, dim=1)
     assert float(dist.max()) <= model.radius * (1 + 1e-12)
+
+
+# -- local (patch) DeepONets ---------------------------------------------------------------------
+
+LOCAL_CASES = {
+    "1d_patch3": (LipLocalDeepONet, (8,), 3, 1, 1, {}),
+    "1d_patch5_k3": (LipLocalDeepONet, (7,), 5, 2, 1, dict(k=3.0)),
+    "2d_patch3_2in_2out": (LipLocalDeepONet, (4, 5), 3, 2, 2, {}),
+    "2d_patch1": (LipLocalDeepONet, (3, 3), 1, 3, 2, {}),
+    "2d_grid_smaller_than_patch": (LipLocalDeepONet, (2, 2), 5, 1, 1, {}),
+    "3d_patch3": (LipLocalDeepONet, (3, 3, 3), 3, 1, 1, {}),
+    "2d_twin": (LocalDeepONet, (4, 4), 3, 2, 1, {}),
+}
+
+
+def _local_maker(cls, grid, patch, cin, cout, **kwargs):
+    d = len(grid)
+
+    def make():
+        torch.manual_seed(0)
+        model = cls(grid, ([0.0] * d, [1.0] * d), cin, cout, patch=patch, n_basis=3, width=6,
+                    depth=2, **kwargs)  # fmt: skip
+        return perturb(model)
+
+    return make
+
+
+@pytest.mark.parametrize("case", sorted(LOCAL_CASES))
+def test_local_certificate(case):
+    cls, grid, patch, cin, cout, kwargs = LOCAL_CASES[case]
+    u = torch.randn(3, cin, *grid)
+    check_all(_local_maker(cls, grid, patch, cin, cout, **kwargs), u, norm="function")
+
+
+def test_local_bound_composition():
+    # ||S|| + L_branch * T, with T the exact max of the trunk's norms at the cell centres.
+    model = _local_maker(LipLocalDeepONet, (4, 4), 3, 2, 3, k=2.0)().double().eval()
+    norm_s = float(torch.linalg.matrix_norm(model.skip.detach(), ord=2))
+    assert model.skip_bound() == pytest.approx(norm_s, rel=1e-9)
+    assert model.branch_lipschitz_bound() == pytest.approx(2.0, rel=1e-6)
+    with torch.no_grad():
+        basis = model.trunk(model.coords).reshape(16, 3, 3)
+    t_max = float(torch.linalg.vector_norm(basis, dim=2).max())
+    assert model.basis_sup_bound() == pytest.approx(t_max, rel=1e-9)
+    assert model.lipschitz_bound() == pytest.approx(norm_s + 2.0 * t_max, rel=1e-6)
+
+
+@pytest.mark.parametrize("grid", [(6,), (5, 4), (2, 2), (3, 4, 2)])
+@pytest.mark.parametrize("patch", [1, 3, 5])
+def test_extract_patches_norm_is_sqrt_of_patch_size(grid, patch):
+    # The dense matrix of the (linear) patch map: every cell lands in at most patch**d rows, with
+    # equality when some cell has all its neighbours on the grid.
+    n = math.prod(grid)
+    eye = torch.eye(n, dtype=torch.float64).reshape(n, 1, *grid)
+    rows = extract_patches(eye, patch)  # (n inputs, n points, s)
+    matrix = rows.reshape(n, -1).T  # (n points * s, n inputs)
+    norm = float(torch.linalg.matrix_norm(matrix, ord=2))
+    s = patch ** len(grid)
+    assert norm <= s**0.5 * (1 + 1e-12)
+    if all(g >= patch for g in grid):
+        assert norm == pytest.approx(s**0.5, rel=1e-12)
+
+
+def test_extract_patches_layout_and_errors():
+    u = torch.arange(2 * 5.0).reshape(1, 2, 5)  # two channels on a 1-D grid of 5
+    rows = extract_patches(u, 3)
+    assert rows.shape == (1, 5, 6)
+    torch.testing.assert_close(rows[0, 2], torch.tensor([1.0, 2, 3, 6, 7, 8]))  # channel-major
+    torch.testing.assert_close(rows[0, 0], torch.tensor([0.0, 0, 1, 0, 5, 6]))  # zero padding
+    with pytest.raises(ValueError, match="patch must be an odd integer"):
+        extract_patches(u, 2)
+    with pytest.raises(ValueError, match="batch, channels"):
+        extract_patches(torch.ones(5), 3)
+
+
+def test_local_layouts_export_and_errors():
+    model = _local_maker(LipLocalDeepONet, (4, 6), 3, 2, 3)().eval()
+    u = torch.randn(5, 2, 4, 6)
+    out = model(u)
+    assert out.shape == (5, 3, 4, 6)
+    torch.testing.assert_close(model(u.flatten(2)), out.flatten(2))  # flattened sensors
+    torch.testing.assert_close(model.export()(u), out, rtol=0.0, atol=1e-6)
+    # a local operator: changing the input far from a point leaves the output there unchanged
+    v = u.clone()
+    v[:, :, 3, 5] += 10.0
+    torch.testing.assert_close(model(v)[:, :, :2, :4], out[:, :, :2, :4])
+    with pytest.raises(ValueError, match=r"u must be \(batch, 2, 4, 6\)"):
+        model(torch.randn(5, 2, 6, 4))
+    with pytest.raises(ValueError, match="patch must be an odd integer"):
+        LipLocalDeepONet((4,), ([0.0], [1.0]), patch=4)
+    with pytest.raises(ValueError, match="grid must be"):
+        LipLocalDeepONet((4, 0), ([0.0, 0.0], [1.0, 1.0]))
+    with pytest.raises(ValueError, match="2 coordinates"):
+        LipLocalDeepONet((4, 4), ([0.0], [1.0]))
+    assert {"LipLocalDeepONet", "LocalDeepONet"} <= set(available_models())
+
+
+def test_local_deeponet_fits_a_local_operator():
+    # u -> u + 0.1 * (discrete Laplacian of u) in 1-D, zero boundary: a local linear operator a
+    # global DeepONet with 4 basis functions cannot represent on 32 points, a local one can.
+    torch.manual_seed(0)
+    n = 32
+
+    def target(u):
+        padded = torch.nn.functional.pad(u, (1, 1))
+        return u + 0.1 * (padded[..., 2:] - 2 * u + padded[..., :-2])
+
+    x = torch.randn(512, 1, n)
+    y = target(x)
+    local = LipLocalDeepONet((n,), ([0.0], [1.0]), n_basis=4, width=16, depth=2)
+    glob = LipDeepONet(n, ([0.0], [1.0]), n_basis=4, width=16, depth=2)
+    coords = ((torch.arange(n) + 0.5) / n).reshape(-1, 1)
+    errors = {}
+    for name, f, params in (
+        ("local", local, local.parameters()),
+        ("global", lambda u: glob(u, coords), glob.parameters()),
+    ):
+        opt = torch.optim.Adam(params, lr=1e-2)
+        for _ in range(150):
+            loss = (f(x) - y).pow(2).mean()
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+        with torch.no_grad():
+            xt = torch.randn(64, 1, n)
+            errors[name] = float((f(xt) - target(xt)).norm() / target(xt).norm())
+    assert errors["local"] < 0.1, errors
+    assert errors["global"] > 0.5, errors

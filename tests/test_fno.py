@@ -26,6 +26,10 @@ VARIANTS = {
     "d_auxiliary": dict(output_scale="auxiliary", radius=20.0),
     "padding_clip": dict(padding=0.25, normalization="clip"),
     "orthogonal_relu_nogrid": dict(normalization="orthogonal", activation="relu", grid=False),
+    "cpl_clip_k2": dict(block="cpl", normalization="clip", k=2.0),
+    "cpl_increment": dict(block="cpl", increment=True, padding=0.25),
+    "increment_k05": dict(k=0.5, increment=True),
+    "learned_budget_cpl": dict(k=2.5, budget="learned", block="cpl", normalization="clip"),
 }
 
 GRIDS = {1: (16,), 2: (8, 8), 3: (5, 5, 6)}
@@ -55,7 +59,9 @@ def test_lipfno_variants_are_certified_1d(variant):
 
 
 @pytest.mark.parametrize("dim", [2, 3])
-@pytest.mark.parametrize("variant", ["a_k3", "c_vector", "padding_clip"])
+@pytest.mark.parametrize(
+    "variant", ["a_k3", "c_vector", "padding_clip", "cpl_increment", "learned_budget_cpl"]
+)
 def test_lipfno_nd(dim, variant):
     kwargs = _kwargs(dim, **VARIANTS[variant])
     x = torch.randn(2, 2, *GRIDS[dim])
@@ -245,3 +251,41 @@ def test_kept_modes_match_neuraloperator(modes, n_modes, sizes):
     passed = _passed_frequencies(ours, sizes)
     assert passed == _passed_frequencies(theirs, sizes)
     assert len(passed) == math.prod(2 * m - 1 for m in modes)
+
+
+def test_increment_adds_the_last_frame_and_one_to_the_bound():
+    torch.manual_seed(0)
+    model = LipFNO(3, 1, modes=(4,), width=4, depth=2, k=0.5, increment=True).eval()
+    inner = model.net.inner
+    x = torch.randn(2, 3, 16)
+    torch.testing.assert_close(model(x), x[:, 2:] + inner(x))
+    assert model.lipschitz_bound() == pytest.approx(1.0 + inner.lipschitz_bound())
+    assert model.lipschitz_bound() <= 1.5 * (1 + 1e-6)
+    with pytest.raises(ValueError, match="multiple of out_channels"):
+        LipFNO(3, 2, modes=(4,), increment=True)
+
+
+def test_cpl_blocks_and_auto_k_errors():
+    model = LipFNO(1, 1, modes=(4,), width=4, depth=3, block="cpl")
+    assert sum(type(m).__name__ == "ConvexPotentialBlock" for m in model.modules()) == 3
+    with pytest.raises(ValueError, match="unknown block 'nope'; available: fourier, cpl"):
+        LipFNO(1, 1, modes=(4,), block="nope")
+    with pytest.raises(ValueError, match="resolve_auto_k"):
+        LipFNO(1, 1, modes=(4,), k="auto")
+
+
+def test_learned_budget_keeps_the_product():
+    torch.manual_seed(0)
+    model = LipFNO(1, 1, modes=(4,), width=4, depth=2, k=3.0, budget="learned")
+    with torch.no_grad():
+        model.budget.logits.copy_(torch.tensor([0.5, -1.0, 2.0, 0.0]))
+    factors = model.budget.factors().detach()
+    assert float(factors.prod()) == pytest.approx(3.0, rel=1e-6)
+    assert len(set(factors.tolist())) == 4  # unequal allocation
+    model.eval()
+    assert model.lipschitz_bound() <= 3.0 * (1 + 1e-5)
+    assert sum(1 for name, _ in model.named_parameters() if "logits" in name) == 1
+    with pytest.raises(ValueError, match="unknown budget"):
+        LipFNO(1, 1, modes=(4,), budget="first")
+    with pytest.raises(ValueError, match="excludes"):
+        LipFNO(1, 1, modes=(4,), budget="learned", free_last_layer=True)

@@ -131,3 +131,37 @@ def test_bad_inputs_are_clear_errors():
         PDEBenchMetrics(input_frames=2)
     with pytest.raises(ValueError, match="no samples"), pytest.warns(UserWarning, match="before"):
         PDEBenchMetrics().compute()
+
+
+# -- The Well's VRMSE ----------------------------------------------------------------------
+
+
+def test_vrmse_matches_its_definition_in_any_dimension():
+    from liponet.metrics import VRMSE, vrmse
+
+    gen = torch.Generator().manual_seed(0)
+    for spatial in ((16,), (6, 5), (4, 3, 5)):
+        target = torch.randn(5, 3, *spatial, generator=gen) * 2 + 1
+        pred = target + 0.3 * torch.randn(5, 3, *spatial, generator=gen)
+        t = target.double().flatten(2)
+        e = (pred.double().flatten(2) - t).square().mean(-1)
+        want = (e / (t.var(-1, unbiased=False) + 1e-7)).sqrt()  # (b, c)
+        torch.testing.assert_close(vrmse(pred, target, per_channel=True), want.mean(0))
+        torch.testing.assert_close(vrmse(pred, target), want.mean())
+        metric = VRMSE(per_channel=True)
+        for a, b in ((0, 2), (2, 5)):
+            metric.update(pred[a:b], target[a:b])
+        torch.testing.assert_close(metric.compute(), want.mean(0))
+    # a constant target: eps keeps it finite; predicting the spatial mean scores 1
+    flat = torch.ones(2, 1, 8)
+    offset = float((flat + 1e-4)[0, 0, 0] - 1)  # 1e-4 after float32 rounding
+    assert float(vrmse(flat + 1e-4, flat)) == pytest.approx(offset / (1e-7) ** 0.5, rel=1e-9)
+    wave = torch.sin(torch.linspace(0, 6.283, 64)).expand(2, 1, 64)
+    assert float(vrmse(wave.mean(-1, keepdim=True).expand_as(wave), wave)) == pytest.approx(
+        1.0, abs=1e-5
+    )
+    with pytest.raises(ValueError, match="must both be"):
+        vrmse(torch.ones(2, 1, 4), torch.ones(2, 1, 5))
+    with pytest.warns(UserWarning, match="before the ``update``"):
+        with pytest.raises(ValueError, match="no samples"):
+            VRMSE().compute()

@@ -149,7 +149,9 @@ def run(args: argparse.Namespace) -> int:
         if event == "epoch":
             tqdm.write("      " + format_record(record, config.epochs), file=sys.stdout)
 
-    Trainer(config, data.train, data.val, callbacks=[printer], progress=not args.no_progress).fit()
+    Trainer(config, data.train, data.val, callbacks=[printer], progress=not args.no_progress).fit(
+        overwrite=True  # the demo owns its run folder: a rerun replaces it
+    )
 
     # 3. certification -------------------------------------------------------------------------
     model, _ = load_model(out / "run" / "best.pt")

@@ -5,16 +5,24 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+from typing import Any
 
 from . import UsageError
 
-HELP = "generate a PDEBench-layout HDF5 file (advection, burgers, darcy, ...)"
+HELP = (
+    "generate a PDEBench-layout HDF5 file (advection, burgers, darcy, ...) or a Well-layout "
+    "dataset folder (well_advection)"
+)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """FAMILY PATH and the size, seed, device and PDE parameters."""
     parser.add_argument("family", metavar="FAMILY", help="a generator family name")
-    parser.add_argument("path", metavar="PATH", help="HDF5 file to write (atomically)")
+    parser.add_argument(
+        "path",
+        metavar="PATH",
+        help="HDF5 file to write (atomically); for well_* families the dataset folder",
+    )
     parser.add_argument("--n-samples", type=int, required=True, help="number of samples")
     parser.add_argument("--nx", type=int, default=None, help="cells per axis (default PDEBench's)")
     parser.add_argument(
@@ -48,8 +56,15 @@ def _params(items: list[str]) -> dict[str, float]:
 
 def run(args: argparse.Namespace) -> int:
     """Generate, showing progress on stderr, then print the path on stdout."""
-    from ..data import generate
+    from ..data import generate, generate_well
+    from ..data.generators.well_advection import WELL_FAMILIES
 
+    if args.family in WELL_FAMILIES:
+        sizes: dict[str, Any] = {"nx": args.nx, "nt": args.nt}
+        kwargs = {k: v for k, v in sizes.items() if v is not None} | _params(args.param)
+        root = generate_well(args.path, n_samples=args.n_samples, seed=args.seed, **kwargs)
+        print(root)
+        return 0
     start = time.monotonic()
 
     def progress(done: int, total: int) -> None:

@@ -20,6 +20,13 @@ configuration:
   Output: OUT/last.pt, OUT/best.pt (checkpoints) and OUT/log.jsonl (one JSON line per epoch).
   --resume OUT/last.pt continues a run exactly (also from a mid-epoch file, see save_every_steps).
 
+run folders:
+  OUT belongs to one run: a second run into it while the first is alive is refused, and a
+  folder holding a finished or stopped run is refused unless --resume OUT/last.pt (same
+  settings and data; a finished run needs more --epochs) or --overwrite (deletes its files).
+  Ctrl-C or SIGTERM saves a resumable OUT/last.pt, then exits 130 / 143. Before training:
+  the data file, the model against the data's shapes, OUT writable with room for a checkpoint.
+
 distributed:
   torchrun --nproc_per_node=N -m liponet train ...        one machine, N processes
   (NCCL with one GPU per process when CUDA is available, Gloo on CPU; --set batch_size is the
@@ -54,6 +61,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="override any setting, e.g. --set model.kwargs.width=64 (repeatable)",
     )
     parser.add_argument("--resume", type=Path, help="checkpoint to continue from")
+    parser.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace the run files another run left in --out (default: refuse the folder)",
+    )
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
 
 
@@ -132,7 +144,13 @@ def run(args: argparse.Namespace) -> int:
     """Train; print one line per epoch (rank 0) and where the outputs are."""
     from tqdm.auto import tqdm
 
-    from ..train import Trainer, build_dataset, cleanup_distributed, init_distributed
+    from ..train import (
+        Trainer,
+        TrainingInterrupted,
+        build_dataset,
+        cleanup_distributed,
+        init_distributed,
+    )
 
     config = build_config(args)
     ctx = init_distributed(config.device, config.dist_timeout_s)
@@ -151,7 +169,16 @@ def run(args: argparse.Namespace) -> int:
         callbacks=[printer],
         progress=not args.no_progress,
     )
-    trainer.fit(resume_from=args.resume)
+    try:
+        trainer.fit(resume_from=args.resume, overwrite=args.overwrite)
+    except TrainingInterrupted as stop:
+        if ctx.is_main:
+            print(f"liponet train: {stop}", file=sys.stderr)
+        cleanup_distributed(barrier=False)
+        return 128 + stop.signal_number
+    except BaseException:
+        cleanup_distributed(barrier=False)
+        raise
     if ctx.is_main:
         out = trainer.out_dir
         print(f"checkpoints: {out / 'last.pt'}, {out / 'best.pt'}; log: {out / 'log.jsonl'}")

@@ -1,4 +1,4 @@
-"""Exceptions raised for PDEBench files that cannot be read as expected.
+"""Exceptions raised for PDEBench (and The Well's) files that cannot be read as expected.
 
 Every message names the file, the key (when there is one) and what was expected. All of them
 derive from :class:`PDEBenchFormatError`, itself a ``ValueError``, so the CLI reports them as
@@ -18,6 +18,7 @@ __all__ = [
     "PDEBenchFileNotFoundError",
     "PDEBenchFormatError",
     "UnknownLayoutError",
+    "WellFormatError",
     "WrongRankError",
 ]
 
@@ -72,3 +73,11 @@ class NonFiniteError(PDEBenchFormatError):
 
 class EmptySelectionError(PDEBenchFormatError):
     """Strides, caps or split rules leave nothing to read."""
+
+
+class WellFormatError(PDEBenchFormatError):
+    """A file breaks The Well's HDF5 specification (groups, attributes or array shapes).
+
+    The message names the file, the group or dataset concerned and what the specification
+    expects (see :mod:`liponet.data.well`).
+    """

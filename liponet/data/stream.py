@@ -16,7 +16,7 @@ from torch.utils.data import IterableDataset, get_worker_info
 
 from .reader import NONFINITE, PDEBenchDataset, _choice, _runs
 
-__all__ = ["NormStats", "PDEBenchStream", "compute_stats"]
+__all__ = ["NormStats", "PDEBenchStream", "compute_stats", "shard_blocks"]
 
 #: Samples per contiguous read and items kept in the shuffle buffer, by default.
 BLOCK_SIZE = 16
@@ -30,9 +30,10 @@ class PDEBenchStream(IterableDataset[Any]):
     """Iterate over a split of a PDEBench file with bounded memory.
 
     Each epoch, the split's samples are cut into blocks of ``block_size`` consecutive samples
-    (locality on disk); the block order is shuffled with ``(seed, epoch)``, blocks are
-    dealt round-robin to the ``world_size * num_workers`` streams (rank-major), and each stream
-    shuffles its items within pools of about ``buffer_size`` items.
+    (locality on disk); the block order is shuffled with ``(seed, epoch)``, the resulting
+    sequence is cut into balanced contiguous parts for the ``world_size * num_workers``
+    streams (rank-major, :func:`shard_blocks`), and each stream shuffles its items within
+    pools of about ``buffer_size`` items.
 
     What the shuffle randomises: the order of the blocks (a uniform permutation per epoch,
     seeded by ``(seed, epoch)``) and, within each pool of ``ceil(buffer_size / block_size)``
@@ -62,8 +63,9 @@ class PDEBenchStream(IterableDataset[Any]):
         Shuffling seed; the epoch (see :meth:`set_epoch`) is mixed in.
     rank, world_size
         This process's shard; default from ``torch.distributed`` when initialised, else 0 / 1.
-        With several streams every stream yields the same number of items (a few items per
-        epoch are dropped, different ones each epoch), as distributed training needs.
+        Every item of the split is yielded by exactly one stream (rank, then DataLoader
+        worker) each epoch (:func:`shard_blocks`); streams differ by at most one item, and the
+        trainer evens out the step counts (zero-weight steps on a rank without a batch).
     batch_size
         If set, yield collated batches ``(x, y)`` of this many items (use
         ``DataLoader(stream, batch_size=None)``); the last batch may be smaller.
@@ -81,6 +83,9 @@ class PDEBenchStream(IterableDataset[Any]):
     >>> [tuple(x.shape) for x, y in stream]
     [(10, 1, 16), (10, 1, 16), (10, 1, 16), (3, 1, 16)]
     """
+
+    #: The dataset class built from ``path`` and ``**dataset_kwargs`` (subclasses: other layouts).
+    dataset_class: type[PDEBenchDataset] = PDEBenchDataset
 
     def __init__(
         self,
@@ -103,7 +108,7 @@ class PDEBenchStream(IterableDataset[Any]):
                 f"block_size, buffer_size and batch_size must be >= 1, got "
                 f"{block_size}, {buffer_size}, {batch_size}"
             )
-        self.dataset = PDEBenchDataset(path, **dataset_kwargs)
+        self.dataset = self.dataset_class(path, **dataset_kwargs)
         self.on_nonfinite = policy
         self.block_size, self.buffer_size = block_size, buffer_size
         self.shuffle, self.seed, self.epoch = shuffle, seed, 0
@@ -139,18 +144,11 @@ class PDEBenchStream(IterableDataset[Any]):
         """Blocks of the current epoch for this stream (rank and worker), in read order."""
         info = get_worker_info()
         n_workers, worker = (info.num_workers, info.id) if info is not None else (1, 0)
-        streams = self.world_size * n_workers
-        mine = self.rank * n_workers + worker
         blocks = list(_runs(self.dataset.indices, self.block_size))
         if self.shuffle:
             order = np.random.default_rng([self.seed, self.epoch]).permutation(len(blocks))
             blocks = [blocks[i] for i in order]
-        dealt = [blocks[s::streams] for s in range(streams)]
-        if self.world_size > 1:
-            # equal item counts per stream: truncate every stream to the smallest
-            fewest = min(sum(len(b) for b in d) for d in dealt)
-            return _truncate(dealt[mine], fewest)
-        return dealt[mine]
+        return shard_blocks(blocks, self.world_size, self.rank, n_workers, worker)
 
     def _pools(self) -> Iterator[tuple[np.random.Generator, list[range]]]:
         info = get_worker_info()
@@ -238,13 +236,42 @@ class PDEBenchStream(IterableDataset[Any]):
             yield torch.from_numpy(np.concatenate(held_x)), torch.from_numpy(np.concatenate(held_y))
 
 
-def _truncate(blocks: Sequence[range], n: int) -> list[range]:
+def _share(n: int, parts: int, i: int) -> tuple[int, int]:
+    """Part ``i`` of ``parts`` balanced contiguous parts of ``range(n)``: ``[start, stop)``."""
+    return i * n // parts, (i + 1) * n // parts
+
+
+def shard_blocks(
+    blocks: Sequence[range], world_size: int, rank: int, n_workers: int = 1, worker: int = 0
+) -> list[range]:
+    """Give one stream its share of an epoch's blocks: every item in exactly one stream.
+
+    The blocks, in the epoch's (shuffled) order, are read as one sequence of items; rank
+    ``rank`` takes the ``rank``-th of ``world_size`` balanced contiguous parts of it (sizes
+    differ by at most one item), and DataLoader worker ``worker`` the ``worker``-th of
+    ``n_workers`` balanced parts of that. A part may start or end inside a block (at most
+    ``world_size * n_workers - 1`` blocks are split), so locality on disk is kept.
+
+    Examples
+    --------
+    >>> from liponet.data.stream import shard_blocks
+    >>> blocks = [range(0, 16), range(16, 32), range(32, 36)]
+    >>> [shard_blocks(blocks, 4, r) for r in range(4)]
+    [[range(0, 9)], [range(9, 16), range(16, 18)], [range(18, 27)], [range(27, 32), range(32, 36)]]
+    """
+    total = sum(len(b) for b in blocks)
+    start, stop = _share(total, world_size, rank)
+    w_start, w_stop = _share(stop - start, n_workers, worker)
+    start, stop = start + w_start, start + w_stop
     out = []
+    offset = 0
     for b in blocks:
-        if n <= 0:
+        lo, hi = max(start - offset, 0), min(stop - offset, len(b))
+        if lo < hi:
+            out.append(b[lo:hi])
+        offset += len(b)
+        if offset >= stop:
             break
-        out.append(b[:n])
-        n -= len(out[-1])
     return out
 
 

@@ -12,12 +12,15 @@ from .activation import make_activation as make_activation
 from .base import CertifiedModule as CertifiedModule
 from .base import CertifiedSequential as CertifiedSequential
 from .base import compose_bounds as compose_bounds
+from .budget import Budget as Budget
+from .budget import BudgetScaled as BudgetScaled
 from .fourier import NORMALIZATIONS as NORMALIZATIONS
 from .fourier import FourierBlock as FourierBlock
 from .fourier import LipSpectralConv as LipSpectralConv
 from .fourier import PaddedDomain as PaddedDomain
 from .fourier import SpectralMultiplier as SpectralMultiplier
 from .linear import LipLinear as LipLinear
+from .residual import ConvexPotentialBlock as ConvexPotentialBlock
 from .scaling import AuxiliaryScale as AuxiliaryScale
 from .scaling import OutputScale as OutputScale
 from .scaling import sup_norm_bound as sup_norm_bound
@@ -29,8 +32,11 @@ __all__ = [
     "NORMALIZATIONS",
     "Abs",
     "AuxiliaryScale",
+    "Budget",
+    "BudgetScaled",
     "CertifiedModule",
     "CertifiedSequential",
+    "ConvexPotentialBlock",
     "FourierBlock",
     "FullSort",
     "GroupSort",

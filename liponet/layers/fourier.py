@@ -44,6 +44,7 @@ from torch import Tensor, nn
 from ..functional import bjorck, spectral_norm_exact, spectral_norm_upper
 from .activation import make_activation
 from .base import CertifiedModule
+from .cache import WeightKeyedCache
 
 __all__ = [
     "NORMALIZATIONS",
@@ -319,8 +320,9 @@ class LipSpectralConv(CertifiedModule):
     -----
     Training forwards normalize with warm-started power-iteration estimates (a training device
     that may under-estimate); eval forwards use exact float64 norms, computed once and cached
-    until a parameter changes (its version counter moves). Those eval weights are the ones
-    certified and exported.
+    with the certificate until a parameter changes (compared bitwise with a stored copy,
+    :class:`~liponet.layers.cache.WeightKeyedCache`: writes through ``param.data`` are seen).
+    Those eval weights are the ones certified and exported.
 
     Examples
     --------
@@ -374,7 +376,7 @@ class LipSpectralConv(CertifiedModule):
         self.u: Tensor
         u = torch.randn(n_kept + int(skip), in_channels, dtype=torch.complex64)
         self.register_buffer("u", torch.view_as_real(nn.functional.normalize(u, dim=-1)))
-        self._eval_cache: tuple[tuple, tuple[Tensor, Tensor | None]] | None = None
+        self._cache = WeightKeyedCache()
 
     def _init_weights(self) -> None:
         with torch.no_grad():
@@ -430,25 +432,29 @@ class LipSpectralConv(CertifiedModule):
         scale = self.k / sigma.max()
         return r * scale, None if self.skip is None else self.skip * scale
 
+    def _sources(self) -> list[Tensor]:
+        """The parameters the eval weights are computed from (the cache key)."""
+        return [p for p in (self.weight, self.skip) if p is not None]
+
     def effective_weights(self) -> tuple[Tensor, Tensor | None]:
         """Eval-mode ``(R'_k (*kept, out, in) complex, W' (out, in) or None)``; cached, no grad."""
-        params = [p for p in (self.weight, self.skip) if p is not None]
-        key = tuple((p._version, p.data_ptr(), p.dtype) for p in params)
-        if self._eval_cache is None or self._eval_cache[0] != key:
-            with torch.no_grad():
-                r = self._symmetric_spectral()
-                if self.k is None:
-                    weights = (r, None if self.skip is None else self.skip.detach())
-                else:
-                    m = self._stacked(r)
-                    sigma = spectral_norm_exact(m).to(m.real.dtype)
-                    m = NORMALIZATIONS[self.normalization](m, sigma, self.k)
-                    weights = self._split(m, symmetrize=True)
-                self._eval_cache = (key, weights)
-        return self._eval_cache[1]
+        return self._cache.get("eval_weights", self._sources(), self._compute_eval_weights)
+
+    def _compute_eval_weights(self) -> tuple[Tensor, Tensor | None]:
+        with torch.no_grad():
+            r = self._symmetric_spectral()
+            if self.k is None:
+                return r, None if self.skip is None else self.skip.detach()
+            m = self._stacked(r)
+            sigma = spectral_norm_exact(m).to(m.real.dtype)
+            m = NORMALIZATIONS[self.normalization](m, sigma, self.k)
+            return self._split(m, symmetrize=True)
 
     def multipliers(self) -> tuple[Tensor, Tensor | None]:
         """The eval-mode multipliers in float64: ``(W' + R'_k (K, out, in), W' or None)``."""
+        return self._cache.get("multipliers", self._sources(), self._compute_multipliers)
+
+    def _compute_multipliers(self) -> tuple[Tensor, Tensor | None]:
         r, w = self.effective_weights()
         mk = r.to(torch.complex128).reshape(-1, self.out_channels, self.in_channels)
         if w is None:
@@ -464,7 +470,10 @@ class LipSpectralConv(CertifiedModule):
         return spectral_apply(x, r, w, self.bias, self.modes)
 
     def lipschitz_bound(self) -> float:
-        """``max(max_k ||W' + R'_k||, ||W'||)`` by float64 SVD (upper bound)."""
+        """``max(max_k ||W' + R'_k||, ||W'||)`` by float64 SVD (upper bound; cached)."""
+        return self._cache.get("bound", self._sources(), self._compute_bound)
+
+    def _compute_bound(self) -> float:
         mk, w = self.multipliers()
         bound = float(spectral_norm_upper(mk).max())
         if w is not None:

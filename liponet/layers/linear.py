@@ -10,6 +10,7 @@ from torch import Tensor, nn
 
 from ..functional import power_iteration, spectral_norm_exact, spectral_norm_upper
 from .base import CertifiedModule
+from .cache import WeightKeyedCache
 
 __all__ = ["DEFAULT_BJORCK_ITER", "LipLinear"]
 
@@ -48,10 +49,11 @@ class LipLinear(CertifiedModule):
     -----
     Training forwards divide by a warm-started power-iteration estimate (a training device).
     Eval forwards divide by the exact largest singular value and apply the same number of Björck
-    steps; that eval weight is cached until the parameters change (their version counter moves,
-    as with any optimizer step or ``load_state_dict``), and it is the weight certified and
-    exported. deel-torchlip's own layers cache the weight of the *last training forward* (which
-    precedes the last optimizer step); this class does not.
+    steps; that eval weight and its certificate are cached until the weight changes (compared
+    bitwise with a stored copy, :class:`~liponet.layers.cache.WeightKeyedCache`, so writes through
+    ``param.data`` are seen too), and it is the weight certified and exported. deel-torchlip's
+    own layers cache the weight of the *last training forward* (which precedes the last
+    optimizer step); this class does not.
 
     Examples
     --------
@@ -94,7 +96,7 @@ class LipLinear(CertifiedModule):
         else:
             nn.init.orthogonal_(self.weight)
         self.register_buffer("u", nn.functional.normalize(torch.randn(in_features), dim=0))
-        self._eval_cache: tuple[tuple[int, int, torch.dtype], Tensor] | None = None
+        self._cache = WeightKeyedCache()
 
     def _normalize(self, w: Tensor, sigma: Tensor) -> Tensor:
         assert self.k is not None
@@ -108,16 +110,16 @@ class LipLinear(CertifiedModule):
         return self.k * w
 
     def effective_weight(self) -> Tensor:
-        """The weight the eval-mode forward uses (cached; no gradient)."""
+        """The weight the eval-mode forward uses (cached while the weight's bits are unchanged)."""
         if self.k is None:
             return self.weight.detach()
-        key = (self.weight._version, self.weight.data_ptr(), self.weight.dtype)
-        if self._eval_cache is None or self._eval_cache[0] != key:
-            with torch.no_grad():
-                w = self.weight.detach()
-                sigma = spectral_norm_exact(w).to(w.dtype)
-                self._eval_cache = (key, self._normalize(w, sigma))
-        return self._eval_cache[1]
+        return self._cache.get("eval_weight", [self.weight], self._compute_eval_weight)
+
+    def _compute_eval_weight(self) -> Tensor:
+        with torch.no_grad():
+            w = self.weight.detach()
+            sigma = spectral_norm_exact(w).to(w.dtype)
+            return self._normalize(w, sigma)
 
     def current_weight(self) -> Tensor:
         """The weight ``forward`` applies now (training: one warm-started power step, with grad)."""
@@ -136,7 +138,9 @@ class LipLinear(CertifiedModule):
 
     def lipschitz_bound(self) -> float:
         """Float64-SVD upper bound of the eval weight's spectral norm."""
-        return float(spectral_norm_upper(self.effective_weight()))
+        return self._cache.get(
+            "bound", [self.weight], lambda: float(spectral_norm_upper(self.effective_weight()))
+        )
 
     def export(self) -> nn.Linear:
         """A ``torch.nn.Linear`` holding the eval weight."""

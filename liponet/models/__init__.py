@@ -2,7 +2,10 @@
 
 from .deeponet import DeepONet as DeepONet
 from .deeponet import LipDeepONet as LipDeepONet
+from .deeponet import LipLocalDeepONet as LipLocalDeepONet
+from .deeponet import LocalDeepONet as LocalDeepONet
 from .fno import FNO as FNO
+from .fno import Increment as Increment
 from .fno import LipFNO as LipFNO
 from .mlp import MLP as MLP
 from .mlp import LipMLP as LipMLP
@@ -16,9 +19,12 @@ __all__ = [
     "FNO",
     "MLP",
     "DeepONet",
+    "Increment",
     "LipDeepONet",
     "LipFNO",
+    "LipLocalDeepONet",
     "LipMLP",
+    "LocalDeepONet",
     "available_models",
     "build_model",
     "get_model_class",

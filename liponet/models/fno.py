@@ -17,19 +17,41 @@ from ..functional import spectral_norm_upper
 from ..layers import (
     NORMALIZATIONS,
     AuxiliaryScale,
+    Budget,
+    BudgetScaled,
     CertifiedModule,
     CertifiedSequential,
+    ConvexPotentialBlock,
     FourierBlock,
     LipLinear,
     OutputScale,
     PaddedDomain,
     make_activation,
 )
+from ..layers.cache import WeightKeyedCache
 from ..layers.fourier import check_field
 from .mlp import OutputScaleName, check_variant
 from .registry import register_model
 
-__all__ = ["FNO", "FieldLinear", "LipFNO", "MeanPool", "grid_coordinates"]
+__all__ = [
+    "BLOCKS",
+    "BUDGETS",
+    "FNO",
+    "FieldLinear",
+    "Increment",
+    "LipFNO",
+    "MeanPool",
+    "grid_coordinates",
+]
+
+#: Hidden block kinds of the FNOs: ``"fourier"`` (``sigma(W x + K x + b)``,
+#: :class:`~liponet.layers.FourierBlock`) and ``"cpl"`` (the convex-potential residual block
+#: ``x - 2 K^T relu(K x + b)``, :class:`~liponet.layers.ConvexPotentialBlock`).
+BLOCKS: tuple[str, ...] = ("fourier", "cpl")
+
+#: Where the constraint's budget ``k`` goes: ``"last"`` (the last projection layer) or
+#: ``"learned"`` (learned factors of the lifting, every block and the projection, product ``k``).
+BUDGETS: tuple[str, ...] = ("last", "learned")
 
 #: Rounding slack of the float64 evaluations inside the auxiliary-scale certificate.
 _SLACK = 1.0 + 1e-12
@@ -98,13 +120,17 @@ class FieldLinear(CertifiedModule):
         super().__init__()
         self.linear = linear
         self.grid = grid
+        self._cache = WeightKeyedCache()
 
     def forward(self, x: Tensor) -> Tensor:
         """``(batch, c, *spatial) -> (batch, out, *spatial)``."""
         return _over_channels(x, self.linear.current_weight(), self.linear.bias, self.grid)
 
     def lipschitz_bound(self) -> float:
-        """Float64-SVD bound of the weight's input-function columns."""
+        """Float64-SVD bound of the weight's input-function columns (cached)."""
+        return self._cache.get("bound", [self.linear.weight], self._compute_bound)
+
+    def _compute_bound(self) -> float:
         w = self.linear.effective_weight()
         return float(spectral_norm_upper(w[:, : w.shape[1] - self.grid]))
 
@@ -198,9 +224,76 @@ class _FieldAuxiliaryScale(AuxiliaryScale):
         return sup_s * self.base.lipschitz_bound() + sup_g * self.aux.lipschitz_bound()
 
 
+class Increment(CertifiedModule):
+    """Increment form of a time step: ``u_next = u_last + f(x)`` (``u_last``: the last frame).
+
+    Parameters
+    ----------
+    inner
+        A certified map ``f`` of fields ``(batch, in, *spatial) -> (batch, out, *spatial)``.
+    out_channels
+        Channels of one frame. The input is a window of frames stacked time-major as channels
+        (PDEBench's autoregressive layout), so ``in`` must be a multiple of ``out_channels`` and
+        the last frame is the last ``out_channels`` channels.
+
+    Lipschitz constant
+    ------------------
+    ``1 + L_f`` in liponet's function norm, with ``L_f`` the certified constant of ``inner``.
+    The last frame's distance is at most the window's (frames are channels of the norm:
+    ``||u_last - u'_last||^2 <= sum over frames``), so ``x -> u_last`` is 1-Lipschitz; the sum
+    adds the constants.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from liponet.layers import LipSpectralConv
+    >>> step = Increment(LipSpectralConv(2, 1, (3,), k=0.5), out_channels=1).eval()
+    >>> step(torch.randn(4, 2, 16)).shape
+    torch.Size([4, 1, 16])
+    >>> step.lipschitz_bound() <= 1.5 + 1e-6
+    True
+    """
+
+    def __init__(self, inner: nn.Module, out_channels: int) -> None:
+        super().__init__()
+        self.inner = inner
+        self.out_channels = out_channels
+
+    def forward(self, x: Tensor) -> Tensor:
+        """``x[:, -out_channels:] + inner(x)``."""
+        y = self.inner(x)
+        if y.shape[1] != self.out_channels or x.shape[1] < self.out_channels:
+            raise ValueError(
+                f"Increment: input {tuple(x.shape)} and inner output {tuple(y.shape)} must both "
+                f"carry a frame of {self.out_channels} channels"
+            )
+        return x[:, -self.out_channels :] + y
+
+    def lipschitz_bound(self) -> float:
+        """``1 + L_inner``."""
+        if not isinstance(self.inner, CertifiedModule):
+            raise TypeError(f"cannot certify {type(self.inner).__name__}")
+        return 1.0 + self.inner.lipschitz_bound()
+
+    def export(self) -> nn.Module:
+        """Plain module doing the same with ``inner.export()``."""
+        assert isinstance(self.inner, CertifiedModule)
+        return _PlainIncrement(self.inner.export(), self.out_channels)
+
+
+class _PlainIncrement(nn.Module):
+    def __init__(self, inner: nn.Module, out_channels: int) -> None:
+        super().__init__()
+        self.inner = inner
+        self.out_channels = out_channels
+
+    def forward(self, x: Tensor) -> Tensor:
+        return x[:, -self.out_channels :] + self.inner(x)
+
+
 def _modes_of(module: nn.Module) -> tuple[int, ...]:
     for sub in module.modules():
-        if isinstance(sub, FourierBlock):
+        if isinstance(sub, (FourierBlock, ConvexPotentialBlock)):
             return sub.conv.modes
     raise ValueError("no Fourier block found")
 
@@ -225,8 +318,16 @@ class _FNOBase(CertifiedModule):
         grid: bool = True,
         padding: float = 0.0,
         normalization: str = "global",
+        block: str = "fourier",
+        increment: bool = False,
+        budget: str = "last",
     ) -> None:
         super().__init__()
+        if isinstance(k, str):
+            raise ValueError(
+                f"k={k!r}: a model needs a number; k='auto' is resolved from the training data "
+                "by liponet.train (Trainer, `liponet train`) with liponet.train.resolve_auto_k"
+            )
         modes = tuple(int(m) for m in modes)
         if len(modes) < 1 or any(m < 1 for m in modes):
             raise ValueError(f"modes must be a non-empty sequence of integers >= 1, got {modes}")
@@ -246,30 +347,61 @@ class _FNOBase(CertifiedModule):
             raise ValueError(
                 f"unknown normalization {normalization!r}; available: {', '.join(NORMALIZATIONS)}"
             )
+        if block not in BLOCKS:
+            raise ValueError(f"unknown block {block!r}; available: {', '.join(BLOCKS)}")
+        if budget not in BUDGETS:
+            raise ValueError(f"unknown budget {budget!r}; available: {', '.join(BUDGETS)}")
+        learned = budget == "learned" and self.constrained
+        if learned and (output_scale == "auxiliary" or free_last_layer):
+            raise ValueError(
+                "budget='learned' allocates k over 1-Lipschitz parts: it excludes "
+                "output_scale='auxiliary' and free_last_layer=True"
+            )
+        if increment and in_channels % out_channels:
+            raise ValueError(
+                f"increment=True adds the input's last frame: in_channels ({in_channels}) must be "
+                f"a multiple of out_channels ({out_channels}) (frames stacked as channels)"
+            )
         self.in_channels = in_channels
         self.out_channels = out_channels
         self.modes = modes
         d = len(modes)
         hidden_k = 1.0 if self.constrained else None
-        last_k = None if (free_last_layer or not self.constrained) else k
+        last_k = None if (free_last_layer or not self.constrained) else (1.0 if learned else k)
         lift = FieldLinear(LipLinear(in_channels + d * grid, width, k=hidden_k), grid=d * grid)
-        blocks = CertifiedSequential(
-            *(
-                FourierBlock(
-                    width,
-                    modes,
-                    activation=activation if i < depth - 1 else None,
-                    k=hidden_k,
-                    normalization=normalization,
+        if block == "cpl":
+            # every convex-potential block is nonlinear and 1-Lipschitz (K normalized to norm 1)
+            blocks = CertifiedSequential(
+                *(
+                    ConvexPotentialBlock(width, modes, normalization=normalization)
+                    for _ in range(depth)
                 )
-                for i in range(depth)
             )
-        )
+        else:
+            blocks = CertifiedSequential(
+                *(
+                    FourierBlock(
+                        width,
+                        modes,
+                        activation=activation if i < depth - 1 else None,
+                        k=hidden_k,
+                        normalization=normalization,
+                    )
+                    for i in range(depth)
+                )
+            )
         projection = CertifiedSequential(
             FieldLinear(LipLinear(width, 2 * width, k=hidden_k)),
             make_activation(activation, dim=1),
             FieldLinear(LipLinear(2 * width, out_channels, k=last_k)),
         )
+        if learned:  # factors f_0 (lift), f_1..f_depth (blocks), f_depth+1 (projection)
+            self.budget = Budget(k, depth + 2)
+            lift = BudgetScaled(lift, self.budget, 0)  # type: ignore[assignment]
+            blocks = CertifiedSequential(
+                *(BudgetScaled(b, self.budget, i + 1) for i, b in enumerate(blocks.layers))
+            )
+            projection = CertifiedSequential(BudgetScaled(projection, self.budget, depth + 1))
         rest = CertifiedSequential(PaddedDomain(blocks, padding), projection)
         body: CertifiedModule = CertifiedSequential(lift, rest)
         if output_scale == "vector":
@@ -291,6 +423,8 @@ class _FNOBase(CertifiedModule):
                 last.linear.bias.fill_(1.0)
             assert isinstance(body, CertifiedSequential)
             body = _FieldAuxiliaryScale(body, aux, float(radius), d)
+        if increment:
+            body = Increment(body, out_channels)
         self.net = body
 
     def forward(self, x: Tensor) -> Tensor:
@@ -345,6 +479,18 @@ class LipFNO(_FNOBase):
     normalization
         Multiplier normalization of the Fourier blocks (``"global"``, ``"clip"``,
         ``"orthogonal"``; see :class:`liponet.layers.LipSpectralConv`).
+    block
+        Hidden block kind (:data:`BLOCKS`): ``"fourier"``, the fused FNO block
+        ``sigma(W x + K x + b)`` (the last one linear); ``"cpl"``, the convex-potential residual
+        block ``x - 2 K^T relu(K x + b)`` (:class:`liponet.layers.ConvexPotentialBlock`, all
+        ``depth`` blocks nonlinear, 1-Lipschitz with every singular value of ``K`` free).
+    increment
+        Time-step increment form ``u_last + G(a)`` (:class:`Increment`): the input is a window of
+        frames stacked as channels and ``u_last`` its last frame; certified ``1 + L_G``.
+    budget
+        Where ``k`` goes (:data:`BUDGETS`): ``"last"``, the last projection layer; ``"learned"``,
+        learned factors of the lifting, every block and the projection with product ``k``
+        (:class:`liponet.layers.Budget`).
 
     Lipschitz constant
     ------------------
@@ -355,6 +501,8 @@ class LipFNO(_FNOBase):
     in :class:`liponet.layers.PaddedDomain`). Variant (c) multiplies by ``max |s_c|``; variant
     (d) uses the product rule on the ball ``||a|| <= radius`` only (see
     :class:`liponet.layers.AuxiliaryScale`), with sup bounds that hold at every resolution.
+    ``increment=True`` adds 1. With ``block="cpl"`` each block's factor is
+    ``max(1, 2 s^2 - 1)``, ``s`` the float64-SVD bound of its ``||K||`` (1 up to rounding).
 
     Examples
     --------
@@ -373,7 +521,7 @@ class FNO(_FNOBase):
 
     Parameters
     ----------
-    in_channels, out_channels, modes, width, depth, grid, padding
+    in_channels, out_channels, modes, width, depth, grid, padding, increment
         As in :class:`LipFNO`.
     activation
         Any of :data:`liponet.layers.ACTIVATIONS`; default GELU (slope up to 1.1289, counted).
@@ -404,6 +552,7 @@ class FNO(_FNOBase):
         activation: str = "gelu",
         grid: bool = True,
         padding: float = 0.0,
+        increment: bool = False,
     ) -> None:
         super().__init__(
             in_channels,
@@ -414,4 +563,5 @@ class FNO(_FNOBase):
             activation=activation,
             grid=grid,
             padding=padding,
+            increment=increment,
         )

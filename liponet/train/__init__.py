@@ -12,6 +12,9 @@ from .config import TrainConfig as TrainConfig
 from .config import apply_overrides as apply_overrides
 from .config import config_from_dict as config_from_dict
 from .config import config_to_dict as config_to_dict
+from .constraint import ConstraintWarning as ConstraintWarning
+from .constraint import data_constant as data_constant
+from .constraint import resolve_auto_k as resolve_auto_k
 from .datasets import DataBundle as DataBundle
 from .datasets import available_datasets as available_datasets
 from .datasets import build_dataset as build_dataset
@@ -19,31 +22,42 @@ from .datasets import register_dataset as register_dataset
 from .distributed import DistContext as DistContext
 from .distributed import cleanup_distributed as cleanup_distributed
 from .distributed import init_distributed as init_distributed
+from .runfolder import RunFolder as RunFolder
+from .runfolder import RunFolderError as RunFolderError
+from .trainer import GlobalBatchSampler as GlobalBatchSampler
 from .trainer import NonFiniteLossError as NonFiniteLossError
 from .trainer import Trainer as Trainer
+from .trainer import TrainingInterrupted as TrainingInterrupted
 from .trainer import seed_everything as seed_everything
 
 __all__ = [
     "Checkpoint",
     "CheckpointError",
     "ConfigError",
+    "ConstraintWarning",
     "DataBundle",
     "DataConfig",
     "DistContext",
+    "GlobalBatchSampler",
     "ModelConfig",
     "NonFiniteLossError",
+    "RunFolder",
+    "RunFolderError",
     "TrainConfig",
     "Trainer",
+    "TrainingInterrupted",
     "apply_overrides",
     "available_datasets",
     "build_dataset",
     "cleanup_distributed",
     "config_from_dict",
     "config_to_dict",
+    "data_constant",
     "init_distributed",
     "load_checkpoint",
     "load_model",
     "register_dataset",
+    "resolve_auto_k",
     "save_checkpoint",
     "seed_everything",
 ]

@@ -36,6 +36,8 @@ __all__ = [
     "Checkpoint",
     "CheckpointError",
     "capture_rng_state",
+    "check_finite_weights",
+    "check_state_shapes",
     "load_checkpoint",
     "load_model",
     "restore_rng_state",
@@ -52,6 +54,37 @@ _PLAIN = (str, int, float, bool, type(None), Tensor)
 
 class CheckpointError(ValueError):
     """A file that is not a loadable liponet checkpoint (foreign, corrupt, or carrying code)."""
+
+
+def write_phase(name: str, path: Path) -> None:
+    """Called at each phase of a checkpoint write (``name``, the file concerned); does nothing.
+
+    Phases: ``"tmp-open"`` (temporary file created, empty), ``"tmp-written"`` (complete, not
+    yet renamed), ``"replaced"`` (renamed over the target), and the trainer's epoch-end
+    phases (``"best-written"``, ``"log-written"``, ``"last-written"``). Fault-injection tests
+    replace this function to kill the process at a chosen phase.
+    """
+
+
+def file_mode() -> int:
+    """The mode a plain ``open`` would give a new file (``0o666`` minus the umask)."""
+    mask = os.umask(0)
+    os.umask(mask)
+    return 0o666 & ~mask
+
+
+def fsync_dir(folder: Path) -> None:
+    """Flush a folder's entries (renames) to disk, where the platform allows it."""
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
 
 
 @dataclass
@@ -216,13 +249,18 @@ def save_checkpoint(
     fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
     try:
         with os.fdopen(fd, "wb") as handle:
+            os.fchmod(handle.fileno(), file_mode())  # as a plain open would (mkstemp: 0600)
+            write_phase("tmp-open", Path(tmp_name))
             torch.save(payload, handle)
             handle.flush()
             os.fsync(handle.fileno())
+        write_phase("tmp-written", Path(tmp_name))
         os.replace(tmp_name, target)
     except BaseException:
         Path(tmp_name).unlink(missing_ok=True)
         raise
+    fsync_dir(target.parent)
+    write_phase("replaced", target)
     return target
 
 
@@ -295,16 +333,84 @@ def load_checkpoint(path: str | os.PathLike[str], map_location: Any = "cpu") -> 
     )
 
 
+def check_finite_weights(state: dict[str, Any], where: str | os.PathLike[str]) -> None:
+    """Refuse a state dict holding NaN or infinite values, naming the first such entry.
+
+    Raises
+    ------
+    CheckpointError
+        ``"<where>: weight '<name>' has N NaN/inf values ..."``.
+    """
+    for name, tensor in state.items():
+        if isinstance(tensor, Tensor) and (tensor.is_floating_point() or tensor.is_complex()):
+            bad = int((~torch.isfinite(tensor)).sum())
+            if bad:
+                raise CheckpointError(
+                    f"{where}: weight {name!r} has {bad} NaN/inf value(s) of "
+                    f"{tensor.numel()}; the checkpoint is unusable (retrain or take an "
+                    "earlier one)"
+                )
+
+
+def check_state_shapes(
+    name: str, kwargs: dict[str, Any], state: dict[str, Tensor], where: str | os.PathLike[str]
+) -> bool:
+    """Check weights against the shapes their model config implies, allocating nothing.
+
+    The model is built on PyTorch's ``meta`` device (shapes only).
+
+    Returns ``False`` when the model cannot be built on the meta device (then nothing was
+    checked and the caller builds it for real).
+
+    Raises
+    ------
+    CheckpointError
+        If a key is missing or unexpected, or a shape differs: the config claims a model the
+        weights are not (e.g. a width of 4096 with the weights of width 8).
+    ValueError
+        If the config's arguments are invalid for the model (from the registry).
+    """
+    from ..models import build_model
+
+    try:
+        with torch.device("meta"):
+            shell = build_model(name, **kwargs)
+    except (RuntimeError, NotImplementedError):
+        return False  # a constructor that computes with tensor values
+    expected = shell.state_dict()
+    missing = [k for k in expected if k not in state]
+    unexpected = [k for k in state if k not in expected]
+    if missing or unexpected:
+        key = (missing or unexpected)[0]
+        what = "missing from the weights" if missing else "not a weight of this model"
+        raise CheckpointError(
+            f"{where}: config model {name!r} {kwargs} does not fit the weights: {key!r} is "
+            f"{what} ({len(missing)} missing, {len(unexpected)} unexpected)"
+        )
+    for key, tensor in expected.items():
+        got = state[key]
+        if isinstance(got, Tensor) and tuple(got.shape) != tuple(tensor.shape):
+            raise CheckpointError(
+                f"{where}: config model {name!r} {kwargs} does not fit the weights: {key!r} "
+                f"has shape {tuple(got.shape)}, the config implies {tuple(tensor.shape)}"
+            )
+    return True
+
+
 def load_model(
     path: str | os.PathLike[str], map_location: Any = "cpu"
 ) -> tuple[nn.Module, Checkpoint]:
     """Rebuild a checkpoint's model from the registry, load its weights; return it in eval mode.
 
+    Before any model memory is allocated, the weights are checked against the shapes the
+    config implies (:func:`check_state_shapes`) and for NaN/inf (:func:`check_finite_weights`),
+    so a small file claiming a huge model is refused without allocating it.
+
     Raises
     ------
     CheckpointError
-        If the file is not a valid checkpoint, its config has no ``model: {name, kwargs}``, or the
-        weights do not fit the rebuilt model.
+        If the file is not a valid checkpoint, its config has no ``model: {name, kwargs}``, the
+        weights do not fit the config's model, or a weight is NaN/inf (named).
     ValueError
         If the model name is not registered (the message lists the registered names).
     """
@@ -316,7 +422,15 @@ def load_model(
         raise CheckpointError(
             f"{ckpt.path}: config has no model entry {{'name': <registry name>, 'kwargs': {{...}}}}"
         )
-    model = build_model(spec["name"], **dict(spec.get("kwargs") or {}))
+    kwargs = dict(spec.get("kwargs") or {})
+    check_finite_weights(ckpt.model_state, ckpt.path)
+    try:
+        check_state_shapes(spec["name"], kwargs, ckpt.model_state, ckpt.path)
+        model = build_model(spec["name"], **kwargs)
+    except CheckpointError:
+        raise
+    except ValueError as err:
+        raise CheckpointError(f"{ckpt.path}: {err}") from None
     try:
         model.load_state_dict(ckpt.model_state)
     except RuntimeError as err:

@@ -23,7 +23,9 @@ from ..metrics import METRIC_NAMES
 
 __all__ = [
     "LOSSES",
+    "MAX_LR",
     "OPTIMIZERS",
+    "SAMPLE_LOSSES",
     "SCHEDULERS",
     "ConfigError",
     "DataConfig",
@@ -51,6 +53,26 @@ def _relative_l2(pred: Tensor, target: Tensor) -> Tensor:
 
 #: Loss name -> function ``(pred, target) -> scalar``.
 LOSSES: dict[str, Callable[[Tensor, Tensor], Tensor]] = {"mse": _mse, "rel_l2": _relative_l2}
+
+
+def _mse_per_sample(pred: Tensor, target: Tensor) -> Tensor:
+    return (pred - target).square().flatten(1).mean(1)
+
+
+def _relative_l2_per_sample(pred: Tensor, target: Tensor) -> Tensor:
+    err = torch.linalg.vector_norm((pred - target).flatten(1), dim=1)
+    return err / torch.linalg.vector_norm(target.flatten(1), dim=1)
+
+
+#: Loss name -> per-sample function ``(pred, target) -> (batch,)``; the mean over a batch is
+#: the :data:`LOSSES` value (the trainer weights samples with it, see ``Trainer``).
+SAMPLE_LOSSES: dict[str, Callable[[Tensor, Tensor], Tensor]] = {
+    "mse": _mse_per_sample,
+    "rel_l2": _relative_l2_per_sample,
+}
+
+#: Largest accepted learning rate: above it every optimizer here diverges at once.
+MAX_LR = 10.0
 
 
 def _adam(params: Iterable[nn.Parameter], lr: float, wd: float) -> torch.optim.Optimizer:
@@ -203,6 +225,11 @@ class TrainConfig:
                 raise ConfigError(f"{key}: must be >= 0, got {getattr(self, key)}")
         if not (math.isfinite(self.lr) and self.lr > 0):
             raise ConfigError(f"lr: must be a finite positive number, got {self.lr}")
+        if self.lr > MAX_LR:
+            raise ConfigError(
+                f"lr: {self.lr:g} is not a usable learning rate (expected <= {MAX_LR:g}; "
+                "typical: 1e-4 to 1e-2)"
+            )
         for key in ("weight_decay", "grad_clip"):
             value = getattr(self, key)
             if not (math.isfinite(value) and value >= 0):

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
-import itertools
-import json
+import contextlib
 import math
+import os
 import random
-import shutil
+import signal
 import sys
+import threading
 import time
+import uuid
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -17,25 +19,87 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 from torch.nn.parallel import DistributedDataParallel
-from torch.utils.data import DataLoader, Dataset, DistributedSampler, IterableDataset, Sampler
+from torch.utils.data import DataLoader, Dataset, IterableDataset, Sampler
 from torchmetrics import MeanMetric
 from tqdm.auto import tqdm
 
 from ..layers import CertifiedModule
 from ..metrics import PDEBenchMetrics
-from .checkpoint import load_checkpoint, restore_rng_state, save_checkpoint
-from .config import LOSSES, OPTIMIZERS, SCHEDULERS, TrainConfig, config_to_dict
+from . import checkpoint as _ckpt
+from .checkpoint import (
+    check_finite_weights,
+    load_checkpoint,
+    restore_rng_state,
+    save_checkpoint,
+)
+from .config import (
+    LOSSES,
+    OPTIMIZERS,
+    SAMPLE_LOSSES,
+    SCHEDULERS,
+    ConfigError,
+    TrainConfig,
+    config_to_dict,
+)
 from .distributed import DistContext, all_gather_floats, all_reduce_sum
+from .runfolder import RunFolder, RunFolderError, atomic_copy
 
-__all__ = ["Callback", "NonFiniteLossError", "Trainer", "seed_everything"]
+__all__ = [
+    "RESUME_KEYS",
+    "Callback",
+    "GlobalBatchSampler",
+    "NonFiniteLossError",
+    "Trainer",
+    "TrainingInterrupted",
+    "seed_everything",
+]
+
+#: Settings a resumed run must share with its checkpoint (others, e.g. ``epochs`` upwards,
+#: ``device`` or ``save_every_steps``, may change).
+RESUME_KEYS = (
+    "model",
+    "data",
+    "batch_size",
+    "seed",
+    "optimizer",
+    "lr",
+    "weight_decay",
+    "scheduler",
+    "step_size",
+    "gamma",
+    "grad_clip",
+    "loss",
+    "monitor",
+)
 
 #: ``callback(event, record)`` with event ``"step"`` (after each optimizer step), ``"epoch"``
 #: (after validation and checkpointing) or ``"end"``; called on every rank (``record["rank"]``).
 Callback = Callable[[str, dict[str, Any]], None]
 
 
-class NonFiniteLossError(FloatingPointError):
-    """The loss or the gradient norm became NaN or infinite; training stopped."""
+class NonFiniteLossError(FloatingPointError, ValueError):
+    """The loss or the gradient norm became NaN or infinite; training stopped.
+
+    Also a ``ValueError``: it follows from the data or the settings (e.g. the learning rate),
+    so the CLI reports it as a one-line user error.
+    """
+
+
+class TrainingInterrupted(KeyboardInterrupt):
+    """SIGINT or SIGTERM stopped :meth:`Trainer.fit` after a resumable ``last.pt`` was written.
+
+    Attributes
+    ----------
+    signal_number
+        The signal received.
+    checkpoint
+        The checkpoint written (``None`` without a run folder, or on ranks other than 0).
+    """
+
+    def __init__(self, signal_number: int, checkpoint: Path | None, message: str) -> None:
+        super().__init__(message)
+        self.signal_number = signal_number
+        self.checkpoint = checkpoint
 
 
 def seed_everything(seed: int) -> None:
@@ -58,6 +122,74 @@ class _ShardSampler(Sampler[int]):
         return len(self.indices)
 
 
+class GlobalBatchSampler(Sampler[list[int]]):
+    """Each rank's part of every global batch: each sample exactly once per epoch, no padding.
+
+    The epoch's order is ``torch.randperm(n)`` seeded with ``seed + epoch`` (or ``0..n-1``
+    without ``shuffle``); global step ``s`` takes items ``order[s*B : (s+1)*B]`` and rank ``r``
+    the slice ``[r*b, (r+1)*b)`` of it (``b = B / world_size``). The steps hold the same
+    samples whatever the number of processes; only the last global batch may be short, and
+    there a rank's slice may be short or empty (an empty one is not yielded: the trainer then
+    runs a zero-weight step on that rank, see :meth:`Trainer.fit`).
+
+    Examples
+    --------
+    >>> from liponet.train import GlobalBatchSampler
+    >>> [list(GlobalBatchSampler(7, 4, rank=r, world_size=2, shuffle=False)) for r in (0, 1)]
+    [[[0, 1], [4, 5]], [[2, 3], [6]]]
+    """
+
+    def __init__(
+        self,
+        n: int,
+        batch_size: int,
+        *,
+        rank: int = 0,
+        world_size: int = 1,
+        seed: int = 0,
+        shuffle: bool = True,
+    ) -> None:
+        if batch_size % world_size:
+            raise ValueError(
+                f"batch_size: the global batch {batch_size} must be divisible by the number "
+                f"of processes {world_size}"
+            )
+        if not 0 <= rank < world_size:
+            raise ValueError(f"rank must be in [0, {world_size}), got {rank}")
+        self.n, self.batch_size, self.rank, self.world_size = n, batch_size, rank, world_size
+        self.local = batch_size // world_size
+        self.seed, self.shuffle, self.epoch = seed, shuffle, 0
+
+    def set_epoch(self, epoch: int) -> None:
+        """Reshuffle for ``epoch``."""
+        self.epoch = int(epoch)
+
+    @property
+    def steps(self) -> int:
+        """Global steps per epoch, ``ceil(n / batch_size)``."""
+        return -(-self.n // self.batch_size)
+
+    def _slices(self) -> Iterator[tuple[int, int]]:
+        for s in range(self.steps):
+            stop = min((s + 1) * self.batch_size, self.n)
+            start = min(s * self.batch_size + self.rank * self.local, stop)
+            end = min(start + self.local, stop)
+            if end > start:
+                yield start, end
+
+    def __iter__(self) -> Iterator[list[int]]:
+        if self.shuffle:
+            generator = torch.Generator().manual_seed(self.seed + self.epoch)
+            order = torch.randperm(self.n, generator=generator).tolist()
+        else:
+            order = list(range(self.n))
+        for start, end in self._slices():
+            yield order[start:end]
+
+    def __len__(self) -> int:
+        return sum(1 for _ in self._slices())
+
+
 class Trainer:
     """Train a registered model on a dataset of ``(input, target)`` pairs.
 
@@ -65,10 +197,12 @@ class Trainer:
     ----------
     config
         The run's :class:`~liponet.train.TrainConfig`; the model is built from ``config.model``
-        after seeding (identical initial weights on every rank).
+        after seeding (identical initial weights on every rank). ``config.out_dir`` is the run
+        folder (``""``: write nothing, e.g. for benchmarks).
     train_data, val_data
-        Map-style datasets (sharded here with ``DistributedSampler``; the global batch is
-        ``config.batch_size`` whatever the world size) or iterable datasets that shard themselves.
+        Map-style datasets (split here with :class:`GlobalBatchSampler`; the global batch is
+        ``config.batch_size`` whatever the world size) or iterable datasets that shard
+        themselves (every sample on exactly one rank, e.g. :class:`~liponet.data.PDEBenchStream`).
     ctx
         Rank, world size and device (:func:`~liponet.train.distributed.init_distributed`).
     normalizer_state
@@ -78,16 +212,39 @@ class Trainer:
         rank 0, to stderr, when ``progress``).
     progress
         Show a progress bar (rank 0 only).
+    model
+        A prebuilt module to train instead of building ``config.model`` (which is then only
+        recorded in checkpoints), e.g. a benchmark variant or a wrapper outside the registry.
 
     Notes
     -----
-    Every epoch ends with an evaluation on ``val_data`` (unwrapped model in eval mode, metrics
-    synchronized over ranks: PDEBench metrics for targets with a grid, plus the validation loss),
-    the certified Lipschitz bound of the eval-mode model gathered from every rank (they must be
-    identical), one JSON line in ``out_dir/log.jsonl``, ``last.pt`` and, when the monitored value
-    improved, ``best.pt``. With ``save_every_steps`` the trainer also writes ``last.pt`` inside the
-    epoch, recording its position, so :meth:`fit` with ``resume_from`` continues exactly where it
-    stopped (same sample order, optimizer, scheduler and RNG states).
+    **Every sample once per epoch.** Ranks may hold uneven shares (the last global batch of a
+    map-style split, the streams of an iterable one): each step the ranks agree (one small
+    all-reduce) on whether any rank still has a batch and on the number of real samples in
+    the global batch; a rank without one runs the step on its previous batch with weight 0.
+    The loss is the mean per-sample loss over the real samples of the global batch, so a step
+    is the same whatever the number of processes.
+
+    **The run folder** (``config.out_dir``) belongs to one run (:class:`RunFolder`): rank 0
+    holds its lock for the whole of :meth:`fit`, removes temporary files a killed run left,
+    and refuses a folder holding another run's files unless resuming that run or
+    ``overwrite``. Every log line and checkpoint carries the run id.
+
+    **Epoch end**, in this order: validation (synchronized metrics), the certified bound
+    (identical on every rank), then on rank 0 ``best.pt`` (if the monitored value improved),
+    one JSON line in ``log.jsonl``, and ``last.pt`` last: ``last.pt`` is the commit point. A
+    kill anywhere in this sequence leaves every checkpoint complete; resuming from
+    ``last.pt`` drops the log lines written after it and runs the interrupted epoch again
+    (bit-identical), rewriting what it wrote. So ``best.pt`` exists whenever ``last.pt``
+    records a completed epoch, and it is never replaced by a worse value or another run's
+    file.
+
+    **Interrupts.** SIGINT (Ctrl-C) or SIGTERM during :meth:`fit` (main thread) stops at the
+    next step boundary, writes a resumable mid-epoch ``last.pt`` and raises
+    :class:`TrainingInterrupted`; a second signal acts as usual. With ``save_every_steps``
+    the trainer also writes ``last.pt`` inside the epoch; :meth:`fit` with ``resume_from``
+    continues exactly where it stopped (same sample order, optimizer, scheduler, RNG
+    states and epoch loss sums).
 
     Examples
     --------
@@ -101,7 +258,7 @@ class Trainer:
     >>> data = build_dataset(cfg.data)
     >>> record = Trainer(cfg, data.train, data.val, progress=False).fit()
     >>> record["epoch"], record["step"], sorted(p.name for p in Trainer.out_path(cfg).iterdir())
-    (1, 2, ['best.pt', 'last.pt', 'log.jsonl'])
+    (1, 2, ['.lock', 'best.pt', 'last.pt', 'log.jsonl'])
     """
 
     def __init__(
@@ -114,15 +271,19 @@ class Trainer:
         normalizer_state: dict[str, Any] | None = None,
         callbacks: Sequence[Callback] = (),
         progress: bool = True,
+        model: nn.Module | None = None,
     ) -> None:
         from ..models import build_model
+        from .constraint import resolve_config, warn_if_binding
 
+        config, data_constant = resolve_config(config, train_data)  # k="auto" -> a number
         self.config = config
         self.ctx = ctx or DistContext()
         self.normalizer_state = normalizer_state
         self.callbacks = list(callbacks)
         self.progress = progress and self.ctx.is_main
         self.out_dir = self.out_path(config)
+        self.folder = RunFolder(self.out_dir) if config.out_dir else None
         world = self.ctx.world_size
         if config.batch_size % world:
             raise ValueError(
@@ -130,7 +291,11 @@ class Trainer:
                 f"number of processes {world}"
             )
         seed_everything(config.seed)
-        self.model: nn.Module = build_model(config.model.name, **config.model.kwargs)
+        if model is None:
+            model = build_model(config.model.name, **config.model.kwargs)
+        self.model: nn.Module = model
+        if self.ctx.is_main:  # one ConstraintWarning if the data's constant exceeds the model's
+            warn_if_binding(self.model, train_data, data_constant)
         self.model.to(self.ctx.device)
         self.ddp: nn.Module = self.model
         if self.ctx.distributed:
@@ -146,28 +311,36 @@ class Trainer:
         )
         self.scheduler = SCHEDULERS[config.scheduler](self.optimizer, config)
         self.loss_fn = LOSSES[config.loss]
+        self.sample_loss_fn = SAMPLE_LOSSES[config.loss]
         self.train_data = train_data
         self.val_data = val_data
         self.local_batch = config.batch_size // world
-        self.train_sampler: DistributedSampler[Any] | None = None
+        self.train_sampler: GlobalBatchSampler | None = None
         if not isinstance(train_data, IterableDataset):
-            self.train_sampler = DistributedSampler(
-                train_data,
-                num_replicas=world,
-                rank=self.ctx.rank,
-                shuffle=True,
-                seed=config.seed,
-                drop_last=False,
+            n_train = len(train_data)  # type: ignore[arg-type]
+            if n_train < world:
+                raise ValueError(
+                    f"the training split has {n_train} samples, fewer than the {world} processes"
+                )
+            self.train_sampler = GlobalBatchSampler(
+                n_train, config.batch_size, rank=self.ctx.rank, world_size=world, seed=config.seed
             )
         self.loader_generator = torch.Generator()
-        self.train_loader = DataLoader(
-            train_data,
-            batch_size=self.local_batch,
-            sampler=self.train_sampler,
-            num_workers=config.num_workers,
-            generator=self.loader_generator,
-            drop_last=False,
-        )
+        self.train_loader: DataLoader[Any]
+        if self.train_sampler is not None:
+            self.train_loader = DataLoader(
+                train_data,
+                batch_sampler=self.train_sampler,
+                num_workers=config.num_workers,
+                generator=self.loader_generator,
+            )
+        else:
+            self.train_loader = DataLoader(
+                train_data,
+                batch_size=self.local_batch,
+                num_workers=config.num_workers,
+                generator=self.loader_generator,
+            )
         val_sampler = None
         if not isinstance(val_data, IterableDataset):
             n_val = len(val_data)  # type: ignore[arg-type]
@@ -180,11 +353,13 @@ class Trainer:
             val_data, batch_size=self.local_batch, sampler=val_sampler, num_workers=0
         )
         self.epoch = 0  # completed epochs
-        self.step_in_epoch = 0  # completed optimizer steps of the current epoch
+        self.step_in_epoch = 0  # completed (global) optimizer steps of the current epoch
         self.global_step = 0
-        self.loss_sum = 0.0  # this rank's training-loss sum and count in the current epoch
+        self.loss_sum = 0.0  # this rank's per-sample training-loss sum and count this epoch
         self.loss_count = 0
         self.best: float | None = None
+        self.run_id = uuid.uuid4().hex[:12]
+        self._signal: int | None = None
 
     @staticmethod
     def out_path(config: TrainConfig) -> Path:
@@ -192,37 +367,70 @@ class Trainer:
         return Path(config.out_dir)
 
     # ------------------------------------------------------------------ checkpoints
-    def _save(self, name: str) -> Path | None:
-        if not self.ctx.is_main:
-            return None
-        extra = {
+    def _extra(self) -> dict[str, Any]:
+        sums = [self.loss_sum, float(self.loss_count)]
+        if self.step_in_epoch:  # identical on every rank: all of them take part
+            sums = all_reduce_sum(torch.tensor(sums, dtype=torch.float64), self.ctx).tolist()
+        return {
             "step_in_epoch": self.step_in_epoch,
             "global_step": self.global_step,
-            "loss_sum": self.loss_sum,
-            "loss_count": self.loss_count,
+            "loss_sum": sums[0],  # over every rank
+            "loss_count": int(sums[1]),
             "best": self.best,
             "world_size": self.ctx.world_size,
+            "run_id": self.run_id,
+            "data_file": _data_fingerprint(self.config.data.path),
         }
-        return save_checkpoint(
-            self.out_dir / name,
-            self.model,
-            config=config_to_dict(self.config),
-            optimizer=self.optimizer,
-            scheduler=self.scheduler,
-            normalizer_state=self.normalizer_state,
-            epoch=self.epoch,
-            extra=extra,
-        )
 
-    def _resume(self, path: str | Path) -> None:
-        ckpt = load_checkpoint(path, map_location=self.ctx.device)
-        saved_model = ckpt.config.get("model", {})
-        if saved_model != config_to_dict(self.config)["model"]:
-            raise ValueError(
-                f"{ckpt.path}: its model {saved_model} differs from the configured one "
-                f"{config_to_dict(self.config)['model']}"
+    def _save(self, name: str) -> Path | None:
+        """Write ``name`` atomically (rank 0; every rank when mid-epoch, for the loss sums)."""
+        extra = self._extra()
+        if not self.ctx.is_main or self.folder is None:
+            return None
+        try:
+            return save_checkpoint(
+                self.out_dir / name,
+                self.model,
+                config=config_to_dict(self.config),
+                optimizer=self.optimizer,
+                scheduler=self.scheduler,
+                normalizer_state=self.normalizer_state,
+                epoch=self.epoch,
+                extra=extra,
             )
+        except OSError as err:
+            raise RunFolderError(
+                f"out_dir {self.out_dir}: cannot write {name} "
+                f"({err.strerror or type(err).__name__}); the previous {name} is kept"
+            ) from None
+
+    def _resume(self, path: str | Path) -> str | None:
+        """Load ``path``; refuse a finished run or changed settings. Returns its run id."""
+        ckpt = load_checkpoint(path, map_location=self.ctx.device)
+        check_finite_weights(ckpt.model_state, ckpt.path)
+        mine = config_to_dict(self.config)
+        for key in RESUME_KEYS:
+            if key in ckpt.config and ckpt.config[key] != mine[key]:
+                raise ValueError(
+                    f"{ckpt.path}: the run used {key}={ckpt.config[key]!r}, now "
+                    f"{key}={mine[key]!r}; resume with the run's settings, or start a new run "
+                    "in another folder"
+                )
         extra = ckpt.extra
+        if ckpt.epoch >= self.config.epochs and not extra.get("step_in_epoch", 0):
+            raise ValueError(
+                f"{ckpt.path}: the run already finished (epoch {ckpt.epoch} of "
+                f"epochs={self.config.epochs}); to train further set epochs above {ckpt.epoch}"
+            )
+        saved_file = extra.get("data_file")
+        now_file = _data_fingerprint(self.config.data.path)
+        if saved_file is not None and now_file is not None and saved_file != now_file:
+            raise ValueError(
+                f"{ckpt.path}: the data file {self.config.data.path} changed since this "
+                f"checkpoint (size/modification time {saved_file['size']}/"
+                f"{saved_file['mtime_ns']} -> {now_file['size']}/{now_file['mtime_ns']}); "
+                "resume only on the same data"
+            )
         if extra.get("step_in_epoch", 0) and extra.get("world_size") != self.ctx.world_size:
             raise ValueError(
                 f"{ckpt.path}: written mid-epoch by {extra.get('world_size')} processes; resume "
@@ -236,12 +444,102 @@ class Trainer:
         self.epoch = ckpt.epoch
         self.step_in_epoch = int(extra.get("step_in_epoch", 0))
         self.global_step = int(extra.get("global_step", 0))
-        self.loss_sum = float(extra.get("loss_sum", 0.0))
-        self.loss_count = int(extra.get("loss_count", 0))
+        # the saved sums are over every rank: rank 0 carries them, the others start at 0
+        self.loss_sum = float(extra.get("loss_sum", 0.0)) if self.ctx.is_main else 0.0
+        self.loss_count = int(extra.get("loss_count", 0)) if self.ctx.is_main else 0
         self.best = extra.get("best")
         if ckpt.normalizer_state is not None and self.normalizer_state is None:
             self.normalizer_state = ckpt.normalizer_state
         restore_rng_state(ckpt.rng_state)
+        run_id = extra.get("run_id")
+        if isinstance(run_id, str):
+            self.run_id = run_id
+            return run_id
+        return None
+
+    # ------------------------------------------------------------------ preflight
+    def _checkpoint_bytes(self) -> int:
+        """About the size of one checkpoint (weights, optimizer moments, a margin)."""
+        weights = sum(t.numel() * t.element_size() for t in self.model.state_dict().values())
+        return 3 * weights + (1 << 20)
+
+    @torch.no_grad()
+    def _check_model_fits_data(self) -> None:
+        """Check with one eval-mode forward of a validation sample that the model fits the data.
+
+        The model must take the data's inputs and give the targets' shape (e.g. a LipMLP's
+        ``in_features`` equal to the grid).
+        """
+        if isinstance(self.val_data, IterableDataset):
+            return
+        x, y = self.val_data[0]
+        spec = f"model {self.config.model.name} {self.config.model.kwargs}"
+        rng = torch.get_rng_state()
+        was_training = self.model.training
+        self.model.eval()
+        try:
+            out = self.model(x[None].to(self.ctx.device))
+        except (RuntimeError, ValueError, IndexError) as err:
+            detail = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+            raise ConfigError(
+                f"model.kwargs: {spec} does not accept the data's inputs, shaped "
+                f"{tuple(x.shape)} per sample ({detail})"
+            ) from None
+        finally:
+            self.model.train(was_training)
+            torch.set_rng_state(rng)
+        if tuple(out.shape[1:]) != tuple(y.shape):
+            raise ConfigError(
+                f"model.kwargs: {spec} outputs {tuple(out.shape[1:])} per sample, the data's "
+                f"targets are {tuple(y.shape)}"
+            )
+
+    def _prepare_folder(self, resumed_id: str | None, resuming: bool, overwrite: bool) -> None:
+        """Rank 0: lock the folder, clean temporary files, check ownership and room."""
+        folder = self.folder
+        if folder is None or not self.ctx.is_main:
+            return
+        created = not self.out_dir.exists()
+        folder.acquire(self.run_id)
+        try:
+            folder.clean_tmp()
+            owner = folder.owner()
+            if resuming:
+                if owner is not None and owner not in (resumed_id, "unknown"):
+                    raise RunFolderError(
+                        f"out_dir {self.out_dir}: holds run {owner}, the checkpoint is of run "
+                        f"{resumed_id}; resume into that run's folder"
+                    )
+                folder.truncate_log(self.run_id, self.epoch)
+            elif owner is not None:
+                if not overwrite:
+                    names = ", ".join(p.name for p in folder.run_files())
+                    raise RunFolderError(
+                        f"out_dir {self.out_dir}: holds run {owner} ({names}); continue it with "
+                        f"--resume {self.out_dir / 'last.pt'}, replace it with --overwrite, "
+                        "or choose another --out"
+                    )
+                folder.remove_run_files()
+            folder.check_room(2 * self._checkpoint_bytes())
+        except BaseException:
+            folder.release()
+            if created:  # leave nothing behind
+                (self.out_dir / ".lock").unlink(missing_ok=True)
+                with contextlib.suppress(OSError):
+                    self.out_dir.rmdir()
+            raise
+
+    def _agree_on_start(self, error: BaseException | None) -> None:
+        """All ranks learn whether rank 0's preflight failed (then every rank stops)."""
+        if not self.ctx.distributed:
+            if error is not None:
+                raise error
+            return
+        flag = all_reduce_sum(torch.tensor([1.0 if error else 0.0]), self.ctx)
+        if error is not None:
+            raise error
+        if float(flag[0]) > 0:
+            raise RuntimeError("another rank refused to start the run (see its message)")
 
     # ------------------------------------------------------------------ loop
     def _emit(self, event: str, record: dict[str, Any]) -> None:
@@ -249,37 +547,64 @@ class Trainer:
             callback(event, record)
 
     def _batches(self, epoch: int) -> Iterator[tuple[Tensor, Tensor]]:
-        """Batches of ``epoch``, skipping those already done (resume inside an epoch)."""
+        """Batches of ``epoch`` (this rank's part of each global step)."""
         if self.train_sampler is not None:
             self.train_sampler.set_epoch(epoch)
         elif hasattr(self.train_data, "set_epoch"):
             self.train_data.set_epoch(epoch)
         self.loader_generator.manual_seed(self.config.seed + epoch)
-        return itertools.islice(iter(self.train_loader), self.step_in_epoch, None)
+        return iter(self.train_loader)
 
-    def _train_step(self, x: Tensor, y: Tensor) -> float:
+    def _next(self, batches: Iterator[tuple[Tensor, Tensor]]) -> tuple[Tensor, Tensor] | None:
+        try:
+            return next(batches)
+        except StopIteration:
+            return None
+        except Exception:
+            if self._signal is not None:  # e.g. a DataLoader worker stopped by the same Ctrl-C
+                return None
+            raise
+
+    def _agree(self, batch: tuple[Tensor, Tensor] | None) -> tuple[bool, int, bool]:
+        """Whether any rank has a batch, real samples in the global batch, stop requested."""
+        mine = [float(batch is not None), float(0 if batch is None else len(batch[0]))]
+        mine.append(float(self._signal is not None))
+        if self.ctx.distributed:
+            mine = all_reduce_sum(torch.tensor(mine, dtype=torch.float64), self.ctx).tolist()
+        return mine[0] > 0, int(mine[1]), mine[2] > 0
+
+    def _train_step(self, x: Tensor, y: Tensor, n_global: int, weight: float = 1.0) -> float:
+        """Run one optimizer step; ``n_global`` real samples are in the global batch.
+
+        Returns this rank's per-sample loss sum (0 for a zero-weight step).
+        """
         device = self.ctx.device
         x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
         self.ddp.train()
         autocast = device.type == "cuda" and self.config.bf16
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=autocast):
             pred = self.ddp(x)
-        loss = self.loss_fn(pred.float(), y.float())
+        per_sample = self.sample_loss_fn(pred.float(), y.float()) * weight
+        local_sum = per_sample.sum()
+        # DDP averages gradients over ranks: scaled so that the step's gradient is that of the
+        # mean per-sample loss over the n_global real samples of the global batch
+        loss = local_sum * (self.ctx.world_size / n_global)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         max_norm = self.config.grad_clip if self.config.grad_clip > 0 else math.inf
         grad_norm = nn.utils.clip_grad_norm_(self.model.parameters(), max_norm)
         # one host sync for both numbers; the gradient norm is global (gradients were
         # all-reduced), so every rank stops together
-        loss_value, grad_value = torch.stack([loss.detach(), grad_norm.to(loss.dtype)]).tolist()
-        if not (math.isfinite(loss_value) and math.isfinite(grad_value)):
+        sum_value, grad_value = torch.stack([local_sum.detach(), grad_norm.to(loss.dtype)]).tolist()
+        if not (math.isfinite(sum_value) and math.isfinite(grad_value)):
             raise NonFiniteLossError(
                 f"non-finite training loss at epoch {self.epoch + 1}, step "
                 f"{self.step_in_epoch + 1} (global step {self.global_step + 1}): loss "
-                f"{loss_value}, gradient norm {grad_value}; try a lower lr or grad_clip"
+                f"{sum_value / max(len(x), 1)}, gradient norm {grad_value}; try a lower lr or "
+                "grad_clip"
             )
         self.optimizer.step()
-        return loss_value
+        return sum_value
 
     @torch.no_grad()
     def evaluate(self) -> dict[str, float]:
@@ -336,8 +661,54 @@ class Trainer:
             out["lipschitz_bound_ranks"] = bounds
         return out
 
-    def fit(self, resume_from: str | Path | None = None) -> dict[str, Any]:
+    @contextlib.contextmanager
+    def _signals(self) -> Iterator[None]:
+        """SIGINT/SIGTERM set a flag (checked at step boundaries); a second one acts as usual."""
+        if threading.current_thread() is not threading.main_thread():
+            yield
+            return
+        previous = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
+
+        def handler(signum: int, frame: Any) -> None:
+            self._signal = signum
+            for sig, old in previous.items():
+                signal.signal(sig, old)
+
+        for sig in previous:
+            signal.signal(sig, handler)
+        try:
+            yield
+        finally:
+            for sig, old in previous.items():
+                signal.signal(sig, old)
+
+    def _interrupt(self, save: bool = True) -> None:
+        signum = self._signal if self._signal is not None else signal.SIGINT
+        if save:
+            path = self._save("last.pt")
+        else:
+            path = self.out_dir / "last.pt" if self.folder and self.ctx.is_main else None
+        where = (
+            f"resumable checkpoint {path} (epoch {self.epoch + 1}, step {self.step_in_epoch} "
+            f"of it); continue with --resume {path}"
+            if path is not None
+            else "no checkpoint (no run folder)"
+        )
+        raise TrainingInterrupted(
+            signum, path, f"interrupted by {signal.Signals(signum).name}: {where}"
+        )
+
+    def fit(
+        self, resume_from: str | Path | None = None, *, overwrite: bool = False
+    ) -> dict[str, Any]:
         """Train for ``config.epochs`` epochs (continuing a checkpoint if given).
+
+        Parameters
+        ----------
+        resume_from
+            A checkpoint of this run (usually ``out_dir/last.pt``).
+        overwrite
+            Delete the run files another run left in ``out_dir`` instead of refusing it.
 
         Returns
         -------
@@ -348,18 +719,40 @@ class Trainer:
         ------
         NonFiniteLossError
             If the loss or gradient norm becomes NaN/inf (the message names epoch and step).
+        RunFolderError
+            If ``out_dir`` is in use by a live run, holds another run (without ``overwrite``),
+            is not writable or lacks room for a checkpoint.
+        ConfigError
+            If the model does not take the data's inputs or give the targets' shape.
+        ValueError
+            If ``resume_from`` is a finished run, or the settings or data changed since it.
+        TrainingInterrupted
+            On SIGINT/SIGTERM, after writing a resumable ``last.pt``.
         """
-        if resume_from is not None:
-            self._resume(resume_from)
-        if self.ctx.is_main:
-            self.out_dir.mkdir(parents=True, exist_ok=True)
+        error: BaseException | None = None
+        try:
+            if resume_from is not None and not Path(resume_from).is_file():
+                raise FileNotFoundError(f"checkpoint {resume_from} does not exist")
+            self._check_model_fits_data()
+            resumed_id = self._resume(resume_from) if resume_from is not None else None
+            self._prepare_folder(resumed_id, resume_from is not None, overwrite)
+        except Exception as err:
+            error = err
+        self._agree_on_start(error)
+        try:
+            with self._signals():
+                return self._fit()
+        finally:
+            if self.folder is not None:
+                self.folder.release()
+
+    def _fit(self) -> dict[str, Any]:
         record: dict[str, Any] = {"epoch": self.epoch, "step": self.global_step}
         every = self.config.save_every_steps
         while self.epoch < self.config.epochs:
             start = time.perf_counter()
-            total = len(self.train_loader) if self.train_sampler is not None else None
+            total = self.train_sampler.steps if self.train_sampler is not None else None
             bar = tqdm(
-                self._batches(self.epoch),
                 total=total,
                 initial=self.step_in_epoch,
                 desc=f"epoch {self.epoch + 1}/{self.config.epochs}",
@@ -368,28 +761,69 @@ class Trainer:
                 leave=False,
                 dynamic_ncols=True,
             )
-            for x, y in bar:
-                loss = self._train_step(x, y)
+            batches = self._batches(self.epoch)
+            last: tuple[Tensor, Tensor] | None = None
+            for _ in range(self.step_in_epoch):  # resume inside an epoch: skip done steps
+                batch = self._next(batches)
+                last = batch if batch is not None else last
+            while True:
+                batch = self._next(batches)
+                last = batch if batch is not None else last
+                any_batch, n_global, stop = self._agree(batch)
+                if stop:
+                    bar.close()
+                    self._interrupt()
+                if not any_batch:
+                    break
+                if last is None:
+                    raise RuntimeError(
+                        f"rank {self.ctx.rank} has no training samples this epoch while "
+                        "others do (a dataset that does not shard itself evenly)"
+                    )
+                x, y = batch if batch is not None else last
+                weight = 1.0 if batch is not None else 0.0
+                local_sum = self._train_step(x, y, n_global, weight)
+                n_local = len(x) if batch is not None else 0
                 self.step_in_epoch += 1
                 self.global_step += 1
-                self.loss_sum += loss
-                self.loss_count += 1
+                self.loss_sum += local_sum
+                self.loss_count += n_local
+                loss = local_sum / n_local if n_local else math.nan
+                bar.update(1)
                 bar.set_postfix(loss=f"{loss:.3e}", refresh=False)
                 self._emit(
                     "step",
-                    {
-                        "epoch": self.epoch,
-                        "step": self.global_step,
-                        "loss": loss,
-                        "rank": self.ctx.rank,
-                    },
-                )
+                    {"epoch": self.epoch, "step": self.global_step, "loss": loss,
+                     "rank": self.ctx.rank},
+                )  # fmt: skip
                 if every and self.global_step % every == 0 and self.step_in_epoch != total:
-                    self._save("last.pt")
+                    self._save("last.pt")  # (the epoch-end write follows the last step)
             bar.close()
             record = self._end_epoch(time.perf_counter() - start)
+            if self.epoch < self.config.epochs and self._agree(None)[2]:
+                self._interrupt(save=False)  # last.pt was just written
         self._emit("end", record)
         return record
+
+    def _write_best(self, value: float) -> bool:
+        """Write ``best.pt`` unless the file there is another run's or holds a better value."""
+        path = self.out_dir / "best.pt"
+        if path.exists():
+            try:
+                payload = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+                extra = payload.get("extra") or {}
+            except Exception:  # an unreadable best.pt is replaced
+                extra = {}
+            owner = extra.get("run_id")
+            if isinstance(owner, str) and owner != self.run_id:
+                raise RunFolderError(
+                    f"{path}: belongs to run {owner}, not to this run {self.run_id}; not replaced"
+                )
+            held = extra.get("best")
+            if owner == self.run_id and isinstance(held, float) and held < value:
+                return False
+        self._save("best.pt")
+        return True
 
     def _end_epoch(self, seconds: float) -> dict[str, Any]:
         sums = all_reduce_sum(
@@ -401,10 +835,12 @@ class Trainer:
             "epoch": self.epoch + 1,
             "step": self.global_step,
             "train_loss": float(sums[0] / max(float(sums[1]), 1.0)),
+            "train_samples": int(sums[1]),
             **self.evaluate(),
             **self._certified_bound(),
             "lr": lr,
             "time_s": seconds,
+            "run_id": self.run_id,
         }
         self.epoch += 1
         self.step_in_epoch = 0
@@ -415,18 +851,33 @@ class Trainer:
                 f"monitor: {self.config.monitor!r} is not computed for this data; available: "
                 + ", ".join(k for k in record if k.startswith("val_"))
             )
-        improved = self.best is None or value < self.best
+        best = self.best
+        improved = best is None or value < best or (math.isnan(best) and not math.isnan(value))
         if improved:
             self.best = value
         record["best"] = improved
-        if self.ctx.is_main:
-            last = self._save("last.pt")
-            if improved and last is not None:
-                tmp = self.out_dir / ".best.pt.tmp"
-                shutil.copyfile(last, tmp)
-                tmp.replace(self.out_dir / "best.pt")
-            with open(self.out_dir / "log.jsonl", "a", encoding="utf-8") as log:
-                log.write(json.dumps(record) + "\n")
+        if self.ctx.is_main and self.folder is not None:
+            best_path = self.out_dir / "best.pt"
+            wrote_best = improved and self._write_best(value)
+            _ckpt.write_phase("best-written", best_path)
+            self.folder.append_log(record)
+            _ckpt.write_phase("log-written", self.out_dir / "log.jsonl")
+            if wrote_best:
+                atomic_copy(best_path, self.out_dir / "last.pt")
+            else:
+                self._save("last.pt")
+            _ckpt.write_phase("last-written", self.out_dir / "last.pt")
         record["rank"] = self.ctx.rank
         self._emit("epoch", record)
         return record
+
+
+def _data_fingerprint(path: str | None) -> dict[str, Any] | None:
+    """Size and modification time of a data file (``None`` without one)."""
+    if not path:
+        return None
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return {"path": str(path), "size": int(st.st_size), "mtime_ns": int(st.st_mtime_ns)}

@@ -1,0 +1,96 @@
+"""Values derived from weights, recomputed exactly when the weights' contents change.
+
+Eval weights (normalized by exact float64 norms) and certificates are expensive, so layers cache
+them. A cache keyed on a tensor's version counter or storage pointer goes stale when something
+writes the parameter without autograd noticing: ``param.data.copy_(...)`` (EMA/SWA utilities,
+other libraries) moves neither. :class:`WeightKeyedCache` is keyed on the weights themselves: it
+keeps a copy of every source tensor and compares it *bitwise* with the current one on each
+access, so no write can be missed (a NaN compares equal to the same NaN, ``-0.0`` differs from
+``0.0``). The check reads each weight twice and allocates nothing; the price is one extra copy of
+the weights in memory.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any, TypeVar
+
+import torch
+from torch import Tensor
+
+__all__ = ["WeightKeyedCache", "same_bits"]
+
+T = TypeVar("T")
+
+_INT_OF_SIZE = {1: torch.uint8, 2: torch.int16, 4: torch.int32, 8: torch.int64}
+
+
+def same_bits(a: Tensor, b: Tensor) -> bool:
+    """Whether two tensors have the same shape, dtype, device and bit pattern.
+
+    Examples
+    --------
+    >>> import torch
+    >>> same_bits(torch.tensor([0.0]), torch.tensor([-0.0]))
+    False
+    >>> nan = torch.tensor([float("nan")])
+    >>> same_bits(nan, nan.clone())
+    True
+    """
+    if a.shape != b.shape or a.dtype != b.dtype or a.device != b.device:
+        return False
+    if a.is_complex():
+        a, b = torch.view_as_real(a), torch.view_as_real(b)
+    if a.dtype.is_floating_point:
+        as_int = _INT_OF_SIZE[a.element_size()]
+        a, b = a.view(as_int), b.view(as_int)
+    return bool(torch.equal(a, b))
+
+
+class WeightKeyedCache:
+    """Named values computed from some tensors, valid while those tensors hold the same bits.
+
+    Every :meth:`get` first checks that the sources are bitwise equal to the copies taken when
+    the cached values were computed; on any difference (shape, dtype, device or a single bit)
+    all cached values are dropped and recomputed from the current weights.
+
+    Examples
+    --------
+    >>> import torch
+    >>> w = torch.ones(2)
+    >>> cache = WeightKeyedCache()
+    >>> cache.get("sum", [w], lambda: float(w.sum()))
+    2.0
+    >>> w.data.copy_(torch.full((2,), 3.0))  # moves no version counter
+    tensor([3., 3.])
+    >>> cache.get("sum", [w], lambda: float(w.sum()))
+    6.0
+    """
+
+    def __init__(self) -> None:
+        self._snapshot: list[Tensor] | None = None
+        self._values: dict[str, Any] = {}
+        #: How many times a value was (re)computed (for tests and benchmarks).
+        self.misses = 0
+
+    def _valid(self, sources: Sequence[Tensor]) -> bool:
+        snap = self._snapshot
+        if snap is None or len(snap) != len(sources):
+            return False
+        return all(same_bits(s.detach(), c) for s, c in zip(sources, snap, strict=True))
+
+    def get(self, name: str, sources: Sequence[Tensor], compute: Callable[[], T]) -> T:
+        """The value ``name`` for the current ``sources``, calling ``compute()`` if needed."""
+        if not self._valid(sources):
+            self._values = {}
+            self._snapshot = [s.detach().clone() for s in sources]
+        if name not in self._values:
+            self.misses += 1
+            self._values[name] = compute()
+        value: T = self._values[name]
+        return value
+
+    def clear(self) -> None:
+        """Drop every cached value."""
+        self._snapshot = None
+        self._values = {}
