@@ -173,6 +173,15 @@ def file_pairs(
 
     Every file is read through :class:`liponet.data.PDEBenchDataset` (``task="step"``), so any
     layout it knows works; files are opened one after the other and only one chunk is held.
+
+    Examples
+    --------
+    >>> import tempfile, pathlib
+    >>> from liponet.data import generate
+    >>> path = generate("advection", pathlib.Path(tempfile.mkdtemp()) / "a.hdf5",
+    ...                 n_samples=30, nx=16, nt=3)
+    >>> [x.shape[0] for x, _ in file_pairs([path], chunk=10)]
+    [10, 10, 5]
     """
     from ..data import PDEBenchDataset
 
@@ -210,6 +219,14 @@ class StreamedErrorBound(SymmetricErrorBound):
     unproven
         Queries for which the approximate search (``exact=False``) left pairs unsearched that
         might have given a smaller bound (their bound is still valid).
+
+    Examples
+    --------
+    >>> import torch
+    >>> b = StreamedErrorBound(torch.tensor([0.3]), "certified", "plain", "function",
+    ...                        n_calib=10**5, n_evaluated=2000)
+    >>> f"model ran on {b.n_evaluated / b.n_calib:.0%} of the pairs"
+    'model ran on 2% of the pairs'
     """
 
     n_calib: int = 0

@@ -215,6 +215,18 @@ def check_model_symmetry(model: nn.Module, group: SymmetryGroup) -> str:
     ------
     SymmetryPremiseError
         Naming the first part that does not commute, and why.
+
+    Examples
+    --------
+    >>> from liponet.models import LipFNO
+    >>> check_model_symmetry(LipFNO(1, 1, modes=(4,), grid=False), SymmetryGroup((0,)))
+    'architecture verified: LipFNO commutes with cyclic shifts along spatial axis 0'
+    >>> check_model_symmetry(LipFNO(1, 1, modes=(4,), grid=True), SymmetryGroup((0,)))
+    Traceback (most recent call last):
+    ...
+    liponet.certify.symmetry.SymmetryPremiseError: LipFNO does not commute with cyclic shifts \
+along spatial axis 0: net.layers.0 (FieldLinear) appends coordinate channels (grid=True): the \
+output depends on the position
     """
     if not group.shift_axes:
         return "trivial group: nothing to verify"
@@ -536,6 +548,14 @@ class SymmetricErrorBound(ErrorBound):
         The group used.
     premises
         What the bound rests on, by role (``"model"``, ``"operator"``).
+
+    Examples
+    --------
+    >>> import torch
+    >>> b = SymmetricErrorBound(torch.tensor([0.3]), "certified", "shift-reduced", "function",
+    ...                         element=torch.tensor([5]), group=SymmetryGroup((0,)))
+    >>> b.violations(torch.tensor([0.2])).tolist(), int(b.element[0])
+    ([False], 5)
     """
 
     element: Tensor | None = None
