@@ -1,4 +1,4 @@
-"""2-D linear advection ``u_t + bx u_x + by u_y = 0`` on the unit torus, solved exactly (a shift)."""
+"""2-D linear advection ``u_t + bx u_x + by u_y = 0`` on the unit torus, solved exactly."""
 
 from __future__ import annotations
 
