@@ -257,7 +257,7 @@ def streamed_error_bound(
     operator_params: dict[str, float] | None = None,
     exact: bool = True,
     candidates: int = 16,
-    eval_batch: int = 1024,
+    eval_batch: int = 256,
 ) -> StreamedErrorBound:
     """The operator certificate against a stream of calibration pairs (plain or over orbits).
 
@@ -329,7 +329,7 @@ def streamed_error_bounds(
     operator_params: dict[str, float] | None = None,
     exact: bool = True,
     candidates: int = 16,
-    eval_batch: int = 1024,
+    eval_batch: int = 256,
     apply: Callable[[Tensor], Tensor] | None = None,
 ) -> list[StreamedErrorBound]:
     """:func:`streamed_error_bound` for several groups in one pass over the pairs.
