@@ -86,7 +86,7 @@ def main() -> None:
         )
     lines += ["", "Full output:", "", "```", out.rstrip(), "```", ""]
     (args.out / "demo_run.md").write_text("\n".join(lines))
-    print("\n".join(lines[:10 + len(summary)]))
+    print("\n".join(lines[: 10 + len(summary)]))
     if proc.returncode:
         print(proc.stderr[-2000:], file=sys.stderr)
 
