@@ -460,7 +460,11 @@ class Trainer:
     # ------------------------------------------------------------------ preflight
     def _checkpoint_bytes(self) -> int:
         """About the size of one checkpoint (weights, optimizer moments, a margin)."""
-        weights = sum(t.numel() * t.element_size() for t in self.model.state_dict().values())
+        weights = sum(
+            t.numel() * t.element_size()
+            for t in self.model.state_dict().values()
+            if isinstance(t, Tensor)  # extra states (e.g. neuraloperator's) are not tensors
+        )
         return 3 * weights + (1 << 20)
 
     @torch.no_grad()
