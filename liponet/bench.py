@@ -14,12 +14,14 @@ model trained and scored on one task:
 * **Certificates.** The certified Lipschitz bound of the model (``lipschitz_bound()``; ``nan`` for
   models without one, e.g. neuraloperator's FNO) and the operator error bound
   (:func:`liponet.certify.operator_error_bound`) of the one-step operator on test windows,
-  calibrated on training windows, with its coverage and tightness. ``L_G`` of the true one-step
-  operator: advection is an isometry (certified, a theorem); 1-D diffusion-reaction has
-  ``exp(rho dt)`` (certified, a theorem for the exact operator with data in [0, 1]); Burgers,
-  Darcy and 2-D diffusion-reaction have no theorem here: a data estimate (labelled estimated).
-  A window of frames as input keeps these constants: the next frame depends on the last one
-  only, whose distance is at most the window's (frames are channels of the function norm).
+  calibrated on training windows, with its coverage and tightness. ``L_G`` of the one-step map
+  *between the grid samples the file holds*: certified only where the file's ``discretization``
+  attribute matches a theorem about that discrete map (:func:`liponet.certify.generator_lipschitz`:
+  exact advection samples shifted by whole cells; the 1-D diffusion-reaction scheme without a
+  spatial stride), otherwise the largest pair ratio over the calibration windows (labelled
+  estimated), never the continuous operator's constant applied to samples. The column
+  ``L_G_premise`` says which and why. A window of frames as input keeps these constants: the next
+  frame depends on the last one only, whose distance is at most the window's.
 
 Presets: ``tiny`` (one task, a few steps: the test suite runs it end to end), ``small`` (generated
 data, 2 CPU cores, about 30 minutes for everything), ``full`` (PDEBench's sizes, strides and FNO
@@ -48,10 +50,11 @@ from .certify import (
     coverage_report,
     estimate_true_lipschitz,
     field_operator,
+    float32_storage_noise,
+    generator_lipschitz,
     model_constant,
     observed_errors,
     operator_error_bound,
-    true_lipschitz,
 )
 from .data import PDEBenchDataset, generate
 from .metrics import pdebench_metrics
@@ -79,6 +82,7 @@ __all__ = [
     "run_bench",
     "run_row",
     "summarize",
+    "summary_table",
     "target_checks",
     "train",
     "train_config",
@@ -105,8 +109,9 @@ class Task:
     coefficient
         Darcy: coefficient -> solution (no time, no rollout).
     theorem
-        Name of the certified ``L_G`` (:func:`liponet.certify.true_lipschitz`) or ``None``
-        (estimated from data).
+        Name of the continuous operator's theorem (:func:`liponet.certify.true_lipschitz`), for
+        reference only: the certificates use the constant of the file's discrete map
+        (:func:`liponet.certify.generator_lipschitz`) or a data estimate.
     periodic
         Periodic in space (DeepONet trunks then get Fourier features; FNOs no padding).
     """
@@ -779,16 +784,24 @@ def _scores(f: Callable[[Tensor], Tensor], data: BenchData, split: str) -> dict[
     return {k: float(v) for k, v in metrics.items()}
 
 
-def _true_constant(data: BenchData, x_cal: Tensor, y_cal: Tensor) -> LipschitzConstant:
-    spec = data.task
-    if spec.theorem == "advection":
-        return true_lipschitz("advection")
-    if spec.theorem == "diffusion_reaction":
-        rho = float(spec.params["rho"])
-        return true_lipschitz("diffusion_reaction", rho=rho, t=data.dt)
+def _true_constant(
+    data: BenchData, x_cal: Tensor, y_cal: Tensor, preset: Preset
+) -> tuple[LipschitzConstant, str]:
+    """``L_G`` of the data's own one-step map, and one line saying what it rests on."""
+    import h5py
+
+    with h5py.File(data.path, "r") as f:
+        attrs = dict(f.attrs)
+    sx, st = preset.strides.get(data.task.name, (1, 1))
+    if not data.task.coefficient:
+        constant, why = generator_lipschitz(attrs, frames=st, spatial_stride=sx)
+        if constant is not None:
+            return constant, f"certified: {why}"
+    else:
+        why = "coefficient -> solution: no theorem here"
     # no theorem: the next frame (or the solution) against its input, largest pair ratio
     last = x_cal[:, -data.out_channels :]
-    return estimate_true_lipschitz(last, y_cal, safety=1.0)
+    return estimate_true_lipschitz(last, y_cal, safety=1.0), f"estimated ({why})"
 
 
 def certificate_columns(
@@ -800,6 +813,7 @@ def certificate_columns(
             "lipschitz_certified": float("nan"),
             "L_G": float("nan"),
             "L_G_label": "",
+            "L_G_premise": "",
             "bound_label": "no certificate",
             "coverage": float("nan"),
             "tightness_median": float("nan"),
@@ -810,7 +824,7 @@ def certificate_columns(
     qry = torch.randperm(data.x_test.shape[0], generator=gen)[: preset.n_query]
     x_cal, y_cal = data.x_train[cal], data.y_train[cal]
     x_q, y_q = data.x_test[qry], data.y_test[qry]
-    l_true = _true_constant(data, x_cal, y_cal)
+    l_true, premise = _true_constant(data, x_cal, y_cal, preset)
     bound = operator_error_bound(
         x_q,
         x_cal,
@@ -818,12 +832,18 @@ def certificate_columns(
         calib_preds=_predict(f, x_cal),
         lipschitz_model=model_constant(model),  # type: ignore[arg-type]
         lipschitz_true=l_true,
+        input_noise=(
+            float32_storage_noise(l_true.value, x_cal, y_cal, x_q, y_q)
+            if l_true.label == "certified"
+            else 0.0
+        ),
     )
     report = coverage_report(bound, observed_errors(y_q, _predict(f, x_q)))
     return {
         "lipschitz_certified": float(model.lipschitz_bound()),  # type: ignore[operator]
         "L_G": l_true.value,
         "L_G_label": l_true.label,
+        "L_G_premise": premise,
         "bound_label": bound.label,
         "coverage": report.coverage,
         "tightness_median": report.tightness_median,
@@ -852,6 +872,7 @@ COLUMNS = (
     "lipschitz_certified",
     "L_G",
     "L_G_label",
+    "L_G_premise",
     "bound_label",
     "coverage",
     "tightness_median",
@@ -1228,16 +1249,25 @@ def write_results(
         "split; `train_s` = time in the Trainer's optimizer steps (process CPU seconds on a CPU; "
         "per-epoch validation and checkpoints excluded); `lipschitz_certified` = the model's "
         "certified bound (function norm); `L_G` = the "
-        "true one-step operator's constant with its label (certified = a theorem; estimated = "
-        "largest ratio over calibration pairs); coverage / median tightness (bound / observed) "
+        "one-step map's constant between the file's grid samples, with its label (certified = a "
+        "theorem about that discrete map, matched to the file's `discretization` attribute; "
+        "estimated = largest ratio over calibration pairs; the premise is stated under each "
+        "task); coverage / median tightness (bound / observed) "
         "of the one-step operator error bound on test windows, calibrated on training windows; "
         "the bound is certified only if both constants are.",
         "",
     ]
+    md += ["## Summary (test rollout nRMSE; `L` = certified Lipschitz bound)", ""]
+    md += [*summary_table(rows), ""]
     if len({int(r.get("seed", 0)) for r in rows}) > 1:
         md += ["## Summary over seeds", "", *summary_markdown(rows), ""]
     for task in tasks:
-        md += [f"## {task}", "", *markdown_table(rows, task), ""]
+        premises = [r.get("L_G_premise") for r in rows if r["task"] == task]
+        premise = next((p for p in premises if p), "")
+        md += [f"## {task}", ""]
+        if premise:
+            md += [f"L_G premise: {premise}", ""]
+        md += [*markdown_table(rows, task), ""]
     md_path = stem.with_suffix(".md")
     md_path.write_text("\n".join(md))
     paths.append(md_path)
@@ -1289,6 +1319,53 @@ def _plot(
     fig.savefig(path, dpi=90)
     plt.close(fig)
     return path
+
+
+def _number(value: Any) -> float:
+    """A float from a row value (floats from a run, strings from a CSV; '' is nan)."""
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return float("nan")
+
+
+def summary_table(rows: Sequence[Mapping[str, Any]]) -> list[str]:
+    """The README's summary: test nRMSE per task and model, ``(L x)`` where certified.
+
+    Works on rows of a run or of the CSV it wrote (values as strings), so the README table can
+    be regenerated from the committed CSV and compared cell by cell (``tests/test_bench.py``).
+    The last column is PDEBench's published FNO on full-size data (a reference).
+
+    Examples
+    --------
+    >>> rows = [{"task": "advection_1d", "model": "LipFNO", "status": "ok", "nrmse": "0.0931",
+    ...          "lipschitz_certified": "1.0000002"}]
+    >>> summary_table(rows)[2]
+    '| advection_1d | 0.0931 (L 1) | 0.0049 |'
+    """
+    tasks = list(dict.fromkeys(str(r["task"]) for r in rows))
+    models = list(dict.fromkeys(str(r["model"]) for r in rows))
+    index = {(str(r["task"]), str(r["model"])): r for r in rows}
+    lines = [
+        "| task | " + " | ".join(models) + " | published FNO (full-size) |",
+        "|---|" + "---|" * (len(models) + 1),
+    ]
+    for task in tasks:
+        cells = [task]
+        for model in models:
+            r = index.get((task, model))
+            if r is None or r.get("status") != "ok":
+                cells.append("-" if r is None else str(r.get("status")))
+                continue
+            cell = _fmt(_number(r.get("nrmse")))
+            lip = _number(r.get("lipschitz_certified"))
+            if not math.isnan(lip):
+                cell += f" (L {_fmt(lip)})"
+            cells.append(cell)
+        published = PUBLISHED_FNO_NRMSE.get(task)
+        cells.append(_fmt(published[0]) if published else "-")
+        lines.append("| " + " | ".join(cells) + " |")
+    return lines
 
 
 def run_bench(

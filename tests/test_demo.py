@@ -46,7 +46,7 @@ def test_demo_small_run_prints_metrics_and_covering_bounds(tmp_path, capsys):
     assert "architecture verified: LipFNO commutes with cyclic shifts" in out
     ratios = [float(r) for r in re.findall(r"certified\s+4/4\s+([\d.]+)x", out)]
     assert ratios[-1] <= ratios[-2] <= ratios[-3]  # each lever tightens the bound
-    model, ckpt = load_model(tmp_path / "run" / "best.pt")
+    model, ckpt = load_model(tmp_path / "run" / "last.pt")
     assert ckpt.config["model"]["name"] == "LipFNO"
     assert model.lipschitz_bound() <= 1 + 1e-5
 

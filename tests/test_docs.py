@@ -77,7 +77,6 @@ KNOWN_MISSING = frozenset(
         "liponet.certify.calibration_sweep",
         "liponet.certify.certified_radius",
         "liponet.certify.certify_rollout",
-        "liponet.certify.conformal_error_bound",
         "liponet.certify.estimate_error_lipschitz",
         "liponet.certify.field_operator",
         "liponet.certify.jacobian_lipschitz",

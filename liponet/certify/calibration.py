@@ -36,9 +36,11 @@ import torch
 from torch import Tensor, nn
 
 from ..layers import CertifiedModule
+from .discrete import float32_storage_noise
 from .harness import field_operator
 from .norms import field_norm
-from .operator import ConstantLike, as_constant, weakest_label
+from .operator import ConstantLike, as_constant, check_constant_premises, weakest_label
+from .premises import check_inputs
 from .symmetry import OrbitSearch, SymmetricErrorBound, SymmetryGroup, verify_premises
 
 __all__ = [
@@ -258,6 +260,8 @@ def streamed_error_bound(
     exact: bool = True,
     candidates: int = 16,
     eval_batch: int = 256,
+    data_discretization: str | None = None,
+    float32_storage: bool = False,
 ) -> StreamedErrorBound:
     """The operator certificate against a stream of calibration pairs (plain or over orbits).
 
@@ -284,6 +288,12 @@ def streamed_error_bound(
         ``candidates`` per query and chunk.
     eval_batch
         Model evaluation batch.
+    data_discretization
+        The pairs' discretization, matched against ``L_G``'s; every constant's premises are
+        checked (queries up front, each chunk's inputs as it arrives), as in
+        :func:`~liponet.certify.operator_error_bound`.
+    float32_storage
+        See :func:`streamed_error_bounds`.
 
     Returns
     -------
@@ -294,13 +304,13 @@ def streamed_error_bound(
     --------
     >>> import torch
     >>> from liponet.models import LipFNO
-    >>> from liponet.certify import true_lipschitz
+    >>> from liponet.certify import grid_lipschitz
     >>> model = LipFNO(1, 1, modes=(4,), width=4, depth=1, grid=False).eval().double()
     >>> x, _ = next(generated_pairs("advection", 3, nx=16, nt=2, seed=0, t_final=1.25))
+    >>> shift = grid_lipschitz("advection", 16, shift=0.125)  # 2 whole cells: a permutation
     >>> b = streamed_error_bound(x.double(),
     ...     generated_pairs("advection", 500, nx=16, nt=2, t_final=1.25, batch_size=100),
-    ...     model, lipschitz_true=true_lipschitz("advection"), group=SymmetryGroup((0,)),
-    ...     operator="advection")
+    ...     model, lipschitz_true=shift, group=SymmetryGroup((0,)), operator="advection")
     >>> b.label, b.n_calib, b.name
     ('certified', 500, 'shift-reduced')
     """
@@ -315,6 +325,8 @@ def streamed_error_bound(
         exact=exact,
         candidates=candidates,
         eval_batch=eval_batch,
+        data_discretization=data_discretization,
+        float32_storage=float32_storage,
     )[0]
 
 
@@ -331,13 +343,18 @@ def streamed_error_bounds(
     candidates: int = 16,
     eval_batch: int = 256,
     apply: Callable[[Tensor], Tensor] | None = None,
+    data_discretization: str | None = None,
+    float32_storage: bool = False,
 ) -> list[StreamedErrorBound]:
     """:func:`streamed_error_bound` for several groups in one pass over the pairs.
 
     The pairs are generated or read once and the model is evaluated once on every input that
     may improve some group's bound (``None`` in ``groups``: the plain bound). ``apply`` is the
     map evaluated on calibration fields (default: the exported model; a DeepONet through
-    :func:`~liponet.certify.field_operator`, at the cell centres).
+    :func:`~liponet.certify.field_operator`, at the cell centres). ``float32_storage``: the
+    pairs and queries are float32-stored samples of an exactly proved discrete map; the bound
+    then adds ``L_G eps`` with :func:`~liponet.certify.float32_storage_noise` of the largest
+    magnitude seen (queries and every chunk).
     """
     if not groups:
         raise ValueError("groups must name at least one group (None: the plain bound)")
@@ -352,6 +369,10 @@ def streamed_error_bounds(
             checked.append(("certified", {}))
     l_model = as_constant(model)
     l_true = as_constant(lipschitz_true)
+    constants, lines, notes = check_constant_premises(
+        {"model": l_model, "true": l_true}, {"query": query_inputs}, data_discretization
+    )
+    l_model, l_true = constants["model"], constants["true"]
     for c in (l_model, l_true):
         if c.input_norm != "function" or c.output_norm not in ("function", "sup"):
             raise ValueError(
@@ -363,7 +384,9 @@ def streamed_error_bounds(
     slope = l_model.value + l_true.value
     searches = [OrbitSearch(query_inputs, g, slope, exact, candidates) for g in chosen]
     n_calib = n_evaluated = 0
+    largest = float(query_inputs.abs().max()) if query_inputs.numel() else 0.0
     for inputs, targets in pairs:
+        largest = max(largest, float(inputs.abs().max()), float(targets.abs().max()))
         if inputs.shape[0] != targets.shape[0]:
             raise ValueError(
                 f"a calibration chunk has {inputs.shape[0]} inputs and {targets.shape[0]} targets"
@@ -373,6 +396,8 @@ def streamed_error_bounds(
                 f"calibration inputs {tuple(inputs.shape[1:])} do not match the queries "
                 f"{tuple(query_inputs.shape[1:])}"
             )
+        for role, c in constants.items():
+            check_inputs(c.premises, inputs, "calibration input", f"{role} constant")
         keeps = [s.useful(inputs).cpu() for s in searches]
         union = torch.stack(keeps).any(0)
         idx = torch.nonzero(union).reshape(-1)
@@ -392,13 +417,18 @@ def streamed_error_bounds(
         n_evaluated += int(idx.numel())
     if n_calib == 0:
         raise ValueError("the calibration set is empty")
+    noise = 0.0
+    if float32_storage and l_true.value > 0:
+        noise = float32_storage_noise(l_true.value, torch.tensor([largest]))
     out = []
     for search, (label_sym, premises) in zip(searches, checked, strict=True):
         base = search.result(
             label=weakest_label(l_model.label, l_true.label, label_sym),
             constants={"model": l_model, "true": l_true},
-            premises=premises,
+            premises=(*(f"{k}: {v}" for k, v in premises.items()), *lines),
+            notes=notes,
         )
+        base.bound = base.bound + l_true.value * noise
         out.append(
             StreamedErrorBound(
                 **{f: getattr(base, f) for f in base.__dataclass_fields__},

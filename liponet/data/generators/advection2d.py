@@ -60,6 +60,7 @@ class Advection2D(Family):
     defaults: ClassVar[dict[str, float]] = {"bx": 0.25, "by": 0.125, "t_final": 1.0}
     default_nx: ClassVar[int] = 32
     default_nt: ClassVar[int | None] = 11
+    discretization: ClassVar[str] = "exact-samples-2d"
 
     @property
     def x(self) -> np.ndarray:
@@ -82,7 +83,7 @@ class Advection2D(Family):
         return {"tensor": (self.nt, self.nx, self.nx)}
 
     def attributes(self) -> dict[str, Any]:
-        """``bx``, ``by``."""
+        """``bx``, ``by`` (``discretization = "exact-samples-2d"``: exact solution at centres)."""
         return {"bx": self.params["bx"], "by": self.params["by"]}
 
     def solve(

@@ -56,6 +56,10 @@ class Family(ABC):
     defaults: ClassVar[dict[str, float]]
     default_nx: ClassVar[int]
     default_nt: ClassVar[int | None]
+    #: How the stored outputs are computed from the inputs, written to the file's attributes so
+    #: that a theorem about that discrete map can be matched to it
+    #: (:func:`liponet.certify.generator_lipschitz`).
+    discretization: ClassVar[str] = "unspecified"
 
     def __init__(self, nx: int, nt: int | None, params: Mapping[str, Any]) -> None:
         unknown = sorted(set(params) - set(self.defaults))
@@ -101,6 +105,10 @@ class Family(ABC):
     def attributes(self) -> dict[str, Any]:
         """File attributes (PDEBench's names)."""
         return {}
+
+    def discretization_attributes(self) -> dict[str, Any]:
+        """``discretization`` and what a theorem about it needs (``nx``; families add more)."""
+        return {"discretization": self.discretization, "nx": self.nx}
 
 
 def register_family(cls: type[Family]) -> type[Family]:
@@ -268,6 +276,7 @@ def _write(
                 for key, coord in fam.coordinates().items():
                     group.create_dataset(key, data=coord)
                 config = {"family": fam.name, "seed": seed, "sample": i, **fam.params}
+                config.update(fam.discretization_attributes())
                 group.attrs["config"] = yaml.safe_dump(config, sort_keys=True)
         return
     datasets = {
@@ -276,7 +285,7 @@ def _write(
     }
     for key, coord in fam.coordinates().items():
         f.create_dataset(key, data=coord)
-    for name, value in fam.attributes().items():
+    for name, value in {**fam.attributes(), **fam.discretization_attributes()}.items():
         f.attrs[name] = value
     for chunk, arrays in chunks:
         for key, ds in datasets.items():
