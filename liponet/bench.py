@@ -84,6 +84,7 @@ __all__ = [
     "resolve_task",
     "run_bench",
     "run_row",
+    "seed_summary_table",
     "summarize",
     "summary_table",
     "target_checks",
@@ -1429,6 +1430,53 @@ def summary_table(rows: Sequence[Mapping[str, Any]]) -> list[str]:
             lip = _number(r.get("lipschitz_certified"))
             if not math.isnan(lip):
                 cell += f" (L {_fmt(lip)})"
+            cells.append(cell)
+        published = PUBLISHED_FNO_NRMSE.get(task)
+        cells.append(_fmt(published[0]) if published else "-")
+        lines.append("| " + " | ".join(cells) + " |")
+    return lines
+
+
+def seed_summary_table(
+    rows: Sequence[Mapping[str, Any]], models: Sequence[str] | None = None
+) -> list[str]:
+    """The README's summary over seeds: per task and model, mean ± std nRMSE and ratios to FNO.
+
+    Each cell is ``mean ± std (n seeds, L max)``, followed for models other than FNO by
+    ``: nRMSE ratio x, time ratio x`` (means over FNO's means, :func:`summarize`); ``-`` where a
+    model has no finished row. Works on the rows of :func:`read_rows`, so the README table can
+    be regenerated from the committed CSV and compared cell by cell.
+
+    Examples
+    --------
+    >>> rows = [
+    ...     {"task": "burgers_1d", "model": m, "seed": s, "status": "ok", "nrmse": v,
+    ...      "train_s": t, "lipschitz_certified": lip}
+    ...     for m, s, v, t, lip in [("FNO", 0, 0.01, 10.0, 50.0), ("FNO", 1, 0.03, 10.0, 40.0),
+    ...                             ("LipFNO", 0, 0.03, 15.0, 1.0)]]
+    >>> seed_summary_table(rows)[2]
+    '| burgers_1d | 0.02 ± 0.0141 (2 seeds, L 50) | 0.03 (1 seed, L 1): 1.5x, time 1.5x | 0.0078 |'
+    """
+    summary = summarize(rows)
+    names = list(models or dict.fromkeys(s["model"] for s in summary))
+    lines = [
+        "| task | " + " | ".join(names) + " | published FNO (full-size) |",
+        "|---|" + "---|" * (len(names) + 1),
+    ]
+    for task in dict.fromkeys(s["task"] for s in summary):
+        cells = [task]
+        for name in names:
+            line = next((x for x in summary if x["task"] == task and x["model"] == name), None)
+            if line is None:
+                cells.append("-")
+                continue
+            n = line["seeds"]
+            cell = _fmt(line["nrmse_mean"])
+            if n > 1:
+                cell += f" ± {_fmt(line['nrmse_std'])}"
+            cell += f" ({n} seed{'s' if n > 1 else ''}, L {_fmt(line['lipschitz_max'])})"
+            if name != "FNO":
+                cell += f": {_fmt(line['nrmse_ratio'])}x, time {_fmt(line['train_ratio'])}x"
             cells.append(cell)
         published = PUBLISHED_FNO_NRMSE.get(task)
         cells.append(_fmt(published[0]) if published else "-")
