@@ -993,23 +993,30 @@ def append_row(path: str | os.PathLike[str], row: Mapping[str, Any]) -> None:
     """Append one row (:data:`COLUMNS`) to a CSV file, writing the header if the file is new.
 
     One ``write`` of one line per row, flushed at once: a run that stops keeps every finished
-    row, and two processes appending to the same file do not interleave lines.
+    row, and two processes appending to the same file do not interleave lines. A file written
+    by an older version of the bench (a subset of today's columns, ``task``, ``model``,
+    ``seed`` and ``status`` among them) keeps its header: the row is written in its columns.
     """
     path = pathlib.Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     new = not path.is_file() or path.stat().st_size == 0
+    fields: Sequence[str] = COLUMNS
     if not new:
         with path.open(newline="") as fh:
             header = next(csv.reader(fh), [])
-        if tuple(header) != COLUMNS:
+        older = {"task", "model", "seed", "status"} <= set(header) <= set(COLUMNS)
+        if tuple(header) != COLUMNS and not older:
             raise ValueError(
                 f"{path}: its header {header} is not liponet bench's columns {list(COLUMNS)}"
             )
+        fields = header
     buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=COLUMNS, restval="", lineterminator="\n")
+    writer = csv.DictWriter(
+        buffer, fieldnames=fields, restval="", extrasaction="ignore", lineterminator="\n"
+    )
     if new:
         writer.writeheader()
-    writer.writerow({k: row.get(k, "") for k in COLUMNS})
+    writer.writerow({k: row.get(k, "") for k in fields})
     with path.open("a", newline="") as fh:
         fh.write(buffer.getvalue())
         fh.flush()
