@@ -120,7 +120,7 @@ class FieldLinear(CertifiedModule):
         super().__init__()
         self.linear = linear
         self.grid = grid
-        self._cache = WeightKeyedCache()
+        self._cache = WeightKeyedCache([linear.weight])
 
     def forward(self, x: Tensor) -> Tensor:
         """``(batch, c, *spatial) -> (batch, out, *spatial)``."""
@@ -130,7 +130,7 @@ class FieldLinear(CertifiedModule):
         """Float64-SVD bound of the weight's input-function columns (cached)."""
         return self._cache.get("bound", [self.linear.weight], self._compute_bound)
 
-    def _compute_bound(self) -> float:
+    def _compute_bound(self, weight: Tensor) -> float:
         w = self.linear.effective_weight()
         return float(spectral_norm_upper(w[:, : w.shape[1] - self.grid]))
 
@@ -485,7 +485,7 @@ class LipFNO(_FNOBase):
         Domain padding (fraction of each size, zeros at the end) for non-periodic problems.
     normalization
         Multiplier normalization of the Fourier blocks (``"clip"``, default, ``"global"``,
-        ``"orthogonal"``; see :class:`liponet.layers.LipSpectralConv`).
+        ``"orthogonal"``, ``"polar"``; see :class:`liponet.layers.LipSpectralConv`).
     block
         Hidden block kind (:data:`BLOCKS`): ``"cpl"`` (default), the convex-potential residual
         block ``x - 2 K^T relu(K x + b)`` (:class:`liponet.layers.ConvexPotentialBlock`, all
