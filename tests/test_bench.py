@@ -272,3 +272,28 @@ def test_cli_append_resumes_and_tables_rebuild_from_csv(
     empty = tmp_path / "empty"
     assert main(["bench", "--preset", "tiny", "--out", str(empty), "--from-csv"]) == 2
     assert "does not exist" in capsys.readouterr().err
+
+
+def test_medium_preset_is_complete_and_per_task_settings_resolve() -> None:
+    from liponet.bench import per_task
+
+    medium = PRESETS["medium"]
+    assert medium.seeds == (0, 1, 2) and medium.models is not None
+    assert set(medium.models) <= set(MODELS) and "FNO" in medium.models
+    for task in medium.tasks:
+        for setting in (medium.n_samples, medium.steps, medium.modes):
+            assert per_task(setting, task) >= 1
+        assert task in medium.nx and task in medium.nt and task in medium.strides
+    assert per_task(7, "anything") == 7
+    with pytest.raises(ValueError, match="no value for task 'heat'"):
+        per_task({"burgers_1d": 3}, "heat")
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the no-GPU error")
+def test_cli_device_cuda_without_gpu_is_a_one_line_error(
+    tmp_path: pathlib.Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    argv = ["bench", "--preset", "tiny", "--models", "FNO", "--out", str(tmp_path / "out")]
+    assert main([*argv, "--device", "cuda", "--quiet"]) == 2
+    assert "'cuda' requested but no CUDA device" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()

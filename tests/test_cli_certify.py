@@ -125,6 +125,68 @@ def test_certify_refuses_grid_points_outside_the_deeponet_domain(tmp_path, capsy
     assert "outside the model's certified coordinate domain" in capsys.readouterr().err
 
 
+GRID_FREE = dict(FNO_KWARGS, grid=False)
+CALIB = ["--calib-family", "advection", "--calib-samples", "3000", "--calib-param", "beta=0.25",
+         "--calib-param", "t_final=1.0"]  # fmt: skip
+
+
+def test_certify_shift_reduced_bound_on_the_data_calibration_set(tmp_path, capsys, advection_file):
+    ckpt = checkpoint(tmp_path, "LipFNO", GRID_FREE)
+    argv = ["certify", str(ckpt), str(advection_file), "--plot", "",
+            "--symmetry", "shifts"]  # fmt: skip
+    assert main(argv) == 0
+    out = capsys.readouterr().out
+    assert "shift-reduced bound (certified, function norm): coverage 1.0000 (0 violations)" in out
+
+
+def test_certify_with_a_generated_calibration_set_and_shifts(tmp_path, capsys, advection_file):
+    ckpt = checkpoint(tmp_path, "LipFNO", GRID_FREE)
+    argv = ["certify", str(ckpt), str(advection_file), "--plot", "",
+            "--symmetry", "shifts", *CALIB]  # fmt: skip
+    assert main(argv) == 0
+    out = capsys.readouterr().out
+    assert "3,000 pairs generated (advection, seed 1)" in out
+    assert "architecture verified" in out and "translations commute" in out
+    medians = {}
+    for name in ("plain", "shift-reduced"):
+        line = next(x for x in out.splitlines() if x.startswith(f"{name} [3,000 pairs] bound"))
+        assert "(certified, function norm): coverage 1.0000 (0 violations)" in line
+        medians[name] = float(line.split("bound median ")[1])
+    assert medians["shift-reduced"] < medians["plain"]
+
+
+def test_certify_deeponet_reads_a_calibration_set_from_files(tmp_path, capsys, advection_file):
+    ckpt = checkpoint(tmp_path, "LipDeepONet", DEEPONET_KWARGS)
+    more = generate("advection", tmp_path / "more.hdf5", n_samples=60, nx=32, nt=3, beta=0.25,
+                    t_final=1.0, seed=3)  # fmt: skip
+    argv = ["certify", str(ckpt), str(advection_file), "--plot", "",
+            "--calib-files", str(advection_file), str(more)]  # fmt: skip
+    assert main(argv) == 0
+    out = capsys.readouterr().out
+    line = next(x for x in out.splitlines() if x.startswith("plain [") and "bound (" in x)
+    assert "(certified, function norm): coverage 1.0000" in line
+
+
+@pytest.mark.parametrize(
+    ("name", "kwargs", "extra", "message"),
+    [
+        ("LipFNO", FNO_KWARGS, [], "appends coordinate channels (grid=True)"),
+        ("LipDeepONet", DEEPONET_KWARGS, [], "not a part whose equivariance"),
+        ("LipFNO", GRID_FREE, ["--symmetry", "shifts+reflection"], "the point reflection"),
+        ("LipFNO", GRID_FREE, ["--norm", "sup"], "need --norm function"),
+    ],
+)
+def test_certify_refuses_unverified_symmetries(
+    tmp_path, capsys, advection_file, name, kwargs, extra, message
+):
+    ckpt = checkpoint(tmp_path, name, kwargs)
+    argv = ["certify", str(ckpt), str(advection_file), "--plot", ""]
+    flags = extra if "--symmetry" in extra else ["--symmetry", "shifts", *extra]
+    assert main([*argv, *flags]) == 2
+    err = capsys.readouterr().err
+    assert message in err and err.count("\n") == 1
+
+
 def _trained(tmp_path, family, **params):
     from liponet.train import Trainer, build_dataset, config_from_dict
 

@@ -157,6 +157,14 @@ def as_constant(value: ConstantLike, norm: str = "function") -> LipschitzConstan
     certified (an operator's certificate is in liponet's function norm, so only
     ``norm="function"`` is accepted for modules). A bare number is labelled ``"estimated"``:
     to vouch for it, pass ``LipschitzConstant(value, "certified", source=...)``.
+
+    Examples
+    --------
+    >>> as_constant(2.0).label  # a bare number is never certified
+    'estimated'
+    >>> from liponet.models import LipMLP
+    >>> as_constant(LipMLP(2, 1, width=4, depth=2).eval()).label
+    'certified'
     """
     norm = check_norm(norm)
     if isinstance(value, LipschitzConstant):
@@ -200,6 +208,13 @@ def model_constant(model: CertifiedModule) -> LipschitzConstant:
     PremiseError
         If the model is in training mode: ``lipschitz_bound()`` certifies the eval-mode forward
         (training forwards use power-iteration weights it does not bound).
+
+    Examples
+    --------
+    >>> from liponet.models import LipFNO
+    >>> c = model_constant(LipFNO(1, 1, modes=(4,), width=4, depth=1).eval())
+    >>> c.label, c.value <= 1 + 1e-6, c.input_norm
+    ('certified', True, 'function')
     """
     check_eval_mode(model)
     pointwise = hasattr(model, "branch_coefficients")
@@ -229,6 +244,12 @@ def sup_output_constant(constant: LipschitzConstant, n_points: int) -> Lipschitz
     norm over channels), hence ``||Ĝ(a) - Ĝ(b)||_sup <= sqrt(n_points) L ||a - b||``. The factor is
     attained by a difference concentrated on one grid point, so nothing better follows from the
     function-norm certificate alone. The label is kept.
+
+    Examples
+    --------
+    >>> c = sup_output_constant(as_constant(2.0), n_points=16)
+    >>> c.value, c.output_norm  # sup norm <= sqrt(n) x function norm on n grid points
+    (8.0, 'sup')
     """
     if constant.output_norm != "function":
         raise ValueError(
@@ -268,6 +289,13 @@ class ErrorBound:
         What the bound rests on, one line each (checked premises, calibration data).
     notes
         Why the label is lower than the constants' labels would give, one line each.
+
+    Examples
+    --------
+    >>> import torch
+    >>> b = ErrorBound(torch.tensor([0.5, 2.0]), "certified", "plain", "function")
+    >>> b.label, b.bound.tolist()
+    ('certified', [0.5, 2.0])
     """
 
     bound: Tensor
@@ -288,7 +316,15 @@ class ErrorBound:
 
 @dataclass(frozen=True)
 class Certificate:
-    """A single labelled number (a robustness bound, a radius) and the premises it rests on."""
+    """A single labelled number (a robustness bound, a radius) and the premises it rests on.
+
+    Examples
+    --------
+    >>> from liponet.models import LipMLP
+    >>> cert = certified_radius(LipMLP(2, 1, width=4, depth=2).eval(), tolerance=0.1)
+    >>> isinstance(cert, Certificate), cert.label
+    (True, 'certified')
+    """
 
     value: float
     label: str
@@ -682,6 +718,14 @@ def certified_radius(lipschitz_model: ConstantLike, tolerance: float) -> Certifi
     """Largest ``eps`` with ``||Ĝ(a + δ) - Ĝ(a)|| <= tolerance`` guaranteed for ``||δ|| <= eps``.
 
     ``tolerance / L_Ĝ`` (infinite for a constant model).
+
+    Examples
+    --------
+    >>> from liponet.models import LipMLP
+    >>> model = LipMLP(2, 1, width=4, depth=2).eval()
+    >>> r = certified_radius(model, tolerance=0.1)  # inputs within r move outputs <= 0.1
+    >>> r.label, round(r.value * model.lipschitz_bound(), 9)
+    ('certified', 0.1)
     """
     if not (math.isfinite(tolerance) and tolerance >= 0):
         raise ValueError(f"tolerance must be finite and >= 0, got {tolerance}")
@@ -847,6 +891,16 @@ def certify_rollout(
     tuple
         Predictions ``(batch, n_steps, channels, *spatial)`` and the rollout
         :class:`ErrorBound` ``(batch, n_steps)``.
+
+    Examples
+    --------
+    >>> import torch
+    >>> u0 = torch.randn(2, 1, 8)
+    >>> preds, bound = certify_rollout(lambda u: u, u0, 3, calib_inputs=u0,
+    ...                               calib_errors=torch.zeros(2), lipschitz_model=1.0,
+    ...                               lipschitz_true=1.0)
+    >>> preds.shape, bound.bound.shape, bound.label  # bare numbers: estimated
+    (torch.Size([2, 3, 1, 8]), torch.Size([2, 3]), 'estimated')
     """
     if n_steps < 1:
         raise ValueError(f"n_steps must be >= 1, got {n_steps}")
@@ -881,7 +935,17 @@ _TRUE_CONSTANTS: dict[str, TrueConstantFn] = {}
 
 
 def register_true_constant(name: str) -> Callable[[TrueConstantFn], TrueConstantFn]:
-    """Register ``fn(input_norm, output_norm, **params) -> LipschitzConstant`` under ``name``."""
+    """Register ``fn(input_norm, output_norm, **params) -> LipschitzConstant`` under ``name``.
+
+    Examples
+    --------
+    >>> @register_true_constant("doc-identity")
+    ... def _identity(norm, out, **params):
+    ...     return LipschitzConstant(1.0, "certified", norm, out, "the identity map")
+    >>> true_lipschitz("doc-identity").value
+    1.0
+    >>> del _TRUE_CONSTANTS["doc-identity"]  # (keep the registry as it was)
+    """
 
     def decorator(fn: TrueConstantFn) -> TrueConstantFn:
         if name in _TRUE_CONSTANTS:
@@ -893,7 +957,13 @@ def register_true_constant(name: str) -> Callable[[TrueConstantFn], TrueConstant
 
 
 def available_true_operators() -> list[str]:
-    """Names with a theoretical constant (see :func:`true_lipschitz`)."""
+    """Names with a theoretical constant (see :func:`true_lipschitz`).
+
+    Examples
+    --------
+    >>> available_true_operators()[:2]
+    ['advection', 'diffusion_reaction']
+    """
     return sorted(_TRUE_CONSTANTS)
 
 

@@ -42,9 +42,11 @@ from ..functional import SVD_RELATIVE_MARGIN
 from ..layers import CertifiedModule
 from ..layers.activation import GELU, Abs, GroupSort, MaxMin, ReLU
 from ..layers.base import CertifiedSequential
+from ..layers.budget import Budget, BudgetScaled
 from ..layers.fourier import FourierBlock, LipSpectralConv, PaddedDomain, SpectralMultiplier
+from ..layers.residual import ConvexPotentialBlock, _PlainConvexPotential
 from ..layers.scaling import AuxiliaryScale, Multiply, OutputScale, _FrozenScale
-from ..models.fno import FieldLinear, MeanPool, _FNOBase
+from ..models.fno import FieldLinear, Increment, MeanPool, _FNOBase
 from .operator import (
     ConstantLike,
     ErrorBound,
@@ -71,6 +73,16 @@ __all__ = [
 
 #: Unit roundoff of float64.
 _EPS64 = 2.0**-53
+
+#: Generator discretizations (the ``discretization`` attribute liponet's generators write) whose
+#: discrete map is the one a symmetry theorem below is about: the exact solution sampled at cell
+#: centres (advection) and the periodic Strang logistic / FTCS scheme (diffusion-reaction, heat
+#: for ``rho = 0``). Others (finite volumes with limiters, non-periodic boundaries): no theorem.
+DISCRETIZATION_OPERATORS = {
+    "exact-samples": "advection",
+    "exact-samples-2d": "advection",
+    "strang-logistic-ftcs": "diffusion_reaction",
+}
 
 #: Elements of the correlation tensor held at once by the orbit search (~32 MB in float64).
 _CORR_ELEMENTS = 2**22
@@ -216,6 +228,18 @@ def check_model_symmetry(model: nn.Module, group: SymmetryGroup) -> str:
     ------
     SymmetryPremiseError
         Naming the first part that does not commute, and why.
+
+    Examples
+    --------
+    >>> from liponet.models import LipFNO
+    >>> check_model_symmetry(LipFNO(1, 1, modes=(4,), grid=False), SymmetryGroup((0,)))
+    'architecture verified: LipFNO commutes with cyclic shifts along spatial axis 0'
+    >>> check_model_symmetry(LipFNO(1, 1, modes=(4,), grid=True), SymmetryGroup((0,)))
+    Traceback (most recent call last):
+    ...
+    liponet.certify.symmetry.SymmetryPremiseError: LipFNO does not commute with cyclic shifts \
+along spatial axis 0: net.layers.0 (FieldLinear) appends coordinate channels (grid=True): the \
+output depends on the position
     """
     if not group.shift_axes:
         return "trivial group: nothing to verify"
@@ -262,12 +286,17 @@ def check_model_symmetry(model: nn.Module, group: SymmetryGroup) -> str:
             if module.dim != 1:
                 raise refuse(where, f"sorts along dim {module.dim}, not over channels (dim 1)")
             return
-        if isinstance(module, (ReLU, Abs, GELU, OutputScale, MeanPool)):
-            return
+        if isinstance(module, (ReLU, Abs, GELU, OutputScale, MeanPool, Budget)):
+            return  # pointwise maps, scalar scales; a Budget only holds the learned factors
         if isinstance(
             module,
             (FourierBlock, AuxiliaryScale, _FNOBase, nn.Sequential, nn.ModuleList, nn.Identity),
-        ) or isinstance(module, (CertifiedSequential, Multiply, _FrozenScale)):
+        ) or isinstance(
+            module,
+            (CertifiedSequential, Multiply, _FrozenScale, BudgetScaled, ConvexPotentialBlock),
+        ) or isinstance(module, (_PlainConvexPotential, Increment)):
+            # compositions of the parts walked here (Increment adds the input's last frames:
+            # a channel selection; the convex-potential block applies K, relu and K^T)
             for name, child in module.named_children():
                 walk(child, f"{path}.{name}" if path else name)
             return
@@ -538,6 +567,14 @@ class SymmetricErrorBound(ErrorBound):
 
     ``premises`` (inherited) lists what the bound rests on, one line per role (``"model: ..."``
     and ``"operator: ..."`` for the symmetry, then the constants' checked premises).
+
+    Examples
+    --------
+    >>> import torch
+    >>> b = SymmetricErrorBound(torch.tensor([0.3]), "certified", "shift-reduced", "function",
+    ...                         element=torch.tensor([5]), group=SymmetryGroup((0,)))
+    >>> b.violations(torch.tensor([0.2])).tolist(), int(b.element[0])
+    ([False], 5)
     """
 
     element: Tensor | None = None
@@ -567,6 +604,7 @@ def symmetric_error_bound(
     operator_params: dict[str, float] | None = None,
     block: int = 256,
     data_discretization: str | None = None,
+    input_noise: float = 0.0,
 ) -> SymmetricErrorBound:
     """The operator certificate minimized over calibration pairs and their group orbits.
 
@@ -591,6 +629,9 @@ def symmetric_error_bound(
         The true operator's name in the symmetry registry and the theorem's parameters.
     block
         Calibration samples per block of the orbit search.
+    input_noise
+        ``eps >= 0`` as in :func:`~liponet.certify.operator_error_bound`: adds ``L_G eps``
+        (e.g. :func:`~liponet.certify.float32_storage_noise` for float32-stored pairs).
     data_discretization
         The data's discretization, matched against ``L_G``'s (as in
         :func:`~liponet.certify.operator_error_bound`; every constant's premises are checked
@@ -645,12 +686,16 @@ def symmetric_error_bound(
     search = OrbitSearch(query_inputs, group, slope)
     for c0 in range(0, calib_inputs.shape[0], block):
         search.update(calib_inputs[c0 : c0 + block], errors[c0 : c0 + block], c0)
-    return search.result(
+    if not (math.isfinite(input_noise) and input_noise >= 0):
+        raise ValueError(f"input_noise must be finite and >= 0, got {input_noise}")
+    out = search.result(
         label=weakest_label(l_model.label, l_true.label, label_sym),
         constants={"model": l_model, "true": l_true},
         premises=(*(f"{k}: {v}" for k, v in premises.items()), *lines),
         notes=notes,
     )
+    out.bound = out.bound + l_true.value * input_noise
+    return out
 
 
 class OrbitSearch:
@@ -715,6 +760,8 @@ class OrbitSearch:
 
     def useful(self, calib_inputs: Tensor) -> Tensor:
         """``(n,)`` mask of the calibration inputs that may still improve some query's bound."""
+        if not bool(torch.isfinite(self.bound).all()):
+            return torch.ones(calib_inputs.shape[0], dtype=torch.bool, device=self.bound.device)
         return (self.lower_bounds(calib_inputs) < self.bound[:, None]).any(0)
 
     def update(self, calib_inputs: Tensor, calib_errors: Tensor, offset: int | Tensor) -> None:

@@ -120,7 +120,14 @@ def register_family(cls: type[Family]) -> type[Family]:
 
 
 def available_families() -> list[str]:
-    """Registered family names, sorted."""
+    """Registered family names, sorted.
+
+    Examples
+    --------
+    >>> from liponet.data import available_families
+    >>> {"advection", "burgers", "darcy"} <= set(available_families())
+    True
+    """
     return sorted(_FAMILIES)
 
 
@@ -151,6 +158,13 @@ def simulate(
     The arrays are float32 on the CPU, exactly what :func:`generate` writes; each sample only
     depends on ``seed`` and its index (not on ``batch_size``). ``progress(done, total)`` is
     called after every stored frame of every chunk.
+
+    Examples
+    --------
+    >>> from liponet.data import simulate
+    >>> [(chunk, arrays["tensor"].shape) for chunk, arrays in
+    ...  simulate("advection", n_samples=3, nx=16, nt=4, batch_size=2)]
+    [(range(0, 2), torch.Size([2, 4, 16])), (range(2, 3), torch.Size([1, 4, 16]))]
     """
     fam = _instantiate(family, nx, nt, params)
     if n_samples < 1:
