@@ -1,6 +1,7 @@
 """Training worker for the subprocess tests (run directly or under torchrun).
 
 Usage: python tests/_train_worker.py CONFIG.json [--pause-step N] [--fail-rank R --fail-step N]
+                                   [--kill-at N] [--resume CHECKPOINT]
   --pause-step N: after global step N print "PAUSED" and sleep (the test SIGKILLs it);
   --fail-rank R --fail-step N: rank R raises RuntimeError after global step N;
   --kill-at N: die (os._exit(137), as SIGKILL: no cleanup) at the N-th phase of a checkpoint
@@ -31,6 +32,7 @@ def main() -> int:
     parser.add_argument("--fail-rank", type=int)
     parser.add_argument("--fail-step", type=int)
     parser.add_argument("--kill-at", type=int)
+    parser.add_argument("--resume")
     args = parser.parse_args()
     calls = []
 
@@ -58,7 +60,8 @@ def main() -> int:
         if record["rank"] == args.fail_rank and record["step"] == args.fail_step:
             raise RuntimeError(f"rank {ctx.rank} fails on purpose")
 
-    Trainer(cfg, data.train, data.val, ctx=ctx, callbacks=[hook], progress=False).fit()
+    trainer = Trainer(cfg, data.train, data.val, ctx=ctx, callbacks=[hook], progress=False)
+    trainer.fit(resume_from=args.resume)
     cleanup_distributed()
     return 0
 

@@ -1,7 +1,9 @@
 """torchrun on CPU (Gloo): 2 processes == 1 process with the same global batch; a failing rank."""
 
+import contextlib
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -103,3 +105,56 @@ def test_a_failing_rank_stops_the_launch_promptly(tmp_path):
     assert "rank 1 fails on purpose" in proc.stderr
     # well below the 60 s collective timeout: the dead peer is noticed at once
     assert elapsed < 45, f"launch took {elapsed:.1f} s"
+
+
+def _descendants(pid):
+    """Child processes, recursively (Linux /proc): torchrun's workers are not in its group."""
+    try:
+        children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    except OSError:
+        return []
+    return [d for c in map(int, children) for d in (*_descendants(c), c)]
+
+
+@pytest.mark.slow  # three torchrun launches (about 1 min on 2 loaded cores)
+@pytest.mark.skipif(not Path("/proc/self/task").exists(), reason="needs Linux /proc")
+def test_two_rank_run_killed_mid_epoch_resumes_with_the_same_log_and_weights(tmp_path):
+    """The resumed epoch's train loss counts both ranks' samples before the kill."""
+    ref = config(tmp_path / "ref", save_every_steps=2, epochs=2)
+    killed = config(tmp_path / "killed", save_every_steps=2, epochs=2)
+    for name, cfg in (("ref", ref), ("killed", killed)):
+        (tmp_path / f"{name}.json").write_text(json.dumps(cfg))
+    done = subprocess.run(
+        [*TORCHRUN, str(WORKER), str(tmp_path / "ref.json")],
+        capture_output=True, text=True, env=ENV, cwd=ROOT, timeout=300,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    with subprocess.Popen(
+        [*TORCHRUN, str(WORKER), str(tmp_path / "killed.json"), "--pause-step", "9"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=ENV, cwd=ROOT,
+    ) as proc:  # fmt: skip
+        try:
+            assert "PAUSED" in proc.stdout.readline(), proc.stderr.read()
+        finally:
+            for pid in [*_descendants(proc.pid), proc.pid]:  # both ranks, then torchrun
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)  # no cleanup, as a power cut
+            proc.wait(timeout=30)
+    last = load_checkpoint(tmp_path / "killed" / "last.pt")
+    assert (last.epoch, last.extra["step_in_epoch"]) == (1, 3)  # saved at global step 8
+    resumed = subprocess.run(
+        [*TORCHRUN, str(WORKER), str(tmp_path / "killed.json"), "--resume",
+         str(tmp_path / "killed" / "last.pt")],
+        capture_output=True, text=True, env=ENV, cwd=ROOT, timeout=300,
+    )  # fmt: skip
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    a = load_checkpoint(tmp_path / "ref" / "last.pt").model_state
+    b = load_checkpoint(tmp_path / "killed" / "last.pt").model_state
+    for key in a:
+        torch.testing.assert_close(b[key], a[key], rtol=0, atol=0, msg=key)
+    logs = [
+        [json.loads(x) for x in (tmp_path / n / "log.jsonl").read_text().splitlines()]
+        for n in ("ref", "killed")
+    ]
+    keys = ("epoch", "step", "train_loss", "train_samples", "val_loss")
+    assert [{k: r[k] for k in keys} for r in logs[1]] == [{k: r[k] for k in keys} for r in logs[0]]

@@ -396,3 +396,20 @@ def test_sigterm_to_the_cli_exits_143_with_a_resumable_checkpoint(tmp_path):
     assert "interrupted by SIGTERM: resumable checkpoint" in err and "--resume" in err
     last = load_checkpoint(tmp_path / "run" / "last.pt")
     assert last.epoch >= 1 and (tmp_path / "run" / "best.pt").exists()
+
+
+def test_sigint_with_dataloader_workers_saves_a_resumable_checkpoint(tmp_path):
+    fit(tiny(tmp_path / "ref", epochs=2, num_workers=2))
+    cfg = tiny(tmp_path / "int", epochs=2, num_workers=2)
+    with pytest.raises(TrainingInterrupted):
+        fit(cfg, callbacks=[_raise_at(4, signal.SIGINT)])
+    assert load_checkpoint(tmp_path / "int" / "last.pt").extra["global_step"] == 4
+    fit(cfg, resume=tmp_path / "int" / "last.pt")
+    same_weights(tmp_path / "ref" / "last.pt", tmp_path / "int" / "last.pt")
+
+
+def test_trainer_without_a_run_folder_writes_nothing(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    trainer, record = fit(tiny("", epochs=1))
+    assert record["epoch"] == 1 and record["train_samples"] == 24
+    assert list(tmp_path.iterdir()) == [] and trainer.folder is None

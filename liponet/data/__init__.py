@@ -7,7 +7,9 @@ from .errors import NonFiniteError as NonFiniteError
 from .errors import NotHDF5Error as NotHDF5Error
 from .errors import PDEBenchFileNotFoundError as PDEBenchFileNotFoundError
 from .errors import PDEBenchFormatError as PDEBenchFormatError
+from .errors import SizeMismatchError as SizeMismatchError
 from .errors import UnknownLayoutError as UnknownLayoutError
+from .errors import UnreadableFileError as UnreadableFileError
 from .errors import WellFormatError as WellFormatError
 from .errors import WrongRankError as WrongRankError
 from .generators import available_families as available_families
@@ -34,7 +36,9 @@ __all__ = [
     "PDEBenchFileNotFoundError",
     "PDEBenchFormatError",
     "PDEBenchStream",
+    "SizeMismatchError",
     "UnknownLayoutError",
+    "UnreadableFileError",
     "WellDataset",
     "WellFormatError",
     "WellStream",

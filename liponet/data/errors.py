@@ -17,7 +17,9 @@ __all__ = [
     "NotHDF5Error",
     "PDEBenchFileNotFoundError",
     "PDEBenchFormatError",
+    "SizeMismatchError",
     "UnknownLayoutError",
+    "UnreadableFileError",
     "WellFormatError",
     "WrongRankError",
 ]
@@ -45,6 +47,14 @@ class PDEBenchFormatError(ValueError):
 
 class PDEBenchFileNotFoundError(PDEBenchFormatError, FileNotFoundError):
     """The file does not exist."""
+
+
+class UnreadableFileError(PDEBenchFormatError):
+    """The file exists but this process may not read it (permissions)."""
+
+
+class SizeMismatchError(PDEBenchFormatError):
+    """An array declares more values than the file stores (the rest would read as fill)."""
 
 
 class NotHDF5Error(PDEBenchFormatError):

@@ -23,7 +23,9 @@ from .errors import (
     MissingKeyError,
     NotHDF5Error,
     PDEBenchFileNotFoundError,
+    SizeMismatchError,
     UnknownLayoutError,
+    UnreadableFileError,
     WrongRankError,
 )
 
@@ -52,6 +54,13 @@ def open_h5(path: str | os.PathLike[str]) -> h5py.File:
         raise PDEBenchFileNotFoundError(path, "no such file (expected a PDEBench HDF5 file)")
     if os.path.isdir(path):
         raise NotHDF5Error(path, "is a directory, expected an HDF5 file")
+    try:
+        with open(path, "rb") as probe:
+            probe.read(8)
+    except OSError as err:
+        raise UnreadableFileError(
+            path, f"cannot be read ({err.strerror or type(err).__name__}); check its permissions"
+        ) from None
     if not h5py.is_hdf5(path):
         raise NotHDF5Error(path, "not an HDF5 file (no HDF5 signature)")
     try:
@@ -209,6 +218,60 @@ def _time(path: str, f: h5py.File, key: str, n_frames: int, name: str) -> np.nda
     return t[:n_frames]
 
 
+def check_storage(path: str, ds: h5py.Dataset, key: str) -> None:
+    """Refuse an array whose declared size the file does not store.
+
+    HDF5 lets a dataset declare any shape and allocate storage later: unwritten parts read as
+    the fill value (zeros). A 7 KB file can so declare 10**7 samples. Contiguous arrays must
+    store every declared byte inside the file; chunked ones every chunk (compression may make
+    chunks small, but each must exist). External and virtual datasets are not checked.
+
+    Raises
+    ------
+    SizeMismatchError
+        Naming the key, the declared shape and bytes, and what the file holds.
+    """
+    try:
+        if ds.is_virtual or ds.external:
+            return
+        declared = int(ds.size) * ds.dtype.itemsize
+        shape = tuple(ds.shape)
+        if ds.chunks is None:
+            stored = int(ds.id.get_storage_size())
+            offset = ds.id.get_offset()
+            size = os.path.getsize(path)
+            if stored < declared:
+                raise SizeMismatchError(
+                    path,
+                    f"declares shape {shape} ({declared:,} bytes of {ds.dtype}) but stores "
+                    f"{stored:,} bytes; the rest would read as fill values (a placeholder or "
+                    "unfinished file)",
+                    key,
+                )
+            if offset is not None and offset + stored > size:
+                raise SizeMismatchError(
+                    path,
+                    f"declares {stored:,} bytes at offset {offset:,} but the file has only "
+                    f"{size:,} bytes (truncated)",
+                    key,
+                )
+            return
+        expected = 1
+        for n, c in zip(shape, ds.chunks, strict=True):
+            expected *= -(-n // c)
+        allocated = int(ds.id.get_num_chunks())
+    except (OSError, RuntimeError) as err:
+        raise CorruptFileError(path, f"cannot read the storage layout: {err}", key) from err
+    if allocated < expected:
+        raise SizeMismatchError(
+            path,
+            f"declares shape {shape} in {expected:,} chunks of {ds.chunks} but stores only "
+            f"{allocated:,}; the rest would read as fill values (a placeholder or unfinished "
+            "file)",
+            key,
+        )
+
+
 def _check_rank(path: str, ds: h5py.Dataset, key: str, ranks: Sequence[int], what: str) -> None:
     if ds.ndim not in ranks:
         expected = " or ".join(str(r) for r in ranks)
@@ -227,6 +290,7 @@ class SingleArrayLayout(Layout):
         """Validate keys and shapes."""
         ds = _dataset(f, "tensor")
         _check_rank(path, ds, "tensor", (3, 4, 5), "(N, t, *spatial) with 1-3 spatial axes")
+        check_storage(path, ds, "tensor")
         n, nt, *space = ds.shape
         grid = _spatial(path, f, space, "tensor", "")
         grid["t"] = _time(path, f, "tensor", nt, "t-coordinate")
@@ -256,6 +320,7 @@ class CFDLayout(Layout):
             ds = _dataset(f, key)
             if ds.shape != first.shape:
                 raise WrongRankError(path, f"has shape {ds.shape}, expected {first.shape}", key)
+            check_storage(path, ds, key)
         grid = _spatial(path, f, space, "density", "")
         grid["t"] = _time(path, f, "density", nt, "t-coordinate")
         return cls(path, n, nt, tuple(space), fields, grid)
@@ -285,6 +350,8 @@ class DarcyLayout(Layout):
                 f"{(nu.shape[0], 1, *nu.shape[1:])} to match 'nu'",
                 "tensor",
             )
+        check_storage(path, nu, "nu")
+        check_storage(path, sol, "tensor")
         grid = _spatial(path, f, nu.shape[1:], "nu", "")
         return cls(path, nu.shape[0], 2, tuple(nu.shape[1:]), ("tensor",), grid)
 
@@ -325,11 +392,19 @@ class GroupLayout(Layout):
 
     @classmethod
     def detect(cls, path: str, f: h5py.File) -> GroupLayout:
-        """Validate the first group; others are checked when read."""
+        """Validate the groups: the first one's shapes, every one's storage.
+
+        Other groups' shapes are checked when read; every group must store the bytes its
+        ``data`` declares (:func:`check_storage`).
+        """
         keys = sorted(f.keys())
         first = keys[0]
         ds = _dataset(f, f"{first}/data")
         _check_rank(path, ds, f"{first}/data", (3, 4, 5), "(t, *spatial, fields)")
+        for key in keys:  # metadata only: every group must store what it declares
+            data = f.get(f"{key}/data")
+            if isinstance(data, h5py.Dataset):  # (a missing one is reported when read)
+                check_storage(path, data, f"{key}/data")
         nt, *space, nf = ds.shape
         grid = _spatial(path, f, space, f"{first}/data", f"{first}/grid/")
         grid["t"] = _time(path, f, f"{first}/data", nt, f"{first}/grid/t")
