@@ -46,6 +46,7 @@ WORK = Path("bench-work")  # generated PDE files (git-ignored), reused when pres
 #: variant name -> LipFNO keywords; ``k`` given as ("auto", margin) is resolved from the data.
 VARIANTS: dict[str, dict[str, Any]] = {
     "FNO": {},
+    "FNO, increment": {"increment": True},
     "LipFNO old default (fourier, global, k=1)": {"k": 1.0},
     "fourier, clip, k=auto x2": {"normalization": "clip", "k": ("auto", 2.0)},
     "cpl, clip, k=auto x1": {"block": "cpl", "normalization": "clip", "k": ("auto", 1.0)},
@@ -98,8 +99,8 @@ def build(
     x, y = data["x_train"], data["y_train"]
     cin, cout = x.shape[1], y.shape[1]
     m = (min(modes, (x.shape[-1] + 1) // 2),)
-    if name == "FNO":
-        return FNO(cin, cout, m, width=width), math.nan, math.nan
+    if name.startswith("FNO"):
+        return FNO(cin, cout, m, width=width, **spec), math.nan, math.nan
     kw = dict(spec)
     const = math.nan
     if isinstance(kw.get("k"), tuple):
@@ -201,7 +202,9 @@ def write(rows: list[dict[str, Any]], args: argparse.Namespace, seconds: float) 
         f"Produced by `benchmarks/lipfno_blocks.py` ({args.steps} Adam steps per model, batch 32, "
         f"width {args.width}, {args.modes} kept modes, depth 4, seed {args.seed}; "
         f"{platform.machine()}, torch {torch.__version__}, 1 thread per process; "
-        f"{seconds / 60:.0f} min wall). "
+        f"{seconds / 60:.0f} min wall"
+        + (f"; {len(args.combine)} partial runs in parallel, combined" if args.combine else "")
+        + "). "
         "nRMSE: test split, one step (teacher-forced windows). `k`: the constraint's budget "
         "(last layer; of the increment map for `increment`); `data constant`: the training "
         "pairs' largest ratio (estimated, a lower bound of the operator's). `L cert`: certified "
@@ -264,7 +267,15 @@ def main() -> None:
     parser.add_argument("--minutes", type=float, default=math.nan, help="with --combine: wall time")
     args = parser.parse_args()
     if args.combine:
-        rows = [row for path in args.combine for row in read_rows(path)]
+        rows, seen = [], set()
+        for path in args.combine:  # partial runs each start with FNO (the same seed: same row)
+            for row in read_rows(path):
+                if (row["task"], row["variant"]) not in seen:
+                    seen.add((row["task"], row["variant"]))
+                    rows.append(row)
+        order = {name: i for i, name in enumerate(VARIANTS)}
+        tasks = list(dict.fromkeys(row["task"] for row in rows))
+        rows.sort(key=lambda r: (tasks.index(r["task"]), order.get(r["variant"], len(order))))
         write(rows, args, 60 * args.minutes)
         return
     if args.quick:

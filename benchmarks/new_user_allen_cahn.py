@@ -21,10 +21,10 @@ import csv
 import json
 import math
 import os
+import resource
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import h5py
@@ -72,8 +72,9 @@ def train(path: Path, out: Path, model: str, kwargs: str, epochs: int) -> dict[s
         "--set", "monitor=val_nrmse",
     ]  # fmt: skip
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    start = time.process_time()
+    start = resource.getrusage(resource.RUSAGE_CHILDREN)
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env, check=False)
+    end = resource.getrusage(resource.RUSAGE_CHILDREN)
     if proc.returncode:
         raise RuntimeError(f"{model} {kwargs}: {proc.stderr.strip().splitlines()[-1]}")
     last = json.loads((out / "log.jsonl").read_text().splitlines()[-1])
@@ -82,7 +83,7 @@ def train(path: Path, out: Path, model: str, kwargs: str, epochs: int) -> dict[s
         "val_nrmse": last["val_nrmse"],
         "lipschitz_certified": last.get("lipschitz_bound", math.nan),
         "warned": float(warned),
-        "cpu_s": time.process_time() - start,
+        "cpu_s": (end.ru_utime + end.ru_stime) - (start.ru_utime + start.ru_stime),
     }
 
 

@@ -41,6 +41,7 @@ from pathlib import Path
 
 import h5py
 import torch
+from fno_common import build
 from torch import nn
 
 from liponet.bench import relative_mse
@@ -221,6 +222,176 @@ def part_certify(widths: list[int], nx: int, rounds: int) -> list[dict]:
     return rows
 
 
+#: N-d configurations (issue 15): batch, grid size per dimension, kept modes, width.
+ND_CONFIGS = {
+    2: dict(batch=8, n=64, modes=(12, 12), width=32),
+    3: dict(batch=4, n=24, modes=(6, 6, 6), width=16),
+}
+#: The 1-D configuration of the N-d parts (width 32, PDEBench's 12 modes).
+ND_CONFIGS[1] = dict(batch=16, n=256, modes=(12,), width=32)
+ND_MODELS = {
+    "LipFNO global": ("LipFNO", {}),
+    "LipFNO orthogonal": ("LipFNO", {"normalization": "orthogonal"}),
+    "LipFNO polar": ("LipFNO", {"normalization": "polar"}),
+    "FNO twin": ("FNO", {"activation": "maxmin"}),
+    "neuralop-FNO": ("neuralop", {}),
+}
+
+
+def _nd_model(name: str, cfg: dict) -> nn.Module | None:
+    kind, kw = ND_MODELS[name]
+    return build(kind, 1, 1, cfg["modes"], cfg["width"], 4, **kw)
+
+
+def _field(cfg: dict, dim: int) -> tuple[torch.Tensor, torch.Tensor]:
+    shape = (cfg["batch"], 1, *([cfg["n"]] * dim))
+    return torch.randn(shape), torch.randn(shape)
+
+
+def part_train_nd(dims: list[int], rounds: int) -> list[dict]:
+    """Train steps of every normalization, the twin and neuraloperator's FNO, 1-D to 3-D."""
+    rows = []
+    for dim in dims:
+        cfg = ND_CONFIGS[dim]
+        x, y = _field(cfg, dim)
+        fns = {}
+        for name in ND_MODELS:
+            model = _nd_model(name, cfg)
+            if model is not None:
+                fns[name] = train_step(model, x, y)
+        t = interleaved(fns, rounds)
+        base_name = "neuralop-FNO" if "neuralop-FNO" in t else "FNO twin"
+        for name in fns:
+            if name == base_name:
+                continue
+            rows.append(
+                {
+                    "part": f"train step {dim}-D",
+                    "nx": cfg["n"],
+                    "width": cfg["width"],
+                    "samples": cfg["batch"],
+                    "measure": f"{name} / {base_name}",
+                    "ratio": t[name]["cpu"] / t[base_name]["cpu"],
+                    "baseline_ms": 1e3 * t[base_name]["cpu"],
+                    "ms": 1e3 * t[name]["cpu"],
+                }
+            )
+    return rows
+
+
+def part_eval_nd(dims: list[int], rounds: int) -> list[dict]:
+    """Eval forward of LipFNO (cached eval weights) and its export against the twin."""
+    rows = []
+    for dim in dims:
+        cfg = ND_CONFIGS[dim]
+        x, _ = _field(cfg, dim)
+        lip = LipFNO(1, 1, cfg["modes"], width=cfg["width"], depth=4).eval()
+        twin = FNO(1, 1, cfg["modes"], width=cfg["width"], depth=4, activation="maxmin").eval()
+        fns = {
+            "LipFNO eval": inference(lip, x),
+            "LipFNO.export()": inference(lip.export(), x),
+            "FNO twin": inference(twin, x),
+        }
+        t = interleaved(fns, rounds)
+        for a in ("LipFNO eval", "LipFNO.export()"):
+            rows.append(
+                {
+                    "part": "eval forward",
+                    "nx": cfg["n"],
+                    "width": cfg["width"],
+                    "samples": cfg["batch"],
+                    "measure": f"{dim}-D {a} / FNO twin",
+                    "ratio": t[a]["cpu"] / t["FNO twin"]["cpu"],
+                    "baseline_ms": 1e3 * t["FNO twin"]["cpu"],
+                    "ms": 1e3 * t[a]["cpu"],
+                }
+            )
+    return rows
+
+
+def part_certify_nd(rounds: int) -> list[dict]:
+    """``lipschitz_bound()`` right after an optimizer step (cold) and again (cached), 2-D.
+
+    Issue 15's case: a 4-block width-64 LipFNO with 16 x 16 modes, grid 64^2, batch 8.
+    """
+    rows = []
+    cfg = dict(batch=8, n=64, modes=(16, 16), width=64)
+    x, y = _field(cfg, 2)
+    for normalization in ("global", "orthogonal"):
+        model = LipFNO(1, 1, cfg["modes"], width=cfg["width"], depth=4,
+                       normalization=normalization)  # fmt: skip
+        step = train_step(model, x, y)
+        step()
+        cpu: dict[str, list[float]] = {"step": [], "cold": [], "cached": []}
+        for _ in range(rounds):
+            model.train()
+            c = time.process_time()
+            step()
+            cpu["step"].append(time.process_time() - c)
+            model.eval()
+            for key in ("cold", "cached"):
+                c = time.process_time()
+                model.lipschitz_bound()
+                cpu[key].append(time.process_time() - c)
+        med = {k: statistics.median(v) for k, v in cpu.items()}
+        for key in ("cold", "cached"):
+            rows.append(
+                {
+                    "part": "certification 2-D",
+                    "nx": cfg["n"],
+                    "width": cfg["width"],
+                    "samples": cfg["batch"],
+                    "measure": f"LipFNO {normalization} lipschitz_bound() {key} / train step",
+                    "ratio": med[key] / med["step"],
+                    "baseline_ms": 1e3 * med["step"],
+                    "ms": 1e3 * med[key],
+                }
+            )
+    return rows
+
+
+def part_scaling(grids: dict[int, list[int]], rounds: int) -> list[dict]:
+    """Train-step cost growth with the grid, LipFNO (global) against neuraloperator's FNO."""
+    rows = []
+    for dim, sizes in grids.items():
+        cfg = dict(ND_CONFIGS[dim])
+        first: dict[str, float] = {}
+        for n in sizes:
+            cfg["n"] = n
+            x, y = _field(cfg, dim)
+            fns = {
+                name: train_step(model, x, y)
+                for name in ("LipFNO global", "neuralop-FNO")
+                if (model := _nd_model(name, cfg)) is not None
+            }
+            t = interleaved(fns, rounds)
+            for name in fns:
+                first.setdefault(name, t[name]["cpu"])
+            base = {"part": f"grid scaling {dim}-D", "nx": n, "width": cfg["width"],
+                    "samples": cfg["batch"]}  # fmt: skip
+            if "neuralop-FNO" in t:
+                rows.append(
+                    {
+                        **base,
+                        "measure": "LipFNO / neuralop-FNO",
+                        "ratio": t["LipFNO global"]["cpu"] / t["neuralop-FNO"]["cpu"],
+                        "baseline_ms": 1e3 * t["neuralop-FNO"]["cpu"],
+                        "ms": 1e3 * t["LipFNO global"]["cpu"],
+                    }
+                )
+            for name in fns:
+                rows.append(
+                    {
+                        **base,
+                        "measure": f"{name} step / step at {sizes[0]}",
+                        "ratio": t[name]["cpu"] / first[name],
+                        "baseline_ms": 1e3 * first[name],
+                        "ms": 1e3 * t[name]["cpu"],
+                    }
+                )
+    return rows
+
+
 def part_loader(sizes: list[tuple[int, int]], rounds: int, folder: Path) -> list[dict]:
     rows = []
     nt = 21
@@ -291,14 +462,15 @@ def write(rows: list[dict], settings: str) -> None:
         f"Settings: {settings}",
         "",
         "`ms` = median CPU milliseconds per call of the measured side, `baseline_ms` of the "
-        "baseline, `ratio` = ms / baseline_ms, both measured interleaved in one run.",
-        "",
-        "| " + " | ".join(cols) + " |",
-        "|" + "---|" * len(cols),
+        "baseline, `ratio` = ms / baseline_ms, both measured interleaved in one run (the "
+        "certification rows: cold = right after an optimizer step, cached = called again).",
     ]
-    for r in rows:
-        cells = [f"{r[c]:.3g}" if isinstance(r[c], float) else str(r[c]) for c in cols]
-        lines.append("| " + " | ".join(cells) + " |")
+    for part in dict.fromkeys(r["part"] for r in rows):
+        lines += ["", f"## {part}", "", "| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
+        for r in rows:
+            if r["part"] == part:
+                cells = [f"{r[c]:.3g}" if isinstance(r[c], float) else str(r[c]) for c in cols]
+                lines.append("| " + " | ".join(cells) + " |")
     (RESULTS / "performance.md").write_text("\n".join(lines) + "\n")
     _plot(rows)
 
@@ -310,8 +482,13 @@ def _plot(rows: list[dict]) -> None:
     import matplotlib.pyplot as plt
 
     parts = list(dict.fromkeys(r["part"] for r in rows))
-    fig, axes = plt.subplots(1, len(parts), figsize=(4 * len(parts), 3.5))
-    for ax, part in zip(axes, parts, strict=True):
+    ncols = min(4, len(parts))
+    nrows = -(-len(parts) // ncols)
+    fig, grid = plt.subplots(nrows, ncols, figsize=(4 * ncols, 3.5 * nrows), squeeze=False)
+    axes = list(grid.flat)
+    for ax in axes[len(parts) :]:
+        ax.axis("off")
+    for ax, part in zip(axes, parts, strict=False):
         sel = [r for r in rows if r["part"] == part]
         for m in dict.fromkeys(r["measure"] for r in sel):
             pts = [r for r in sel if r["measure"] == m]
@@ -322,7 +499,8 @@ def _plot(rows: list[dict]) -> None:
         ax.set_xlabel("nx / width / samples", fontsize=7)
         ax.tick_params(labelsize=6)
         ax.legend(fontsize=5)
-    axes[0].set_ylabel("ratio (CPU time)")
+    for row in grid:
+        row[0].set_ylabel("ratio (CPU time)")
     fig.tight_layout()
     fig.savefig(RESULTS / "performance.png", dpi=90)
     plt.close(fig)
@@ -331,13 +509,19 @@ def _plot(rows: list[dict]) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="smoke run, tiny sizes")
+    parser.add_argument("--out", type=Path, default=None, help="results folder")
     args = parser.parse_args()
+    global RESULTS
+    RESULTS = args.out or RESULTS
     torch.set_num_threads(1)
     torch.manual_seed(0)
-    rounds = 3 if args.quick else 15
+    rounds = 3 if args.quick else 8
     if args.quick:
         train_sizes = [(64, 16)]
         loader_sizes, gen_sizes = [(32, 64)], [("advection", 16, 64)]
+        for dim, cfg in ND_CONFIGS.items():
+            cfg.update(batch=2, n=16, width=8, modes=(3,) * dim)
+        grids = {1: [32, 64], 2: [16, 32]}
     else:
         train_sizes = [(64, 32), (256, 32), (1024, 32), (256, 16), (256, 64)]
         loader_sizes = [(256, 128), (1024, 128), (256, 512)]
@@ -349,8 +533,13 @@ def main() -> None:
             ("burgers", 256, 128),
             ("burgers", 64, 256),
         ]
+        grids = {1: [256, 1024, 4096], 2: [32, 64, 128]}
     start = time.perf_counter()
-    rows = part_train(train_sizes, rounds)
+    rows = part_train_nd([1, 2, 3], rounds)
+    rows += part_eval_nd([1, 2, 3], rounds)
+    rows += part_certify_nd(rounds) if not args.quick else []
+    rows += part_scaling(grids, rounds)
+    rows += part_train(train_sizes, rounds)
     rows += part_inference(train_sizes, rounds)
     rows += part_certify(sorted({w for _, w in train_sizes}), 256, rounds)
     with tempfile.TemporaryDirectory() as tmp:
@@ -358,7 +547,8 @@ def main() -> None:
         rows += part_generator(gen_sizes, Path(tmp))
     settings = (
         f"{'quick' if args.quick else 'default'} run, {rounds} interleaved rounds, 1 torch thread, "
-        f"batch {BATCH}, depth 4, modes 12 (FNOs), DeepONet width = 2 x FNO width, n_basis 32; "
+        f"depth 4; N-d parts: {ND_CONFIGS} (n = grid points per dimension); 1-D parts: "
+        f"batch {BATCH}, modes 12, DeepONet width = 2 x FNO width, n_basis 32; "
         f"{platform.machine()}, torch {torch.__version__}; "
         f"total {time.perf_counter() - start:.0f} s"
     )

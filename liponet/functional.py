@@ -13,6 +13,8 @@ All functions are batched over leading dimensions and accept real or complex mat
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 from torch import Tensor
 
@@ -23,6 +25,8 @@ __all__ = [
     "batched_norm",
     "bjorck",
     "conj_t",
+    "perturbed_norm_upper",
+    "polar_factor",
     "power_iteration",
     "spectral_norm_exact",
     "spectral_norm_upper",
@@ -79,7 +83,14 @@ def batched_norm(u: Tensor, norm: str = "euclidean") -> Tensor:
 
 
 def conj_t(w: Tensor) -> Tensor:
-    """Return the conjugate transpose of a batch of matrices ``(..., m, n) -> (..., n, m)``."""
+    """Return the conjugate transpose of a batch of matrices ``(..., m, n) -> (..., n, m)``.
+
+    Examples
+    --------
+    >>> import torch
+    >>> conj_t(torch.tensor([[1 + 2j, 3j]])).tolist()
+    [[(1-2j)], [-3j]]
+    """
     return w.mH if w.is_complex() else w.mT
 
 
@@ -96,6 +107,12 @@ def spectral_norm_exact(w: Tensor) -> Tensor:
     Tensor
         float64 tensor of shape ``(...)``: the computed largest singular values, *without*
         a safety margin (use :func:`spectral_norm_upper` for certificates).
+
+    Examples
+    --------
+    >>> import torch
+    >>> spectral_norm_exact(torch.diag(torch.tensor([3.0, -4.0])))
+    tensor(4., dtype=torch.float64)
     """
     if w.ndim < 2:
         raise ValueError(f"w must have shape (..., m, n), got {tuple(w.shape)}")
@@ -139,6 +156,60 @@ def spectral_norm_upper(w: Tensor) -> Tensor:
     return spectral_norm_exact(w) * (1.0 + SVD_RELATIVE_MARGIN)
 
 
+#: Relative slack for the float64 rounding inside :func:`perturbed_norm_upper` (see its proof).
+ROUNDING_SLACK = 1e-14
+
+
+def perturbed_norm_upper(a: Tensor, b: Tensor, b_norm_upper: Tensor) -> Tensor:
+    """Guaranteed upper bound of ``||A||_2`` from a nearby ``B`` whose norm is already bounded.
+
+    ``||A||_2 <= ||B||_2 + ||A - B||_2 <= ||B||_2 + ||A - B||_F``. Used when ``A`` is ``B``
+    rounded (e.g. a float32 weight scaled by a float64 factor and stored): one SVD of ``B``'s
+    unscaled matrix then certifies ``A`` without a second SVD.
+
+    Parameters
+    ----------
+    a, b
+        Float64 or complex128 ``(..., m, n)``; their entries are taken as exact values.
+    b_norm_upper
+        float64 ``(...)``: guaranteed upper bounds of ``||B||_2``.
+
+    Returns
+    -------
+    Tensor
+        float64 ``(...)``: ``b_norm_upper + ||fl(A - B)||_F (1 + SVD_RELATIVE_MARGIN)
+        + ROUNDING_SLACK (||A||_F + ||B||_F)``.
+
+    Notes
+    -----
+    Proof of the rounding terms (unit roundoff ``u = 2**-53``, componentwise for complex
+    entries): the computed difference ``D = fl(A - B)`` satisfies ``|D - (A - B)| <= u |A - B|
+    <= u (|A| + |B|)`` entrywise, so ``||A - B||_F <= ||D||_F + u (||A||_F + ||B||_F)`` (times
+    ``sqrt(2)`` for complex entries); a float64 Frobenius norm of ``N`` terms has relative
+    error below ``N u`` (covered by ``SVD_RELATIVE_MARGIN`` for ``N <= 10**5``), and the
+    slack ``1e-14`` exceeds ``sqrt(2) u (1 + 10**-5)`` by a factor of 50 for the norms of
+    ``A`` and ``B`` computed the same way.
+
+    Examples
+    --------
+    >>> import torch
+    >>> b = torch.eye(2, dtype=torch.float64)
+    >>> a = b + 1e-3
+    >>> float(perturbed_norm_upper(a, b, torch.tensor(1.0))) >= float(torch.linalg.svdvals(a)[0])
+    True
+    """
+    if a.shape != b.shape or a.ndim < 2:
+        raise ValueError(
+            f"a and b must be batches of matrices of one shape, got {tuple(a.shape)}, "
+            f"{tuple(b.shape)}"
+        )
+    if not (bool(torch.isfinite(a).all()) and bool(torch.isfinite(b).all())):
+        raise ValueError("a or b holds NaN or inf values: no spectral-norm bound exists")
+    fro = torch.linalg.matrix_norm(a - b)
+    size = torch.linalg.matrix_norm(a) + torch.linalg.matrix_norm(b)
+    return b_norm_upper + fro * (1.0 + SVD_RELATIVE_MARGIN) + ROUNDING_SLACK * size
+
+
 def power_iteration(w: Tensor, u: Tensor, n_iter: int = 1) -> tuple[Tensor, Tensor]:
     """Estimate the largest singular value of each matrix by (warm-started) power iteration.
 
@@ -158,6 +229,14 @@ def power_iteration(w: Tensor, u: Tensor, n_iter: int = 1) -> tuple[Tensor, Tens
     tuple of Tensor
         ``(sigma, u)``: the estimates ``(...)`` (differentiable with respect to ``w``, with the
         singular vectors treated as constants) and the updated vectors ``(..., n)`` (detached).
+
+    Examples
+    --------
+    >>> import torch
+    >>> w = torch.diag(torch.tensor([3.0, 1.0]))
+    >>> sigma, u = power_iteration(w, torch.tensor([1.0, 1.0]) / 2**0.5, n_iter=20)
+    >>> round(float(sigma), 4)  # from below: an estimate, not a certificate
+    3.0
     """
     if n_iter < 1:
         raise ValueError(f"n_iter must be >= 1, got {n_iter}")
@@ -195,6 +274,14 @@ def bjorck(w: Tensor, n_iter: int = 15, beta: float = BJORCK_BETA, tol: float = 
         Step in (0, 0.5].
     tol
         Stop early when the Frobenius change of every matrix is below ``tol`` (0: never).
+
+    Examples
+    --------
+    >>> import torch
+    >>> w = torch.tensor([[0.9, 0.1], [0.0, 0.5]])
+    >>> q = bjorck(w, n_iter=30)
+    >>> torch.allclose(q @ q.T, torch.eye(2), atol=1e-5)
+    True
     """
     if not 0.0 < beta <= 0.5:
         raise ValueError(f"beta must be in (0, 0.5], got {beta}")
@@ -208,3 +295,56 @@ def bjorck(w: Tensor, n_iter: int = 15, beta: float = BJORCK_BETA, tol: float = 
             return new
         w = new
     return w
+
+
+class _Polar(torch.autograd.Function):
+    """Unitary polar factor ``Q = U V^H`` of tall or square ``M = U S V^H``, stable backward."""
+
+    @staticmethod
+    def forward(ctx: Any, m: Tensor) -> Tensor:
+        u, s, vh = torch.linalg.svd(m, full_matrices=False)
+        ctx.save_for_backward(u, s, vh)
+        return u @ vh
+
+    @staticmethod
+    def backward(ctx: Any, grad: Tensor) -> Tensor:
+        u, s, vh = ctx.saved_tensors
+        v = conj_t(vh)
+        # dQ = U Omega V^H + (I - U U^H) dM V S^-1 V^H with the skew part
+        # Omega = (X - X^H) / (s_i + s_j), X = U^H dM V: its adjoint, with no 1/(s_i - s_j).
+        h = conj_t(u) @ grad @ v  # (..., r, r)
+        denom = (s.unsqueeze(-1) + s.unsqueeze(-2)).clamp_min(torch.finfo(s.dtype).tiny)
+        y = (h - conj_t(h)) / denom
+        out = u @ y @ vh
+        if u.shape[-2] > u.shape[-1]:  # tall: the part orthogonal to the range of U
+            gv = grad @ v
+            perp = gv - u @ (conj_t(u) @ gv)
+            out = out + (perp / s.unsqueeze(-2)) @ vh
+        return out
+
+
+def polar_factor(w: Tensor) -> Tensor:
+    """The unitary (isometric) polar factor of each matrix of a batch: the nearest isometry.
+
+    ``W = U S V^H -> U V^H`` by a thin SVD, differentiable with the closed-form backward of
+    the polar decomposition (denominators ``s_i + s_j``, stable for repeated singular values,
+    unlike the generic SVD backward). What Björck iterations converge to, in one step; a
+    training device like :func:`bjorck` (the result's norm is certified separately).
+
+    Parameters
+    ----------
+    w
+        ``(..., m, n)`` real or complex, full rank (the backward divides by singular values).
+
+    Examples
+    --------
+    >>> import torch
+    >>> q = polar_factor(torch.randn(3, 4, 2, dtype=torch.float64))
+    >>> torch.allclose(q.mT @ q, torch.eye(2, dtype=torch.float64).expand(3, 2, 2))
+    True
+    """
+    if w.ndim < 2:
+        raise ValueError(f"w must have shape (..., m, n), got {tuple(w.shape)}")
+    if w.shape[-2] < w.shape[-1]:
+        return conj_t(_Polar.apply(conj_t(w)))
+    return _Polar.apply(w)

@@ -156,6 +156,13 @@ def metric_statistics(
         float64 tensors named as the keys of ``_STATISTICS`` (sums over the batch, or the
         maximum for ``max_abs``); shapes ``()``, ``(channels, time)`` or
         ``(channels, time, n_shells)``.
+
+    Examples
+    --------
+    >>> import torch
+    >>> stats = metric_statistics(torch.full((2, 1, 8), 1.5), torch.ones(2, 1, 8))
+    >>> float(stats["count"]), float(finalize_metrics(stats)["rmse"])
+    (2.0, 0.5)
     """
     if pred.shape != target.shape:
         raise ValueError(
@@ -209,7 +216,18 @@ def metric_statistics(
 
 
 def finalize_metrics(stats: dict[str, Tensor]) -> dict[str, Tensor]:
-    """The metrics (scalar float64 tensors, keys :data:`METRIC_NAMES`) from summed statistics."""
+    """The metrics (scalar float64 tensors, keys :data:`METRIC_NAMES`) from summed statistics.
+
+    Examples
+    --------
+    >>> import torch
+    >>> target = torch.ones(4, 1, 8)
+    >>> a = metric_statistics(target[:2] + 0.5, target[:2])
+    >>> b = metric_statistics(target[2:] - 1.0, target[2:])
+    >>> merged = {k: torch.maximum(a[k], b[k]) if k == "max_abs" else a[k] + b[k] for k in a}
+    >>> float(finalize_metrics(merged)["max"]), float(finalize_metrics(merged)["rmse"])
+    (1.0, 0.75)
+    """
     n = stats["count"]
     if not bool(n > 0):
         raise ValueError("no samples were evaluated")

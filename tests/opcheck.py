@@ -44,6 +44,7 @@ class HeatSurrogate(CertifiedModule):
     def __init__(self, nu: float, t: float) -> None:
         super().__init__()
         self.nu, self.t = nu, t
+        self.eval()
 
     def forward(self, x: Tensor) -> Tensor:
         return reference.heat(x, self.nu, self.t)

@@ -31,7 +31,7 @@ def test_cache_recomputes_only_on_change():
     cache = WeightKeyedCache()
     calls = []
 
-    def compute() -> float:
+    def compute(w: torch.Tensor) -> float:
         calls.append(1)
         return float(w.sum())
 

@@ -11,6 +11,7 @@ from liponet.certify import (
     coverage_report,
     estimate_true_lipschitz,
     field_norm,
+    grid_lipschitz,
     observed_errors,
     operator_error_bound,
     reference,
@@ -35,6 +36,13 @@ def heat(a):
 
 
 TRUE_OPERATORS = {"advection": advect, "heat": heat}
+
+
+def grid_true(pde, norm="function", input_norm=None, n_points=N_POINTS):
+    """L_G of the discrete map the reference data define (a theorem about the samples)."""
+    if pde == "advection":
+        return grid_lipschitz("advection", n_points, norm, input_norm, shift=0.3)
+    return grid_lipschitz("heat", n_points, norm, input_norm, nu=0.01, t=0.5)
 
 
 # ---------------------------------------------------------------- norms and the streamed search
@@ -93,7 +101,7 @@ def test_plain_bound_covers_every_query_with_theoretical_constant(pde, family):
             calib_targets=truth(calib),
             calib_preds=model(calib),
             lipschitz_model=model,
-            lipschitz_true=true_lipschitz(pde),
+            lipschitz_true=grid_true(pde),
         )
         observed = observed_errors(truth(query), model(query))
     report = coverage_report(bound, observed)
@@ -157,7 +165,7 @@ def test_too_small_true_constant_produces_detected_violations():
             calib_targets=advect(calib),
             calib_preds=model(calib),
             lipschitz_model=model,
-            lipschitz_true=true_lipschitz("advection"),
+            lipschitz_true=grid_true("advection"),
         )
     assert coverage_report(honest, observed).violations == 0
 
@@ -172,7 +180,7 @@ def test_pointwise_bound_covers_sup_errors():
             calib_targets=advect(calib),
             calib_preds=model(calib),
             lipschitz_model=model,
-            lipschitz_true=true_lipschitz("advection", "sup"),
+            lipschitz_true=grid_true("advection", "sup"),
             norm="sup",
         )
         observed = observed_errors(advect(query), model(query), "sup")
@@ -190,7 +198,7 @@ def test_function_norm_constant_alone_does_not_bound_pointwise_errors():
     assert float(field_norm(v, "sup")[0]) == pytest.approx(
         math.sqrt(N_POINTS) * float(field_norm(v, "function")[0])
     )
-    converted = sup_output_constant(LipschitzConstant(2.0), N_POINTS)
+    converted = sup_output_constant(LipschitzConstant(2.0, "estimated"), N_POINTS)
     assert converted.value == pytest.approx(2.0 * math.sqrt(N_POINTS))
     assert converted.output_norm == "sup"
 
@@ -209,7 +217,7 @@ def test_noisy_query_bound_covers_the_clean_truth():
             calib_targets=advect(calib),
             calib_preds=model(calib),
             lipschitz_model=model,
-            lipschitz_true=true_lipschitz("advection"),
+            lipschitz_true=grid_true("advection"),
             input_noise=eps,
         )
         plain = operator_error_bound(
@@ -218,7 +226,7 @@ def test_noisy_query_bound_covers_the_clean_truth():
             calib_targets=advect(calib),
             calib_preds=model(calib),
             lipschitz_model=model,
-            lipschitz_true=true_lipschitz("advection"),
+            lipschitz_true=grid_true("advection"),
         )
         observed = observed_errors(advect(clean), model(noisy))
     assert coverage_report(bound, observed).violations == 0
@@ -251,7 +259,13 @@ def test_certified_rollout_covers_the_true_rollout():
     with torch.no_grad():
         errors = observed_errors(step_true(calib), step_model(calib))
         preds, bound = certify_rollout(
-            step_model, start, 5, calib, errors, CERTIFIED_ONE, true_lipschitz("advection")
+            step_model,
+            start,
+            5,
+            calib,
+            errors,
+            CERTIFIED_ONE,
+            grid_lipschitz("advection", N_POINTS, shift=0.1),
         )
     truth, u = [], start
     for _ in range(5):
@@ -267,7 +281,8 @@ def test_certified_rollout_covers_the_true_rollout():
 
 def test_rollout_recursion():
     deltas = torch.tensor([[1.0, 1.0, 1.0]])
-    out = rollout_error_bound(deltas, LipschitzConstant(2.0), initial_error=0.5)
+    two = LipschitzConstant(2.0, "certified", source="a test's claim")
+    out = rollout_error_bound(deltas, two, initial_error=0.5)
     assert out.bound.tolist() == [[2.0, 5.0, 11.0]]
     assert rollout_error_bound(deltas, 2.0).label == "estimated"
     # window 2: e_{t+1} = L sqrt(e_{t-1}^2 + e_t^2) + delta_t, from initial errors (3, 4)
@@ -322,7 +337,9 @@ def test_mixed_norm_heat_bound_is_certified_covers_and_tightens():
     model = HeatSurrogate(0.012, 0.5)
     calib = make_data(128, 64, seed=19, max_wavenumber=20)
     query = make_data(64, 64, seed=20, max_wavenumber=20)
-    smoothing = true_lipschitz("heat", "sobolev:-1", "function", nu=0.01, t=0.5)
+    smoothing = grid_true("heat", "function", "sobolev:-1", n_points=64)
+    theorem = true_lipschitz("heat", "sobolev:-1", "function", nu=0.01, t=0.5)
+    assert smoothing.value == pytest.approx(theorem.value, rel=1e-9)  # attained on the grid
     with torch.no_grad():
         targets, preds = heat(calib), model(calib)
         mixed = operator_error_bound(
@@ -331,7 +348,7 @@ def test_mixed_norm_heat_bound_is_certified_covers_and_tightens():
         )  # fmt: skip
         plain = operator_error_bound(
             query, calib, calib_targets=targets, calib_preds=preds, lipschitz_model=model,
-            lipschitz_true=true_lipschitz("heat"),
+            lipschitz_true=grid_true("heat"),
         )  # fmt: skip
         observed = observed_errors(heat(query), model(query))
     assert mixed.label == "certified" and mixed.name == "mixed-norm"
@@ -344,7 +361,7 @@ def test_mixed_norm_heat_bound_is_certified_covers_and_tightens():
 
 def test_bad_inputs_raise_clear_errors():
     calib, query = make_data(4), make_data(2)
-    kwargs = {"lipschitz_model": 1.0, "lipschitz_true": true_lipschitz("advection")}
+    kwargs = {"lipschitz_model": 1.0, "lipschitz_true": grid_true("advection")}
     with pytest.raises(ValueError, match="same per-sample shape"):
         operator_error_bound(make_data(2, 8), calib, torch.zeros(4), **kwargs)
     with pytest.raises(ValueError, match="one error per calibration input"):
@@ -359,6 +376,8 @@ def test_bad_inputs_raise_clear_errors():
         LipschitzConstant(math.inf)
     with pytest.raises(ValueError, match="'certified' or 'estimated'"):
         LipschitzConstant(1.0, "guessed")
+    with pytest.raises(ValueError, match="needs source="):
+        LipschitzConstant(1.0)
     with pytest.raises(TypeError, match="not a CertifiedModule"):
         operator_error_bound(
             query, calib, torch.zeros(4), lipschitz_model=torch.nn.Linear(2, 2),
@@ -367,7 +386,7 @@ def test_bad_inputs_raise_clear_errors():
     with pytest.raises(ValueError, match="cannot bound errors"):
         operator_error_bound(
             query, calib, torch.zeros(4), lipschitz_model=1.0,
-            lipschitz_true=LipschitzConstant(1.0, output_norm="sobolev:-1"),
+            lipschitz_true=LipschitzConstant(1.0, "estimated", output_norm="sobolev:-1"),
         )  # fmt: skip
 
 
@@ -378,7 +397,7 @@ def test_sup_constant_also_bounds_function_norm_errors():
     with torch.no_grad():
         bound = operator_error_bound(
             query, calib, calib_targets=advect(calib), calib_preds=model(calib),
-            lipschitz_model=model, lipschitz_true=true_lipschitz("advection", "sup"),
+            lipschitz_model=model, lipschitz_true=grid_true("advection", "sup"),
         )  # fmt: skip
         observed = observed_errors(advect(query), model(query))
     assert bound.name == "mixed-norm" and bound.label == "certified"
@@ -420,7 +439,7 @@ def test_every_model_family_is_covered_with_theoretical_constants(pde, family, n
     with torch.no_grad():
         bound = operator_error_bound(
             query, calib, calib_targets=truth(calib), calib_preds=apply(calib),
-            lipschitz_model=model, lipschitz_true=true_lipschitz(pde, norm), norm=norm,
+            lipschitz_model=model, lipschitz_true=grid_true(pde, norm), norm=norm,
         )  # fmt: skip
         observed = observed_errors(truth(query), apply(query), norm)
     assert bound.label == "certified"

@@ -6,7 +6,7 @@ import math
 import pytest
 import torch
 
-from liponet.certify import operator_error_bound, true_lipschitz
+from liponet.certify import LipschitzConstant, operator_error_bound
 from liponet.certify.calibration import file_pairs, generated_pairs, streamed_error_bound
 from liponet.certify.symmetry import (
     OrbitSearch,
@@ -24,6 +24,9 @@ from liponet.data.generators.initial import sine_series_batch
 from liponet.models import LipDeepONet, LipFNO
 
 SHIFT1 = SymmetryGroup((0,))
+
+#: L_G of the data below: torch.roll by whole cells permutes the grid values.
+ROLL = LipschitzConstant(1.0, "certified", source="a roll by whole cells permutes the values")
 
 
 def fno(dim=1, seed=0, **kwargs):
@@ -161,7 +164,7 @@ def test_shift_reduced_bound_covers_exact_data_and_beats_the_plain_one():
     kw = {
         "calib_targets": calib_u,
         "calib_preds": calib_p,
-        "lipschitz_true": true_lipschitz("advection"),
+        "lipschitz_true": ROLL,
     }
     plain = operator_error_bound(query_a, calib_a, lipschitz_model=model, **kw)
     reduced = symmetric_error_bound(
@@ -197,7 +200,7 @@ def test_symmetry_needs_the_model_itself_and_refuses_a_grid_model():
     a, u = advection_pairs(20)
     with torch.no_grad():
         p = model(a)
-    kw = {"calib_targets": u, "calib_preds": p, "lipschitz_true": true_lipschitz("advection")}
+    kw = {"calib_targets": u, "calib_preds": p, "lipschitz_true": ROLL}
     with pytest.raises(SymmetryPremiseError, match="coordinate channels"):
         operator_error_bound(
             a, a, lipschitz_model=model, symmetry=SHIFT1, operator="advection", **kw
@@ -266,7 +269,7 @@ def test_streamed_bound_equals_the_exhaustive_minimum(group):
     slope = model.lipschitz_bound() + 1.0
     dist, _ = orbit_distances(query_a, calib_a, group)
     want = (e[None] + slope * dist).min(1).values
-    kw = {"lipschitz_true": true_lipschitz("advection"), "group": group, "operator": "advection"}
+    kw = {"lipschitz_true": ROLL, "group": group, "operator": "advection"}
     got = streamed_error_bound(query_a, chunks_of(calib_a, calib_u, 64), model, **kw)
     torch.testing.assert_close(got.bound, want, rtol=1e-8, atol=1e-12)
     assert got.n_calib == 400 and got.n_evaluated < 400 and got.unproven == 0
@@ -307,3 +310,45 @@ def test_file_pairs_stream_a_pdebench_file(tmp_path):
     assert [a.shape[0] for a, _ in got][:3] == [7, 7, 7]
     with pytest.raises(FileNotFoundError, match="calibration file not found"):
         next(file_pairs([tmp_path / "missing.hdf5"]))
+
+
+def test_two_dimensional_fields_streamed_from_the_2d_family():
+    model = fno(dim=2)
+    kw = {"nx": 16, "nt": 2, "bx": 0.25, "by": 0.125, "t_final": 1.0}
+    query_a, query_u = next(generated_pairs("advection_2d", 30, seed=0, **kw))
+    with torch.no_grad():
+        observed = (model(query_a.double()) - query_u).pow(2).mean((1, 2, 3)).sqrt()
+    plain, shifted = (
+        streamed_error_bound(
+            query_a.double(), generated_pairs("advection_2d", 600, seed=1, batch_size=128, **kw),
+            model, lipschitz_true=ROLL, group=group, operator="advection",
+        )
+        for group in (None, SymmetryGroup((0, 1)))
+    )  # fmt: skip
+    assert shifted.label == plain.label == "certified"
+    assert not bool(shifted.violations(observed).any()) and not bool(
+        plain.violations(observed).any()
+    )
+    assert float(shifted.bound.median()) < float(plain.bound.median())
+
+
+def test_deeponet_calibration_at_scale_plain_only():
+    from liponet.certify import field_operator
+
+    torch.manual_seed(0)
+    model = LipDeepONet(n_sensors=32, domain=([0.0], [1.0]), n_basis=4, width=8, depth=1)
+    model = model.eval().double()
+    kw = {"nx": 32, "nt": 2, "beta": 0.25, "t_final": 1.0}
+    query_a, query_u = next(generated_pairs("advection", 40, seed=0, **kw))
+    with torch.no_grad():
+        observed = (field_operator(model)(query_a) - query_u).pow(2).mean((1, 2)).sqrt()
+    b = streamed_error_bound(
+        query_a, generated_pairs("advection", 2000, seed=1, batch_size=500, **kw), model,
+        lipschitz_true=ROLL,
+    )  # fmt: skip
+    assert b.label == "certified" and not bool(b.violations(observed).any())
+    with pytest.raises(SymmetryPremiseError, match="DeepONets read fixed sensors"):
+        streamed_error_bound(
+            query_a, generated_pairs("advection", 10, **kw), model,
+            lipschitz_true=ROLL, group=SHIFT1, operator="advection",
+        )  # fmt: skip

@@ -1,3 +1,5 @@
+import math
+
 import pytest
 import torch
 
@@ -31,36 +33,55 @@ def checkpoint(tmp_path, name, kwargs):
 def test_certify_prints_table_summary_and_plot(tmp_path, capsys, advection_file, name, kwargs):
     ckpt = checkpoint(tmp_path, name, kwargs)
     plot = tmp_path / "bound.png"
-    code = main(["certify", str(ckpt), str(advection_file), "--pde", "advection",
+    code = main(["certify", str(ckpt), str(advection_file),
                  "--plot", str(plot), "--rows", "3"])  # fmt: skip
     out = capsys.readouterr().out
     assert code == 0, out
+    # the file's discretization (exact samples, 8 whole cells) gives a certified L_G
+    assert "L_G = 1 (certified: exact samples shifted by 8 whole cells" in out
     assert "plain bound (certified, function norm): coverage 1.0000 (0 violations)" in out
     assert "conformal-0.1 bound (statistical" in out and "error-lipschitz bound (estimated" in out
-    assert out.count(" yes ") == 3 and "more (--rows 0 for all)" in out
-    assert plot.stat().st_size > 0
+    assert "[calib: first half of the test split" in out and "second half of the test split" in out
+    assert "premise: model:" in out and "eval-mode weights" in out
+    assert out.count(" yes ") == 2 and plot.stat().st_size > 0
 
 
-def test_certify_without_theory_labels_the_bound_estimated(tmp_path, capsys, advection_file):
+def test_certify_continuous_theorem_is_not_a_certificate_for_grid_data(
+    tmp_path, capsys, advection_file
+):
     ckpt = checkpoint(tmp_path, "LipFNO", FNO_KWARGS)
-    code = main(["certify", str(ckpt), str(advection_file), "--plot", "", "--norm", "sup"])
+    code = main(["certify", str(ckpt), str(advection_file), "--pde", "advection", "--plot", ""])
+    out = capsys.readouterr().out
+    assert code == 0
+    assert "plain bound (estimated" in out and "theorem about the continuous operator" in out
+
+
+def test_certify_without_theory_labels_the_bound_estimated(tmp_path, capsys):
+    # a shift by 0.4 of a cell: the samples' map is no isometry, no theorem covers it
+    fractional = generate(
+        "advection", tmp_path / "frac.hdf5", n_samples=40, nx=32, nt=3, beta=0.025, t_final=1.0
+    )
+    ckpt = checkpoint(tmp_path, "LipFNO", FNO_KWARGS)
+    code = main(["certify", str(ckpt), str(fractional), "--plot", "", "--norm", "sup"])
     out = capsys.readouterr().out
     assert code == 0
     assert "pointwise bound (estimated, sup norm)" in out
     assert "L_G" in out and "estimate: max ratio" in out
+    assert "no certified L_G for this data: exact solution sampled at cell centres" in out
 
 
 def test_certify_reports_violations_of_a_wrong_certified_constant(
     tmp_path, capsys, advection_file, monkeypatch
 ):
-    from liponet.certify import LipschitzConstant, operator
+    import liponet.certify
+    from liponet.certify import LipschitzConstant
 
-    def wrong(norm, out, **params):
-        return LipschitzConstant(0.0, "certified", norm, out, "a wrong theorem, on purpose")
+    def wrong(attrs, *, frames, spatial_stride, norm):
+        return LipschitzConstant(0.0, "certified", norm, norm, "a wrong theorem, on purpose"), ""
 
-    monkeypatch.setitem(operator._TRUE_CONSTANTS, "wrong", wrong)
+    monkeypatch.setattr(liponet.certify, "generator_lipschitz", wrong)
     ckpt = checkpoint(tmp_path, "LipFNO", dict(FNO_KWARGS, k=0.01))  # Ĝ ~ constant
-    code = main(["certify", str(ckpt), str(advection_file), "--pde", "wrong", "--plot", ""])
+    code = main(["certify", str(ckpt), str(advection_file), "--plot", ""])
     out = capsys.readouterr().out
     assert code == 1
     assert "certified bounds violated" in out and " NO " in out
@@ -91,10 +112,10 @@ def test_certify_reads_queries_from_another_file(tmp_path, capsys, advection_fil
     )  # fmt: skip
     ckpt = checkpoint(tmp_path, "LipFNO", FNO_KWARGS)
     argv = ["certify", str(ckpt), str(advection_file), "--query", str(other),
-            "--query-split", "train", "--pde", "advection", "--plot", ""]  # fmt: skip
+            "--query-split", "train", "--plot", ""]  # fmt: skip
     assert main(argv) == 0
     out = capsys.readouterr().out
-    assert f"from {other} [train]" in out and "coverage 1.0000" in out
+    assert f"from {other} [train split]" in out and "coverage 1.0000" in out
 
 
 def test_certify_refuses_grid_points_outside_the_deeponet_domain(tmp_path, capsys, advection_file):
@@ -102,3 +123,119 @@ def test_certify_refuses_grid_points_outside_the_deeponet_domain(tmp_path, capsy
     ckpt = checkpoint(tmp_path, "LipDeepONet", kwargs)
     assert main(["certify", str(ckpt), str(advection_file), "--plot", ""]) == 2
     assert "outside the model's certified coordinate domain" in capsys.readouterr().err
+
+
+GRID_FREE = dict(FNO_KWARGS, grid=False)
+CALIB = ["--calib-family", "advection", "--calib-samples", "3000", "--calib-param", "beta=0.25",
+         "--calib-param", "t_final=1.0"]  # fmt: skip
+
+
+def test_certify_shift_reduced_bound_on_the_data_calibration_set(tmp_path, capsys, advection_file):
+    ckpt = checkpoint(tmp_path, "LipFNO", GRID_FREE)
+    argv = ["certify", str(ckpt), str(advection_file), "--plot", "",
+            "--symmetry", "shifts"]  # fmt: skip
+    assert main(argv) == 0
+    out = capsys.readouterr().out
+    assert "shift-reduced bound (certified, function norm): coverage 1.0000 (0 violations)" in out
+
+
+def test_certify_with_a_generated_calibration_set_and_shifts(tmp_path, capsys, advection_file):
+    ckpt = checkpoint(tmp_path, "LipFNO", GRID_FREE)
+    argv = ["certify", str(ckpt), str(advection_file), "--plot", "",
+            "--symmetry", "shifts", *CALIB]  # fmt: skip
+    assert main(argv) == 0
+    out = capsys.readouterr().out
+    assert "3,000 pairs generated (advection, seed 1)" in out
+    assert "architecture verified" in out and "translations commute" in out
+    medians = {}
+    for name in ("plain", "shift-reduced"):
+        line = next(x for x in out.splitlines() if x.startswith(f"{name} [3,000 pairs] bound"))
+        assert "(certified, function norm): coverage 1.0000 (0 violations)" in line
+        medians[name] = float(line.split("bound median ")[1])
+    assert medians["shift-reduced"] < medians["plain"]
+
+
+def test_certify_deeponet_reads_a_calibration_set_from_files(tmp_path, capsys, advection_file):
+    ckpt = checkpoint(tmp_path, "LipDeepONet", DEEPONET_KWARGS)
+    more = generate("advection", tmp_path / "more.hdf5", n_samples=60, nx=32, nt=3, beta=0.25,
+                    t_final=1.0, seed=3)  # fmt: skip
+    argv = ["certify", str(ckpt), str(advection_file), "--plot", "",
+            "--calib-files", str(advection_file), str(more)]  # fmt: skip
+    assert main(argv) == 0
+    out = capsys.readouterr().out
+    line = next(x for x in out.splitlines() if x.startswith("plain [") and "bound (" in x)
+    assert "(certified, function norm): coverage 1.0000" in line
+
+
+@pytest.mark.parametrize(
+    ("name", "kwargs", "extra", "message"),
+    [
+        ("LipFNO", FNO_KWARGS, [], "appends coordinate channels (grid=True)"),
+        ("LipDeepONet", DEEPONET_KWARGS, [], "not a part whose equivariance"),
+        ("LipFNO", GRID_FREE, ["--symmetry", "shifts+reflection"], "the point reflection"),
+        ("LipFNO", GRID_FREE, ["--norm", "sup"], "need --norm function"),
+    ],
+)
+def test_certify_refuses_unverified_symmetries(
+    tmp_path, capsys, advection_file, name, kwargs, extra, message
+):
+    ckpt = checkpoint(tmp_path, name, kwargs)
+    argv = ["certify", str(ckpt), str(advection_file), "--plot", ""]
+    flags = extra if "--symmetry" in extra else ["--symmetry", "shifts", *extra]
+    assert main([*argv, *flags]) == 2
+    err = capsys.readouterr().err
+    assert message in err and err.count("\n") == 1
+
+
+def _trained(tmp_path, family, **params):
+    from liponet.train import Trainer, build_dataset, config_from_dict
+
+    data = generate(family, tmp_path / f"{family}.h5", n_samples=600, nx=32, nt=6, seed=3,
+                    t_final=1.0, **params)  # fmt: skip
+    kwargs = {"in_channels": 1, "out_channels": 1, "modes": [8], "width": 8, "depth": 2}
+    config = config_from_dict(
+        {
+            "model": {"name": "LipFNO", "kwargs": kwargs},
+            "data": {"name": "pdebench", "path": str(data), "kwargs": {"task": "step"}},
+            "epochs": 3,
+            "batch_size": 32,
+            "lr": 3e-3,
+            "seed": 0,
+            "device": "cpu",
+            "out_dir": str(tmp_path / family),
+            "monitor": "val_nrmse",
+        }
+    )
+    bundle = build_dataset(config.data, config.seed)
+    Trainer(config, bundle.train, bundle.val, progress=False).fit()
+    return tmp_path / family / "best.pt", data
+
+
+def test_default_flags_calibrate_on_held_out_data_and_conformal_covers(tmp_path, capsys):
+    # issue 12, item 7: calibration on training data broke the conformal guarantee; the default
+    # now calibrates on held-out data (first half of the test split) and the queries (second
+    # half) are covered at 1 - alpha up to binomial noise, pooled over two families
+    import re
+
+    covered = queries = 0
+    for family, params in (("advection", {"beta": 0.1}), ("diffusion_reaction_1d", {})):
+        ckpt, data = _trained(tmp_path, family, **params)
+        assert main(["certify", str(ckpt), str(data), "--plot", ""]) in (0, 1)
+        out = capsys.readouterr().out
+        assert "[calib: first half of the test split: held out from training" in out
+        line = re.search(r"conformal-0.1 bound \((\w+), function norm\): coverage ([\d.]+)", out)
+        assert line is not None and line.group(1) == "statistical"
+        n = int(re.search(r"queries: (\d+) from .* \[second half of the test split\]", out)[1])
+        covered += round(float(line.group(2)) * n)
+        queries += n
+        # the old default: calibrated on the training split, the bound is not statistical
+        assert main(["certify", str(ckpt), str(data), "--plot", "", "--calib-split", "train"]) in (
+            0,
+            1,
+        )
+        old = capsys.readouterr().out
+        assert "conformal-0.1 bound (estimated" in old and "TRAINING split" in old
+        assert "not declared held out" in old
+    sigma = math.sqrt(0.1 * 0.9 / queries)
+    assert queries == 60
+    assert 0.9 - 3 * sigma <= covered / queries

@@ -15,14 +15,15 @@ def test_regress_quick_runs_end_to_end(tmp_path, capsys):
     assert png.stat().st_size > 1000
     with table.open() as handle:
         rows = list(csv.DictReader(handle))
-    assert len(rows) == 7
+    assert len(rows) == 8
     for row in rows:
         for method in ("global", "cell", "envelope"):
             assert int(row[f"violations_{method}"]) == 0, row
             assert float(row["max_error"]) <= float(row[f"bound_{method}"])
         assert float(row["floor"]) <= float(row["bound_envelope"])
         assert row["label"] == "certified"
-    assert {row["variant"].split(" (")[0] for row in rows} >= {"LipMLP a", "LipMLP b", "MLP"}
+    names = {row["variant"].split(" (")[0] for row in rows}
+    assert names >= {"LipMLP a", "LipMLP b", "LipMLP e", "MLP"}
 
 
 @pytest.mark.parametrize(

@@ -182,10 +182,21 @@ def test_generation_is_atomic(tmp_path):
 
 def test_attributes_follow_pdebench_names(tmp_path):
     expect = {"advection": {"beta"}, "burgers": {"Nu"}, "diffusion_reaction_1d": {"Nu", "rho"}}
+    # and the discretization the stored map realises, for liponet.certify.generator_lipschitz
+    ours = {"discretization", "nx", "dt"}
+    discretization = {
+        "advection": "exact-samples",
+        "burgers": "finite-volume-muscl-rusanov",
+        "diffusion_reaction_1d": "strang-logistic-ftcs",
+    }
     for family, attrs in expect.items():
         path = generate(family, tmp_path / f"{family}.h5", n_samples=2, nx=8, nt=3)
         with h5py.File(path) as f:
-            assert set(f.attrs) == attrs
+            extra = {"diffusion_number"} if family == "diffusion_reaction_1d" else set()
+            assert set(f.attrs) == attrs | ours | extra
+            assert f.attrs["discretization"] == discretization[family]
+            dt = float(f["t-coordinate"][1])
+            assert int(f.attrs["nx"]) == 8 and float(f.attrs["dt"]) == pytest.approx(dt)
             assert set(f) == {"tensor", "x-coordinate", "t-coordinate"}
 
 

@@ -1,5 +1,7 @@
 """The Well's layout: files written here with plain h5py, read by WellDataset / WellStream."""
 
+import csv
+
 import h5py
 import numpy as np
 import pytest
@@ -371,3 +373,35 @@ def test_generate_command_writes_a_well_folder(tmp_path, capsys):
     assert "n_samples must be >= 3" in capsys.readouterr().err and not bad.exists()
     assert main([*args[:2], str(bad), *args[3:], "--param", "dims=4"]) == 2
     assert "dims must be 1, 2 or 3" in capsys.readouterr().err and not bad.exists()
+
+
+def test_bench_task_on_well_data(tmp_path):
+    from liponet.cli import main
+
+    out = tmp_path / "out"
+    args = ["bench", "--preset", "tiny", "--tasks", "well_advection_2d", "--models", "FNO"]
+    assert main([*args, "LipFNO", "--out", str(out), "--quiet"]) == 0
+    with (out / "bench_tiny.csv").open() as fh:
+        rows = list(csv.DictReader(fh))
+    assert [r["model"] for r in rows] == ["FNO", "LipFNO"]
+    assert all(r["task"] == "well_advection_2d" and r["status"] == "ok" for r in rows)
+    assert float(rows[1]["lipschitz_certified"]) <= 1 + 1e-6
+    assert all(0 < float(r["nrmse"]) < 10 for r in rows)
+
+
+def test_liponet_train_on_a_well_folder(tmp_path, capsys):
+    from liponet.cli import main
+    from liponet.train import load_model
+
+    root = generate_well(tmp_path / "adv", n_samples=20, nx=8, nt=4, dims=1)
+    args = ["train", "--model", "LipFNO", "--data", "well", "--data-path", str(root)]
+    options = [
+        "--set", "epochs=1", "--set", "batch_size=8", "--set", f"out_dir={tmp_path / 'run'}",
+        "--set", "model.kwargs.in_channels=3", "--set", "model.kwargs.out_channels=1",
+        "--set", "model.kwargs.modes=[3]", "--set", "model.kwargs.width=4",
+        "--set", "model.kwargs.depth=1", "--no-progress", "--device", "cpu",
+    ]  # fmt: skip
+    assert main([*args, *options]) == 0
+    assert "L_certified" in capsys.readouterr().out
+    model, ckpt = load_model(tmp_path / "run" / "best.pt")
+    assert ckpt.config["data"]["name"] == "well" and model.lipschitz_bound() <= 1 + 1e-5

@@ -251,6 +251,28 @@ def test_periodic_embedding_constant_is_exact(coord_dim):
     assert PeriodicEmbedding(0, 1.0, coord_dim).lipschitz_bound() == 1.0
 
 
+@pytest.mark.parametrize("scale", [0.5, 3.0, 40.0])
+def test_periodic_embedding_scaled_coordinates(scale):
+    # Constant max(Omega, scale), exact at every point; the image box/ball holds the embedding.
+    emb = PeriodicEmbedding(2, period=1.0, coord_dim=3, scale=scale).double()
+    omega = PeriodicEmbedding(2, period=1.0, coord_dim=1).lipschitz_bound()
+    assert emb.lipschitz_bound() == pytest.approx(max(omega, scale), rel=1e-9)
+    y = torch.rand(6, 3, dtype=torch.float64) * torch.tensor([1.0, 2.0, 0.5], dtype=torch.float64)
+    local = jacobian_lipschitz(emb, y)
+    torch.testing.assert_close(local, torch.full_like(local, emb.lipschitz_bound()), rtol=1e-9,
+                               atol=0.0)  # fmt: skip
+    torch.testing.assert_close(emb(y)[:, -2:], y[:, 1:] * scale)
+    lo = torch.tensor([0.0, 0.0, 0.0], dtype=torch.float64)
+    hi = torch.tensor([1.0, 2.0, 0.5], dtype=torch.float64)
+    box, centre, radius = emb.image(lo, hi)
+    z = emb(y)
+    lo_box, hi_box = (torch.tensor(b, dtype=torch.float64) for b in box)
+    assert bool((z >= lo_box - 1e-12).all() and (z <= hi_box + 1e-12).all())
+    assert float(torch.linalg.vector_norm(z - centre, dim=1).max()) <= radius * (1 + 1e-12)
+    with pytest.raises(ValueError, match="scale must be"):
+        PeriodicEmbedding(2, 1.0, 2, scale=0.0)
+
+
 @pytest.mark.parametrize("case", ["e_harmonics", "xt_harmonics_auxiliary", "c_vector"])
 def test_basis_sup_bound_holds_on_dense_domain(case):
     domain, cin, cout, kwargs = CASES[case]

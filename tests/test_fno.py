@@ -6,7 +6,7 @@ import pytest
 import torch
 from certcheck import check_all, check_attack, check_jacobian, perturb
 
-from liponet.certify import rollout_error_bound
+from liponet.certify import ErrorBound, rollout_error_bound
 from liponet.functional import batched_norm
 from liponet.layers import LipSpectralConv
 from liponet.models import (
@@ -179,7 +179,12 @@ def test_rollout_and_error_bound():
             float(batched_norm(pred[:, t] - true_frames[:, t], "function").max())
             for t in range(steps)
         ]
-    bound = rollout_error_bound(defects, model, window=2)
+    assert rollout_error_bound(defects, model, window=2).label == "estimated"  # bare numbers
+    measured = ErrorBound(
+        torch.tensor([defects], dtype=torch.float64), "certified", "measured defects",
+        "function", premises=("exact one-step defects on the true trajectory, float64",),
+    )  # fmt: skip
+    bound = rollout_error_bound(measured, model, window=2)
     assert bound.label == "certified" and bound.bound.shape == (1, steps)
     assert pred.shape == (4, steps, 1, 16)
     assert min(errors) > 0

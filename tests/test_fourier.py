@@ -4,6 +4,7 @@ import pytest
 import torch
 from certcheck import check_all, check_attack, check_jacobian
 
+from liponet.functional import spectral_norm_exact
 from liponet.layers import (
     NORMALIZATIONS,
     FourierBlock,
@@ -12,8 +13,9 @@ from liponet.layers import (
     MaxMin,
     PaddedDomain,
     SpectralMultiplier,
+    fourier,
 )
-from liponet.layers.fourier import kept_mode_shape, spectral_apply
+from liponet.layers.fourier import SCALAR_NORMALIZATIONS, kept_mode_shape, spectral_apply
 
 # (modes, grid with some modes unkept, smallest grid allowed (every mode kept))
 SHAPES = {
@@ -288,3 +290,26 @@ def test_lipfno_trains_under_cpu_bf16_autocast():
     loss.backward()
     for param in model.parameters():
         assert param.grad is not None and bool(torch.isfinite(param.grad).all())
+
+
+@pytest.mark.parametrize("normalization", sorted(SCALAR_NORMALIZATIONS))
+@pytest.mark.parametrize("modes", [(9,), (5, 4)])
+def test_one_svd_certificate_bounds_the_exact_multiplier_norms(normalization, modes, monkeypatch):
+    calls = []
+
+    def counted(w: torch.Tensor) -> torch.Tensor:
+        calls.append(w.shape)
+        return spectral_norm_exact(w)
+
+    monkeypatch.setattr(fourier, "spectral_norm_exact", counted)
+    torch.manual_seed(3)
+    conv = LipSpectralConv(24, 24, modes, skip=True, normalization=normalization)
+    with torch.no_grad():
+        conv.weight.normal_(0.0, 0.3)
+    conv.eval()
+    bound = conv.lipschitz_bound()
+    assert len(calls) == 1  # one batched SVD per layer: the certificate reused its norms
+    mk, w = conv.multipliers()
+    exact = max(float(spectral_norm_exact(mk).max()), float(spectral_norm_exact(w)))
+    assert bound >= exact
+    assert bound == pytest.approx(exact, rel=1e-6)

@@ -4,6 +4,8 @@ import torch
 from liponet.functional import (
     batched_norm,
     bjorck,
+    perturbed_norm_upper,
+    polar_factor,
     power_iteration,
     spectral_norm_exact,
     spectral_norm_upper,
@@ -70,3 +72,26 @@ def test_batched_norm_conventions():
         batched_norm(u, "sup")
     with pytest.raises(ValueError, match="fields"):
         batched_norm(torch.ones(2, 3), "function")
+
+
+@pytest.mark.parametrize("shape", [(3, 4, 4), (2, 5, 3), (2, 3, 5)])
+@pytest.mark.parametrize("dtype", [torch.float64, torch.complex128])
+def test_polar_factor_is_the_converged_bjorck_with_an_exact_gradient(shape, dtype):
+    torch.manual_seed(0)
+    w = torch.randn(*shape, dtype=dtype)
+    q = polar_factor(w)
+    scaled = w / spectral_norm_exact(w)[:, None, None]
+    torch.testing.assert_close(q, bjorck(scaled, n_iter=200), rtol=1e-8, atol=1e-8)
+    assert torch.autograd.gradcheck(polar_factor, (w.clone().requires_grad_(),))
+
+
+def test_perturbed_norm_upper_bounds_the_rounded_matrix():
+    torch.manual_seed(0)
+    b = torch.randn(50, 16, 16, dtype=torch.complex128)
+    a = b.to(torch.complex64).to(torch.complex128)  # b rounded to float32, as stored weights
+    upper = perturbed_norm_upper(a, b, spectral_norm_upper(b))
+    exact = spectral_norm_exact(a)
+    assert bool((upper >= exact).all())
+    assert float(((upper - exact) / exact).max()) < 1e-6  # exact enough: float32 rounding only
+    with pytest.raises(ValueError, match="one shape"):
+        perturbed_norm_upper(a, b[:, :3], exact)

@@ -144,3 +144,14 @@ def test_odd_leading_sizes_break_neuraloperators_translation_equivariance():
     even = torch.randn(2, 2, 14, 10, generator=torch.Generator().manual_seed(3))
     with torch.no_grad():
         torch.testing.assert_close(twin(even), theirs(even), rtol=0, atol=1e-5)
+
+
+def test_neuraloperator_is_imported_lazily():
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, liponet, liponet.interop, liponet.models, liponet.data; "
+        "assert 'neuralop' not in sys.modules, 'imported at import time'"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)

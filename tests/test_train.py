@@ -103,7 +103,7 @@ def test_cli_errors_exit_2_with_one_line(tmp_path, capsys):
         (
             ["train", "--data", "nope"],
             "data.name: unknown value 'nope'; valid: pdebench, pdebench-stream, toy-reaction, "
-            "toy-shift",
+            "toy-shift, well",
         ),
         (["train", "--set", "batch_size=0"], "batch_size: must be >= 1"),
         (["train", "--config", str(bad)], "bad.toml"),

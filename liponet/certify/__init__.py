@@ -1,6 +1,14 @@
 """Certified error bounds (function approximation, operators) and empirical estimates."""
 
 from . import reference as reference
+from .calibration import StreamedErrorBound as StreamedErrorBound
+from .calibration import file_pairs as file_pairs
+from .calibration import generated_pairs as generated_pairs
+from .calibration import streamed_error_bound as streamed_error_bound
+from .discrete import float32_storage_noise as float32_storage_noise
+from .discrete import generator_lipschitz as generator_lipschitz
+from .discrete import grid_lipschitz as grid_lipschitz
+from .discrete import multiplier_lipschitz as multiplier_lipschitz
 from .empirical import estimate_lipschitz as estimate_lipschitz
 from .empirical import jacobian_lipschitz as jacobian_lipschitz
 from .empirical import pair_ratios as pair_ratios
@@ -32,13 +40,26 @@ from .operator import robustness_bound as robustness_bound
 from .operator import rollout_error_bound as rollout_error_bound
 from .operator import sup_output_constant as sup_output_constant
 from .operator import true_lipschitz as true_lipschitz
+from .premises import ANY_GRID as ANY_GRID
+from .premises import CONTINUOUS as CONTINUOUS
+from .premises import PremiseError as PremiseError
+from .premises import Premises as Premises
+from .premises import weights_fingerprint as weights_fingerprint
+from .symmetry import SymmetricErrorBound as SymmetricErrorBound
+from .symmetry import SymmetryGroup as SymmetryGroup
+from .symmetry import SymmetryPremiseError as SymmetryPremiseError
+from .symmetry import check_model_symmetry as check_model_symmetry
+from .symmetry import operator_symmetry as operator_symmetry
+from .symmetry import symmetric_error_bound as symmetric_error_bound
 from .tighter import conformal_error_bound as conformal_error_bound
 from .tighter import error_lipschitz_bound as error_lipschitz_bound
 from .tighter import estimate_error_lipschitz as estimate_error_lipschitz
 from .tighter import residual_error_bound as residual_error_bound
 
 __all__ = [
+    "ANY_GRID",
     "BOUND_METHODS",
+    "CONTINUOUS",
     "LABELS",
     "Certificate",
     "CoverageReport",
@@ -46,12 +67,19 @@ __all__ = [
     "GridInterpolant",
     "LipschitzConstant",
     "MaxErrorBound",
+    "PremiseError",
+    "Premises",
+    "StreamedErrorBound",
+    "SymmetricErrorBound",
+    "SymmetryGroup",
+    "SymmetryPremiseError",
     "TargetLipschitzEstimate",
     "as_constant",
     "available_true_operators",
     "calibration_sweep",
     "certified_radius",
     "certify_rollout",
+    "check_model_symmetry",
     "conformal_error_bound",
     "coverage_report",
     "error_lipschitz_bound",
@@ -61,17 +89,27 @@ __all__ = [
     "estimate_true_lipschitz",
     "field_norm",
     "field_operator",
+    "file_pairs",
+    "float32_storage_noise",
+    "generated_pairs",
+    "generator_lipschitz",
+    "grid_lipschitz",
     "jacobian_lipschitz",
     "max_error_bound",
     "model_constant",
+    "multiplier_lipschitz",
     "observed_errors",
     "operator_error_bound",
+    "operator_symmetry",
     "pair_ratios",
     "reference",
     "register_true_constant",
     "residual_error_bound",
     "robustness_bound",
     "rollout_error_bound",
+    "streamed_error_bound",
     "sup_output_constant",
+    "symmetric_error_bound",
     "true_lipschitz",
+    "weights_fingerprint",
 ]

@@ -26,7 +26,7 @@ a valid bound: an approximate search can only make the bound looser, never wrong
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -36,8 +36,11 @@ import torch
 from torch import Tensor, nn
 
 from ..layers import CertifiedModule
+from .discrete import float32_storage_noise
+from .harness import field_operator
 from .norms import field_norm
-from .operator import ConstantLike, as_constant, weakest_label
+from .operator import ConstantLike, as_constant, check_constant_premises, weakest_label
+from .premises import check_inputs
 from .symmetry import OrbitSearch, SymmetricErrorBound, SymmetryGroup, verify_premises
 
 __all__ = [
@@ -45,6 +48,7 @@ __all__ = [
     "file_pairs",
     "generated_pairs",
     "streamed_error_bound",
+    "streamed_error_bounds",
 ]
 
 #: Calibration pairs per chunk of a generated or stored calibration set.
@@ -171,6 +175,15 @@ def file_pairs(
 
     Every file is read through :class:`liponet.data.PDEBenchDataset` (``task="step"``), so any
     layout it knows works; files are opened one after the other and only one chunk is held.
+
+    Examples
+    --------
+    >>> import tempfile, pathlib
+    >>> from liponet.data import generate
+    >>> path = generate("advection", pathlib.Path(tempfile.mkdtemp()) / "a.hdf5",
+    ...                 n_samples=30, nx=16, nt=3)
+    >>> [x.shape[0] for x, _ in file_pairs([path], chunk=10)]
+    [10, 10, 5]
     """
     from ..data import PDEBenchDataset
 
@@ -208,6 +221,14 @@ class StreamedErrorBound(SymmetricErrorBound):
     unproven
         Queries for which the approximate search (``exact=False``) left pairs unsearched that
         might have given a smaller bound (their bound is still valid).
+
+    Examples
+    --------
+    >>> import torch
+    >>> b = StreamedErrorBound(torch.tensor([0.3]), "certified", "plain", "function",
+    ...                        n_calib=10**5, n_evaluated=2000)
+    >>> f"model ran on {b.n_evaluated / b.n_calib:.0%} of the pairs"
+    'model ran on 2% of the pairs'
     """
 
     n_calib: int = 0
@@ -216,12 +237,14 @@ class StreamedErrorBound(SymmetricErrorBound):
     unproven: int = 0
 
 
-def _evaluate(model: nn.Module, inputs: Tensor, batch: int) -> Tensor:
+def _evaluate(
+    apply: Callable[[Tensor], Tensor], model: nn.Module, inputs: Tensor, batch: int
+) -> Tensor:
     param = next(model.parameters(), None)
     dtype = param.dtype if param is not None else torch.float64
     device = param.device if param is not None else inputs.device
     with torch.no_grad():
-        out = [model(x.to(device=device, dtype=dtype)) for x in inputs.split(batch)]
+        out = [apply(x.to(device=device, dtype=dtype)) for x in inputs.split(batch)]
     return torch.cat(out).to(torch.float64)
 
 
@@ -236,7 +259,9 @@ def streamed_error_bound(
     operator_params: dict[str, float] | None = None,
     exact: bool = True,
     candidates: int = 16,
-    eval_batch: int = 1024,
+    eval_batch: int = 256,
+    data_discretization: str | None = None,
+    float32_storage: bool = False,
 ) -> StreamedErrorBound:
     """The operator certificate against a stream of calibration pairs (plain or over orbits).
 
@@ -263,6 +288,12 @@ def streamed_error_bound(
         ``candidates`` per query and chunk.
     eval_batch
         Model evaluation batch.
+    data_discretization
+        The pairs' discretization, matched against ``L_G``'s; every constant's premises are
+        checked (queries up front, each chunk's inputs as it arrives), as in
+        :func:`~liponet.certify.operator_error_bound`.
+    float32_storage
+        See :func:`streamed_error_bounds`.
 
     Returns
     -------
@@ -273,35 +304,89 @@ def streamed_error_bound(
     --------
     >>> import torch
     >>> from liponet.models import LipFNO
-    >>> from liponet.certify import true_lipschitz
+    >>> from liponet.certify import grid_lipschitz
     >>> model = LipFNO(1, 1, modes=(4,), width=4, depth=1, grid=False).eval().double()
     >>> x, _ = next(generated_pairs("advection", 3, nx=16, nt=2, seed=0, t_final=1.25))
+    >>> shift = grid_lipschitz("advection", 16, shift=0.125)  # 2 whole cells: a permutation
     >>> b = streamed_error_bound(x.double(),
     ...     generated_pairs("advection", 500, nx=16, nt=2, t_final=1.25, batch_size=100),
-    ...     model, lipschitz_true=true_lipschitz("advection"), group=SymmetryGroup((0,)),
-    ...     operator="advection")
+    ...     model, lipschitz_true=shift, group=SymmetryGroup((0,)), operator="advection")
     >>> b.label, b.n_calib, b.name
     ('certified', 500, 'shift-reduced')
     """
-    group = group if group is not None else SymmetryGroup(())
-    if group.shift_axes:
-        label_sym, premises = verify_premises(model, group, operator, **(operator_params or {}))
-    else:
-        label_sym, premises = "certified", {}
+    return streamed_error_bounds(
+        query_inputs,
+        pairs,
+        model,
+        lipschitz_true=lipschitz_true,
+        groups=[group],
+        operator=operator,
+        operator_params=operator_params,
+        exact=exact,
+        candidates=candidates,
+        eval_batch=eval_batch,
+        data_discretization=data_discretization,
+        float32_storage=float32_storage,
+    )[0]
+
+
+def streamed_error_bounds(
+    query_inputs: Tensor,
+    pairs: Iterable[tuple[Tensor, Tensor]],
+    model: CertifiedModule,
+    *,
+    lipschitz_true: ConstantLike,
+    groups: Sequence[SymmetryGroup | None],
+    operator: str | None = None,
+    operator_params: dict[str, float] | None = None,
+    exact: bool = True,
+    candidates: int = 16,
+    eval_batch: int = 256,
+    apply: Callable[[Tensor], Tensor] | None = None,
+    data_discretization: str | None = None,
+    float32_storage: bool = False,
+) -> list[StreamedErrorBound]:
+    """:func:`streamed_error_bound` for several groups in one pass over the pairs.
+
+    The pairs are generated or read once and the model is evaluated once on every input that
+    may improve some group's bound (``None`` in ``groups``: the plain bound). ``apply`` is the
+    map evaluated on calibration fields (default: the exported model; a DeepONet through
+    :func:`~liponet.certify.field_operator`, at the cell centres). ``float32_storage``: the
+    pairs and queries are float32-stored samples of an exactly proved discrete map; the bound
+    then adds ``L_G eps`` with :func:`~liponet.certify.float32_storage_noise` of the largest
+    magnitude seen (queries and every chunk).
+    """
+    if not groups:
+        raise ValueError("groups must name at least one group (None: the plain bound)")
     if not isinstance(model, CertifiedModule):
         raise TypeError(f"model must be a CertifiedModule, got {type(model).__name__}")
+    chosen = [g if g is not None else SymmetryGroup(()) for g in groups]
+    checked = []
+    for group in chosen:
+        if group.shift_axes:
+            checked.append(verify_premises(model, group, operator, **(operator_params or {})))
+        else:
+            checked.append(("certified", {}))
     l_model = as_constant(model)
     l_true = as_constant(lipschitz_true)
+    constants, lines, notes = check_constant_premises(
+        {"model": l_model, "true": l_true}, {"query": query_inputs}, data_discretization
+    )
+    l_model, l_true = constants["model"], constants["true"]
     for c in (l_model, l_true):
         if c.input_norm != "function" or c.output_norm not in ("function", "sup"):
             raise ValueError(
                 f"streamed bounds are in the function norm; got a constant from "
                 f"{c.input_norm!r} to {c.output_norm!r}"
             )
-    runner: nn.Module = model.export() if hasattr(model, "export") else model
-    search = OrbitSearch(query_inputs, group, l_model.value + l_true.value, exact, candidates)
+    if apply is None:
+        apply = field_operator(model) if hasattr(model, "branch_coefficients") else model.export()
+    slope = l_model.value + l_true.value
+    searches = [OrbitSearch(query_inputs, g, slope, exact, candidates) for g in chosen]
     n_calib = n_evaluated = 0
+    largest = float(query_inputs.abs().max()) if query_inputs.numel() else 0.0
     for inputs, targets in pairs:
+        largest = max(largest, float(inputs.abs().max()), float(targets.abs().max()))
         if inputs.shape[0] != targets.shape[0]:
             raise ValueError(
                 f"a calibration chunk has {inputs.shape[0]} inputs and {targets.shape[0]} targets"
@@ -311,33 +396,46 @@ def streamed_error_bound(
                 f"calibration inputs {tuple(inputs.shape[1:])} do not match the queries "
                 f"{tuple(query_inputs.shape[1:])}"
             )
-        keep = search.useful(inputs) if bool(torch.isfinite(search.bound).all()) else None
-        idx = (
-            torch.arange(inputs.shape[0]) if keep is None else torch.nonzero(keep.cpu()).reshape(-1)
-        )
+        for role, c in constants.items():
+            check_inputs(c.premises, inputs, "calibration input", f"{role} constant")
+        keeps = [s.useful(inputs).cpu() for s in searches]
+        union = torch.stack(keeps).any(0)
+        idx = torch.nonzero(union).reshape(-1)
         if idx.numel():
             x = inputs[idx].to(torch.float64)
-            preds = _evaluate(runner, x, eval_batch)
+            preds = _evaluate(apply, model, x, eval_batch)
             if preds.shape != targets[idx].shape:
                 raise ValueError(
                     f"the model's outputs {tuple(preds.shape[1:])} do not match the "
                     f"calibration targets {tuple(targets.shape[1:])}"
                 )
             errors = field_norm(targets[idx].to(torch.float64) - preds.cpu(), "function")
-            search.update(x, errors, idx + n_calib)
+            for search, keep in zip(searches, keeps, strict=True):
+                mine = keep[idx]
+                search.update(x[mine], errors[mine], idx[mine] + n_calib)
         n_calib += inputs.shape[0]
         n_evaluated += int(idx.numel())
     if n_calib == 0:
         raise ValueError("the calibration set is empty")
-    base = search.result(
-        label=weakest_label(l_model.label, l_true.label, label_sym),
-        constants={"model": l_model, "true": l_true},
-        premises=premises,
-    )
-    return StreamedErrorBound(
-        **{f: getattr(base, f) for f in base.__dataclass_fields__},
-        n_calib=n_calib,
-        n_evaluated=n_evaluated,
-        searched_pairs=search.searched_pairs,
-        unproven=int(search.unproven.sum()),
-    )
+    noise = 0.0
+    if float32_storage and l_true.value > 0:
+        noise = float32_storage_noise(l_true.value, torch.tensor([largest]))
+    out = []
+    for search, (label_sym, premises) in zip(searches, checked, strict=True):
+        base = search.result(
+            label=weakest_label(l_model.label, l_true.label, label_sym),
+            constants={"model": l_model, "true": l_true},
+            premises=(*(f"{k}: {v}" for k, v in premises.items()), *lines),
+            notes=notes,
+        )
+        base.bound = base.bound + l_true.value * noise
+        out.append(
+            StreamedErrorBound(
+                **{f: getattr(base, f) for f in base.__dataclass_fields__},
+                n_calib=n_calib,
+                n_evaluated=n_evaluated,
+                searched_pairs=search.searched_pairs,
+                unproven=int(search.unproven.sum()),
+            )
+        )
+    return out

@@ -23,6 +23,12 @@ def pair_ratios(f: Fn, x: Tensor, y: Tensor, norm: str = "euclidean") -> Tensor:
     """``||f(x) - f(y)|| / ||x - y||`` for each pair of the batches, in liponet's norms.
 
     Pairs with ``x == y`` give 0.
+
+    Examples
+    --------
+    >>> import torch
+    >>> pair_ratios(lambda z: 3 * z, torch.zeros(2, 2), torch.ones(2, 2))
+    tensor([3., 3.])
     """
     num = batched_norm(f(x) - f(y), norm)
     den = batched_norm(x - y, norm)
@@ -49,6 +55,12 @@ def jacobian_lipschitz(f: Fn, x: Tensor, norm: str = "euclidean") -> Tensor:
     -------
     Tensor
         ``(batch,)`` float64: the local constants (lower bounds of the global constant).
+
+    Examples
+    --------
+    >>> import torch
+    >>> jacobian_lipschitz(lambda z: 3 * z, torch.randn(2, 2))
+    tensor([3., 3.], dtype=torch.float64)
     """
     values = []
     for xi in x:

@@ -47,6 +47,8 @@ from torch import Tensor, nn
 
 from ..layers import CertifiedModule
 from .interpolation import check_grid, check_values, corner_offsets, locate, multilinear_lipschitz
+from .operator import LipschitzConstant
+from .premises import check_eval_mode
 
 __all__ = [
     "BOUND_METHODS",
@@ -303,7 +305,7 @@ def max_error_bound(
     grid: Sequence[Tensor],
     values: Tensor,
     lipschitz_target: float | TargetLipschitzEstimate,
-    lipschitz_model: float | None = None,
+    lipschitz_model: float | LipschitzConstant | None = None,
     method: str = "envelope",
     subdivisions: int = 8,
     domain: tuple[Sequence[float], Sequence[float]] | None = None,
@@ -327,7 +329,9 @@ def max_error_bound(
         ``L_f`` (Euclidean norms): a float taken as a true bound, or a
         :class:`TargetLipschitzEstimate` (the result is then labelled as resting on an estimate).
     lipschitz_model
-        ``L_g``; by default ``model.lipschitz_bound()`` (required for other callables).
+        ``L_g``; by default ``model.lipschitz_bound()`` (required for other callables). A
+        :class:`~liponet.certify.LipschitzConstant` keeps its label; a bare number is an
+        unverified claim and labels the result ``"estimated"`` (``note`` says so).
     method
         ``"global"``, ``"cell"`` or ``"envelope"``.
     subdivisions
@@ -356,9 +360,13 @@ def max_error_bound(
     >>> import torch
     >>> x = torch.linspace(0, 1, 9)
     >>> g = lambda p: torch.sin(3 * p)
-    >>> res = max_error_bound(g, [x], torch.sin(3 * x), 3.0, lipschitz_model=3.0, method="cell")
+    >>> from liponet.certify import LipschitzConstant
+    >>> l_g = LipschitzConstant(3.0, "certified", "euclidean", "euclidean", "|d/dx sin 3x| <= 3")
+    >>> res = max_error_bound(g, [x], torch.sin(3 * x), 3.0, lipschitz_model=l_g, method="cell")
     >>> res.certified, round(res.bound, 4)  # (L_f + L_g) h / 2 where g = f at the nodes
     (True, 0.375)
+    >>> max_error_bound(g, [x], torch.sin(3 * x), 3.0, lipschitz_model=3.0).label  # bare number
+    'estimated'
     """
     if method not in BOUND_METHODS:
         raise ValueError(f"method must be one of {', '.join(BOUND_METHODS)}, got {method!r}")
@@ -371,17 +379,24 @@ def max_error_bound(
         _check_domain(domain, axes)
     is_estimate = isinstance(lipschitz_target, TargetLipschitzEstimate)
     l_f = _check_constant(float(lipschitz_target), "lipschitz_target")
-    if isinstance(model, nn.Module) and model.training:
-        raise ValueError(
-            "model is in training mode: certificates hold for the eval-mode function; call "
-            "model.eval() first"
-        )
+    if isinstance(model, nn.Module):
+        check_eval_mode(model)
+    model_note = ""
     if lipschitz_model is None:
         if not isinstance(model, CertifiedModule):
             raise ValueError(
                 "lipschitz_model is required when model has no certified lipschitz_bound()"
             )
         lipschitz_model = model.lipschitz_bound()
+    elif isinstance(lipschitz_model, LipschitzConstant):
+        if lipschitz_model.label != LABEL_CERTIFIED:
+            model_note = f"not certified: L_g is {lipschitz_model.label} ({lipschitz_model.source})"
+        lipschitz_model = lipschitz_model.value
+    else:
+        model_note = (
+            "not certified: L_g given as a bare number (pass the certified model, or "
+            "LipschitzConstant(value, 'certified', source=...))"
+        )
     l_g = _check_constant(lipschitz_model, "lipschitz_model")
     _model_domain_check(model, axes)
     g = _Model(model)
@@ -436,10 +451,12 @@ def max_error_bound(
         per_cell = torch.full(cell_shape, float(node_err.max()) + lip * fill, dtype=torch.float64)
     else:
         per_cell = torch.cat(bounds).reshape(cell_shape)
+    note = ""
     if not consistent:
         label = LABEL_VOID
-    elif is_estimate:
+    elif is_estimate or model_note:
         label = LABEL_ESTIMATE
+        note = NOTES[label] if is_estimate else model_note
     else:
         label = LABEL_CERTIFIED
     return MaxErrorBound(
@@ -454,7 +471,7 @@ def max_error_bound(
         consistent=consistent,
         certified=label == LABEL_CERTIFIED,
         label=label,
-        note=NOTES[label],
+        note=note or NOTES[label],
         grid=axes,
         subdivisions=int(subdivisions),
     )

@@ -34,6 +34,14 @@ def field_operator(model: nn.Module, coords: Tensor | None = None) -> Callable[[
     ``branch_coefficients``) read the input field at its grid points as sensors and are
     evaluated at ``coords`` (default: the cell centres of the input's unit grid), the output
     reshaped to the input's spatial shape when the points are that grid.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from liponet.models import LipFNO
+    >>> fno = LipFNO(1, 1, modes=(4,), width=4, depth=1)
+    >>> field_operator(fno) is fno  # field models are returned as they are
+    True
     """
     if not hasattr(model, "branch_coefficients"):
         return model
@@ -53,7 +61,15 @@ def field_operator(model: nn.Module, coords: Tensor | None = None) -> Callable[[
 
 
 def observed_errors(targets: Tensor, preds: Tensor, norm: str = "function") -> Tensor:
-    """``||G(a) - Ĝ(a)||`` per sample, float64 ``(batch,)``."""
+    """``||G(a) - Ĝ(a)||`` per sample, float64 ``(batch,)``.
+
+    Examples
+    --------
+    >>> import torch
+    >>> target = torch.ones(2, 1, 8)
+    >>> [round(e, 6) for e in observed_errors(target + 1.0, target).tolist()]  # function norm
+    [1.0, 1.0]
+    """
     if targets.shape != preds.shape:
         raise ValueError(
             f"targets {tuple(targets.shape)} and preds {tuple(preds.shape)} must match"
@@ -78,6 +94,15 @@ class CoverageReport:
         (``nan`` if there are none).
     bound_median, observed_median
         Medians of the bound and of the observed error.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from liponet.certify import ErrorBound, coverage_report
+    >>> b = ErrorBound(torch.tensor([1.0, 2.0]), "certified", "plain", "function")
+    >>> report = coverage_report(b, torch.tensor([0.5, 1.0]))
+    >>> isinstance(report, CoverageReport), report.coverage, report.n_queries
+    (True, 1.0, 2)
     """
 
     name: str
@@ -140,5 +165,16 @@ def calibration_sweep(
         Calibration-set sizes.
     observed
         Observed errors of the queries.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from liponet.certify import conformal_error_bound
+    >>> calib, observed = torch.arange(1.0, 21.0), torch.full((4,), 10.5)
+    >>> sweep = calibration_sweep(
+    ...     lambda n: conformal_error_bound(torch.zeros(4, 1, 8), calib[:n], alpha=0.2),
+    ...     [5, 20], observed)
+    >>> [(n, r.coverage) for n, r in sweep]
+    [(5, 0.0), (20, 1.0)]
     """
     return [(n, coverage_report(make_bound(n), observed)) for n in sizes]

@@ -32,6 +32,18 @@ from torch import Tensor, nn
 from ..functional import SVD_RELATIVE_MARGIN
 from ..layers import CertifiedModule
 from .norms import check_norm, field_norm, pairwise_distances
+from .premises import (
+    ANY_GRID,
+    CONTINUOUS,
+    PremiseError,
+    Premises,
+    check_eval_mode,
+    check_inputs,
+    check_weights,
+    discretization_note,
+    input_ball,
+    weights_fingerprint,
+)
 
 if TYPE_CHECKING:
     from .symmetry import SymmetryGroup
@@ -92,12 +104,22 @@ class LipschitzConstant:
     input_norm, output_norm
         Norm names of :mod:`liponet.certify.norms` (``"function"``, ``"sup"``, ``"sobolev:S"``...).
     source
-        One line saying where the number comes from.
+        One line saying where the number comes from (required for ``"certified"``: a constant
+        that cannot say what it rests on is not a certificate).
+    premises
+        What the constant rests on beyond its norms (:class:`~liponet.certify.Premises`): input
+        ball or value range, the discretization it is proved for, the model weights it was
+        computed from. Checked by every bound that uses it.
 
     Examples
     --------
-    >>> LipschitzConstant(1.0, "certified", source="advection is an L2 isometry").label
+    >>> LipschitzConstant(1.0, "certified", source="whole-cell shifts permute the values").label
     'certified'
+    >>> LipschitzConstant(1.0, "certified")
+    Traceback (most recent call last):
+    ...
+    ValueError: a certified LipschitzConstant needs source= (the theorem or computation it rests \
+on); a number without one is 'estimated'
     """
 
     value: float
@@ -105,6 +127,7 @@ class LipschitzConstant:
     input_norm: str = "function"
     output_norm: str = "function"
     source: str = ""
+    premises: Premises = field(default_factory=Premises)
 
     def __post_init__(self) -> None:
         if not (math.isfinite(self.value) and self.value >= 0):
@@ -112,6 +135,11 @@ class LipschitzConstant:
         if self.label not in ("certified", "estimated"):
             raise ValueError(
                 f"a Lipschitz constant is 'certified' or 'estimated', got {self.label!r}"
+            )
+        if self.label == "certified" and not self.source.strip():
+            raise ValueError(
+                "a certified LipschitzConstant needs source= (the theorem or computation it rests "
+                "on); a number without one is 'estimated'"
             )
         check_norm(self.input_norm)
         check_norm(self.output_norm)
@@ -129,6 +157,14 @@ def as_constant(value: ConstantLike, norm: str = "function") -> LipschitzConstan
     certified (an operator's certificate is in liponet's function norm, so only
     ``norm="function"`` is accepted for modules). A bare number is labelled ``"estimated"``:
     to vouch for it, pass ``LipschitzConstant(value, "certified", source=...)``.
+
+    Examples
+    --------
+    >>> as_constant(2.0).label  # a bare number is never certified
+    'estimated'
+    >>> from liponet.models import LipMLP
+    >>> as_constant(LipMLP(2, 1, width=4, depth=2).eval()).label
+    'certified'
     """
     norm = check_norm(norm)
     if isinstance(value, LipschitzConstant):
@@ -155,21 +191,47 @@ def as_constant(value: ConstantLike, norm: str = "function") -> LipschitzConstan
 
 
 def model_constant(model: CertifiedModule) -> LipschitzConstant:
-    """A certified operator's constant with its norms (labelled certified).
+    """A certified operator's constant with its norms and premises (labelled certified).
 
     Field models (FNOs, sensor MLPs): ``lipschitz_bound()`` holds from the function norm into
     the function norm. DeepONets (models with ``branch_coefficients``) certify more: their bound
     holds for every query point ``y`` of the declared domain, ``|Ĝ(u)(y) - Ĝ(u')(y)| <= L
     ||u - u'||``, i.e. into the sup norm over any query points in the domain (see
     :class:`~liponet.models.LipDeepONet`), so the pointwise bound needs no ``sqrt(n)`` factor.
+
+    Premises recorded: the weights' fingerprint (:func:`~liponet.certify.weights_fingerprint`)
+    and, for auxiliary-scale models, the input ball (``radius``) the certificate holds on; every
+    bound built on the constant checks its inputs against that ball.
+
+    Raises
+    ------
+    PremiseError
+        If the model is in training mode: ``lipschitz_bound()`` certifies the eval-mode forward
+        (training forwards use power-iteration weights it does not bound).
+
+    Examples
+    --------
+    >>> from liponet.models import LipFNO
+    >>> c = model_constant(LipFNO(1, 1, modes=(4,), width=4, depth=1).eval())
+    >>> c.label, c.value <= 1 + 1e-6, c.input_norm
+    ('certified', True, 'function')
     """
+    check_eval_mode(model)
     pointwise = hasattr(model, "branch_coefficients")
+    ball = input_ball(model)
+    premises = Premises(
+        radius=None if ball is None else ball[0],
+        centre=None if ball is None else ball[1],
+        ball_norm="function" if ball is None else ball[2],
+        weights=weights_fingerprint(model),
+    )
     return LipschitzConstant(
         float(model.lipschitz_bound()),
         "certified",
         "function",
         "sup" if pointwise else "function",
         f"{type(model).__name__}.lipschitz_bound()" + (" (pointwise in y)" if pointwise else ""),
+        premises,
     )
 
 
@@ -182,6 +244,12 @@ def sup_output_constant(constant: LipschitzConstant, n_points: int) -> Lipschitz
     norm over channels), hence ``||Ĝ(a) - Ĝ(b)||_sup <= sqrt(n_points) L ||a - b||``. The factor is
     attained by a difference concentrated on one grid point, so nothing better follows from the
     function-norm certificate alone. The label is kept.
+
+    Examples
+    --------
+    >>> c = sup_output_constant(as_constant(2.0), n_points=16)
+    >>> c.value, c.output_norm  # sup norm <= sqrt(n) x function norm on n grid points
+    (8.0, 'sup')
     """
     if constant.output_norm != "function":
         raise ValueError(
@@ -217,6 +285,17 @@ class ErrorBound:
         to the query (one column per distance term) and its error; ``None`` otherwise.
     constants
         The constants used, by role (``"model"``, ``"true"``, ``"error"``).
+    premises
+        What the bound rests on, one line each (checked premises, calibration data).
+    notes
+        Why the label is lower than the constants' labels would give, one line each.
+
+    Examples
+    --------
+    >>> import torch
+    >>> b = ErrorBound(torch.tensor([0.5, 2.0]), "certified", "plain", "function")
+    >>> b.label, b.bound.tolist()
+    ('certified', [0.5, 2.0])
     """
 
     bound: Tensor
@@ -227,6 +306,8 @@ class ErrorBound:
     distance: Tensor | None = None
     calib_error: Tensor | None = None
     constants: dict[str, LipschitzConstant] = field(default_factory=dict)
+    premises: tuple[str, ...] = ()
+    notes: tuple[str, ...] = ()
 
     def violations(self, observed: Tensor) -> Tensor:
         """Boolean mask of the queries whose observed error exceeds the bound."""
@@ -235,11 +316,20 @@ class ErrorBound:
 
 @dataclass(frozen=True)
 class Certificate:
-    """A single labelled number (a robustness bound, a radius)."""
+    """A single labelled number (a robustness bound, a radius) and the premises it rests on.
+
+    Examples
+    --------
+    >>> from liponet.models import LipMLP
+    >>> cert = certified_radius(LipMLP(2, 1, width=4, depth=2).eval(), tolerance=0.1)
+    >>> isinstance(cert, Certificate), cert.label
+    (True, 'certified')
+    """
 
     value: float
     label: str
     what: str
+    premises: tuple[str, ...] = ()
 
 
 def error_fields(calib_targets: Tensor, calib_preds: Tensor) -> Tensor:
@@ -355,6 +445,7 @@ def _symmetric(
     input_noise: float,
     symmetry: SymmetryGroup,
     operator: str | None,
+    data_discretization: str | None,
 ) -> ErrorBound:
     """The ``symmetry=`` option of :func:`operator_error_bound` (premise-checked there)."""
     from .symmetry import symmetric_error_bound
@@ -377,6 +468,7 @@ def _symmetric(
         lipschitz_true=lipschitz_true,
         group=symmetry,
         operator=operator,
+        data_discretization=data_discretization,
     )
 
 
@@ -392,6 +484,7 @@ def operator_error_bound(
     norm: str = "function",
     input_noise: float = 0.0,
     block: int = BLOCK,
+    data_discretization: str | None = None,
     symmetry: SymmetryGroup | None = None,
     operator: str | None = None,
 ) -> ErrorBound:
@@ -427,6 +520,9 @@ def operator_error_bound(
         ``||G(a) - G(a_i)|| <= L_G (d(ã, a_i) + eps)``.
     block
         Block size of the streamed nearest-sample search.
+    data_discretization
+        How the data's outputs were made from their inputs (a data file's ``discretization``
+        attribute), matched against the discretization ``L_G`` is proved for.
     symmetry, operator
         A :class:`~liponet.certify.symmetry.SymmetryGroup` (cyclic shifts, reflection) to
         minimize over the calibration inputs' orbits too, and the true operator's name in the
@@ -439,7 +535,16 @@ def operator_error_bound(
     -------
     ErrorBound
         ``name="plain"`` (``"mixed-norm"`` when the constants use different input norms,
-        ``"pointwise"`` for ``norm="sup"``); ``label`` certified iff both constants are.
+        ``"pointwise"`` for ``norm="sup"``); ``label`` certified iff both constants are and
+        their premises hold. ``premises`` lists what it rests on; ``notes`` why a label was
+        lowered (``L_G`` proved for the continuous operator or another discretization than the
+        data's: the bound is then ``"estimated"``).
+
+    Raises
+    ------
+    PremiseError
+        If a query or calibration input lies outside a constant's domain (an auxiliary-scale
+        model's ``radius``, ``L_G``'s value range).
 
     Examples
     --------
@@ -456,11 +561,20 @@ def operator_error_bound(
         raise ValueError(f"input_noise must be finite and >= 0, got {input_noise}")
     if symmetry is not None:
         args = (calib_errors, calib_targets, calib_preds, lipschitz_model, lipschitz_true)
-        return _symmetric(query_inputs, calib_inputs, *args, norm, input_noise, symmetry, operator)
+        return _symmetric(
+            query_inputs, calib_inputs, *args, norm, input_noise, symmetry, operator,
+            data_discretization,
+        )  # fmt: skip
     errors = calib_errors_from(calib_errors, calib_targets, calib_preds, norm)
     n_out = _n_points(calib_targets if calib_targets is not None else calib_inputs)
     model = _into_norm(as_constant(lipschitz_model, norm), norm, n_out)
     true = _into_norm(as_constant(lipschitz_true, norm), norm, n_out)
+    constants, premises, notes = check_constant_premises(
+        {"model": model, "true": true},
+        {"query": query_inputs, "calibration input": calib_inputs},
+        data_discretization,
+    )
+    model, true = constants["model"], constants["true"]
     terms = _merge_terms([(model.value, model.input_norm), (true.value, true.input_norm)])
     out = nearest_sample_bound(
         query_inputs,
@@ -474,7 +588,42 @@ def operator_error_bound(
         constants={"model": model, "true": true},
     )
     out.bound = out.bound + true.value * input_noise
+    out.premises, out.notes = premises, notes
     return out
+
+
+def check_constant_premises(
+    constants: dict[str, LipschitzConstant],
+    inputs: dict[str, Tensor],
+    data_discretization: str | None = None,
+) -> tuple[dict[str, LipschitzConstant], tuple[str, ...], tuple[str, ...]]:
+    """The one premise check of every bound built from constants and inputs.
+
+    Refuses inputs outside a constant's domain (:class:`PremiseError`); lowers to ``"estimated"``
+    a true-operator constant proved for another discretization than the data's (see
+    :func:`~liponet.certify.discretization_note`).
+
+    Returns
+    -------
+    tuple
+        The constants (lowered where needed), the premises (one line each: role, label, source,
+        checked premises) and the notes saying why a label was lowered.
+    """
+    out, premises, notes = {}, [], []
+    for role, c in constants.items():
+        for what, x in inputs.items():
+            check_inputs(c.premises, x, what, f"{role} constant ({c.source or 'no source'})")
+        note = discretization_note(c.premises, data_discretization) if role == "true" else None
+        if note is not None and c.label == "certified":
+            c = replace(c, label="estimated", source=f"{c.source} [not certified here: {note}]")
+            notes.append(f"{role}: {note}")
+        checked = "; ".join(c.premises.describe())
+        premises.append(
+            f"{role}: {c.value:.6g} ({c.label}; {c.source or 'no source'})"
+            + (f"; premises checked: {checked}" if checked else "")
+        )
+        out[role] = c
+    return out, tuple(premises), tuple(notes)
 
 
 def nearest_sample_bound(
@@ -545,34 +694,56 @@ def robustness_bound(lipschitz_model: ConstantLike, epsilon: float) -> Certifica
 
     Examples
     --------
-    >>> robustness_bound(LipschitzConstant(2.0), 0.1)
-    Certificate(value=0.2, label='certified', what='max ||Ĝ(a+δ) - Ĝ(a)|| for ||δ|| <= 0.1')
+    >>> robustness_bound(LipschitzConstant(2.0, "certified", source="a proof"), 0.1)
+    Certificate(value=0.2, label='certified', what='max ||Ĝ(a+δ) - Ĝ(a)|| for ||δ|| <= 0.1', \
+premises=())
     """
     if not (math.isfinite(epsilon) and epsilon >= 0):
         raise ValueError(f"epsilon must be finite and >= 0, got {epsilon}")
     c = as_constant(lipschitz_model)
     return Certificate(
-        c.value * epsilon, c.label, f"max ||Ĝ(a+δ) - Ĝ(a)|| for ||δ|| <= {epsilon:g}"
+        c.value * epsilon,
+        c.label,
+        f"max ||Ĝ(a+δ) - Ĝ(a)|| for ||δ|| <= {epsilon:g}",
+        _ball_premises(c),
     )
+
+
+def _ball_premises(c: LipschitzConstant) -> tuple[str, ...]:
+    """A perturbation certificate holds only while ``a`` and ``a + δ`` stay in the domain."""
+    return tuple(f"a and a + δ: {p}" for p in c.premises.describe() if p.startswith("input"))
 
 
 def certified_radius(lipschitz_model: ConstantLike, tolerance: float) -> Certificate:
     """Largest ``eps`` with ``||Ĝ(a + δ) - Ĝ(a)|| <= tolerance`` guaranteed for ``||δ|| <= eps``.
 
     ``tolerance / L_Ĝ`` (infinite for a constant model).
+
+    Examples
+    --------
+    >>> from liponet.models import LipMLP
+    >>> model = LipMLP(2, 1, width=4, depth=2).eval()
+    >>> r = certified_radius(model, tolerance=0.1)  # inputs within r move outputs <= 0.1
+    >>> r.label, round(r.value * model.lipschitz_bound(), 9)
+    ('certified', 0.1)
     """
     if not (math.isfinite(tolerance) and tolerance >= 0):
         raise ValueError(f"tolerance must be finite and >= 0, got {tolerance}")
     c = as_constant(lipschitz_model)
     radius = math.inf if c.value == 0 else tolerance / c.value
-    return Certificate(radius, c.label, f"input radius keeping the output within {tolerance:g}")
+    return Certificate(
+        radius,
+        c.label,
+        f"input radius keeping the output within {tolerance:g}",
+        _ball_premises(c),
+    )
 
 
 def rollout_error_bound(
-    step_bounds: Tensor | Sequence[ErrorBound] | Sequence[float],
+    step_bounds: Tensor | ErrorBound | Sequence[ErrorBound] | Sequence[float],
     lipschitz: ConstantLike,
     initial_error: Tensor | float = 0.0,
-    step_label: str = "certified",
+    step_label: str = "estimated",
     window: int = 1,
 ) -> ErrorBound:
     """Compose one-step bounds over an autoregressive rollout: ``e_{t+1} <= L e_t + δ_t``.
@@ -592,8 +763,10 @@ def rollout_error_bound(
     Parameters
     ----------
     step_bounds
-        ``(batch, n_steps)`` tensor of ``δ_t`` (a 1-D tensor or list of numbers is one sample),
-        or one :class:`ErrorBound` per step.
+        One :class:`ErrorBound` per step (each ``(batch,)``), one :class:`ErrorBound` of
+        ``(batch, n_steps)``, or bare numbers: a ``(batch, n_steps)`` tensor of ``δ_t`` (a 1-D
+        tensor or list of numbers is one sample), which are labelled ``"estimated"``: liponet
+        cannot check a number given without what it rests on.
     lipschitz
         ``L`` (``L_Ĝ`` or ``L_G`` as above): a certified model (``model.lipschitz_bound()``), a
         :class:`LipschitzConstant`, or a number (labelled estimated).
@@ -602,7 +775,11 @@ def rollout_error_bound(
         of a sample's window) or anything broadcastable to ``(batch, window)``; 0 when the
         rollout starts from the exact state.
     step_label
-        Label of tensor or number ``step_bounds`` (ignored for :class:`ErrorBound` steps).
+        Label of bare-number ``step_bounds``: only ``"estimated"`` (the default); asking for
+        ``"certified"`` or ``"statistical"`` raises :class:`PremiseError`, pass
+        :class:`ErrorBound` objects instead (e.g. ``ErrorBound(defects, "certified",
+        "measured defects", "function", premises=("exact one-step defects on the true
+        states, float64",))`` when you computed them exactly).
     window
         Frames per input window (PDEBench's ``initial_step``).
 
@@ -613,7 +790,8 @@ def rollout_error_bound(
 
     Examples
     --------
-    >>> rollout_error_bound([0.1, 0.1, 0.1], LipschitzConstant(1.0)).bound.tolist()
+    >>> one = LipschitzConstant(1.0, "certified", source="a contraction, by proof")
+    >>> rollout_error_bound([0.1, 0.1, 0.1], one).bound.tolist()
     [[0.1, 0.2, 0.30000000000000004]]
     >>> b = rollout_error_bound([0.1, 0.1, 0.1], 0.5)
     >>> b.bound.tolist(), b.label
@@ -623,13 +801,26 @@ def rollout_error_bound(
         raise ValueError(f"window must be >= 1, got {window}")
     steps = (
         []
-        if isinstance(step_bounds, Tensor)
+        if isinstance(step_bounds, (Tensor, ErrorBound))
         else [b for b in step_bounds if isinstance(b, ErrorBound)]
     )
-    if steps and len(steps) == len(step_bounds):
+    premises: list[str] = []
+    if isinstance(step_bounds, ErrorBound):
+        deltas = step_bounds.bound.to(torch.float64)
+        deltas = deltas[None] if deltas.ndim == 1 else deltas
+        labels = [step_bounds.label]
+        premises = [f"steps: {p}" for p in step_bounds.premises]
+    elif steps and len(steps) == len(step_bounds):
         deltas = torch.stack([b.bound.to(torch.float64) for b in steps], 1)
         labels = [b.label for b in steps]
+        premises = sorted({f"steps: {p}" for b in steps for p in b.premises})
     else:
+        if step_label != "estimated":
+            raise PremiseError(
+                f"step_bounds are bare numbers, which cannot be {step_label!r}: pass ErrorBound "
+                "objects (from operator_error_bound, or built from exactly computed defects, "
+                "saying what they rest on)"
+            )
         deltas = torch.as_tensor(step_bounds, dtype=torch.float64)
         deltas = deltas[None] if deltas.ndim == 1 else deltas
         if deltas.ndim != 2 or deltas.shape[1] == 0:
@@ -660,6 +851,7 @@ def rollout_error_bound(
         name="rollout",
         norm=c.output_norm,
         constants={"step": c},
+        premises=(f"step constant: {c.source}", *premises),
     )
 
 
@@ -699,9 +891,23 @@ def certify_rollout(
     tuple
         Predictions ``(batch, n_steps, channels, *spatial)`` and the rollout
         :class:`ErrorBound` ``(batch, n_steps)``.
+
+    Examples
+    --------
+    >>> import torch
+    >>> u0 = torch.randn(2, 1, 8)
+    >>> preds, bound = certify_rollout(lambda u: u, u0, 3, calib_inputs=u0,
+    ...                               calib_errors=torch.zeros(2), lipschitz_model=1.0,
+    ...                               lipschitz_true=1.0)
+    >>> preds.shape, bound.bound.shape, bound.label  # bare numbers: estimated
+    (torch.Size([2, 3, 1, 8]), torch.Size([2, 3]), 'estimated')
     """
     if n_steps < 1:
         raise ValueError(f"n_steps must be >= 1, got {n_steps}")
+    if isinstance(step, nn.Module):
+        check_eval_mode(step, "step")
+        if isinstance(lipschitz_model, LipschitzConstant):
+            check_weights(lipschitz_model.premises, step, "model constant")
     states, steps = [], []
     u = initial
     with torch.no_grad():
@@ -729,7 +935,17 @@ _TRUE_CONSTANTS: dict[str, TrueConstantFn] = {}
 
 
 def register_true_constant(name: str) -> Callable[[TrueConstantFn], TrueConstantFn]:
-    """Register ``fn(input_norm, output_norm, **params) -> LipschitzConstant`` under ``name``."""
+    """Register ``fn(input_norm, output_norm, **params) -> LipschitzConstant`` under ``name``.
+
+    Examples
+    --------
+    >>> @register_true_constant("doc-identity")
+    ... def _identity(norm, out, **params):
+    ...     return LipschitzConstant(1.0, "certified", norm, out, "the identity map")
+    >>> true_lipschitz("doc-identity").value
+    1.0
+    >>> del _TRUE_CONSTANTS["doc-identity"]  # (keep the registry as it was)
+    """
 
     def decorator(fn: TrueConstantFn) -> TrueConstantFn:
         if name in _TRUE_CONSTANTS:
@@ -741,7 +957,13 @@ def register_true_constant(name: str) -> Callable[[TrueConstantFn], TrueConstant
 
 
 def available_true_operators() -> list[str]:
-    """Names with a theoretical constant (see :func:`true_lipschitz`)."""
+    """Names with a theoretical constant (see :func:`true_lipschitz`).
+
+    Examples
+    --------
+    >>> available_true_operators()[:2]
+    ['advection', 'diffusion_reaction']
+    """
     return sorted(_TRUE_CONSTANTS)
 
 
@@ -749,6 +971,12 @@ def true_lipschitz(
     pde: str, norm: str = "function", output_norm: str | None = None, **params: float
 ) -> LipschitzConstant:
     """The theoretical Lipschitz constant of a PDE's solution operator (labelled certified).
+
+    A theorem about the **continuous** operator (premise ``discretization="continuous"``): it
+    does not certify the map between grid samples that a data set defines, and a bound built on
+    it for grid data is labelled ``"estimated"`` with a note. For the discrete maps use
+    :func:`~liponet.certify.grid_lipschitz` (reference operators) or
+    :func:`~liponet.certify.generator_lipschitz` (generated files).
 
     Parameters
     ----------
@@ -777,7 +1005,10 @@ heat (estimate one with estimate_true_lipschitz)
         )
     norm = check_norm(norm)
     out = check_norm(output_norm if output_norm is not None else norm)
-    return _TRUE_CONSTANTS[pde](norm, out, **params)
+    constant = _TRUE_CONSTANTS[pde](norm, out, **params)
+    if constant.premises.discretization != ANY_GRID:
+        return constant
+    return replace(constant, premises=replace(constant.premises, discretization=CONTINUOUS))
 
 
 def _require(params: dict[str, float], pde: str, *names: str) -> list[float]:
@@ -892,6 +1123,7 @@ def _diffusion_reaction(norm: str, out: str, **params: float) -> LipschitzConsta
         norm,
         out,
         f"theory: logistic reaction, values in [0,1]: exp(rho t) = exp({rho:g}*{t:g})",
+        Premises(value_range=(0.0, 1.0)),
     )
 
 

@@ -33,7 +33,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import torch
 from torch import Tensor, nn
@@ -50,6 +50,7 @@ from .operator import (
     ErrorBound,
     as_constant,
     calib_errors_from,
+    check_constant_premises,
     weakest_label,
 )
 
@@ -70,6 +71,16 @@ __all__ = [
 
 #: Unit roundoff of float64.
 _EPS64 = 2.0**-53
+
+#: Generator discretizations (the ``discretization`` attribute liponet's generators write) whose
+#: discrete map is the one a symmetry theorem below is about: the exact solution sampled at cell
+#: centres (advection) and the periodic Strang logistic / FTCS scheme (diffusion-reaction, heat
+#: for ``rho = 0``). Others (finite volumes with limiters, non-periodic boundaries): no theorem.
+DISCRETIZATION_OPERATORS = {
+    "exact-samples": "advection",
+    "exact-samples-2d": "advection",
+    "strang-logistic-ftcs": "diffusion_reaction",
+}
 
 #: Elements of the correlation tensor held at once by the orbit search (~32 MB in float64).
 _CORR_ELEMENTS = 2**22
@@ -215,6 +226,18 @@ def check_model_symmetry(model: nn.Module, group: SymmetryGroup) -> str:
     ------
     SymmetryPremiseError
         Naming the first part that does not commute, and why.
+
+    Examples
+    --------
+    >>> from liponet.models import LipFNO
+    >>> check_model_symmetry(LipFNO(1, 1, modes=(4,), grid=False), SymmetryGroup((0,)))
+    'architecture verified: LipFNO commutes with cyclic shifts along spatial axis 0'
+    >>> check_model_symmetry(LipFNO(1, 1, modes=(4,), grid=True), SymmetryGroup((0,)))
+    Traceback (most recent call last):
+    ...
+    liponet.certify.symmetry.SymmetryPremiseError: LipFNO does not commute with cyclic shifts \
+along spatial axis 0: net.layers.0 (FieldLinear) appends coordinate channels (grid=True): the \
+output depends on the position
     """
     if not group.shift_axes:
         return "trivial group: nothing to verify"
@@ -534,13 +557,21 @@ class SymmetricErrorBound(ErrorBound):
         ``(n_query,)`` the group element (see :func:`apply_element`) of the minimizing pair.
     group
         The group used.
-    premises
-        What the bound rests on, by role (``"model"``, ``"operator"``).
+
+    ``premises`` (inherited) lists what the bound rests on, one line per role (``"model: ..."``
+    and ``"operator: ..."`` for the symmetry, then the constants' checked premises).
+
+    Examples
+    --------
+    >>> import torch
+    >>> b = SymmetricErrorBound(torch.tensor([0.3]), "certified", "shift-reduced", "function",
+    ...                         element=torch.tensor([5]), group=SymmetryGroup((0,)))
+    >>> b.violations(torch.tensor([0.2])).tolist(), int(b.element[0])
+    ([False], 5)
     """
 
     element: Tensor | None = None
     group: SymmetryGroup | None = None
-    premises: dict[str, str] = field(default_factory=dict)
 
 
 def verify_premises(
@@ -565,6 +596,8 @@ def symmetric_error_bound(
     operator: str | None,
     operator_params: dict[str, float] | None = None,
     block: int = 256,
+    data_discretization: str | None = None,
+    input_noise: float = 0.0,
 ) -> SymmetricErrorBound:
     """The operator certificate minimized over calibration pairs and their group orbits.
 
@@ -589,6 +622,13 @@ def symmetric_error_bound(
         The true operator's name in the symmetry registry and the theorem's parameters.
     block
         Calibration samples per block of the orbit search.
+    input_noise
+        ``eps >= 0`` as in :func:`~liponet.certify.operator_error_bound`: adds ``L_G eps``
+        (e.g. :func:`~liponet.certify.float32_storage_noise` for float32-stored pairs).
+    data_discretization
+        The data's discretization, matched against ``L_G``'s (as in
+        :func:`~liponet.certify.operator_error_bound`; every constant's premises are checked
+        there too: radius, value range, a continuous theorem on grid data lowers the label).
 
     Returns
     -------
@@ -600,13 +640,14 @@ def symmetric_error_bound(
     --------
     >>> import torch
     >>> from liponet.models import LipFNO
-    >>> from liponet.certify import true_lipschitz
+    >>> from liponet.certify import grid_lipschitz
     >>> model = LipFNO(1, 1, modes=(4,), width=4, depth=1, grid=False).eval().double()
     >>> a = torch.randn(5, 1, 16, dtype=torch.float64)
     >>> truth = torch.roll(a, 3, -1)                      # advection by 3 whole cells
     >>> with torch.no_grad():
     ...     b = symmetric_error_bound(torch.roll(a[:2], 5, -1), a, calib_targets=truth,
-    ...         calib_preds=model(a), model=model, lipschitz_true=true_lipschitz("advection"),
+    ...         calib_preds=model(a), model=model, lipschitz_true=grid_lipschitz("advection", 16,
+    ...         shift=3 / 16),
     ...         group=SymmetryGroup((0,)), operator="advection")
     >>> b.label, b.index.tolist(), b.element.tolist()
     ('certified', [0, 1], [5, 5])
@@ -616,6 +657,12 @@ def symmetric_error_bound(
         raise TypeError(f"model must be a CertifiedModule, got {type(model).__name__}")
     l_model = as_constant(model)
     l_true = as_constant(lipschitz_true)
+    constants, lines, notes = check_constant_premises(
+        {"model": l_model, "true": l_true},
+        {"query": query_inputs, "calibration input": calib_inputs},
+        data_discretization,
+    )
+    l_model, l_true = constants["model"], constants["true"]
     for c in (l_model, l_true):
         if c.input_norm != "function" or c.output_norm not in ("function", "sup"):
             raise ValueError(
@@ -632,11 +679,16 @@ def symmetric_error_bound(
     search = OrbitSearch(query_inputs, group, slope)
     for c0 in range(0, calib_inputs.shape[0], block):
         search.update(calib_inputs[c0 : c0 + block], errors[c0 : c0 + block], c0)
-    return search.result(
+    if not (math.isfinite(input_noise) and input_noise >= 0):
+        raise ValueError(f"input_noise must be finite and >= 0, got {input_noise}")
+    out = search.result(
         label=weakest_label(l_model.label, l_true.label, label_sym),
         constants={"model": l_model, "true": l_true},
-        premises=premises,
+        premises=(*(f"{k}: {v}" for k, v in premises.items()), *lines),
+        notes=notes,
     )
+    out.bound = out.bound + l_true.value * input_noise
+    return out
 
 
 class OrbitSearch:
@@ -701,6 +753,8 @@ class OrbitSearch:
 
     def useful(self, calib_inputs: Tensor) -> Tensor:
         """``(n,)`` mask of the calibration inputs that may still improve some query's bound."""
+        if not bool(torch.isfinite(self.bound).all()):
+            return torch.ones(calib_inputs.shape[0], dtype=torch.bool, device=self.bound.device)
         return (self.lower_bounds(calib_inputs) < self.bound[:, None]).any(0)
 
     def update(self, calib_inputs: Tensor, calib_errors: Tensor, offset: int | Tensor) -> None:
@@ -757,7 +811,12 @@ class OrbitSearch:
         self.calib_error[rows] = e[cols]
 
     def result(
-        self, label: str, constants: dict, premises: dict[str, str], name: str | None = None
+        self,
+        label: str,
+        constants: dict,
+        premises: tuple[str, ...],
+        name: str | None = None,
+        notes: tuple[str, ...] = (),
     ) -> SymmetricErrorBound:
         """The bound so far as a :class:`SymmetricErrorBound`."""
         if bool((self.index < 0).any()):
@@ -774,6 +833,7 @@ class OrbitSearch:
             element=self.element.clone(),
             group=self.group,
             premises=premises,
+            notes=notes,
         )
 
 

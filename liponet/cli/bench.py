@@ -62,6 +62,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="train nothing: rebuild OUT/bench_PRESET.md and .png from OUT/bench_PRESET.csv",
     )
+    parser.add_argument(
+        "--note",
+        default="",
+        help="a paragraph for the markdown (e.g. how this run departs from the preset)",
+    )
     parser.add_argument("--threads", type=int, default=None, help="torch threads")
     parser.add_argument("--quiet", action="store_true", help="no progress on stderr")
 
@@ -113,7 +118,12 @@ def run(args: argparse.Namespace) -> int:
         if not csv_path.is_file():
             raise UsageError(f"--from-csv: {csv_path} does not exist (run the preset first)")
         for path in write_results(
-            read_rows(csv_path), args.out, preset, _settings(args, preset.name), write_csv=False
+            read_rows(csv_path),
+            args.out,
+            preset,
+            _settings(args, preset.name),
+            write_csv=False,
+            note=args.note,
         ):
             print(path)
         return 0
@@ -144,11 +154,13 @@ def run(args: argparse.Namespace) -> int:
         )
     settings = _settings(args, preset.name)
     if args.append:
-        paths = write_results(read_rows(csv_path), args.out, preset, settings, write_csv=False)
+        paths = write_results(
+            read_rows(csv_path), args.out, preset, settings, write_csv=False, note=args.note
+        )
         paths.insert(0, csv_path)
     else:
         settings["total wall time"] = f"{time.monotonic() - start:.0f} s"
-        paths = write_results(rows, args.out, preset, settings)
+        paths = write_results(rows, args.out, preset, settings, note=args.note)
     for path in paths:
         print(path)
     return 0

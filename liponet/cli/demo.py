@@ -30,6 +30,7 @@ DEFAULTS: dict[str, Any] = {
     "modes": 16,
     "batch_size": 32,
     "lr": 5e-3,
+    "calib_samples": 1_000_000,
 }
 
 
@@ -44,6 +45,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--width", type=int, default=DEFAULTS["width"])
     parser.add_argument("--depth", type=int, default=DEFAULTS["depth"])
     parser.add_argument("--modes", type=int, default=DEFAULTS["modes"])
+    parser.add_argument(
+        "--calib-samples",
+        type=int,
+        default=DEFAULTS["calib_samples"],
+        help="generated calibration pairs for the bound at its best (0: skip it)",
+    )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--device", default="auto", help="auto, cpu or cuda")
     parser.add_argument("--no-progress", action="store_true", help="hide progress bars")
@@ -58,7 +65,7 @@ def run(args: argparse.Namespace) -> int:
     import torch
     from tqdm.auto import tqdm
 
-    from ..certify import model_constant, operator_error_bound, true_lipschitz
+    from ..certify import grid_lipschitz, model_constant, operator_error_bound
     from ..certify.norms import field_norm
     from ..data import PDEBenchDataset, generate
     from ..metrics import pdebench_metrics
@@ -69,6 +76,8 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError(f"--samples must be >= 20 (train/val/test splits), got {args.samples}")
     if args.nx < 2 * args.modes or args.nx % 8:
         raise ValueError(f"--nx must be a multiple of 8 and >= 2 * modes, got {args.nx}")
+    if args.calib_samples < 0:
+        raise ValueError(f"--calib-samples must be >= 0, got {args.calib_samples}")
     start = time.perf_counter()
     out: Path = args.out
     out.mkdir(parents=True, exist_ok=True)
@@ -145,7 +154,9 @@ def run(args: argparse.Namespace) -> int:
     )
 
     # 3. certification -------------------------------------------------------------------------
-    model, _ = load_model(out / "run" / "best.pt")
+    # the last checkpoint: the validation split only monitored the run (chose no checkpoint), so
+    # it stays a held-out calibration set for the statistical bound below
+    model, _ = load_model(out / "run" / "last.pt")
     model = model.double()  # certify the function in float64 (bounds hold in exact arithmetic)
     calib_a, calib_u = train.to_tensors()
     test_a, test_u = test.to_tensors()
@@ -159,7 +170,7 @@ def run(args: argparse.Namespace) -> int:
         calib_targets=calib_u.double(),
         calib_preds=calib_pred,
         lipschitz_model=lipschitz,
-        lipschitz_true=true_lipschitz("advection"),
+        lipschitz_true=grid_lipschitz("advection", args.nx, shift=beta * t_final),
     )
     observed = field_norm(test_pred - test_u.double(), "function")
     size = field_norm(test_u.double(), "function")
@@ -168,7 +179,7 @@ def run(args: argparse.Namespace) -> int:
     _say(f"[3/3] certified Lipschitz constant of the trained LipFNO: L = {lipschitz.value:.6f}")
     _say(f"      (function norm; {lipschitz.source})")
     _say()
-    _say(f"PDEBench metrics on the test split ({len(test)} samples, best checkpoint):")
+    _say(f"PDEBench metrics on the test split ({len(test)} samples, last checkpoint):")
     names = [
         ("RMSE", "rmse"),
         ("nRMSE", "nrmse"),
@@ -189,8 +200,8 @@ def run(args: argparse.Namespace) -> int:
     )
     _say("  ||G(a) - Ĝ(a)|| <= min_i [ ||G(a_i) - Ĝ(a_i)|| + (L_G + L) ||a - a_i|| ]")
     _say(
-        f"  over the {calib_a.shape[0]} training pairs (a_i, G(a_i)); L_G = 1 "
-        "(theory: periodic advection is a translation)."
+        f"  over the {calib_a.shape[0]} training pairs (a_i, G(a_i)); L_G = "
+        f"{bound.constants['true'].value:g} ({bound.constants['true'].source})."
     )
     _say(f"  {'test sample':>11} {'observed error':>15} {'certified bound':>16} {'||G(a)||':>10}")
     for i in range(min(8, len(test))):
@@ -219,12 +230,100 @@ def run(args: argparse.Namespace) -> int:
             "shrinks as the calibration set gets denser around the queries"
         )
     _report_tighter(model, val, test_a, test_u, test_pred, observed, bound.bound)
+    best_ok = True
+    if args.calib_samples:
+        best_ok = _report_at_best(args, model, test_a, observed, size, bound, len(calib_a))
     _say()
     _say(
-        f"checkpoint: {out / 'run' / 'best.pt'}  log: {out / 'run' / 'log.jsonl'}  "
+        f"checkpoint: {out / 'run' / 'last.pt'}  log: {out / 'run' / 'log.jsonl'}  "
         f"({time.perf_counter() - start:.0f} s)"
     )
-    return 0 if covered == len(test) else 1
+    return 0 if covered == len(test) and best_ok else 1
+
+
+def _report_at_best(
+    args: argparse.Namespace,
+    model: Any,
+    test_a: Any,
+    observed: Any,
+    size: Any,
+    plain: Any,
+    n_train: int,
+) -> bool:
+    """The certified bound at its best: shift symmetry and a generated calibration set.
+
+    Both levers keep the guarantee. The shifts: the model's architecture commutes with them
+    (no coordinate channels, no padding: verified, not sampled) and so does advection (a
+    theorem; the demo's shift is a whole number of cells, so the data's map is a permutation of
+    the grid values and commutes with every shift exactly). The calibration set: fresh draws
+    of the same family (another seed), streamed, searched exactly. Returns whether every
+    certified bound covered its query.
+    """
+    from ..certify import SymmetryGroup, generated_pairs, grid_lipschitz
+    from ..certify.calibration import streamed_error_bounds
+
+    n = args.calib_samples
+    t0 = time.perf_counter()
+    pairs = generated_pairs(
+        "advection",
+        n,
+        nx=args.nx,
+        nt=2,
+        seed=args.seed + 1,
+        batch_size=8192,
+        beta=DEFAULTS["beta"],
+        t_final=DEFAULTS["t_final"],
+    )
+    gen_plain, gen_shift = streamed_error_bounds(
+        test_a.double(),
+        pairs,
+        model,
+        lipschitz_true=grid_lipschitz(
+            "advection", args.nx, shift=DEFAULTS["beta"] * DEFAULTS["t_final"]
+        ),
+        groups=[None, SymmetryGroup((0,))],
+        operator="advection",
+    )
+    seconds = time.perf_counter() - t0
+    _say()
+    _say("Certified bound at its best (two levers that keep the guarantee):")
+    _say(
+        "  symmetry: min over every cyclic shift s of each calibration pair, "
+        "e_i + (L_G + L) ||a - τ_s a_i||;"
+    )
+    for line in gen_shift.premises[:2]:  # the symmetry's premises: model, operator
+        _say(f"    {line}")
+    _say(
+        f"    (shift of {DEFAULTS['beta'] * DEFAULTS['t_final'] * args.nx:g} whole cells: the "
+        "data's map is a permutation of the grid values, L_G = 1 exactly)"
+    )
+    _say(
+        f"  calibration at scale: {n:,} pairs generated from the advection family (seed "
+        f"{args.seed + 1}: fresh draws, not the test inputs), streamed; the model ran on "
+        f"{gen_shift.n_evaluated:,} of them (the others provably could not lower any bound); "
+        f"{seconds:.1f} s"
+    )
+    _say(
+        f"  {'bound':<44} {'label':<10} {'coverage':>9} {'bound/observed':>15} "
+        f"{'bound/||G(a)||':>15}"
+    )
+    ok = True
+    rows = [
+        (f"plain, {n_train} training pairs", plain),
+        (f"plain, {n:,} generated pairs", gen_plain),
+        (f"shift-reduced, {n:,} generated pairs", gen_shift),
+    ]
+    for name, b in rows:
+        covered = int((observed <= b.bound).sum())
+        ok = ok and (covered == len(observed) or b.label != "certified")
+        ratio = float((b.bound / observed.clamp_min(1e-300)).median())
+        rel = float((b.bound / size.clamp_min(1e-300)).median())
+        _say(
+            f"  {name:<44} {b.label:<10} {covered:>4}/{len(observed):<4} {ratio:>14.1f}x "
+            f"{rel:>15.2f}"
+        )
+    _say("  (medians over the test split; bound/||G(a)||: the bound relative to the answer)")
+    return ok
 
 
 def _report_tighter(
@@ -238,7 +337,8 @@ def _report_tighter(
 ) -> None:
     """Print issue-7's tighter bounds next to the certified one, each with its label.
 
-    Both use the validation split (never trained on) as calibration set: the error-Lipschitz
+    Both use the validation split (never trained on, chose no checkpoint: the demo certifies the
+    last one) as calibration set: the error-Lipschitz
     bound (**estimated**: the error operator's constant is a maximum over calibration pairs, a
     lower bound of the true one) and split conformal at 90% (**statistical**: a marginal
     guarantee for queries exchangeable with the calibration set). Neither is a certificate.
@@ -256,7 +356,7 @@ def _report_tighter(
     )
     rows.append((f"error-operator Lipschitz ({len(val_a)} val pairs)", lip_e.label, lip_e.bound))
     conf = conformal_error_bound(
-        test_a, alpha=0.1, calib_targets=val_u.double(), calib_preds=val_pred
+        test_a, alpha=0.1, calib_targets=val_u.double(), calib_preds=val_pred, held_out=True
     )
     rows.append(("split conformal, 90%", conf.label, conf.bound))
     _say()

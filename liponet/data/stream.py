@@ -344,6 +344,16 @@ def compute_stats(
     arguments; default the train split). Blocks are merged with Chan's parallel update in float64,
     so memory stays at one block. Samples with NaN/inf raise :class:`NonFiniteError` unless the
     dataset skips them (``on_nonfinite="skip"``).
+
+    Examples
+    --------
+    >>> import tempfile, pathlib
+    >>> from liponet.data import compute_stats, generate
+    >>> path = generate("advection", pathlib.Path(tempfile.mkdtemp()) / "a.hdf5", n_samples=20,
+    ...                 nx=16, nt=4)
+    >>> stats = compute_stats(path, split="train")
+    >>> stats.mean.shape, stats.count == 17 * 4 * 16  # train samples x frames x points
+    (torch.Size([1]), True)
     """
     if isinstance(source, PDEBenchStream):
         ds = source.dataset

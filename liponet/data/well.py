@@ -454,6 +454,15 @@ def well_files(path: str | os.PathLike[str], split: str | None = None) -> list[p
     Well's download does); each split is every ``*.hdf5``/``*.h5`` file of its folder, sorted
     by name. ``split`` is ``"train"`` (default for folders), ``"valid"`` (or ``"val"``) or
     ``"test"``; a single file is read whole and takes no ``split``.
+
+    Examples
+    --------
+    >>> import tempfile, pathlib
+    >>> from liponet.data import generate_well, well_files
+    >>> root = generate_well(pathlib.Path(tempfile.mkdtemp()) / "adv", n_samples=10, nx=4, nt=3,
+    ...                      files_per_split=2)
+    >>> [p.name for p in well_files(root, "train")]
+    ['well_advection_train_00.hdf5', 'well_advection_train_01.hdf5']
     """
     path = pathlib.Path(path)
     if not path.exists():
@@ -703,42 +712,69 @@ class WellDataset(PDEBenchDataset):
             parts.append(block[:, take])
         return np.ascontiguousarray(np.concatenate(parts))
 
-    def read_extras(self, samples: range | Sequence[int], positions: Sequence[int]) -> np.ndarray:
-        """Extra inputs: ``(n, constant channels + scalars, *spatial)``, scalars broadcast.
+    def _read_extra_parts(
+        self, samples: range | Sequence[int], positions: Sequence[int]
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Time-invariant extras ``(n, c0, *spatial)`` and time-varying scalars ``(n, t, s1)``.
 
-        Time-varying scalars are taken at frames ``positions`` (the window's input frames).
+        ``c0`` = time-invariant field channels, then one channel per time-invariant scalar
+        (broadcast over the grid); the scalars that vary in time are taken at ``positions``.
         """
         ids = [self._frame_ids[p] for p in positions]
-        parts = []
+        static, varying = [], []
         for i, sel in self._per_file(samples):
             lay, f = self.layouts[i], self._h5_of(i)
             fields = lay.read_constant(f, sel, self._space)
-            fixed, varying = lay.read_scalars(f, sel, ids)
-            scalars = np.concatenate([fixed, varying.reshape(len(fixed), -1)], axis=1)
-            shape = (*scalars.shape, *fields.shape[2:])
-            scalars = np.broadcast_to(
-                scalars.reshape(*scalars.shape, *[1] * (fields.ndim - 2)), shape
+            fixed, tv = lay.read_scalars(f, sel, ids)
+            fixed = np.broadcast_to(
+                fixed.reshape(*fixed.shape, *[1] * (fields.ndim - 2)),
+                (*fixed.shape, *fields.shape[2:]),
             )
-            parts.append(np.concatenate([fields, scalars], axis=1))
-        return np.ascontiguousarray(np.concatenate(parts), dtype=np.float32)
+            static.append(np.concatenate([fields, fixed], axis=1))
+            varying.append(tv)
+        return np.concatenate(static), np.concatenate(varying)
+
+    @staticmethod
+    def _with_scalars(static: np.ndarray, tv: np.ndarray) -> np.ndarray:
+        """``static`` followed by the time-varying scalars ``(n, t, s1)`` broadcast, frame-major."""
+        n, spatial = static.shape[0], static.shape[2:]
+        flat = tv.reshape(n, -1)
+        flat = np.broadcast_to(
+            flat.reshape(*flat.shape, *[1] * len(spatial)), (*flat.shape, *spatial)
+        )
+        return np.ascontiguousarray(np.concatenate([static, flat], axis=1), dtype=np.float32)
+
+    def read_extras(self, samples: range | Sequence[int], positions: Sequence[int]) -> np.ndarray:
+        """Extra inputs: ``(n, n_extra, *spatial)``, scalars broadcast over the grid.
+
+        Time-varying scalars are taken at frames ``positions`` (the window's input frames).
+        """
+        return self._with_scalars(*self._read_extra_parts(samples, positions))
 
     def _assemble(
         self, samples: range | Sequence[int], windows: list[list[int]]
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """``x`` ``(n * windows, in_channels, *spatial)``, ``y``, finite mask (sample-major)."""
+        """``x`` ``(n * windows, in_channels, *spatial)``, ``y``, finite mask (sample-major).
+
+        The time-invariant extras are read once for all windows.
+        """
         needed = sorted({p for w in windows for p in w})
         where = {p: i for i, p in enumerate(needed)}
         block, frame_ok = self.read_checked(samples, needed)
         n = block.shape[0]
+        extras = self.extra_inputs and self.n_extra > 0
+        if extras:
+            static, tv = self._read_extra_parts(samples, needed)
+            static_ok = finite_rows(np.ascontiguousarray(static).reshape(n, -1))
         xs, ys, oks = [], [], []
         for win in windows:
             w = [where[p] for p in win]
             x = block[:, w[:-1]].reshape(n, -1, *block.shape[3:])
             ok = frame_ok[:, w].all(1)
-            if self.extra_inputs and self.n_extra:
-                extra = self.read_extras(samples, win[:-1])
-                ok = ok & finite_rows(extra.reshape(n, -1))
-                x = np.concatenate([x, extra], axis=1)
+            if extras:
+                scalars = tv[:, w[:-1]]
+                ok = ok & static_ok & np.isfinite(scalars.reshape(n, -1)).all(1)
+                x = np.concatenate([x, self._with_scalars(static, scalars)], axis=1)
             xs.append(x)
             ys.append(block[:, w[-1]])
             oks.append(ok)

@@ -80,7 +80,14 @@ class GroupSort(CertifiedModule):
 
 
 class FullSort(GroupSort):
-    """Sort the whole feature dimension (GroupSort with one group); 1-Lipschitz."""
+    """Sort the whole feature dimension (GroupSort with one group); 1-Lipschitz.
+
+    Examples
+    --------
+    >>> import torch
+    >>> FullSort()(torch.tensor([[3.0, 1.0, 2.0]]))
+    tensor([[1., 2., 3.]])
+    """
 
     def __init__(self, dim: int = -1) -> None:
         super().__init__(None, dim)
@@ -138,7 +145,15 @@ class MaxMin(CertifiedModule):
 
 
 class ReLU(CertifiedModule):
-    """ReLU; 1-Lipschitz elementwise, hence 1-Lipschitz in any of liponet's norms."""
+    """ReLU; 1-Lipschitz elementwise, hence 1-Lipschitz in any of liponet's norms.
+
+    Examples
+    --------
+    >>> import torch
+    >>> act = ReLU()
+    >>> act(torch.tensor([-1.0, 2.0])), act.lipschitz_bound()
+    (tensor([0., 2.]), 1.0)
+    """
 
     def forward(self, x: Tensor) -> Tensor:
         """Apply max(x, 0)."""
@@ -154,7 +169,14 @@ class ReLU(CertifiedModule):
 
 
 class Abs(CertifiedModule):
-    """Absolute value; 1-Lipschitz elementwise and gradient norm preserving."""
+    """Absolute value; 1-Lipschitz elementwise and gradient norm preserving.
+
+    Examples
+    --------
+    >>> import torch
+    >>> Abs()(torch.tensor([-1.0, 2.0]))
+    tensor([1., 2.])
+    """
 
     def forward(self, x: Tensor) -> Tensor:
         """Apply |x|."""
@@ -176,6 +198,13 @@ class GELU(CertifiedModule):
     ------------------
     :data:`GELU_LIPSCHITZ` (elementwise, hence in every norm liponet uses); analytic maximum of the
     derivative, rounded up.
+
+    Examples
+    --------
+    >>> import torch
+    >>> act = GELU()
+    >>> act(torch.tensor([0.0])), act.lipschitz_bound() > 1
+    (tensor([0.]), True)
     """
 
     def forward(self, x: Tensor) -> Tensor:
@@ -221,6 +250,15 @@ def make_activation(name: str, dim: int = -1) -> CertifiedModule:
     ------
     ValueError
         For an unknown name, listing the valid ones.
+
+    Examples
+    --------
+    >>> make_activation("maxmin", dim=1)
+    MaxMin(dim=1)
+    >>> make_activation("tanh")
+    Traceback (most recent call last):
+    ...
+    ValueError: unknown activation 'tanh'; available: ...
     """
     try:
         factory = _FACTORIES[name]

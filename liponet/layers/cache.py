@@ -12,7 +12,8 @@ the weights in memory.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import contextlib
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any, TypeVar
 
 import torch
@@ -39,12 +40,41 @@ def same_bits(a: Tensor, b: Tensor) -> bool:
     """
     if a.shape != b.shape or a.dtype != b.dtype or a.device != b.device:
         return False
+    if a.is_contiguous() and b.is_contiguous() and a.numel() * a.element_size() % 8 == 0:
+        # Same bytes, compared 8 at a time (several times faster than per float32 element).
+        a, b = a.reshape(-1).view(torch.uint8), b.reshape(-1).view(torch.uint8)
+        return bool(torch.equal(a.view(torch.int64), b.view(torch.int64)))
     if a.is_complex():
         a, b = torch.view_as_real(a), torch.view_as_real(b)
     if a.dtype.is_floating_point:
         as_int = _INT_OF_SIZE[a.element_size()]
         a, b = a.view(as_int), b.view(as_int)
     return bool(torch.equal(a, b))
+
+
+@contextlib.contextmanager
+def _eager(exporting: bool) -> Iterator[None]:
+    """Plain eager torch on real tensors while a graph is captured (no-op otherwise).
+
+    ``torch.export`` traces with dispatch modes (fake tensors, graph proxies) and a
+    torch-function handler; ``torch.jit.trace`` records every op. Both are set aside here: the
+    weights are real, and the cached values become constants of the captured program.
+    """
+    tracing_state = torch._C._get_tracing_state()
+    if not exporting and tracing_state is None:
+        yield
+        return
+    from torch.utils._python_dispatch import _disable_current_modes
+
+    torch._C._set_tracing_state(None)  # type: ignore[attr-defined]
+    try:
+        if exporting:
+            with _disable_current_modes(), torch._C.DisableTorchFunction():
+                yield
+        else:
+            yield
+    finally:
+        torch._C._set_tracing_state(tracing_state)  # type: ignore[attr-defined]
 
 
 class WeightKeyedCache:
@@ -54,20 +84,30 @@ class WeightKeyedCache:
     the cached values were computed; on any difference (shape, dtype, device or a single bit)
     all cached values are dropped and recomputed from the current weights.
 
+    Parameters
+    ----------
+    sources
+        The tensors (usually parameters) the values will be computed from. They are remembered
+        so that ``torch.export`` (which traces with fake tensors that hold no data) can still
+        check and use the real weights: the values then enter the exported program as
+        constants, exactly as the eager forward would use them. Every eager :meth:`get`
+        refreshes the remembered tensors.
+
     Examples
     --------
     >>> import torch
     >>> w = torch.ones(2)
-    >>> cache = WeightKeyedCache()
-    >>> cache.get("sum", [w], lambda: float(w.sum()))
+    >>> cache = WeightKeyedCache([w])
+    >>> cache.get("sum", [w], lambda w: float(w.sum()))
     2.0
     >>> w.data.copy_(torch.full((2,), 3.0))  # moves no version counter
     tensor([3., 3.])
-    >>> cache.get("sum", [w], lambda: float(w.sum()))
+    >>> cache.get("sum", [w], lambda w: float(w.sum()))
     6.0
     """
 
-    def __init__(self) -> None:
+    def __init__(self, sources: Sequence[Tensor] | None = None) -> None:
+        self._refs: list[Tensor] | None = None if sources is None else list(sources)
         self._snapshot: list[Tensor] | None = None
         self._values: dict[str, Any] = {}
         #: How many times a value was (re)computed (for tests and benchmarks).
@@ -79,14 +119,27 @@ class WeightKeyedCache:
             return False
         return all(same_bits(s.detach(), c) for s, c in zip(sources, snap, strict=True))
 
-    def get(self, name: str, sources: Sequence[Tensor], compute: Callable[[], T]) -> T:
-        """The value ``name`` for the current ``sources``, calling ``compute()`` if needed."""
-        if not self._valid(sources):
-            self._values = {}
-            self._snapshot = [s.detach().clone() for s in sources]
-        if name not in self._values:
-            self.misses += 1
-            self._values[name] = compute()
+    @torch.compiler.disable
+    def get(self, name: str, sources: Sequence[Tensor], compute: Callable[..., T]) -> T:
+        """The value ``name`` for the current ``sources``, ``compute(*sources)`` if needed.
+
+        Under ``torch.export`` the remembered real tensors replace ``sources``; under
+        ``torch.compile`` this runs eagerly (outside the graph), so the check is never skipped.
+        """
+        exporting = torch.compiler.is_exporting()
+        if exporting:
+            if self._refs is not None and len(self._refs) == len(sources):
+                sources = self._refs
+        else:
+            self._refs = list(sources)
+        with _eager(exporting), torch.no_grad():
+            if not self._valid(sources):
+                self._values = {}
+                fmt = torch.contiguous_format
+                self._snapshot = [s.detach().clone(memory_format=fmt) for s in sources]
+            if name not in self._values:
+                self.misses += 1
+                self._values[name] = compute(*sources)
         value: T = self._values[name]
         return value
 

@@ -96,7 +96,7 @@ class LipLinear(CertifiedModule):
         else:
             nn.init.orthogonal_(self.weight)
         self.register_buffer("u", nn.functional.normalize(torch.randn(in_features), dim=0))
-        self._cache = WeightKeyedCache()
+        self._cache = WeightKeyedCache([self.weight])
 
     def _normalize(self, w: Tensor, sigma: Tensor) -> Tensor:
         assert self.k is not None
@@ -115,9 +115,9 @@ class LipLinear(CertifiedModule):
             return self.weight.detach()
         return self._cache.get("eval_weight", [self.weight], self._compute_eval_weight)
 
-    def _compute_eval_weight(self) -> Tensor:
+    def _compute_eval_weight(self, weight: Tensor) -> Tensor:
         with torch.no_grad():
-            w = self.weight.detach()
+            w = weight.detach()
             sigma = spectral_norm_exact(w).to(w.dtype)
             return self._normalize(w, sigma)
 
@@ -139,7 +139,7 @@ class LipLinear(CertifiedModule):
     def lipschitz_bound(self) -> float:
         """Float64-SVD upper bound of the eval weight's spectral norm."""
         return self._cache.get(
-            "bound", [self.weight], lambda: float(spectral_norm_upper(self.effective_weight()))
+            "bound", [self.weight], lambda w: float(spectral_norm_upper(self.effective_weight()))
         )
 
     def export(self) -> nn.Linear:

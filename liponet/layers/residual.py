@@ -31,7 +31,6 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor, nn
 
-from ..functional import spectral_norm_upper
 from .base import CertifiedModule
 from .fourier import LipSpectralConv, SpectralMultiplier, check_field, spectral_apply
 
@@ -137,10 +136,7 @@ class ConvexPotentialBlock(CertifiedModule):
 
     def lipschitz_bound(self) -> float:
         """``max(1, 2 s^2 - 1)`` with ``s`` the float64-SVD bound of ``||K||``."""
-        mk, w = self.conv.multipliers()
-        s = float(spectral_norm_upper(mk).max())
-        if w is not None:
-            s = max(s, float(spectral_norm_upper(w)))
+        s = self.conv.lipschitz_bound()  # max(max_k ||W' + R'_k||, ||W'||), float64 SVD
         return max(1.0, 2.0 * s * s - 1.0)
 
     def export(self) -> nn.Module:

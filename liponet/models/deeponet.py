@@ -46,12 +46,12 @@ Domain = tuple[Sequence[float], Sequence[float]]
 
 
 class PeriodicEmbedding(CertifiedModule):
-    """Fourier features of the first coordinate: ``y -> (cos(w_j y_0), sin(w_j y_0), y_1, ...)``.
+    """Fourier features of the first coordinate: ``y -> (cos(w_j y_0), sin(w_j y_0), s y_1, ...)``.
 
-    ``w_j = 2 pi j / period`` for ``j = 1..harmonics``; the other coordinates pass unchanged.
-    With ``harmonics=0`` the embedding is the identity. Makes a trunk exactly periodic in ``y_0``
-    (e.g. x of PDEBench's periodic 1-D problems) and lets it represent frequencies up to
-    ``harmonics`` without a large network constant.
+    ``w_j = 2 pi j / period`` for ``j = 1..harmonics``; the other coordinates are multiplied by
+    ``scale`` (1: unchanged). With ``harmonics=0`` the embedding is the identity. Makes a network
+    exactly periodic in ``y_0`` (e.g. x of PDEBench's periodic 1-D problems) and lets it
+    represent frequencies up to ``harmonics`` without a large network constant.
 
     Parameters
     ----------
@@ -61,12 +61,17 @@ class PeriodicEmbedding(CertifiedModule):
         Period of the first coordinate.
     coord_dim
         Number of coordinates.
+    scale
+        ``s > 0``: factor of the other coordinates (with ``harmonics > 0``). Up to ``s = Omega``
+        it costs nothing in the constant and gives the other coordinates the same slope budget
+        as the periodic one.
 
     Lipschitz constant
     ------------------
-    ``max(Omega, 1)`` (``Omega`` alone for one coordinate), ``Omega = sqrt(sum_j w_j**2)``, in the
-    Euclidean norms: the Jacobian's ``y_0`` column has norm exactly ``Omega`` at every point,
-    so the constant is exact (up to a 1e-12 relative margin for its float64 evaluation).
+    ``max(Omega, s)`` (``Omega`` alone for one coordinate), ``Omega = sqrt(sum_j w_j**2)``, in the
+    Euclidean norms: the Jacobian's ``y_0`` column has norm exactly ``Omega`` at every point and
+    is orthogonal to the other columns, ``s`` times unit vectors, so the constant is exact (up to
+    a 1e-12 relative margin for its float64 evaluation).
 
     Examples
     --------
@@ -76,10 +81,12 @@ class PeriodicEmbedding(CertifiedModule):
     torch.Size([1, 5])
     """
 
-    def __init__(self, harmonics: int, period: float, coord_dim: int) -> None:
+    def __init__(self, harmonics: int, period: float, coord_dim: int, scale: float = 1.0) -> None:
         super().__init__()
         if not (isinstance(harmonics, int) and harmonics >= 0):
             raise ValueError(f"harmonics must be an integer >= 0, got {harmonics!r}")
+        if not (math.isfinite(scale) and scale > 0):
+            raise ValueError(f"scale must be a finite number > 0, got {scale}")
         if harmonics > 0 and not (math.isfinite(period) and period > 0):
             raise ValueError(
                 f"harmonics > 0 needs a positive period (domain length of the first "
@@ -87,6 +94,7 @@ class PeriodicEmbedding(CertifiedModule):
             )
         self.harmonics = harmonics
         self.coord_dim = coord_dim
+        self.scale = float(scale) if harmonics else 1.0
         self.out_features = coord_dim + 2 * harmonics - (1 if harmonics else 0)
         self.omega = 2 * math.pi / period if harmonics else 0.0
         self.index: Tensor  # the harmonics j = 1..J (integers, exact in any float dtype)
@@ -97,15 +105,16 @@ class PeriodicEmbedding(CertifiedModule):
         if self.harmonics == 0:
             return y
         theta = (y[..., :1] * self.omega) * self.index  # (..., 1) * (J,) -> (..., J)
-        return torch.cat([torch.cos(theta), torch.sin(theta), y[..., 1:]], dim=-1)
+        rest = y[..., 1:] * self.scale if self.scale != 1.0 else y[..., 1:]
+        return torch.cat([torch.cos(theta), torch.sin(theta), rest], dim=-1)
 
     def lipschitz_bound(self) -> float:
-        """``max(Omega, 1)`` (exact)."""
+        """``max(Omega, s)`` (exact)."""
         if self.harmonics == 0:
             return 1.0
         omega = self.omega * math.sqrt(sum(j * j for j in range(1, self.harmonics + 1)))
         omega *= _EVAL_SLACK
-        return omega if self.coord_dim == 1 else max(omega, 1.0)
+        return omega if self.coord_dim == 1 else max(omega, self.scale * _EVAL_SLACK)
 
     def image(self, lo: Tensor, hi: Tensor) -> tuple[Domain, Tensor, float]:
         """Where the box ``[lo, hi]`` lands: a bounding box, and a ball ``(centre, radius)``.
@@ -117,6 +126,7 @@ class PeriodicEmbedding(CertifiedModule):
             box = (lo.tolist(), hi.tolist())
             return (box, *box_ball(box, self.coord_dim))
         ones = [1.0] * (2 * self.harmonics)
+        lo, hi = lo * self.scale, hi * self.scale  # the other coordinates, as embedded
         box = ([-x for x in ones] + lo[1:].tolist(), ones + hi[1:].tolist())
         rest = (hi[1:] - lo[1:]) / 2
         centre = torch.cat([torch.zeros(2 * self.harmonics, dtype=lo.dtype), (lo + hi)[1:] / 2])

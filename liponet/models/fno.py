@@ -120,7 +120,7 @@ class FieldLinear(CertifiedModule):
         super().__init__()
         self.linear = linear
         self.grid = grid
-        self._cache = WeightKeyedCache()
+        self._cache = WeightKeyedCache([linear.weight])
 
     def forward(self, x: Tensor) -> Tensor:
         """``(batch, c, *spatial) -> (batch, out, *spatial)``."""
@@ -130,7 +130,7 @@ class FieldLinear(CertifiedModule):
         """Float64-SVD bound of the weight's input-function columns (cached)."""
         return self._cache.get("bound", [self.linear.weight], self._compute_bound)
 
-    def _compute_bound(self) -> float:
+    def _compute_bound(self, weight: Tensor) -> float:
         w = self.linear.effective_weight()
         return float(spectral_norm_upper(w[:, : w.shape[1] - self.grid]))
 
@@ -317,8 +317,8 @@ class _FNOBase(CertifiedModule):
         radius: float | None = None,
         grid: bool = True,
         padding: float = 0.0,
-        normalization: str = "global",
-        block: str = "fourier",
+        normalization: str = "clip",
+        block: str = "cpl",
         increment: bool = False,
         budget: str = "last",
     ) -> None:
@@ -445,9 +445,15 @@ class _FNOBase(CertifiedModule):
 class LipFNO(_FNOBase):
     """Lipschitz Fourier neural operator with a certified constant in the function norm.
 
-    ``G(a) = Q(crop(B_L(... B_1(pad(P(a, grid))))))``: pointwise lifting ``P``, ``depth`` fused
-    Fourier blocks ``B_i = sigma(W_i + K_i + b_i)`` (the last one linear), pointwise two-layer
-    projection ``Q`` (hidden ``2 * width``).
+    ``G(a) = Q(crop(B_L(... B_1(pad(P(a, grid))))))``: pointwise lifting ``P``, ``depth``
+    Fourier blocks ``B_i`` (default: convex-potential residual blocks ``x - 2 K_i^T relu(K_i x +
+    b_i)``; ``block="fourier"``: fused blocks ``sigma(W_i + K_i + b_i)``, the last one linear),
+    pointwise two-layer projection ``Q`` (hidden ``2 * width``).
+
+    The defaults (``block="cpl"``, ``normalization="clip"``) are what
+    ``benchmarks/lipfno_blocks.py`` recommends; give ``k`` room above the data's own constant
+    (``k="auto"`` in :class:`liponet.train.Trainer` / ``liponet train``: twice the training
+    pairs' largest ratio), and for time stepping try ``increment=True``.
 
     Parameters
     ----------
@@ -459,7 +465,8 @@ class LipFNO(_FNOBase):
     width, depth
         Channels of the hidden functions and number of Fourier blocks.
     k
-        Target constant of the last layer (everything else is 1-Lipschitz).
+        Target constant of the last layer (everything else is 1-Lipschitz; see ``budget``).
+        A number here; ``"auto"`` is resolved from the data by :mod:`liponet.train.constraint`.
     activation
         1-Lipschitz channel activation: ``maxmin`` (default; GroupSort2 pairing channel ``i``
         with ``i + width/2``, several times faster on fields than ``groupsort2``'s adjacent
@@ -477,13 +484,13 @@ class LipFNO(_FNOBase):
     padding
         Domain padding (fraction of each size, zeros at the end) for non-periodic problems.
     normalization
-        Multiplier normalization of the Fourier blocks (``"global"``, ``"clip"``,
-        ``"orthogonal"``; see :class:`liponet.layers.LipSpectralConv`).
+        Multiplier normalization of the Fourier blocks (``"clip"``, default, ``"global"``,
+        ``"orthogonal"``, ``"polar"``; see :class:`liponet.layers.LipSpectralConv`).
     block
-        Hidden block kind (:data:`BLOCKS`): ``"fourier"``, the fused FNO block
-        ``sigma(W x + K x + b)`` (the last one linear); ``"cpl"``, the convex-potential residual
+        Hidden block kind (:data:`BLOCKS`): ``"cpl"`` (default), the convex-potential residual
         block ``x - 2 K^T relu(K x + b)`` (:class:`liponet.layers.ConvexPotentialBlock`, all
-        ``depth`` blocks nonlinear, 1-Lipschitz with every singular value of ``K`` free).
+        ``depth`` blocks nonlinear, 1-Lipschitz with every singular value of ``K`` free);
+        ``"fourier"``, the fused FNO block ``sigma(W x + K x + b)`` (the last one linear).
     increment
         Time-step increment form ``u_last + G(a)`` (:class:`Increment`): the input is a window of
         frames stacked as channels and ``u_last`` its last frame; certified ``1 + L_G``.
@@ -564,4 +571,5 @@ class FNO(_FNOBase):
             grid=grid,
             padding=padding,
             increment=increment,
+            block="fourier",
         )

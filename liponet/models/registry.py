@@ -15,7 +15,18 @@ M = TypeVar("M", bound=type[nn.Module])
 
 
 def register_model(name: str) -> Callable[[M], M]:
-    """Class decorator adding a model class to the registry under ``name``."""
+    """Class decorator adding a model class to the registry under ``name``.
+
+    Examples
+    --------
+    >>> from torch import nn
+    >>> @register_model("DocExampleNet")
+    ... class DocExampleNet(nn.Linear):
+    ...     pass
+    >>> get_model_class("DocExampleNet") is DocExampleNet
+    True
+    >>> del _REGISTRY["DocExampleNet"]  # (keep the registry as it was)
+    """
 
     def decorator(cls: M) -> M:
         if name in _REGISTRY and _REGISTRY[name] is not cls:
@@ -27,7 +38,14 @@ def register_model(name: str) -> Callable[[M], M]:
 
 
 def available_models() -> list[str]:
-    """Registered model names, sorted."""
+    """Registered model names, sorted.
+
+    Examples
+    --------
+    >>> from liponet.models import available_models
+    >>> {"LipFNO", "FNO", "LipMLP"} <= set(available_models())
+    True
+    """
     return sorted(_REGISTRY)
 
 
@@ -38,6 +56,16 @@ def get_model_class(name: str) -> type[nn.Module]:
     ------
     ValueError
         For an unknown name, listing the available ones.
+
+    Examples
+    --------
+    >>> from liponet.models import get_model_class
+    >>> get_model_class("LipFNO").__name__
+    'LipFNO'
+    >>> get_model_class("fn0")
+    Traceback (most recent call last):
+    ...
+    ValueError: unknown model 'fn0'; available: ...
     """
     try:
         return _REGISTRY[name]

@@ -29,13 +29,17 @@ from ..certify import (
     estimate_target_lipschitz,
     max_error_bound,
 )
+from ..layers import CertifiedSequential
 from ..models import MLP, LipMLP
+from ..models.deeponet import PeriodicEmbedding
 from .burgers import burgers_exact, solve_burgers
 
 __all__ = [
     "VARIANTS",
     "RegressionConfig",
     "RegressionStudy",
+    "fourier_lipmlp",
+    "harmonics_for",
     "plot_study",
     "run_regression_study",
 ]
@@ -61,7 +65,8 @@ class RegressionConfig:
     epochs, lr
         Full-batch Adam steps and learning rate (cosine decay).
     k
-        Constant of variant "a (k>1)"; ``None`` takes ``ceil(L_f)``.
+        Constant of variant "a (k>1)", and the slope budget variant "e" needs (its harmonics:
+        :func:`harmonics_for`); ``None`` takes ``ceil(L_f)``.
     n_validation
         Random validation points.
     subdivisions
@@ -91,7 +96,7 @@ class RegressionConfig:
     k: float | None = None
     n_validation: int = 1_000_000
     subdivisions: int = 8
-    variants: tuple[str, ...] = ("a1", "ak", "b", "c", "d", "mlp", "interp")
+    variants: tuple[str, ...] = ("a1", "ak", "b", "c", "d", "e", "mlp", "interp")
     seed: int = 0
 
     def check(self) -> None:
@@ -121,6 +126,31 @@ class RegressionConfig:
             )
 
 
+def harmonics_for(k: float) -> int:
+    """The fewest harmonics ``J`` whose embedding constant reaches ``k``.
+
+    ``Omega = 2 pi sqrt(sum_j j**2)`` (period 1): the slope budget the data needs, from its
+    constant.
+    """
+    j = 1
+    while 2 * math.pi * math.sqrt(j * (j + 1) * (2 * j + 1) / 6) < k:
+        j += 1
+    return j
+
+
+def fourier_lipmlp(width: int, depth: int, harmonics: int) -> CertifiedSequential:
+    """Variant (e): Fourier features of the periodic ``x``, ``t`` scaled by ``Omega``, a LipMLP.
+
+    ``(x, t) -> (cos 2 pi j x, sin 2 pi j x, Omega t)_{j <= J}`` (a
+    :class:`~liponet.models.deeponet.PeriodicEmbedding` with ``scale = Omega``, exact constant
+    ``Omega``), then a 1-Lipschitz :class:`~liponet.models.LipMLP`: certified constant
+    ``Omega``, and the same slope budget in ``x`` and ``t``.
+    """
+    omega = PeriodicEmbedding(harmonics, 1.0, 1).lipschitz_bound()
+    embedding = PeriodicEmbedding(harmonics, 1.0, 2, scale=omega)
+    return CertifiedSequential(embedding, LipMLP(embedding.out_features, 1, width, depth))
+
+
 @dataclass
 class _Variant:
     label: str
@@ -141,6 +171,10 @@ VARIANTS: dict[str, _Variant] = {
     "d": _Variant(
         "LipMLP d (auxiliary scale)",
         lambda c, k: LipMLP(2, 1, c.width, c.depth, output_scale="auxiliary", domain=DOMAIN),
+    ),
+    "e": _Variant(
+        "LipMLP e (Fourier x, J={j})",
+        lambda c, k: fourier_lipmlp(c.width, c.depth, harmonics_for(k)),
     ),
     "mlp": _Variant("MLP (GELU, unconstrained)", lambda c, k: MLP(2, 1, c.width, c.depth)),
     "interp": _Variant("bilinear interpolation (baseline)", None),
@@ -262,7 +296,7 @@ def run_regression_study(
     y_train = values.float()
     for key in cfg.variants:
         variant = VARIANTS[key]
-        name = variant.label.format(k=k)
+        name = variant.label.format(k=k, j=harmonics_for(k))
         t0 = time.perf_counter()
         model: nn.Module
         if variant.build is None:

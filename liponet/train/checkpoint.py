@@ -111,6 +111,17 @@ class Checkpoint:
         Anything else the writer stored (plain data).
     version
         The checkpoint layout version.
+
+    Examples
+    --------
+    >>> import tempfile, pathlib
+    >>> from liponet.models import LipMLP
+    >>> config = {"model": {"name": "LipMLP", "kwargs": {"in_features": 2, "out_features": 1}}}
+    >>> path = save_checkpoint(pathlib.Path(tempfile.mkdtemp()) / "m.pt", LipMLP(2, 1),
+    ...                        config=config, epoch=3)
+    >>> _, ckpt = load_model(path)
+    >>> isinstance(ckpt, Checkpoint), ckpt.epoch, ckpt.config["model"]["name"]
+    (True, 3, 'LipMLP')
     """
 
     path: Path
@@ -227,6 +238,18 @@ def save_checkpoint(
     TypeError
         If ``config``, ``normalizer_state`` or ``extra`` holds something other than plain data and
         tensors (it could not be loaded without unpickling code).
+
+    Examples
+    --------
+    >>> import tempfile, pathlib
+    >>> from liponet.models import LipMLP
+    >>> model = LipMLP(2, 1, width=4, depth=2)
+    >>> config = {"model": {"name": "LipMLP", "kwargs": {"in_features": 2, "out_features": 1,
+    ...                                                "width": 4, "depth": 2}}}
+    >>> path = save_checkpoint(pathlib.Path(tempfile.mkdtemp()) / "m.pt", model, config=config)
+    >>> loaded, ckpt = load_model(path)
+    >>> type(loaded).__name__, ckpt.epoch
+    ('LipMLP', 0)
     """
     module = model.module if isinstance(model, DistributedDataParallel) else model
     payload: dict[str, Any] = {
@@ -415,6 +438,19 @@ def load_model(
         weights do not fit the config's model, or a weight is NaN/inf (named).
     ValueError
         If the model name is not registered (the message lists the registered names).
+
+    Examples
+    --------
+    >>> import tempfile, pathlib, torch
+    >>> from liponet.models import LipMLP
+    >>> model = LipMLP(2, 1, width=4, depth=2).eval()
+    >>> config = {"model": {"name": "LipMLP", "kwargs": {"in_features": 2, "out_features": 1,
+    ...                                                "width": 4, "depth": 2}}}
+    >>> path = save_checkpoint(pathlib.Path(tempfile.mkdtemp()) / "m.pt", model, config=config)
+    >>> loaded, ckpt = load_model(path)
+    >>> x = torch.randn(3, 2)
+    >>> torch.equal(loaded(x), model(x)), loaded.training
+    (True, False)
     """
     from ..models import build_model
 

@@ -126,7 +126,13 @@ def _one_of(key: str, value: str, choices: Iterable[str]) -> None:
 
 @dataclass
 class ModelConfig:
-    """Which registered model to build, and its constructor arguments."""
+    """Which registered model to build, and its constructor arguments.
+
+    Examples
+    --------
+    >>> ModelConfig(name="LipFNO", kwargs={"modes": [16], "width": 32})
+    ModelConfig(name='LipFNO', kwargs={'modes': [16], 'width': 32})
+    """
 
     name: str = "LipMLP"
     kwargs: dict[str, Any] = field(default_factory=dict)
@@ -143,6 +149,11 @@ class DataConfig:
 
     ``path`` is the data file for file-backed datasets; ``kwargs`` are passed to the dataset
     builder (e.g. sizes of a synthetic set, PDEBench subsampling options).
+
+    Examples
+    --------
+    >>> DataConfig(name="well", path="data/my_well_dataset", kwargs={"initial_step": 4})
+    DataConfig(name='well', path='data/my_well_dataset', kwargs={'initial_step': 4})
     """
 
     name: str = "toy-shift"
@@ -192,6 +203,12 @@ class TrainConfig:
         DataLoader worker processes.
     dist_timeout_s
         Timeout of collective operations: a rank that hangs makes the others fail after this.
+
+    Examples
+    --------
+    >>> cfg = TrainConfig(model=ModelConfig("LipMLP"), epochs=3)
+    >>> cfg.epochs, cfg.data.name
+    (3, 'toy-shift')
     """
 
     model: ModelConfig = field(default_factory=ModelConfig)
@@ -326,7 +343,14 @@ def config_from_dict(data: dict[str, Any]) -> TrainConfig:
 
 
 def config_to_dict(config: TrainConfig) -> dict[str, Any]:
-    """Plain nested data (what checkpoints store), the inverse of :func:`config_from_dict`."""
+    """Plain nested data (what checkpoints store), the inverse of :func:`config_from_dict`.
+
+    Examples
+    --------
+    >>> d = config_to_dict(TrainConfig(epochs=2))
+    >>> d["epochs"], d["model"]
+    (2, {'name': 'LipMLP', 'kwargs': {}})
+    """
     return dataclasses.asdict(config)
 
 

@@ -40,6 +40,7 @@ __all__ = [
     "ConstraintWarning",
     "binding_constraint_message",
     "data_constant",
+    "is_capped",
     "resolve_auto_k",
     "resolve_config",
     "warn_if_binding",
@@ -221,14 +222,33 @@ def binding_constraint_message(certified: float, constant: LipschitzConstant) ->
     )
 
 
-def warn_if_binding(model: Any, dataset: Dataset[Any], constant: LipschitzConstant | None) -> None:
+def is_capped(model: Any, model_kwargs: dict[str, Any] | None = None) -> bool:
+    """Whether training cannot raise the model's certified constant above its initial one.
+
+    True for the constrained families (``constrained = True``: LipMLP, LipFNO, LipDeepONet...)
+    unless a variant frees the output scale (``free_last_layer=True`` or an ``output_scale``);
+    unconstrained twins start small and grow, so a comparison at initialization means nothing.
+    """
+    if not (hasattr(model, "lipschitz_bound") and getattr(model, "constrained", False)):
+        return False
+    kwargs = model_kwargs or {}
+    return not kwargs.get("free_last_layer") and kwargs.get("output_scale", "none") == "none"
+
+
+def warn_if_binding(
+    model: Any,
+    dataset: Dataset[Any],
+    constant: LipschitzConstant | None,
+    model_kwargs: dict[str, Any] | None = None,
+) -> None:
     """Issue one :class:`ConstraintWarning` if the data's constant exceeds the model's certificate.
 
     ``constant`` is the data constant already measured (by :func:`resolve_auto_k`) or ``None``
-    (measured here). Models without ``lipschitz_bound()`` and unmeasurable data are skipped. An
-    ``increment=True`` model is compared on the full map (its certificate is ``1 + L_f``).
+    (measured here). Models whose constant training can raise (:func:`is_capped` false) and
+    unmeasurable data are skipped. An ``increment=True`` model is compared on the full map (its
+    certificate is ``1 + L_f``).
     """
-    if not hasattr(model, "lipschitz_bound"):
+    if not is_capped(model, model_kwargs):
         return
     if constant is None or _is_increment(model):
         constant = data_constant(dataset)

@@ -41,6 +41,14 @@ class DataBundle:
         Normalization statistics to store with the model (or ``None``).
     info
         Plain facts for logs (sizes, shapes, file).
+
+    Examples
+    --------
+    >>> from liponet.train import DataConfig
+    >>> config = DataConfig("toy-shift", kwargs={"n_train": 8, "n_val": 4, "grid": 16})
+    >>> bundle = build_dataset(config)
+    >>> isinstance(bundle, DataBundle), bundle.info["name"]
+    (True, 'toy-shift')
     """
 
     train: Dataset[Any]
@@ -54,7 +62,21 @@ _DATASETS: dict[str, Builder] = {}
 
 
 def register_dataset(name: str) -> Callable[[Builder], Builder]:
-    """Decorator adding a builder ``(config, seed, rank, world_size) -> DataBundle``."""
+    """Decorator adding a builder ``(config, seed, rank, world_size) -> DataBundle``.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from torch.utils.data import TensorDataset
+    >>> @register_dataset("doc-example")
+    ... def _example(config, seed, rank, world_size):
+    ...     x = torch.randn(6, 1, 8)
+    ...     return DataBundle(train=TensorDataset(x, x), val=TensorDataset(x[:2], x[:2]))
+    >>> from liponet.train import DataConfig
+    >>> len(build_dataset(DataConfig("doc-example")).train)
+    6
+    >>> del _DATASETS["doc-example"]  # (keep the registry as it was)
+    """
 
     def decorator(fn: Builder) -> Builder:
         _DATASETS[name] = fn
@@ -64,7 +86,13 @@ def register_dataset(name: str) -> Callable[[Builder], Builder]:
 
 
 def available_datasets() -> list[str]:
-    """Registered dataset names, sorted."""
+    """Registered dataset names, sorted.
+
+    Examples
+    --------
+    >>> {"pdebench", "pdebench-stream", "well"} <= set(available_datasets())
+    True
+    """
     return sorted(_DATASETS)
 
 
@@ -77,6 +105,14 @@ def build_dataset(
     ------
     ValueError
         For an unknown name (listing the registered ones) or bad options.
+
+    Examples
+    --------
+    >>> from liponet.train import DataConfig
+    >>> config = DataConfig("toy-shift", kwargs={"n_train": 8, "n_val": 4, "grid": 16})
+    >>> bundle = build_dataset(config)
+    >>> len(bundle.train), len(bundle.val)
+    (8, 4)
     """
     if config.name not in _DATASETS:
         raise ValueError(
@@ -266,5 +302,41 @@ def _toy_reaction(config: DataConfig, seed: int, rank: int, world_size: int) -> 
             "n_train": n_train,
             "n_val": n_val,
             "shape": [1, a.shape[-1]],
+        },
+    )
+
+
+@register_dataset("well")
+def _well(config: DataConfig, seed: int, rank: int, world_size: int) -> DataBundle:
+    """A dataset folder of The Well (``data.path``) through :class:`liponet.data.WellDataset`.
+
+    The ``train`` folder trains, the ``valid`` folder validates (the ``test`` folder is never
+    touched). ``data.kwargs`` go to the dataset (``task``, ``initial_step``, ``windows``,
+    ``reduced_resolution``, ``reduced_resolution_t``, ``extra_inputs``, ``on_nonfinite``).
+    """
+    from ..data import WellDataset
+
+    if not config.path:
+        raise ValueError("data.path: the well dataset needs the dataset folder (--data-path DIR)")
+    kwargs = dict(config.kwargs)
+    for key in ("split", "path"):
+        if key in kwargs:
+            raise ValueError(f"data.kwargs.{key}: set by the trainer, remove it")
+    try:
+        train = WellDataset(config.path, split="train", **kwargs)
+        val = WellDataset(config.path, split="valid", **kwargs)
+    except TypeError as err:
+        raise ValueError(f"data.kwargs: {err}") from None
+    return DataBundle(
+        train=train,
+        val=val,
+        info={
+            "name": "well",
+            "path": str(config.path),
+            "n_train": len(train),
+            "n_val": len(val),
+            "in_channels": train.in_channels,
+            "out_channels": train.out_channels,
+            "channels": list(train.channel_names),
         },
     )

@@ -27,7 +27,13 @@ __all__ = [
 
 @dataclass(frozen=True)
 class DistContext:
-    """Where this process stands: its rank, the world size and its device."""
+    """Where this process stands: its rank, the world size and its device.
+
+    Examples
+    --------
+    >>> DistContext()
+    DistContext(rank=0, world_size=1, local_rank=0, device=device(type='cpu'))
+    """
 
     rank: int = 0
     world_size: int = 1
@@ -74,6 +80,13 @@ def init_distributed(device: str = "auto", timeout_s: float = 300.0) -> DistCont
         Timeout of every collective: if a peer hangs (alive but stuck), the others raise after this
         many seconds. A peer that *dies* is noticed at once (closed connection) and torchrun then
         stops the remaining workers.
+
+    Examples
+    --------
+    >>> ctx = init_distributed("cpu")  # one process, no torchrun: nothing to initialise
+    >>> ctx.rank, ctx.world_size
+    (0, 1)
+    >>> cleanup_distributed()
     """
     world_size = int(os.environ.get("WORLD_SIZE", "1"))
     local_rank = int(os.environ.get("LOCAL_RANK", "0"))
@@ -96,6 +109,10 @@ def cleanup_distributed(barrier: bool = True) -> None:
     Gloo down while a peer still talks to it can abort the process ("terminate called without an
     active exception", seen in about one run in four on a loaded 2-core machine). Pass
     ``barrier=False`` on an error path, where a peer may already be gone.
+
+    Examples
+    --------
+    >>> cleanup_distributed()  # a no-op outside torchrun
     """
     if dist.is_available() and dist.is_initialized():
         if barrier:

@@ -103,7 +103,15 @@ class TrainingInterrupted(KeyboardInterrupt):
 
 
 def seed_everything(seed: int) -> None:
-    """Seed Python's, numpy's and torch's generators (all devices)."""
+    """Seed Python's, numpy's and torch's generators (all devices).
+
+    Examples
+    --------
+    >>> import torch
+    >>> seed_everything(3); a = torch.rand(2)
+    >>> seed_everything(3); torch.equal(a, torch.rand(2))
+    True
+    """
     random.seed(seed)
     np.random.seed(seed)  # noqa: NPY002 (the legacy global generator is what libraries use)
     torch.manual_seed(seed)
@@ -295,7 +303,7 @@ class Trainer:
             model = build_model(config.model.name, **config.model.kwargs)
         self.model: nn.Module = model
         if self.ctx.is_main:  # one ConstraintWarning if the data's constant exceeds the model's
-            warn_if_binding(self.model, train_data, data_constant)
+            warn_if_binding(self.model, train_data, data_constant, config.model.kwargs)
         self.model.to(self.ctx.device)
         self.ddp: nn.Module = self.model
         if self.ctx.distributed:

@@ -1,6 +1,7 @@
 """Batched torch solvers writing PDEBench layouts; one registered family per PDE."""
 
 from . import advection as advection
+from . import advection2d as advection2d
 from . import burgers as burgers
 from . import darcy as darcy
 from . import fitzhugh_nagumo as fitzhugh_nagumo

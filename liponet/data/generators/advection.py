@@ -26,9 +26,10 @@ class Advection(Periodic1D):
     name: ClassVar[str] = "advection"
     defaults: ClassVar[dict[str, float]] = {"beta": 0.1, "t_final": 2.0}
     default_nt: ClassVar[int | None] = 201
+    discretization: ClassVar[str] = "exact-samples"
 
     def attributes(self) -> dict[str, Any]:
-        """``beta``."""
+        """``beta`` (``discretization = "exact-samples"``: the exact solution at cell centres)."""
         return {"beta": self.params["beta"]}
 
     def march(self, series: SineSeries, x: Tensor, tick: Callable[[], None]) -> Tensor:

@@ -56,6 +56,10 @@ class Family(ABC):
     defaults: ClassVar[dict[str, float]]
     default_nx: ClassVar[int]
     default_nt: ClassVar[int | None]
+    #: How the stored outputs are computed from the inputs, written to the file's attributes so
+    #: that a theorem about that discrete map can be matched to it
+    #: (:func:`liponet.certify.generator_lipschitz`).
+    discretization: ClassVar[str] = "unspecified"
 
     def __init__(self, nx: int, nt: int | None, params: Mapping[str, Any]) -> None:
         unknown = sorted(set(params) - set(self.defaults))
@@ -102,6 +106,10 @@ class Family(ABC):
         """File attributes (PDEBench's names)."""
         return {}
 
+    def discretization_attributes(self) -> dict[str, Any]:
+        """``discretization`` and what a theorem about it needs (``nx``; families add more)."""
+        return {"discretization": self.discretization, "nx": self.nx}
+
 
 def register_family(cls: type[Family]) -> type[Family]:
     """Class decorator adding a family to the registry under ``cls.name``."""
@@ -112,7 +120,14 @@ def register_family(cls: type[Family]) -> type[Family]:
 
 
 def available_families() -> list[str]:
-    """Registered family names, sorted."""
+    """Registered family names, sorted.
+
+    Examples
+    --------
+    >>> from liponet.data import available_families
+    >>> {"advection", "burgers", "darcy"} <= set(available_families())
+    True
+    """
     return sorted(_FAMILIES)
 
 
@@ -143,6 +158,13 @@ def simulate(
     The arrays are float32 on the CPU, exactly what :func:`generate` writes; each sample only
     depends on ``seed`` and its index (not on ``batch_size``). ``progress(done, total)`` is
     called after every stored frame of every chunk.
+
+    Examples
+    --------
+    >>> from liponet.data import simulate
+    >>> [(chunk, arrays["tensor"].shape) for chunk, arrays in
+    ...  simulate("advection", n_samples=3, nx=16, nt=4, batch_size=2)]
+    [(range(0, 2), torch.Size([2, 4, 16])), (range(2, 3), torch.Size([1, 4, 16]))]
     """
     fam = _instantiate(family, nx, nt, params)
     if n_samples < 1:
@@ -268,6 +290,7 @@ def _write(
                 for key, coord in fam.coordinates().items():
                     group.create_dataset(key, data=coord)
                 config = {"family": fam.name, "seed": seed, "sample": i, **fam.params}
+                config.update(fam.discretization_attributes())
                 group.attrs["config"] = yaml.safe_dump(config, sort_keys=True)
         return
     datasets = {
@@ -276,7 +299,7 @@ def _write(
     }
     for key, coord in fam.coordinates().items():
         f.create_dataset(key, data=coord)
-    for name, value in fam.attributes().items():
+    for name, value in {**fam.attributes(), **fam.discretization_attributes()}.items():
         f.attrs[name] = value
     for chunk, arrays in chunks:
         for key, ds in datasets.items():

@@ -57,6 +57,7 @@ class Burgers(Periodic1D):
     name: ClassVar[str] = "burgers"
     defaults: ClassVar[dict[str, float]] = {"nu": 0.01, "t_final": 2.0}
     default_nt: ClassVar[int | None] = 201
+    discretization: ClassVar[str] = "finite-volume-muscl-rusanov"
 
     def attributes(self) -> dict[str, Any]:
         """``Nu``."""

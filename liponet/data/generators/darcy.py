@@ -104,6 +104,7 @@ class Darcy(Family):
     defaults: ClassVar[dict[str, float]] = {"beta": 1.0}
     default_nx: ClassVar[int] = 128
     default_nt: ClassVar[int | None] = None
+    discretization: ClassVar[str] = "finite-volume-cg"
 
     @property
     def x(self) -> np.ndarray:

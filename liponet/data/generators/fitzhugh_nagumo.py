@@ -54,6 +54,7 @@ class DiffusionReaction2D(Family):
     defaults: ClassVar[dict[str, float]] = {"Du": 1e-3, "Dv": 5e-3, "k": 5e-3, "t_final": 5.0}
     default_nx: ClassVar[int] = 128
     default_nt: ClassVar[int | None] = 101
+    discretization: ClassVar[str] = "forward-euler-five-point"
 
     @property
     def x(self) -> np.ndarray:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
@@ -35,6 +35,10 @@ class Periodic1D(Family):
         """Time between stored frames."""
         assert self.nt is not None
         return self.params["t_final"] / (self.nt - 1)
+
+    def discretization_attributes(self) -> dict[str, Any]:
+        """``discretization``, ``nx`` and the time between stored frames ``dt``."""
+        return {**super().discretization_attributes(), "dt": self.dt_save}
 
     def coordinates(self) -> dict[str, np.ndarray]:
         """``x-coordinate`` (nx,) and ``t-coordinate`` (nt + 1,), float32."""

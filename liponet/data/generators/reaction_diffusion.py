@@ -38,10 +38,18 @@ class DiffusionReaction1D(Periodic1D):
     name: ClassVar[str] = "diffusion_reaction_1d"
     defaults: ClassVar[dict[str, float]] = {"nu": 0.5, "rho": 1.0, "t_final": 1.0}
     default_nt: ClassVar[int | None] = 101
+    discretization: ClassVar[str] = "strang-logistic-ftcs"
 
     def attributes(self) -> dict[str, Any]:
         """``Nu`` and ``rho``."""
         return {"Nu": self.params["nu"], "rho": self.params["rho"]}
+
+    def discretization_attributes(self) -> dict[str, Any]:
+        """Adds ``rho`` and the diffusion number ``nu dt_sub / dx^2`` of the substeps."""
+        dx = 1.0 / self.nx
+        coef = self.params["nu"] * (self.dt_save / self.substeps(dx)) / (dx * dx)
+        return {**super().discretization_attributes(), "rho": self.params["rho"],
+                "diffusion_number": coef}  # fmt: skip
 
     def prepare(self, u0: Tensor) -> Tensor:
         """Rescale each sample to [0, 1]."""

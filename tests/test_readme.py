@@ -1,0 +1,51 @@
+"""README figures are backed by the committed results files (issue 12, item 8)."""
+
+import csv
+import re
+
+from readme_figures import ROOT, table_after, table_mismatches, unbacked_figures
+
+from liponet.bench import summary_table
+
+README = ROOT / "README.md"
+BENCH_CSV = ROOT / "benchmarks" / "results" / "bench_small.csv"
+SUMMARY = "**Summary, preset `small`**"
+
+
+def _summary_from_results() -> list[str]:
+    with BENCH_CSV.open() as fh:
+        return summary_table(list(csv.DictReader(fh)))
+
+
+def test_benchmark_summary_matches_the_committed_results_cell_by_cell():
+    readme = README.read_text()
+    assert f"{SUMMARY} (from `benchmarks/results/bench_small.md`" in readme
+    assert table_mismatches(table_after(readme, SUMMARY), _summary_from_results()) == []
+
+
+def test_a_swapped_number_fails_the_table_check():
+    table = table_after(README.read_text(), SUMMARY)
+    row = next(i for i, line in enumerate(table) if line.startswith("| advection_1d |"))
+    cells = table[row].split(" | ")
+    cells[2], cells[3] = cells[3], cells[2]  # FNO's and LipFNO's numbers swapped
+    swapped = [*table[:row], " | ".join(cells), *table[row + 1 :]]
+    # the old check (every number of the row somewhere in bench_small.md) passes it ...
+    text = (ROOT / "benchmarks" / "results" / "bench_small.md").read_text()
+    assert all(n in text for n in re.findall(r"\d+\.\d+", swapped[row]))
+    # ... the cell-by-cell check names both cells
+    problems = table_mismatches(swapped, _summary_from_results())
+    assert len(problems) == 2
+    assert "row 'advection_1d', column 'FNO'" in problems[0]
+    assert "column 'LipFNO'" in problems[1]
+
+
+def test_readme_prose_figures_are_backed_by_the_results_their_section_cites():
+    assert unbacked_figures(README.read_text()) == []
+
+
+def test_an_unbacked_prose_figure_fails():
+    readme = README.read_text()
+    assert "**0.92x** for full trajectories" in readme
+    changed = readme.replace("**0.92x** for full trajectories", "**0.55x** for full trajectories")
+    problems = unbacked_figures(changed)
+    assert len(problems) == 1 and problems[0].startswith("data: 0.55 in")
