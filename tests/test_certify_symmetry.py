@@ -352,3 +352,27 @@ def test_deeponet_calibration_at_scale_plain_only():
             query_a, generated_pairs("advection", 10, **kw), model,
             lipschitz_true=ROLL, group=SHIFT1, operator="advection",
         )  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    "variant",
+    [
+        {},
+        {"increment": True, "in_channels": 3},
+        {"budget": "learned", "k": 2.0},
+        {"block": "fourier"},
+    ],
+)
+def test_default_block_kinds_are_verified_and_equivariant(variant):
+    """Every LipFNO block kind (convex-potential default, increment, learned budget) passes the
+    architecture check, and the check is right: a shift commutes with the model to rounding."""
+    from liponet.certify.symmetry import SymmetryGroup, check_model_symmetry
+
+    kwargs = {"in_channels": 1, "out_channels": 1, "modes": (6,), "grid": False, "width": 8}
+    kwargs.update(variant)
+    model = LipFNO(**kwargs).double().eval()
+    assert check_model_symmetry(model, SymmetryGroup((0,))).startswith("architecture verified")
+    x = torch.randn(2, kwargs["in_channels"], 32, dtype=torch.float64)
+    torch.testing.assert_close(
+        model(torch.roll(x, 5, -1)), torch.roll(model(x), 5, -1), rtol=0, atol=1e-12
+    )

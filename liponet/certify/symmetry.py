@@ -42,9 +42,11 @@ from ..functional import SVD_RELATIVE_MARGIN
 from ..layers import CertifiedModule
 from ..layers.activation import GELU, Abs, GroupSort, MaxMin, ReLU
 from ..layers.base import CertifiedSequential
+from ..layers.budget import Budget, BudgetScaled
 from ..layers.fourier import FourierBlock, LipSpectralConv, PaddedDomain, SpectralMultiplier
+from ..layers.residual import ConvexPotentialBlock, _PlainConvexPotential
 from ..layers.scaling import AuxiliaryScale, Multiply, OutputScale, _FrozenScale
-from ..models.fno import FieldLinear, MeanPool, _FNOBase
+from ..models.fno import FieldLinear, Increment, MeanPool, _FNOBase
 from .operator import (
     ConstantLike,
     ErrorBound,
@@ -284,12 +286,17 @@ output depends on the position
             if module.dim != 1:
                 raise refuse(where, f"sorts along dim {module.dim}, not over channels (dim 1)")
             return
-        if isinstance(module, (ReLU, Abs, GELU, OutputScale, MeanPool)):
-            return
+        if isinstance(module, (ReLU, Abs, GELU, OutputScale, MeanPool, Budget)):
+            return  # pointwise maps, scalar scales; a Budget only holds the learned factors
         if isinstance(
             module,
             (FourierBlock, AuxiliaryScale, _FNOBase, nn.Sequential, nn.ModuleList, nn.Identity),
-        ) or isinstance(module, (CertifiedSequential, Multiply, _FrozenScale)):
+        ) or isinstance(
+            module,
+            (CertifiedSequential, Multiply, _FrozenScale, BudgetScaled, ConvexPotentialBlock),
+        ) or isinstance(module, (_PlainConvexPotential, Increment)):
+            # compositions of the parts walked here (Increment adds the input's last frames:
+            # a channel selection; the convex-potential block applies K, relu and K^T)
             for name, child in module.named_children():
                 walk(child, f"{path}.{name}" if path else name)
             return
