@@ -853,8 +853,10 @@ def _true_constant(
     """``L_G`` of the data's own one-step map, and one line saying what it rests on."""
     import h5py
 
-    with h5py.File(data.path, "r") as f:
-        attrs = dict(f.attrs)
+    attrs: dict[str, Any] = {}
+    if data.path.is_file():  # The Well's datasets are folders: no discretization stated
+        with h5py.File(data.path, "r") as f:
+            attrs = dict(f.attrs)
     sx, st = preset.strides.get(data.task.name, (1, 1))
     if not data.task.coefficient:
         constant, why = generator_lipschitz(attrs, frames=st, spatial_stride=sx)
