@@ -4,18 +4,22 @@ Every comparison is measured side by side in one process, interleaved round by r
 from other jobs on the shared machine hits both sides alike), one torch thread, and reported as a
 ratio of median CPU times (``time.process_time``) against a baseline:
 
-1. **Train step** (forward, relative-MSE loss, backward, Adam step): LipFNO / FNO, LipFNO /
-   neuraloperator's FNO (when installed), LipDeepONet / DeepONet; scaling with grid points and
-   width (batch 16, depth 4, modes 12).
-2. **Inference after export()**: ``LipFNO.export()`` against the plain twin with the same
-   activation (``FNO(activation="groupsort2")``) and against ``LipFNO`` in eval mode (cached
-   weights); ``LipDeepONet.export()`` against ``DeepONet(activation="groupsort2")``. Target: ratio
-   1 within noise.
-3. **Certification cost**: ``lipschitz_bound()`` (float64 SVDs of every weight) against one
-   train step, scaling with width.
-4. **Loader**: ``PDEBenchDataset(...).to_tensors()`` (one-step windows) against a raw h5py read
-   of the same frames, scaling with samples and grid points.
-5. **Generator**: ``liponet.data.generate`` samples per second, scaling with samples and grid
+1. **Train step in 1-D, 2-D and 3-D** (forward, relative-MSE loss, backward, Adam step): LipFNO
+   with each multiplier normalization (``global``, ``orthogonal``, ``polar``) and the twin
+   ``FNO`` against neuraloperator's FNO at matched kept modes / width / depth (``ND_CONFIGS``).
+2. **Eval forward in 1-D, 2-D and 3-D**: ``LipFNO`` in eval mode (cached eval weights, checked
+   bitwise every call) and ``LipFNO.export()`` against the twin with the same activation.
+3. **Certification in 2-D** (issue 15's case: 4 blocks, width 64, 16 x 16 modes, grid 64^2):
+   ``lipschitz_bound()`` right after an optimizer step (cold) and called again (cached), against
+   the train step, for ``global`` and ``orthogonal``.
+4. **Grid scaling in 1-D and 2-D**: train-step cost growth with the grid, LipFNO against
+   neuraloperator's FNO.
+5. **1-D details**: train step LipFNO / FNO, LipFNO / neuraloperator's FNO, LipDeepONet /
+   DeepONet over grid points and width (batch 16, depth 4, modes 12); inference after
+   ``export()``; ``lipschitz_bound()`` against one train step over width.
+6. **Loader**: ``PDEBenchDataset(...).to_tensors()`` (one-step windows) against a raw h5py read
+   of the same frames.
+7. **Generator**: ``liponet.data.generate`` samples per second, scaling with samples and grid
    points (ratio: time per sample against the smallest size).
 
 Related scripts measure more of some of these and are not repeated here: ``fno_speed.py``
@@ -24,8 +28,9 @@ size), ``data_loader.py`` (shuffled streaming of a >= 2 GB file, peak memory),
 ``data_generators.py`` (our batched solvers against py-pde), ``operator_certificates.py`` (the
 streamed operator error bound, 10^4 x 10^4 queries).
 
-Run from the repository root: ``.venv/bin/python benchmarks/performance.py`` (a few minutes on
-2 cores; ``--quick`` for a smoke run). Writes ``benchmarks/results/performance.{md,csv,png}``.
+Run from the repository root: ``.venv/bin/python benchmarks/performance.py`` (about 5 CPU
+minutes; ``--quick`` for a smoke run, ``--out DIR`` to write elsewhere). Writes
+``benchmarks/results/performance.{md,csv,png}``.
 """
 
 from __future__ import annotations

@@ -84,6 +84,7 @@ __all__ = [
     "resolve_task",
     "run_bench",
     "run_row",
+    "seed_summary_table",
     "summarize",
     "summary_table",
     "target_checks",
@@ -649,8 +650,9 @@ def deeponet_builder(constrained: bool, **variant: Any) -> Builder:
 #: Benchmark model name -> builder. ``LipFNO``: the model's defaults. ``LipFNO-best``: variants
 #: (b) free last layer + (c) vector output scale (the ``small`` preset's choice, see
 #: benchmarks/README.md). ``LipFNO-clip``: per-mode clipped multipliers with slack ``k = 3`` in
-#: the last layer. ``LipFNO-inc``: increment form ``u_last + f(x)``, clipped multipliers, ``k``
-#: of ``f`` = 2 x the increments' data constant (certified ``1 + k``). Variant rows pin the
+#: the last layer. ``LipFNO-inc``: increment form ``u_last + f(x)``, convex-potential blocks,
+#: clipped multipliers, ``k`` of ``f`` = 2 x the increments' data constant (certified ``1 + k``;
+#: the best configuration of benchmarks/lipfno_blocks.py). Variant rows pin the
 #: keywords they are about, so a change of LipFNO's defaults does not change them.
 MODELS: dict[str, Builder] = {
     "neuralop-FNO": _neuralop_fno,
@@ -661,7 +663,7 @@ MODELS: dict[str, Builder] = {
         normalization="clip", k=3.0, block="fourier", increment=False, budget="last"
     ),
     "LipFNO-inc": lipfno_builder(
-        normalization="clip", k="auto", block="fourier", increment=True, budget="last"
+        normalization="clip", k="auto", block="cpl", increment=True, budget="last"
     ),
     "DeepONet": deeponet_builder(constrained=False),
     "LipDeepONet": deeponet_builder(constrained=True),
@@ -854,7 +856,7 @@ def _true_constant(
     import h5py
 
     attrs: dict[str, Any] = {}
-    if data.path.is_file():  # The Well's datasets are folders: no discretization stated
+    if data.path.is_file():  # a Well folder (the well_advection task) states no discretization
         with h5py.File(data.path, "r") as f:
             attrs = dict(f.attrs)
     sx, st = preset.strides.get(data.task.name, (1, 1))
@@ -993,23 +995,30 @@ def append_row(path: str | os.PathLike[str], row: Mapping[str, Any]) -> None:
     """Append one row (:data:`COLUMNS`) to a CSV file, writing the header if the file is new.
 
     One ``write`` of one line per row, flushed at once: a run that stops keeps every finished
-    row, and two processes appending to the same file do not interleave lines.
+    row, and two processes appending to the same file do not interleave lines. A file written
+    by an older version of the bench (a subset of today's columns, ``task``, ``model``,
+    ``seed`` and ``status`` among them) keeps its header: the row is written in its columns.
     """
     path = pathlib.Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     new = not path.is_file() or path.stat().st_size == 0
+    fields: Sequence[str] = COLUMNS
     if not new:
         with path.open(newline="") as fh:
             header = next(csv.reader(fh), [])
-        if tuple(header) != COLUMNS:
+        older = {"task", "model", "seed", "status"} <= set(header) <= set(COLUMNS)
+        if tuple(header) != COLUMNS and not older:
             raise ValueError(
                 f"{path}: its header {header} is not liponet bench's columns {list(COLUMNS)}"
             )
+        fields = header
     buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=COLUMNS, restval="", lineterminator="\n")
+    writer = csv.DictWriter(
+        buffer, fieldnames=fields, restval="", extrasaction="ignore", lineterminator="\n"
+    )
     if new:
         writer.writeheader()
-    writer.writerow({k: row.get(k, "") for k in COLUMNS})
+    writer.writerow({k: row.get(k, "") for k in fields})
     with path.open("a", newline="") as fh:
         fh.write(buffer.getvalue())
         fh.flush()
@@ -1430,6 +1439,53 @@ def summary_table(rows: Sequence[Mapping[str, Any]]) -> list[str]:
             lip = _number(r.get("lipschitz_certified"))
             if not math.isnan(lip):
                 cell += f" (L {_fmt(lip)})"
+            cells.append(cell)
+        published = PUBLISHED_FNO_NRMSE.get(task)
+        cells.append(_fmt(published[0]) if published else "-")
+        lines.append("| " + " | ".join(cells) + " |")
+    return lines
+
+
+def seed_summary_table(
+    rows: Sequence[Mapping[str, Any]], models: Sequence[str] | None = None
+) -> list[str]:
+    """The README's summary over seeds: per task and model, mean ± std nRMSE and ratios to FNO.
+
+    Each cell is ``mean ± std (n seeds, L max)``, followed for models other than FNO by
+    ``: nRMSE ratio x, time ratio x`` (means over FNO's means, :func:`summarize`); ``-`` where a
+    model has no finished row. Works on the rows of :func:`read_rows`, so the README table can
+    be regenerated from the committed CSV and compared cell by cell.
+
+    Examples
+    --------
+    >>> rows = [
+    ...     {"task": "burgers_1d", "model": m, "seed": s, "status": "ok", "nrmse": v,
+    ...      "train_s": t, "lipschitz_certified": lip}
+    ...     for m, s, v, t, lip in [("FNO", 0, 0.01, 10.0, 50.0), ("FNO", 1, 0.03, 10.0, 40.0),
+    ...                             ("LipFNO", 0, 0.03, 15.0, 1.0)]]
+    >>> seed_summary_table(rows)[2]
+    '| burgers_1d | 0.02 ± 0.0141 (2 seeds, L 50) | 0.03 (1 seed, L 1): 1.5x, time 1.5x | 0.0078 |'
+    """
+    summary = summarize(rows)
+    names = list(models or dict.fromkeys(s["model"] for s in summary))
+    lines = [
+        "| task | " + " | ".join(names) + " | published FNO (full-size) |",
+        "|---|" + "---|" * (len(names) + 1),
+    ]
+    for task in dict.fromkeys(s["task"] for s in summary):
+        cells = [task]
+        for name in names:
+            line = next((x for x in summary if x["task"] == task and x["model"] == name), None)
+            if line is None:
+                cells.append("-")
+                continue
+            n = line["seeds"]
+            cell = _fmt(line["nrmse_mean"])
+            if n > 1:
+                cell += f" ± {_fmt(line['nrmse_std'])}"
+            cell += f" ({n} seed{'s' if n > 1 else ''}, L {_fmt(line['lipschitz_max'])})"
+            if name != "FNO":
+                cell += f": {_fmt(line['nrmse_ratio'])}x, time {_fmt(line['train_ratio'])}x"
             cells.append(cell)
         published = PUBLISHED_FNO_NRMSE.get(task)
         cells.append(_fmt(published[0]) if published else "-")

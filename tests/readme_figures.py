@@ -142,18 +142,3 @@ SETTINGS: dict[tuple[str, str], str] = {
     ("train", "0.1"): "the demo's beta, a setting",
     ("train", "1.25"): "the demo's final time, a setting",
 }
-
-#: Figures merged into the README without a results file their section cites (same pattern as
-#: ``KNOWN_MISSING`` in ``tests/test_docs.py``): the test fails on any other unbacked figure, and
-#: on these once they are backed (then remove them here). Owners: cite the results file.
-KNOWN_UNBACKED: frozenset[str] = frozenset(
-    {
-        "models: 0.802",  # LipLocalDeepONet paragraph: rank-32 floor on 2-D diffusion-reaction
-        "models: 0.930",
-    }
-)
-
-
-def unbacked_keys(readme: str, root: Path = ROOT) -> set[str]:
-    """``"section: figure"`` of every unbacked figure (see :func:`unbacked_figures`)."""
-    return {p.split(" in '", 1)[0] for p in unbacked_figures(readme, root)}

@@ -356,7 +356,12 @@ def test_deeponet_calibration_at_scale_plain_only():
 
 @pytest.mark.parametrize(
     "variant",
-    [{}, {"increment": True, "in_channels": 3}, {"budget": "learned", "k": 2.0}, {"block": "fourier"}],
+    [
+        {},
+        {"increment": True, "in_channels": 3},
+        {"budget": "learned", "k": 2.0},
+        {"block": "fourier"},
+    ],
 )
 def test_default_block_kinds_are_verified_and_equivariant(variant):
     """Every LipFNO block kind (convex-potential default, increment, learned budget) passes the

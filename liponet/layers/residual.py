@@ -54,7 +54,7 @@ def adjoint_weights(kept: Tensor, skip: Tensor | None) -> tuple[Tensor, Tensor |
         ``(R_k^H (*kept, in, out), W^T (in, out) or None)``: the multiplier ``W^T + R_k^H`` on
         kept modes and ``W^T`` elsewhere, the exact adjoint in liponet's function norm.
     """
-    adj = kept.transpose(-2, -1).conj().resolve_conj()
+    adj = kept.transpose(-2, -1).conj()  # a lazy view (conj bit): the einsum reads it directly
     return adj, None if skip is None else skip.transpose(0, 1)
 
 
@@ -146,7 +146,7 @@ class ConvexPotentialBlock(CertifiedModule):
         r_adj, w_adj = adjoint_weights(r, w)
         return _PlainConvexPotential(
             SpectralMultiplier(r, w, bias, self.modes),
-            SpectralMultiplier(r_adj, w_adj, None, self.modes),
+            SpectralMultiplier(r_adj.resolve_conj(), w_adj, None, self.modes),
         )
 
     def extra_repr(self) -> str:
