@@ -396,8 +396,8 @@ class LipSpectralConv(CertifiedModule):
         multiplier above ``k`` to ``k``; ``"orthogonal"`` makes every multiplier ``k`` times a
         unitary matrix (15 Björck steps), so the linear part is ``k`` times an isometry;
         ``"polar"`` does the same exactly, with the polar factor of each multiplier (one
-        batched SVD and its closed-form backward; 2.3x a neuraloperator train step in 2-D
-        where ``"orthogonal"`` takes 6x, see ``benchmarks/results/performance.md``).
+        batched SVD and its closed-form backward: several times cheaper to train than
+        ``"orthogonal"`` in 2-D, see ``benchmarks/results/performance.md``).
     n_power
         Warm-started power iterations per training step, batched over all modes.
 
