@@ -40,6 +40,7 @@ from liponet.bench import (
     BenchData,
     Preset,
     load_task,
+    per_task,
     rollout_fields,
     run_row,
     with_overrides,
@@ -79,6 +80,9 @@ MODELS_2D: dict[str, Callable[[BenchData, Preset], nn.Module]] = {
     "LipLocalDeepONet": local_deeponet(True),
     "LipLocalDeepONet (k=2)": local_deeponet(True, k=2.0),
 }
+
+#: The rows of a default run (the others: ``--models``).
+DEFAULT_MODELS = ("LipLocalDeepONet", "DeepONet", "FNO", "LocalDeepONet")
 
 COLS = [
     "model",
@@ -153,7 +157,9 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="smoke run (few steps)")
     parser.add_argument("--steps", type=int, default=None, help="optimizer steps")
     parser.add_argument("--task", default="diffusion_reaction_2d")
-    parser.add_argument("--models", nargs="+", default=list(MODELS_2D), choices=list(MODELS_2D))
+    parser.add_argument(
+        "--models", nargs="+", default=list(DEFAULT_MODELS), choices=list(MODELS_2D)
+    )
     parser.add_argument("--out", default=str(RESULTS))
     args = parser.parse_args()
     torch.set_num_threads(1)
@@ -191,6 +197,9 @@ def write(
     """Write the CSV, markdown and PNG of the rows so far."""
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
+    batches = math.ceil(data.x_train.shape[0] / preset.batch)
+    epochs = math.ceil(per_task(preset.steps, args.task) / batches)  # as bench.train_config
+    every = max(1, epochs // (preset.lr_halvings + 1))
     default_task = args.task == "diffusion_reaction_2d"
     stem = out / ("deeponet_2d" if default_task else f"deeponet_2d_{args.task}")
     if args.quick:
@@ -211,8 +220,10 @@ def write(
         + (f" --task {args.task}" if args.task != "diffusion_reaction_2d" else "")
         + "`.",
         "",
-        f"Setting: `liponet bench` preset `small` data and training ({preset.steps} Adam steps, "
-        f"batch {preset.batch}, lr {preset.lr}, {preset.lr_halvings} halvings), grid "
+        f"Setting: `liponet bench` preset `small` data and training through the Trainer "
+        f"({epochs} epochs of {batches} batches = {epochs * batches} Adam steps: the preset's "
+        f"{preset.steps} rounded up to whole epochs; batch {preset.batch}, lr {preset.lr}, "
+        f"halved every {every} epoch(s)), grid "
         f"{'x'.join(map(str, data.spatial))}, {data.in_channels} input channels "
         f"({data.initial_step} frames), {data.out_channels} output channels; DeepONets width "
         f"{preset.onet_width}, depth {preset.onet_depth}, {preset.onet_basis} basis functions per "

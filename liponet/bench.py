@@ -855,8 +855,10 @@ def _true_constant(
     """``L_G`` of the data's own one-step map, and one line saying what it rests on."""
     import h5py
 
-    with h5py.File(data.path, "r") as f:
-        attrs = dict(f.attrs)
+    attrs: dict[str, Any] = {}
+    if data.path.is_file():  # a Well folder (the well_advection task) states no discretization
+        with h5py.File(data.path, "r") as f:
+            attrs = dict(f.attrs)
     sx, st = preset.strides.get(data.task.name, (1, 1))
     if not data.task.coefficient:
         constant, why = generator_lipschitz(attrs, frames=st, spatial_stride=sx)
@@ -1406,7 +1408,7 @@ def _number(value: Any) -> float:
 
 
 def summary_table(rows: Sequence[Mapping[str, Any]]) -> list[str]:
-    """The README's summary: test nRMSE per task and model, ``(L x)`` where certified.
+    """The documented summary: test nRMSE per task and model, ``(L x)`` where certified.
 
     Works on rows of a run or of the CSV it wrote (values as strings), so the README table can
     be regenerated from the committed CSV and compared cell by cell (``tests/test_bench.py``).
@@ -1447,7 +1449,7 @@ def summary_table(rows: Sequence[Mapping[str, Any]]) -> list[str]:
 def seed_summary_table(
     rows: Sequence[Mapping[str, Any]], models: Sequence[str] | None = None
 ) -> list[str]:
-    """The README's summary over seeds: per task and model, mean ± std nRMSE and ratios to FNO.
+    """The documented summary over seeds: per task and model, mean ± std nRMSE, ratios to FNO.
 
     Each cell is ``mean ± std (n seeds, L max)``, followed for models other than FNO by
     ``: nRMSE ratio x, time ratio x`` (means over FNO's means, :func:`summarize`); ``-`` where a

@@ -178,7 +178,8 @@ def perturbed_norm_upper(a: Tensor, b: Tensor, b_norm_upper: Tensor) -> Tensor:
     -------
     Tensor
         float64 ``(...)``: ``b_norm_upper + ||fl(A - B)||_F (1 + SVD_RELATIVE_MARGIN)
-        + ROUNDING_SLACK (||A||_F + ||B||_F)``.
+        + ROUNDING_SLACK (2 ||B||_F + ||fl(A - B)||_F)`` (the last factor bounds
+        ``||A||_F + ||B||_F``).
 
     Notes
     -----
@@ -203,11 +204,19 @@ def perturbed_norm_upper(a: Tensor, b: Tensor, b_norm_upper: Tensor) -> Tensor:
             f"a and b must be batches of matrices of one shape, got {tuple(a.shape)}, "
             f"{tuple(b.shape)}"
         )
-    if not (bool(torch.isfinite(a).all()) and bool(torch.isfinite(b).all())):
+    fro = _frobenius(a - b)
+    size = 2.0 * _frobenius(b) + fro  # >= ||A||_F + ||B||_F
+    bound = b_norm_upper + fro * (1.0 + SVD_RELATIVE_MARGIN) + ROUNDING_SLACK * size
+    if not bool(torch.isfinite(bound).all()):  # NaN/inf anywhere in a or b reaches the bound
         raise ValueError("a or b holds NaN or inf values: no spectral-norm bound exists")
-    fro = torch.linalg.matrix_norm(a - b)
-    size = torch.linalg.matrix_norm(a) + torch.linalg.matrix_norm(b)
-    return b_norm_upper + fro * (1.0 + SVD_RELATIVE_MARGIN) + ROUNDING_SLACK * size
+    return bound
+
+
+def _frobenius(w: Tensor) -> Tensor:
+    """Frobenius norms of a batch of real or complex matrices ``(..., m, n) -> (...)``."""
+    if w.is_complex():
+        return torch.linalg.vector_norm(torch.view_as_real(w), dim=(-3, -2, -1))
+    return torch.linalg.vector_norm(w, dim=(-2, -1))
 
 
 def power_iteration(w: Tensor, u: Tensor, n_iter: int = 1) -> tuple[Tensor, Tensor]:

@@ -299,15 +299,15 @@ def test_cli_device_cuda_without_gpu_is_a_one_line_error(
     assert not (tmp_path / "out").exists()
 
 
-def test_readme_medium_summary_matches_the_committed_csv_cell_by_cell() -> None:
+def test_guide_medium_summary_matches_the_committed_csv_cell_by_cell() -> None:
     from readme_figures import table_after, table_mismatches
 
     from liponet.bench import read_rows, seed_summary_table
 
     anchor = "**Summary, preset `medium`**"
-    readme = (ROOT / "README.md").read_text()
+    readme = (ROOT / "docs" / "guide" / "benchmarks.md").read_text()
     if anchor not in readme:
-        pytest.skip("README has no medium summary")
+        pytest.skip("the benchmarks guide has no medium summary")
     rows = read_rows(ROOT / "benchmarks" / "results" / "bench_medium.csv")
     expected = seed_summary_table(rows, ["FNO", "LipFNO", "LipFNO-clip", "LipFNO-inc"])
     assert table_mismatches(table_after(readme, anchor), expected) == []

@@ -173,7 +173,7 @@ def test_boundary_conditions(tmp_path):
     write_well(tmp_path / "f.hdf5", dims=2, bc={"x": "PERIODIC", "y": "open"})
     ds = WellDataset(tmp_path / "f.hdf5")
     assert ds.boundary_conditions == {"x": "periodic", "y": "open"}
-    assert ds.periodic == (True, False)
+    assert ds.periodic == (True, False) and ds.grid_type == "cartesian"
     write_well(tmp_path / "g.hdf5", dims=3, bc={"x": "wall", "y": "periodic", "z": "periodic"})
     assert WellDataset(tmp_path / "g.hdf5").periodic == (False, True, True)
 
@@ -241,7 +241,7 @@ def test_generator_and_metric_roundtrip(tmp_path):
     ds = WellDataset(root, split="train", initial_step=2)
     assert len(ds.files) == 2 and len(ds) == 10 * 4
     assert ds.channel_names[-4:] == ("velocity_x", "velocity_y", "velocity_z", "speed")
-    assert ds.periodic == (True, True, True)
+    assert ds.periodic == (True, True, True) and ds.grid_type == "cartesian"
     x, y = ds[0]
     speed = torch.linalg.vector_norm(x[-4:-1, 0, 0, 0])
     torch.testing.assert_close(x[-1], torch.full_like(x[-1], float(speed)))

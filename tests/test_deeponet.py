@@ -292,10 +292,10 @@ def test_basis_sup_bound_holds_on_dense_domain(case):
 LOCAL_CASES = {
     "1d_patch3": (LipLocalDeepONet, (8,), 3, 1, 1, {}),
     "1d_patch5_k3": (LipLocalDeepONet, (7,), 5, 2, 1, dict(k=3.0)),
-    "2d_patch3_2in_2out": (LipLocalDeepONet, (4, 5), 3, 2, 2, {}),
+    "2d_patch3_2in_2out": (LipLocalDeepONet, (3, 4), 3, 2, 2, {}),
     "2d_patch1": (LipLocalDeepONet, (3, 3), 1, 3, 2, {}),
     "2d_grid_smaller_than_patch": (LipLocalDeepONet, (2, 2), 5, 1, 1, {}),
-    "3d_patch3": (LipLocalDeepONet, (3, 3, 3), 3, 1, 1, {}),
+    "3d_patch3": (LipLocalDeepONet, (2, 3, 2), 3, 1, 1, {}),
     "2d_twin": (LocalDeepONet, (4, 4), 3, 2, 1, {}),
 }
 
@@ -315,7 +315,7 @@ def _local_maker(cls, grid, patch, cin, cout, **kwargs):
 @pytest.mark.parametrize("case", sorted(LOCAL_CASES))
 def test_local_certificate(case):
     cls, grid, patch, cin, cout, kwargs = LOCAL_CASES[case]
-    u = torch.randn(3, cin, *grid)
+    u = torch.randn(2, cin, *grid)
     check_all(_local_maker(cls, grid, patch, cin, cout, **kwargs), u, norm="function")
 
 
@@ -384,18 +384,19 @@ def test_local_layouts_export_and_errors():
 
 def test_local_deeponet_fits_a_local_operator():
     # u -> u + 0.1 * (discrete Laplacian of u) in 1-D, zero boundary: a local linear operator a
-    # global DeepONet with 4 basis functions cannot represent on 32 points, a local one can.
+    # global DeepONet with 4 basis functions cannot represent on 16 points (its best rank-4
+    # approximation misses most of the identity part), a local one can.
     torch.manual_seed(0)
-    n = 32
+    n = 16
 
     def target(u):
         padded = torch.nn.functional.pad(u, (1, 1))
         return u + 0.1 * (padded[..., 2:] - 2 * u + padded[..., :-2])
 
-    x = torch.randn(512, 1, n)
+    x = torch.randn(128, 1, n)
     y = target(x)
-    local = LipLocalDeepONet((n,), ([0.0], [1.0]), n_basis=4, width=16, depth=2)
-    glob = LipDeepONet(n, ([0.0], [1.0]), n_basis=4, width=16, depth=2)
+    local = LipLocalDeepONet((n,), ([0.0], [1.0]), n_basis=4, width=8, depth=1)
+    glob = LipDeepONet(n, ([0.0], [1.0]), n_basis=4, width=8, depth=1)
     coords = ((torch.arange(n) + 0.5) / n).reshape(-1, 1)
     errors = {}
     for name, f, params in (
@@ -403,7 +404,7 @@ def test_local_deeponet_fits_a_local_operator():
         ("global", lambda u: glob(u, coords), glob.parameters()),
     ):
         opt = torch.optim.Adam(params, lr=1e-2)
-        for _ in range(150):
+        for _ in range(100):
             loss = (f(x) - y).pow(2).mean()
             opt.zero_grad()
             loss.backward()

@@ -44,7 +44,7 @@ def test_convex_potential_block_is_certified(dim, normalization):
     x = torch.randn(3, 4, *GRIDS[dim])
     check_all(make, x, norm="function")
     block = make().double().eval()
-    assert block.lipschitz_bound() <= 1.0 + 1e-5
+    assert block.lipschitz_bound() == 1.0  # K normalized just below 1: exactly 1
     # the block is genuinely nonlinear and not an isometry: some pair contracts
     y = block(x.double())
     assert not torch.allclose(y, x.double(), atol=1e-3)
@@ -73,3 +73,17 @@ def test_bad_arguments():
         ConvexPotentialBlock(4, (3,), hidden=0)
     with pytest.raises(ValueError, match="normalization"):
         ConvexPotentialBlock(4, (3,), normalization="nope")
+
+
+def test_symmetry_premise_covers_the_new_parts():
+    """cpl blocks, the increment form and the learned budget commute with cyclic shifts."""
+    from liponet.certify.symmetry import SymmetryGroup, check_model_symmetry
+    from liponet.models import LipFNO
+
+    torch.manual_seed(0)
+    model = LipFNO(2, 1, (4,), width=4, depth=2, grid=False, increment=True, budget="learned")
+    model = perturb(model).double().eval()
+    assert "verified" in check_model_symmetry(model, SymmetryGroup((0,)))
+    x = torch.randn(3, 2, 16, dtype=torch.float64)
+    shifted = model(torch.roll(x, 5, dims=-1))
+    torch.testing.assert_close(shifted, torch.roll(model(x), 5, dims=-1), rtol=0, atol=1e-12)

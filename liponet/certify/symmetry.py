@@ -288,13 +288,17 @@ output depends on the position
             return
         if isinstance(module, (ReLU, Abs, GELU, OutputScale, MeanPool, Budget)):
             return  # pointwise maps, scalar scales; a Budget only holds the learned factors
-        if isinstance(
-            module,
-            (FourierBlock, AuxiliaryScale, _FNOBase, nn.Sequential, nn.ModuleList, nn.Identity),
-        ) or isinstance(
-            module,
-            (CertifiedSequential, Multiply, _FrozenScale, BudgetScaled, ConvexPotentialBlock),
-        ) or isinstance(module, (_PlainConvexPotential, Increment)):
+        if (
+            isinstance(
+                module,
+                (FourierBlock, AuxiliaryScale, _FNOBase, nn.Sequential, nn.ModuleList, nn.Identity),
+            )
+            or isinstance(
+                module,
+                (CertifiedSequential, Multiply, _FrozenScale, BudgetScaled, ConvexPotentialBlock),
+            )
+            or isinstance(module, (_PlainConvexPotential, Increment))
+        ):
             # compositions of the parts walked here (Increment adds the input's last frames:
             # a channel selection; the convex-potential block applies K, relu and K^T)
             for name, child in module.named_children():

@@ -189,6 +189,10 @@ class WellLayout(Layout):
     boundary
         Boundary condition type per axis name (``"periodic"``, ``"wall"``, ``"open"``; several
         conditions on one axis joined with ``"+"``, e.g. ``"open+wall"``).
+    grid_type
+        The root attribute ``grid_type`` (``"cartesian"`` when absent); the axes of other grids
+        (e.g. spherical) are read the same way, but their grid norm is not an L2 norm of the
+        sphere's area measure.
     """
 
     dims: tuple[str, ...] = ()
@@ -196,6 +200,7 @@ class WellLayout(Layout):
     constant: tuple[WellField, ...] = ()
     scalars: tuple[WellScalar, ...] = ()
     boundary: dict[str, str] = field(default_factory=dict)
+    grid_type: str = "cartesian"
 
     kind: ClassVar[str] = "well"
 
@@ -298,6 +303,7 @@ class WellLayout(Layout):
             constant=tuple(constant),
             scalars=tuple(scalars),
             boundary={d: "+".join(sorted(v)) for d, v in boundary.items()},
+            grid_type=str(_decode(f.attrs.get("grid_type", "cartesian"))),
         )
 
     @property
@@ -319,6 +325,7 @@ class WellLayout(Layout):
             self.dynamic,
             self.constant,
             self.scalars,
+            self.grid_type,
         )
 
     def _field(
@@ -534,6 +541,8 @@ class WellDataset(PDEBenchDataset):
     periodic
         One bool per axis: ``padding=0`` suits an FNO on a periodic axis, zero padding
         (``LipFNO(padding=...)``) the others.
+    grid_type
+        The file's ``grid_type`` attribute (``"cartesian"`` when absent).
     channel_names, target_names
         Names of the channels of ``x`` and ``y``.
     n_extra
@@ -614,6 +623,7 @@ class WellDataset(PDEBenchDataset):
         }
         self.boundary_conditions = dict(first.boundary)
         self.periodic = first.periodic
+        self.grid_type = first.grid_type
         self.indices: Sequence[int] = range(total)
         n_sel = len(self._frame_ids)
         n_fields = len(first.fields)

@@ -396,8 +396,8 @@ class LipSpectralConv(CertifiedModule):
         multiplier above ``k`` to ``k``; ``"orthogonal"`` makes every multiplier ``k`` times a
         unitary matrix (15 Björck steps), so the linear part is ``k`` times an isometry;
         ``"polar"`` does the same exactly, with the polar factor of each multiplier (one
-        batched SVD and its closed-form backward; 2.3x a neuraloperator train step in 2-D
-        where ``"orthogonal"`` takes 6x, see ``benchmarks/results/performance.md``).
+        batched SVD and its closed-form backward: several times cheaper to train than
+        ``"orthogonal"`` in 2-D, see ``benchmarks/results/performance.md``).
     n_power
         Warm-started power iterations per training step, batched over all modes.
 
@@ -587,10 +587,13 @@ class LipSpectralConv(CertifiedModule):
         _, scaled = self._eval_state()
         if scaled is not None:  # one SVD per layer: m's norms are known, scaled exactly
             m, sigma, scale = scaled
-            a = mk if w is None else torch.cat([mk, w.to(mk.dtype).unsqueeze(0)], 0)
             b = m.to(torch.complex128) * scale[:, None, None]  # (K [+1], out, in)
             upper = sigma * (1.0 + SVD_RELATIVE_MARGIN) * scale
-            return float(perturbed_norm_upper(a, b, upper).max())
+            bound = float(perturbed_norm_upper(mk, b[: len(mk)], upper[: len(mk)]).max())
+            if w is not None:  # the skip alone, last of the stacked multipliers
+                wc = w.to(torch.complex128).unsqueeze(0)
+                bound = max(bound, float(perturbed_norm_upper(wc, b[-1:], upper[-1:]).max()))
+            return bound
         bound = float(spectral_norm_upper(mk).max())
         if w is not None:
             bound = max(bound, float(spectral_norm_upper(w)))

@@ -34,7 +34,12 @@ from torch import Tensor, nn
 from .base import CertifiedModule
 from .fourier import LipSpectralConv, SpectralMultiplier, check_field, spectral_apply
 
-__all__ = ["ConvexPotentialBlock", "adjoint_weights"]
+__all__ = ["CPL_NORM", "ConvexPotentialBlock", "adjoint_weights"]
+
+#: Target norm of ``K`` (just below 1): the float32 eval weights then have ``||K|| < 1`` despite
+#: rounding (~1e-7), so ``2 s^2 - 1 < 1`` and each block is certified exactly 1 (with a target of
+#: 1 the rounding would be amplified four-fold per block). The factor stays 2.
+CPL_NORM = 1.0 - 2.0**-20
 
 
 def adjoint_weights(kept: Tensor, skip: Tensor | None) -> tuple[Tensor, Tensor | None]:
@@ -54,7 +59,7 @@ def adjoint_weights(kept: Tensor, skip: Tensor | None) -> tuple[Tensor, Tensor |
         ``(R_k^H (*kept, in, out), W^T (in, out) or None)``: the multiplier ``W^T + R_k^H`` on
         kept modes and ``W^T`` elsewhere, the exact adjoint in liponet's function norm.
     """
-    adj = kept.transpose(-2, -1).conj().resolve_conj()
+    adj = kept.transpose(-2, -1).conj()  # a lazy view (conj bit): the einsum reads it directly
     return adj, None if skip is None else skip.transpose(0, 1)
 
 
@@ -62,8 +67,8 @@ class ConvexPotentialBlock(CertifiedModule):
     """Residual Fourier block ``y = x - (2 / ||K||^2) K^T relu(K x + b)``, 1-Lipschitz.
 
     ``K`` is a Fourier multiplier plus pointwise skip from ``width`` to ``hidden`` channels,
-    normalized to norm at most 1 by :class:`~liponet.layers.LipSpectralConv` (so the factor is
-    2); ``K^T`` is its exact adjoint.
+    normalized to norm :data:`CPL_NORM` (just below 1) by :class:`~liponet.layers.LipSpectralConv`
+    (so the factor 2 is safe); ``K^T`` is its exact adjoint.
 
     Parameters
     ----------
@@ -83,8 +88,9 @@ class ConvexPotentialBlock(CertifiedModule):
     ------------------
     ``max(1, 2 s^2 - 1)`` in liponet's function norm at every resolution, with ``s`` the
     float64-SVD upper bound of ``||K||`` (``max(max_k ||W' + R'_k||, ||W'||)`` of the eval
-    weights, :meth:`LipSpectralConv.lipschitz_bound`). Since ``s`` is 1 up to rounding, the
-    certificate is 1 up to about ``1e-6``. Proof in the module docstring (Jacobian ``I - 2 K^T D
+    weights, :meth:`LipSpectralConv.lipschitz_bound`). ``K`` is normalized to
+    :data:`CPL_NORM` ``= 1 - 2^-20``, so ``s < 1`` despite float32 rounding and the certificate
+    is exactly 1. Proof in the module docstring (Jacobian ``I - 2 K^T D
     K`` symmetric with eigenvalues in ``[1 - 2 ||K||^2, 1]``, ``D`` the ReLU slopes in
     ``[0, 1]``). Only an elementwise activation with slopes in ``[0, 1]`` keeps ``K^T D K``
     symmetric positive semi-definite, hence the fixed ReLU (GroupSort would not).
@@ -95,8 +101,8 @@ class ConvexPotentialBlock(CertifiedModule):
     >>> block = ConvexPotentialBlock(4, modes=(3,)).eval()
     >>> block(torch.randn(2, 4, 16)).shape
     torch.Size([2, 4, 16])
-    >>> block.lipschitz_bound() <= 1.0 + 1e-5
-    True
+    >>> block.lipschitz_bound()
+    1.0
     """
 
     def __init__(
@@ -114,7 +120,7 @@ class ConvexPotentialBlock(CertifiedModule):
         self.width = width
         self.hidden = hidden
         self.conv = LipSpectralConv(
-            width, hidden, modes, k=1.0, skip=True, bias=True, normalization=normalization,
+            width, hidden, modes, k=CPL_NORM, skip=True, bias=True, normalization=normalization,
             n_power=n_power,
         )  # fmt: skip
         self.modes = self.conv.modes
@@ -146,7 +152,7 @@ class ConvexPotentialBlock(CertifiedModule):
         r_adj, w_adj = adjoint_weights(r, w)
         return _PlainConvexPotential(
             SpectralMultiplier(r, w, bias, self.modes),
-            SpectralMultiplier(r_adj, w_adj, None, self.modes),
+            SpectralMultiplier(r_adj.resolve_conj(), w_adj, None, self.modes),
         )
 
     def extra_repr(self) -> str:

@@ -509,7 +509,7 @@ class LipFNO(_FNOBase):
     (d) uses the product rule on the ball ``||a|| <= radius`` only (see
     :class:`liponet.layers.AuxiliaryScale`), with sup bounds that hold at every resolution.
     ``increment=True`` adds 1. With ``block="cpl"`` each block's factor is
-    ``max(1, 2 s^2 - 1)``, ``s`` the float64-SVD bound of its ``||K||`` (1 up to rounding).
+    ``max(1, 2 s^2 - 1)``, ``s`` the float64-SVD bound of its ``||K||`` (``s < 1``: exactly 1).
 
     Examples
     --------
