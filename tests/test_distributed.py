@@ -11,12 +11,10 @@ from pathlib import Path
 
 import pytest
 import torch
+from trainfixtures import ENV, ROOT, WORKER
 
 from liponet.train import Trainer, build_dataset, config_from_dict, load_checkpoint
 
-ROOT = Path(__file__).resolve().parents[1]
-WORKER = ROOT / "tests" / "_train_worker.py"
-ENV = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
 TORCHRUN = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2"]
 
 pytestmark = pytest.mark.skipif(

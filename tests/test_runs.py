@@ -1,7 +1,6 @@
 """Runs that never lose work: run folders, checkpoint sequence under kills, Ctrl-C, resume rules."""
 
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -9,6 +8,8 @@ from pathlib import Path
 
 import pytest
 import torch
+from trainfixtures import ENV, ROOT, WORKER
+from trainfixtures import tiny_config as tiny
 
 import liponet.train.checkpoint as checkpoint_module
 from liponet.cli import main
@@ -22,29 +23,6 @@ from liponet.train import (
     load_checkpoint,
 )
 from liponet.train.checkpoint import file_mode
-
-ROOT = Path(__file__).resolve().parents[1]
-WORKER = ROOT / "tests" / "_train_worker.py"
-ENV = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
-
-
-def tiny(out_dir, **changes):
-    grid = 8
-    data = {
-        "model": {
-            "name": "LipMLP",
-            "kwargs": {"in_features": grid, "out_features": grid, "width": 8, "depth": 1},
-        },
-        "data": {"name": "toy-shift", "kwargs": {"n_train": 24, "n_val": 6, "grid": grid}},
-        "epochs": 2,
-        "batch_size": 4,
-        "lr": 1e-2,
-        "device": "cpu",
-        "out_dir": str(out_dir),
-        "monitor": "val_nrmse",
-    }
-    data.update(changes)
-    return data
 
 
 def fit(cfg_dict, resume=None, callbacks=(), overwrite=False):

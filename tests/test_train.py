@@ -1,14 +1,13 @@
 import json
 import math
-import os
 import signal
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 import torch
 from torch.utils.data import TensorDataset
+from trainfixtures import ENV, ROOT, WORKER, tiny_config
 
 from liponet.cli import main
 from liponet.train import (
@@ -21,29 +20,6 @@ from liponet.train import (
     load_checkpoint,
     load_model,
 )
-
-ROOT = Path(__file__).resolve().parents[1]
-WORKER = ROOT / "tests" / "_train_worker.py"
-ENV = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
-
-
-def tiny_config(out_dir, **changes):
-    grid = 8
-    data = {
-        "model": {
-            "name": "LipMLP",
-            "kwargs": {"in_features": grid, "out_features": grid, "width": 8, "depth": 1},
-        },
-        "data": {"name": "toy-shift", "kwargs": {"n_train": 24, "n_val": 6, "grid": grid}},
-        "epochs": 2,
-        "batch_size": 4,
-        "lr": 1e-2,
-        "device": "cpu",
-        "out_dir": str(out_dir),
-        "monitor": "val_nrmse",
-    }
-    data.update(changes)
-    return data
 
 
 def run_in_process(cfg_dict, resume=None, callbacks=()):

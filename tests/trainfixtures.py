@@ -1,0 +1,29 @@
+"""Shared pieces of the training tests: paths, the subprocess environment, a tiny config."""
+
+import os
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+WORKER = ROOT / "tests" / "_train_worker.py"
+ENV = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
+
+
+def tiny_config(out_dir: Any, **changes: Any) -> dict[str, Any]:
+    """A LipMLP on the toy-shift data: 24 training samples, 2 epochs of batch 4."""
+    grid = 8
+    data: dict[str, Any] = {
+        "model": {
+            "name": "LipMLP",
+            "kwargs": {"in_features": grid, "out_features": grid, "width": 8, "depth": 1},
+        },
+        "data": {"name": "toy-shift", "kwargs": {"n_train": 24, "n_val": 6, "grid": grid}},
+        "epochs": 2,
+        "batch_size": 4,
+        "lr": 1e-2,
+        "device": "cpu",
+        "out_dir": str(out_dir),
+        "monitor": "val_nrmse",
+    }
+    data.update(changes)
+    return data
