@@ -46,6 +46,7 @@ from liponet.bench import (
     preset_settings,
     read_rows,
     run_row,
+    with_overrides,
 )
 
 RESULTS = Path("benchmarks/results")
@@ -93,7 +94,7 @@ def k_values(l_data: float, grid: Sequence[float] = K_GRID) -> list[float]:
 
 def data_constant(data: BenchData, preset: Preset) -> tuple[float, str]:
     """The bench's ``L_G`` of the task (value, label), from a row's certificate columns."""
-    fno = MODELS["FNO"](data, preset)
+    fno = MODELS["FNO"](data, preset).eval()  # certificates cover the eval-mode function
 
     def f(x: torch.Tensor) -> torch.Tensor:
         return fno(x)
@@ -232,6 +233,9 @@ def main() -> None:
         "--variants", nargs="+", default=list(VARIANTS), choices=tuple(VARIANTS), metavar="V"
     )
     parser.add_argument("--seed", type=int, default=0, help="training seed")
+    parser.add_argument(
+        "--steps", type=int, default=None, help="override the preset's steps (as liponet bench)"
+    )
     parser.add_argument("--work-dir", default=None, help="generated data (reused when present)")
     parser.add_argument("--out", default=str(RESULTS))
     parser.add_argument("--from-csv", action="store_true", help="only rebuild md/png")
@@ -242,7 +246,7 @@ def main() -> None:
     )
     args = parser.parse_args()
     torch.set_num_threads(1)
-    preset = PRESETS["tiny" if args.quick else args.preset]
+    preset = with_overrides(PRESETS["tiny" if args.quick else args.preset], steps=args.steps)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     csv_path = out / f"{STEM}.csv"
