@@ -5,9 +5,9 @@ Trainer, metrics and certificates as ``liponet bench --preset medium``), LipFNO 
 trained with the last-layer budget ``k`` swept from the data's own constant ``L_data`` up to 4
 (increment variants ``u_last + f(x)``: the budget of ``f`` from 0.25 to 3, certified ``1 + k``),
 next to FNO (its certified bound is the product of its layer norms). ``L_data`` is the bench's
-``L_G`` of the one-step operator: a theorem where there is one (advection: 1; 1-D
-diffusion-reaction: ``exp(rho dt)``), else the largest ratio over calibration pairs (labelled
-estimated). Each row: nRMSE (rollout, test split), its ratio to FNO's, and the certified
+``L_G`` of the one-step map between the file's grid samples: certified only where a theorem
+matches the file's ``discretization`` attribute, else the largest ratio over calibration pairs
+(labelled estimated). Each row: nRMSE (rollout, test split), its ratio to FNO's, and the certified
 ``lipschitz_bound()`` of the trained model, so a reader sees what each unit of certificate costs.
 
 Run from the repository root (1 torch thread; rows are appended to the CSV as they finish and a
@@ -146,9 +146,11 @@ def markdown(rows: Sequence[Mapping[str, Any]], settings: Mapping[str, Any]) -> 
         "Settings: " + ", ".join(f"{k}={v}" for k, v in settings.items()),
         "",
         "Each LipFNO variant is trained with its last-layer budget `k` from the data's constant "
-        "`L_data` (the one-step operator's: certified by a theorem for advection and 1-D "
-        "diffusion-reaction, else the largest ratio over calibration pairs, estimated) up to 4; "
-        "`lipschitz_certified` is the trained model's certified bound (<= k for LipFNO), "
+        "`L_data` (the bench's `L_G` of the one-step map between the file's grid samples: "
+        "certified only where a theorem matches the file's `discretization` attribute, else the "
+        "largest ratio over calibration pairs, estimated; the label is in the table) up to 4; "
+        "`lipschitz_certified` is the trained model's certified bound (k for LipFNO, up to the "
+        "float32 rounding the certificate includes), "
         "`nRMSE / FNO` the ratio to FNO trained the same way (same seed). `cost per unit` = how "
         "much nRMSE / FNO drops per unit of certified L from the previous point of the same "
         "variant (the price of the certificate at that budget).",
