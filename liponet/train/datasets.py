@@ -176,29 +176,37 @@ def _pdebench(config: DataConfig, seed: int, rank: int, world_size: int) -> Data
     """
     from ..data import PDEBenchDataset
 
+    train, val = _file_splits(config, PDEBenchDataset, "pdebench", "HDF5 file", "FILE", "val")
+    return DataBundle(train=train, val=val, info=_file_info("pdebench", config, train, val))
+
+
+def _file_splits(
+    config: DataConfig, cls: Any, name: str, what: str, metavar: str, val_split: str
+) -> tuple[Any, Any]:
+    """The ``train`` and ``val_split`` splits of the file or folder ``data.path`` as ``cls``."""
     if not config.path:
-        raise ValueError("data.path: the pdebench dataset needs the HDF5 file (--data-path FILE)")
+        raise ValueError(f"data.path: the {name} dataset needs the {what} (--data-path {metavar})")
     kwargs = dict(config.kwargs)
     for key in ("split", "path"):
         if key in kwargs:
             raise ValueError(f"data.kwargs.{key}: set by the trainer, remove it")
     try:
-        train = PDEBenchDataset(config.path, split="train", **kwargs)
-        val = PDEBenchDataset(config.path, split="val", **kwargs)
+        train = cls(config.path, split="train", **kwargs)
+        return train, cls(config.path, split=val_split, **kwargs)
     except TypeError as err:
         raise ValueError(f"data.kwargs: {err}") from None
-    return DataBundle(
-        train=train,
-        val=val,
-        info={
-            "name": "pdebench",
-            "path": str(config.path),
-            "n_train": len(train),
-            "n_val": len(val),
-            "in_channels": train.in_channels,
-            "out_channels": train.out_channels,
-        },
-    )
+
+
+def _file_info(name: str, config: DataConfig, train: Any, val: Any) -> dict[str, Any]:
+    """The run's record of a file-backed dataset: name, path, sizes and channels."""
+    return {
+        "name": name,
+        "path": str(config.path),
+        "n_train": len(train),
+        "n_val": len(val),
+        "in_channels": train.in_channels,
+        "out_channels": train.out_channels,
+    }
 
 
 #: Options of :class:`liponet.data.PDEBenchStream` that are not :class:`PDEBenchDataset` options.
@@ -316,27 +324,6 @@ def _well(config: DataConfig, seed: int, rank: int, world_size: int) -> DataBund
     """
     from ..data import WellDataset
 
-    if not config.path:
-        raise ValueError("data.path: the well dataset needs the dataset folder (--data-path DIR)")
-    kwargs = dict(config.kwargs)
-    for key in ("split", "path"):
-        if key in kwargs:
-            raise ValueError(f"data.kwargs.{key}: set by the trainer, remove it")
-    try:
-        train = WellDataset(config.path, split="train", **kwargs)
-        val = WellDataset(config.path, split="valid", **kwargs)
-    except TypeError as err:
-        raise ValueError(f"data.kwargs: {err}") from None
-    return DataBundle(
-        train=train,
-        val=val,
-        info={
-            "name": "well",
-            "path": str(config.path),
-            "n_train": len(train),
-            "n_val": len(val),
-            "in_channels": train.in_channels,
-            "out_channels": train.out_channels,
-            "channels": list(train.channel_names),
-        },
-    )
+    train, val = _file_splits(config, WellDataset, "well", "dataset folder", "DIR", "valid")
+    info = {**_file_info("well", config, train, val), "channels": list(train.channel_names)}
+    return DataBundle(train=train, val=val, info=info)
