@@ -102,6 +102,24 @@ def _choice(name: str, value: object, choices: Sequence[object]) -> None:
         raise ValueError(f"{name} must be one of {', '.join(map(repr, choices))}, got {value!r}")
 
 
+def autoregressive_windows(
+    path: str | os.PathLike[str], initial_step: int, n_frames: int, windows: str
+) -> list[list[int]]:
+    """Frame indices of each window (``initial_step`` inputs + the next frame) of one trajectory.
+
+    ``windows="all"``: every start (teacher forcing); otherwise the first window only. Raises
+    :class:`EmptySelectionError` (naming ``path``) when the selected frames hold no window.
+    """
+    if not 1 <= initial_step < n_frames:
+        raise EmptySelectionError(
+            path,
+            f"initial_step={initial_step} needs more than {initial_step} frames, the time "
+            f"stride leaves {n_frames}",
+        )
+    n_starts = n_frames - initial_step if windows == "all" else 1
+    return [list(range(s, s + initial_step + 1)) for s in range(n_starts)]
+
+
 class PDEBenchDataset(Dataset[tuple[Tensor, Tensor]]):
     """A PDEBench HDF5 file (any layout) as ``(x, y)`` pairs shaped ``(channels, *spatial)``.
 
@@ -232,15 +250,8 @@ class PDEBenchDataset(Dataset[tuple[Tensor, Tensor]]):
         if task == "autoregressive":
             if initial_step is None:
                 initial_step = 1 if isinstance(lay, DarcyLayout) else (5 if rho else 10)
-            if not 1 <= initial_step < n_sel:
-                raise EmptySelectionError(
-                    self.path,
-                    f"initial_step={initial_step} needs more than {initial_step} "
-                    f"frames, the time stride leaves {n_sel}",
-                )
+            self._windows = autoregressive_windows(self.path, initial_step, n_sel, windows)
             self.initial_step = initial_step
-            n_starts = n_sel - initial_step if windows == "all" else 1
-            self._windows = [list(range(s, s + initial_step + 1)) for s in range(n_starts)]
             self.in_channels = initial_step * n_fields
         else:
             pair = (0, 1) if task == "coefficient" else (t_in, t_out)

@@ -49,7 +49,14 @@ from .errors import (
     WellFormatError,
 )
 from .layouts import Layout, Samples, open_h5
-from .reader import NONFINITE, WINDOWS, PDEBenchDataset, _choice, finite_rows
+from .reader import (
+    NONFINITE,
+    WINDOWS,
+    PDEBenchDataset,
+    _choice,
+    autoregressive_windows,
+    finite_rows,
+)
 from .stream import PDEBenchStream
 
 __all__ = [
@@ -628,15 +635,8 @@ class WellDataset(PDEBenchDataset):
         n_sel = len(self._frame_ids)
         n_fields = len(first.fields)
         if task == "autoregressive":
-            if not 1 <= initial_step < n_sel:
-                raise EmptySelectionError(
-                    self.path,
-                    f"initial_step={initial_step} needs more than {initial_step} frames, the "
-                    f"time stride leaves {n_sel}",
-                )
+            self._windows = autoregressive_windows(self.path, initial_step, n_sel, windows)
             self.initial_step = initial_step
-            n_starts = n_sel - initial_step if windows == "all" else 1
-            self._windows = [list(range(s, s + initial_step + 1)) for s in range(n_starts)]
             frames_in = initial_step
         else:
             for name, t in (("t_in", t_in), ("t_out", t_out)):
