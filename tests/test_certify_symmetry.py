@@ -244,9 +244,11 @@ def test_a_model_with_coordinate_channels_would_break_it():
         calib_p, query_p = model(calib_a), model(query_a)
     observed = (query_p - query_u).pow(2).mean((1, 2)).sqrt()
     e = (calib_p - calib_u).pow(2).mean((1, 2)).sqrt()
-    search = OrbitSearch(query_a, SHIFT1, model.lipschitz_bound() + 1.0)
+    l_model = LipschitzConstant(model.lipschitz_bound(), "certified", source="lipschitz_bound()")
+    search = OrbitSearch(query_a, SHIFT1, l_model.value + ROLL.value)
     search.update(calib_a, e, 0)
-    bound = search.result("certified", {}, {})
+    bound = search.result(l_model, ROLL, "certified", {})  # the model premise NOT checked
+    assert bound.label == "certified"
     assert int(bound.violations(observed).sum()) > 0
 
 

@@ -39,7 +39,7 @@ from ..layers import CertifiedModule
 from .discrete import float32_storage_noise
 from .harness import field_operator
 from .norms import field_norm
-from .operator import ConstantLike, as_constant, check_constant_premises, weakest_label
+from .operator import ConstantLike, as_constant, check_constant_premises
 from .premises import check_inputs
 from .symmetry import OrbitSearch, SymmetricErrorBound, SymmetryGroup, verify_premises
 
@@ -423,12 +423,8 @@ def streamed_error_bounds(
     out = []
     for search, (label_sym, premises) in zip(searches, checked, strict=True):
         base = search.result(
-            label=weakest_label(l_model.label, l_true.label, label_sym),
-            constants={"model": l_model, "true": l_true},
-            premises=(*(f"{k}: {v}" for k, v in premises.items()), *lines),
-            notes=notes,
+            l_model, l_true, label_sym, premises, lines, notes, offset=l_true.value * noise
         )
-        base.bound = base.bound + l_true.value * noise
         out.append(
             StreamedErrorBound(
                 **{f: getattr(base, f) for f in base.__dataclass_fields__},

@@ -50,6 +50,7 @@ from ..models.fno import FieldLinear, Increment, MeanPool, _FNOBase
 from .operator import (
     ConstantLike,
     ErrorBound,
+    LipschitzConstant,
     as_constant,
     calib_errors_from,
     check_constant_premises,
@@ -692,14 +693,9 @@ def symmetric_error_bound(
         search.update(calib_inputs[c0 : c0 + block], errors[c0 : c0 + block], c0)
     if not (math.isfinite(input_noise) and input_noise >= 0):
         raise ValueError(f"input_noise must be finite and >= 0, got {input_noise}")
-    out = search.result(
-        label=weakest_label(l_model.label, l_true.label, label_sym),
-        constants={"model": l_model, "true": l_true},
-        premises=(*(f"{k}: {v}" for k, v in premises.items()), *lines),
-        notes=notes,
+    return search.result(
+        l_model, l_true, label_sym, premises, lines, notes, offset=l_true.value * input_noise
     )
-    out.bound = out.bound + l_true.value * input_noise
-    return out
 
 
 class OrbitSearch:
@@ -823,27 +819,34 @@ class OrbitSearch:
 
     def result(
         self,
-        label: str,
-        constants: dict,
-        premises: tuple[str, ...],
-        name: str | None = None,
+        l_model: LipschitzConstant,
+        l_true: LipschitzConstant,
+        symmetry_label: str,
+        premises: dict[str, str],
+        lines: tuple[str, ...] = (),
         notes: tuple[str, ...] = (),
+        offset: float = 0.0,
     ) -> SymmetricErrorBound:
-        """The bound so far as a :class:`SymmetricErrorBound`."""
+        """The bound so far as a :class:`SymmetricErrorBound`, labelled by what it rests on.
+
+        The label is the weakest of the two constants' and the symmetry premise's; ``premises``
+        (checked, by name) and ``lines`` are recorded; ``offset`` (an input-noise or storage
+        term, already multiplied by ``L_G``) is added to every bound.
+        """
         if bool((self.index < 0).any()):
             raise ValueError("no calibration pair was searched: give at least one")
         return SymmetricErrorBound(
-            bound=self.bound.clone(),
-            label=label,
-            name=name or _bound_name(self.group),
+            bound=self.bound + offset,
+            label=weakest_label(l_model.label, l_true.label, symmetry_label),
+            name=_bound_name(self.group),
             norm="function",
             index=self.index.clone(),
             distance=self.distance[:, None].clone(),
             calib_error=self.calib_error.clone(),
-            constants=constants,
+            constants={"model": l_model, "true": l_true},
             element=self.element.clone(),
             group=self.group,
-            premises=premises,
+            premises=(*(f"{k}: {v}" for k, v in premises.items()), *lines),
             notes=notes,
         )
 
