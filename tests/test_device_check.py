@@ -1,28 +1,17 @@
 """``benchmarks/device_check.py`` end to end on the CPU (the GPU run happens in a GPU session)."""
 
 import csv
-import os
 import pathlib
-import subprocess
-import sys
 
 import pytest
 import torch
+from trainfixtures import ROOT, run_script
 
-ROOT = pathlib.Path(__file__).resolve().parents[1]
 SCRIPT = ROOT / "benchmarks" / "device_check.py"
 
 
-def _run(*args: str) -> subprocess.CompletedProcess[str]:
-    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(ROOT))
-    return subprocess.run(
-        [sys.executable, str(SCRIPT), *args],
-        capture_output=True,
-        text=True,
-        timeout=180,
-        cwd=ROOT,
-        env=env,
-    )
+def _run(*args: str):
+    return run_script(SCRIPT, *args, timeout=180)
 
 
 def test_cpu_quick_writes_results_and_passes(tmp_path: pathlib.Path) -> None:

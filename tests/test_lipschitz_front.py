@@ -2,27 +2,16 @@
 
 import csv
 import math
-import os
-import pathlib
-import subprocess
-import sys
 
-ROOT = pathlib.Path(__file__).resolve().parents[1]
+from trainfixtures import ROOT, run_script
+
 SCRIPT = ROOT / "benchmarks" / "lipschitz_front.py"
 #: Relative room for the float32 rounding that every certificate includes (measured: 3e-7).
 ROUNDING = 1e-5
 
 
-def _run(*args: str) -> subprocess.CompletedProcess[str]:
-    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(ROOT))
-    return subprocess.run(
-        [sys.executable, str(SCRIPT), *args],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        cwd=ROOT,
-        env=env,
-    )
+def _run(*args: str):
+    return run_script(SCRIPT, *args, timeout=300)
 
 
 def test_quick_front_rows_respect_their_budgets_and_tables_rebuild(tmp_path):

@@ -1,6 +1,8 @@
-"""Shared pieces of the training tests: paths, the subprocess environment, a tiny config."""
+"""Shared pieces of the tests that run training or scripts: paths, environment, a tiny config."""
 
 import os
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -27,3 +29,17 @@ def tiny_config(out_dir: Any, **changes: Any) -> dict[str, Any]:
     }
     data.update(changes)
     return data
+
+
+def run_script(
+    script: Path, *args: str, timeout: float = 180
+) -> "subprocess.CompletedProcess[str]":
+    """Run ``script`` (a benchmarks/ file) with this interpreter from the repository root."""
+    return subprocess.run(
+        [sys.executable, str(script), *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        cwd=ROOT,
+        env=ENV,
+    )
