@@ -36,7 +36,7 @@ def _load_memcmp() -> Callable[[int, int, int], int] | None:
         return None
     fn.restype = ctypes.c_int
     fn.argtypes = [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_size_t]
-    return fn  # type: ignore[no-any-return]
+    return fn
 
 
 _MEMCMP = _load_memcmp()
