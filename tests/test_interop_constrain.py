@@ -161,3 +161,39 @@ def test_the_twin_is_not_modified():
     perturb(constrain(twin, k=0.1))
     for name, value in twin.state_dict().items():
         assert torch.equal(value, before[name]), name
+
+
+def test_fine_tunes_with_the_trainer_and_reloads_from_its_checkpoint(tmp_path):
+    import neuralop.models
+    from trainfixtures import tiny_config
+
+    from liponet.train import Trainer, build_dataset, config_from_dict, load_checkpoint
+
+    torch.manual_seed(0)
+    theirs = neuralop.models.FNO(
+        n_modes=(6,), in_channels=1, out_channels=1, hidden_channels=6, n_layers=2
+    ).eval()
+    model = constrain(from_neuralop(theirs), k=1.0)
+    config = config_from_dict(
+        tiny_config(
+            tmp_path,
+            model={"name": "FNO", "kwargs": {"in_channels": 1, "out_channels": 1, "modes": [4]}},
+            data={"name": "toy-shift", "kwargs": {"n_train": 16, "n_val": 4, "grid": 16}},
+        )
+    )
+    data = build_dataset(config.data)
+    before = copy.deepcopy(model.state_dict())
+    record = Trainer(config, data.train, data.val, model=model, progress=False).fit()
+    assert record["step"] == 8
+    model.eval()
+    assert model.lipschitz_bound() <= 1.0
+    assert any(not torch.equal(v, before[k]) for k, v in model.state_dict().items())
+    # the checkpoint's weights load into the same construction
+    ckpt = load_checkpoint(tmp_path / "last.pt")
+    fresh = constrain(from_neuralop(theirs), k=1.0)
+    fresh.load_state_dict(ckpt.model_state)
+    fresh.eval()
+    x = torch.randn(2, 1, 16)
+    with torch.no_grad():
+        torch.testing.assert_close(fresh(x), model(x), rtol=0, atol=1e-6)
+    assert fresh.lipschitz_bound() == model.lipschitz_bound()
