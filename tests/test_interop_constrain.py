@@ -197,3 +197,29 @@ def test_fine_tunes_with_the_trainer_and_reloads_from_its_checkpoint(tmp_path):
     with torch.no_grad():
         torch.testing.assert_close(fresh(x), model(x), rtol=0, atol=1e-6)
     assert fresh.lipschitz_bound() == model.lipschitz_bound()
+
+
+def test_the_benchmark_script_runs_end_to_end(tmp_path):
+    import csv
+
+    from trainfixtures import ROOT, run_script
+
+    args = ["--steps", "10", "--tune-steps", "5", "--samples", "24", "--attack-steps", "3"]
+    args += ["--attack-samples", "2", "--datasets", "advection"]
+    args += ["--out", str(tmp_path), "--cache", str(tmp_path / "data")]
+    result = run_script(ROOT / "benchmarks" / "neuralop_finetune.py", *args)
+    assert result.returncode == 0, result.stderr[-2000:]
+    with (tmp_path / "neuralop_finetune.csv").open() as f:
+        rows = list(csv.DictReader(f))
+    assert [r["model"] for r in rows] == [
+        "neuraloperator FNO (trained)",
+        "unconstrained twin, fine-tuned",
+        "constrained, k = L_cert",
+        "constrained, k = 2 L_data (auto)",
+        "constrained, k = 1",
+    ]
+    for row in rows[2:]:  # every budget held, before and after fine-tuning
+        assert float(row["cert_projected"]) <= float(row["k"])
+        assert float(row["lower_tuned"]) <= float(row["cert_tuned"]) <= float(row["k"])
+    assert (tmp_path / "neuralop_finetune.md").is_file()
+    assert (tmp_path / "neuralop_finetune.png").is_file()
