@@ -215,6 +215,7 @@ def test_the_benchmark_script_runs_end_to_end(tmp_path):
         "neuraloperator FNO (trained)",
         "unconstrained twin, fine-tuned",
         "constrained, k = L_cert",
+        "constrained, k = 10 L_data",
         "constrained, k = 2 L_data (auto)",
         "constrained, k = 1",
     ]
