@@ -59,7 +59,15 @@ from .certify import (
 )
 from .data import PDEBenchDataset, WellDataset, generate, generate_well
 from .metrics import pdebench_metrics
-from .models import FNO, DeepONet, LipDeepONet, LipFNO, rollout
+from .models import (
+    FNO,
+    DeepONet,
+    LipDeepONet,
+    LipFNO,
+    LipLocalDeepONet,
+    LocalDeepONet,
+    rollout,
+)
 from .train import DistContext, TrainConfig, Trainer
 from .train.constraint import ConstraintWarning, resolve_auto_k
 from .train.distributed import resolve_device
@@ -647,12 +655,40 @@ def deeponet_builder(constrained: bool, **variant: Any) -> Builder:
     return build
 
 
+def local_deeponet_builder(constrained: bool, **variant: Any) -> Builder:
+    """Builder of a (Lip)LocalDeepONet on the task's grid, with expressivity-variant keywords.
+
+    A 3 x 3 (1-D: 3-cell) patch per output point, zero-padded at the boundary, and half the
+    preset DeepONets' width and basis: the branch runs once per grid point, so this keeps a row
+    affordable on a CPU (the sizes of ``benchmarks/deeponet_2d.py``). The model is a field map
+    (one input), trained and certified as the FNOs are; it is tied to the task's grid.
+    """
+
+    def build(data: BenchData, preset: Preset) -> nn.Module:
+        d = len(data.spatial)
+        cls = LipLocalDeepONet if constrained else LocalDeepONet
+        return cls(
+            data.spatial,
+            ([0.0] * d, [1.0] * d),
+            data.in_channels,
+            data.out_channels,
+            n_basis=max(1, preset.onet_basis // 2),
+            width=max(2, preset.onet_width // 2),
+            depth=preset.onet_depth,
+            **variant,
+        )
+
+    return build
+
+
 #: Benchmark model name -> builder. ``LipFNO``: the model's defaults. ``LipFNO-best``: variants
 #: (b) free last layer + (c) vector output scale (the ``small`` preset's choice, see
 #: benchmarks/README.md). ``LipFNO-clip``: per-mode clipped multipliers with slack ``k = 3`` in
 #: the last layer. ``LipFNO-inc``: increment form ``u_last + f(x)``, convex-potential blocks,
 #: clipped multipliers, ``k`` of ``f`` = 2 x the increments' data constant (certified ``1 + k``;
-#: the best configuration of benchmarks/lipfno_blocks.py). Variant rows pin the
+#: the best configuration of benchmarks/lipfno_blocks.py). ``LocalDeepONet`` /
+#: ``LipLocalDeepONet``: the local-branch DeepONets (:func:`local_deeponet_builder`), whose
+#: outputs are not confined to a low-rank span (2-D diffusion-reaction). Variant rows pin the
 #: keywords they are about, so a change of LipFNO's defaults does not change them.
 MODELS: dict[str, Builder] = {
     "neuralop-FNO": _neuralop_fno,
@@ -667,6 +703,8 @@ MODELS: dict[str, Builder] = {
     ),
     "DeepONet": deeponet_builder(constrained=False),
     "LipDeepONet": deeponet_builder(constrained=True),
+    "LocalDeepONet": local_deeponet_builder(constrained=False),
+    "LipLocalDeepONet": local_deeponet_builder(constrained=True),
 }
 
 
