@@ -267,6 +267,19 @@ _ALL = tuple(t for t, spec in TASKS.items() if spec.layout == "pdebench")
 #: The Well-layout task (run with ``--tasks well_advection_2d``), settings per preset.
 _WELL = "well_advection_2d"
 
+#: The rows of the ``small`` preset: every model family with its unconstrained twin, the
+#: defaults and ``LipFNO-best`` (the ``medium`` variants ``LipFNO-clip`` / ``-inc``: ``--models``).
+SMALL_MODELS = (
+    "neuralop-FNO",
+    "FNO",
+    "LipFNO",
+    "LipFNO-best",
+    "DeepONet",
+    "LipDeepONet",
+    "LocalDeepONet",
+    "LipLocalDeepONet",
+)
+
 #: The rows of the ``medium`` preset: FNO, LipFNO with its defaults, the strongest variants.
 MEDIUM_MODELS = ("FNO", "LipFNO", "LipFNO-clip", "LipFNO-inc")
 
@@ -334,6 +347,7 @@ PRESETS: dict[str, Preset] = {
         steps=300,
         batch=32,
         lr=3e-3,
+        models=SMALL_MODELS,
         width=16,
         modes=12,
         depth=4,

@@ -313,6 +313,9 @@ def test_medium_preset_is_complete_and_per_task_settings_resolve() -> None:
             assert per_task(setting, task) >= 1
         assert task in medium.nx and task in medium.nt and task in medium.strides
     assert per_task(7, "anything") == 7
+    small = PRESETS["small"].models
+    assert small is not None and set(small) <= set(MODELS)
+    assert {"FNO", "LipFNO", "LocalDeepONet", "LipLocalDeepONet"} <= set(small)
     with pytest.raises(ValueError, match="no value for task 'heat'"):
         per_task({"burgers_1d": 3}, "heat")
 
