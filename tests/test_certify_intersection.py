@@ -226,3 +226,39 @@ def test_bad_inputs_are_named():
         multi_pair_error_bound(a, u, [], lipschitz_true=ROLL)
     with pytest.raises(ValueError, match="k must be >= 1"):
         NeighbourSearch(a, SHIFT1, k=0)
+
+
+@pytest.mark.parametrize(
+    "variant",
+    [
+        {},
+        {"increment": True, "in_channels": 3},
+        {"budget": "learned", "k": 2.0},
+        {"block": "fourier"},
+    ],
+)
+def test_exported_modules_are_verified_from_their_architecture_and_do_commute(variant):
+    from liponet.certify import check_model_symmetry
+
+    kwargs = {"in_channels": 1, "out_channels": 1, "modes": (6,), "grid": False, "width": 8}
+    kwargs.update(variant)
+    torch.manual_seed(0)
+    plain = LipFNO(**kwargs).double().eval().export()
+    assert check_model_symmetry(plain, SHIFT1).startswith("architecture verified")
+    x = torch.randn(2, kwargs["in_channels"], 32, dtype=torch.float64)
+    with torch.no_grad():
+        torch.testing.assert_close(plain(torch.roll(x, 5, -1)), torch.roll(plain(x), 5, -1),
+                                   rtol=0, atol=1e-12)  # fmt: skip
+    with pytest.raises(SymmetryPremiseError, match="complex Fourier multipliers"):
+        check_model_symmetry(plain, SymmetryGroup((0,), reflection=True))
+
+
+@pytest.mark.parametrize(
+    ("variant", "why"), [({"grid": True}, "coordinate channels"), ({"padding": 0.25}, "pads")]
+)
+def test_exported_grid_or_padded_models_are_refused(variant, why):
+    from liponet.certify import check_model_symmetry
+
+    kwargs = {"in_channels": 1, "out_channels": 1, "modes": (6,), "grid": False} | variant
+    with pytest.raises(SymmetryPremiseError, match=why):
+        check_model_symmetry(LipFNO(**kwargs).eval().export(), SHIFT1)
