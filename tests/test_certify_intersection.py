@@ -17,6 +17,7 @@ from liponet.certify import (
     multi_pair_error_bound,
     operator_error_bound,
 )
+from liponet.certify.intersection import single_bounds
 from liponet.certify.symmetry import apply_element
 from liponet.data.generators.initial import sine_series_batch
 from liponet.models import LipDeepONet, LipFNO
@@ -66,6 +67,14 @@ def test_centroid_bound_contains_every_common_point_and_is_tight_on_orthogonal_b
         w = torch.rand(q, k, dtype=torch.float64) ** 3
         bound, slack = centroid_bound(centres, radii, p, w)
         assert bool((fnorm(y - p) <= bound).all()) and bool((slack >= 0).all())
+    # the one-hot weights are the single-pair bounds
+    one_hot = torch.stack(
+        [centroid_bound(centres, radii, p, torch.eye(k, dtype=torch.float64)[i].expand(q, k))[0]
+         for i in range(k)], 1,
+    )  # fmt: skip
+    torch.testing.assert_close(single_bounds(centres, radii, p), one_hot, rtol=1e-12, atol=0)
+    exact = fnorm((centres - p[:, None]).reshape(q * k, 1, n)).reshape(q, k) + radii
+    assert bool((single_bounds(centres, radii, p) >= exact).all())
     # tightness: centres d e_i (orthonormal in the function norm), radius d, p = 0
     d, kk = 0.7, 4
     e = torch.eye(kk, dtype=torch.float64)[None, :, None] * math.sqrt(kk)  # ||e_i|| = 1
@@ -262,3 +271,24 @@ def test_exported_grid_or_padded_models_are_refused(variant, why):
     kwargs = {"in_channels": 1, "out_channels": 1, "modes": (6,), "grid": False} | variant
     with pytest.raises(SymmetryPremiseError, match=why):
         check_model_symmetry(LipFNO(**kwargs).eval().export(), SHIFT1)
+
+
+@pytest.mark.parametrize(
+    ("spatial", "group"),
+    [
+        ((12,), SymmetryGroup((0,))),
+        ((12,), SymmetryGroup((0,), reflection=True)),
+        ((6, 5), SymmetryGroup((0, 1))),
+        ((6, 5), SymmetryGroup((1,))),
+        ((4, 6), SymmetryGroup((0, 1), reflection=True)),
+    ],
+)
+def test_vectorized_elements_match_apply_element(spatial, group):
+    from liponet.certify.intersection import apply_elements
+
+    torch.manual_seed(0)
+    order = group.order(spatial)
+    u = torch.randn(3 * order, 2, *spatial, dtype=torch.float64)
+    codes = torch.arange(3 * order) % order
+    torch.testing.assert_close(apply_elements(u, group, codes), apply_element(u, group, codes),
+                               rtol=0, atol=0)  # fmt: skip

@@ -66,7 +66,6 @@ from .symmetry import (
     SymmetryGroup,
     _direct_distance,
     _pair_orbit_distances,
-    apply_element,
     invariant_features,
     operator_symmetry,
 )
@@ -75,12 +74,15 @@ __all__ = [
     "EmptyIntersectionError",
     "MultiPairErrorBound",
     "NeighbourSearch",
+    "apply_elements",
     "centroid_bound",
     "multi_pair_error_bound",
+    "single_bounds",
 ]
 
-#: Unit roundoff of float64.
+#: Unit roundoff of float64, and the smallest normal float64 (an absolute margin).
 _EPS64 = 2.0**-53
+_TINY = math.sqrt(torch.finfo(torch.float64).tiny)
 
 #: Optimizer steps and learning rate of the weight search (any weights give a valid bound).
 WEIGHT_STEPS = 300
@@ -120,7 +122,9 @@ def centroid_bound(
     centre ``m̃`` is within ``δ = γ sum_i w_i ||c_i|| / W`` of the exact ``m``; since
     ``sum_i w_i ||c_i - m||^2 = sum_i w_i ||c_i - m̃||^2 - W ||m̃ - m||^2``, the exact radius obeys
     ``R_w^2 <= S / W + δ^2`` with ``S = sum_i w_i r_i^2 - sum_i w_i ||c_i - m̃||^2``, and
-    ``||y - p|| <= ||m̃ - p|| + sqrt(S / W) + 2 δ``. Each sum is rounded outward by ``γ``.
+    ``||y - p|| <= ||m̃ - p|| + sqrt(S / W) + 2 δ``. Each sum is rounded outward by ``γ``; the
+    centres relative to ``p`` are float differences, so each radius first grows by ``2u`` times
+    its centre's norm (the ball around the rounded centre holds the exact one).
 
     Examples
     --------
@@ -132,24 +136,51 @@ def centroid_bound(
     >>> round(float(b[0]), 6), round(float(s[0]), 6)      # sqrt(1.5^2 - 1) = 1.118...
     (1.118034, 1.25)
     """
-    c = centres.to(torch.float64) - point.to(torch.float64)[:, None]
+    c, norms, radii_up, gamma = _relative(centres, radii, point)
     w = weights.to(torch.float64).clamp_min(0)
     big_w = w.sum(1)
     if bool((big_w <= 0).any()):
         raise ValueError("every query needs a positive weight")
-    f = c[0, 0].numel()
-    gamma = 4 * (f + c.shape[1] + 16) * _EPS64
     m = (w[..., None] * c.reshape(*c.shape[:2], -1)).sum(1) / big_w[:, None]  # (q, f)
     m = m.reshape(c.shape[0], *c.shape[2:])
     spread = _fnorm_lead(c - m[:, None], 2).pow(2)  # (q, k)
-    norms = _fnorm_lead(c, 2)
     delta = gamma * (w * norms).sum(1) / big_w
-    slack = (w * radii.to(torch.float64).pow(2)).sum(1) * (1 + gamma) - (w * spread).sum(1) * (
-        1 - gamma
-    )
+    slack = (w * radii_up.pow(2)).sum(1) * (1 + gamma) - (w * spread).sum(1) * (1 - gamma)
     rad = (slack.clamp_min(0) / big_w).sqrt() * (1 + gamma)
     bound = (_fnorm_lead(m, 1) * (1 + gamma) + rad + 2 * delta) * (1 + gamma)
-    return bound + math.sqrt(torch.finfo(torch.float64).tiny), slack
+    return bound + _TINY, slack
+
+
+def single_bounds(centres: Tensor, radii: Tensor, point: Tensor) -> Tensor:
+    """``(n_query, k)`` rounded-up ``||c_i - p|| + r_i``: :func:`centroid_bound` at one-hot weights.
+
+    Examples
+    --------
+    >>> import torch
+    >>> c = torch.tensor([[[[1.0]], [[-1.0]]]], dtype=torch.float64)
+    >>> b = single_bounds(c, torch.tensor([[1.5, 0.5]], dtype=torch.float64),
+    ...                   torch.zeros(1, 1, 1, dtype=torch.float64))
+    >>> [round(v, 9) for v in b[0].tolist()], bool((b >= torch.tensor([[2.5, 1.5]])).all())
+    ([2.5, 1.5], True)
+    """
+    _, norms, radii_up, gamma = _relative(centres, radii, point)
+    rad = radii_up * math.sqrt(1 + gamma) * (1 + gamma)
+    return (norms * (1 + gamma) + rad + 2 * gamma * norms) * (1 + gamma) + _TINY
+
+
+def _relative(
+    centres: Tensor, radii: Tensor, point: Tensor
+) -> tuple[Tensor, Tensor, Tensor, float]:
+    """Centres relative to the point, their norms, radii grown by the subtraction's rounding.
+
+    ``c̃_i = fl(c_i - p)`` is within ``u ||c_i - p|| <= 2u ||c̃_i||`` of the exact difference, so
+    the ball of radius ``r_i + 2u ||c̃_i||`` around ``c̃_i`` holds the exact one.
+    """
+    c = centres.to(torch.float64) - point.to(torch.float64)[:, None]
+    norms = _fnorm_lead(c, 2)
+    radii_up = radii.to(torch.float64) + 2 * _EPS64 * norms
+    gamma = 4 * (c[0, 0].numel() + c.shape[1] + 16) * _EPS64
+    return c, norms, radii_up, gamma
 
 
 def _fnorm_lead(u: Tensor, lead: int) -> Tensor:
@@ -176,13 +207,55 @@ def _optimal_weights(centres: Tensor, radii: Tensor, point: Tensor, steps: int) 
     opt = torch.optim.Adam([logits], lr=WEIGHT_LR)
     for _ in range(steps):
         w = torch.softmax(logits, 1)
-        mm = torch.einsum("qi,qij,qj->q", w, gram, w)  # ||m||^2
+        mm = (w * torch.bmm(gram, w[..., None])[..., 0]).sum(1)  # w^T K w = ||m||^2
         rad = (w * (r2 - sq)).sum(1) + mm
         value = mm.clamp_min(1e-300).sqrt() + rad.clamp_min(1e-300).sqrt()
         opt.zero_grad()
         value.sum().backward()
         opt.step()
     return torch.softmax(logits.detach(), 1)
+
+
+def apply_elements(u: Tensor, group: SymmetryGroup, element: Tensor) -> Tensor:
+    """:func:`~liponet.certify.symmetry.apply_element` for a batch, vectorized (same codes).
+
+    One gather per shift axis instead of one ``torch.roll`` per field.
+
+    Examples
+    --------
+    >>> import torch
+    >>> u = torch.arange(8.0).reshape(2, 1, 4)
+    >>> apply_elements(u, SymmetryGroup((0,)), torch.tensor([1, 3])).tolist()
+    [[[3.0, 0.0, 1.0, 2.0]], [[5.0, 6.0, 7.0, 4.0]]]
+    """
+    spatial = tuple(u.shape[2:])
+    group.check(spatial)
+    codes = element.to(device=u.device, dtype=torch.long).reshape(-1)
+    if codes.numel() != u.shape[0]:
+        raise ValueError(f"need one element per field, got {codes.numel()} for {u.shape[0]}")
+    if not group.shift_axes or u.shape[0] == 0:
+        return u.clone()
+    sizes = group.shift_sizes(spatial)
+    n_shifts = math.prod(sizes)
+    if bool(((codes < 0) | (codes >= group.order(spatial))).any()):
+        raise ValueError(f"group elements out of range [0, {group.order(spatial)})")
+    reflect, flat = codes // n_shifts, codes % n_shifts
+    dims = tuple(2 + a for a in group.shift_axes)
+    v = u
+    if group.reflection:
+        mirrored = torch.roll(torch.flip(u, dims), (1,) * len(dims), dims)  # u_j -> u_{-j mod n}
+        mask = (reflect == 1).reshape(-1, *([1] * (u.ndim - 1)))
+        v = torch.where(mask, mirrored, u)
+    shifts = []
+    for size in reversed(sizes):
+        shifts.append(flat % size)
+        flat = flat // size
+    for dim, size, s in zip(dims, sizes, reversed(shifts), strict=True):
+        idx = (torch.arange(size, device=u.device)[None] - s[:, None]) % size  # (b, n)
+        shape = [u.shape[0]] + [1] * (u.ndim - 1)
+        shape[dim] = size
+        v = v.gather(dim, idx.reshape(shape).expand(v.shape))  # (τ_s u)_j = u_{j - s}
+    return v
 
 
 class NeighbourSearch:
@@ -276,8 +349,8 @@ class NeighbourSearch:
         nin = self.inputs.new_zeros((n, width, *x.shape[1:]))
         nout = self.targets.new_zeros((n, width, *y.shape[1:]))
         nd[rows, slot], nidx[rows, slot], nel[rows, slot] = d, pick + offset, el
-        nin[rows, slot] = apply_element(x[pick], self.group, el)
-        nout[rows, slot] = apply_element(y[pick], self.group, el)
+        nin[rows, slot] = apply_elements(x[pick], self.group, el)
+        nout[rows, slot] = apply_elements(y[pick], self.group, el)
         dist = torch.cat([self.distance, nd], 1)
         keep = dist.topk(min(self.k, dist.shape[1]), dim=1, largest=False).indices  # sorted
         keep = keep[:, : int(torch.isfinite(dist.gather(1, keep)).sum(1).min())]
@@ -447,10 +520,7 @@ def multi_pair_error_bound(
     radii = (l_true.value * d + rho) * (1 + 4 * _EPS64)
     point = query_preds.to(torch.float64)
     eye = torch.eye(k, dtype=torch.float64)
-    singles = torch.stack(
-        [centroid_bound(centres, radii, point, eye[i].expand(q, k))[0] for i in range(k)], 1
-    )
-    single, best_i = singles.min(1)
+    single, best_i = single_bounds(centres, radii, point).min(1)
     weights = eye[best_i]
     bound = single
     if weight_steps > 0 and k > 1:
