@@ -23,6 +23,7 @@ __all__ = [
     "BJORCK_BETA",
     "NORMS",
     "SVD_RELATIVE_MARGIN",
+    "TARGET_MARGIN",
     "batched_norm",
     "bjorck",
     "chunks",
@@ -41,6 +42,12 @@ __all__ = [
 #: error <= c * n * 2**-52 * ||W||, i.e. relative error < 1e-11 for n <= 10**4 with a generous c.
 #: Float32 weights are exactly representable in float64, so no other rounding enters.
 SVD_RELATIVE_MARGIN = 1e-10
+
+#: Factor applied to a constrained layer's target norm ``k`` before normalizing (just below 1).
+#: The eval weights are stored in float32, whose rounding lifts the normalized norm by up to a
+#: few ``1e-7`` relative; aiming at ``k * (1 - 2**-20)`` (``~1e-6`` below) keeps every layer's
+#: certificate ``<= k``, so a network whose parts' budgets multiply to ``k`` certifies ``<= k``.
+TARGET_MARGIN = 1.0 - 2.0**-20
 
 #: Step of the Björck orthonormalization W <- (1 + beta) W - beta W W^H W (converges for
 #: beta in (0, 0.5] when ||W||_2 <= 1; singular values never exceed 1 along the way).

@@ -43,6 +43,7 @@ from torch import Tensor, nn
 
 from ..functional import (
     SVD_RELATIVE_MARGIN,
+    TARGET_MARGIN,
     bjorck,
     chunks,
     drifted_norm_bounds,
@@ -419,9 +420,11 @@ class LipSpectralConv(CertifiedModule):
     term only with ``skip``). This is the *exact* norm of the linear part whenever some frequency
     is unkept, and an upper bound otherwise. Certified by float64 SVDs
     (:func:`liponet.functional.spectral_norm_upper`) of the multipliers exactly as the forward
-    applies them (``W' + R'_k`` summed in float64); ``<= k`` up to rounding when constrained.
+    applies them (``W' + R'_k`` summed in float64). Constrained multipliers are normalized to
+    ``k`` times :data:`~liponet.functional.TARGET_MARGIN` (``1 - 2^-20``), so the float32
+    rounding of the eval weights keeps the certificate ``<= k``.
     With ``"global"`` or ``"clip"``, a multiplier whose norm provably cannot matter (below the
-    largest and, for ``"clip"``, below ``k``) is bounded without an SVD, by Weyl's inequality
+    largest and, for ``"clip"``, below the target) is bounded without an SVD, by Weyl's inequality
     from the last computed state (:func:`~liponet.functional.drifted_norm_bounds`): the
     certificate is the same number, at a fraction of the cost after a small optimizer step.
 
@@ -504,6 +507,11 @@ class LipSpectralConv(CertifiedModule):
                     nn.init.orthogonal_(self.skip)
 
     # ------------------------------------------------------------------ multipliers
+    def _target(self) -> float:
+        """The norm the multipliers are normalized to: ``k`` times ``TARGET_MARGIN``."""
+        assert self.k is not None
+        return self.k * TARGET_MARGIN
+
     def _symmetric_spectral(self, weight: Tensor | None = None) -> Tensor:
         """The spectral weights ``R_k`` ``(*kept, out, in)``, Hermitian on the ``k_d = 0`` slice."""
         weight = self.weight if weight is None else weight
@@ -539,12 +547,12 @@ class LipSpectralConv(CertifiedModule):
             self.u.copy_(torch.view_as_real(u))
         sigma = torch.linalg.vector_norm(m @ u.unsqueeze(-1), dim=(-2, -1))  # (K [+1],) estimates
         if self.normalization != "global":
-            m = NORMALIZATIONS[self.normalization](m, sigma, self.k)
+            m = NORMALIZATIONS[self.normalization](m, sigma, self._target())
             return self._split(m, symmetrize=True)  # per-mode scales: restore exact symmetry
         # Global: (W + R_k)/s - W/s = R_k/s, so the weights are scaled directly; the gradient of
         # the largest estimate s reaches only its own multiplier (as through max), no host sync,
         # and a real scale keeps A_{-k} = conj(A_k) exactly.
-        scale = self.k / sigma.max()
+        scale = self._target() / sigma.max()
         return r * scale, None if self.skip is None else self.skip * scale
 
     def _sources(self) -> list[Tensor]:
@@ -569,14 +577,16 @@ class LipSpectralConv(CertifiedModule):
                 return (r, skip), None
             m = self._stacked(r, skip)  # (K [+1], out, in)
             if self.normalization in SCALAR_NORMALIZATIONS:
-                sigma, upper = self._norms(m, self.k)  # float64 (K [+1],) each
-                scale = SCALAR_NORMALIZATIONS[self.normalization](sigma, self.k)  # float64
+                target = self._target()
+                sigma, upper = self._norms(m, target)  # float64 (K [+1],) each
+                scale = SCALAR_NORMALIZATIONS[self.normalization](sigma, target)  # float64
                 normalized = m * scale.to(m.real.dtype)[:, None, None]
                 weights = self._split(normalized, symmetrize=True)
                 # What the certificate needs: m, upper bounds of its norms, the float64 scales.
                 return weights, (m, upper, scale)
             sigma = spectral_norm_exact(m)  # float64 (K [+1],)
-            normalized = NORMALIZATIONS[self.normalization](m, sigma.to(m.real.dtype), self.k)
+            target = self._target()
+            normalized = NORMALIZATIONS[self.normalization](m, sigma.to(m.real.dtype), target)
             return self._split(normalized, symmetrize=True), None
 
     def _norms(self, m: Tensor, k: float) -> tuple[Tensor, Tensor]:
