@@ -378,6 +378,17 @@ EXACT_NORMS_NEEDED: dict[str, Callable[[Tensor, Tensor, float], Tensor]] = {
 }
 
 
+class _Memory:
+    """A holder for state that is not model state.
+
+    ``torch.export`` rejects tensors assigned to module attributes (or to lists and tuples in
+    them) while it traces; it leaves other objects be.
+    """
+
+    def __init__(self) -> None:
+        self.value: tuple[Tensor, Tensor, Tensor] | None = None
+
+
 def _complex_param(shape: Sequence[int]) -> nn.Parameter:
     # Complex tensors are stored as real (..., 2) so that .double()/.to(dtype) convert them.
     return nn.Parameter(torch.zeros(*shape, 2))
@@ -492,7 +503,7 @@ class LipSpectralConv(CertifiedModule):
         #: ``(m, lower, upper)`` of the last eval state of a scalar normalization: the stacked
         #: multipliers and bounds of their norms, so the next one needs SVDs only where the
         #: weights moved enough to matter (:meth:`_norms`).
-        self._norm_memory: tuple[Tensor, Tensor, Tensor] | None = None
+        self._norm_memory = _Memory()
 
     def _init_weights(self) -> None:
         with torch.no_grad():
@@ -601,7 +612,7 @@ class LipSpectralConv(CertifiedModule):
         the weights moved (:func:`~liponet.functional.drifted_norm_bounds`), and only the
         multipliers that may matter get an SVD.
         """
-        memory = self._norm_memory
+        memory = self._norm_memory.value
         if (
             memory is None
             or memory[0].shape != m.shape
@@ -628,7 +639,7 @@ class LipSpectralConv(CertifiedModule):
                         sigma[index] = exact
                         lower[index] = exact
                         upper[index] = exact * (1.0 + SVD_RELATIVE_MARGIN)
-        self._norm_memory = (m, lower, upper)
+        self._norm_memory.value = (m, lower, upper)
         return sigma, upper
 
     def multipliers(self) -> tuple[Tensor, Tensor | None]:
