@@ -13,6 +13,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from . import warnings_as_lines
+
 HELP = "generate 1-D advection data, train a LipFNO, print metrics and certified error bounds"
 
 #: The embedded default. beta * t_final = 0.125 is exactly 16 cells of a 128-cell grid, so the
@@ -76,7 +78,7 @@ def run(args: argparse.Namespace) -> int:
     from ..certify.norms import field_norm
     from ..data import PDEBenchDataset, generate
     from ..metrics import pdebench_metrics
-    from ..train import Trainer, build_dataset, config_from_dict, load_model
+    from ..train import ConstraintWarning, Trainer, build_dataset, config_from_dict, load_model
     from .train import format_record
 
     if args.samples < 20:
@@ -158,9 +160,11 @@ def run(args: argparse.Namespace) -> int:
         if event == "epoch":
             tqdm.write("      " + format_record(record, config.epochs), file=sys.stdout)
 
-    Trainer(config, data.train, data.val, callbacks=[printer], progress=not args.no_progress).fit(
-        overwrite=True  # the demo owns its run folder: a rerun replaces it
-    )
+    with warnings_as_lines(ConstraintWarning):
+        trainer = Trainer(
+            config, data.train, data.val, callbacks=[printer], progress=not args.no_progress
+        )
+        trainer.fit(overwrite=True)  # the demo owns its run folder: a rerun replaces it
 
     # 3. certification -------------------------------------------------------------------------
     # the last checkpoint: the validation split only monitored the run (chose no checkpoint), so
