@@ -58,34 +58,51 @@ STEM = "burgers_study"
 #: Configurations: name -> (LipFNO keywords, what it tests). ``FNO`` is the bench's FNO.
 #: Keywords are pinned in full (block, normalization, k), so a change of LipFNO's defaults
 #: changes no row.
-BASE: dict[str, Any] = {"block": "cpl", "normalization": "clip", "increment": False}
+BASE: dict[str, Any] = {
+    "block": "cpl",
+    "normalization": "clip",
+    "increment": False,
+    "budget": "last",
+}
 CONFIGS: dict[str, tuple[dict[str, Any] | None, str]] = {
     "FNO": (None, "the unconstrained reference (GELU, fused blocks)"),
+    "FNO width=28": (
+        {"model": "FNO", "width": 28},
+        "FNO with about the parameters of the hidden=2w LipFNO (is it the parameter count?)",
+    ),
     "cpl k=1": ({**BASE, "k": 1.0}, "LipFNO's defaults (the bench's LipFNO row)"),
     "cpl k=1.3": ({**BASE, "k": 1.3}, "budget slightly above the data's constant (1.13)"),
     "cpl k=2": ({**BASE, "k": 2.0}, "budget well above the data's constant"),
     "cpl hidden=2w k=1": (
-        {**BASE, "k": 1.0, "hidden": 40},
+        {**BASE, "k": 1.0, "hidden_factor": 2},
         "twice the ReLU features per convex-potential block",
     ),
     "cpl hidden=2w k=1.3": (
-        {**BASE, "k": 1.3, "hidden": 40},
+        {**BASE, "k": 1.3, "hidden_factor": 2},
         "both: more features and a budget above the data's constant",
     ),
     "cpl hidden=1.5w k=1": (
-        {**BASE, "k": 1.0, "hidden": 30},
+        {**BASE, "k": 1.0, "hidden_factor": 1.5},
         "1.5 times the ReLU features per block (cheaper)",
     ),
     "cpl hidden=3w k=1": (
-        {**BASE, "k": 1.0, "hidden": 60},
+        {**BASE, "k": 1.0, "hidden_factor": 3},
         "three times the ReLU features per block",
     ),
     "cpl hidden=2w depth=3 k=1": (
-        {**BASE, "k": 1.0, "hidden": 40, "depth": 3},
+        {**BASE, "k": 1.0, "hidden_factor": 2, "depth": 3},
         "twice the features, one block fewer (cost near the default's)",
     ),
+    "cpl hidden=2w modes=16 k=1": (
+        {**BASE, "k": 1.0, "hidden_factor": 2, "modes": 16},
+        "twice the features and more kept modes",
+    ),
+    "cpl hidden=2w depth=3 k=1.3": (
+        {**BASE, "k": 1.3, "hidden_factor": 2, "depth": 3},
+        "twice the features, one block fewer, budget above the data's constant",
+    ),
     "cpl hidden=2w inc k=0.5": (
-        {**BASE, "k": 0.5, "hidden": 40, "increment": True},
+        {**BASE, "k": 0.5, "hidden_factor": 2, "increment": True},
         "twice the features in the increment form, certified 1.5",
     ),
     "cpl learned k=1.3": (
@@ -137,22 +154,21 @@ COLUMNS = (
 )
 
 
+#: Keywords that override the preset (sizes) rather than go to LipFNO.
+PRESET_KEYS = ("width", "modes", "depth")
+
+
 def builder(config: str) -> Builder:
-    """The model builder of one configuration (``modes``/``depth`` override the preset's)."""
+    """The model builder of one configuration (``width``/``modes``/``depth`` override the preset).
+
+    ``model="FNO"`` in the keywords builds the bench's FNO (at the overridden sizes).
+    """
     keywords, _ = CONFIGS[config]
-    if keywords is None:
-        return MODELS["FNO"]
-    kw = dict(keywords)
-    modes = kw.pop("modes", None)
-    depth = kw.pop("depth", None)
-    inner = lipfno_builder(**kw)
+    kw = dict(keywords or {"model": "FNO"})
+    changes = {key: kw.pop(key) for key in PRESET_KEYS if key in kw}
+    inner = MODELS["FNO"] if kw.pop("model", None) == "FNO" else lipfno_builder(**kw)
 
     def build(data: BenchData, preset: Preset) -> nn.Module:
-        changes: dict[str, Any] = {}
-        if modes is not None:
-            changes["modes"] = modes
-        if depth is not None:
-            changes["depth"] = depth
         return inner(data, with_overrides(preset, **changes))
 
     return build
@@ -242,6 +258,7 @@ def summarize(rows: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
                 "nrmse_std": statistics.stdev(nrmse) if len(nrmse) > 1 else math.nan,
                 "ratio": statistics.fmean(nrmse) / fno_mean,
                 "L": max(r["lipschitz_certified"] for r in group),
+                "params": group[0]["params"],
                 "ms_per_step": 1000 * step,
                 "step_ratio": step / fno_step,
             }
@@ -260,6 +277,8 @@ def markdown(rows: Sequence[Mapping[str, Any]], settings: Mapping[str, Any]) -> 
         "",
         "Settings: " + ", ".join(f"{k}={v}" for k, v in settings.items()),
         "",
+        "Optimizer steps per row: the `steps` column (screening 1000, one seed; confirmation "
+        "the preset's 4000, three seeds); the cosine schedule spans each row's own steps. "
         "`nRMSE / FNO`: mean test rollout nRMSE over the seeds divided by FNO's mean over the "
         "same seeds, same task and steps. `certified L`: the trained model's "
         "`lipschitz_bound()` (largest over seeds). `ms/step`: process CPU milliseconds per "
@@ -276,20 +295,20 @@ def markdown(rows: Sequence[Mapping[str, Any]], settings: Mapping[str, Any]) -> 
     used = dict.fromkeys(r["config"] for r in rows)
     for name in used:
         keywords, why = CONFIGS.get(name, (None, "(no longer defined)"))
-        kw = "FNO" if keywords is None else ", ".join(f"{k}={v}" for k, v in keywords.items())
+        kw = "bench FNO" if keywords is None else ", ".join(f"{k}={v}" for k, v in keywords.items())
         lines.append(f"| {name} | {kw} | {why} |")
     lines += [
         "",
         "## Summary over seeds",
         "",
         "| task | steps | config | seeds | nRMSE mean | std | nRMSE / FNO | certified L "
-        "| ms/step | step / FNO |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        "| params | ms/step | step / FNO |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for s in summarize(rows):
         lines.append(
             f"| {s['task']} | {s['steps']} | {s['config']} | {s['seeds']} | {_fmt(s['nrmse'])} "
-            f"| {_fmt(s['nrmse_std'])} | {_fmt(s['ratio'])} | {_fmt(s['L'])} "
+            f"| {_fmt(s['nrmse_std'])} | {_fmt(s['ratio'])} | {_fmt(s['L'])} | {s['params']} "
             f"| {_fmt(s['ms_per_step'])} | {_fmt(s['step_ratio'])} |"
         )
     lines += [
@@ -366,7 +385,8 @@ def main() -> None:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     csv_path = out / f"{STEM}.csv"
-    settings = {k: v for k, v in preset_settings(preset).items() if k not in ("samples", "modes")}
+    skip = ("samples", "steps")  # per row: the tables show each row's steps
+    settings = {k: v for k, v in preset_settings(preset).items() if k not in skip}
     settings.update({"data seed": 0, "torch threads": 1, "machine": platform.machine()})
     if not args.from_csv:
         done = {
