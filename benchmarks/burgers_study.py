@@ -44,6 +44,8 @@ from liponet.bench import (
     BenchData,
     Builder,
     Preset,
+    fno_modes,
+    fno_padding,
     lipfno_builder,
     load_task,
     per_task,
@@ -51,6 +53,7 @@ from liponet.bench import (
     run_row,
     with_overrides,
 )
+from liponet.models import FNO
 
 RESULTS = Path("benchmarks/results")
 STEM = "burgers_study"
@@ -69,6 +72,10 @@ CONFIGS: dict[str, tuple[dict[str, Any] | None, str]] = {
     "FNO width=28": (
         {"model": "FNO", "width": 28},
         "FNO with about the parameters of the hidden=2w LipFNO (is it the parameter count?)",
+    ),
+    "FNO relu": (
+        {"model": "FNO", "activation": "relu"},
+        "FNO with a piecewise-linear activation, as the convex-potential blocks' ReLU",
     ),
     "cpl k=1": ({**BASE, "k": 1.0}, "LipFNO's defaults (the bench's LipFNO row)"),
     "cpl k=1.3": ({**BASE, "k": 1.3}, "budget slightly above the data's constant (1.13)"),
@@ -96,6 +103,10 @@ CONFIGS: dict[str, tuple[dict[str, Any] | None, str]] = {
     "cpl hidden=2w modes=16 k=1": (
         {**BASE, "k": 1.0, "hidden_factor": 2, "modes": 16},
         "twice the features and more kept modes",
+    ),
+    "cpl softplus hidden=2w k=1.3": (
+        {**BASE, "k": 1.3, "hidden_factor": 2, "cpl_activation": "softplus"},
+        "smooth convex potential (softplus: curvature everywhere, as GELU) with twice the features",
     ),
     "cpl hidden=2w depth=3 k=1.3": (
         {**BASE, "k": 1.3, "hidden_factor": 2, "depth": 3},
@@ -158,6 +169,23 @@ COLUMNS = (
 PRESET_KEYS = ("width", "modes", "depth")
 
 
+def _fno_builder(**keywords: Any) -> Builder:
+    """The bench's FNO (same sizes and padding) with extra keywords, e.g. ``activation``."""
+
+    def build(data: BenchData, preset: Preset) -> nn.Module:
+        return FNO(
+            data.in_channels,
+            data.out_channels,
+            fno_modes(data, preset),
+            width=preset.width,
+            depth=preset.depth,
+            padding=fno_padding(data),
+            **keywords,
+        )
+
+    return MODELS["FNO"] if not keywords else build
+
+
 def builder(config: str) -> Builder:
     """The model builder of one configuration (``width``/``modes``/``depth`` override the preset).
 
@@ -166,7 +194,7 @@ def builder(config: str) -> Builder:
     keywords, _ = CONFIGS[config]
     kw = dict(keywords or {"model": "FNO"})
     changes = {key: kw.pop(key) for key in PRESET_KEYS if key in kw}
-    inner = MODELS["FNO"] if kw.pop("model", None) == "FNO" else lipfno_builder(**kw)
+    inner = _fno_builder(**kw) if kw.pop("model", None) == "FNO" else lipfno_builder(**kw)
 
     def build(data: BenchData, preset: Preset) -> nn.Module:
         return inner(data, with_overrides(preset, **changes))
