@@ -294,8 +294,50 @@ def summarize(rows: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
     return out
 
 
-def markdown(rows: Sequence[Mapping[str, Any]], settings: Mapping[str, Any]) -> str:
-    """The results page: summary over seeds, then every row."""
+#: What the committed rows show (the tables below hold every figure); not written for --quick.
+FINDINGS = """## Findings
+
+- **The budget does not bind.** With LipFNO's default block (convex potential, `hidden =
+  width`) a budget above the data's estimated constant 1.13 changes nothing: `k` 1 -> 1.3 gives
+  1.25x -> 1.28x FNO after 1000 steps (one seed); `lipschitz_front.md` found that more slack hurts.
+- **The defaults underfit.** Their one-step error on *training* windows is 1.25x FNO's (0.0168
+  vs 0.0135 after 1000 steps): the gap is in the fit, not in generalization or in the rollout
+  (the rollout ratio follows the one-step one; if anything the certified constant damps the
+  rollout: one-step test 1.52x, rollout 1.25x).
+- **What is missing is nonlinear features per block.** A convex-potential block
+  `x - 2 K^T relu(K x + b)` reads and writes through the same `K`, and `||K|| <= 1` caps the
+  squared norms of its hidden features at `width` per mode in total: with `hidden = width` it
+  has an FNO block's parameter count but its write-out is not free. Twice the features
+  (`hidden = 2 width`): 0.984x FNO at k = 1 and 0.875x at k = 1.3 after 1000 steps, one-step
+  training error at FNO's (0.0132). Three times: 1.27x (each feature weaker under the same
+  budget). More kept modes (16): 1.11x. Twice the features with one block fewer (the
+  defaults' cost): 1.02x. Single-seed screening: differences below ~0.1x are within seed noise
+  (FNO's three seeds at 2000 steps spread 0.032-0.039, `bench_medium.md`).
+- **At the preset's 4000 steps the gap reopens.** `hidden = 2 width`, k = 1.3 (the bench's
+  `LipFNO-wide`), seed 0: 0.0254 against FNO's 0.0200, **1.27x** (target 1.2x: missed by 6%);
+  one-step training error 1.35x FNO's, so it still underfits when FNO keeps improving; on the
+  validation split its rollout matches FNO's (0.0160 vs 0.0163). Seeds 1-2 did not run: the
+  shared machine gave this process 4-7% of a core (33 min wall for that one row).
+- **A smooth potential does not help.** Softplus instead of ReLU in the blocks (slopes in
+  (0, 1): curvature everywhere, as FNO's GELU; same certificate), `hidden = 2 width`, k = 1.3,
+  4000 steps, seed 0: 0.110, 5.5x FNO, one-step training error 0.0361 (8x FNO's): it trains
+  far worse (a likely cause, not tested: its slopes are below 1/2 for negative inputs),
+  so the gap is not ReLU's lack of curvature.
+- **Cost.** Each convex-potential block runs two Fourier multipliers (four FFTs to FNO's two),
+  and hidden channels double two of them: 2.6-2.8x FNO's CPU time per step with `hidden = 2
+  width` (the defaults 2.1x); the issue's 1.3x train-time target is out of reach for this block
+  family without a cheaper adjoint path.
+- **Not run** (defined in `CONFIGS`, no CPU left): FNO with ReLU and FNO at width 28 (the
+  parameter count of `hidden = 2 width`: how much of the gain is parameters), learned budget,
+  increment forms, global normalization, output scales, depth 6, 1.5x features; the other
+  tasks with `LipFNO-wide`.
+"""
+
+
+def markdown(
+    rows: Sequence[Mapping[str, Any]], settings: Mapping[str, Any], findings: str = ""
+) -> str:
+    """The results page: findings, configurations, summary over seeds, then every row."""
     lines = [
         "# Burgers under constraint: which LipFNO configuration matches FNO",
         "",
@@ -315,6 +357,7 @@ def markdown(rows: Sequence[Mapping[str, Any]], settings: Mapping[str, Any]) -> 
         "step on the test windows / 2048 training windows (underfitting shows in both; error "
         "growth along the rollout only in nRMSE).",
         "",
+        *([findings] if findings else []),
         "## Configurations",
         "",
         "| config | keywords | what it tests |",
@@ -464,7 +507,8 @@ def main() -> None:
                             flush=True,
                         )
     rows = read(csv_path)
-    (out / f"{STEM}.md").write_text(markdown(rows, settings))
+    findings = "" if args.quick else FINDINGS
+    (out / f"{STEM}.md").write_text(markdown(rows, settings, findings))
     plot(rows, out / f"{STEM}.png")
     print(out / f"{STEM}.md")
 
