@@ -529,11 +529,11 @@ class LipSpectralConv(CertifiedModule):
         return mk - w.to(mk.dtype), w
 
     def _train_weights(self) -> tuple[Tensor, Tensor | None]:
+        if self.k is not None and self.normalization in NORM_FREE:  # no norm estimate needed
+            return self._train_norm_free(self.k)
         r = self._symmetric_spectral()
         if self.k is None:
             return r, self.skip
-        if self.normalization in NORM_FREE:  # no norm estimate needed
-            return self._train_norm_free(r, self.k)
         m = self._stacked(r)  # (K [+1], out, in), built once: the power step uses it detached
         with torch.no_grad():
             u = _power_vectors(m.detach(), torch.view_as_complex(self.u), self.n_power)
@@ -548,31 +548,33 @@ class LipSpectralConv(CertifiedModule):
         scale = self.k / sigma.max()
         return r * scale, None if self.skip is None else self.skip * scale
 
-    def _train_norm_free(self, r: Tensor, k: float) -> tuple[Tensor, Tensor | None]:
+    def _train_norm_free(self, k: float) -> tuple[Tensor, Tensor | None]:
         """Training weights of a normalization that needs no norm estimate (``polar``, ``qr``).
 
         Only the independent multipliers are normalized: on the ``k_d = 0`` slice ``M_{-k} =
         conj(M_k)`` (the flattened centred leading index ``l`` mirrored by ``L - 1 - l``), and
         both maps commute with conjugation, so the mirrored half is filled with the conjugates
-        of the other (exactly Hermitian, no symmetrization pass).
+        of the other (exactly Hermitian, no symmetrization pass over the other modes).
         """
         o, i = self.out_channels, self.in_channels
         n_lead, m_d = math.prod(self.kept_shape[:-1]), self.kept_shape[-1]
         half = (n_lead - 1) // 2  # mirrored zero-slice entries: l < half
-        grid = r.reshape(n_lead, m_d, o, i)
-        parts = [grid[half:, 0], grid[:, 1:].reshape(-1, o, i)]  # (L - half | L (m_d - 1), o, i)
-        w = None if self.skip is None else self.skip.to(r.dtype)
+        raw = torch.view_as_complex(self.weight).reshape(n_lead, m_d, o, i)
+        zero = raw[:, 0]  # (L, out, in)
+        upper = (zero[half:] + zero[: half + 1].flip(0).conj()) / 2  # the symmetrized l >= half
+        rest = raw[:, 1:]  # (L, m_d - 1, out, in)
+        w = None if self.skip is None else self.skip.to(raw.dtype)
         if w is not None:
-            parts = [p + w for p in parts] + [w.unsqueeze(0)]
-        m = NORMALIZATIONS[self.normalization](torch.cat(parts), r.real.new_ones(1), k)
-        upper, rest = m[: n_lead - half], m[n_lead - half : n_lead - half + n_lead * (m_d - 1)]
-        zero = torch.cat([upper[1:].flip(0).conj(), upper])  # (L, out, in)
-        full = torch.cat([zero.unsqueeze(1), rest.reshape(n_lead, m_d - 1, o, i)], 1)
-        full = full.reshape(*self.kept_shape, o, i)
-        if w is None:
-            return full, None
-        w_norm = m[-1].real
-        return full - w_norm.to(full.dtype), w_norm
+            upper, rest = upper + w, rest + w
+        parts = [upper, rest.reshape(-1, o, i)] + ([] if w is None else [w.unsqueeze(0)])
+        m = NORMALIZATIONS[self.normalization](torch.cat(parts), raw.real.new_ones(1), k)
+        w_norm = None if w is None else m[-1].real
+        if w_norm is not None:
+            m = m - w_norm.to(m.dtype)  # R'_k = M'_k - W' (the last row, W' - W', is unused)
+        top, rest_n = m[: n_lead - half], m[n_lead - half : n_lead - half + n_lead * (m_d - 1)]
+        zero_n = torch.cat([top[1:].flip(0).conj(), top])  # (L, out, in)
+        full = torch.cat([zero_n.unsqueeze(1), rest_n.reshape(n_lead, m_d - 1, o, i)], 1)
+        return full.reshape(*self.kept_shape, o, i), w_norm
 
     def _sources(self) -> list[Tensor]:
         """The parameters the eval weights are computed from (the cache key)."""
