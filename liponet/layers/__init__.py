@@ -19,6 +19,7 @@ from .fourier import FourierBlock as FourierBlock
 from .fourier import LipSpectralConv as LipSpectralConv
 from .fourier import PaddedDomain as PaddedDomain
 from .fourier import SpectralMultiplier as SpectralMultiplier
+from .linear import ClippedLinear as ClippedLinear
 from .linear import LipLinear as LipLinear
 from .residual import ConvexPotentialBlock as ConvexPotentialBlock
 from .scaling import AuxiliaryScale as AuxiliaryScale
@@ -36,6 +37,7 @@ __all__ = [
     "BudgetScaled",
     "CertifiedModule",
     "CertifiedSequential",
+    "ClippedLinear",
     "ConvexPotentialBlock",
     "FourierBlock",
     "FullSort",

@@ -31,15 +31,17 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor, nn
 
+from ..functional import TARGET_MARGIN
 from .base import CertifiedModule
 from .fourier import LipSpectralConv, SpectralMultiplier, check_field, spectral_apply
 
 __all__ = ["CPL_NORM", "ConvexPotentialBlock", "adjoint_weights"]
 
-#: Target norm of ``K`` (just below 1): the float32 eval weights then have ``||K|| < 1`` despite
-#: rounding (~1e-7), so ``2 s^2 - 1 < 1`` and each block is certified exactly 1 (with a target of
-#: 1 the rounding would be amplified four-fold per block). The factor stays 2.
-CPL_NORM = 1.0 - 2.0**-20
+#: Norm ``K`` is normalized to (just below 1): :class:`~liponet.layers.LipSpectralConv` with
+#: ``k=1`` aims at ``TARGET_MARGIN = 1 - 2^-20``, so the float32 eval weights have ``||K|| < 1``
+#: despite rounding (~1e-7), ``2 s^2 - 1 < 1`` and each block is certified exactly 1 (with a
+#: norm of 1 the rounding would be amplified four-fold per block). The factor stays 2.
+CPL_NORM = TARGET_MARGIN
 
 
 def adjoint_weights(kept: Tensor, skip: Tensor | None) -> tuple[Tensor, Tensor | None]:
@@ -120,7 +122,7 @@ class ConvexPotentialBlock(CertifiedModule):
         self.width = width
         self.hidden = hidden
         self.conv = LipSpectralConv(
-            width, hidden, modes, k=CPL_NORM, skip=True, bias=True, normalization=normalization,
+            width, hidden, modes, k=1.0, skip=True, bias=True, normalization=normalization,
             n_power=n_power,
         )  # fmt: skip
         self.modes = self.conv.modes
