@@ -21,6 +21,7 @@ from .fourier import PaddedDomain as PaddedDomain
 from .fourier import SpectralMultiplier as SpectralMultiplier
 from .linear import LipLinear as LipLinear
 from .residual import ConvexPotentialBlock as ConvexPotentialBlock
+from .residual import ConvexPotentialChain as ConvexPotentialChain
 from .scaling import AuxiliaryScale as AuxiliaryScale
 from .scaling import OutputScale as OutputScale
 from .scaling import sup_norm_bound as sup_norm_bound
@@ -37,6 +38,7 @@ __all__ = [
     "CertifiedModule",
     "CertifiedSequential",
     "ConvexPotentialBlock",
+    "ConvexPotentialChain",
     "FourierBlock",
     "FullSort",
     "GroupSort",
