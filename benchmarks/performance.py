@@ -21,6 +21,12 @@ ratio of median CPU times (``time.process_time``) against a baseline:
    of the same frames.
 7. **Generator**: ``liponet.data.generate`` samples per second, scaling with samples and grid
    points (ratio: time per sample against the smallest size).
+8. **Train step of LipFNO's defaults** (``block="cpl"``, ``normalization="clip"``: two Fourier
+   multipliers per block, ``K`` and ``K^T``) against the FNO twin (its defaults: GELU, the
+   ``medium`` bench's baseline) and neuraloperator's FNO, at the ``medium`` preset's sizes
+   (``CPL_CONFIGS``: 1-D 128 cells, 10 input frames, width 20, 12 and 64 modes, batch 32; 2-D
+   Darcy 32 x 32, 12 x 12 modes, padding 1/8) and the N-d parts' sizes; and against the twin
+   with depth 8, which applies as many Fourier multipliers as the four ``K``/``K^T`` pairs.
 
 Related scripts measure more of some of these and are not repeated here: ``fno_speed.py``
 (matched-size train step and memory of LipFNO / FNO / neuraloperator's FNO at PDEBench's
@@ -30,7 +36,9 @@ streamed operator error bound, 10^4 x 10^4 queries).
 
 Run from the repository root: ``.venv/bin/python benchmarks/performance.py`` (about 5 CPU
 minutes; ``--quick`` for a smoke run, ``--out DIR`` to write elsewhere). Writes
-``benchmarks/results/performance.{md,csv,png}``.
+``benchmarks/results/performance.{md,csv,png}``. ``--parts train-cpl certify-nd ...`` reruns
+only those parts (names in ``PARTS``) and replaces their rows in the existing results, keeping
+the others (the markdown keeps each run's settings line).
 """
 
 from __future__ import annotations
@@ -288,6 +296,78 @@ def part_train_nd(dims: list[int], rounds: int) -> list[dict]:
     return rows
 
 
+#: The ``medium`` bench's sizes (liponet.bench.PRESETS["medium"]) and the N-d parts' sizes.
+CPL_CONFIGS = {
+    "medium 1-D, 12 modes": dict(batch=32, cin=10, n=(128,), modes=(12,), width=20, pad=0.0),
+    "medium 1-D, 64 modes": dict(batch=32, cin=10, n=(128,), modes=(64,), width=20, pad=0.0),
+    "medium 2-D": dict(batch=32, cin=1, n=(32, 32), modes=(12, 12), width=20, pad=0.125),
+    "1-D": dict(batch=16, cin=1, n=(256,), modes=(12,), width=32, pad=0.0),
+    "2-D": dict(batch=8, cin=1, n=(64, 64), modes=(12, 12), width=32, pad=0.0),
+    "3-D": dict(batch=4, cin=1, n=(24, 24, 24), modes=(6, 6, 6), width=16, pad=0.0),
+}
+
+
+def _neuralop_padded(cfg: dict) -> nn.Module | None:
+    """neuraloperator's FNO matched as in ``fno_common``, with the same domain padding."""
+    try:
+        from neuralop.models import FNO as NeuralopFNO
+    except ImportError:
+        return None
+    from fno_common import neuralop_n_modes
+
+    return NeuralopFNO(
+        n_modes=neuralop_n_modes(cfg["modes"]),
+        in_channels=cfg["cin"],
+        out_channels=1,
+        hidden_channels=cfg["width"],
+        n_layers=4,
+        lifting_channel_ratio=0,
+        projection_channel_ratio=2,
+        use_channel_mlp=False,
+        domain_padding=cfg["pad"] or None,
+    )
+
+
+def part_train_cpl(rounds: int) -> list[dict]:
+    """Train step of LipFNO's defaults against the FNO twin and neuraloperator's FNO."""
+    rows = []
+    for label, cfg in CPL_CONFIGS.items():
+        x = torch.randn(cfg["batch"], cfg["cin"], *cfg["n"])
+        y = torch.randn(cfg["batch"], 1, *cfg["n"])
+        kw = dict(width=cfg["width"], depth=4, padding=cfg["pad"])
+        fns = {
+            "LipFNO defaults (cpl+clip)": train_step(
+                LipFNO(cfg["cin"], 1, cfg["modes"], **kw), x, y
+            ),
+            "FNO twin": train_step(FNO(cfg["cin"], 1, cfg["modes"], **kw), x, y),
+            # as many Fourier multipliers as the 4 convex-potential blocks apply (K and K^T each)
+            "FNO twin, depth 8": train_step(
+                FNO(cfg["cin"], 1, cfg["modes"], **{**kw, "depth": 8}), x, y
+            ),
+        }
+        ref = _neuralop_padded(cfg)
+        if ref is not None:
+            fns["neuralop-FNO"] = train_step(ref, x, y)
+        t = interleaved(fns, rounds)
+        lip = t["LipFNO defaults (cpl+clip)"]["cpu"]
+        for base in ("FNO twin", "neuralop-FNO", "FNO twin, depth 8"):
+            if base not in t:
+                continue
+            rows.append(
+                {
+                    "part": "train step, LipFNO defaults",
+                    "nx": cfg["n"][0],
+                    "width": cfg["width"],
+                    "samples": cfg["batch"],
+                    "measure": f"{label}: LipFNO defaults (cpl+clip) / {base}",
+                    "ratio": lip / t[base]["cpu"],
+                    "baseline_ms": 1e3 * t[base]["cpu"],
+                    "ms": 1e3 * lip,
+                }
+            )
+    return rows
+
+
 def part_eval_nd(dims: list[int], rounds: int) -> list[dict]:
     """Eval forward of LipFNO (cached eval weights) and its export against the twin."""
     rows = []
@@ -458,9 +538,54 @@ def part_generator(sizes: list[tuple[str, int, int]], folder: Path) -> list[dict
     return rows
 
 
-def write(rows: list[dict], settings: str) -> None:
+COLUMNS = ["part", "measure", "nx", "width", "samples", "ms", "baseline_ms", "ratio"]
+
+
+def merge(rows: list[dict], settings: str) -> tuple[list[dict], list[str]]:
+    """The existing results with the parts in ``rows`` replaced, and every run's settings line."""
+    old_rows: list[dict] = []
+    old_settings: list[str] = []
+    if (RESULTS / "performance.csv").exists():
+        with (RESULTS / "performance.csv").open(newline="") as fh:
+            for r in csv.DictReader(fh):
+                for c in ("nx", "width", "samples"):
+                    r[c] = int(r[c])
+                for c in ("ms", "baseline_ms", "ratio"):
+                    r[c] = float(r[c])
+                old_rows.append(r)
+        md = RESULTS / "performance.md"
+        if md.exists():
+            old_settings = [x for x in md.read_text().splitlines() if x.startswith("Settings")]
+    new_parts = list(dict.fromkeys(r["part"] for r in rows))
+    merged: list[dict] = []
+    for part in dict.fromkeys(r["part"] for r in old_rows):
+        source = rows if part in new_parts else old_rows
+        merged += [r for r in source if r["part"] == part]
+    merged += [r for r in rows if r["part"] not in {m["part"] for m in merged}]
+    line = f"Settings ({', '.join(new_parts)}): {settings}"
+    kept = [x for x in old_settings if not any(f"{p}," in x or f"{p})" in x for p in new_parts)]
+    return merged, [line, *kept]
+
+
+#: Part names for ``--parts``, in the order of a full run.
+PARTS = (
+    "train-nd",
+    "eval-nd",
+    "certify-nd",
+    "scaling",
+    "train",
+    "inference",
+    "certify",
+    "loader",
+    "generator",
+    "train-cpl",
+)
+
+
+def write(rows: list[dict], settings: str | list[str]) -> None:
     RESULTS.mkdir(parents=True, exist_ok=True)
-    cols = ["part", "measure", "nx", "width", "samples", "ms", "baseline_ms", "ratio"]
+    cols = COLUMNS
+    settings_lines = [f"Settings: {settings}"] if isinstance(settings, str) else settings
     with (RESULTS / "performance.csv").open("w", newline="") as fh:
         w = csv.DictWriter(fh, fieldnames=cols)
         w.writeheader()
@@ -468,8 +593,7 @@ def write(rows: list[dict], settings: str) -> None:
     lines = [
         "# Performance suite",
         "",
-        f"Settings: {settings}",
-        "",
+        *[x for line in settings_lines for x in (line, "")],
         "`ms` = median CPU milliseconds per call of the measured side, `baseline_ms` of the "
         "baseline, `ratio` = ms / baseline_ms, both measured interleaved in one run (the "
         "certification rows: cold = right after an optimizer step, cached = called again).",
@@ -519,6 +643,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="smoke run, tiny sizes")
     parser.add_argument("--out", type=Path, default=None, help="results folder")
+    parser.add_argument(
+        "--parts", nargs="+", choices=sorted(PARTS), default=None,
+        help="rerun only these parts, replacing their rows in the existing results",
+    )  # fmt: skip
     args = parser.parse_args()
     global RESULTS
     RESULTS = args.out or RESULTS
@@ -531,6 +659,9 @@ def main() -> None:
         for dim, cfg in ND_CONFIGS.items():
             cfg.update(batch=2, n=16, width=8, modes=(3,) * dim)
         grids = {1: [32, 64], 2: [16, 32]}
+        for cpl in CPL_CONFIGS.values():
+            cpl.update(batch=2, n=tuple(16 for _ in cpl["n"]), width=8)
+            cpl["modes"] = tuple(3 for _ in cpl["modes"])
     else:
         train_sizes = [(64, 32), (256, 32), (1024, 32), (256, 16), (256, 64)]
         loader_sizes = [(256, 128), (1024, 128), (256, 512)]
@@ -544,24 +675,34 @@ def main() -> None:
         ]
         grids = {1: [256, 1024, 4096], 2: [32, 64, 128]}
     start = time.perf_counter()
-    rows = part_train_nd([1, 2, 3], rounds)
-    rows += part_eval_nd([1, 2, 3], rounds)
-    rows += part_certify_nd(rounds) if not args.quick else []
-    rows += part_scaling(grids, rounds)
-    rows += part_train(train_sizes, rounds)
-    rows += part_inference(train_sizes, rounds)
-    rows += part_certify(sorted({w for _, w in train_sizes}), 256, rounds)
     with tempfile.TemporaryDirectory() as tmp:
-        rows += part_loader(loader_sizes, max(3, rounds // 3), Path(tmp))
-        rows += part_generator(gen_sizes, Path(tmp))
+        runs: dict[str, Callable[[], list[dict]]] = {
+            "train-nd": lambda: part_train_nd([1, 2, 3], rounds),
+            "eval-nd": lambda: part_eval_nd([1, 2, 3], rounds),
+            "certify-nd": lambda: part_certify_nd(rounds) if not args.quick else [],
+            "scaling": lambda: part_scaling(grids, rounds),
+            "train": lambda: part_train(train_sizes, rounds),
+            "inference": lambda: part_inference(train_sizes, rounds),
+            "certify": lambda: part_certify(sorted({w for _, w in train_sizes}), 256, rounds),
+            "loader": lambda: part_loader(loader_sizes, max(3, rounds // 3), Path(tmp)),
+            "generator": lambda: part_generator(gen_sizes, Path(tmp)),
+            "train-cpl": lambda: part_train_cpl(rounds),
+        }
+        assert set(runs) == set(PARTS)
+        rows = [row for name in (args.parts or PARTS) for row in runs[name]()]
     settings = (
         f"{'quick' if args.quick else 'default'} run, {rounds} interleaved rounds, 1 torch thread, "
         f"depth 4; N-d parts: {ND_CONFIGS} (n = grid points per dimension); 1-D parts: "
-        f"batch {BATCH}, modes 12, DeepONet width = 2 x FNO width, n_basis 32; "
+        f"batch {BATCH}, modes 12, DeepONet width = 2 x FNO width, n_basis 32; LipFNO-defaults "
+        f"part: {CPL_CONFIGS} (cin = input channels, pad = domain padding); "
         f"{platform.machine()}, torch {torch.__version__}; "
         f"total {time.perf_counter() - start:.0f} s"
     )
-    write(rows, settings)
+    if args.parts:
+        merged, lines = merge(rows, settings)
+        write(merged, lines)
+    else:
+        write(rows, settings)
     for r in rows:
         print(
             f"{r['part']:13s} {r['measure']:45s} nx={r['nx']:5d} w={r['width']:3d} "

@@ -90,8 +90,8 @@ def _mix_channels(xk: Tensor, w: Tensor) -> Tensor:
 def _one_block(x: Tensor, r: Tensor, w: Tensor, b: Tensor | None, modes: Sequence[int]) -> Tensor:
     """``x - 2 K^T relu(K x + b)`` with two :func:`~liponet.layers.fourier.spectral_apply` calls."""
     z = torch.relu(spectral_apply(x, r, w, b, modes))  # (b, hidden, *S)
-    r_adj, w_adj = adjoint_weights(r, w)
-    return x - 2.0 * spectral_apply(z, r_adj, w_adj, None, modes)  # (b, width, *S)
+    r_adj, w_adj = adjoint_weights(-2.0 * r, -2.0 * w)  # -2 K^T (the factor is exact in floats)
+    return x + spectral_apply(z, r_adj, w_adj, None, modes)  # (b, width, *S)
 
 
 def shares_transforms(modes: Sequence[int], sizes: Sequence[int]) -> bool:
@@ -162,15 +162,15 @@ def convex_potential_chain(
             u = u + b.view(-1, *ones)
         z = torch.relu(u)  # (b, hidden, *spatial)
         zk = kept_spectrum(z, modes)  # (b, hidden, *kept)
-        r_adj, w_adj = adjoint_weights(r, w)
+        r_adj, w_adj = adjoint_weights(-2.0 * r, -2.0 * w)  # -2 K^T (exact factor)
         assert w_adj is not None
-        t = mix_modes(zk, r_adj)  # R^H Z: (b, width, *kept)
-        # p - 2 W^T z: (b,w,S) - 2 (b,w,h)@(b,h,S)
-        w_adj_b = w_adj.expand(x.shape[0], -1, -1)
-        p = torch.baddbmm(p.flatten(2), w_adj_b, z.flatten(2), alpha=-2.0).view(p.shape)
-        s = -2.0 * t if s is None else torch.add(s, t, alpha=-2.0)
+        t = mix_modes(zk, r_adj)  # -2 R^H Z: (b, width, *kept)
+        # p - 2 W^T z: (b,w,S) + (b,w,h)@(b,h,S)
+        p = torch.baddbmm(p.flatten(2), w_adj.expand(x.shape[0], -1, -1), z.flatten(2))
+        p = p.view(x.shape)
+        s = t if s is None else s + t
         if i + 1 < len(weights):  # kept modes of x - 2 K^T z
-            xk = torch.add(xk, t + _mix_channels(zk, w_adj), alpha=-2.0)
+            xk = xk + t + _mix_channels(zk, w_adj)
     assert s is not None
     return p + from_kept_spectrum(s, sizes, modes)
 

@@ -1,0 +1,30 @@
+"""``benchmarks/performance.py --parts``: a rerun replaces only its parts' rows."""
+
+import csv
+import shutil
+
+from trainfixtures import ROOT, run_script
+
+SCRIPT = ROOT / "benchmarks" / "performance.py"
+
+
+def test_parts_rerun_replaces_only_its_rows(tmp_path):
+    for suffix in ("csv", "md"):
+        shutil.copy(ROOT / "benchmarks" / "results" / f"performance.{suffix}", tmp_path)
+    with (tmp_path / "performance.csv").open() as fh:
+        before = list(csv.DictReader(fh))
+    proc = run_script(SCRIPT, "--quick", "--parts", "train-cpl", "--out", str(tmp_path))
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    with (tmp_path / "performance.csv").open() as fh:
+        after = list(csv.DictReader(fh))
+    part = "train step, LipFNO defaults"
+    new = [r for r in after if r["part"] == part]
+    # six sizes, each against the twin, the twin with depth 8 and (if installed) neuraloperator
+    assert len(new) in (12, 18)
+    assert all(float(r["ratio"]) > 0 and r["samples"] == "2" for r in new)  # the quick sizes
+    others = [r for r in after if r["part"] != part]
+    assert others == [r for r in before if r["part"] != part]  # untouched, in their order
+    md = (tmp_path / "performance.md").read_text()
+    assert f"Settings ({part}): quick run" in md  # this run's settings line...
+    assert "Settings: default run" in md  # ...and the earlier full run's
+    assert f"## {part}" in md
