@@ -1,8 +1,9 @@
-"""``benchmarks/performance.py --parts``: a rerun replaces only its parts' rows."""
+"""``benchmarks/performance.py --parts`` (a rerun replaces only its parts' rows); cpl_speedup.py."""
 
 import csv
 import shutil
 
+import pytest
 from trainfixtures import ROOT, run_script
 
 SCRIPT = ROOT / "benchmarks" / "performance.py"
@@ -28,3 +29,19 @@ def test_parts_rerun_replaces_only_its_rows(tmp_path):
     assert f"Settings ({part}): quick run" in md  # this run's settings line...
     assert "Settings: default run" in md  # ...and the earlier full run's
     assert f"## {part}" in md
+
+
+@pytest.mark.slow
+def test_cpl_speedup_compares_two_trees_in_one_process(tmp_path):
+    """``benchmarks/cpl_speedup.py`` loads an earlier commit beside this tree (needs git)."""
+    script = ROOT / "benchmarks" / "cpl_speedup.py"
+    proc = run_script(script, "--quick", "--against", "HEAD", "--out", str(tmp_path))
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    with (tmp_path / "cpl_speedup.csv").open() as fh:
+        rows = list(csv.DictReader(fh))
+    assert [r["size"] for r in rows] == [
+        "medium 1-D, 12 modes",
+        "medium 1-D, 64 modes",
+        "medium 2-D",
+    ]
+    assert all(float(r["LipFNO_over_FNO_now"]) > 0 for r in rows)
