@@ -60,6 +60,7 @@ from torch import nn
 from liponet.bench import relative_mse
 from liponet.certify import field_operator
 from liponet.data import PDEBenchDataset, generate
+from liponet.layers import residual
 from liponet.models import FNO, DeepONet, LipDeepONet, LipFNO
 
 RESULTS = Path("benchmarks/results")
@@ -328,13 +329,34 @@ def _neuralop_padded(cfg: dict) -> nn.Module | None:
     )
 
 
+def _other_path(step: Callable[[], None], shared: bool) -> Callable[[], None]:
+    """``step`` with the convex-potential chain forced onto the path it does not choose."""
+
+    def run() -> None:
+        chosen = residual.shares_transforms
+        residual.shares_transforms = lambda modes, sizes: shared  # type: ignore[assignment]
+        try:
+            step()
+        finally:
+            residual.shares_transforms = chosen
+
+    return run
+
+
 def part_train_cpl(rounds: int) -> list[dict]:
-    """Train step of LipFNO's defaults against the FNO twin and neuraloperator's FNO."""
+    """Train step of LipFNO's defaults against the FNO twin and neuraloperator's FNO.
+
+    Also against the same model forced onto the other path of the chain (FFTs shared between
+    blocks or blocks one by one), which checks the rule of ``shares_transforms``.
+    """
     rows = []
     for label, cfg in CPL_CONFIGS.items():
         x = torch.randn(cfg["batch"], cfg["cin"], *cfg["n"])
         y = torch.randn(cfg["batch"], 1, *cfg["n"])
         kw = dict(width=cfg["width"], depth=4, padding=cfg["pad"])
+        sizes = [n + round(cfg["pad"] * n) for n in cfg["n"]]  # the padded grid of the blocks
+        shared = residual.shares_transforms(cfg["modes"], sizes)
+        other = "blocks one by one" if shared else "FFTs shared"
         fns = {
             "LipFNO defaults (cpl+clip)": train_step(
                 LipFNO(cfg["cin"], 1, cfg["modes"], **kw), x, y
@@ -344,13 +366,16 @@ def part_train_cpl(rounds: int) -> list[dict]:
             "FNO twin, depth 8": train_step(
                 FNO(cfg["cin"], 1, cfg["modes"], **{**kw, "depth": 8}), x, y
             ),
+            f"LipFNO defaults, {other}": _other_path(
+                train_step(LipFNO(cfg["cin"], 1, cfg["modes"], **kw), x, y), not shared
+            ),
         }
         ref = _neuralop_padded(cfg)
         if ref is not None:
             fns["neuralop-FNO"] = train_step(ref, x, y)
         t = interleaved(fns, rounds)
         lip = t["LipFNO defaults (cpl+clip)"]["cpu"]
-        for base in ("FNO twin", "neuralop-FNO", "FNO twin, depth 8"):
+        for base in ("FNO twin", "neuralop-FNO", "FNO twin, depth 8", f"LipFNO defaults, {other}"):
             if base not in t:
                 continue
             rows.append(

@@ -20,8 +20,10 @@ def test_parts_rerun_replaces_only_its_rows(tmp_path):
         after = list(csv.DictReader(fh))
     part = "train step, LipFNO defaults"
     new = [r for r in after if r["part"] == part]
-    # six sizes, each against the twin, the twin with depth 8 and (if installed) neuraloperator
-    assert len(new) in (12, 18)
+    # six sizes, each against the twin, the twin with depth 8, the chain's other path and (if
+    # installed) neuraloperator
+    assert len(new) in (18, 24)
+    assert sum("one by one" in r["measure"] or "FFTs shared" in r["measure"] for r in new) == 6
     assert all(float(r["ratio"]) > 0 and r["samples"] == "2" for r in new)  # the quick sizes
     others = [r for r in after if r["part"] != part]
     assert others == [r for r in before if r["part"] != part]  # untouched, in their order

@@ -98,9 +98,10 @@ def shares_transforms(modes: Sequence[int], sizes: Sequence[int]) -> bool:
     """Whether :func:`convex_potential_chain` shares FFTs between blocks on this grid.
 
     Sharing trades two transforms per block for two channel products and three sums over the
-    kept spectrum; it pays when the kept modes are at most a quarter of the grid points
-    (measured, ``benchmarks/results/performance.md``: 1-D with 12 of 128 modes and 2-D with
-    12 x 12 of 36 x 36 are faster shared, 1-D with 64 of 128 one block at a time).
+    kept spectrum; it pays when the kept modes are at most a quarter of the grid points.
+    Measured (``benchmarks/results/performance.md``, each LipFNO against itself forced onto the
+    other path): 1-D with 12 of 128 modes and 2-D with 12 x 12 modes on 36 x 36 or 64 x 64 are
+    faster shared, 1-D with 64 of 128 modes faster one block at a time.
     """
     return 4 * math.prod(kept_mode_shape(modes)) <= math.prod(sizes)
 
