@@ -8,9 +8,9 @@ the test split), one row per model with its certified Lipschitz bound:
   field (the POD floor; ``p`` = the bench's ``onet_basis``), a floor no DeepONet with ``p`` trunk
   functions per channel can beat, and persistence (next frame = last input frame);
 - ``DeepONet`` / ``LipDeepONet``: the bench's global DeepONets;
-- ``LocalDeepONet`` / ``LipLocalDeepONet``: the local-branch DeepONets (a 3 x 3 patch per output
-  point, pointwise skip), half the bench DeepONets' width and basis (the branch runs once per
-  grid point: this keeps the run affordable on 2 shared cores);
+- ``LocalDeepONet`` / ``LipLocalDeepONet``: the bench's local-branch DeepONets
+  (:func:`liponet.bench.local_deeponet_builder`: a 3 x 3 patch per output point, pointwise skip,
+  half the bench DeepONets' width and basis);
 - ``FNO`` / ``LipFNO``: the bench's FNOs on the same data and budget.
 
 Run from the repository root: ``.venv/bin/python benchmarks/deeponet_2d.py`` (``--quick``: smoke
@@ -40,35 +40,15 @@ from liponet.bench import (
     BenchData,
     Preset,
     load_task,
+    local_deeponet_builder,
     per_task,
     rollout_fields,
     run_row,
     with_overrides,
 )
 from liponet.metrics import pdebench_metrics
-from liponet.models import LipLocalDeepONet, LocalDeepONet
 
 RESULTS = Path("benchmarks/results")
-
-
-def local_deeponet(constrained: bool, **variant: Any) -> Callable[[BenchData, Preset], nn.Module]:
-    """A (Lip)LocalDeepONet on the task's grid: half the preset DeepONets' width and basis."""
-
-    def build(data: BenchData, preset: Preset) -> nn.Module:
-        d = len(data.spatial)
-        cls = LipLocalDeepONet if constrained else LocalDeepONet
-        return cls(
-            data.spatial,
-            ([0.0] * d, [1.0] * d),
-            data.in_channels,
-            data.out_channels,
-            n_basis=max(1, preset.onet_basis // 2),
-            width=max(1, preset.onet_width // 2),
-            depth=preset.onet_depth,
-            **variant,
-        )
-
-    return build
 
 
 MODELS_2D: dict[str, Callable[[BenchData, Preset], nn.Module]] = {
@@ -76,9 +56,9 @@ MODELS_2D: dict[str, Callable[[BenchData, Preset], nn.Module]] = {
     "LipFNO": MODELS["LipFNO"],
     "DeepONet": MODELS["DeepONet"],
     "LipDeepONet": MODELS["LipDeepONet"],
-    "LocalDeepONet": local_deeponet(False),
-    "LipLocalDeepONet": local_deeponet(True),
-    "LipLocalDeepONet (k=2)": local_deeponet(True, k=2.0),
+    "LocalDeepONet": MODELS["LocalDeepONet"],
+    "LipLocalDeepONet": MODELS["LipLocalDeepONet"],
+    "LipLocalDeepONet (k=2)": local_deeponet_builder(True, k=2.0),
 }
 
 #: The rows of a default run (the others: ``--models``).

@@ -43,7 +43,7 @@ def main() -> None:
     cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
     out = proc.stdout.replace(tmp, "<out>")
     rows = re.findall(
-        r"^\s+((?:plain|shift-reduced)[^\n]*?pairs)\s+(certified|estimated)\s+(\d+)/(\d+)\s+"
+        r"^\s+((?:plain|shift-reduced|multi-pair)[^\n]*?pairs)\s+(certified|estimated)\s+(\d+)/(\d+)\s+"
         r"([\d.]+)x\s+([\d.]+)$",
         out,
         re.M,

@@ -10,8 +10,10 @@ ratio of median CPU times (``time.process_time``) against a baseline:
 2. **Eval forward in 1-D, 2-D and 3-D**: ``LipFNO`` in eval mode (cached eval weights, checked
    bitwise every call) and ``LipFNO.export()`` against the twin with the same activation.
 3. **Certification in 2-D** (issue 15's case: 4 blocks, width 64, 16 x 16 modes, grid 64^2):
-   ``lipschitz_bound()`` right after an optimizer step (cold) and called again (cached), against
-   the train step, for ``global`` and ``orthogonal``.
+   ``lipschitz_bound()`` right after an optimizer step (cold; the layers remember the last
+   certified state, so only multipliers that may matter get an SVD), called again (cached), and
+   on a fresh model with the same weights (first call: every SVD), against the train step, for
+   ``global`` and ``orthogonal``.
 4. **Grid scaling in 1-D and 2-D**: train-step cost growth with the grid, LipFNO against
    neuraloperator's FNO.
 5. **1-D details**: train step LipFNO / FNO, LipFNO / neuraloperator's FNO, LipDeepONet /
@@ -35,10 +37,9 @@ size), ``data_loader.py`` (shuffled streaming of a >= 2 GB file, peak memory),
 streamed operator error bound, 10^4 x 10^4 queries).
 
 Run from the repository root: ``.venv/bin/python benchmarks/performance.py`` (about 5 CPU
-minutes; ``--quick`` for a smoke run, ``--out DIR`` to write elsewhere). Writes
-``benchmarks/results/performance.{md,csv,png}``. ``--parts train-cpl certify-nd ...`` reruns
-only those parts (names in ``PARTS``) and replaces their rows in the existing results, keeping
-the others (the markdown keeps each run's settings line).
+minutes; ``--quick`` for a smoke run, ``--out DIR`` to write elsewhere, ``--parts a,b`` to rerun
+some parts and keep the other parts' rows from the results CSV). Writes
+``benchmarks/results/performance.{md,csv,png}``.
 """
 
 from __future__ import annotations
@@ -436,7 +437,7 @@ def part_certify_nd(rounds: int) -> list[dict]:
                        **{**FUSED, "normalization": normalization})  # fmt: skip
         step = train_step(model, x, y)
         step()
-        cpu: dict[str, list[float]] = {"step": [], "cold": [], "cached": []}
+        cpu: dict[str, list[float]] = {"step": [], "cold": [], "cached": [], "first call": []}
         for _ in range(rounds):
             model.train()
             c = time.process_time()
@@ -447,8 +448,16 @@ def part_certify_nd(rounds: int) -> list[dict]:
                 c = time.process_time()
                 model.lipschitz_bound()
                 cpu[key].append(time.process_time() - c)
+            # The same weights in a model that never certified before (nothing remembered).
+            fresh = LipFNO(1, 1, cfg["modes"], width=cfg["width"], depth=4,
+                           **{**FUSED, "normalization": normalization})  # fmt: skip
+            fresh.load_state_dict(model.state_dict())
+            fresh.eval()
+            c = time.process_time()
+            fresh.lipschitz_bound()
+            cpu["first call"].append(time.process_time() - c)
         med = {k: statistics.median(v) for k, v in cpu.items()}
-        for key in ("cold", "cached"):
+        for key in ("cold", "cached", "first call"):
             rows.append(
                 {
                     "part": "certification 2-D",
@@ -563,36 +572,7 @@ def part_generator(sizes: list[tuple[str, int, int]], folder: Path) -> list[dict
     return rows
 
 
-COLUMNS = ["part", "measure", "nx", "width", "samples", "ms", "baseline_ms", "ratio"]
-
-
-def merge(rows: list[dict], settings: str) -> tuple[list[dict], list[str]]:
-    """The existing results with the parts in ``rows`` replaced, and every run's settings line."""
-    old_rows: list[dict] = []
-    old_settings: list[str] = []
-    if (RESULTS / "performance.csv").exists():
-        with (RESULTS / "performance.csv").open(newline="") as fh:
-            for r in csv.DictReader(fh):
-                for c in ("nx", "width", "samples"):
-                    r[c] = int(r[c])
-                for c in ("ms", "baseline_ms", "ratio"):
-                    r[c] = float(r[c])
-                old_rows.append(r)
-        md = RESULTS / "performance.md"
-        if md.exists():
-            old_settings = [x for x in md.read_text().splitlines() if x.startswith("Settings")]
-    new_parts = list(dict.fromkeys(r["part"] for r in rows))
-    merged: list[dict] = []
-    for part in dict.fromkeys(r["part"] for r in old_rows):
-        source = rows if part in new_parts else old_rows
-        merged += [r for r in source if r["part"] == part]
-    merged += [r for r in rows if r["part"] not in {m["part"] for m in merged}]
-    line = f"Settings ({', '.join(new_parts)}): {settings}"
-    kept = [x for x in old_settings if not any(f"{p}," in x or f"{p})" in x for p in new_parts)]
-    return merged, [line, *kept]
-
-
-#: Part names for ``--parts``, in the order of a full run.
+#: The parts of the suite, in the order they run and appear in the results (``--parts``).
 PARTS = (
     "train-nd",
     "eval-nd",
@@ -607,10 +587,57 @@ PARTS = (
 )
 
 
-def write(rows: list[dict], settings: str | list[str]) -> None:
+def merge_previous(rows: list[dict], settings: str) -> tuple[list[dict], str]:
+    """Put freshly measured rows in place of their parts' rows in the committed results.
+
+    The rows of parts not rerun are kept as they are (from ``performance.csv``), and the
+    settings line says what was rerun and keeps the original run's line and the notes of
+    earlier reruns of other parts.
+    """
+    csv_path, md_path = RESULTS / "performance.csv", RESULTS / "performance.md"
+    if not csv_path.exists():
+        return rows, settings
+    with csv_path.open(newline="") as fh:
+        old = list(csv.DictReader(fh))
+    for r in old:
+        for key in ("nx", "width", "samples"):
+            r[key] = int(r[key])
+        for key in ("ms", "baseline_ms", "ratio"):
+            r[key] = float(r[key])
+    fresh = {r["part"] for r in rows}
+    merged: list[dict] = []
+    placed: set[str] = set()
+    for r in old:
+        if r["part"] not in fresh:
+            merged.append(r)
+        elif r["part"] not in placed:
+            placed.add(r["part"])
+            merged += [n for n in rows if n["part"] == r["part"]]
+    merged += [n for n in rows if n["part"] not in placed]
+    previous = [
+        line.removeprefix("Settings: ")
+        for line in (md_path.read_text().splitlines() if md_path.exists() else [])
+        if line.startswith("Settings: ")
+    ]
+    if previous:
+        # the original run's line, earlier reruns of other parts, then this rerun
+        segments = previous[0].split(" || ")
+        now = set(_rerun_parts(settings))
+        kept = [seg for seg in segments[1:] if not set(_rerun_parts(seg)) <= now]
+        settings = " || ".join([segments[0], *kept, settings])
+    return merged, settings
+
+
+def _rerun_parts(segment: str) -> list[str]:
+    """The part names of a ``parts a, b rerun: ...`` settings segment (none for a full run)."""
+    if not segment.startswith("parts ") or " rerun:" not in segment:
+        return []
+    return segment[len("parts ") : segment.index(" rerun:")].split(", ")
+
+
+def write(rows: list[dict], settings: str) -> None:
     RESULTS.mkdir(parents=True, exist_ok=True)
-    cols = COLUMNS
-    settings_lines = [f"Settings: {settings}"] if isinstance(settings, str) else settings
+    cols = ["part", "measure", "nx", "width", "samples", "ms", "baseline_ms", "ratio"]
     with (RESULTS / "performance.csv").open("w", newline="") as fh:
         w = csv.DictWriter(fh, fieldnames=cols)
         w.writeheader()
@@ -618,10 +645,12 @@ def write(rows: list[dict], settings: str | list[str]) -> None:
     lines = [
         "# Performance suite",
         "",
-        *[x for line in settings_lines for x in (line, "")],
+        f"Settings: {settings}",
+        "",
         "`ms` = median CPU milliseconds per call of the measured side, `baseline_ms` of the "
         "baseline, `ratio` = ms / baseline_ms, both measured interleaved in one run (the "
-        "certification rows: cold = right after an optimizer step, cached = called again).",
+        "certification rows: cold = right after an optimizer step, cached = called again, "
+        "first call = the same weights in a fresh model, nothing remembered).",
     ]
     for part in dict.fromkeys(r["part"] for r in rows):
         lines += ["", f"## {part}", "", "| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
@@ -669,10 +698,16 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="smoke run, tiny sizes")
     parser.add_argument("--out", type=Path, default=None, help="results folder")
     parser.add_argument(
-        "--parts", nargs="+", choices=sorted(PARTS), default=None,
-        help="rerun only these parts, replacing their rows in the existing results",
-    )  # fmt: skip
+        "--parts",
+        default=",".join(PARTS),
+        help=f"comma-separated parts to run (default all): {', '.join(PARTS)}; the rows of the "
+        "other parts are kept from the results CSV",
+    )
     args = parser.parse_args()
+    parts = [p.strip() for p in args.parts.split(",") if p.strip()]
+    unknown = [p for p in parts if p not in PARTS]
+    if unknown:
+        parser.error(f"unknown part(s) {', '.join(unknown)}; available: {', '.join(PARTS)}")
     global RESULTS
     RESULTS = args.out or RESULTS
     torch.set_num_threads(1)
@@ -700,6 +735,7 @@ def main() -> None:
         ]
         grids = {1: [256, 1024, 4096], 2: [32, 64, 128]}
     start = time.perf_counter()
+    rows = []
     with tempfile.TemporaryDirectory() as tmp:
         runs: dict[str, Callable[[], list[dict]]] = {
             "train-nd": lambda: part_train_nd([1, 2, 3], rounds),
@@ -713,8 +749,10 @@ def main() -> None:
             "generator": lambda: part_generator(gen_sizes, Path(tmp)),
             "train-cpl": lambda: part_train_cpl(rounds),
         }
-        assert set(runs) == set(PARTS)
-        rows = [row for name in (args.parts or PARTS) for row in runs[name]()]
+        assert list(runs) == list(PARTS)
+        for part in PARTS:
+            if part in parts:
+                rows += runs[part]()
     settings = (
         f"{'quick' if args.quick else 'default'} run, {rounds} interleaved rounds, 1 torch thread, "
         f"depth 4; N-d parts: {ND_CONFIGS} (n = grid points per dimension); 1-D parts: "
@@ -723,11 +761,9 @@ def main() -> None:
         f"{platform.machine()}, torch {torch.__version__}; "
         f"total {time.perf_counter() - start:.0f} s"
     )
-    if args.parts:
-        merged, lines = merge(rows, settings)
-        write(merged, lines)
-    else:
-        write(rows, settings)
+    if parts != list(PARTS):
+        rows, settings = merge_previous(rows, f"parts {', '.join(parts)} rerun: {settings}")
+    write(rows, settings)
     for r in rows:
         print(
             f"{r['part']:13s} {r['measure']:45s} nx={r['nx']:5d} w={r['width']:3d} "

@@ -59,7 +59,15 @@ from .certify import (
 )
 from .data import PDEBenchDataset, WellDataset, generate, generate_well
 from .metrics import pdebench_metrics
-from .models import FNO, DeepONet, LipDeepONet, LipFNO, rollout
+from .models import (
+    FNO,
+    DeepONet,
+    LipDeepONet,
+    LipFNO,
+    LipLocalDeepONet,
+    LocalDeepONet,
+    rollout,
+)
 from .train import DistContext, TrainConfig, Trainer
 from .train.constraint import ConstraintWarning, resolve_auto_k
 from .train.distributed import resolve_device
@@ -259,6 +267,19 @@ _ALL = tuple(t for t, spec in TASKS.items() if spec.layout == "pdebench")
 #: The Well-layout task (run with ``--tasks well_advection_2d``), settings per preset.
 _WELL = "well_advection_2d"
 
+#: The rows of the ``small`` preset: every model family with its unconstrained twin, the
+#: defaults and ``LipFNO-best`` (the ``medium`` variants ``LipFNO-clip`` / ``-inc``: ``--models``).
+SMALL_MODELS = (
+    "neuralop-FNO",
+    "FNO",
+    "LipFNO",
+    "LipFNO-best",
+    "DeepONet",
+    "LipDeepONet",
+    "LocalDeepONet",
+    "LipLocalDeepONet",
+)
+
 #: The rows of the ``medium`` preset: FNO, LipFNO with its defaults, the strongest variants.
 MEDIUM_MODELS = ("FNO", "LipFNO", "LipFNO-clip", "LipFNO-inc")
 
@@ -326,6 +347,7 @@ PRESETS: dict[str, Preset] = {
         steps=300,
         batch=32,
         lr=3e-3,
+        models=SMALL_MODELS,
         width=16,
         modes=12,
         depth=4,
@@ -647,12 +669,40 @@ def deeponet_builder(constrained: bool, **variant: Any) -> Builder:
     return build
 
 
+def local_deeponet_builder(constrained: bool, **variant: Any) -> Builder:
+    """Builder of a (Lip)LocalDeepONet on the task's grid, with expressivity-variant keywords.
+
+    A 3 x 3 (1-D: 3-cell) patch per output point, zero-padded at the boundary, and half the
+    preset DeepONets' width and basis: the branch runs once per grid point, so this keeps a row
+    affordable on a CPU (the sizes of ``benchmarks/deeponet_2d.py``). The model is a field map
+    (one input), trained and certified as the FNOs are; it is tied to the task's grid.
+    """
+
+    def build(data: BenchData, preset: Preset) -> nn.Module:
+        d = len(data.spatial)
+        cls = LipLocalDeepONet if constrained else LocalDeepONet
+        return cls(
+            data.spatial,
+            ([0.0] * d, [1.0] * d),
+            data.in_channels,
+            data.out_channels,
+            n_basis=max(1, preset.onet_basis // 2),
+            width=max(2, preset.onet_width // 2),
+            depth=preset.onet_depth,
+            **variant,
+        )
+
+    return build
+
+
 #: Benchmark model name -> builder. ``LipFNO``: the model's defaults. ``LipFNO-best``: variants
 #: (b) free last layer + (c) vector output scale (the ``small`` preset's choice, see
 #: benchmarks/README.md). ``LipFNO-clip``: per-mode clipped multipliers with slack ``k = 3`` in
 #: the last layer. ``LipFNO-inc``: increment form ``u_last + f(x)``, convex-potential blocks,
 #: clipped multipliers, ``k`` of ``f`` = 2 x the increments' data constant (certified ``1 + k``;
-#: the best configuration of benchmarks/lipfno_blocks.py). Variant rows pin the
+#: the best configuration of benchmarks/lipfno_blocks.py). ``LocalDeepONet`` /
+#: ``LipLocalDeepONet``: the local-branch DeepONets (:func:`local_deeponet_builder`), whose
+#: outputs are not confined to a low-rank span (2-D diffusion-reaction). Variant rows pin the
 #: keywords they are about, so a change of LipFNO's defaults does not change them.
 MODELS: dict[str, Builder] = {
     "neuralop-FNO": _neuralop_fno,
@@ -667,6 +717,8 @@ MODELS: dict[str, Builder] = {
     ),
     "DeepONet": deeponet_builder(constrained=False),
     "LipDeepONet": deeponet_builder(constrained=True),
+    "LocalDeepONet": local_deeponet_builder(constrained=False),
+    "LipLocalDeepONet": local_deeponet_builder(constrained=True),
 }
 
 

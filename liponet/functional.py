@@ -13,6 +13,7 @@ All functions are batched over leading dimensions and accept real or complex mat
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import torch
@@ -22,9 +23,13 @@ __all__ = [
     "BJORCK_BETA",
     "NORMS",
     "SVD_RELATIVE_MARGIN",
+    "TARGET_MARGIN",
     "batched_norm",
     "bjorck",
+    "chunks",
     "conj_t",
+    "distance_upper",
+    "drifted_norm_bounds",
     "perturbed_norm_upper",
     "polar_factor",
     "power_iteration",
@@ -37,6 +42,12 @@ __all__ = [
 #: error <= c * n * 2**-52 * ||W||, i.e. relative error < 1e-11 for n <= 10**4 with a generous c.
 #: Float32 weights are exactly representable in float64, so no other rounding enters.
 SVD_RELATIVE_MARGIN = 1e-10
+
+#: Factor applied to a constrained layer's target norm ``k`` before normalizing (just below 1).
+#: The eval weights are stored in float32, whose rounding lifts the normalized norm by up to a
+#: few ``1e-7`` relative; aiming at ``k * (1 - 2**-20)`` (``~1e-6`` below) keeps every layer's
+#: certificate ``<= k``, so a network whose parts' budgets multiply to ``k`` certifies ``<= k``.
+TARGET_MARGIN = 1.0 - 2.0**-20
 
 #: Step of the Björck orthonormalization W <- (1 + beta) W - beta W W^H W (converges for
 #: beta in (0, 0.5] when ||W||_2 <= 1; singular values never exceed 1 along the way).
@@ -210,6 +221,121 @@ def perturbed_norm_upper(a: Tensor, b: Tensor, b_norm_upper: Tensor) -> Tensor:
     if not bool(torch.isfinite(bound).all()):  # NaN/inf anywhere in a or b reaches the bound
         raise ValueError("a or b holds NaN or inf values: no spectral-norm bound exists")
     return bound
+
+
+#: Relative margin of :func:`distance_upper`: covers the one rounding of each difference
+#: (``<= 2**-24`` relative, float32) and the float64 sum of squares (``< N 2**-53``).
+DISTANCE_RELATIVE_MARGIN = 1e-6
+
+
+def distance_upper(a: Tensor, b: Tensor) -> Tensor:
+    """Guaranteed upper bound of ``||A - B||_F`` (hence of ``||A - B||_2``) for each matrix pair.
+
+    Parameters
+    ----------
+    a, b
+        Real or complex ``(..., m, n)`` of one shape and dtype (float32/float64 or their complex
+        types); their entries are taken as exact values.
+
+    Returns
+    -------
+    Tensor
+        float64 ``(...)``: ``||fl(A - B)||_F (1 + DISTANCE_RELATIVE_MARGIN)``.
+
+    Notes
+    -----
+    Proof. Each entry of ``fl(A - B)`` (componentwise for complex entries) is one rounded
+    subtraction in the inputs' precision: ``fl(x - y) = (x - y)(1 + e)`` with
+    ``|e| <= 2**-24`` (a result in the subnormal range is exact, so the relative bound holds
+    there too), hence ``|x - y| <= |fl(x - y)| / (1 - 2**-24)``. The squares are summed in
+    float64 with relative error below ``N 2**-53`` (``N`` terms per matrix, ``< 2**-30`` for
+    ``N <= 10**6``; float32 squares never underflow in float64). The margin ``1e-6`` exceeds the
+    product of both factors. A NaN or inf anywhere makes the result non-finite (callers check).
+
+    Examples
+    --------
+    >>> import torch
+    >>> a = torch.eye(2)
+    >>> float(distance_upper(a, 0 * a)) >= 2**0.5  # ||I||_F
+    True
+    """
+    if a.shape != b.shape or a.dtype != b.dtype or a.ndim < 2:
+        raise ValueError(
+            f"a and b must be batches of matrices of one shape and dtype, got "
+            f"{tuple(a.shape)} {a.dtype}, {tuple(b.shape)} {b.dtype}"
+        )
+    batch = a.shape[:-2]
+    a2, b2 = a.reshape(-1, *a.shape[-2:]), b.reshape(-1, *b.shape[-2:])
+    out = torch.empty(a2.shape[0], dtype=torch.float64, device=a.device)
+    for i, j in chunks(a2.shape[0], a2[0].numel()):  # small temporaries: no page faults
+        d = a2[i:j] - b2[i:j]
+        if d.is_complex():
+            d = torch.view_as_real(d)
+        out[i:j] = torch.linalg.vector_norm(d.reshape(j - i, -1), dim=1, dtype=torch.float64)
+    return (out * (1.0 + DISTANCE_RELATIVE_MARGIN)).reshape(batch)
+
+
+#: Elements per chunk of the batched passes over many matrices (:func:`chunks`).
+CHUNK_ELEMENTS = 1 << 17
+
+
+def chunks(n: int, per_item: int) -> list[tuple[int, int]]:
+    """``(start, stop)`` ranges covering ``range(n)``, ``~CHUNK_ELEMENTS / per_item`` long.
+
+    Passes over thousands of matrices in float64 run several times faster chunk by chunk:
+    the temporaries stay in cache and small allocations are reused instead of fresh pages.
+
+    Examples
+    --------
+    >>> chunks(5, CHUNK_ELEMENTS // 2)
+    [(0, 2), (2, 4), (4, 5)]
+    """
+    step = max(1, CHUNK_ELEMENTS // max(1, per_item))
+    return [(i, min(i + step, n)) for i in range(0, n, step)]
+
+
+def drifted_norm_bounds(
+    w: Tensor, previous: Tensor, lower: Tensor, upper: Tensor
+) -> tuple[Tensor, Tensor]:
+    """Spectral-norm bounds of matrices that moved, from bounds of where they were (no SVD).
+
+    Weyl's inequality for singular values, ``| ||W||_2 - ||P||_2 | <= ||W - P||_2 <=
+    ||W - P||_F``, turns bounds ``lower <= ||P||_2 <= upper`` of the previous matrices ``P`` into
+    bounds of the current ones ``W`` at the cost of one pass over both: ``O(m n)`` per matrix
+    instead of an SVD's ``O(m n min(m, n))`` with a large constant. After a small optimizer step
+    most matrices stay far enough below the largest norm that they need no new SVD.
+
+    Parameters
+    ----------
+    w, previous
+        ``(..., m, n)`` of one shape and dtype.
+    lower, upper
+        float64 ``(...)``: bounds of ``||previous||_2``.
+
+    Returns
+    -------
+    tuple of Tensor
+        ``(lower', upper')`` float64 ``(...)``. ``upper'`` is a guaranteed upper bound of
+        ``||W||_2`` when ``upper`` is one of ``||P||_2`` (certified: ``upper +
+        distance_upper(W, P)``, the float64 addition's rounding ``<= 2**-53 upper'`` covered
+        by rounding ``upper'`` up by two ulps). ``lower'`` is ``lower - distance`` without a
+        rounding guarantee: use it to choose which matrices to recompute, never as a bound.
+
+    Examples
+    --------
+    >>> import torch
+    >>> p = torch.diag(torch.tensor([2.0, 1.0]))
+    >>> w = p + 0.01 * torch.ones(2, 2)
+    >>> lo, hi = drifted_norm_bounds(w, p, torch.tensor(2.0), torch.tensor(2.0))
+    >>> float(lo) <= float(torch.linalg.matrix_norm(w, 2)) <= float(hi)
+    True
+    """
+    dist = distance_upper(w, previous)
+    up = upper + dist
+    up = torch.nextafter(torch.nextafter(up, up.new_tensor(math.inf)), up.new_tensor(math.inf))
+    if not bool(torch.isfinite(up).all()):
+        raise ValueError("w or previous holds NaN or inf values: no spectral-norm bound exists")
+    return lower - dist, up
 
 
 def _frobenius(w: Tensor) -> Tensor:

@@ -170,6 +170,34 @@ def test_rows_train_through_the_trainer(
     assert row["status"] == "ok" and math.isfinite(row["nrmse"])
 
 
+def test_local_deeponets_are_field_rows_on_2d_diffusion_reaction(tmp_path: pathlib.Path) -> None:
+    import liponet.bench as bench
+    from liponet.models import LipLocalDeepONet, LocalDeepONet
+
+    task = "diffusion_reaction_2d"
+    tiny = bench.with_overrides(
+        PRESETS["tiny"],
+        tasks=(task,),
+        n_samples=12,
+        nx={task: 8},
+        nt={task: 5},
+        strides={task: (1, 1)},
+        initial_step={task: 2},
+    )
+    data = load_task(task, tiny, None, tmp_path)
+    assert data.spatial == (8, 8) and data.in_channels == 4 and data.out_channels == 2
+    for name, cls in (("LipLocalDeepONet", LipLocalDeepONet), ("LocalDeepONet", LocalDeepONet)):
+        row = bench.run_row(name, data, tiny, seed=1)
+        model = row["_model"]
+        # a field model (one input): trained as it is, not through the DeepONet wrapper
+        assert type(model) is cls and model.grid == (8, 8)
+        assert row["status"] == "ok" and math.isfinite(row["nrmse"]) and row["steps"] > 0
+        assert row["lipschitz_certified"] == pytest.approx(model.lipschitz_bound())
+        assert 0.0 <= row["coverage"] <= 1.0 and row["n_queries"] > 0
+        x = data.x_test[:3]
+        assert row["_f"](x).shape == data.y_test[:3].shape
+
+
 def test_train_config_maps_steps_to_epochs_and_halvings() -> None:
     from dataclasses import replace
 
@@ -285,6 +313,9 @@ def test_medium_preset_is_complete_and_per_task_settings_resolve() -> None:
             assert per_task(setting, task) >= 1
         assert task in medium.nx and task in medium.nt and task in medium.strides
     assert per_task(7, "anything") == 7
+    small = PRESETS["small"].models
+    assert small is not None and set(small) <= set(MODELS)
+    assert {"FNO", "LipFNO", "LocalDeepONet", "LipLocalDeepONet"} <= set(small)
     with pytest.raises(ValueError, match="no value for task 'heat'"):
         per_task({"burgers_1d": 3}, "heat")
 

@@ -168,6 +168,31 @@ def test_certify_deeponet_reads_a_calibration_set_from_files(tmp_path, capsys, a
 
 
 @pytest.mark.parametrize(
+    ("name", "kwargs"), [("LipFNO", FNO_KWARGS), ("LipDeepONet", DEEPONET_KWARGS)]
+)
+def test_certify_multi_pair_shift_reduced_for_models_the_orbit_bound_refuses(
+    tmp_path, capsys, advection_file, name, kwargs
+):
+    """A LipFNO with coordinate channels and a DeepONet: the single-pair orbit bound is skipped
+    (model premise), the multi-pair one needs only the operator's symmetry and covers."""
+    ckpt = checkpoint(tmp_path, name, kwargs)
+    argv = ["certify", str(ckpt), str(advection_file), "--plot", "", "--symmetry", "shifts",
+            "--multi-pair", "8", *CALIB]  # fmt: skip
+    assert main(argv) == 0
+    out = capsys.readouterr().out
+    assert "single-pair cyclic shifts along spatial axis 0 bound skipped" in out
+    assert "evaluated at the query only" in out
+    line = next(x for x in out.splitlines() if x.startswith("multi-pair shift-reduced [3,000"))
+    assert "(certified, function norm): coverage 1.0000 (0 violations)" in line
+    plain = next(x for x in out.splitlines() if x.startswith("plain bound ("))
+    assert float(line.split("bound median ")[1]) < float(plain.split("bound median ")[1])
+    assert (
+        main(["certify", str(ckpt), str(advection_file), "--plot", "", "--multi-pair", "-1"]) == 2
+    )
+    assert "--multi-pair must be >= 1" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
     ("name", "kwargs", "extra", "message"),
     [
         ("LipFNO", FNO_KWARGS, [], "appends coordinate channels (grid=True)"),

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from liponet.data import CorruptFileError, NonFiniteError, PDEBenchDataset, PDEBenchStream
+from liponet.data import CorruptFileError, NonFiniteError, PDEBenchDataset, PDEBenchStream, direct
 from liponet.data.direct import CHECK_BYTES, OffsetReader, all_finite
 
 
@@ -41,6 +41,17 @@ def test_all_finite_is_exact():
             y = x.copy()
             y.reshape(-1)[pos] = bad
             assert not all_finite(y), (bad, pos)
+    assert all_finite(np.full(50, 3e38, np.float32))  # the sum overflows, entries are finite
+    assert all_finite(np.array([3e38, -3e38, 3e38], np.float32))
+    y = x.copy()
+    y[0, 3], y[2, 500] = np.inf, -np.inf  # opposite infinities meet: NaN, still non-finite
+    assert not all_finite(y)
+    for dtype in (np.float64, np.float16):
+        z = x.astype(dtype)
+        assert all_finite(z)
+        z[1, 7] = np.nan
+        assert not all_finite(z)
+    assert all_finite(np.zeros(0, np.float32))
 
 
 @pytest.mark.parametrize(
@@ -119,16 +130,47 @@ def test_other_storage_falls_back_to_h5py(tmp_path, make):
     assert not strided.reads_by_offset  # spatial strides go through h5py
 
 
+def test_runs_of_consecutive_whole_samples_read_in_one_call(tmp_path, monkeypatch):
+    # Every frame of a single-field file: consecutive samples are one byte range, read by one
+    # preadv into consecutive rows; any order, repeats, runs cut by the finite-check groups.
+    x = data((50, 7, 96))
+    x[[12, 30], [6, 0], [95, 3]] = [np.nan, np.inf]
+    path = write_single(tmp_path / "w.h5", x)
+    ds = PDEBenchDataset(path, split="train", val_fraction=0, task="autoregressive",
+                         initial_step=6)  # fmt: skip
+    reader = ds._direct
+    assert isinstance(reader, OffsetReader)
+    monkeypatch.setattr(direct, "CHECK_BYTES", 4 * 7 * 96 * 4)  # groups of 4 samples
+    calls = []
+    real = os.preadv
+    monkeypatch.setattr(os, "preadv", lambda fd, bufs, at: calls.append(1) or real(fd, bufs, at))
+    samples = [3, 4, 5, 9, 10, 11, 12, 13, 0, 1, 1, 2, 49, 30, 31]
+    block, ok = reader.read(samples, list(range(7)))
+    np.testing.assert_array_equal(block[:, :, 0], x[samples])
+    np.testing.assert_array_equal(ok, np.isfinite(x[samples]).all(axis=2))
+    assert len(calls) == 7  # [3-5] [9] | [10-13] | [0-1] [1-2] | [49] [30-31]
+    kwargs = dict(split="train", val_fraction=0, task="autoregressive", initial_step=6)
+    skipping = PDEBenchDataset(path, on_nonfinite="skip", **kwargs)
+    twin = h5py_twin(PDEBenchDataset(path, on_nonfinite="skip", **kwargs))
+    for a, b in zip(skipping.to_tensors(), twin.to_tensors(), strict=True):
+        assert a.shape[0] == len(skipping.indices) == len(ds.indices) - 2 and torch.equal(a, b)
+
+
 def test_truncated_data_region_names_the_file_and_key(tmp_path):
     path = write_single(tmp_path / "t.h5", data((40, 4, 256)))
     ds = PDEBenchDataset(path, split="train", val_fraction=0)
     assert ds.reads_by_offset
+    whole = PDEBenchDataset(path, split="train", val_fraction=0, task="autoregressive",
+                            initial_step=3)  # fmt: skip
+    assert isinstance(whole._direct, OffsetReader)
     with h5py.File(path) as f:
         end = f["tensor"].id.get_offset() + 20 * 4 * 256 * 4  # keep 20 samples
     os.truncate(path, end)
     ds.read_frames(range(4, 20), [0, 3])  # the bytes still there read fine
     with pytest.raises(CorruptFileError, match=r"t\.h5 \[key 'tensor'\].*truncated"):
         ds.to_tensors()
+    with pytest.raises(CorruptFileError, match=r"t\.h5 \[key 'tensor'\].*truncated"):
+        whole._direct.read(list(range(15, 25)), [0, 1, 2, 3])  # one run across the end
 
 
 def with_ids(shape, seed=0):

@@ -7,6 +7,7 @@ from certcheck import check_all, check_attack, check_jacobian, perturb
 from torch import Tensor, nn
 
 from liponet.certify import jacobian_lipschitz
+from liponet.functional import TARGET_MARGIN
 from liponet.models import (
     DeepONet,
     LipDeepONet,
@@ -158,13 +159,14 @@ def test_function_norm_includes_the_sensor_count():
 
 def test_bound_composition_and_sup_of_basis():
     model = _maker(k=3.0)().double().eval()
-    assert model.branch_lipschitz_bound() == pytest.approx(3.0, rel=1e-6)
+    # three branch layers, each aiming at its target times TARGET_MARGIN
+    assert model.branch_lipschitz_bound() == pytest.approx(3.0 * TARGET_MARGIN**3, rel=1e-6)
     t_sup = model.basis_sup_bound()
     dense = torch.linspace(0, 1, 2001, dtype=torch.float64).reshape(-1, 1)
     with torch.no_grad():
         basis = model.trunk(dense)
     assert float(torch.linalg.vector_norm(basis, dim=1).max()) <= t_sup
-    assert model.lipschitz_bound() == pytest.approx(3.0 * t_sup, rel=1e-6)
+    assert model.lipschitz_bound() == pytest.approx(3.0 * TARGET_MARGIN**3 * t_sup, rel=1e-6)
     u = torch.randn(3, 1, M, dtype=torch.float64)
     with torch.no_grad():
         b = model.branch_coefficients(u)
@@ -324,12 +326,13 @@ def test_local_bound_composition():
     model = _local_maker(LipLocalDeepONet, (4, 4), 3, 2, 3, k=2.0)().double().eval()
     norm_s = float(torch.linalg.matrix_norm(model.skip.detach(), ord=2))
     assert model.skip_bound() == pytest.approx(norm_s, rel=1e-9)
-    assert model.branch_lipschitz_bound() == pytest.approx(2.0, rel=1e-6)
+    assert model.branch_lipschitz_bound() == pytest.approx(2.0 * TARGET_MARGIN**3, rel=1e-6)
     with torch.no_grad():
         basis = model.trunk(model.coords).reshape(16, 3, 3)
     t_max = float(torch.linalg.vector_norm(basis, dim=2).max())
     assert model.basis_sup_bound() == pytest.approx(t_max, rel=1e-9)
-    assert model.lipschitz_bound() == pytest.approx(norm_s + 2.0 * t_max, rel=1e-6)
+    expected = norm_s + 2.0 * TARGET_MARGIN**3 * t_max
+    assert model.lipschitz_bound() == pytest.approx(expected, rel=1e-6)
 
 
 @pytest.mark.parametrize("grid", [(6,), (5, 4), (2, 2), (3, 4, 2)])

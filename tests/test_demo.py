@@ -40,12 +40,18 @@ def test_demo_small_run_prints_metrics_and_covering_bounds(tmp_path, capsys):
     tighter = re.findall(r"^\s+(.+?)\s+(certified|estimated|statistical)\s+(\d+)/(\d+)", out, re.M)
     assert [label for _, label, _, _ in tighter[:3]] == ["certified", "estimated", "statistical"]
     assert tighter[0][2] == tighter[0][3] == "4"  # the certified row covers every test sample
-    best = tighter[3:]  # the bound at its best: plain (training, generated), shift-reduced
-    assert [name.split(",")[0] for name, _, _, _ in best] == ["plain", "plain", "shift-reduced"]
+    best = tighter[3:]  # at its best: plain (training, generated), shift-reduced, multi-pair
+    assert [name.split(",")[0] for name, _, _, _ in best] == [
+        "plain",
+        "plain",
+        "shift-reduced",
+        "multi-pair shift-reduced",
+    ]
     assert all(label == "certified" and a == b == "4" for _, label, a, b in best)
     assert "architecture verified: LipFNO commutes with cyclic shifts" in out
     ratios = [float(r) for r in re.findall(r"certified\s+4/4\s+([\d.]+)x", out)]
     assert ratios[-1] <= ratios[-2] <= ratios[-3]  # each lever tightens the bound
+    assert "the model is evaluated at the query only" in out
     model, ckpt = load_model(tmp_path / "run" / "last.pt")
     assert ckpt.config["model"]["name"] == "LipFNO"
     assert model.lipschitz_bound() <= 1 + 1e-5

@@ -315,6 +315,65 @@ def test_one_svd_certificate_bounds_the_exact_multiplier_norms(normalization, mo
     assert bound == pytest.approx(exact, rel=1e-6)
 
 
+def _svd_rows(monkeypatch):
+    """Count the matrices that go through ``spectral_norm_exact`` in ``fourier``."""
+    rows = []
+
+    def counted(w: torch.Tensor) -> torch.Tensor:
+        rows.append(w.shape[0])
+        return spectral_norm_exact(w)
+
+    monkeypatch.setattr(fourier, "spectral_norm_exact", counted)
+    return rows
+
+
+@pytest.mark.parametrize("normalization", sorted(SCALAR_NORMALIZATIONS))
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_remembered_norms_give_the_certificate_of_a_fresh_layer(normalization, dtype, monkeypatch):
+    # After a weight change the layer SVDs only the multipliers whose norms may matter
+    # (drifted bounds): its eval weights and certificate must be those of a layer that never saw
+    # the old weights, small steps must skip most SVDs, and a multiplier pushed from the middle
+    # of the pack to the top must be found.
+    torch.manual_seed(0)
+    conv = LipSpectralConv(6, 6, (4, 3), k=1.5, skip=True, normalization=normalization)
+    conv = conv.to(dtype).eval()
+    with torch.no_grad():  # norms ~1.2 +- 0.1: below k = 1.5 until "promote" lifts one above
+        conv.weight.normal_(0.0, 0.05)
+    rows = _svd_rows(monkeypatch)
+    conv.lipschitz_bound()
+    n_all = rows[-1]
+    assert n_all == math.prod(kept_mode_shape((4, 3))) + 1
+    gen = torch.Generator().manual_seed(5)
+    for change in ("small", "small", "promote", "small", "large"):
+        rows.clear()
+        with torch.no_grad():
+            if change == "small":
+                step = torch.randn(conv.weight.shape, generator=gen, dtype=dtype)
+                conv.weight.data.add_(1e-5 * step)
+            elif change == "promote":  # the multiplier of median norm becomes the largest
+                norms = spectral_norm_exact(conv._stacked(conv._symmetric_spectral()))[:-1]
+                median = int(norms.argsort()[len(norms) // 2])
+                index = torch.unravel_index(torch.tensor(median), conv.kept_shape)
+                conv.weight.data[tuple(int(i) for i in index)] *= 8.0
+            else:
+                conv.weight.data.copy_(torch.randn(conv.weight.shape, generator=gen, dtype=dtype))
+        bound = conv.lipschitz_bound()
+        fresh = LipSpectralConv(6, 6, (4, 3), k=1.5, skip=True, normalization=normalization)
+        fresh = fresh.to(dtype).eval()
+        fresh.load_state_dict(conv.state_dict())
+        assert bound == pytest.approx(fresh.lipschitz_bound(), rel=1e-12, abs=0.0)
+        for mine, theirs in zip(conv.effective_weights(), fresh.effective_weights(), strict=True):
+            assert torch.equal(mine, theirs)
+        mk, w = conv.multipliers()
+        norms = spectral_norm_exact(mk)
+        exact = max(float(norms.max()), float(spectral_norm_exact(w)))
+        assert exact <= bound <= exact * (1 + 1e-6)
+        if change == "promote":
+            assert float(norms[median]) == float(norms.max())  # (or tied with its mirror)
+        if change == "small":
+            assert sum(rows[:-1]) < n_all // 2  # most multipliers skipped (fresh's SVD is last)
+
+
 @pytest.mark.parametrize("modes", [(6,), (3, 2), (2, 3, 2)])
 @pytest.mark.parametrize("k", [0.9, 50.0])  # most multipliers clipped / none clipped
 def test_clip_training_weights_node_equals_the_generic_path(modes, k, monkeypatch):

@@ -4,6 +4,9 @@ import torch
 from liponet.functional import (
     batched_norm,
     bjorck,
+    chunks,
+    distance_upper,
+    drifted_norm_bounds,
     perturbed_norm_upper,
     polar_factor,
     power_iteration,
@@ -95,3 +98,57 @@ def test_perturbed_norm_upper_bounds_the_rounded_matrix():
     assert float(((upper - exact) / exact).max()) < 1e-6  # exact enough: float32 rounding only
     with pytest.raises(ValueError, match="one shape"):
         perturbed_norm_upper(a, b[:, :3], exact)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.complex64, torch.float64])
+def test_distance_upper_bounds_the_exact_distance_when_the_subtraction_rounds(dtype):
+    # a - b rounds *down* in magnitude in float32 (1 - 3.1e-8 -> 1 - 2**-24): the plain
+    # Frobenius norm of the rounded difference is below the exact distance, the bound is not.
+    real = torch.float64 if dtype == torch.float64 else torch.float32
+    a = torch.ones(40, 6, 5, dtype=real)
+    tiny = 3.1e-8 if real == torch.float32 else 3.1e-17
+    b = torch.full_like(a, tiny)
+    if dtype.is_complex:
+        a, b = torch.complex(a, -a), torch.complex(b, -b)
+    exact = torch.linalg.matrix_norm(a.to(torch.complex128) - b.to(torch.complex128))
+    plain = torch.linalg.matrix_norm((a - b).to(torch.complex128))
+    bound = distance_upper(a, b)
+    if real == torch.float32:
+        assert bool((plain < exact).all())  # the margin is needed
+    assert bool((bound >= exact).all())
+    assert float((bound / exact).max()) < 1 + 2e-6  # and small
+    # Random pairs over a wide dynamic range, batch shapes kept.
+    gen = torch.Generator().manual_seed(0)
+    x = torch.randn(3, 70, 4, 4, generator=gen, dtype=dtype) * 10.0 ** torch.randint(
+        -30, 30, (3, 70, 4, 4), generator=gen
+    ).to(real)
+    y = x + torch.randn(3, 70, 4, 4, generator=gen, dtype=dtype) * 1e-3 * x.abs()
+    exact = torch.linalg.matrix_norm(x.to(torch.complex128) - y.to(torch.complex128))
+    bound = distance_upper(x, y)
+    assert bound.shape == (3, 70) and bool((bound >= exact).all())
+    with pytest.raises(ValueError, match="one shape and dtype"):
+        distance_upper(x, y.to(torch.complex128))
+
+
+def test_chunks_cover_the_range_once():
+    for n, per in [(0, 5), (1, 10**9), (1000, 4096), (7, 1)]:
+        covered = [i for start, stop in chunks(n, per) for i in range(start, stop)]
+        assert covered == list(range(n))
+
+
+@pytest.mark.parametrize("step", [1e-6, 1e-2, 10.0])
+def test_drifted_norm_bounds_bracket_the_exact_norm(step):
+    gen = torch.Generator().manual_seed(1)
+    p = torch.randn(200, 8, 6, generator=gen, dtype=torch.complex64)
+    w = p + step * torch.randn(200, 8, 6, generator=gen, dtype=torch.complex64)
+    sigma = spectral_norm_exact(p)
+    lower, upper = drifted_norm_bounds(w, p, sigma, spectral_norm_upper(p))
+    exact = spectral_norm_exact(w)
+    assert bool((upper >= exact).all())
+    assert bool((lower <= exact * (1 + 1e-12)).all())
+    # Weyl's inequality with the Frobenius distance: never looser than that.
+    dist = torch.linalg.matrix_norm(w.to(torch.complex128) - p.to(torch.complex128))
+    assert bool((upper <= sigma * (1 + 1e-9) + dist * (1 + 2e-6)).all())
+    with pytest.raises(ValueError, match="NaN or inf"):
+        w[3, 0, 0] = float("nan")
+        drifted_norm_bounds(w, p, sigma, sigma)

@@ -7,6 +7,7 @@ from certcheck import check_all, perturb
 from torch import nn
 
 from liponet.interop import UnsupportedNeuralopError, from_neuralop, naive_bound, to_neuralop
+from liponet.layers import FourierBlock
 from liponet.models import FNO
 
 SIZES = {1: (23,), 2: (14, 11), 3: (8, 10, 7)}  # leading sizes even (see test_odd_leading)
@@ -88,18 +89,74 @@ def test_round_trip_back_to_neuraloperator():
     with torch.no_grad():
         torch.testing.assert_close(back(x), twin(x), rtol=0, atol=1e-5)
         assert float((back(x) - theirs(x)).abs().max()) > 1e-4  # the new weights went back
-    # without training the default soft-gating skips go back too; trained, they are full
+    # without training the default soft-gating skips go back into the template itself
     gated = make(2, n_modes=(5, 6))
     untouched = to_neuralop(from_neuralop(gated), gated).eval()
+    assert untouched._init_kwargs == gated._init_kwargs
     with torch.no_grad():
         torch.testing.assert_close(untouched(x), gated(x), rtol=0, atol=1e-5)
-    with pytest.raises(UnsupportedNeuralopError, match=r"SoftGating.*no longer diagonal"):
-        to_neuralop(tuned(gated), gated)
-    with pytest.raises(UnsupportedNeuralopError, match=r"n_modes=\(6, 5\).*even leading modes"):
-        to_neuralop(from_neuralop(make(2)), make(2))
-    tucker = make(2, n_modes=(5, 6), cls=neuralop_models.TFNO)
-    with pytest.raises(UnsupportedNeuralopError, match="factorization='Tucker'"):
-        to_neuralop(from_neuralop(tucker), tucker)
+
+
+def _changed(back, theirs):
+    return {k: v for k, v in back._init_kwargs.items() if theirs._init_kwargs.get(k, "?") != v}
+
+
+@pytest.mark.parametrize("dims", [1, 2, 3])
+@pytest.mark.parametrize("config", list(CONFIGS))
+def test_every_twin_goes_back_with_the_smallest_changes(dims, config):
+    options = dict(CONFIGS[config])
+    if options.get("cls") == "TFNO":
+        options["cls"] = neuralop_models.TFNO
+    theirs = make(dims, **options)
+    x = torch.randn(2, 2, *SIZES[dims], generator=torch.Generator().manual_seed(4))
+    twin = from_neuralop(theirs)
+    back = to_neuralop(twin, theirs).eval()
+    dense = "factorization" in options or options.get("cls") is neuralop_models.TFNO
+    assert ("factorization" in _changed(back, theirs)) == dense
+    assert back.factorization is None or not dense
+    with torch.no_grad():
+        torch.testing.assert_close(back(x), twin(x), rtol=0, atol=2e-6 * float(twin(x).abs().max()))
+    # trained: skips leave their kind (soft-gating and identity become full matrices)
+    tuned = from_neuralop(theirs).train()
+    torch.optim.SGD(tuned.parameters(), lr=1e-2).zero_grad()
+    tuned(x).square().mean().backward()
+    torch.optim.SGD(tuned.parameters(), lr=1e-2).step()
+    tuned.eval()
+    back = to_neuralop(tuned, theirs).eval()
+    assert type(back.fno_blocks.fno_skips[0]).__name__ == "Flattened1dConv"
+    if theirs.fno_blocks.use_channel_mlp and theirs.fno_blocks.channel_mlp_skips is not None:
+        assert type(back.fno_blocks.channel_mlp_skips[0]).__name__ == "Flattened1dConv"
+    with torch.no_grad():
+        want = tuned(x)
+        assert float((back(x) - want).abs().max() / want.abs().max()) < 2e-6
+        assert float((back(x) - theirs(x)).abs().max()) > 1e-4  # the new weights went back
+
+
+def test_trained_weights_at_an_absent_frequency_raise_even_leading_modes():
+    theirs = make(2)  # n_modes (6, 5): frequency +3 of the leading axis has no place
+    twin = from_neuralop(theirs)
+    with torch.no_grad():
+        for block in [m for m in twin.modules() if isinstance(m, FourierBlock)]:
+            block.conv.weight[-1, 1:].add_(0.1)  # +n/2 off the k_d = 0 slice
+    back = to_neuralop(twin, theirs).eval()
+    assert _changed(back, theirs)["n_modes"] == (7, 5)
+    x = torch.randn(2, 2, 12, 10, generator=torch.Generator().manual_seed(5))
+    with torch.no_grad():
+        torch.testing.assert_close(back(x), twin(x), rtol=0, atol=1e-5)
+    # weights at +n/2 only on the k_d = 0 slice have a place: written doubled at -n/2
+    twin = from_neuralop(theirs)
+    with torch.no_grad():
+        for block in [m for m in twin.modules() if isinstance(m, FourierBlock)]:
+            block.conv.weight[-1, 0].add_(0.1)
+    back = to_neuralop(twin, theirs).eval()
+    assert "n_modes" not in _changed(back, theirs)
+    with torch.no_grad():
+        torch.testing.assert_close(back(x), twin(x), rtol=0, atol=1e-5)
+
+
+def test_to_neuralop_refuses_other_models():
+    with pytest.raises(TypeError, match="expects a model from from_neuralop or constrain, got"):
+        to_neuralop(nn.Linear(2, 2), make(1))  # type: ignore[arg-type]
 
 
 @pytest.mark.parametrize(

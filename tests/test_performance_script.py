@@ -28,8 +28,8 @@ def test_parts_rerun_replaces_only_its_rows(tmp_path):
     others = [r for r in after if r["part"] != part]
     assert others == [r for r in before if r["part"] != part]  # untouched, in their order
     md = (tmp_path / "performance.md").read_text()
-    assert f"Settings ({part}): quick run" in md  # this run's settings line...
-    assert "Settings: default run" in md  # ...and the earlier full run's
+    assert "Settings: default run" in md  # the full run's settings...
+    assert "|| parts train-cpl rerun: quick run" in md  # ...and this rerun's
     assert f"## {part}" in md
 
 

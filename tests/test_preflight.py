@@ -20,6 +20,7 @@ from liponet.cli import main
 from liponet.data import PDEBenchDataset, SizeMismatchError, generate
 from liponet.models import build_model
 from liponet.train import save_checkpoint
+from liponet.train.checkpoint import CheckpointError, check_state_shapes
 
 FNO = {"in_channels": 1, "out_channels": 1, "modes": [4], "width": 4, "depth": 1}
 
@@ -210,6 +211,31 @@ def test_checkpoint_claiming_a_huge_model_is_refused_before_allocating(tmp_path,
     one_line(capsys, "claim.pt", "does not fit the weights", "the config implies")
     # only a shape-only (meta) model of the claimed size was ever built
     assert devices == [(4096, "meta")]
+
+
+ONETS = {
+    "LipDeepONet": {"n_sensors": 16, "domain": [[0.0], [1.0]], "harmonics": 2, "width": 8},
+    "DeepONet": {"n_sensors": 16, "domain": [[0.0, 0.0], [1.0, 2.0]], "width": 8,
+                 "output_scale": "auxiliary"},
+    "LipLocalDeepONet": {"grid": [8, 8], "domain": [[0.0, 0.0], [1.0, 1.0]], "in_channels": 2,
+                         "width": 8, "n_basis": 4},
+    "LocalDeepONet": {"grid": [16], "domain": [[0.0], [1.0]], "width": 8, "n_basis": 4},
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("name", sorted(ONETS))
+def test_deeponets_get_the_meta_device_shape_check(tmp_path, name):
+    # Their constructors used to read tensor values (the domain's box and ball) from buffers
+    # created on the default device: on the meta device that raised, and the check was skipped.
+    kwargs = ONETS[name]
+    with torch.device("meta"):
+        shell = build_model(name, **kwargs)
+    assert {t.device.type for t in shell.state_dict().values()} == {"meta"}
+    state = build_model(name, **kwargs).state_dict()
+    assert check_state_shapes(name, kwargs, state, tmp_path / "m.pt")  # checked, not skipped
+    wider = build_model(name, **{**kwargs, "width": 16}).state_dict()
+    with pytest.raises(CheckpointError, match="does not fit the weights"):
+        check_state_shapes(name, kwargs, wider, tmp_path / "m.pt")
 
 
 def test_certify_plot_into_a_read_only_folder_fails_before_the_work(tmp_path, capsys, adv,

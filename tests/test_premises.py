@@ -32,6 +32,7 @@ from liponet.certify import (
 )
 from liponet.certify.operator import max_pair_ratio
 from liponet.data import PDEBenchDataset, generate
+from liponet.functional import TARGET_MARGIN
 from liponet.layers import LipLinear
 from liponet.models import LipFNO
 
@@ -194,7 +195,7 @@ def test_training_mode_model_is_refused():
     x = torch.zeros(1, 2, dtype=torch.float64)
     jac = torch.autograd.functional.jacobian(layer, x)[0, :, 0, :]
     assert float(torch.linalg.matrix_norm(jac, 2)) == pytest.approx(10.0)  # train-mode forward
-    assert layer.lipschitz_bound() == pytest.approx(1.0)  # what the certificate says
+    assert layer.lipschitz_bound() == pytest.approx(TARGET_MARGIN)  # what the certificate says
     with pytest.raises(PremiseError, match="training mode"):
         model_constant(layer)
     a = torch.randn(3, 2, dtype=torch.float64)

@@ -207,6 +207,21 @@ def test_resume_of_a_finished_run_is_refused_and_more_epochs_continue(tmp_path, 
     assert [r["epoch"] for r in log(tmp_path / "run")] == [1, 2, 3]
 
 
+@pytest.mark.parametrize("scheduler", ["cosine", "step"])
+def test_resumed_schedule_follows_the_new_number_of_epochs(tmp_path, scheduler):
+    # The checkpoint's cosine schedule had the old run's length: resumed with more epochs, its
+    # learning rate reached 0 at the old last epoch and climbed back (lr 0 in epoch 3 of 4).
+    cfg = tiny(tmp_path / "run", epochs=2, scheduler=scheduler, step_size=1, gamma=0.5)
+    fit(cfg)
+    fit({**cfg, "epochs": 4}, resume=tmp_path / "run" / "last.pt")
+    fit(tiny(tmp_path / "fresh", epochs=4, scheduler=scheduler, step_size=1, gamma=0.5))
+    resumed = [r["lr"] for r in log(tmp_path / "run")]
+    fresh = [r["lr"] for r in log(tmp_path / "fresh")]
+    # from the resumed epoch on, the schedule of a run started with 4 epochs
+    assert resumed[2:] == pytest.approx(fresh[2:], rel=1e-12)
+    assert resumed[2] > resumed[3] > 0  # still decreasing, not yet at 0
+
+
 def test_resume_with_a_changed_data_file_is_refused(tmp_path, capsys):
     from liponet.data import generate
 

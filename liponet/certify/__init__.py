@@ -23,6 +23,11 @@ from .harness import coverage_report as coverage_report
 from .harness import field_operator as field_operator
 from .harness import observed_errors as observed_errors
 from .interpolation import GridInterpolant as GridInterpolant
+from .intersection import EmptyIntersectionError as EmptyIntersectionError
+from .intersection import MultiPairErrorBound as MultiPairErrorBound
+from .intersection import NeighbourSearch as NeighbourSearch
+from .intersection import centroid_bound as centroid_bound
+from .intersection import multi_pair_error_bound as multi_pair_error_bound
 from .norms import field_norm as field_norm
 from .operator import LABELS as LABELS
 from .operator import Certificate as Certificate
@@ -63,10 +68,13 @@ __all__ = [
     "LABELS",
     "Certificate",
     "CoverageReport",
+    "EmptyIntersectionError",
     "ErrorBound",
     "GridInterpolant",
     "LipschitzConstant",
     "MaxErrorBound",
+    "MultiPairErrorBound",
+    "NeighbourSearch",
     "PremiseError",
     "Premises",
     "StreamedErrorBound",
@@ -77,6 +85,7 @@ __all__ = [
     "as_constant",
     "available_true_operators",
     "calibration_sweep",
+    "centroid_bound",
     "certified_radius",
     "certify_rollout",
     "check_model_symmetry",
@@ -97,6 +106,7 @@ __all__ = [
     "jacobian_lipschitz",
     "max_error_bound",
     "model_constant",
+    "multi_pair_error_bound",
     "multiplier_lipschitz",
     "observed_errors",
     "operator_error_bound",

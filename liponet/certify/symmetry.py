@@ -42,11 +42,24 @@ from ..functional import SVD_RELATIVE_MARGIN
 from ..layers import CertifiedModule
 from ..layers.activation import GELU, Abs, GroupSort, MaxMin, ReLU
 from ..layers.base import CertifiedSequential
-from ..layers.budget import Budget, BudgetScaled
-from ..layers.fourier import FourierBlock, LipSpectralConv, PaddedDomain, SpectralMultiplier
+from ..layers.budget import Budget, BudgetScaled, _PlainScaled
+from ..layers.fourier import (
+    FourierBlock,
+    LipSpectralConv,
+    PaddedDomain,
+    SpectralMultiplier,
+    _PlainPadded,
+)
 from ..layers.residual import ConvexPotentialBlock, _PlainConvexPotential
 from ..layers.scaling import AuxiliaryScale, Multiply, OutputScale, _FrozenScale
-from ..models.fno import FieldLinear, Increment, MeanPool, _FNOBase
+from ..models.fno import (
+    FieldLinear,
+    Increment,
+    MeanPool,
+    _FNOBase,
+    _PlainFieldLinear,
+    _PlainIncrement,
+)
 from .operator import (
     ConstantLike,
     ErrorBound,
@@ -208,9 +221,9 @@ def check_model_symmetry(model: nn.Module, group: SymmetryGroup) -> str:
     Walks the module tree. Accepted parts and why they commute with every permutation of grid
     points that the group makes (cyclic shifts; the point reflection):
 
-    * :class:`~liponet.models.fno.FieldLinear` without coordinate channels (``grid=False``): the
-      same matrix at every grid point. With coordinate channels the output depends on the
-      position: **refused**.
+    * :class:`~liponet.models.fno.FieldLinear` (and its ``export()``) without coordinate
+      channels (``grid=False``): the same matrix at every grid point. With coordinate channels
+      the output depends on the position: **refused**.
     * :class:`~liponet.layers.fourier.LipSpectralConv` / ``FourierBlock``: a Fourier multiplier
       (plus a pointwise skip) commutes with every cyclic shift. Under the reflection, mode ``k``
       of a real field becomes the conjugate of mode ``k``, so the layer commutes with it only
@@ -219,6 +232,9 @@ def check_model_symmetry(model: nn.Module, group: SymmetryGroup) -> str:
       :class:`~liponet.models.fno.MeanPool` (its output is invariant), products of accepted
       parts (the auxiliary output scale), and ``PaddedDomain`` with ``padding == 0`` (the
       identity around its inner part). Zero padding moves the period: **refused**.
+    * The ``export()`` of each of these (plain torch modules of the same structure: the plain
+      field linear, padded domain, increment and scaled part), so exported modules are verified
+      the same way.
 
     Returns
     -------
@@ -259,7 +275,7 @@ output depends on the position
     def walk(module: nn.Module, path: str) -> None:
         kind = type(module).__name__
         where = f"{path} ({kind})" if path else kind
-        if isinstance(module, FieldLinear):
+        if isinstance(module, (FieldLinear, _PlainFieldLinear)):  # the model's or its export's
             if module.grid:
                 raise refuse(
                     where,
@@ -274,7 +290,7 @@ output depends on the position
                     "conjugate of mode k, so only real multipliers commute with the reflection",
                 )
             return
-        if isinstance(module, PaddedDomain):
+        if isinstance(module, (PaddedDomain, _PlainPadded)):  # the layer or its export
             if module.padding != 0:
                 raise refuse(
                     where,
@@ -299,6 +315,7 @@ output depends on the position
                 (CertifiedSequential, Multiply, _FrozenScale, BudgetScaled, ConvexPotentialBlock),
             )
             or isinstance(module, (_PlainConvexPotential, Increment))
+            or isinstance(module, (_PlainIncrement, _PlainScaled))  # exports: same structure
         ):
             # compositions of the parts walked here (Increment adds the input's last frames:
             # a channel selection; the convex-potential block applies K, relu and K^T)

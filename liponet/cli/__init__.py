@@ -8,11 +8,14 @@ become one-line messages and exit code 2; anything else is a bug and keeps its t
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
 import sys
-from collections.abc import Sequence
+import warnings
+from collections.abc import Iterator, Sequence
+from typing import TextIO
 
-__all__ = ["COMMANDS", "UsageError", "main"]
+__all__ = ["COMMANDS", "UsageError", "main", "warnings_as_lines"]
 
 #: Subcommand name -> module (relative to this package).
 COMMANDS: dict[str, str] = {
@@ -28,6 +31,46 @@ COMMANDS: dict[str, str] = {
 
 class UsageError(Exception):
     """A mistake of the user (bad flag, missing file): printed as one line, exit code 2."""
+
+
+@contextlib.contextmanager
+def warnings_as_lines(*categories: type[Warning]) -> Iterator[None]:
+    """Show warnings of ``categories`` as one line ``liponet: warning: MESSAGE`` on stderr.
+
+    The library warns with :func:`warnings.warn` (a caller decides what to do with it); a
+    command shows it in its own one-line format instead of Python's (file, line number and
+    source line), every time it is issued (never raised as an error, never swallowed by
+    Python's once-per-location registry). Other warnings keep their handling.
+
+    Examples
+    --------
+    >>> import contextlib, io, warnings
+    >>> err = io.StringIO()
+    >>> with contextlib.redirect_stderr(err), warnings_as_lines(UserWarning):
+    ...     warnings.warn("the data's constant exceeds the model's", UserWarning)
+    >>> print(err.getvalue(), end="")
+    liponet: warning: the data's constant exceeds the model's
+    """
+    with warnings.catch_warnings():
+        for category in categories:
+            warnings.simplefilter("always", category)
+        previous = warnings.showwarning
+
+        def show(
+            message: Warning | str,
+            category: type[Warning],
+            filename: str,
+            lineno: int,
+            file: TextIO | None = None,
+            line: str | None = None,
+        ) -> None:
+            if issubclass(category, categories):
+                print(f"liponet: warning: {message}", file=sys.stderr, flush=True)
+            else:
+                previous(message, category, filename, lineno, file, line)
+
+        warnings.showwarning = show
+        yield
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -105,6 +105,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "reads their train split: a certified bound needs no held-out data), streamed",
     )
     group.add_argument(
+        "--multi-pair",
+        type=int,
+        default=0,
+        metavar="K",
+        help="also the multi-pair bound over the K nearest (moved) calibration pairs per query "
+        "(liponet.certify.multi_pair_error_bound: needs L_G and the operator's symmetry, not "
+        "the model's; 0: off)",
+    )
+    group.add_argument(
         "--approximate",
         action="store_true",
         help="approximate nearest-neighbour search of the calibration set (still certified)",
@@ -294,6 +303,9 @@ def run(args: argparse.Namespace) -> int:
         others.append(error_lipschitz_bound(query_x, calib_x, calib_y, calib_pred))
     others += _at_scale(args, model, query_x, calib_x, calib_y, calib_pred, coords, l_true,
                         attrs.get("discretization"), noise)  # fmt: skip
+    if args.multi_pair:
+        others.append(_multi_pair(args, query_x, query_pred, calib_x, calib_y, l_true,
+                                  attrs.get("discretization"), noise))  # fmt: skip
     _print_table(bound, observed, args.rows)
     print()
     print(f"model: {ckpt.config['model']['name']}  L_model = {l_model.value:.4g} ({l_model.label})")
@@ -347,11 +359,11 @@ def _at_scale(
     The true operator's symmetry theorem is ``--pde``'s, else the one for the file's stated
     discretization (``DISCRETIZATION_OPERATORS``), else none (the bound is then estimated).
     """
-    from ..certify import SymmetryGroup, field_operator, file_pairs, generated_pairs
+    from ..certify import field_operator
     from ..certify.calibration import streamed_error_bounds
     from ..certify.symmetry import (
-        DISCRETIZATION_OPERATORS,
-        available_operator_symmetries,
+        SymmetryPremiseError,
+        check_model_symmetry,
         symmetric_error_bound,
     )
 
@@ -364,37 +376,23 @@ def _at_scale(
         raise UsageError("--symmetry and calibration sets at scale need --norm function")
     if args.calib_family and args.calib_files:
         raise UsageError("give --calib-family or --calib-files, not both")
-    group = None
-    if args.symmetry != "none":
-        dims = query_x.ndim - 2
-        group = SymmetryGroup(tuple(range(dims)), reflection=args.symmetry.endswith("reflection"))
-    operator = args.pde if args.pde in available_operator_symmetries() else None
-    if args.pde is None:
-        operator = DISCRETIZATION_OPERATORS.get(discretization or "")
+    group, operator = _group_and_operator(args, query_x, discretization)
+    if group is not None and args.multi_pair:
+        try:  # the multi-pair bound needs no model premise: skip only the single-pair orbit one
+            check_model_symmetry(model, group)
+        except SymmetryPremiseError as err:
+            print(f"single-pair {group.describe()} bound skipped (the multi-pair one stays): {err}")
+            group = None
     if not streamed:
-        assert group is not None
+        if group is None:
+            return []
         return [
             symmetric_error_bound(query_x, calib_x, calib_targets=calib_y, calib_preds=calib_pred,
                                   model=model, lipschitz_true=l_true, group=group,
                                   operator=operator, data_discretization=discretization,
                                   input_noise=noise)
         ]  # fmt: skip
-    if args.calib_family:
-        if args.calib_samples < 1:
-            raise UsageError(f"--calib-samples must be >= 1, got {args.calib_samples}")
-        nx = args.calib_nx if args.calib_nx is not None else query_x.shape[-1]
-        params: dict[str, Any] = _params(args.calib_param)
-        pairs = generated_pairs(args.calib_family, args.calib_samples, nx=nx, nt=args.calib_nt,
-                                seed=args.calib_seed, **params)  # fmt: skip
-        source = (
-            f"{args.calib_samples:,} pairs generated ({args.calib_family}, seed {args.calib_seed})"
-        )
-    else:
-        split = args.calib_split if args.calib_split in ("train", "val", "test") else "train"
-        pairs = file_pairs(args.calib_files, split=split, t_in=args.t_in,
-                           t_out=args.t_out, reduced_resolution=args.reduced_resolution,
-                           reduced_resolution_t=args.reduced_resolution_t)  # fmt: skip
-        source = f"pairs read from {', '.join(args.calib_files)} [{split}]"
+    pairs, source = _streamed_pairs(args, query_x)
     apply = None
     if hasattr(model, "branch_coefficients"):  # a DeepONet at DATA's grid points
         deeponet = field_operator(model, coords)
@@ -420,6 +418,84 @@ def _at_scale(
             print(f"  {b.name} premise: {line}")
         b.name = f"{b.name} [{bounds[0].n_calib:,} pairs]"
     return list(bounds)
+
+
+def _group_and_operator(
+    args: argparse.Namespace, query_x: Tensor, discretization: str | None
+) -> tuple[Any, str | None]:
+    """``--symmetry``'s group (``None``: none) and the true operator's symmetry-theorem name."""
+    from ..certify import SymmetryGroup
+    from ..certify.symmetry import DISCRETIZATION_OPERATORS, available_operator_symmetries
+
+    group = None
+    if args.symmetry != "none":
+        dims = query_x.ndim - 2
+        group = SymmetryGroup(tuple(range(dims)), reflection=args.symmetry.endswith("reflection"))
+    operator = args.pde if args.pde in available_operator_symmetries() else None
+    if args.pde is None:
+        operator = DISCRETIZATION_OPERATORS.get(discretization or "")
+    return group, operator
+
+
+def _streamed_pairs(args: argparse.Namespace, query_x: Tensor) -> tuple[Any, str]:
+    """The ``--calib-family`` / ``--calib-files`` stream and what it is."""
+    from ..certify import file_pairs, generated_pairs
+
+    if args.calib_family:
+        if args.calib_samples < 1:
+            raise UsageError(f"--calib-samples must be >= 1, got {args.calib_samples}")
+        nx = args.calib_nx if args.calib_nx is not None else query_x.shape[-1]
+        params: dict[str, Any] = _params(args.calib_param)
+        pairs = generated_pairs(args.calib_family, args.calib_samples, nx=nx, nt=args.calib_nt,
+                                seed=args.calib_seed, **params)  # fmt: skip
+        return pairs, (
+            f"{args.calib_samples:,} pairs generated ({args.calib_family}, seed {args.calib_seed})"
+        )
+    split = args.calib_split if args.calib_split in ("train", "val", "test") else "train"
+    pairs = file_pairs(args.calib_files, split=split, t_in=args.t_in,
+                       t_out=args.t_out, reduced_resolution=args.reduced_resolution,
+                       reduced_resolution_t=args.reduced_resolution_t)  # fmt: skip
+    return pairs, f"pairs read from {', '.join(args.calib_files)} [{split}]"
+
+
+def _multi_pair(
+    args: argparse.Namespace,
+    query_x: Tensor,
+    query_pred: Tensor,
+    calib_x: Tensor,
+    calib_y: Tensor,
+    l_true: Any,
+    discretization: str | None,
+    noise: float,
+) -> Any:
+    """``--multi-pair K``: over the streamed calibration set if one is given, else DATA's."""
+    from ..certify import multi_pair_error_bound
+
+    if args.multi_pair < 1:
+        raise UsageError(f"--multi-pair must be >= 1 (0: off), got {args.multi_pair}")
+    if args.norm != "function":
+        raise UsageError("--multi-pair needs --norm function")
+    group, operator = _group_and_operator(args, query_x, discretization)
+    if args.calib_family or args.calib_files:
+        pairs, source = _streamed_pairs(args, query_x)
+    else:
+        pairs, source = [(calib_x, calib_y)], f"{calib_x.shape[0]} pairs of {args.data}"
+    b = multi_pair_error_bound(
+        query_x,
+        query_pred,
+        pairs,
+        lipschitz_true=l_true,
+        group=group,
+        operator=operator,
+        neighbours=args.multi_pair,
+        data_discretization=discretization,
+        float32_storage=noise > 0,
+    )
+    print(f"multi-pair bound: {source}, {args.multi_pair} nearest per query")
+    for line in b.premises:
+        print(f"  {b.name} premise: {line}")
+    b.name = f"{b.name} [{b.n_calib:,} pairs, k={args.multi_pair}]"
+    return b
 
 
 def _attributes(path: str) -> dict[str, Any]:

@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from . import UsageError
+from . import UsageError, warnings_as_lines
 
 HELP = "train a model (config file + flags); multi-GPU/multi-node with torchrun"
 
@@ -145,6 +145,7 @@ def run(args: argparse.Namespace) -> int:
     from tqdm.auto import tqdm
 
     from ..train import (
+        ConstraintWarning,
         Trainer,
         TrainingInterrupted,
         build_dataset,
@@ -160,17 +161,18 @@ def run(args: argparse.Namespace) -> int:
         if event == "epoch" and ctx.is_main:
             tqdm.write(format_record(record, config.epochs), file=sys.stdout)
 
-    trainer = Trainer(
-        config,
-        data.train,
-        data.val,
-        ctx=ctx,
-        normalizer_state=data.normalizer_state,
-        callbacks=[printer],
-        progress=not args.no_progress,
-    )
     try:
-        trainer.fit(resume_from=args.resume, overwrite=args.overwrite)
+        with warnings_as_lines(ConstraintWarning):  # "liponet: warning: ..." on stderr, once
+            trainer = Trainer(
+                config,
+                data.train,
+                data.val,
+                ctx=ctx,
+                normalizer_state=data.normalizer_state,
+                callbacks=[printer],
+                progress=not args.no_progress,
+            )
+            trainer.fit(resume_from=args.resume, overwrite=args.overwrite)
     except TrainingInterrupted as stop:
         if ctx.is_main:
             print(f"liponet train: {stop}", file=sys.stderr)

@@ -14,11 +14,14 @@ spatial strides) is read through h5py by the layouts.
 from __future__ import annotations
 
 import contextlib
+import math
 import os
 from collections.abc import Sequence
+from typing import Any
 
 import h5py
 import numpy as np
+import torch
 
 from .errors import CorruptFileError
 from .layouts import Layout
@@ -26,7 +29,7 @@ from .layouts import Layout
 __all__ = ["OffsetReader", "all_finite"]
 
 #: Bytes read between two finite checks: the checked data is still in the (L2) cache.
-CHECK_BYTES = 256 * 1024
+CHECK_BYTES = 512 * 1024
 #: Most buffers one ``preadv`` call takes (POSIX guarantees at least 16; Linux allows 1024).
 MAX_IOV = 512
 
@@ -34,17 +37,26 @@ MAX_IOV = 512
 def all_finite(a: np.ndarray) -> bool:
     """Whether a contiguous float array is free of NaN/inf, in one memory-bound pass.
 
-    ``a . a`` (a BLAS dot product, the fastest full reduction numpy has) is NaN or infinite
-    when any entry is, since ``inf * inf = inf`` and NaN propagates; it can also overflow for
-    finite entries above ~1e19, so a non-finite result is rechecked entry by entry and the
-    answer is exact.
+    The sum of all entries (torch's vectorized float reduction, the fastest full pass at hand:
+    about 3x numpy's BLAS dot ``a . a`` on cached data) is NaN or infinite when any entry is:
+    IEEE addition propagates NaN, an infinity stays infinite unless an opposite one meets it,
+    and ``inf + -inf`` is NaN. It can also overflow for finite entries (a sum beyond ~3e38), so
+    a non-finite result is rechecked entry by entry: the answer is exact either way.
     """
     flat = a.reshape(-1)
-    with np.errstate(over="ignore", invalid="ignore"):
-        square = np.dot(flat, flat)
-    if np.isfinite(square):
+    if flat.size == 0:
+        return True
+    if flat.dtype in _TORCH_FLOATS and flat.flags.c_contiguous:
+        total = float(torch.from_numpy(flat).sum())
+    else:
+        with np.errstate(over="ignore", invalid="ignore"):
+            total = float(np.sum(flat))
+    if math.isfinite(total):
         return True
     return bool(np.isfinite(flat).all())
+
+
+_TORCH_FLOATS = (np.dtype(np.float32), np.dtype(np.float64), np.dtype(np.float16))
 
 
 class OffsetReader:
@@ -185,7 +197,7 @@ class OffsetReader:
         ok
             ``(len(samples), len(frames))`` bool: which frames are free of NaN/inf.
         """
-        plan = self._plan(tuple(int(t) for t in frames))
+        plan = self._plan(frames if isinstance(frames, tuple) else tuple(int(t) for t in frames))
         fd = self._descriptor()
         n, n_frames = len(samples), len(frames)
         out = np.empty((n, n_frames, self.n_fields, *self.frame_shape), dtype=np.float32)
@@ -195,15 +207,33 @@ class OffsetReader:
         flat = out.reshape(n, -1)
         group = max(1, CHECK_BYTES // flat[0].nbytes)
         single = self.n_fields == 1
+        # One piece covering a whole sample, samples back to back in the file: a run of
+        # consecutive samples is one byte range, read into consecutive rows by one call.
+        whole = single and len(plan) == 1 and plan[0][4] == flat[0].nbytes
         for start in range(0, n, group):
             stop = min(start + group, n)
-            for i in range(start, stop):
-                row, sample = out[i], int(samples[i])
+            i = start
+            while i < stop:
+                sample = int(samples[i])
+                if whole:
+                    j = i + 1
+                    while j < stop and int(samples[j]) == sample + (j - i):
+                        j += 1
+                    _, _, _, offset, stride = plan[0]
+                    bufs: list[Any] = [flat[i:j]]
+                    where = offset + sample * stride
+                    if os.preadv(fd, bufs, where) != (j - i) * stride:
+                        key = self.sources[frames[0]][0][2]
+                        self._read_fully(fd, bufs, where, key)
+                    i = j
+                    continue
+                row = out[i]
                 for k, first, end, offset, stride in plan:
                     bufs = [row[first:end, 0]] if single else [row[j, k] for j in range(first, end)]
                     where = offset + sample * stride
                     if os.preadv(fd, bufs, where) != (end - first) * self.frame_bytes:
                         self._read_fully(fd, bufs, where, self.sources[frames[first]][k][2])
+                i += 1
             if not all_finite(flat[start:stop]):  # still in cache: one reduction per group
                 for i in range(start, stop):
                     ok[i] = np.isfinite(out[i].reshape(n_frames, -1)).all(axis=1)

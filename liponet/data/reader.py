@@ -86,6 +86,23 @@ def _selection(samples: range | Sequence[int]) -> slice | list[int]:
     return list(rows)
 
 
+def _items_plan(
+    windows: list[list[int]],
+) -> tuple[list[int], dict[int, int], slice | list[int], int, list[int] | None]:
+    """What :meth:`PDEBenchDataset.read_items` reads and picks, from the windows' frames.
+
+    ``(needed positions, position -> index in the read, the first window's inputs (a slice
+    when they are a prefix: a view), its target's index, its frames' indices or None when they
+    are every frame read)``.
+    """
+    needed = sorted({p for w in windows for p in w})
+    where = {p: i for i, p in enumerate(needed)}
+    w = [where[p] for p in windows[0]]
+    x_sel: slice | list[int] = w[:-1] if w[:-1] != list(range(len(w) - 1)) else slice(len(w) - 1)
+    ok_sel = None if sorted(w) == list(range(len(needed))) else w
+    return needed, where, x_sel, w[-1], ok_sel
+
+
 def finite_rows(a: np.ndarray) -> np.ndarray:
     """Which rows of a 2-D array are free of NaN/inf: ``(rows,)`` bool.
 
@@ -306,7 +323,7 @@ class PDEBenchDataset(Dataset[tuple[Tensor, Tensor]]):
         read as one strided hyperslab; a single run is returned without another copy.
         """
         if self._direct is not None:
-            return self._direct.read(samples, [self._frame_ids[p] for p in positions])[0]
+            return self._direct.read(samples, self._stored_frames(positions))[0]
         f = self._h5()
         sel = _selection(samples)
         step = self._frame_ids.step
@@ -327,11 +344,20 @@ class PDEBenchDataset(Dataset[tuple[Tensor, Tensor]]):
         Reads by file offset check each piece once, right after reading it (in cache).
         """
         if self._direct is not None:
-            return self._direct.read(samples, [self._frame_ids[p] for p in positions])
+            return self._direct.read(samples, self._stored_frames(positions))
         block = self.read_frames(samples, positions)
         n = block.shape[0]
         ok = finite_rows(block.reshape(n * len(positions), -1)).reshape(n, len(positions))
         return block, ok
+
+    def _stored_frames(self, positions: Sequence[int]) -> tuple[int, ...]:
+        """Stored frame indices of ``positions`` (cached: a stream asks for the same ones)."""
+        key = tuple(positions)
+        cache = self.__dict__.setdefault("_frames_cache", {})
+        frames = cache.get(key)
+        if frames is None:
+            frames = cache[key] = tuple(int(self._frame_ids[p]) for p in key)
+        return frames
 
     def read_items(
         self, samples: range | Sequence[int]
@@ -342,16 +368,16 @@ class PDEBenchDataset(Dataset[tuple[Tensor, Tensor]]):
         read when there is one window per sample), the file sample index of each item and a
         boolean mask of the items free of NaN/inf. Nothing is raised here.
         """
-        needed = sorted({p for w in self._windows for p in w})
+        plan = self.__dict__.get("_items_plan")
+        if plan is None:  # the same for every read (a stream reads per batch): work it out once
+            plan = self._items_plan = _items_plan(self._windows)
+        needed, where, x_sel, y_pos, ok_sel = plan
         block, frame_ok = self.read_checked(samples, needed)  # (n, len(needed), fields, *spatial)
         n = block.shape[0]
-        where = {p: i for i, p in enumerate(needed)}
         if len(self._windows) == 1:
-            w = [where[p] for p in self._windows[0]]
-            x = block[:, w[:-1]] if w[:-1] != list(range(len(w) - 1)) else block[:, : len(w) - 1]
-            x = x.reshape(n, -1, *block.shape[3:])  # (n, k * fields, *spatial): time-major
-            y = block[:, w[-1]]
-            ok = np.asarray(frame_ok[:, w].all(1))
+            x = block[:, x_sel].reshape(n, -1, *block.shape[3:])  # (n, k * fields, *spatial)
+            y = block[:, y_pos]
+            ok = np.asarray((frame_ok if ok_sel is None else frame_ok[:, ok_sel]).all(1))
         else:
             xs, ys, oks = [], [], []
             for win in self._windows:
@@ -362,7 +388,8 @@ class PDEBenchDataset(Dataset[tuple[Tensor, Tensor]]):
             x = einops.rearrange(np.stack(xs, 1), "n w k f ... -> (n w) (k f) ...")
             y = einops.rearrange(np.stack(ys, 1), "n w f ... -> (n w) f ...")
             ok = np.asarray(np.stack(oks, 1).reshape(-1))
-        ids = np.repeat(np.asarray(samples), len(self._windows))
+        ids = np.asarray(samples)
+        ids = ids if len(self._windows) == 1 else np.repeat(ids, len(self._windows))
         return x, y, ids, ok
 
     def check_finite(self, ok: np.ndarray, ids: np.ndarray, policy: str | None = None) -> None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import itertools
 import os
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -159,13 +158,13 @@ class PDEBenchStream(IterableDataset[Any]):
         for p in range(0, len(blocks), per_pool):
             yield rng, blocks[p : p + per_pool]
 
-    def _sample_order(self) -> Iterator[int]:
-        """Yield this stream's file sample indices in yield order (each pool permuted in turn)."""
+    def _sample_order(self) -> np.ndarray:
+        """File sample indices of this stream, in yield order (each pool permuted in turn)."""
+        parts = []
         for rng, pool in self._pools():
-            order = np.concatenate([np.asarray(b) for b in pool])
-            if self.shuffle:
-                order = rng.permutation(order)
-            yield from order.tolist()
+            order = np.concatenate([np.arange(b.start, b.stop, b.step) for b in pool])
+            parts.append(rng.permutation(order) if self.shuffle else order)
+        return np.concatenate(parts) if parts else np.zeros(0, dtype=np.int64)
 
     def _chunks(self) -> Iterator[tuple[np.ndarray, np.ndarray]]:
         """``(x, y)`` arrays of finite items, in yield order.
@@ -180,9 +179,11 @@ class PDEBenchStream(IterableDataset[Any]):
         windows = self.dataset.items_per_sample
         read = max(1, (self.batch_size or self.block_size) // windows)
         if self.dataset.reads_by_offset or self.dataset.sample_bytes() >= DIRECT_READ_BYTES:
-            order, want = self._sample_order(), read
-            while batch := list(itertools.islice(order, want)):
-                x, y, ids, ok = self.dataset.read_items(sorted(batch))
+            order, at, want = self._sample_order(), 0, read
+            while at < len(order):
+                batch = np.sort(order[at : at + want]).tolist()
+                at += want
+                x, y, ids, ok = self.dataset.read_items(batch)
                 self.dataset.check_finite(ok, ids, policy=self.on_nonfinite)
                 want = read
                 if not ok.all():

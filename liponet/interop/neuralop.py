@@ -410,94 +410,236 @@ def from_neuralop(model: Any) -> FNO:
     return twin.eval()
 
 
-def to_neuralop(twin: FNO, template: Any) -> Any:
-    """Write a (fine-tuned) twin's weights back into a copy of the neuraloperator ``template``.
+#: Spectral weights at frequencies neuraloperator's layout lacks count as zero below this
+#: fraction of the layer's largest weight (clip normalization leaves float32 rounding there).
+ZERO_TOLERANCE = 1e-6
 
-    Possible when ``template`` has dense spectral weights and odd (or 1-D) leading ``n_modes``
-    (then every twin weight has a place); ``twin`` must come from :func:`from_neuralop` of a
-    model with ``template``'s architecture.
+
+class _Layer:
+    """The eval weights of one Fourier layer of a twin, in neuraloperator's terms."""
+
+    def __init__(self, part: nn.Module) -> None:
+        mlp_skip = None
+        if isinstance(part, ParallelSum):
+            part, mlp_skip = part.a, part.b
+        block = part[0] if isinstance(part, CertifiedSequential) else part
+        assert isinstance(block, FourierBlock)
+        r, w = block.conv.effective_weights()  # (*kept, out, in) complex, (out, in)
+        assert w is not None and block.conv.bias is not None
+        self.spectral, self.skip, self.bias = r.detach(), w.detach(), block.conv.bias.detach()
+        self.mlp = part[1] if isinstance(part, CertifiedSequential) and len(part) > 1 else None
+        self.mlp_skip: Tensor | None = None
+        if mlp_skip is not None:
+            assert isinstance(mlp_skip, FieldLinear)
+            if mlp_skip.linear.bias is not None and bool(mlp_skip.linear.bias.any()):
+                raise _refuse("channel_mlp_skip", "bias", "neuraloperator's skips have none")
+            self.mlp_skip = mlp_skip.linear.effective_weight().detach()
+
+
+def _twin_layers(twin: CertifiedModule, depth: int) -> tuple[Any, list[_Layer], Any]:
+    net = getattr(twin, "net", None)
+    if not (isinstance(net, CertifiedSequential) and len(net) == 3):
+        raise TypeError(
+            "to_neuralop expects a model from from_neuralop or constrain, "
+            f"got {type(twin).__name__}"
+        )
+    lift, body, proj = net[0], net[1], net[2]
+    if isinstance(body, SymmetricPadding):
+        body = body.inner
+    assert isinstance(body, CertifiedSequential) and len(body) == depth
+    layers = []
+    for i in range(depth):
+        part = body[i]
+        if isinstance(part, CertifiedSequential) and i < depth - 1:
+            part = part[0]  # (layer, activation)
+        layers.append(_Layer(part))
+    return lift, layers, proj
+
+
+def _skip_kind(w: Tensor, current: str | None) -> str | None:
+    """The neuraloperator skip kind (``current`` if it fits) that holds the weight ``w``."""
+    eye = torch.eye(w.shape[0], dtype=w.dtype)
+    fits = {
+        None: not bool(w.any()),
+        "identity": torch.equal(w, eye),
+        "soft-gating": torch.equal(w, torch.diag(torch.diagonal(w))),
+        "linear": True,
+    }
+    if fits[current]:
+        return current
+    return "soft-gating" if fits["soft-gating"] else "linear"
+
+
+def _common_kind(weights: list[Tensor], current: str | None) -> str | None:
+    """One skip kind (neuraloperator uses one for every layer) holding all ``weights``."""
+    kinds = {_skip_kind(w, current) for w in weights}
+    for kind in ("linear", "soft-gating"):
+        if kind in kinds:
+            return kind
+    return current
+
+
+def _kind_of(skip: Any) -> str | None:
+    if skip is None:
+        return None
+    if isinstance(skip, nn.Identity):
+        return "identity"
+    return "soft-gating" if type(skip).__name__ == "SoftGating" else "linear"
+
+
+def _neuralop_spectral(a: Tensor, n_modes: list[int], d: int) -> Tensor | None:
+    """Weights ``R`` in neuraloperator's layout whose multiplier is the twin's ``a``, or ``None``.
+
+    ``a``: the twin's eval spectral weights ``(*kept, out, in)``, Hermitian on the ``k_d = 0``
+    slice. neuraloperator keeps, along an even leading ``n``, the frequencies ``-n/2 .. n/2 - 1``
+    (the twin's index ``n``, frequency ``+n/2``, has no place); on the ``k_d = 0`` slice its
+    inverse real FFT applies the Hermitian part ``(R_k + conj(R_-k)) / 2`` with absent entries
+    zero, so an entry whose mirror is absent is written doubled. ``None`` when a weight without
+    a place is not zero (above :data:`ZERO_TOLERANCE` of the largest).
+    """
+    kept = a.shape[:d]
+    present = torch.ones(kept, dtype=torch.bool)
+    for i, n in enumerate(n_modes[:-1]):
+        if kept[i] == n + 1:  # even n: the last index is the absent +n/2
+            index: list[Any] = [slice(None)] * d
+            index[i] = n
+            present[tuple(index)] = False
+    mirrored = present.select(d - 1, 0).flip(dims=tuple(range(d - 1))) if d > 1 else None
+    factor = torch.ones(kept, dtype=a.real.dtype)
+    needed = ~present  # off the zero slice every absent weight must be zero
+    if mirrored is not None:
+        zero_present = present.select(d - 1, 0)
+        factor.select(d - 1, 0)[zero_present & ~mirrored] = 2.0
+        needed.select(d - 1, 0).copy_(~zero_present & ~mirrored)
+    scale = float(a.abs().max())
+    if bool(needed.any()) and float(a[needed].abs().max()) > ZERO_TOLERANCE * scale:
+        return None
+    r = a * factor[(...,) + (None,) * 2].to(a.dtype)
+    r = r[tuple(slice(0, n) for n in n_modes[:-1])]  # drop the absent +n/2 entries
+    return r.permute(d + 1, d, *range(d))  # (in, out, *n_modes')
+
+
+def _rebuilt(template: Any, **changes: Any) -> Any:
+    """A new neuraloperator FNO with the template's settings and ``changes``."""
+    import inspect
+
+    neuralop = _neuralop()
+    kwargs = dict(template._init_kwargs)
+    args = kwargs.pop("args", ())
+    for key in ("_name", "_version"):
+        kwargs.pop(key, None)
+    bound = inspect.signature(neuralop.models.FNO).bind_partial(*args, **kwargs)
+    settings = {**bound.arguments, **changes}
+    settings.pop("kwargs", None)
+    return neuralop.models.FNO(**settings)
+
+
+def to_neuralop(twin: CertifiedModule, template: Any) -> Any:
+    """A neuraloperator ``FNO`` computing a (fine-tuned or constrained) twin's function.
+
+    Parameters
+    ----------
+    twin
+        From :func:`from_neuralop` (possibly trained) or :func:`~liponet.interop.constrain`;
+        its eval-mode weights are written.
+    template
+        The neuraloperator model the twin was converted from (not modified).
+
+    Returns
+    -------
+    neuralop.models.FNO
+        A copy of ``template`` holding the twin's weights when every weight has a place there.
+        Otherwise a model built with the template's settings and the smallest changes that
+        hold them exactly: ``factorization=None`` for factorized weights (a factorized tensor
+        of a fixed rank cannot hold arbitrary weights), an even leading ``n_modes`` ``n``
+        raised to ``n + 1`` when the twin's weights at frequency ``+n/2`` are not zero (they
+        are after conversion; training moves them), and a skip (``fno_skip``,
+        ``channel_mlp_skip``) whose trained weight left its kind becomes ``"soft-gating"``
+        (still diagonal) or ``"linear"``. Same outputs as ``twin`` in eval mode, to float32
+        rounding, on even leading grid sizes (see the module docstring).
 
     Raises
     ------
     UnsupportedNeuralopError
-        For factorized weights or even leading ``n_modes`` (the twin's extra frequency ``+n/2``
-        has no place in neuraloperator's layout).
+        If a channel-MLP skip of the twin has a non-zero bias (neuraloperator's skips have none).
+    TypeError
+        If ``twin`` is not a model built by :func:`from_neuralop` or ``constrain``.
 
     Examples
     --------
     >>> import torch
     >>> from neuralop.models import FNO as NeuralopFNO
-    >>> from liponet.interop import from_neuralop, to_neuralop
+    >>> from liponet.interop import constrain, from_neuralop, to_neuralop
     >>> theirs = NeuralopFNO(n_modes=(6,), in_channels=1, out_channels=1, hidden_channels=4,
     ...                      n_layers=2).eval()
-    >>> twin = from_neuralop(theirs)
-    >>> back = to_neuralop(twin, theirs).eval()
+    >>> model = constrain(from_neuralop(theirs), k=1.0)
+    >>> back = to_neuralop(model, theirs).eval()
     >>> x = torch.randn(1, 1, 16)
-    >>> torch.allclose(back(x), twin(x), atol=1e-5)
+    >>> torch.allclose(back(x), model(x), atol=1e-5)
     True
     """
-    out = copy.deepcopy(template)
-    _check(out)
+    _check(template)
+    blocks = template.fno_blocks
+    depth = template.n_layers
+    d = template.n_dim
+    lift, layers, proj = _twin_layers(twin, depth)
+    n_modes = list(template.n_modes)
+    if not template.complex_data:  # neuraloperator stores the last one halved
+        n_modes[-1] = list(template.fno_blocks.convs[0].n_modes)[-1]
+    n_modes = [int(n) for n in template._init_kwargs.get("n_modes") or n_modes]
+    changes: dict[str, Any] = {}
+    if any(type(conv.weight).__name__ != "DenseTensor" for conv in blocks.convs):
+        changes["factorization"] = None
+    spectral = [_neuralop_spectral(layer.spectral, n_modes, d) for layer in layers]
+    if any(r is None for r in spectral):
+        n_modes = [n + 1 if n % 2 == 0 and i < d - 1 else n for i, n in enumerate(n_modes)]
+        changes["n_modes"] = tuple(n_modes)
+        spectral = [_neuralop_spectral(layer.spectral, n_modes, d) for layer in layers]
+    fno_kind = _kind_of(blocks.fno_skips[0]) if blocks.fno_skips else None
+    kind = _common_kind([layer.skip for layer in layers], fno_kind)
+    if kind != fno_kind:
+        changes["fno_skip"] = kind
+    if blocks.use_channel_mlp and blocks.channel_mlp_skips is not None:
+        mlp_kind = _kind_of(blocks.channel_mlp_skips[0])
+        weights = [layer.mlp_skip for layer in layers if layer.mlp_skip is not None]
+        kind = _common_kind(weights, mlp_kind)
+        if kind != mlp_kind:
+            changes["channel_mlp_skip"] = kind
+    out = _rebuilt(template, **changes) if changes else copy.deepcopy(template)
+    out.eval()
     blocks = out.fno_blocks
-    n_modes = list(out.n_modes)
-    if any(n % 2 == 0 for n in n_modes[:-1]):
-        raise _refuse("n_modes", tuple(n_modes), "even leading modes cannot be written back")
-    for conv in blocks.convs:
-        if type(conv.weight).__name__ != "DenseTensor":
-            raise _refuse("factorization", out.factorization, "write back needs dense weights")
-    net = twin.net
-    assert isinstance(net, CertifiedSequential)
-    lift, body, proj = net[0], net[1], net[2]
-    if isinstance(body, SymmetricPadding):
-        body = body.inner
-    assert isinstance(body, CertifiedSequential)
 
     def put_mlp(mlp: Any, seq: Any) -> None:
         assert isinstance(seq, CertifiedSequential)
         linears = [m for m in seq.layers if isinstance(m, FieldLinear)]
         for fc, lin in zip(mlp.fcs, linears, strict=True):
-            fc.weight.copy_(lin.linear.weight.detach().reshape(fc.weight.shape))
+            fc.weight.copy_(lin.linear.effective_weight().detach().reshape(fc.weight.shape))
             assert lin.linear.bias is not None
             fc.bias.copy_(lin.linear.bias.detach())
 
-    d = len(n_modes)
     with torch.no_grad():
         put_mlp(out.lifting, lift)
         put_mlp(out.projection, proj)
-        for i in range(out.n_layers):
-            part = body[i]
-            if isinstance(part, CertifiedSequential) and i < out.n_layers - 1:
-                part = part[0]
-            mlp_skip = None
-            if isinstance(part, ParallelSum):
-                part, mlp_skip = part.a, part.b
-            block = part[0] if isinstance(part, CertifiedSequential) else part
-            assert isinstance(block, FourierBlock)
+        for i, layer in enumerate(layers):
             conv = blocks.convs[i]
-            r = torch.view_as_complex(block.conv.weight.detach())  # (*kept, out, in)
-            conv.weight.tensor.copy_(r.permute(d + 1, d, *range(d)))
-            w = block.conv.skip
-            assert w is not None and block.conv.bias is not None
-            conv.bias.copy_(block.conv.bias.detach().reshape(conv.bias.shape))
-            skip = blocks.fno_skips[i] if blocks.fno_skips else None
-            _put_skip(skip, w.detach(), "fno_skip")
-            if isinstance(part, CertifiedSequential) and len(part) > 1:
-                put_mlp(blocks.channel_mlp[i], part[1])
-            if mlp_skip is not None:
-                assert isinstance(mlp_skip, FieldLinear)
-                _put_skip(blocks.channel_mlp_skips[i], mlp_skip.linear.weight.detach(), "mlp")
+            r = spectral[i]
+            assert r is not None
+            conv.weight.tensor.copy_(r)
+            conv.bias.copy_(layer.bias.reshape(conv.bias.shape))
+            _put_skip(blocks.fno_skips[i] if blocks.fno_skips else None, layer.skip)
+            if layer.mlp is not None:
+                put_mlp(blocks.channel_mlp[i], layer.mlp)
+            if layer.mlp_skip is not None:
+                _put_skip(blocks.channel_mlp_skips[i], layer.mlp_skip)
     return out
 
 
-def _put_skip(skip: Any, w: Tensor, what: str) -> None:
+def _put_skip(skip: Any, w: Tensor) -> None:
+    """Write ``w`` into a skip of the kind :func:`_skip_kind` chose for it."""
     name = type(skip).__name__
     if skip is None or isinstance(skip, nn.Identity):
-        want = torch.zeros_like(w) if skip is None else torch.eye(w.shape[0])
-        if not torch.equal(w, want.to(w.dtype)):
-            raise _refuse(what, name, "the twin's skip changed and has no place here")
-    elif name == "SoftGating":
-        if not torch.equal(w, torch.diag(torch.diagonal(w))):
-            raise _refuse(what, name, "the twin's skip is no longer diagonal")
+        return
+    if name == "SoftGating":
         skip.weight.copy_(torch.diagonal(w).reshape(skip.weight.shape))
     else:
         skip.conv.weight.copy_(w.reshape(skip.conv.weight.shape))

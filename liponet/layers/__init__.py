@@ -19,6 +19,7 @@ from .fourier import FourierBlock as FourierBlock
 from .fourier import LipSpectralConv as LipSpectralConv
 from .fourier import PaddedDomain as PaddedDomain
 from .fourier import SpectralMultiplier as SpectralMultiplier
+from .linear import ClippedLinear as ClippedLinear
 from .linear import LipLinear as LipLinear
 from .residual import ConvexPotentialBlock as ConvexPotentialBlock
 from .residual import ConvexPotentialChain as ConvexPotentialChain
@@ -37,6 +38,7 @@ __all__ = [
     "BudgetScaled",
     "CertifiedModule",
     "CertifiedSequential",
+    "ClippedLinear",
     "ConvexPotentialBlock",
     "ConvexPotentialChain",
     "FourierBlock",

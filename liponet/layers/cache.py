@@ -6,13 +6,14 @@ writes the parameter without autograd noticing: ``param.data.copy_(...)`` (EMA/S
 other libraries) moves neither. :class:`WeightKeyedCache` is keyed on the weights themselves: it
 keeps a copy of every source tensor and compares it *bitwise* with the current one on each
 access, so no write can be missed (a NaN compares equal to the same NaN, ``-0.0`` differs from
-``0.0``). The check reads each weight twice and allocates nothing; the price is one extra copy of
-the weights in memory.
+``0.0``). The check reads each weight and its copy once (the C library's ``memcmp`` on CPU) and
+allocates nothing; the price is one extra copy of the weights in memory.
 """
 
 from __future__ import annotations
 
 import contextlib
+import ctypes
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any, TypeVar
 
@@ -24,6 +25,32 @@ __all__ = ["WeightKeyedCache", "same_bits"]
 T = TypeVar("T")
 
 _INT_OF_SIZE = {1: torch.uint8, 2: torch.int16, 4: torch.int32, 8: torch.int64}
+
+
+def _load_memcmp() -> Callable[[int, int, int], int] | None:
+    """The C library's ``memcmp`` (about twice as fast as ``torch.equal``), if it can be found."""
+    try:
+        libc = ctypes.CDLL(None)
+        fn = libc.memcmp
+    except (OSError, AttributeError, TypeError):  # e.g. Windows: no process-wide symbol table
+        return None
+    fn.restype = ctypes.c_int
+    fn.argtypes = [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_size_t]
+    return fn
+
+
+_MEMCMP = _load_memcmp()
+
+
+def _plain_cpu(t: Tensor) -> bool:
+    """Dense contiguous CPU memory holding exactly the values (no lazy conjugate/negation)."""
+    return (
+        t.device.type == "cpu"
+        and t.layout == torch.strided
+        and t.is_contiguous()
+        and not t.is_conj()
+        and not t.is_neg()
+    )
 
 
 def same_bits(a: Tensor, b: Tensor) -> bool:
@@ -40,6 +67,9 @@ def same_bits(a: Tensor, b: Tensor) -> bool:
     """
     if a.shape != b.shape or a.dtype != b.dtype or a.device != b.device:
         return False
+    if _MEMCMP is not None and _plain_cpu(a) and _plain_cpu(b):
+        # Same bytes: the two blocks of memory compared by the C library.
+        return _MEMCMP(a.data_ptr(), b.data_ptr(), a.numel() * a.element_size()) == 0
     if a.is_contiguous() and b.is_contiguous() and a.numel() * a.element_size() % 8 == 0:
         # Same bytes, compared 8 at a time (several times faster than per float32 element).
         a, b = a.reshape(-1).view(torch.uint8), b.reshape(-1).view(torch.uint8)

@@ -43,7 +43,10 @@ from torch import Tensor, nn
 
 from ..functional import (
     SVD_RELATIVE_MARGIN,
+    TARGET_MARGIN,
     bjorck,
+    chunks,
+    drifted_norm_bounds,
     perturbed_norm_upper,
     polar_factor,
     spectral_norm_exact,
@@ -483,6 +486,15 @@ SCALAR_NORMALIZATIONS: dict[str, Callable[[Tensor, float], Tensor]] = {
     "clip": lambda sigma, k: 1.0 / (sigma / k).clamp_min(1.0),
 }
 
+#: For each scalar normalization: which multipliers' norms are needed exactly, from bounds
+#: ``(lower, upper, k)`` of all of them: those that may attain the largest norm (the scale of
+#: ``"global"``, and a tight certificate) and, for ``"clip"``, those that may exceed ``k`` (the
+#: others keep scale 1). The rest keep their upper bound (no SVD; ``LipSpectralConv._norms``).
+EXACT_NORMS_NEEDED: dict[str, Callable[[Tensor, Tensor, float], Tensor]] = {
+    "global": lambda lower, upper, k: upper >= lower.max(),
+    "clip": lambda lower, upper, k: (upper >= lower.max()) | (upper > k),
+}
+
 
 def _complex_param(shape: Sequence[int]) -> nn.Parameter:
     # Complex tensors are stored as real (..., 2) so that .double()/.to(dtype) convert them.
@@ -526,7 +538,13 @@ class LipSpectralConv(CertifiedModule):
     term only with ``skip``). This is the *exact* norm of the linear part whenever some frequency
     is unkept, and an upper bound otherwise. Certified by float64 SVDs
     (:func:`liponet.functional.spectral_norm_upper`) of the multipliers exactly as the forward
-    applies them (``W' + R'_k`` summed in float64); ``<= k`` up to rounding when constrained.
+    applies them (``W' + R'_k`` summed in float64). Constrained multipliers are normalized to
+    ``k`` times :data:`~liponet.functional.TARGET_MARGIN` (``1 - 2^-20``), so the float32
+    rounding of the eval weights keeps the certificate ``<= k``.
+    With ``"global"`` or ``"clip"``, a multiplier whose norm provably cannot matter (below the
+    largest and, for ``"clip"``, below the target) is bounded without an SVD, by Weyl's inequality
+    from the last computed state (:func:`~liponet.functional.drifted_norm_bounds`): the
+    certificate is the same number, at a fraction of the cost after a small optimizer step.
 
     Notes
     -----
@@ -589,6 +607,10 @@ class LipSpectralConv(CertifiedModule):
         u = torch.randn(n_kept + int(skip), in_channels, dtype=torch.complex64)
         self.register_buffer("u", torch.view_as_real(nn.functional.normalize(u, dim=-1)))
         self._cache = WeightKeyedCache(self._sources())
+        #: ``(m, lower, upper)`` of the last eval state of a scalar normalization: the stacked
+        #: multipliers and bounds of their norms, so the next one needs SVDs only where the
+        #: weights moved enough to matter (:meth:`_norms`).
+        self._norm_memory: tuple[Tensor, Tensor, Tensor] | None = None
 
     def _init_weights(self) -> None:
         with torch.no_grad():
@@ -603,6 +625,11 @@ class LipSpectralConv(CertifiedModule):
                     nn.init.orthogonal_(self.skip)
 
     # ------------------------------------------------------------------ multipliers
+    def _target(self) -> float:
+        """The norm the multipliers are normalized to: ``k`` times ``TARGET_MARGIN``."""
+        assert self.k is not None
+        return self.k * TARGET_MARGIN
+
     def _symmetric_spectral(self, weight: Tensor | None = None) -> Tensor:
         """The spectral weights ``R_k`` ``(*kept, out, in)``, Hermitian on the ``k_d = 0`` slice."""
         weight = self.weight if weight is None else weight
@@ -636,7 +663,7 @@ class LipSpectralConv(CertifiedModule):
                 u = _power_vectors(m, torch.view_as_complex(self.u), self.n_power)
                 self.u.copy_(torch.view_as_real(u))
             weights: tuple[Tensor, Tensor] = _ClipTrainWeights.apply(
-                self.weight, self.skip, u, m, self.k, len(self.modes)
+                self.weight, self.skip, u, m, self._target(), len(self.modes)
             )
             return weights
         r = self._symmetric_spectral()
@@ -648,12 +675,12 @@ class LipSpectralConv(CertifiedModule):
             self.u.copy_(torch.view_as_real(u))
         sigma = torch.linalg.vector_norm(m @ u.unsqueeze(-1), dim=(-2, -1))  # (K [+1],) estimates
         if self.normalization != "global":
-            m = NORMALIZATIONS[self.normalization](m, sigma, self.k)
+            m = NORMALIZATIONS[self.normalization](m, sigma, self._target())
             return self._split(m, symmetrize=True)  # per-mode scales: restore exact symmetry
         # Global: (W + R_k)/s - W/s = R_k/s, so the weights are scaled directly; the gradient of
         # the largest estimate s reaches only its own multiplier (as through max), no host sync,
         # and a real scale keeps A_{-k} = conj(A_k) exactly.
-        scale = self.k / sigma.max()
+        scale = self._target() / sigma.max()
         return r * scale, None if self.skip is None else self.skip * scale
 
     def _sources(self) -> list[Tensor]:
@@ -677,15 +704,60 @@ class LipSpectralConv(CertifiedModule):
             if self.k is None:
                 return (r, skip), None
             m = self._stacked(r, skip)  # (K [+1], out, in)
-            sigma = spectral_norm_exact(m)  # float64 (K [+1],)
             if self.normalization in SCALAR_NORMALIZATIONS:
-                scale = SCALAR_NORMALIZATIONS[self.normalization](sigma, self.k)  # float64
+                target = self._target()
+                sigma, upper = self._norms(m, target)  # float64 (K [+1],) each
+                scale = SCALAR_NORMALIZATIONS[self.normalization](sigma, target)  # float64
                 normalized = m * scale.to(m.real.dtype)[:, None, None]
                 weights = self._split(normalized, symmetrize=True)
-                # What the certificate needs: m, its exact norms and the float64 scales.
-                return weights, (m, sigma, scale)
-            normalized = NORMALIZATIONS[self.normalization](m, sigma.to(m.real.dtype), self.k)
+                # What the certificate needs: m, upper bounds of its norms, the float64 scales.
+                return weights, (m, upper, scale)
+            sigma = spectral_norm_exact(m)  # float64 (K [+1],)
+            target = self._target()
+            normalized = NORMALIZATIONS[self.normalization](m, sigma.to(m.real.dtype), target)
             return self._split(normalized, symmetrize=True), None
+
+    def _norms(self, m: Tensor, k: float) -> tuple[Tensor, Tensor]:
+        """Norms of the stacked multipliers ``m`` for a scalar normalization: ``(sigma, upper)``.
+
+        ``upper`` (float64 ``(K [+1],)``) bounds every ``||m_k||_2`` (certified). ``sigma`` is
+        the exact float64 SVD norm where the normalization's scales need it
+        (:data:`EXACT_NORMS_NEEDED`) and ``upper`` elsewhere, which gives the same scales: a
+        multiplier left out is provably below the largest norm (``"global"``) or below ``k``
+        (``"clip"``). Without a remembered state (first call, other shape, dtype or device)
+        every norm is computed. Otherwise the bounds of the last state move by the distance
+        the weights moved (:func:`~liponet.functional.drifted_norm_bounds`), and only the
+        multipliers that may matter get an SVD.
+        """
+        memory = self._norm_memory
+        if (
+            memory is None
+            or memory[0].shape != m.shape
+            or memory[0].dtype != m.dtype
+            or memory[0].device != m.device
+        ):
+            sigma = spectral_norm_exact(m)
+            lower, upper = sigma, sigma * (1.0 + SVD_RELATIVE_MARGIN)
+        else:
+            lower, upper = drifted_norm_bounds(m, *memory)
+            sigma = upper.clone()
+            rule = EXACT_NORMS_NEEDED[self.normalization]
+            need = rule(lower, upper, k)
+            if bool(need.any()):
+                # The likeliest largest first: its exact norm raises the others' threshold.
+                first = torch.where(need, lower, -math.inf).argmax().reshape(1)
+                for index in (first, None):
+                    if index is None:
+                        need = rule(lower, upper, k)
+                        need[first] = False
+                        index = need.nonzero().squeeze(1)
+                    if len(index):
+                        exact = spectral_norm_exact(m[index])
+                        sigma[index] = exact
+                        lower[index] = exact
+                        upper[index] = exact * (1.0 + SVD_RELATIVE_MARGIN)
+        self._norm_memory = (m, lower, upper)
+        return sigma, upper
 
     def multipliers(self) -> tuple[Tensor, Tensor | None]:
         """The eval-mode multipliers in float64: ``(W' + R'_k (K, out, in), W' or None)``."""
@@ -711,17 +783,27 @@ class LipSpectralConv(CertifiedModule):
         return self._cache.get("bound", self._sources(), self._compute_bound)
 
     def _compute_bound(self, *sources: Tensor) -> float:
-        mk, w = self.multipliers()
-        _, scaled = self._eval_state()
-        if scaled is not None:  # one SVD per layer: m's norms are known, scaled exactly
-            m, sigma, scale = scaled
-            b = m.to(torch.complex128) * scale[:, None, None]  # (K [+1], out, in)
-            upper = sigma * (1.0 + SVD_RELATIVE_MARGIN) * scale
-            bound = float(perturbed_norm_upper(mk, b[: len(mk)], upper[: len(mk)]).max())
-            if w is not None:  # the skip alone, last of the stacked multipliers
-                wc = w.to(torch.complex128).unsqueeze(0)
-                bound = max(bound, float(perturbed_norm_upper(wc, b[-1:], upper[-1:]).max()))
+        (r, w), scaled = self._eval_state()
+        if scaled is not None:  # no SVD here: m's norms are bounded, scaled exactly
+            m, upper, scale = scaled
+            upper = upper * scale
+            rk = r.reshape(-1, self.out_channels, self.in_channels)  # (K, out, in)
+            w128 = None if w is None else w.to(torch.float64).to(torch.complex128)
+            bound = 0.0
+            # Chunk by chunk (fast, small temporaries): the multipliers as the forward applies
+            # them, W' + R'_k summed in float64, against B_k = scale_k m_k.
+            for i, j in chunks(len(rk), rk[0].numel()):
+                a = rk[i:j].to(torch.complex128)
+                a = a if w128 is None else a + w128
+                b = m[i:j].to(torch.complex128) * scale[i:j, None, None]
+                bound = max(bound, float(perturbed_norm_upper(a, b, upper[i:j]).max()))
+            if w128 is not None:  # the skip alone, last of the stacked multipliers
+                b = m[-1:].to(torch.complex128) * scale[-1:, None, None]
+                bound = max(
+                    bound, float(perturbed_norm_upper(w128.unsqueeze(0), b, upper[-1:]).max())
+                )
             return bound
+        mk, w = self.multipliers()
         bound = float(spectral_norm_upper(mk).max())
         if w is not None:
             bound = max(bound, float(spectral_norm_upper(w)))

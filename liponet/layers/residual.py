@@ -32,6 +32,7 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor, nn
 
+from ..functional import TARGET_MARGIN
 from .base import CertifiedModule, CertifiedSequential
 from .fourier import (
     LipSpectralConv,
@@ -53,10 +54,11 @@ __all__ = [
     "shares_transforms",
 ]
 
-#: Target norm of ``K`` (just below 1): the float32 eval weights then have ``||K|| < 1`` despite
-#: rounding (~1e-7), so ``2 s^2 - 1 < 1`` and each block is certified exactly 1 (with a target of
-#: 1 the rounding would be amplified four-fold per block). The factor stays 2.
-CPL_NORM = 1.0 - 2.0**-20
+#: Norm ``K`` is normalized to (just below 1): :class:`~liponet.layers.LipSpectralConv` with
+#: ``k=1`` aims at ``TARGET_MARGIN = 1 - 2^-20``, so the float32 eval weights have ``||K|| < 1``
+#: despite rounding (~1e-7), ``2 s^2 - 1 < 1`` and each block is certified exactly 1 (with a
+#: norm of 1 the rounding would be amplified four-fold per block). The factor stays 2.
+CPL_NORM = TARGET_MARGIN
 
 
 def adjoint_weights(kept: Tensor, skip: Tensor | None) -> tuple[Tensor, Tensor | None]:
@@ -99,9 +101,10 @@ def shares_transforms(modes: Sequence[int], sizes: Sequence[int]) -> bool:
 
     Sharing trades two transforms per block for two channel products and three sums over the
     kept spectrum; it pays when the kept modes are at most a quarter of the grid points.
-    Measured (``benchmarks/results/performance.md``, each LipFNO against itself forced onto the
-    other path): 1-D with 12 of 128 modes and 2-D with 12 x 12 modes on 36 x 36 or 64 x 64 are
-    faster shared, 1-D with 64 of 128 modes faster one block at a time.
+    Measured (``benchmarks/results/performance.md``, each LipFNO's train step against itself
+    forced onto the other path): 2-D with 12 x 12 modes on 36 x 36 or 64 x 64 points and 3-D
+    are faster shared, 1-D with 64 of 128 modes faster one block at a time, 1-D with 12 of 128
+    or 256 modes the same either way.
     """
     return 4 * math.prod(kept_mode_shape(modes)) <= math.prod(sizes)
 
@@ -233,7 +236,7 @@ class ConvexPotentialBlock(CertifiedModule):
         self.width = width
         self.hidden = hidden
         self.conv = LipSpectralConv(
-            width, hidden, modes, k=CPL_NORM, skip=True, bias=True, normalization=normalization,
+            width, hidden, modes, k=1.0, skip=True, bias=True, normalization=normalization,
             n_power=n_power,
         )  # fmt: skip
         self.modes = self.conv.modes

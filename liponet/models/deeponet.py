@@ -129,7 +129,8 @@ class PeriodicEmbedding(CertifiedModule):
         lo, hi = lo * self.scale, hi * self.scale  # the other coordinates, as embedded
         box = ([-x for x in ones] + lo[1:].tolist(), ones + hi[1:].tolist())
         rest = (hi[1:] - lo[1:]) / 2
-        centre = torch.cat([torch.zeros(2 * self.harmonics, dtype=lo.dtype), (lo + hi)[1:] / 2])
+        zeros = torch.zeros(2 * self.harmonics, dtype=lo.dtype, device=lo.device)
+        centre = torch.cat([zeros, (lo + hi)[1:] / 2])
         radius = math.sqrt(self.harmonics + float(rest.pow(2).sum()))
         return box, centre, radius
 
@@ -192,7 +193,9 @@ class _DeepONetBase(CertifiedModule):
             activation=activation,
             **net_kwargs,  # type: ignore[arg-type]
         )
-        lo, hi = self.domain_lo.double(), self.domain_hi.double()
+        # the trunk's domain from the given numbers, on the CPU (not the buffers: a model built
+        # on PyTorch's meta device has buffers without values)
+        lo, hi = (torch.as_tensor(b, dtype=torch.float64, device="cpu") for b in domain)
         self.embedding = PeriodicEmbedding(harmonics, float(hi[0] - lo[0]), coord_dim)
         trunk_box, self.centre, self.radius = self.embedding.image(lo, hi)
         trunk_kwargs = {key: value for key, value in net_kwargs.items() if key != "k"}

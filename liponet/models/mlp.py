@@ -36,8 +36,10 @@ def box_ball(domain: tuple[Sequence[float], Sequence[float]], dim: int) -> tuple
     ValueError
         If the box does not have ``dim`` coordinates or has ``lo > hi`` somewhere.
     """
-    lo = torch.as_tensor(domain[0], dtype=torch.float64).reshape(-1)
-    hi = torch.as_tensor(domain[1], dtype=torch.float64).reshape(-1)
+    # checked and measured on the CPU: the values are needed even while a model is built on
+    # PyTorch's meta device (shapes only); the centre then goes to the default device
+    lo = torch.as_tensor(domain[0], dtype=torch.float64, device="cpu").reshape(-1)
+    hi = torch.as_tensor(domain[1], dtype=torch.float64, device="cpu").reshape(-1)
     if lo.numel() != dim or hi.numel() != dim:
         raise ValueError(
             f"domain must be (lo, hi) with {dim} coordinates each, got {lo.numel()} and "
@@ -45,7 +47,8 @@ def box_ball(domain: tuple[Sequence[float], Sequence[float]], dim: int) -> tuple
         )
     if not bool(torch.isfinite(lo).all() and torch.isfinite(hi).all()) or bool((lo > hi).any()):
         raise ValueError(f"domain must satisfy lo <= hi with finite values, got {domain}")
-    return (lo + hi) / 2, float(torch.linalg.vector_norm(hi - lo) / 2)
+    centre = torch.tensor(((lo + hi) / 2).tolist(), dtype=torch.float64)
+    return centre, float(torch.linalg.vector_norm(hi - lo) / 2)
 
 
 def check_variant(

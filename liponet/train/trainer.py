@@ -459,6 +459,7 @@ class Trainer:
             self.optimizer.load_state_dict(ckpt.optimizer_state)
         if ckpt.scheduler_state is not None:
             self.scheduler.load_state_dict(ckpt.scheduler_state)
+            self._fit_schedule_length()
         self.epoch = ckpt.epoch
         self.step_in_epoch = int(extra.get("step_in_epoch", 0))
         self.global_step = int(extra.get("global_step", 0))
@@ -474,6 +475,24 @@ class Trainer:
             self.run_id = run_id
             return run_id
         return None
+
+    def _fit_schedule_length(self) -> None:
+        """A resumed cosine schedule anneals to 0 at the last epoch of *this* run's ``epochs``.
+
+        The saved scheduler state holds the length of the run that wrote it (``T_max``); resumed
+        with more epochs, it would reach 0 at the old last epoch and then climb back (the cosine
+        is periodic). The length becomes ``epochs`` and the learning rate the closed-form value
+        at the resumed epoch: from there on the run follows the schedule of a run started with
+        ``epochs``.
+        """
+        sched = self.scheduler
+        cosine = torch.optim.lr_scheduler.CosineAnnealingLR
+        if not isinstance(sched, cosine) or sched.T_max == self.config.epochs:
+            return
+        sched.T_max = self.config.epochs
+        phase = (1 + math.cos(math.pi * sched.last_epoch / sched.T_max)) / 2
+        for group, base in zip(self.optimizer.param_groups, sched.base_lrs, strict=True):
+            group["lr"] = sched.eta_min + (base - sched.eta_min) * phase
 
     # ------------------------------------------------------------------ preflight
     def _checkpoint_bytes(self) -> int:
