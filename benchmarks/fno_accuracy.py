@@ -25,7 +25,9 @@ on 2 cores, 2 of them the ``orthogonal`` variant; ``--quick`` for a smoke run). 
 ``benchmarks/results/fno_accuracy.{md,csv,png}``. The learning-rate sweep on advection
 (``fno_accuracy_advection_lr_sweep.*``, about 15 minutes): ``--pdes advection --lrs 1e-3 3e-3
 1e-2 --models "global)" orthogonal clip relu "FNO (ours" neuraloperator --tag
-advection_lr_sweep``.
+advection_lr_sweep``. Unitary multipliers by Householder QR against 15 Björck steps
+(``fno_accuracy_advection_qr.*``): ``--pdes advection --models orthogonal qr "FNO (ours" --tag
+advection_qr``.
 """
 
 from __future__ import annotations
@@ -57,6 +59,13 @@ MODELS = {
     "LipFNO a (k=1, global)": ("LipFNO", {}),
     "LipFNO a (k=1, orthogonal)": ("LipFNO", {"normalization": "orthogonal"}),
     "LipFNO a (k=1, clip)": ("LipFNO", {"normalization": "clip"}),
+    "LipFNO a (k=1, qr)": ("LipFNO", {"normalization": "qr"}),
+    # the fused block sigma(W x + K x + b) (LipFNO's default before the convex-potential block)
+    "LipFNO fused (k=1, orthogonal)": (
+        "LipFNO",
+        {"block": "fourier", "normalization": "orthogonal"},
+    ),
+    "LipFNO fused (k=1, qr)": ("LipFNO", {"block": "fourier", "normalization": "qr"}),
     "LipFNO a (k=1, global, relu)": ("LipFNO", {"activation": "relu"}),
     "LipFNO b (free last layer)": ("LipFNO", {"free_last_layer": True}),
     "LipFNO c (vector scale)": ("LipFNO", {"output_scale": "vector"}),

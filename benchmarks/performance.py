@@ -5,7 +5,7 @@ from other jobs on the shared machine hits both sides alike), one torch thread, 
 ratio of median CPU times (``time.process_time``) against a baseline:
 
 1. **Train step in 1-D, 2-D and 3-D** (forward, relative-MSE loss, backward, Adam step): LipFNO
-   with each multiplier normalization (``global``, ``orthogonal``, ``polar``) and the twin
+   with each multiplier normalization (``global``, ``orthogonal``, ``polar``, ``qr``) and the twin
    ``FNO`` against neuraloperator's FNO at matched kept modes / width / depth (``ND_CONFIGS``).
 2. **Eval forward in 1-D, 2-D and 3-D**: ``LipFNO`` in eval mode (cached eval weights, checked
    bitwise every call) and ``LipFNO.export()`` against the twin with the same activation.
@@ -245,6 +245,7 @@ ND_MODELS = {
     "LipFNO global": ("LipFNO", FUSED),
     "LipFNO orthogonal": ("LipFNO", {**FUSED, "normalization": "orthogonal"}),
     "LipFNO polar": ("LipFNO", {**FUSED, "normalization": "polar"}),
+    "LipFNO qr": ("LipFNO", {**FUSED, "normalization": "qr"}),
     "FNO twin": ("FNO", {"activation": "maxmin"}),
     "neuralop-FNO": ("neuralop", {}),
 }

@@ -597,10 +597,13 @@ def lipfno_builder(**variant: Any) -> Builder:
     largest function norm of the training inputs. ``k="auto"`` is resolved from the training
     windows as ``liponet train`` does (:func:`liponet.train.resolve_auto_k`: the data's largest
     pair ratio, of the increments with ``increment=True``, times its margin; estimated).
+    ``hidden_factor=f``: the convex-potential blocks' ``hidden = f * preset.width``.
     """
 
     def build(data: BenchData, preset: Preset) -> nn.Module:
         extra = dict(variant)
+        if "hidden_factor" in extra:
+            extra["hidden"] = round(extra.pop("hidden_factor") * preset.width)
         if extra.get("k") == "auto":
             windows = TensorDataset(data.x_train, data.y_train)
             extra, _ = resolve_auto_k({**extra, "out_channels": data.out_channels}, windows)
@@ -700,7 +703,10 @@ def local_deeponet_builder(constrained: bool, **variant: Any) -> Builder:
 #: benchmarks/README.md). ``LipFNO-clip``: per-mode clipped multipliers with slack ``k = 3`` in
 #: the last layer. ``LipFNO-inc``: increment form ``u_last + f(x)``, convex-potential blocks,
 #: clipped multipliers, ``k`` of ``f`` = 2 x the increments' data constant (certified ``1 + k``;
-#: the best configuration of benchmarks/lipfno_blocks.py). ``LocalDeepONet`` /
+#: the best configuration of benchmarks/lipfno_blocks.py). ``LipFNO-wide``: convex-potential
+#: blocks with twice the ReLU features (``hidden = 2 width``), clipped multipliers, ``k = 1.3``
+#: (just above the medium 1-D tasks' data constants, 1.01-1.13): the best configuration of
+#: benchmarks/burgers_study.py. ``LocalDeepONet`` /
 #: ``LipLocalDeepONet``: the local-branch DeepONets (:func:`local_deeponet_builder`), whose
 #: outputs are not confined to a low-rank span (2-D diffusion-reaction). Variant rows pin the
 #: keywords they are about, so a change of LipFNO's defaults does not change them.
@@ -714,6 +720,14 @@ MODELS: dict[str, Builder] = {
     ),
     "LipFNO-inc": lipfno_builder(
         normalization="clip", k="auto", block="cpl", increment=True, budget="last"
+    ),
+    "LipFNO-wide": lipfno_builder(
+        normalization="clip",
+        k=1.3,
+        block="cpl",
+        hidden_factor=2,
+        increment=False,
+        budget="last",
     ),
     "DeepONet": deeponet_builder(constrained=False),
     "LipDeepONet": deeponet_builder(constrained=True),

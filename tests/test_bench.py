@@ -342,3 +342,17 @@ def test_guide_medium_summary_matches_the_committed_csv_cell_by_cell() -> None:
     rows = read_rows(ROOT / "benchmarks" / "results" / "bench_medium.csv")
     expected = seed_summary_table(rows, ["FNO", "LipFNO", "LipFNO-clip", "LipFNO-inc"])
     assert table_mismatches(table_after(readme, anchor), expected) == []
+
+
+def test_lipfno_wide_doubles_the_convex_potential_features(tmp_path: pathlib.Path) -> None:
+    from liponet.layers import ConvexPotentialBlock
+    from liponet.models import LipFNO
+
+    tiny = PRESETS["tiny"]
+    data = load_task("advection_1d", tiny, None, tmp_path)
+    model = MODELS["LipFNO-wide"](data, tiny)
+    assert isinstance(model, LipFNO)
+    blocks = [m for m in model.modules() if isinstance(m, ConvexPotentialBlock)]
+    assert len(blocks) == tiny.depth
+    assert all(b.width == tiny.width and b.hidden == 2 * tiny.width for b in blocks)
+    assert model.eval().lipschitz_bound() <= 1.3 * (1 + 1e-5)  # its pinned budget k = 1.3

@@ -30,6 +30,8 @@ VARIANTS = {
     "cpl_increment": dict(block="cpl", increment=True, padding=0.25),
     "increment_k05": dict(k=0.5, increment=True),
     "learned_budget_cpl": dict(k=2.5, budget="learned", block="cpl", normalization="clip"),
+    "cpl_hidden": dict(block="cpl", normalization="clip", hidden=10, k=1.5),
+    "cpl_softplus": dict(block="cpl", normalization="clip", cpl_activation="softplus", k=1.3),
 }
 
 GRIDS = {1: (16,), 2: (8, 8), 3: (5, 5, 6)}
@@ -277,6 +279,19 @@ def test_cpl_blocks_and_auto_k_errors():
         LipFNO(1, 1, modes=(4,), block="nope")
     with pytest.raises(ValueError, match="resolve_auto_k"):
         LipFNO(1, 1, modes=(4,), k="auto")
+    wide = LipFNO(1, 1, modes=(4,), width=4, depth=2, block="cpl", hidden=12)
+    assert [m.hidden for m in wide.modules() if type(m).__name__ == "ConvexPotentialBlock"] == [
+        12,
+        12,
+    ]
+    with pytest.raises(ValueError, match="block='cpl' only"):
+        LipFNO(1, 1, modes=(4,), width=4, block="fourier", hidden=8)
+    with pytest.raises(ValueError, match="must be >= 1"):
+        LipFNO(1, 1, modes=(4,), width=4, hidden=0)
+    with pytest.raises(ValueError, match="unknown convex-potential activation 'gelu'"):
+        LipFNO(1, 1, modes=(4,), width=4, cpl_activation="gelu")
+    with pytest.raises(ValueError, match="block='cpl' only"):
+        LipFNO(1, 1, modes=(4,), width=4, block="fourier", cpl_activation="softplus")
 
 
 BUDGET_CASES = [

@@ -188,6 +188,43 @@ def test_training_normalization_approaches_eval():
     torch.testing.assert_close(train_out, conv(x), rtol=1e-3, atol=1e-3)
 
 
+@pytest.mark.parametrize("dim", [1, 2, 3])
+@pytest.mark.parametrize("normalization", ["qr", "polar"])
+@pytest.mark.parametrize("shape", [(3, 3), (2, 3), (3, 2)])
+@pytest.mark.parametrize("skip", [True, False])
+def test_norm_free_training_weights_are_the_eval_weights(dim, normalization, shape, skip):
+    # Training normalizes only the independent half of the k_d = 0 slice and mirrors it: the
+    # same weights (and the same gradients) as normalizing every multiplier, then symmetrizing.
+    modes = SHAPES[dim][0]
+    conv = LipSpectralConv(*shape, modes, k=1.5, skip=skip, normalization=normalization)
+    conv = _randomize(conv.double()).train()
+    r, w = conv._train_weights()
+    r_eval, w_eval = conv.effective_weights()
+    torch.testing.assert_close(r, r_eval, rtol=0.0, atol=1e-12)
+    if skip:
+        torch.testing.assert_close(w, w_eval, rtol=0.0, atol=1e-12)
+    mk, _ = conv.multipliers()  # k times isometries (co-isometries when wide)
+    small = min(shape)
+    gram = mk.mH @ mk if shape[0] <= shape[1] else mk @ mk.mH  # (in, out): tall if in <= out
+    eye = torch.eye(small, dtype=gram.dtype).expand_as(gram)
+    torch.testing.assert_close(gram, 1.5**2 * eye, rtol=0.0, atol=1e-12)
+    # gradients: against the generic path (all multipliers, then the symmetrization)
+    gen = torch.Generator().manual_seed(5)
+    gr = torch.randn(r.shape, generator=gen, dtype=r.dtype)
+    gw = None if w is None else torch.randn(w.shape, generator=gen, dtype=w.dtype)
+
+    def loss(r: torch.Tensor, w: torch.Tensor | None) -> torch.Tensor:
+        return (r * gr.conj()).real.sum() + (0.0 if w is None else (w * gw).sum())
+
+    params = [p for p in (conv.weight, conv.skip) if p is not None]
+    fast = torch.autograd.grad(loss(r, w), params)
+    m = conv._stacked(conv._symmetric_spectral())
+    normalized = NORMALIZATIONS[normalization](m, spectral_norm_exact(m), 1.5)
+    ref = torch.autograd.grad(loss(*conv._split(normalized, True)), params)
+    for a, b in zip(fast, ref, strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-9, atol=1e-12)
+
+
 def test_eval_weights_are_cached_and_refreshed():
     conv = LipSpectralConv(2, 2, (3,), skip=True).eval()
     first = conv.effective_weights()[0]

@@ -10,6 +10,7 @@ from liponet.functional import (
     perturbed_norm_upper,
     polar_factor,
     power_iteration,
+    qr_unitary,
     spectral_norm_exact,
     spectral_norm_upper,
 )
@@ -86,6 +87,41 @@ def test_polar_factor_is_the_converged_bjorck_with_an_exact_gradient(shape, dtyp
     scaled = w / spectral_norm_exact(w)[:, None, None]
     torch.testing.assert_close(q, bjorck(scaled, n_iter=200), rtol=1e-8, atol=1e-8)
     assert torch.autograd.gradcheck(polar_factor, (w.clone().requires_grad_(),))
+
+
+@pytest.mark.parametrize("shape", [(3, 4, 4), (2, 5, 3), (2, 3, 5)])
+@pytest.mark.parametrize("dtype", [torch.float64, torch.complex128])
+def test_qr_unitary_is_the_qr_factor_with_an_exact_gradient(shape, dtype):
+    torch.manual_seed(0)
+    w = torch.randn(*shape, dtype=dtype)
+    q = qr_unitary(w)
+    tall = w if shape[-2] >= shape[-1] else w.mH
+    qt = q if shape[-2] >= shape[-1] else q.mH  # the isometry of the tall side
+    n = tall.shape[-1]
+    torch.testing.assert_close(qt.mH @ qt, torch.eye(n, dtype=dtype).expand(shape[0], n, n))
+    r = qt.mH @ tall  # W = Q R: R upper triangular with a real positive diagonal
+    torch.testing.assert_close(r, r.triu(), rtol=0.0, atol=1e-12)
+    diag = r.diagonal(dim1=-2, dim2=-1)
+    assert bool((diag.real > 0).all())
+    if dtype.is_complex:
+        assert float(diag.imag.abs().max()) < 1e-12
+    torch.testing.assert_close(qt @ r, tall)
+    # conjugation commutes with it (the Fourier layers fill mirrored modes with conjugates)
+    torch.testing.assert_close(qr_unitary(w.conj()), q.conj(), rtol=0.0, atol=1e-13)
+    assert torch.autograd.gradcheck(qr_unitary, (w.clone().requires_grad_(),))
+
+
+def test_qr_unitary_is_stable_where_a_cholesky_qr_is_not():
+    # cond ~ 1e5 in float32: the Gram matrix (cond ~ 1e10) is singular to working precision.
+    torch.manual_seed(0)
+    u, _, vh = torch.linalg.svd(torch.randn(8, 16, 16, dtype=torch.complex64))
+    s = torch.logspace(0, -5, 16)
+    w = (u * s.to(u.dtype)) @ vh
+    q = qr_unitary(w.requires_grad_())
+    eye = torch.eye(16, dtype=q.dtype).expand(8, 16, 16)
+    torch.testing.assert_close(q.detach().mH @ q.detach(), eye, rtol=0.0, atol=1e-5)
+    q.real.sum().backward()
+    assert w.grad is not None and bool(torch.isfinite(w.grad).all())
 
 
 def test_perturbed_norm_upper_bounds_the_rounded_matrix():

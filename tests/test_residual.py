@@ -52,6 +52,24 @@ def test_convex_potential_block_is_certified(dim, normalization):
     check_attack(block, finer, "function")
 
 
+def test_softplus_block_is_certified_and_exports():
+    """Softplus (slopes in (0, 1)) keeps the proof: exact Jacobian norms and attacks stay <= 1."""
+
+    def make():
+        torch.manual_seed(2)
+        block = ConvexPotentialBlock(4, (3,), hidden=8, normalization="clip", activation="softplus")
+        return perturb(block, scale=1.0)
+
+    x = torch.randn(3, 4, 16)
+    check_all(make, x, norm="function")
+    block = make().double().eval()
+    assert block.lipschitz_bound() == 1.0
+    torch.testing.assert_close(block.export()(x.double()), block(x.double()))
+    relu = make().double().eval()
+    relu.activation = "relu"
+    assert not torch.allclose(relu(x.double()), block(x.double()), atol=1e-3)  # it is used
+
+
 def test_certificate_tracks_a_kernel_larger_than_one():
     """A K with norm s > 1 breaks the factor 2/||K||^2 = 2: the certificate says 2 s^2 - 1."""
     torch.manual_seed(1)
@@ -73,6 +91,8 @@ def test_bad_arguments():
         ConvexPotentialBlock(4, (3,), hidden=0)
     with pytest.raises(ValueError, match="normalization"):
         ConvexPotentialBlock(4, (3,), normalization="nope")
+    with pytest.raises(ValueError, match="slopes in"):
+        ConvexPotentialBlock(4, (3,), activation="maxmin")
 
 
 def test_symmetry_premise_covers_the_new_parts():

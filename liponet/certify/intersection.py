@@ -39,9 +39,11 @@ an FFT correlation finds each pair's best shift), and their moved targets: memor
 neighbours x 2`` fields, flat in the calibration size; no model evaluation on calibration
 inputs at all.
 
-For a linear isometry (the demo's advection) ``R_w`` is exactly ``||a - sum_i w_i g a_i|| /
-sqrt(W)``-like: the bound is as good as the best convex combination of moved calibration inputs
-near the query, which is why a few tens of neighbours tighten it several-fold.
+For a linear isometry (the demo's advection, ``L_G = 1``) and weights summing to one, ``R_w =
+||a - sum_i w_i g a_i||`` exactly (expand both sums around the weighted means): the bound is as
+good as the best convex combination of moved calibration inputs near the query, which is why a
+few tens of neighbours tighten it several-fold there. For a contraction (heat) the radii
+overstate how far ``G`` moves the answer and the gain is smaller.
 """
 
 from __future__ import annotations

@@ -26,7 +26,7 @@ block can be the identity, a contraction in some directions, and nonlinear in ot
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import torch
 from torch import Tensor, nn
@@ -35,7 +35,15 @@ from ..functional import TARGET_MARGIN
 from .base import CertifiedModule
 from .fourier import LipSpectralConv, SpectralMultiplier, check_field, spectral_apply
 
-__all__ = ["CPL_NORM", "ConvexPotentialBlock", "adjoint_weights"]
+__all__ = ["CPL_ACTIVATIONS", "CPL_NORM", "ConvexPotentialBlock", "adjoint_weights"]
+
+#: Activations of the convex-potential block: monotone with slopes in ``[0, 1]`` (what the
+#: proof needs). ``"relu"`` (piecewise linear) and ``"softplus"`` (``log(1 + e^x)``, slopes
+#: ``sigmoid(x)`` in ``(0, 1)``: a smooth, strictly convex potential, curvature everywhere).
+CPL_ACTIVATIONS: dict[str, Callable[[Tensor], Tensor]] = {
+    "relu": torch.relu,
+    "softplus": nn.functional.softplus,
+}
 
 #: Norm ``K`` is normalized to (just below 1): :class:`~liponet.layers.LipSpectralConv` with
 #: ``k=1`` aims at ``TARGET_MARGIN = 1 - 2^-20``, so the float32 eval weights have ``||K|| < 1``
@@ -85,6 +93,9 @@ class ConvexPotentialBlock(CertifiedModule):
         them keeps ``||K|| <= 1``, which is all the certificate needs.
     n_power
         Warm-started power iterations per training step.
+    activation
+        ``"relu"`` (default) or ``"softplus"`` (:data:`CPL_ACTIVATIONS`): any elementwise
+        activation with slopes in ``[0, 1]`` keeps the certificate.
 
     Lipschitz constant
     ------------------
@@ -95,7 +106,7 @@ class ConvexPotentialBlock(CertifiedModule):
     is exactly 1. Proof in the module docstring (Jacobian ``I - 2 K^T D
     K`` symmetric with eigenvalues in ``[1 - 2 ||K||^2, 1]``, ``D`` the ReLU slopes in
     ``[0, 1]``). Only an elementwise activation with slopes in ``[0, 1]`` keeps ``K^T D K``
-    symmetric positive semi-definite, hence the fixed ReLU (GroupSort would not).
+    symmetric positive semi-definite, hence ReLU or softplus (GroupSort would not).
 
     Examples
     --------
@@ -114,11 +125,18 @@ class ConvexPotentialBlock(CertifiedModule):
         hidden: int | None = None,
         normalization: str = "global",
         n_power: int = 1,
+        activation: str = "relu",
     ) -> None:
         super().__init__()
         hidden = width if hidden is None else hidden
         if width < 1 or hidden < 1:
             raise ValueError(f"width and hidden must be >= 1, got {width}, {hidden}")
+        if activation not in CPL_ACTIVATIONS:
+            raise ValueError(
+                f"unknown convex-potential activation {activation!r}; available: "
+                f"{', '.join(CPL_ACTIVATIONS)} (monotone, slopes in [0, 1])"
+            )
+        self.activation = activation
         self.width = width
         self.hidden = hidden
         self.conv = LipSpectralConv(
@@ -138,7 +156,8 @@ class ConvexPotentialBlock(CertifiedModule):
         """``x - 2 K^T relu(K x + b)`` on ``(batch, width, *spatial)``."""
         check_field(x, self.width, self.modes)
         r, w = self._weights()
-        z = torch.relu(spectral_apply(x, r, w, self.conv.bias, self.modes))  # (b, hidden, *S)
+        sigma = CPL_ACTIVATIONS[self.activation]
+        z = sigma(spectral_apply(x, r, w, self.conv.bias, self.modes))  # (b, hidden, *S)
         r_adj, w_adj = adjoint_weights(r, w)
         return x - 2.0 * spectral_apply(z, r_adj, w_adj, None, self.modes)  # (b, width, *S)
 
@@ -155,18 +174,23 @@ class ConvexPotentialBlock(CertifiedModule):
         return _PlainConvexPotential(
             SpectralMultiplier(r, w, bias, self.modes),
             SpectralMultiplier(r_adj.resolve_conj(), w_adj, None, self.modes),
+            self.activation,
         )
 
     def extra_repr(self) -> str:
         """Summarize the configuration."""
-        return f"width={self.width}, hidden={self.hidden}, modes={self.modes}"
+        return (
+            f"width={self.width}, hidden={self.hidden}, modes={self.modes}, "
+            f"activation={self.activation!r}"
+        )
 
 
 class _PlainConvexPotential(nn.Module):
-    def __init__(self, k: nn.Module, k_adjoint: nn.Module) -> None:
+    def __init__(self, k: nn.Module, k_adjoint: nn.Module, activation: str = "relu") -> None:
         super().__init__()
         self.k = k
         self.k_adjoint = k_adjoint
+        self.activation = activation
 
     def forward(self, x: Tensor) -> Tensor:
-        return x - 2.0 * self.k_adjoint(torch.relu(self.k(x)))
+        return x - 2.0 * self.k_adjoint(CPL_ACTIVATIONS[self.activation](self.k(x)))

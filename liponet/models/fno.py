@@ -321,6 +321,8 @@ class _FNOBase(CertifiedModule):
         block: str = "cpl",
         increment: bool = False,
         budget: str = "last",
+        hidden: int | None = None,
+        cpl_activation: str = "relu",
     ) -> None:
         super().__init__()
         if isinstance(k, str):
@@ -351,6 +353,16 @@ class _FNOBase(CertifiedModule):
             raise ValueError(f"unknown block {block!r}; available: {', '.join(BLOCKS)}")
         if budget not in BUDGETS:
             raise ValueError(f"unknown budget {budget!r}; available: {', '.join(BUDGETS)}")
+        if hidden is not None and (block != "cpl" or hidden < 1):
+            raise ValueError(
+                f"hidden={hidden!r}: the channels of K x exist in block='cpl' only and must be "
+                f">= 1 (got block={block!r})"
+            )
+        if cpl_activation != "relu" and block != "cpl":
+            raise ValueError(
+                f"cpl_activation={cpl_activation!r} applies to block='cpl' only "
+                f"(got block={block!r})"
+            )
         learned = budget == "learned" and self.constrained
         if learned and (output_scale == "auxiliary" or free_last_layer):
             raise ValueError(
@@ -373,7 +385,13 @@ class _FNOBase(CertifiedModule):
             # every convex-potential block is nonlinear and 1-Lipschitz (K normalized to norm 1)
             blocks = CertifiedSequential(
                 *(
-                    ConvexPotentialBlock(width, modes, normalization=normalization)
+                    ConvexPotentialBlock(
+                        width,
+                        modes,
+                        hidden=hidden,
+                        normalization=normalization,
+                        activation=cpl_activation,
+                    )
                     for _ in range(depth)
                 )
             )
@@ -485,7 +503,7 @@ class LipFNO(_FNOBase):
         Domain padding (fraction of each size, zeros at the end) for non-periodic problems.
     normalization
         Multiplier normalization of the Fourier blocks (``"clip"``, default, ``"global"``,
-        ``"orthogonal"``, ``"polar"``; see :class:`liponet.layers.LipSpectralConv`).
+        ``"orthogonal"``, ``"polar"``, ``"qr"``; see :class:`liponet.layers.LipSpectralConv`).
     block
         Hidden block kind (:data:`BLOCKS`): ``"cpl"`` (default), the convex-potential residual
         block ``x - 2 K^T relu(K x + b)`` (:class:`liponet.layers.ConvexPotentialBlock`, all
@@ -498,6 +516,12 @@ class LipFNO(_FNOBase):
         Where ``k`` goes (:data:`BUDGETS`): ``"last"``, the last projection layer; ``"learned"``,
         learned factors of the lifting, every block and the projection with product ``k``
         (:class:`liponet.layers.Budget`).
+    hidden
+        ``block="cpl"`` only: channels of ``K x`` inside each convex-potential block (ReLU
+        features per block; default ``width``). Any value keeps every block 1-Lipschitz.
+    cpl_activation
+        Activation inside the convex-potential blocks: ``"relu"`` (default) or ``"softplus"``
+        (smooth; both have slopes in ``[0, 1]``, all the certificate needs).
 
     Lipschitz constant
     ------------------
