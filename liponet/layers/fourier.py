@@ -557,7 +557,7 @@ class LipSpectralConv(CertifiedModule):
 
     def _train_weights(self) -> tuple[Tensor, Tensor | None]:
         if self.k is not None and self.normalization in NORM_FREE:  # no norm estimate needed
-            return self._train_norm_free(self.k)
+            return self._train_norm_free(self._target())
         r = self._symmetric_spectral()
         if self.k is None:
             return r, self.skip
