@@ -296,7 +296,7 @@ def test_cpl_blocks_and_auto_k_errors():
 
 BUDGET_CASES = [
     dict(block="fourier", normalization=n, k=k)
-    for n in ("global", "clip", "orthogonal", "polar")
+    for n in ("global", "clip", "orthogonal", "polar", "qr")
     for k in (1.0, 3.0)
 ] + [
     dict(block="cpl", normalization="clip", k=2.0),

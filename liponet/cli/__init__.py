@@ -12,7 +12,7 @@ import contextlib
 import importlib
 import sys
 import warnings
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import TextIO
 
 __all__ = ["COMMANDS", "UsageError", "main", "warnings_as_lines"]
@@ -34,13 +34,17 @@ class UsageError(Exception):
 
 
 @contextlib.contextmanager
-def warnings_as_lines(*categories: type[Warning]) -> Iterator[None]:
+def warnings_as_lines(
+    *categories: type[Warning], emit: Callable[[str], object] | None = None
+) -> Iterator[None]:
     """Show warnings of ``categories`` as one line ``liponet: warning: MESSAGE`` on stderr.
 
     The library warns with :func:`warnings.warn` (a caller decides what to do with it); a
     command shows it in its own one-line format instead of Python's (file, line number and
     source line), every time it is issued (never raised as an error, never swallowed by
-    Python's once-per-location registry). Other warnings keep their handling.
+    Python's once-per-location registry). Other warnings keep their handling. ``emit`` receives
+    each line instead of stderr (e.g. a list's ``append``, to hold the lines until a command's
+    checks have passed: a command that fails prints its one error line only).
 
     Examples
     --------
@@ -64,10 +68,12 @@ def warnings_as_lines(*categories: type[Warning]) -> Iterator[None]:
             file: TextIO | None = None,
             line: str | None = None,
         ) -> None:
-            if issubclass(category, categories):
-                print(f"liponet: warning: {message}", file=sys.stderr, flush=True)
-            else:
+            if not issubclass(category, categories):
                 previous(message, category, filename, lineno, file, line)
+            elif emit is not None:
+                emit(f"liponet: warning: {message}")
+            else:
+                print(f"liponet: warning: {message}", file=sys.stderr, flush=True)
 
         warnings.showwarning = show
         yield

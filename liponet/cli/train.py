@@ -157,12 +157,22 @@ def run(args: argparse.Namespace) -> int:
     ctx = init_distributed(config.device, config.dist_timeout_s)
     data = build_dataset(config.data, config.seed, ctx.rank, ctx.world_size)
 
+    # warnings from the Trainer's setup wait until training starts (its checks passed): a run
+    # refused by a check prints its one error line only
+    held: list[str] = []
+
+    def release() -> None:
+        for line in held:
+            tqdm.write(line, file=sys.stderr)
+        held.clear()
+
     def printer(event: str, record: dict[str, Any]) -> None:
+        release()
         if event == "epoch" and ctx.is_main:
             tqdm.write(format_record(record, config.epochs), file=sys.stdout)
 
     try:
-        with warnings_as_lines(ConstraintWarning):  # "liponet: warning: ..." on stderr, once
+        with warnings_as_lines(ConstraintWarning, emit=held.append):  # "liponet: warning: ..."
             trainer = Trainer(
                 config,
                 data.train,
@@ -173,6 +183,7 @@ def run(args: argparse.Namespace) -> int:
                 progress=not args.no_progress,
             )
             trainer.fit(resume_from=args.resume, overwrite=args.overwrite)
+        release()
     except TrainingInterrupted as stop:
         if ctx.is_main:
             print(f"liponet train: {stop}", file=sys.stderr)

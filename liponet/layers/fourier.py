@@ -686,7 +686,7 @@ class LipSpectralConv(CertifiedModule):
 
     def _train_weights(self) -> tuple[Tensor, Tensor | None]:
         if self.k is not None and self.normalization in NORM_FREE:  # no norm estimate needed
-            return self._train_norm_free(self.k)
+            return self._train_norm_free(self._target())
         if self.k is not None and self.normalization == "clip" and self.skip is not None:
             # the same function as below, as one autograd node with a hand-written backward
             with torch.no_grad():
