@@ -4,7 +4,7 @@ import pytest
 import torch
 from certcheck import check_all, check_attack, check_jacobian
 
-from liponet.functional import spectral_norm_exact
+from liponet.functional import TARGET_MARGIN, spectral_norm_exact
 from liponet.layers import (
     NORMALIZATIONS,
     FourierBlock,
@@ -203,11 +203,12 @@ def test_norm_free_training_weights_are_the_eval_weights(dim, normalization, sha
     torch.testing.assert_close(r, r_eval, rtol=0.0, atol=1e-12)
     if skip:
         torch.testing.assert_close(w, w_eval, rtol=0.0, atol=1e-12)
-    mk, _ = conv.multipliers()  # k times isometries (co-isometries when wide)
+    mk, _ = conv.multipliers()  # k' times isometries (co-isometries when wide)
+    target = 1.5 * TARGET_MARGIN  # k' = k times the layer's margin
     small = min(shape)
     gram = mk.mH @ mk if shape[0] <= shape[1] else mk @ mk.mH  # (in, out): tall if in <= out
     eye = torch.eye(small, dtype=gram.dtype).expand_as(gram)
-    torch.testing.assert_close(gram, 1.5**2 * eye, rtol=0.0, atol=1e-12)
+    torch.testing.assert_close(gram, target**2 * eye, rtol=0.0, atol=1e-12)
     # gradients: against the generic path (all multipliers, then the symmetrization)
     gen = torch.Generator().manual_seed(5)
     gr = torch.randn(r.shape, generator=gen, dtype=r.dtype)
@@ -219,7 +220,7 @@ def test_norm_free_training_weights_are_the_eval_weights(dim, normalization, sha
     params = [p for p in (conv.weight, conv.skip) if p is not None]
     fast = torch.autograd.grad(loss(r, w), params)
     m = conv._stacked(conv._symmetric_spectral())
-    normalized = NORMALIZATIONS[normalization](m, spectral_norm_exact(m), 1.5)
+    normalized = NORMALIZATIONS[normalization](m, spectral_norm_exact(m), target)
     ref = torch.autograd.grad(loss(*conv._split(normalized, True)), params)
     for a, b in zip(fast, ref, strict=True):
         torch.testing.assert_close(a, b, rtol=1e-9, atol=1e-12)

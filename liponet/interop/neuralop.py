@@ -117,7 +117,7 @@ class ParallelSum(CertifiedModule):
     >>> import torch
     >>> from liponet.layers import LipLinear
     >>> s = ParallelSum(FieldLinear(LipLinear(2, 2, k=1.0)), FieldLinear(LipLinear(2, 2, k=0.5)))
-    >>> round(s.eval().lipschitz_bound(), 6)
+    >>> round(s.eval().lipschitz_bound(), 5)  # each part aims just below its k
     1.5
     """
 
