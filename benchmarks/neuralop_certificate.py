@@ -128,8 +128,9 @@ def main() -> None:
             theirs, ours = model(x_test), twin(x_test)
             diff = float((ours - theirs).abs().max() / theirs.abs().max())
             test_rel = float(
-                ((theirs - d["y_test"][:32]).square().mean() / d["y_test"][:32].square().mean())
-                .sqrt()
+                (
+                    (theirs - d["y_test"][:32]).square().mean() / d["y_test"][:32].square().mean()
+                ).sqrt()
             )
         lower = estimate_lipschitz(model, x_test, norm="function", n_steps=args.attack_steps)
         cert = twin.lipschitz_bound()

@@ -23,6 +23,12 @@ ratio of median CPU times (``time.process_time``) against a baseline:
    of the same frames.
 7. **Generator**: ``liponet.data.generate`` samples per second, scaling with samples and grid
    points (ratio: time per sample against the smallest size).
+8. **Train step of LipFNO's defaults** (``block="cpl"``, ``normalization="clip"``: two Fourier
+   multipliers per block, ``K`` and ``K^T``) against the FNO twin (its defaults: GELU, the
+   ``medium`` bench's baseline) and neuraloperator's FNO, at the ``medium`` preset's sizes
+   (``CPL_CONFIGS``: 1-D 128 cells, 10 input frames, width 20, 12 and 64 modes, batch 32; 2-D
+   Darcy 32 x 32, 12 x 12 modes, padding 1/8) and the N-d parts' sizes; and against the twin
+   with depth 8, which applies as many Fourier multipliers as the four ``K``/``K^T`` pairs.
 
 Related scripts measure more of some of these and are not repeated here: ``fno_speed.py``
 (matched-size train step and memory of LipFNO / FNO / neuraloperator's FNO at PDEBench's
@@ -55,6 +61,7 @@ from torch import nn
 from liponet.bench import relative_mse
 from liponet.certify import field_operator
 from liponet.data import PDEBenchDataset, generate
+from liponet.layers import residual
 from liponet.models import FNO, DeepONet, LipDeepONet, LipFNO
 
 RESULTS = Path("benchmarks/results")
@@ -292,6 +299,102 @@ def part_train_nd(dims: list[int], rounds: int) -> list[dict]:
     return rows
 
 
+#: The ``medium`` bench's sizes (liponet.bench.PRESETS["medium"]) and the N-d parts' sizes.
+CPL_CONFIGS = {
+    "medium 1-D, 12 modes": dict(batch=32, cin=10, n=(128,), modes=(12,), width=20, pad=0.0),
+    "medium 1-D, 64 modes": dict(batch=32, cin=10, n=(128,), modes=(64,), width=20, pad=0.0),
+    "medium 2-D": dict(batch=32, cin=1, n=(32, 32), modes=(12, 12), width=20, pad=0.125),
+    "1-D": dict(batch=16, cin=1, n=(256,), modes=(12,), width=32, pad=0.0),
+    "2-D": dict(batch=8, cin=1, n=(64, 64), modes=(12, 12), width=32, pad=0.0),
+    "3-D": dict(batch=4, cin=1, n=(24, 24, 24), modes=(6, 6, 6), width=16, pad=0.0),
+}
+
+
+def _neuralop_padded(cfg: dict) -> nn.Module | None:
+    """neuraloperator's FNO matched as in ``fno_common``, with the same domain padding."""
+    try:
+        from neuralop.models import FNO as NeuralopFNO
+    except ImportError:
+        return None
+    from fno_common import neuralop_n_modes
+
+    return NeuralopFNO(
+        n_modes=neuralop_n_modes(cfg["modes"]),
+        in_channels=cfg["cin"],
+        out_channels=1,
+        hidden_channels=cfg["width"],
+        n_layers=4,
+        lifting_channel_ratio=0,
+        projection_channel_ratio=2,
+        use_channel_mlp=False,
+        domain_padding=cfg["pad"] or None,
+    )
+
+
+def _other_path(step: Callable[[], None], shared: bool) -> Callable[[], None]:
+    """``step`` with the convex-potential chain forced onto the path it does not choose."""
+
+    def run() -> None:
+        chosen = residual.shares_transforms
+        residual.shares_transforms = lambda modes, sizes: shared  # type: ignore[assignment]
+        try:
+            step()
+        finally:
+            residual.shares_transforms = chosen
+
+    return run
+
+
+def part_train_cpl(rounds: int) -> list[dict]:
+    """Train step of LipFNO's defaults against the FNO twin and neuraloperator's FNO.
+
+    Also against the same model forced onto the other path of the chain (FFTs shared between
+    blocks or blocks one by one), which checks the rule of ``shares_transforms``.
+    """
+    rows = []
+    for label, cfg in CPL_CONFIGS.items():
+        x = torch.randn(cfg["batch"], cfg["cin"], *cfg["n"])
+        y = torch.randn(cfg["batch"], 1, *cfg["n"])
+        kw = dict(width=cfg["width"], depth=4, padding=cfg["pad"])
+        sizes = [n + round(cfg["pad"] * n) for n in cfg["n"]]  # the padded grid of the blocks
+        shared = residual.shares_transforms(cfg["modes"], sizes)
+        other = "blocks one by one" if shared else "FFTs shared"
+        fns = {
+            "LipFNO defaults (cpl+clip)": train_step(
+                LipFNO(cfg["cin"], 1, cfg["modes"], **kw), x, y
+            ),
+            "FNO twin": train_step(FNO(cfg["cin"], 1, cfg["modes"], **kw), x, y),
+            # as many Fourier multipliers as the 4 convex-potential blocks apply (K and K^T each)
+            "FNO twin, depth 8": train_step(
+                FNO(cfg["cin"], 1, cfg["modes"], **{**kw, "depth": 8}), x, y
+            ),
+            f"LipFNO defaults, {other}": _other_path(
+                train_step(LipFNO(cfg["cin"], 1, cfg["modes"], **kw), x, y), not shared
+            ),
+        }
+        ref = _neuralop_padded(cfg)
+        if ref is not None:
+            fns["neuralop-FNO"] = train_step(ref, x, y)
+        t = interleaved(fns, rounds)
+        lip = t["LipFNO defaults (cpl+clip)"]["cpu"]
+        for base in ("FNO twin", "neuralop-FNO", "FNO twin, depth 8", f"LipFNO defaults, {other}"):
+            if base not in t:
+                continue
+            rows.append(
+                {
+                    "part": "train step, LipFNO defaults",
+                    "nx": cfg["n"][0],
+                    "width": cfg["width"],
+                    "samples": cfg["batch"],
+                    "measure": f"{label}: LipFNO defaults (cpl+clip) / {base}",
+                    "ratio": lip / t[base]["cpu"],
+                    "baseline_ms": 1e3 * t[base]["cpu"],
+                    "ms": 1e3 * lip,
+                }
+            )
+    return rows
+
+
 def part_eval_nd(dims: list[int], rounds: int) -> list[dict]:
     """Eval forward of LipFNO (cached eval weights) and its export against the twin."""
     rows = []
@@ -481,6 +584,7 @@ PARTS = (
     "certify",
     "loader",
     "generator",
+    "train-cpl",
 )
 
 
@@ -488,7 +592,8 @@ def merge_previous(rows: list[dict], settings: str) -> tuple[list[dict], str]:
     """Put freshly measured rows in place of their parts' rows in the committed results.
 
     The rows of parts not rerun are kept as they are (from ``performance.csv``), and the
-    settings line says what was rerun and keeps the original run's line.
+    settings line says what was rerun and keeps the original run's line and the notes of
+    earlier reruns of other parts.
     """
     csv_path, md_path = RESULTS / "performance.csv", RESULTS / "performance.md"
     if not csv_path.exists():
@@ -516,8 +621,19 @@ def merge_previous(rows: list[dict], settings: str) -> tuple[list[dict], str]:
         if line.startswith("Settings: ")
     ]
     if previous:
-        settings = f"{previous[0].split(' || ')[0]} || {settings}"
+        # the original run's line, earlier reruns of other parts, then this rerun
+        segments = previous[0].split(" || ")
+        now = set(_rerun_parts(settings))
+        kept = [seg for seg in segments[1:] if not set(_rerun_parts(seg)) <= now]
+        settings = " || ".join([segments[0], *kept, settings])
     return merged, settings
+
+
+def _rerun_parts(segment: str) -> list[str]:
+    """The part names of a ``parts a, b rerun: ...`` settings segment (none for a full run)."""
+    if not segment.startswith("parts ") or " rerun:" not in segment:
+        return []
+    return segment[len("parts ") : segment.index(" rerun:")].split(", ")
 
 
 def write(rows: list[dict], settings: str) -> None:
@@ -604,6 +720,9 @@ def main() -> None:
         for dim, cfg in ND_CONFIGS.items():
             cfg.update(batch=2, n=16, width=8, modes=(3,) * dim)
         grids = {1: [32, 64], 2: [16, 32]}
+        for cpl in CPL_CONFIGS.values():
+            cpl.update(batch=2, n=tuple(16 for _ in cpl["n"]), width=8)
+            cpl["modes"] = tuple(3 for _ in cpl["modes"])
     else:
         train_sizes = [(64, 32), (256, 32), (1024, 32), (256, 16), (256, 64)]
         loader_sizes = [(256, 128), (1024, 128), (256, 512)]
@@ -629,6 +748,7 @@ def main() -> None:
             "certify": lambda: part_certify(sorted({w for _, w in train_sizes}), 256, rounds),
             "loader": lambda: part_loader(loader_sizes, max(3, rounds // 3), Path(tmp)),
             "generator": lambda: part_generator(gen_sizes, Path(tmp)),
+            "train-cpl": lambda: part_train_cpl(rounds),
         }
         assert list(runs) == list(PARTS)
         for part in PARTS:
@@ -637,7 +757,8 @@ def main() -> None:
     settings = (
         f"{'quick' if args.quick else 'default'} run, {rounds} interleaved rounds, 1 torch thread, "
         f"depth 4; N-d parts: {ND_CONFIGS} (n = grid points per dimension); 1-D parts: "
-        f"batch {BATCH}, modes 12, DeepONet width = 2 x FNO width, n_basis 32; "
+        f"batch {BATCH}, modes 12, DeepONet width = 2 x FNO width, n_basis 32; LipFNO-defaults "
+        f"part: {CPL_CONFIGS} (cin = input channels, pad = domain padding); "
         f"{platform.machine()}, torch {torch.__version__}; "
         f"total {time.perf_counter() - start:.0f} s"
     )

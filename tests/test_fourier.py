@@ -410,3 +410,42 @@ def test_remembered_norms_give_the_certificate_of_a_fresh_layer(normalization, d
             assert float(norms[median]) == float(norms.max())  # (or tied with its mirror)
         if change == "small":
             assert sum(rows[:-1]) < n_all // 2  # most multipliers skipped (fresh's SVD is last)
+
+
+@pytest.mark.parametrize("modes", [(6,), (3, 2), (2, 3, 2)])
+@pytest.mark.parametrize("k", [0.9, 50.0])  # most multipliers clipped / none clipped
+def test_clip_training_weights_node_equals_the_generic_path(modes, k, monkeypatch):
+    """The one-node clip normalization (hand-written backward) is the generic autograd path."""
+    import liponet.layers.fourier as fourier
+
+    torch.manual_seed(0)
+    conv = LipSpectralConv(5, 4, modes, k=k, skip=True, normalization="clip").double().train()
+    with torch.no_grad():
+        conv.weight.mul_(3.0)
+    u0 = conv.u.clone()
+    r, w = conv._train_weights()
+    g_r, g_w = torch.randn_like(r), torch.randn_like(w)
+    loss = (r.conj() * g_r).real.sum() + (w * g_w).sum()
+    grads = torch.autograd.grad(loss, [conv.weight, conv.skip])
+    assert conv.u.ne(u0).any()  # the power iteration advanced its vectors
+    conv.u.copy_(u0)
+    monkeypatch.setitem(fourier.NORMALIZATIONS, "clip_generic", fourier._clip)
+    conv.normalization = "clip_generic"  # the generic path: autograd through every op
+    r_ref, w_ref = conv._train_weights()
+    loss_ref = (r_ref.conj() * g_r).real.sum() + (w_ref * g_w).sum()
+    grads_ref = torch.autograd.grad(loss_ref, [conv.weight, conv.skip])
+    torch.testing.assert_close(r, r_ref, rtol=0, atol=1e-13)
+    torch.testing.assert_close(w, w_ref, rtol=0, atol=1e-13)
+    for got, ref in zip(grads, grads_ref, strict=True):
+        torch.testing.assert_close(got, ref, rtol=0, atol=1e-12)
+    # and against finite differences (the power vectors held fixed)
+    conv.normalization = "clip"
+
+    u = torch.view_as_complex(u0).clone()
+
+    def weights(weight, skip):
+        m = conv._stacked(conv._symmetric_spectral(weight.detach()), skip.detach())
+        return fourier._ClipTrainWeights.apply(weight, skip, u, m, k, len(modes))
+
+    params = (conv.weight.detach().clone().requires_grad_(), conv.skip.detach().clone())
+    assert torch.autograd.gradcheck(weights, (params[0], params[1].requires_grad_()))

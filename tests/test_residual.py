@@ -4,9 +4,15 @@ import pytest
 import torch
 from certcheck import check_all, check_attack, perturb
 
-from liponet.layers import NORMALIZATIONS, ConvexPotentialBlock, LipSpectralConv
-from liponet.layers.fourier import spectral_apply
-from liponet.layers.residual import adjoint_weights
+from liponet.layers import (
+    NORMALIZATIONS,
+    ConvexPotentialBlock,
+    ConvexPotentialChain,
+    LipSpectralConv,
+)
+from liponet.layers.fourier import mix_modes, spectral_apply
+from liponet.layers.residual import adjoint_weights, convex_potential_chain, shares_transforms
+from liponet.models import LipFNO
 
 GRIDS = {1: (9,), 2: (5, 8), 3: (4, 5, 4)}
 MODES = {1: (3,), 2: (2, 3), 3: (2, 2, 2)}
@@ -107,3 +113,83 @@ def test_symmetry_premise_covers_the_new_parts():
     x = torch.randn(3, 2, 16, dtype=torch.float64)
     shifted = model(torch.roll(x, 5, dims=-1))
     torch.testing.assert_close(shifted, torch.roll(model(x), 5, dims=-1), rtol=0, atol=1e-12)
+
+
+def _separate_blocks(blocks, x):
+    """The blocks one by one with the textbook formula ``x - 2 K^T relu(K x + b)``."""
+    for block in blocks:
+        r, w = block._weights()
+        z = torch.relu(spectral_apply(x, r, w, block.conv.bias, block.modes))
+        r_adj, w_adj = adjoint_weights(r, w)
+        x = x - 2.0 * spectral_apply(z, r_adj, w_adj, None, block.modes)
+    return x
+
+
+#: Grids on which the chain shares transforms (kept modes <= a quarter of the grid points).
+SHARED_GRIDS = {1: (16,), 2: (8, 9), 3: (6, 7, 6)}
+UNSHARED_GRIDS = {1: (9,), 2: (3, 5), 3: (3, 3, 3)}
+
+
+@pytest.mark.parametrize("dim", [1, 2, 3])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("mode", ["train", "eval"])
+@pytest.mark.parametrize("shared", [True, False])
+def test_chain_equals_the_blocks_one_by_one(dim, dtype, mode, shared):
+    """The FFT-sharing chain computes the old formula: outputs and every gradient to rounding."""
+    grid = SHARED_GRIDS[dim] if shared else UNSHARED_GRIDS[dim]
+    assert shares_transforms(MODES[dim], grid) == shared
+    torch.manual_seed(0)
+    blocks = [ConvexPotentialBlock(6, MODES[dim], hidden=5, normalization="clip") for _ in range(3)]
+    for block in blocks:
+        perturb(block, scale=1.0)
+    chain = ConvexPotentialChain(*blocks).to(dtype)
+    getattr(chain, mode)()
+    x = torch.randn(3, 6, *grid, dtype=dtype, requires_grad=True)
+    params = list(chain.parameters())
+    u0 = [block.conv.u.clone() for block in blocks]  # power iteration: same start for both
+    y = chain(x)
+    g = torch.randn_like(y)
+    grads = torch.autograd.grad(y, [x, *params], g, allow_unused=True)
+    for block, u in zip(blocks, u0, strict=True):
+        block.conv.u.copy_(u)
+    y_ref = _separate_blocks(blocks, x)
+    grads_ref = torch.autograd.grad(y_ref, [x, *params], g, allow_unused=True)
+    tol = 1e-12 if dtype == torch.float64 else 2e-6
+    scale = float(y_ref.detach().abs().max())
+    torch.testing.assert_close(y, y_ref, rtol=0.0, atol=tol * scale)
+    assert (mode == "train") == all(gp is not None for gp in grads[1:])
+    for got, ref in zip(grads, grads_ref, strict=True):
+        if ref is None:
+            assert got is None
+            continue
+        torch.testing.assert_close(got, ref, rtol=0.0, atol=tol * float(ref.abs().max()))
+    # and the model path: a LipFNO's blocks form one chain
+    model = LipFNO(1, 1, MODES[dim], width=4, depth=2)
+    assert sum(isinstance(m, ConvexPotentialChain) for m in model.modules()) == 1
+
+
+@pytest.mark.parametrize("adjoint", [False, True])
+def test_chain_and_mode_mixing_backward_pass_gradcheck(adjoint):
+    """Hand-written backward passes (mode mixing, kept-mode FFTs) against finite differences."""
+    torch.manual_seed(0)
+    xk = torch.randn(2, 3, 4, dtype=torch.complex128, requires_grad=True)
+    r = torch.randn(4, 5 if not adjoint else 3, 3 if not adjoint else 5, dtype=torch.complex128)
+    r.requires_grad_(True)
+
+    def mix(xk, r):
+        w = r.transpose(-2, -1).conj() if adjoint else r
+        return mix_modes(xk, w)
+
+    assert torch.autograd.gradcheck(mix, (xk, r))
+    assert shares_transforms((3, 2), (8, 6))
+    blocks = [perturb(ConvexPotentialBlock(4, (3, 2)), scale=1.0).double().eval() for _ in range(2)]
+    weights = [b.chain_weights() for b in blocks]
+    kept = [w[0].detach().clone().requires_grad_(True) for w in weights]
+    skips = [w[1].detach().clone().requires_grad_(True) for w in weights]
+    x = torch.randn(2, 4, 8, 6, dtype=torch.float64, requires_grad=True)
+
+    def chain(x, k0, k1, s0, s1):
+        ws = [(k0, s0, weights[0][2]), (k1, s1, weights[1][2])]
+        return convex_potential_chain(torch.relu(x) - x.mean(), ws, (3, 2))
+
+    assert torch.autograd.gradcheck(chain, (x, *kept, *skips))

@@ -22,6 +22,7 @@ from .fourier import SpectralMultiplier as SpectralMultiplier
 from .linear import ClippedLinear as ClippedLinear
 from .linear import LipLinear as LipLinear
 from .residual import ConvexPotentialBlock as ConvexPotentialBlock
+from .residual import ConvexPotentialChain as ConvexPotentialChain
 from .scaling import AuxiliaryScale as AuxiliaryScale
 from .scaling import OutputScale as OutputScale
 from .scaling import sup_norm_bound as sup_norm_bound
@@ -39,6 +40,7 @@ __all__ = [
     "CertifiedSequential",
     "ClippedLinear",
     "ConvexPotentialBlock",
+    "ConvexPotentialChain",
     "FourierBlock",
     "FullSort",
     "GroupSort",

@@ -273,6 +273,71 @@ def _tracing() -> bool:
     return torch.compiler.is_compiling() or torch.jit.is_tracing()
 
 
+def kept_spectrum(x: Tensor, modes: Sequence[int]) -> Tensor:
+    """Kept modes of ``rfftn(x, norm="ortho")``: ``(b, c, *spatial) -> (b, c, *kept)`` complex.
+
+    Differentiable with the cheap exact backward of :class:`_KeptRFFT` (the registered op
+    ``liponet::kept_rfftn`` while a graph is captured).
+    """
+    if _tracing():
+        return kept_rfftn(x, list(modes))
+    return _KeptRFFT.apply(x, tuple(modes))
+
+
+def from_kept_spectrum(yk: Tensor, sizes: Sequence[int], modes: Sequence[int]) -> Tensor:
+    """``irfftn`` of the zero-filled spectrum holding the kept modes: ``(b, c, *sizes)`` real.
+
+    The inverse of :func:`kept_spectrum` on fields whose spectrum lives on the kept modes;
+    differentiable (:class:`_KeptIRFFT`, or ``liponet::kept_irfftn`` while a graph is captured).
+    """
+    if _tracing():
+        return kept_irfftn(yk, [int(n) for n in sizes], list(modes))
+    return _KeptIRFFT.apply(yk, tuple(sizes), tuple(modes))
+
+
+class _MixModes(torch.autograd.Function):
+    """``Y_k = R_k X_k`` as one batched matmul over modes, operands laid out mode-major.
+
+    ``einsum("bik,koi->bok")`` hands ``bmm`` mode slices ``(b, in)`` whose inner stride is the
+    mode count; for complex tensors that takes ATen's per-mode loop, cloning both operands of
+    every mode (forward and both backward products). Here each side is copied once into a
+    ``(K, b, c)`` layout, so every product is a single batched GEMM.
+    """
+
+    @staticmethod
+    def forward(ctx: Any, xk: Tensor, w: Tensor) -> Tensor:
+        xt = xk.permute(2, 0, 1).contiguous()  # (K, b, in)
+        ctx.save_for_backward(xt, w)
+        return torch.bmm(xt, w.transpose(1, 2)).permute(1, 2, 0)  # (K,b,in)@(K,in,out)->(b,out,K)
+
+    @staticmethod
+    def backward(ctx: Any, grad: Tensor) -> tuple[Tensor | None, Tensor | None]:
+        xt, w = ctx.saved_tensors
+        gt = grad.permute(2, 0, 1).contiguous()  # (K, b, out)
+        gx = gw = None
+        if ctx.needs_input_grad[0]:
+            gx = torch.bmm(gt, w.conj()).permute(1, 2, 0)  # (K,b,out)@(K,out,in)->(b,in,K)
+        if ctx.needs_input_grad[1]:
+            gw = torch.bmm(gt.transpose(1, 2), xt.conj())  # (K,out,b)@(K,b,in)->(K,out,in)
+        return gx, gw
+
+
+def mix_modes(xk: Tensor, kept: Tensor) -> Tensor:
+    """``Y_k = R_k X_k`` at every kept mode.
+
+    ``(b, in, *kept), (*kept, out, in) -> (b, out, *kept)``, complex; ``kept`` may be a lazy
+    conjugate-transposed view (as :func:`~liponet.layers.residual.adjoint_weights` returns).
+    """
+    kept_shape = xk.shape[2:]
+    flat = xk.reshape(xk.shape[0], xk.shape[1], -1)  # (b, in, K)
+    w = kept.reshape(-1, kept.shape[-2], kept.shape[-1])  # (K, out, in)
+    if _tracing():  # plain ops for graph capture
+        yk = torch.einsum("bik,koi->bok", flat, w)  # (b,in,K),(K,out,in)->(b,out,K)
+    else:
+        yk = _MixModes.apply(flat, w)  # (b, out, K)
+    return yk.reshape(yk.shape[0], yk.shape[1], *kept_shape)  # (b, out, *kept)
+
+
 def spectral_apply(
     x: Tensor, kept: Tensor, skip: Tensor | None, bias: Tensor | None, modes: Sequence[int]
 ) -> Tensor:
@@ -297,20 +362,8 @@ def spectral_apply(
         Real ``(batch, out, *spatial)``.
     """
     sizes = tuple(x.shape[2:])
-    traced = _tracing()
-    if traced:
-        xk = kept_rfftn(x, list(modes))  # (b, in, *kept)
-    else:
-        xk = _KeptRFFT.apply(x, tuple(modes))  # (b, in, *kept)
-    kept_shape = xk.shape[2:]
-    xk = xk.reshape(xk.shape[0], xk.shape[1], -1)  # (b, in, K)
-    w = kept.reshape(-1, kept.shape[-2], kept.shape[-1])  # (K, out, in)
-    yk = torch.einsum("bik,koi->bok", xk, w)  # (b,in,K),(K,out,in)->(b,out,K)
-    yk = yk.reshape(yk.shape[0], yk.shape[1], *kept_shape)  # (b, out, *kept)
-    if traced:
-        y = kept_irfftn(yk, [int(n) for n in sizes], list(modes))  # (b, out, *spatial)
-    else:
-        y = _KeptIRFFT.apply(yk, sizes, tuple(modes))  # (b, out, *spatial)
+    xk = kept_spectrum(x, modes)  # (b, in, *kept)
+    y = from_kept_spectrum(mix_modes(xk, kept), sizes, modes)  # (b, out, *spatial)
     d = len(modes)
     if skip is not None:  # y + W x in one fused call: (b,out,S) + (b,out,in)@(b,in,S)
         flat = torch.baddbmm(y.flatten(2), skip.expand(x.shape[0], -1, -1), x.flatten(2))
@@ -329,6 +382,71 @@ def _power_vectors(m: Tensor, u: Tensor, n_iter: int) -> Tensor:
         v = nn.functional.normalize((m @ u.unsqueeze(-1)).squeeze(-1), dim=-1)  # (K, out)
         u = nn.functional.normalize((m.mH @ v.unsqueeze(-1)).squeeze(-1), dim=-1)  # (K, in)
     return u
+
+
+class _ClipTrainWeights(torch.autograd.Function):
+    """Training weights of ``normalization="clip"`` with a skip, in one node with its backward.
+
+    The same function as the generic path (build ``M_k = W + R_k``, estimate ``sigma_k =
+    ||M_k u_k||``, scale each multiplier by ``c_k = 1 / max(1, sigma_k / k)``, restore the
+    Hermitian symmetry, split off ``W' = c_W W``), equal up to float rounding: with ``M``
+    Hermitian-symmetric, symmetrizing ``c_k M_k`` is ``c'_k M_k`` with the scales ``c`` averaged
+    over each conjugate pair (``c'`` = :func:`hermitian_symmetrize` of ``c``), so only a vector of
+    scales is symmetrized. About 25 small tensor operations forward and backward each, without
+    the autograd graph of 60 that the generic path records (the dominant cost of a 1-D step).
+
+    Inputs: ``weight`` ``(*kept, out, in, 2)`` real (the parameter), ``skip`` ``(out, in)``,
+    ``u`` ``(K + 1, in)`` complex power-iteration vectors and ``m`` the stacked multipliers
+    ``(K + 1, out, in)`` built from ``weight`` and ``skip`` (both without gradient), ``k``, ``d``.
+    Outputs: ``R'`` ``(*kept, out, in)`` complex, ``W'`` ``(out, in)``.
+    """
+
+    @staticmethod
+    def forward(
+        ctx: Any, weight: Tensor, skip: Tensor, u: Tensor, m: Tensor, k: float, d: int
+    ) -> tuple[Tensor, Tensor]:
+        kept_shape = weight.shape[:-3]
+        out_ch, in_ch = skip.shape
+        mk = m[:-1]  # M_k = R_k + W (R Hermitian-symmetrized): (K, out, in)
+        v = m @ u.unsqueeze(-1)  # (K + 1, out, 1)
+        sigma = torch.linalg.vector_norm(v, dim=(-2, -1))  # (K + 1,) estimates
+        c = 1.0 / (sigma / k).clamp_min(1.0)  # (K + 1,) clip scales
+        c_sym = _symmetric_scales(c[:-1], kept_shape, d)  # (K,) averaged over conjugate pairs
+        w_out = c[-1] * skip  # W' = c_W W
+        r_out = c_sym[:, None, None] * mk - w_out  # R' = c'_k M_k - W'
+        ctx.save_for_backward(mk, skip, u, v, sigma, c, c_sym)
+        ctx.k, ctx.d, ctx.kept_shape = k, d, kept_shape
+        return r_out.reshape(*kept_shape, out_ch, in_ch), w_out
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(
+        ctx: Any, g_r: Tensor, g_w: Tensor
+    ) -> tuple[Tensor, Tensor, None, None, None, None]:
+        mk, skip, u, v, sigma, c, c_sym = ctx.saved_tensors
+        g_r = g_r.reshape(mk.shape)  # (K, out, in) complex
+        # R' = c'_k M_k - c_W W; W' = c_W W
+        g_m = c_sym[:, None, None] * g_r  # through M_k at fixed scales
+        g_c_sym = (g_r.conj() * mk).real.sum((-2, -1))  # (K,)
+        g_r_real_sum = g_r.real.sum(0)  # (out, in)
+        g_c = torch.empty_like(c)
+        g_c[:-1] = _symmetric_scales(g_c_sym, ctx.kept_shape, ctx.d)  # averaging: self-adjoint
+        g_c[-1] = (g_w * skip).sum() - (g_r_real_sum * skip).sum()
+        g_skip = c[-1] * (g_w - g_r_real_sum)
+        # c = 1 / max(1, sigma / k): dc/dsigma = -c / sigma where clipped (sigma > k), else 0
+        g_sigma = torch.where(sigma / ctx.k >= 1.0, -g_c * c / sigma, torch.zeros_like(c))
+        # sigma = ||M u||: d sigma = Re(v^H dM u) / sigma, so dM gets (g_sigma / sigma) v u^H
+        outer = (g_sigma / sigma)[:, None, None] * (v @ u.unsqueeze(-2).conj())  # (K+1, out, in)
+        g_m = g_m + outer[:-1]
+        g_skip = g_skip + outer[-1].real + g_m.real.sum(0)  # M_k = R_k + W
+        g_weight = hermitian_symmetrize(g_m.reshape(*ctx.kept_shape, *mk.shape[1:]), ctx.d)
+        return torch.view_as_real(g_weight), g_skip, None, None, None, None
+
+
+def _symmetric_scales(c: Tensor, kept_shape: Sequence[int], d: int) -> Tensor:
+    """Real per-mode scales ``(K,)`` averaged with their conjugate partner on ``k_d = 0``."""
+    shaped = c.reshape(*kept_shape, 1, 1)  # hermitian_symmetrize's (*kept, out, in) layout
+    return hermitian_symmetrize(shaped, d).reshape(-1)
 
 
 def _global(m: Tensor, sigma: Tensor, k: float) -> Tensor:
@@ -391,6 +509,17 @@ EXACT_NORMS_NEEDED: dict[str, Callable[[Tensor, Tensor, float], Tensor]] = {
     "global": lambda lower, upper, k: upper >= lower.max(),
     "clip": lambda lower, upper, k: (upper >= lower.max()) | (upper > k),
 }
+
+
+class _Memory:
+    """A holder for state that is not model state.
+
+    ``torch.export`` rejects tensors assigned to module attributes (or to lists and tuples in
+    them) while it traces; it leaves other objects be.
+    """
+
+    def __init__(self) -> None:
+        self.value: tuple[Tensor, Tensor, Tensor] | None = None
 
 
 def _complex_param(shape: Sequence[int]) -> nn.Parameter:
@@ -510,7 +639,7 @@ class LipSpectralConv(CertifiedModule):
         #: ``(m, lower, upper)`` of the last eval state of a scalar normalization: the stacked
         #: multipliers and bounds of their norms, so the next one needs SVDs only where the
         #: weights moved enough to matter (:meth:`_norms`).
-        self._norm_memory: tuple[Tensor, Tensor, Tensor] | None = None
+        self._norm_memory = _Memory()
 
     def _init_weights(self) -> None:
         with torch.no_grad():
@@ -558,6 +687,16 @@ class LipSpectralConv(CertifiedModule):
     def _train_weights(self) -> tuple[Tensor, Tensor | None]:
         if self.k is not None and self.normalization in NORM_FREE:  # no norm estimate needed
             return self._train_norm_free(self._target())
+        if self.k is not None and self.normalization == "clip" and self.skip is not None:
+            # the same function as below, as one autograd node with a hand-written backward
+            with torch.no_grad():
+                m = self._stacked(self._symmetric_spectral())  # (K + 1, out, in)
+                u = _power_vectors(m, torch.view_as_complex(self.u), self.n_power)
+                self.u.copy_(torch.view_as_real(u))
+            weights: tuple[Tensor, Tensor] = _ClipTrainWeights.apply(
+                self.weight, self.skip, u, m, self._target(), len(self.modes)
+            )
+            return weights
         r = self._symmetric_spectral()
         if self.k is None:
             return r, self.skip
@@ -649,7 +788,7 @@ class LipSpectralConv(CertifiedModule):
         the weights moved (:func:`~liponet.functional.drifted_norm_bounds`), and only the
         multipliers that may matter get an SVD.
         """
-        memory = self._norm_memory
+        memory = self._norm_memory.value
         if (
             memory is None
             or memory[0].shape != m.shape
@@ -676,7 +815,7 @@ class LipSpectralConv(CertifiedModule):
                         sigma[index] = exact
                         lower[index] = exact
                         upper[index] = exact * (1.0 + SVD_RELATIVE_MARGIN)
-        self._norm_memory = (m, lower, upper)
+        self._norm_memory.value = (m, lower, upper)
         return sigma, upper
 
     def multipliers(self) -> tuple[Tensor, Tensor | None]:

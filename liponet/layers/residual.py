@@ -26,16 +26,34 @@ block can be the identity, a contraction in some directions, and nonlinear in ot
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
 
 import torch
 from torch import Tensor, nn
 
 from ..functional import TARGET_MARGIN
-from .base import CertifiedModule
-from .fourier import LipSpectralConv, SpectralMultiplier, check_field, spectral_apply
+from .base import CertifiedModule, CertifiedSequential
+from .fourier import (
+    LipSpectralConv,
+    SpectralMultiplier,
+    check_field,
+    from_kept_spectrum,
+    kept_mode_shape,
+    kept_spectrum,
+    mix_modes,
+    spectral_apply,
+)
 
-__all__ = ["CPL_ACTIVATIONS", "CPL_NORM", "ConvexPotentialBlock", "adjoint_weights"]
+__all__ = [
+    "CPL_ACTIVATIONS",
+    "CPL_NORM",
+    "ConvexPotentialBlock",
+    "ConvexPotentialChain",
+    "adjoint_weights",
+    "convex_potential_chain",
+    "shares_transforms",
+]
 
 #: Activations of the convex-potential block: monotone with slopes in ``[0, 1]`` (what the
 #: proof needs). ``"relu"`` (piecewise linear) and ``"softplus"`` (``log(1 + e^x)``, slopes
@@ -71,6 +89,117 @@ def adjoint_weights(kept: Tensor, skip: Tensor | None) -> tuple[Tensor, Tensor |
     """
     adj = kept.transpose(-2, -1).conj()  # a lazy view (conj bit): the einsum reads it directly
     return adj, None if skip is None else skip.transpose(0, 1)
+
+
+def _mix_channels(xk: Tensor, w: Tensor) -> Tensor:
+    """Real channel matrix on a spectrum: ``(b, in, *kept), (out, in) -> (b, out, *kept)``."""
+    flat = torch.view_as_real(xk).reshape(xk.shape[0], xk.shape[1], -1)  # (b, in, 2 K)
+    out = torch.matmul(w, flat)  # (out,in),(b,in,2K)->(b,out,2K)
+    return torch.view_as_complex(out.reshape(out.shape[0], out.shape[1], *xk.shape[2:], 2))
+
+
+def _one_block(
+    x: Tensor,
+    r: Tensor,
+    w: Tensor,
+    b: Tensor | None,
+    modes: Sequence[int],
+    activation: str = "relu",
+) -> Tensor:
+    """``x - 2 K^T sigma(K x + b)`` (two ``spectral_apply`` calls)."""
+    z = CPL_ACTIVATIONS[activation](spectral_apply(x, r, w, b, modes))  # (b, hidden, *S)
+    r_adj, w_adj = adjoint_weights(-2.0 * r, -2.0 * w)  # -2 K^T (the factor is exact in floats)
+    return x + spectral_apply(z, r_adj, w_adj, None, modes)  # (b, width, *S)
+
+
+def shares_transforms(modes: Sequence[int], sizes: Sequence[int]) -> bool:
+    """Whether :func:`convex_potential_chain` shares FFTs between blocks on this grid.
+
+    Sharing trades two transforms per block for two channel products and three sums over the
+    kept spectrum; it pays when the kept modes are at most a quarter of the grid points.
+    Measured (``benchmarks/results/performance.md``, each LipFNO's train step against itself
+    forced onto the other path): 2-D with 12 x 12 modes on 36 x 36 or 64 x 64 points and 3-D
+    are faster shared, 1-D with 64 of 128 modes faster one block at a time, 1-D with 12 of 128
+    or 256 modes the same either way.
+    """
+    return 4 * math.prod(kept_mode_shape(modes)) <= math.prod(sizes)
+
+
+def convex_potential_chain(
+    x: Tensor,
+    weights: Sequence[tuple[Tensor, Tensor, Tensor | None]],
+    modes: Sequence[int],
+    activation: str = "relu",
+) -> Tensor:
+    """Convex-potential blocks ``x <- x - 2 K_i^T relu(K_i x + b_i)`` in turn, sharing the FFTs.
+
+    The same function as applying each block's two
+    :func:`~liponet.layers.fourier.spectral_apply` calls (equal up to float rounding), with half
+    the transforms. Each block needs ``relu``'s input ``u = K x + b``
+    in physical space and the kept spectrum ``Z`` of ``z = relu(u)``; everything else is linear
+    and is carried where it is cheapest. The residual stream is kept as ``x = p + irfftn(S)``
+    (``p`` physical: the input minus the skip parts ``2 W_i^T z_i``; ``S`` the kept spectrum of
+    the adjoint parts ``-2 R_i^H Z_i``) together with ``X``, the kept spectrum of ``x`` itself
+    (``X <- X - 2 (W_i^T + R_i^H) Z_i``: the kept modes of the update follow linearly from
+    ``Z_i``). Then ``K x = W p + irfftn(W S + R X)``: one inverse transform, and ``Z`` one
+    forward transform per block, plus one forward transform of the input and one inverse for the
+    output: ``2 n + 2`` transforms for ``n`` blocks where the blocks one by one take ``4 n``.
+    Autograd mirrors the count in the backward pass. Where the kept spectrum is large against the
+    grid (:func:`shares_transforms` false) the blocks are applied one by one instead.
+
+    Parameters
+    ----------
+    x
+        Real ``(batch, width, *spatial)``.
+    weights
+        Per block ``(R_k (*kept, hidden, width) complex, W (hidden, width) real, b (hidden,) or
+        None)``: ``K = W + R_k`` on kept modes and ``W`` elsewhere (Hermitian on the ``k_d = 0``
+        slice, as :func:`~liponet.layers.fourier.spectral_apply` expects).
+    modes
+        ``(m_1, ..., m_d)``.
+    activation
+        A key of :data:`CPL_ACTIVATIONS` (``relu`` in the formulas above), the same for every
+        block.
+
+    Returns
+    -------
+    Tensor
+        Real ``(batch, width, *spatial)``.
+    """
+    sigma = CPL_ACTIVATIONS[activation]
+    if not weights:
+        return x
+    sizes = tuple(x.shape[2:])
+    if not shares_transforms(modes, sizes):
+        for r, w, b in weights:
+            x = _one_block(x, r, w, b, modes, activation)
+        return x
+    ones = [1] * len(modes)
+    p = x  # physical part of the residual stream
+    xk = kept_spectrum(x, modes)  # (b, width, *kept): kept spectrum of the whole stream
+    s: Tensor | None = None  # kept spectrum of the deferred part: x = p + irfftn(s)
+    for i, (r, w, b) in enumerate(weights):
+        a = mix_modes(xk, r)  # R X: (b, hidden, *kept)
+        if s is not None:
+            a = a + _mix_channels(s, w)  # + W S (the skip on the deferred part)
+        u = from_kept_spectrum(a, sizes, modes)  # (b, hidden, *spatial)
+        # u + W p in one fused call: (b,h,S) + (b,h,w)@(b,w,S)
+        u = torch.baddbmm(u.flatten(2), w.expand(x.shape[0], -1, -1), p.flatten(2)).view(u.shape)
+        if b is not None:
+            u = u + b.view(-1, *ones)
+        z = sigma(u)  # (b, hidden, *spatial)
+        zk = kept_spectrum(z, modes)  # (b, hidden, *kept)
+        r_adj, w_adj = adjoint_weights(-2.0 * r, -2.0 * w)  # -2 K^T (exact factor)
+        assert w_adj is not None
+        t = mix_modes(zk, r_adj)  # -2 R^H Z: (b, width, *kept)
+        # p - 2 W^T z: (b,w,S) + (b,w,h)@(b,h,S)
+        p = torch.baddbmm(p.flatten(2), w_adj.expand(x.shape[0], -1, -1), z.flatten(2))
+        p = p.view(x.shape)
+        s = t if s is None else s + t
+        if i + 1 < len(weights):  # kept modes of x - 2 K^T z
+            xk = xk + t + _mix_channels(zk, w_adj)
+    assert s is not None
+    return p + from_kept_spectrum(s, sizes, modes)
 
 
 class ConvexPotentialBlock(CertifiedModule):
@@ -152,14 +281,20 @@ class ConvexPotentialBlock(CertifiedModule):
             return self.conv._train_weights()
         return self.conv.effective_weights()
 
+    def chain_weights(self) -> tuple[Tensor, Tensor, Tensor | None]:
+        """``(R_k, W, b)`` of ``K`` as the forward applies them (:func:`convex_potential_chain`).
+
+        Training: normalized with power-iteration estimates (with gradient); eval: the exact
+        float64 normalization, cached (the weights certified and exported).
+        """
+        r, w = self._weights()
+        assert w is not None  # K always has its skip
+        return r, w, self.conv.bias
+
     def forward(self, x: Tensor) -> Tensor:
         """``x - 2 K^T relu(K x + b)`` on ``(batch, width, *spatial)``."""
         check_field(x, self.width, self.modes)
-        r, w = self._weights()
-        sigma = CPL_ACTIVATIONS[self.activation]
-        z = sigma(spectral_apply(x, r, w, self.conv.bias, self.modes))  # (b, hidden, *S)
-        r_adj, w_adj = adjoint_weights(r, w)
-        return x - 2.0 * spectral_apply(z, r_adj, w_adj, None, self.modes)  # (b, width, *S)
+        return _one_block(x, *self.chain_weights(), self.modes, self.activation)
 
     def lipschitz_bound(self) -> float:
         """``max(1, 2 s^2 - 1)`` with ``s`` the float64-SVD bound of ``||K||``."""
@@ -183,6 +318,61 @@ class ConvexPotentialBlock(CertifiedModule):
             f"width={self.width}, hidden={self.hidden}, modes={self.modes}, "
             f"activation={self.activation!r}"
         )
+
+
+class ConvexPotentialChain(CertifiedSequential):
+    """Convex-potential blocks applied in turn, sharing FFTs between them.
+
+    The same function, certificate and export as ``CertifiedSequential(*blocks)`` (equal up to
+    float rounding; the same parameters under the same names), computed by
+    :func:`convex_potential_chain`: ``2 n + 2`` FFTs for ``n`` blocks instead of ``4 n``.
+
+    Parameters
+    ----------
+    blocks
+        :class:`ConvexPotentialBlock` s of one width and one ``modes``.
+
+    Lipschitz constant
+    ------------------
+    The product of the blocks' certified constants (each ``max(1, 2 s_i^2 - 1)``, exactly 1 for
+    normalized blocks), in liponet's function norm: the chain is their composition.
+
+    Examples
+    --------
+    >>> import torch
+    >>> chain = ConvexPotentialChain(*(ConvexPotentialBlock(4, modes=(3,)) for _ in range(2)))
+    >>> chain.eval()(torch.randn(2, 4, 16)).shape
+    torch.Size([2, 4, 16])
+    >>> chain.lipschitz_bound()
+    1.0
+    """
+
+    def __init__(self, *blocks: ConvexPotentialBlock) -> None:
+        if not blocks:
+            raise ValueError("ConvexPotentialChain needs at least one block")
+        for i, block in enumerate(blocks):
+            if not isinstance(block, ConvexPotentialBlock):
+                name = type(block).__name__
+                raise TypeError(f"block {i} is a {name}, not a ConvexPotentialBlock")
+            if (block.width, block.modes, block.activation) != (
+                blocks[0].width,
+                blocks[0].modes,
+                blocks[0].activation,
+            ):
+                raise ValueError(
+                    f"block {i} has width {block.width}, modes {block.modes} and activation "
+                    f"{block.activation!r}; block 0 has {blocks[0].width}, {blocks[0].modes} and "
+                    f"{blocks[0].activation!r}: a chain needs them equal"
+                )
+        super().__init__(*blocks)
+
+    def forward(self, x: Tensor) -> Tensor:
+        """``B_n(... B_1(x))`` on ``(batch, width, *spatial)``."""
+        first = self.layers[0]
+        assert isinstance(first, ConvexPotentialBlock)
+        check_field(x, first.width, first.modes)
+        weights = [block.chain_weights() for block in self.layers]  # type: ignore[operator]
+        return convex_potential_chain(x, weights, first.modes, first.activation)
 
 
 class _PlainConvexPotential(nn.Module):

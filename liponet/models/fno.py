@@ -22,6 +22,7 @@ from ..layers import (
     CertifiedModule,
     CertifiedSequential,
     ConvexPotentialBlock,
+    ConvexPotentialChain,
     FourierBlock,
     LipLinear,
     OutputScale,
@@ -381,9 +382,11 @@ class _FNOBase(CertifiedModule):
         hidden_k = 1.0 if self.constrained else None
         last_k = None if (free_last_layer or not self.constrained) else (1.0 if learned else k)
         lift = FieldLinear(LipLinear(in_channels + d * grid, width, k=hidden_k), grid=d * grid)
+        blocks: CertifiedSequential
         if block == "cpl":
             # every convex-potential block is nonlinear and 1-Lipschitz (K normalized to norm 1)
-            blocks = CertifiedSequential(
+            # (one chain: the blocks share FFTs, convex_potential_chain)
+            blocks = ConvexPotentialChain(
                 *(
                     ConvexPotentialBlock(
                         width,
