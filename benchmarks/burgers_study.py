@@ -39,13 +39,11 @@ import torch
 from torch import nn
 
 from liponet.bench import (
-    MODELS,
     PRESETS,
     BenchData,
     Builder,
     Preset,
-    fno_modes,
-    fno_padding,
+    fno_builder,
     lipfno_builder,
     load_task,
     per_task,
@@ -53,7 +51,6 @@ from liponet.bench import (
     run_row,
     with_overrides,
 )
-from liponet.models import FNO
 
 RESULTS = Path("benchmarks/results")
 STEM = "burgers_study"
@@ -169,23 +166,6 @@ COLUMNS = (
 PRESET_KEYS = ("width", "modes", "depth")
 
 
-def _fno_builder(**keywords: Any) -> Builder:
-    """The bench's FNO (same sizes and padding) with extra keywords, e.g. ``activation``."""
-
-    def build(data: BenchData, preset: Preset) -> nn.Module:
-        return FNO(
-            data.in_channels,
-            data.out_channels,
-            fno_modes(data, preset),
-            width=preset.width,
-            depth=preset.depth,
-            padding=fno_padding(data),
-            **keywords,
-        )
-
-    return MODELS["FNO"] if not keywords else build
-
-
 def builder(config: str) -> Builder:
     """The model builder of one configuration (``width``/``modes``/``depth`` override the preset).
 
@@ -194,7 +174,7 @@ def builder(config: str) -> Builder:
     keywords, _ = CONFIGS[config]
     kw = dict(keywords or {"model": "FNO"})
     changes = {key: kw.pop(key) for key in PRESET_KEYS if key in kw}
-    inner = _fno_builder(**kw) if kw.pop("model", None) == "FNO" else lipfno_builder(**kw)
+    inner = fno_builder(**kw) if kw.pop("model", None) == "FNO" else lipfno_builder(**kw)
 
     def build(data: BenchData, preset: Preset) -> nn.Module:
         return inner(data, with_overrides(preset, **changes))

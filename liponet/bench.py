@@ -624,15 +624,28 @@ def lipfno_builder(**variant: Any) -> Builder:
     return build
 
 
-def _fno(data: BenchData, preset: Preset) -> nn.Module:
-    return FNO(
-        data.in_channels,
-        data.out_channels,
-        fno_modes(data, preset),
-        width=preset.width,
-        depth=preset.depth,
-        padding=fno_padding(data),
-    )
+def fno_builder(**keywords: Any) -> Builder:
+    """The bench's unconstrained FNO (the preset's sizes, the task's padding) with ``keywords``.
+
+    Examples
+    --------
+    >>> build = fno_builder(activation="relu")   # e.g. FNO with ReLU instead of GELU
+    >>> callable(build)
+    True
+    """
+
+    def build(data: BenchData, preset: Preset) -> nn.Module:
+        return FNO(
+            data.in_channels,
+            data.out_channels,
+            fno_modes(data, preset),
+            width=preset.width,
+            depth=preset.depth,
+            padding=fno_padding(data),
+            **keywords,
+        )
+
+    return build
 
 
 def _neuralop_fno(data: BenchData, preset: Preset) -> nn.Module:
@@ -712,7 +725,7 @@ def local_deeponet_builder(constrained: bool, **variant: Any) -> Builder:
 #: keywords they are about, so a change of LipFNO's defaults does not change them.
 MODELS: dict[str, Builder] = {
     "neuralop-FNO": _neuralop_fno,
-    "FNO": _fno,
+    "FNO": fno_builder(),
     "LipFNO": lipfno_builder(),
     "LipFNO-best": lipfno_builder(free_last_layer=True, output_scale="vector"),
     "LipFNO-clip": lipfno_builder(

@@ -58,6 +58,26 @@ CHUNK = 2048
 _BATCH_STREAM = 0x5EED
 
 
+def _check_calibration_chunk(inputs: Tensor, targets: Tensor, query_inputs: Tensor) -> None:
+    """Refuse a calibration chunk whose pairs don't pair up or whose inputs don't fit the queries.
+
+    Raises
+    ------
+    ValueError
+        Naming both shapes: ``inputs`` and ``targets`` need the same count, ``inputs`` the
+        queries' ``(channels, *spatial)``.
+    """
+    if inputs.shape[0] != targets.shape[0]:
+        raise ValueError(
+            f"a calibration chunk has {inputs.shape[0]} inputs and {targets.shape[0]} targets"
+        )
+    if inputs.shape[1:] != query_inputs.shape[1:]:
+        raise ValueError(
+            f"calibration inputs {tuple(inputs.shape[1:])} do not match the queries "
+            f"{tuple(query_inputs.shape[1:])}"
+        )
+
+
 def _frames(arrays: dict[str, Tensor], t_in: int, t_out: int) -> tuple[Tensor, Tensor]:
     """``(b, nt, *spatial)`` (``tensor``) or ``(b, nt, *spatial, c)`` (``data``) -> pairs."""
     if "tensor" in arrays:
@@ -387,15 +407,7 @@ def streamed_error_bounds(
     largest = float(query_inputs.abs().max()) if query_inputs.numel() else 0.0
     for inputs, targets in pairs:
         largest = max(largest, float(inputs.abs().max()), float(targets.abs().max()))
-        if inputs.shape[0] != targets.shape[0]:
-            raise ValueError(
-                f"a calibration chunk has {inputs.shape[0]} inputs and {targets.shape[0]} targets"
-            )
-        if inputs.shape[1:] != query_inputs.shape[1:]:
-            raise ValueError(
-                f"calibration inputs {tuple(inputs.shape[1:])} do not match the queries "
-                f"{tuple(query_inputs.shape[1:])}"
-            )
+        _check_calibration_chunk(inputs, targets, query_inputs)
         for role, c in constants.items():
             check_inputs(c.premises, inputs, "calibration input", f"{role} constant")
         keeps = [s.useful(inputs).cpu() for s in searches]

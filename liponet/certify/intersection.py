@@ -55,6 +55,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from .calibration import _check_calibration_chunk
 from .discrete import float32_storage_noise
 from .operator import (
     ConstantLike,
@@ -488,15 +489,7 @@ def multi_pair_error_bound(
     seen = 0
     largest = float(query_inputs.abs().max()) if query_inputs.numel() else 0.0
     for inputs, targets in pairs:
-        if inputs.shape[0] != targets.shape[0]:
-            raise ValueError(
-                f"a calibration chunk has {inputs.shape[0]} inputs and {targets.shape[0]} targets"
-            )
-        if inputs.shape[1:] != query_inputs.shape[1:]:
-            raise ValueError(
-                f"calibration inputs {tuple(inputs.shape[1:])} do not match the queries "
-                f"{tuple(query_inputs.shape[1:])}"
-            )
+        _check_calibration_chunk(inputs, targets, query_inputs)
         if targets.shape[1:] != query_preds.shape[1:]:
             raise ValueError(
                 f"calibration targets {tuple(targets.shape[1:])} do not match the predictions "
