@@ -65,3 +65,13 @@ def test_mlp_features_come_from_the_grid(tmp_path, capsys):
     assert code == 0, capsys.readouterr()
     kwargs = load_checkpoint(out / "last.pt").config["model"]["kwargs"]
     assert (kwargs["in_features"], kwargs["out_features"]) == (12, 12)
+
+
+def test_a_missing_argument_the_data_do_not_determine_is_named(adv, tmp_path, capsys):
+    out = tmp_path / "run"
+    assert main(args(adv, out, "{width: 4, depth: 1}")) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1, err
+    # named with an example for the file's 16 cells, not as _FNOBase.__init__()'s argument
+    assert "model.kwargs.modes: LipFNO needs it" in err and "modes=[9]" in err, err
+    assert "_FNOBase" not in err and not out.exists()

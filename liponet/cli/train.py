@@ -18,7 +18,8 @@ configuration:
     liponet train --model LipMLP --data toy-shift --epochs 5 --set model.kwargs.width=32
   The data set the model's sizes it leaves out: in_channels / out_channels (LipFNO, FNO,
   DeepONets: the channel axis of one input / target sample) and in_features / out_features
-  (LipMLP, MLP: its last axis); a value given that contradicts the data is an error.
+  (LipMLP, MLP: its last axis); a value given that contradicts the data is an error. The
+  rest must be given when the model has no default (LipFNO/FNO: modes, e.g. [16] in 1-D).
   Output: OUT/last.pt, OUT/best.pt (checkpoints) and OUT/log.jsonl (one JSON line per epoch).
   --resume OUT/last.pt continues a run exactly (also from a mid-epoch file, see save_every_steps).
 
@@ -158,42 +159,57 @@ def infer_data_sizes(config: Any, data: Any) -> dict[str, int]:
     """Fill the model's channel / feature sizes from the data; return what was filled in.
 
     The registered model's constructor names the sizes it takes (:data:`DATA_SIZES`); one
-    sample of the data gives their values. A size the user set is checked against the data.
+    sample of the data gives their values. A size the user set is checked against the data,
+    and a required argument the data do not determine (e.g. LipFNO's ``modes``) is asked for.
 
     Raises
     ------
     UsageError
-        If a size set in ``model.kwargs`` contradicts the data (naming both values).
+        If a size set in ``model.kwargs`` contradicts the data (naming both values), or a
+        required constructor argument is missing (naming it).
     """
     import inspect
 
     from ..models import get_model_class
 
-    wanted = inspect.signature(get_model_class(config.model.name)).parameters
-    keys = [key for key in DATA_SIZES if key in wanted]
-    if not keys:
-        return {}
-    sample = _first_sample(data)
-    if sample is None:
-        return {}
-    tensors = {"inputs": sample[0], "targets": sample[1]}
+    name = config.model.name
+    wanted = inspect.signature(get_model_class(name)).parameters
     kwargs = config.model.kwargs
+    keys = [key for key in DATA_SIZES if key in wanted]
+    sample = _first_sample(data) if keys or "modes" in wanted else None
     filled: dict[str, int] = {}
-    for key in keys:
-        which, axis = DATA_SIZES[key]
-        shape = tuple(tensors[which].shape)
-        if not shape:
-            continue
-        size = int(shape[axis])
-        if key not in kwargs:
-            kwargs[key] = filled[key] = size
-        elif kwargs[key] != size:
-            where = f" in {config.data.path}" if config.data.path else ""
-            raise UsageError(
-                f"model.kwargs.{key}: {kwargs[key]!r} contradicts the data{where}: its {which} "
-                f"are shaped {shape} per sample, i.e. {key} = {size} (leave {key} out to use "
-                "the data's)"
-            )
+    if sample is not None:
+        tensors = {"inputs": sample[0], "targets": sample[1]}
+        for key in keys:
+            which, axis = DATA_SIZES[key]
+            shape = tuple(tensors[which].shape)
+            if not shape:
+                continue
+            size = int(shape[axis])
+            if key not in kwargs:
+                kwargs[key] = filled[key] = size
+            elif kwargs[key] != size:
+                where = f" in {config.data.path}" if config.data.path else ""
+                raise UsageError(
+                    f"model.kwargs.{key}: {kwargs[key]!r} contradicts the data{where}: its "
+                    f"{which} are shaped {shape} per sample, i.e. {key} = {size} (leave {key} "
+                    "out to use the data's)"
+                )
+    required = [
+        key for key, p in wanted.items()
+        if p.default is inspect.Parameter.empty and key not in kwargs
+        and p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)
+    ]  # fmt: skip
+    if required:
+        key = required[0]
+        example = "VALUE"
+        if key == "modes" and sample is not None:  # one count per spatial axis
+            spatial = tuple(sample[0].shape[1:])
+            example = "[" + ", ".join(str(min(16, n // 2 + 1)) for n in spatial) + "]"
+        raise UsageError(
+            f"model.kwargs.{key}: {name} needs it and the data do not determine it; set it, "
+            f"e.g. --set model.kwargs.{key}={example}"
+        )
     return filled
 
 
