@@ -79,19 +79,28 @@ def _fno_cases() -> list[tuple[str, torch.nn.Module, tuple[int, ...]]]:
             cases.append(
                 (
                     f"1d-{normalization}-{block}",
-                    LipFNO(1, 1, (4,), width=8, depth=2, padding=0.25, block=block,
-                           normalization=normalization),
+                    LipFNO(
+                        1,
+                        1,
+                        (4,),
+                        width=8,
+                        depth=2,
+                        padding=0.25,
+                        block=block,
+                        normalization=normalization,
+                    ),
                     (16,),
                 )
-            )  # fmt: skip
+            )
             cases.append(
                 (
                     f"2d-{normalization}-{block}",
-                    LipFNO(2, 1, (3, 4), width=6, depth=2, block=block,
-                           normalization=normalization),
+                    LipFNO(
+                        2, 1, (3, 4), width=6, depth=2, block=block, normalization=normalization
+                    ),
                     (8, 10),
                 )
-            )  # fmt: skip
+            )
     cases.append(("FNO-twin-1d", FNO(1, 1, (4,), width=8, depth=2), (32,)))
     cases.append(("FNO-twin-2d", FNO(1, 2, (3, 3), width=6, depth=2), (9, 8)))
     return cases
@@ -171,17 +180,38 @@ def _onnx_cases() -> list[tuple[str, torch.nn.Module, tuple[int, ...] | None]]:
     torch.manual_seed(0)
     return [
         ("LipFNO-1d", LipFNO(1, 1, (4,), width=8, depth=2, padding=0.25), (16,)),
-        ("LipFNO-2d-orthogonal", LipFNO(2, 1, (3, 4), width=6, depth=2,
-                                        normalization="orthogonal"), (8, 10)),  # fmt: skip
-        ("LipFNO-2d-fourier-groupsort", LipFNO(2, 2, (3, 4), width=6, depth=2, block="fourier",
-                                               activation="groupsort2", output_scale="vector"),
-         (9, 10)),  # fmt: skip
-        ("LipFNO-1d-auxiliary-increment", LipFNO(2, 1, (4,), width=8, depth=2,
-                                                 output_scale="auxiliary", radius=3.0,
-                                                 increment=True), (20,)),  # fmt: skip
+        (
+            "LipFNO-2d-orthogonal",
+            LipFNO(2, 1, (3, 4), width=6, depth=2, normalization="orthogonal"),
+            (8, 10),
+        ),
+        (
+            "LipFNO-2d-fourier-groupsort",
+            LipFNO(
+                2,
+                2,
+                (3, 4),
+                width=6,
+                depth=2,
+                block="fourier",
+                activation="groupsort2",
+                output_scale="vector",
+            ),
+            (9, 10),
+        ),
+        (
+            "LipFNO-1d-auxiliary-increment",
+            LipFNO(
+                2, 1, (4,), width=8, depth=2, output_scale="auxiliary", radius=3.0, increment=True
+            ),
+            (20,),
+        ),
         ("FNO", FNO(1, 1, (4,), width=8, depth=2), (32,)),
-        ("LipDeepONet", LipDeepONet(8, ([0.0], [1.0]), n_basis=4, width=8, depth=2,
-                                    harmonics=3), None),  # fmt: skip
+        (
+            "LipDeepONet",
+            LipDeepONet(8, ([0.0], [1.0]), n_basis=4, width=8, depth=2, harmonics=3),
+            None,
+        ),
         ("DeepONet", DeepONet(8, ([0.0], [1.0]), n_basis=4, width=8, depth=2), None),
         ("LipMLP", LipMLP(3, 2, width=8, depth=2), None),
     ]
