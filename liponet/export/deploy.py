@@ -84,6 +84,15 @@ class DeploymentInputs:
         Per input: the layout in words, e.g. ``"(batch, 1, 128)"``.
     output
         The output's layout in words.
+    extra
+        Facts the certificate depends on (e.g. DeepONet's ``domain`` of query points).
+
+    Examples
+    --------
+    >>> from liponet.models import LipDeepONet
+    >>> inputs = deployment_inputs(LipDeepONet(8, ([0.0], [1.0]), n_basis=4, width=8, depth=2))
+    >>> inputs.names, inputs.shapes(), inputs.output
+    (('u', 'coords'), [['batch', 1, 8], ['points', 1]], '(batch, 1, points)')
     """
 
     names: tuple[str, ...]
