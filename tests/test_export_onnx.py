@@ -291,3 +291,21 @@ def test_export_onnx_without_the_extra_names_it(monkeypatch):
     model = LipMLP(2, 1, width=4, depth=1).eval()
     with pytest.raises(ImportError, match=r"onnxscript.*liponet\[onnx\]"):
         export_onnx(model, deployment_inputs(model))
+
+
+@pytest.mark.slow
+def test_inference_benchmark_quick_run(tmp_path):
+    """``benchmarks/export_inference.py --quick`` writes its three files."""
+    pytest.importorskip("onnxruntime")
+    pytest.importorskip("onnxscript")
+    pytest.importorskip("matplotlib")
+    from trainfixtures import ROOT, run_script
+
+    proc = run_script(
+        ROOT / "benchmarks" / "export_inference.py", "--quick", "--out", str(tmp_path)
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert {p.name for p in tmp_path.iterdir()} == {
+        f"export_inference.{suffix}" for suffix in ("md", "csv", "png")
+    }
+    assert "| LipFNO 1-D quick | 4 |" in (tmp_path / "export_inference.md").read_text()
