@@ -376,11 +376,14 @@ def spectral_apply(
 def _power_vectors(m: Tensor, u: Tensor, n_iter: int) -> Tensor:
     """Warm-started power iteration on ``(K, out, in)`` (no grad): new right vectors ``(K, in)``.
 
-    The same iteration as :func:`liponet.functional.power_iteration`, with batched matmuls.
+    The same iteration as :func:`liponet.functional.power_iteration`, batched over any leading
+    axes. The matrix-vector products are products and sums over the last axes: for many small
+    complex matrices several times cheaper on a CPU than a batched matmul (measured: 1108
+    ``20 x 20`` multipliers of a 2-D LipFNO).
     """
     for _ in range(n_iter):
-        v = nn.functional.normalize((m @ u.unsqueeze(-1)).squeeze(-1), dim=-1)  # (K, out)
-        u = nn.functional.normalize((m.mH @ v.unsqueeze(-1)).squeeze(-1), dim=-1)  # (K, in)
+        v = nn.functional.normalize((m * u.unsqueeze(-2)).sum(-1), dim=-1)  # M u: (K, out)
+        u = nn.functional.normalize((m.conj() * v.unsqueeze(-1)).sum(-2), dim=-1)  # M^H v: (K, in)
     return u
 
 
@@ -411,15 +414,17 @@ class _ClipTrainWeights(torch.autograd.Function):
     ) -> tuple[Tensor, Tensor]:
         kept_shape = weight.shape[:d]
         mk = m[:-1]  # M_k = R_k + W (R Hermitian-symmetrized): (K, [B,] out, in)
-        v = m @ u.unsqueeze(-1)  # (K + 1, [B,] out, 1)
+        v = (m * u.unsqueeze(-2)).sum(-1, keepdim=True)  # M u: (K + 1, [B,] out, 1)
         sigma = torch.linalg.vector_norm(v, dim=(-2, -1))  # (K + 1, [B]) estimates
         c = 1.0 / (sigma / k).clamp_min(1.0)  # (K + 1, [B]) clip scales
         c_sym = _symmetric_scales(c[:-1], kept_shape, d)  # (K, [B]) averaged over conj. pairs
         w_out = c[-1][..., None, None] * skip  # W' = c_W W
-        r_out = c_sym[..., None, None] * mk - w_out  # R' = c'_k M_k - W'
+        # R' = c'_k M_k - W', on real views (a real factor on a complex tensor is a slow path)
+        r_out = torch.view_as_real(mk) * c_sym[..., None, None, None]
+        r_out[..., 0] -= w_out
         ctx.save_for_backward(mk, skip, u, v, sigma, c, c_sym)
         ctx.k, ctx.d, ctx.kept_shape = k, d, kept_shape
-        return r_out.reshape(*kept_shape, *mk.shape[1:]), w_out
+        return torch.view_as_complex(r_out).reshape(*kept_shape, *mk.shape[1:]), w_out
 
     @staticmethod
     @torch.autograd.function.once_differentiable
@@ -427,11 +432,11 @@ class _ClipTrainWeights(torch.autograd.Function):
         ctx: Any, g_r: Tensor, g_w: Tensor
     ) -> tuple[Tensor, Tensor, None, None, None, None]:
         mk, skip, u, v, sigma, c, c_sym = ctx.saved_tensors
-        g_r = g_r.reshape(mk.shape)  # (K, [B,] out, in) complex
-        # R' = c'_k M_k - c_W W; W' = c_W W
-        g_m = c_sym[..., None, None] * g_r  # through M_k at fixed scales
-        g_c_sym = (g_r.conj() * mk).real.sum((-2, -1))  # (K, [B])
-        g_r_real_sum = g_r.real.sum(0)  # ([B,] out, in)
+        g_r = torch.view_as_real(g_r.resolve_conj().reshape(mk.shape))  # (K, [B,] out, in, 2)
+        # R' = c'_k M_k - c_W W; W' = c_W W (real views of the complex tensors)
+        g_m = g_r * c_sym[..., None, None, None]  # through M_k at fixed scales
+        g_c_sym = (g_r * torch.view_as_real(mk)).sum((-3, -2, -1))  # Re <g, M_k>: (K, [B])
+        g_r_real_sum = g_r[..., 0].sum(0)  # ([B,] out, in)
         g_c = torch.empty_like(c)
         g_c[:-1] = _symmetric_scales(g_c_sym, ctx.kept_shape, ctx.d)  # averaging: self-adjoint
         g_c[-1] = (g_w * skip).sum((-2, -1)) - (g_r_real_sum * skip).sum((-2, -1))
@@ -439,8 +444,8 @@ class _ClipTrainWeights(torch.autograd.Function):
         # c = 1 / max(1, sigma / k): dc/dsigma = -c / sigma where clipped (sigma > k), else 0
         g_sigma = torch.where(sigma / ctx.k >= 1.0, -g_c * c / sigma, torch.zeros_like(c))
         # sigma = ||M u||: d sigma = Re(v^H dM u) / sigma, so dM gets (g_sigma / sigma) v u^H
-        outer = (g_sigma / sigma)[..., None, None] * (v @ u.unsqueeze(-2).conj())
-        g_m = g_m + outer[:-1]
+        outer = (v * (g_sigma / sigma)[..., None, None]) * u.unsqueeze(-2).conj()  # v u^H
+        g_m = torch.view_as_complex(g_m) + outer[:-1]
         g_skip = g_skip + outer[-1].real + g_m.real.sum(0)  # M_k = R_k + W
         g_weight = hermitian_symmetrize(g_m.reshape(*ctx.kept_shape, *mk.shape[1:]), ctx.d)
         return torch.view_as_real(g_weight), g_skip, None, None, None, None
