@@ -156,8 +156,11 @@ def convex_potential_chain(
     ``Z_i``). Then ``K x = W p + irfftn(W S + R X)``: one inverse transform, and ``Z`` one
     forward transform per block, plus one forward transform of the input and one inverse for the
     output: ``2 n + 2`` transforms for ``n`` blocks where the blocks one by one take ``4 n``.
-    Autograd mirrors the count in the backward pass. Where the kept spectrum is large against the
-    grid (:func:`shares_transforms` false) the blocks are applied one by one instead.
+    In eager float32/float64 the whole recurrence is one autograd node (:class:`_ChainFunction`,
+    its backward written from the blocks' calculus with the same ``2 n + 2`` transforms); while a
+    graph is captured, and in other dtypes, it runs as plain differentiable operations. Where
+    the kept spectrum is large against the grid (:func:`shares_transforms` false) the blocks are
+    applied one by one instead.
 
     Parameters
     ----------
@@ -508,7 +511,9 @@ class ConvexPotentialChain(CertifiedSequential):
 
     The same function, certificate and export as ``CertifiedSequential(*blocks)`` (equal up to
     float rounding; the same parameters under the same names), computed by
-    :func:`convex_potential_chain`: ``2 n + 2`` FFTs for ``n`` blocks instead of ``4 n``.
+    :func:`convex_potential_chain`: ``2 n + 2`` FFTs for ``n`` blocks instead of ``4 n``. A
+    training step of ``"clip"`` blocks computes all blocks' weights in one autograd node
+    (:func:`~liponet.layers.fourier.clip_train_weights`) and the chain in a second one.
 
     Parameters
     ----------
