@@ -185,15 +185,17 @@ def convex_potential_chain(
     if not weights:
         return x
     sizes = tuple(x.shape[2:])
-    if not shares_transforms(modes, sizes):
-        for r, w, b in weights:
-            x = _one_block(x, r, w, b, modes, activation)
-        return x
+    shared = shares_transforms(modes, sizes)
     if _fused(x):  # one autograd node with a hand-written backward, stacked weights
         rs, ws, bs = zip(*weights, strict=True)
         r = torch.stack(rs, dim=len(modes))  # (*kept, B, hidden, width)
         b = None if any(v is None for v in bs) else torch.stack(bs)  # (B, hidden)
-        return _ChainFunction.apply(x, tuple(modes), activation, r, torch.stack(ws), b)
+        node = _ChainFunction if shared else _BlocksFunction
+        return node.apply(x, tuple(modes), activation, r, torch.stack(ws), b)
+    if not shared:
+        for r, w, b in weights:
+            x = _one_block(x, r, w, b, modes, activation)
+        return x
     ones = [1] * len(modes)
     p = x  # physical part of the residual stream
     xk = kept_spectrum(x, modes)  # (b, width, *kept): kept spectrum of the whole stream
@@ -383,6 +385,95 @@ class _ChainFunction(torch.autograd.Function):
         return grad_x, None, None, g_r.reshape(ctx.r_shape), g_w, g_b if ctx.has_bias else None
 
 
+class _BlocksFunction(torch.autograd.Function):
+    """The blocks one by one (no FFT shared between blocks) as one autograd node.
+
+    For grids where the kept spectrum is large against the grid (:func:`shares_transforms`
+    false): each block ``y = x - 2 K^T sigma(K x + b)`` with four transforms forward and four
+    backward, the residual stream physical throughout, the backward from the same calculus as
+    :class:`_ChainFunction` (``dL/dx = g - 2 K^T e``, ``dL/db = -2 sum e``, ``dL/dR_k = -2 c_k
+    sum_batch (E_k X_k^H + Z_k G_k^H)``, ``dL/dW = -2 sum (e x^T + z g^T)``). Inputs as
+    :class:`_ChainFunction`'s.
+    """
+
+    @staticmethod
+    def forward(
+        ctx: Any,
+        x: Tensor,
+        modes: tuple[int, ...],
+        activation: str,
+        r: Tensor,
+        w: Tensor,
+        bias: Tensor | None,
+    ) -> Tensor:
+        sizes = tuple(x.shape[2:])
+        batch, n_blocks = x.shape[0], w.shape[0]
+        ctx.r_shape, ctx.has_bias = r.shape, bias is not None
+        r = r.reshape(-1, *r.shape[-3:])  # (K, B, h, width)
+        saved: list[Tensor] = []
+        for i in range(n_blocks):
+            ri, wi = r[:, i], w[i]  # (K, h, width), (h, width)
+            xk = _fft_kept(x, modes)  # (K, b, width)
+            u = _ifft_kept(torch.bmm(xk, ri.mT), sizes, modes)  # irfftn(R X): (b, h, *spatial)
+            # + W x: (b,h,S) + (b,h,w)@(b,w,S)
+            u = torch.baddbmm(u.flatten(2), wi.expand(batch, -1, -1), x.flatten(2)).view(u.shape)
+            if bias is not None:
+                u = u.add_(bias[i].view(-1, *([1] * len(modes))))
+            z = torch.relu(u) if activation == "relu" else nn.functional.softplus(u)
+            zk = _fft_kept(z, modes)  # (K, b, h)
+            t = torch.bmm(zk, ri.conj()).mul_(-2.0)  # -2 R^H Z: (K,b,h)@(K,h,w)->(K,b,w)
+            saved += [x, xk, z if activation == "relu" else u, zk]
+            # x - 2 W^T z - 2 irfftn(R^H Z): (b,w,S) + (b,w,h)@(b,h,S)
+            y = torch.baddbmm(
+                x.flatten(2), wi.t().expand(batch, -1, -1), z.flatten(2), alpha=-2.0
+            ).view(x.shape)
+            x = y.add_(_ifft_kept(t, sizes, modes))
+        ctx.modes, ctx.activation = modes, activation
+        ctx.save_for_backward(r, w, *saved)
+        return x
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx: Any, grad: Tensor) -> tuple[Tensor | None, ...]:
+        modes, activation = ctx.modes, ctx.activation
+        r, w, *saved = ctx.saved_tensors
+        g = grad.contiguous()
+        sizes = tuple(g.shape[2:])
+        batch, n_blocks = g.shape[0], w.shape[0]
+        c = _half_weights(g.new_empty(kept_mode_shape(modes)), len(modes))
+        c = c.reshape(r.shape[0], 1, 1)  # (K, 1, 1): the real FFT adjoint's factors
+        g_r, g_w, g_b = torch.empty_like(r), torch.empty_like(w), w.new_empty(w.shape[:2])
+        for i in reversed(range(n_blocks)):
+            ri, wi = r[:, i], w[i]
+            x, xk, zu, zk = saved[4 * i : 4 * i + 4]
+            gk = _fft_kept(g, modes)  # (K, b, width)
+            h = _ifft_kept(torch.bmm(gk, ri.mT), sizes, modes).flatten(2)  # irfftn(R G)
+            h = torch.baddbmm(h, wi.expand(batch, -1, -1), g.flatten(2))  # K g: (b, h, S)
+            if activation == "relu":
+                e = torch.ops.aten.threshold_backward(h, zu.flatten(2), 0.0)  # D K g
+                z = zu
+            else:
+                e = torch.ops.aten.softplus_backward(h, zu.flatten(2), 1.0, 20.0)
+                z = nn.functional.softplus(zu)
+            e = e.view(zu.shape)
+            ek = _fft_kept(e, modes)  # (K, b, h)
+            g_b[i] = e.flatten(2).sum(dim=(0, 2)).mul_(-2.0)
+            # dL/dR_k = -2 c_k (E_k X_k^H + Z_k G_k^H), summed over the batch
+            gr = torch.bmm(ek.mT, xk.conj())  # (K,h,b)@(K,b,w)->(K,h,w)
+            g_r[:, i] = gr.baddbmm_(zk.mT, gk.conj()).mul_(c).mul_(-2.0)
+            # dL/dW = -2 (e x^T + z g^T)
+            gw = torch.bmm(e.flatten(2), x.flatten(2).mT)  # (b,h,S)@(b,S,w)->(b,h,w)
+            g_w[i] = gw.baddbmm_(z.flatten(2), g.flatten(2).mT).sum(0).mul_(-2.0)
+            if i == 0 and not ctx.needs_input_grad[0]:
+                break
+            # dL/dx = g - 2 W^T e - 2 irfftn(R^H E)
+            t = torch.bmm(ek, ri.conj()).mul_(-2.0)  # (K,b,h)@(K,h,w)->(K,b,w)
+            gx = torch.baddbmm(g.flatten(2), wi.t().expand(batch, -1, -1), e.flatten(2), alpha=-2.0)
+            g = gx.view(g.shape).add_(_ifft_kept(t, sizes, modes))
+        grad_x = g if ctx.needs_input_grad[0] else None
+        return grad_x, None, None, g_r.reshape(ctx.r_shape), g_w, g_b if ctx.has_bias else None
+
+
 def _spectral_outer(a: Tensor, b: Tensor) -> Tensor:
     """``Re sum_(k, batch) a b^H``: ``(K, b, h), (K, b, w) -> (h, w)`` real."""
     return torch.mm(a.reshape(-1, a.shape[-1]).mT, b.reshape(-1, b.shape[-1]).conj()).real
@@ -562,18 +653,13 @@ class ConvexPotentialChain(CertifiedSequential):
         blocks: list[ConvexPotentialBlock] = list(self.layers)  # type: ignore[arg-type]
         convs = [block.conv for block in blocks]
         sizes = tuple(x.shape[2:])
-        if (
-            self.training
-            and _fused(x)
-            and shares_transforms(first.modes, sizes)
-            and clip_trains_together(convs)
-        ):
+        if self.training and _fused(x) and clip_trains_together(convs):
             # the blocks' clip weights in one node for all of them, the chain in another
             r, w = clip_train_weights(convs)  # (*kept, B, hidden, width), (B, hidden, width)
             biases: list[Tensor] = [conv.bias for conv in convs if conv.bias is not None]
             b = torch.stack(biases) if len(biases) == len(convs) else None
-            args = (x, tuple(first.modes), first.activation, r, w, b)
-            return _ChainFunction.apply(*args)
+            node = _ChainFunction if shares_transforms(first.modes, sizes) else _BlocksFunction
+            return node.apply(x, tuple(first.modes), first.activation, r, w, b)
         weights = [block.chain_weights() for block in blocks]
         return convex_potential_chain(x, weights, first.modes, first.activation)
 
