@@ -263,3 +263,25 @@ def test_model_steps_through_the_fused_chain_as_through_the_plain_one(
         assert (got is None) == (ref is None)
         if ref is not None:
             torch.testing.assert_close(got, ref, rtol=0, atol=1e-11 * float(ref.abs().max()))
+
+
+def test_chain_under_autocast_takes_the_plain_operations():
+    """Autocast (bf16 on CPU here) keeps the plain recurrence and its dtype rules."""
+    from liponet.layers import residual
+
+    torch.manual_seed(0)
+    model = LipFNO(1, 1, (3,), width=4, depth=2).train()
+    x = torch.randn(2, 1, 16)
+    assert residual._fused(x)
+    seen = []
+    chain = next(m for m in model.modules() if isinstance(m, ConvexPotentialChain))
+    chain.register_forward_hook(lambda mod, inp, out: seen.append(type(out.grad_fn).__name__))
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        assert not residual._fused(x)
+        y = model(x)
+    assert torch.isfinite(y).all() and seen[0] not in (
+        "_ChainFunctionBackward",
+        "_BlocksFunctionBackward",
+    )
+    y.float().sum().backward()
+    assert all(p.grad is not None for p in model.parameters())

@@ -133,8 +133,16 @@ def shares_transforms(modes: Sequence[int], sizes: Sequence[int]) -> bool:
 
 
 def _fused(x: Tensor) -> bool:
-    """Whether the shared-FFT chain runs as :class:`_ChainFunction` (eager float32/64)."""
-    return not _tracing() and x.dtype in (torch.float32, torch.float64)
+    """Whether the chain runs as one node (:class:`_ChainFunction`, :class:`_BlocksFunction`).
+
+    In eager float32/float64 without autocast (under autocast, or in half precision, the
+    plain operations take their dtype rules, e.g. FFTs of half-precision fields in float32).
+    """
+    return (
+        not _tracing()
+        and x.dtype in (torch.float32, torch.float64)
+        and not torch.is_autocast_enabled(x.device.type)
+    )
 
 
 def convex_potential_chain(
