@@ -278,7 +278,8 @@ class _ChainFunction(torch.autograd.Function):
 
     Inputs: ``x`` ``(b, width, *spatial)``, ``modes``, ``activation``, then the blocks' weights
     stacked on an axis ``B``: ``R_k`` ``(*kept, B, h, width)`` complex, ``W`` ``(B, h,
-    width)``, ``b`` ``(B, h)`` or ``None``.
+    width)``, ``b`` ``(B, h)`` or ``None``. First derivatives only (``once_differentiable``: a
+    double backward raises, as through ``_ClipTrainWeights``).
     """
 
     @staticmethod
