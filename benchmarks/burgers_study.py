@@ -36,6 +36,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from _plot import panel_row, pyplot
 from torch import nn
 
 from liponet.bench import (
@@ -386,35 +387,25 @@ def markdown(
 
 def plot(rows: Sequence[Mapping[str, Any]], path: Path) -> Path | None:
     """nRMSE / FNO against CPU time per step / FNO's, one panel per (task, steps)."""
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        return None
     summary = [s for s in summarize(rows) if math.isfinite(s["ratio"])]
     panels = list(dict.fromkeys((s["task"], s["steps"]) for s in summary))
-    if not panels:
+    if pyplot() is None or not panels:
         return None
-    fig, axes = plt.subplots(1, len(panels), figsize=(5.2 * len(panels), 4.4), squeeze=False)
-    for ax, (task, steps) in zip(axes[0], panels, strict=True):
-        for s in (s for s in summary if (s["task"], s["steps"]) == (task, steps)):
-            ax.plot(s["step_ratio"], s["ratio"], "*" if s["config"] == "FNO" else "o")
-            ax.annotate(
-                f"{s['config']} (L {s['L']:.3g})",
-                (s["step_ratio"], s["ratio"]),
-                fontsize=6,
-                xytext=(3, 2),
-                textcoords="offset points",
-            )
-        ax.axhline(1.2, color="gray", ls="--", lw=0.8)
-        ax.set_xlabel("CPU time per step / FNO's")
-        ax.set_title(f"{task}, {steps} steps (seeds averaged)", fontsize=9)
-    axes[0][0].set_ylabel("test rollout nRMSE / FNO's (dashed: 1.2)")
-    fig.tight_layout()
-    fig.savefig(path, dpi=90)
-    plt.close(fig)
+    with panel_row(path, len(panels), (5.2, 4.4)) as axes:
+        for ax, (task, steps) in zip(axes, panels, strict=True):
+            for s in (s for s in summary if (s["task"], s["steps"]) == (task, steps)):
+                ax.plot(s["step_ratio"], s["ratio"], "*" if s["config"] == "FNO" else "o")
+                ax.annotate(
+                    f"{s['config']} (L {s['L']:.3g})",
+                    (s["step_ratio"], s["ratio"]),
+                    fontsize=6,
+                    xytext=(3, 2),
+                    textcoords="offset points",
+                )
+            ax.axhline(1.2, color="gray", ls="--", lw=0.8)
+            ax.set_xlabel("CPU time per step / FNO's")
+            ax.set_title(f"{task}, {steps} steps (seeds averaged)", fontsize=9)
+        axes[0].set_ylabel("test rollout nRMSE / FNO's (dashed: 1.2)")
     return path
 
 

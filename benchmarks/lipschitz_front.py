@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from _plot import panel_row, pyplot
 
 from liponet.bench import (
     MODELS,
@@ -187,19 +188,20 @@ def markdown(rows: Sequence[Mapping[str, Any]], settings: Mapping[str, Any]) -> 
 
 
 def plot(rows: Sequence[Mapping[str, Any]], path: Path) -> Path | None:
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        return None
     ok = [r for r in rows if r["status"] == "ok"]
     tasks = list(dict.fromkeys(r["task"] for r in ok))
-    if not tasks:
+    if pyplot() is None or not tasks:
         return None
-    fig, axes = plt.subplots(1, len(tasks), figsize=(4.2 * len(tasks), 3.8), squeeze=False)
-    for ax, task in zip(axes[0], tasks, strict=True):
+    with panel_row(path, len(tasks), (4.2, 3.8)) as axes:
+        _draw(axes, tasks, ok)
+        axes[0].set_ylabel("test nRMSE (rollout)")
+        axes[0].legend(fontsize=7)
+    return path
+
+
+def _draw(axes: list[Any], tasks: list[str], ok: list[Mapping[str, Any]]) -> None:
+    """One panel per task: nRMSE against the certified bound, one line per variant."""
+    for ax, task in zip(axes, tasks, strict=True):
         task_rows = [r for r in ok if r["task"] == task]
         for variant in dict.fromkeys(r["variant"] for r in task_rows):
             pts = sorted(
@@ -218,12 +220,6 @@ def plot(rows: Sequence[Mapping[str, Any]], path: Path) -> Path | None:
         ax.set_yscale("log")
         ax.set_xlabel("certified Lipschitz bound")
         ax.set_title(task, fontsize=9)
-    axes[0][0].set_ylabel("test nRMSE (rollout)")
-    axes[0][0].legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(path, dpi=90)
-    plt.close(fig)
-    return path
 
 
 def main() -> None:
