@@ -75,6 +75,13 @@ def _kill_tree(proc, first=signal.SIGKILL):
         os.killpg(proc.pid, signal.SIGKILL)
 
 
+def _cmdline(pid):
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_text().replace("\0", " ")[-120:]
+    except OSError:  # gone meanwhile
+        return f"{pid} (exited)"
+
+
 def launch(args, timeout):
     """Run ``args`` (a torchrun launch) in a new session; on timeout kill every process it
     started and fail, with the ranks' Python stacks (SIGABRT + faulthandler) in the message."""
@@ -85,11 +92,7 @@ def launch(args, timeout):
     try:
         out, err = proc.communicate(timeout=timeout)
     except subprocess.TimeoutExpired:
-        alive = [
-            Path(f"/proc/{pid}/cmdline").read_text().replace("\0", " ")[-120:]
-            for pid in _descendants(proc.pid)
-            if Path(f"/proc/{pid}/cmdline").exists()
-        ]
+        alive = [_cmdline(pid) for pid in _descendants(proc.pid)]
         _kill_tree(proc, first=signal.SIGABRT)
         out, err = proc.communicate()
         pytest.fail(
