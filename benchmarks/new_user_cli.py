@@ -156,7 +156,7 @@ def write(rows: list[dict[str, Any]], ratio: float, records: dict[str, Any], out
         f"**{ratio:.3g}x**, certified constants {lip['lipschitz_bound']:.4g} and "
         f"{fno['lipschitz_bound']:.4g}.",
         "",
-        "What a newcomer hits here (found with this script; fixed ones name the fix):",
+        "What a newcomer hits (this sequence, first typed by hand; a fixed one names its fix):",
         "",
         "- `liponet train --model LipFNO` without settings used to fail on `in_channels`, "
         "`out_channels` and `modes` as `_FNOBase.__init__()` arguments; the channels now come "
