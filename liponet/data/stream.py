@@ -180,8 +180,10 @@ class PDEBenchStream(IterableDataset[Any]):
         read = max(1, (self.batch_size or self.block_size) // windows)
         if self.dataset.reads_by_offset or self.dataset.sample_bytes() >= DIRECT_READ_BYTES:
             order, at, want = self._sample_order(), 0, read
+            by_offset = self.dataset.reads_by_offset
             while at < len(order):
-                batch = np.sort(order[at : at + want]).tolist()
+                batch: Any = np.sort(order[at : at + want])
+                batch = batch if by_offset else batch.tolist()
                 at += want
                 x, y, ids, ok = self.dataset.read_items(batch)
                 self.dataset.check_finite(ok, ids, policy=self.on_nonfinite)
