@@ -76,6 +76,12 @@ def test_once_checks_each_frame_once_per_identity_and_catches_later_nan(tmp_path
     stream.set_epoch(1)
     assert ids_of(stream) == list(range(6, 60))
     assert checks == []  # nothing rechecked while the file is unchanged
+    reader.read(np.arange(6, 20), (0, 3))  # some frames of samples verified whole
+    assert checks == []
+    reader.read(np.arange(0, 8), (0, 3))  # samples 0-5 (test split) were never read
+    assert len(checks) == 6 and reader.verified()[:6, [0, 3]].all()
+    assert not reader.verified()[:6, [1, 2, 4]].any()
+    checks.clear()
     poke(path, 33, 2, 7)  # NaN written after the verification
     assert not reader.verified().any()  # new identity: no mark holds
     stream.set_epoch(2)
@@ -160,6 +166,7 @@ def test_marks_are_shared_with_dataloader_workers(tmp_path, quiet):
     assert ids_of(loader) == list(range(6, 64))
     # the workers (forked) verified the samples; the marks live in shared memory
     assert stream.dataset._direct.verified()[6:, [0, -1]].all()
+    assert not stream.dataset._direct.verified()[:, 1].any()  # the frames read, no others
     copy = pickle.loads(pickle.dumps(stream.dataset))  # spawned workers: own, empty marks
     assert not copy._direct.verified().any()
     assert torch.equal(copy.to_tensors()[0], stream.dataset.to_tensors()[0])

@@ -263,7 +263,8 @@ class OffsetReader:
         self._map = mmap.mmap(-1, nbytes + 8 * shape[0] + 8)  # MAP_SHARED | MAP_ANONYMOUS
         marks = np.frombuffer(self._map, dtype=np.int64, count=nbytes // 8 + shape[0])
         self._marks = marks[: nbytes // 8].reshape(shape)
-        #: Per sample: the token under which every stored frame was marked at once.
+        #: Per sample: the token under which every stored frame was marked at once (the
+        #: per-frame marks, 8 bytes per frame, are only written by reads of some frames).
         self._whole = marks[nbytes // 8 :]
 
     def verified(self) -> np.ndarray:
@@ -274,7 +275,7 @@ class OffsetReader:
         if self._marks is None:
             return np.zeros((self.n_samples, len(self.sources)), dtype=bool)
         token = self._current_token(_identity(os.fstat(self._descriptor())))
-        return np.asarray(self._marks == token)
+        return np.asarray((self._marks == token) | (self._whole == token)[:, None])
 
     def _current_token(self, identity: tuple[int, ...]) -> int:
         if identity != self._token[0]:
@@ -348,10 +349,12 @@ class OffsetReader:
             before = _identity(os.fstat(fd))
             if before[4] + int(QUIET_SECONDS * 1e9) < now_ns:
                 token = self._current_token(before)
-                if isinstance(columns, slice) and (self._whole[rows] == token).all():
-                    need = np.zeros(n, dtype=bool)  # every frame of every row marked
+                whole_hit = self._whole[rows] == token
+                if whole_hit.all():  # every frame of every row marked
+                    need = np.zeros(n, dtype=bool)
                 else:
                     hit = marks[rows][:, columns] == token
+                    hit |= whole_hit[:, None]
                     if hit.all():
                         need = np.zeros(n, dtype=bool)
                     elif hit.any():
@@ -393,9 +396,10 @@ class OffsetReader:
             elif checking:
                 good = ok.all(axis=1) if need is None else need & ok.all(axis=1)
                 marked = rows if good.all() else rows[good]
-                marks[marked[:, None], columns] = token
-                if isinstance(columns, slice):
+                if isinstance(columns, slice):  # every stored frame: one mark per sample
                     self._whole[marked] = token
+                else:
+                    marks[marked[:, None], columns] = token
                 partial = ~ok.all(axis=1) & ok.any(axis=1)
                 for r in np.flatnonzero(partial):  # some frames finite: mark those
                     marks[rows[r], np.asarray(key)[ok[r]]] = token

@@ -209,9 +209,10 @@ class PDEBenchStream(IterableDataset[Any]):
 
     def __iter__(self) -> Iterator[Any]:
         if self.batch_size is None:
-            for x, y in self._chunks():
-                for i in range(len(x)):
-                    yield torch.from_numpy(x[i]), torch.from_numpy(y[i])
+            for x, y in self._chunks():  # one view per item, made by torch at once
+                xs, ys = torch.from_numpy(x).unbind(0), torch.from_numpy(y).unbind(0)
+                yield from zip(xs, ys, strict=True)
+                del xs, ys
                 del x, y  # see _chunks
             return
         held_x: list[np.ndarray] = []
