@@ -187,7 +187,7 @@ class OffsetReader:
         self._token: tuple[tuple[int, ...], int] = ((), 0)
         self._map: mmap.mmap | None = None
         self._marks: np.ndarray | None = None
-        self._whole = np.zeros(0, dtype=np.int64)
+        self._whole = self._used = np.zeros(0, dtype=np.int64)
         self._last: tuple[Any, Any] = (None, None)
         if finite_check == "once":
             self._new_marks()
@@ -248,7 +248,7 @@ class OffsetReader:
     def __getstate__(self) -> dict[str, object]:
         state = dict(self.__dict__)
         state.update(_fd=None, _pid=None, _map=None, _marks=None)
-        state["_whole"] = np.zeros(0, dtype=np.int64)
+        state["_whole"] = state["_used"] = np.zeros(0, dtype=np.int64)
         return state
 
     def __setstate__(self, state: dict[str, Any]) -> None:
@@ -257,15 +257,19 @@ class OffsetReader:
             self._new_marks()
 
     def _new_marks(self) -> None:
-        """Empty verification marks in a shared anonymous mapping (zero pages until written)."""
-        shape = (self.n_samples, len(self.sources))
-        nbytes = 8 * shape[0] * shape[1]
-        self._map = mmap.mmap(-1, nbytes + 8 * shape[0] + 8)  # MAP_SHARED | MAP_ANONYMOUS
-        marks = np.frombuffer(self._map, dtype=np.int64, count=nbytes // 8 + shape[0])
-        self._marks = marks[: nbytes // 8].reshape(shape)
-        #: Per sample: the token under which every stored frame was marked at once (the
-        #: per-frame marks, 8 bytes per frame, are only written by reads of some frames).
-        self._whole = marks[nbytes // 8 :]
+        """Empty verification marks in a shared anonymous mapping (zero pages until touched).
+
+        Layout (int64): ``[0]`` nonzero once any per-frame mark was written (until then the
+        per-frame region is never touched, so it costs no memory); ``[1 : 1 + N]`` per sample,
+        the token under which every stored frame was marked at once; then ``(N, frames)``
+        per-frame marks, written only by reads of some of the frames.
+        """
+        n, n_frames = self.n_samples, len(self.sources)
+        self._map = mmap.mmap(-1, 8 * (1 + n + n * n_frames))  # MAP_SHARED | MAP_ANONYMOUS
+        words = np.frombuffer(self._map, dtype=np.int64)
+        self._used = words[:1]
+        self._whole = words[1 : 1 + n]
+        self._marks = words[1 + n :].reshape(n, n_frames)
 
     def verified(self) -> np.ndarray:
         """``(samples, stored frames)`` bool: frames marked finite for the file as it is now.
@@ -275,7 +279,8 @@ class OffsetReader:
         if self._marks is None:
             return np.zeros((self.n_samples, len(self.sources)), dtype=bool)
         token = self._current_token(_identity(os.fstat(self._descriptor())))
-        return np.asarray((self._marks == token) | (self._whole == token)[:, None])
+        whole = np.broadcast_to((self._whole == token)[:, None], self._marks.shape)
+        return np.asarray(whole | (self._marks == token)) if self._used[0] else whole.copy()
 
     def _current_token(self, identity: tuple[int, ...]) -> int:
         if identity != self._token[0]:
@@ -352,6 +357,8 @@ class OffsetReader:
                 whole_hit = self._whole[rows] == token
                 if whole_hit.all():  # every frame of every row marked
                     need = np.zeros(n, dtype=bool)
+                elif not self._used[0]:  # no per-frame marks anywhere
+                    need = ~whole_hit
                 else:
                     hit = marks[rows][:, columns] == token
                     hit |= whole_hit[:, None]
@@ -361,6 +368,8 @@ class OffsetReader:
                         need = ~hit.all(axis=1)
             else:
                 marks = None  # a file changed lately: check every read, mark nothing
+        if need is not None and need.all():
+            need = None  # every row: checked by one reduction per group
         checking = need is None or bool(need.any())
         group = max(1, CHECK_BYTES // row_bytes) if checking else n
         number, offset = pieces[0][3], pieces[0][4]
@@ -399,9 +408,11 @@ class OffsetReader:
                 if isinstance(columns, slice):  # every stored frame: one mark per sample
                     self._whole[marked] = token
                 else:
+                    self._used[0] = 1
                     marks[marked[:, None], columns] = token
                 partial = ~ok.all(axis=1) & ok.any(axis=1)
                 for r in np.flatnonzero(partial):  # some frames finite: mark those
+                    self._used[0] = 1
                     marks[rows[r], np.asarray(key)[ok[r]]] = token
         return out, ok
 

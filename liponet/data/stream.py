@@ -143,7 +143,12 @@ class PDEBenchStream(IterableDataset[Any]):
         """Blocks of the current epoch for this stream (rank and worker), in read order."""
         info = get_worker_info()
         n_workers, worker = (info.num_workers, info.id) if info is not None else (1, 0)
-        blocks = list(_runs(self.dataset.indices, self.block_size))
+        indices = self.dataset.indices
+        if isinstance(indices, range) and indices.step == 1:  # what _runs gives, at once
+            size, stop = self.block_size, indices.stop
+            blocks = [range(a, min(a + size, stop)) for a in range(indices.start, stop, size)]
+        else:
+            blocks = list(_runs(indices, self.block_size))
         if self.shuffle:
             order = np.random.default_rng([self.seed, self.epoch]).permutation(len(blocks))
             blocks = [blocks[i] for i in order]
@@ -160,11 +165,24 @@ class PDEBenchStream(IterableDataset[Any]):
 
     def _sample_order(self) -> np.ndarray:
         """File sample indices of this stream, in yield order (each pool permuted in turn)."""
-        parts = []
-        for rng, pool in self._pools():
-            order = np.concatenate([np.arange(b.start, b.stop, b.step) for b in pool])
-            parts.append(rng.permutation(order) if self.shuffle else order)
-        return np.concatenate(parts) if parts else np.zeros(0, dtype=np.int64)
+        pools = list(self._pools())
+        blocks = [b for _, pool in pools for b in pool]
+        if not blocks:
+            return np.zeros(0, dtype=np.int64)
+        if any(b.step != 1 for b in blocks):  # not from _runs: concatenate as they come
+            order = np.concatenate([np.arange(b.start, b.stop, b.step) for b in blocks])
+        else:  # the blocks' samples back to back, without a Python loop per sample
+            lengths = np.array([len(b) for b in blocks], dtype=np.int64)
+            ends = np.cumsum(lengths)
+            shift = np.array([b.start for b in blocks], dtype=np.int64) - (ends - lengths)
+            order = np.arange(int(ends[-1]), dtype=np.int64) + np.repeat(shift, lengths)
+        if self.shuffle:
+            at = 0
+            for rng, pool in pools:  # each pool uniformly permuted, in place
+                size = sum(len(b) for b in pool)
+                rng.shuffle(order[at : at + size])
+                at += size
+        return order
 
     def _chunks(self) -> Iterator[tuple[np.ndarray, np.ndarray]]:
         """``(x, y)`` arrays of finite items, in yield order.
