@@ -348,6 +348,7 @@ class OffsetReader:
         flat = out.reshape(n, -1)
         row_bytes = flat[0].nbytes
         need: np.ndarray | None = None  # rows to check; None: every row
+        checking = True
         marks, token = self._marks, 0
         if marks is not None:
             now_ns = time.time_ns()  # before the read (see the module docstring)
@@ -356,21 +357,19 @@ class OffsetReader:
                 token = self._current_token(before)
                 whole_hit = self._whole[rows] == token
                 if whole_hit.all():  # every frame of every row marked
-                    need = np.zeros(n, dtype=bool)
+                    need, checking = np.zeros(n, dtype=bool), False
                 elif not self._used[0]:  # no per-frame marks anywhere
-                    need = ~whole_hit
+                    need = None if not whole_hit.any() else ~whole_hit
                 else:
                     hit = marks[rows][:, columns] == token
                     hit |= whole_hit[:, None]
-                    if hit.all():
-                        need = np.zeros(n, dtype=bool)
-                    elif hit.any():
-                        need = ~hit.all(axis=1)
+                    rows_hit = hit.all(axis=1)
+                    if rows_hit.all():
+                        need, checking = np.zeros(n, dtype=bool), False
+                    elif rows_hit.any():
+                        need = ~rows_hit
             else:
                 marks = None  # a file changed lately: check every read, mark nothing
-        if need is not None and need.all():
-            need = None  # every row: checked by one reduction per group
-        checking = need is None or bool(need.any())
         group = max(1, CHECK_BYTES // row_bytes) if checking else n
         number, offset = pieces[0][3], pieces[0][4]
         if len(pieces) == 1 and offset == 0 and row_bytes == self.records[number]:
