@@ -375,11 +375,10 @@ class OffsetReader:
         if len(pieces) == 1 and offset == 0 and row_bytes == self.records[number]:
             # One piece covering a whole record of one dataset: samples whose records lie back
             # to back in the file are one byte range, read into consecutive rows by one call.
-            where = self.bases[number][rows]
-            cuts = (np.flatnonzero(np.diff(where) != row_bytes) + 1).tolist()
+            starts = self.bases[number][rows].tolist()
+            cuts = [k for k in range(1, n) if starts[k] - starts[k - 1] != row_bytes]
             if group < n:
                 cuts = sorted({*cuts, *range(group, n, group)})
-            starts = where.tolist()
             i = 0
             for j in [*cuts, n]:
                 bufs: list[Any] = [flat[i:j]]
