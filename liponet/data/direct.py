@@ -372,16 +372,34 @@ class OffsetReader:
                 marks = None  # a file changed lately: check every read, mark nothing
         group = max(1, CHECK_BYTES // row_bytes) if checking else n
         number, offset = pieces[0][3], pieces[0][4]
-        if len(pieces) == 1 and offset == 0 and row_bytes == self.records[number]:
+        whole = len(pieces) == 1 and offset == 0 and row_bytes == self.records[number]
+        if whole and not checking:
+            # Nothing to check: the records in file order, each run of records lying back to
+            # back in the file read by one call, each record into its own row (any order).
+            starts = self.bases[number][rows].tolist()
+            order = sorted(range(n), key=starts.__getitem__) if n > 1 else [0]
+            view = flat.data.cast("B")
+            i = 0
+            while i < n:
+                at = starts[order[i]]
+                j = i + 1
+                while j < n and j - i < MAX_IOV and starts[order[j]] == at + (j - i) * row_bytes:
+                    j += 1
+                bufs: list[Any] = [view[r * row_bytes : (r + 1) * row_bytes] for r in order[i:j]]
+                if os.preadv(fd, bufs, at) != (j - i) * row_bytes:
+                    self._read_fully(fd, bufs, at, self.keys[number])
+                i = j
+        elif whole:
             # One piece covering a whole record of one dataset: samples whose records lie back
-            # to back in the file are one byte range, read into consecutive rows by one call.
+            # to back in the file are one byte range, read into consecutive rows by one call
+            # (cut at the check groups, each group checked right after its read, in cache).
             starts = self.bases[number][rows].tolist()
             cuts = [k for k in range(1, n) if starts[k] - starts[k - 1] != row_bytes]
             if group < n:
                 cuts = sorted({*cuts, *range(group, n, group)})
             i = 0
             for j in [*cuts, n]:
-                bufs: list[Any] = [flat[i:j]]
+                bufs = [flat[i:j]]
                 if os.preadv(fd, bufs, starts[i]) != (j - i) * row_bytes:
                     self._read_fully(fd, bufs, starts[i], self.keys[number])
                 if checking and (j % group == 0 or j == n):
@@ -449,10 +467,10 @@ class OffsetReader:
         for i in rows:
             ok[i] = np.isfinite(out[i].reshape(n_frames, -1)).all(axis=1)
 
-    def _read_fully(self, fd: int, bufs: list[np.ndarray], where: int, key: str) -> None:
+    def _read_fully(self, fd: int, bufs: list[Any], where: int, key: str) -> None:
         """Retry a short read piece by piece; the end of the file means a truncated file."""
         for buf in bufs:
-            view = memoryview(buf.data).cast("B")
+            view = (buf.data if isinstance(buf, np.ndarray) else memoryview(buf)).cast("B")
             done = 0
             while done < len(view):
                 got = os.preadv(fd, [view[done:]], where + done)

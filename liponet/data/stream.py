@@ -23,6 +23,10 @@ BUFFER_SIZE = 256
 #: Samples at least this large (bytes of the frames read) are read per batch, straight from the
 #: file; smaller ones per block, then gathered in memory.
 DIRECT_READ_BYTES = 64 * 1024
+#: Files read by file offset: consecutive batches of up to this many bytes (and at most a pool)
+#: are read together, so that runs of samples lying back to back in the file, which a pool's
+#: blocks are, take one read call each.
+READ_GROUP_BYTES = 16 * 1024 * 1024
 
 
 class PDEBenchStream(IterableDataset[Any]):
@@ -41,13 +45,15 @@ class PDEBenchStream(IterableDataset[Any]):
     pools; two samples of one block land in the same batch more often than under a full
     shuffle (``block_size=1`` gives a uniform permutation of the whole epoch).
 
-    Reads: files stored contiguously (see :mod:`liponet.data.direct`) are read by file
-    offset, per batch, each sample's frames straight into its row of the batch array (one
-    copy, as a plain read; cheap for any order, so ``block_size`` and ``buffer_size`` only set
-    the randomness), with the NaN/inf check fused into the read; other files with large
-    samples (``>= DIRECT_READ_BYTES``) likewise through h5py, one read per run of consecutive
+    Reads: files stored contiguously or chunked by whole samples (see
+    :mod:`liponet.data.direct`) are read by file offset, a few batches at a time (up to
+    ``READ_GROUP_BYTES``, at most a pool), each sample's frames straight into its row of the
+    batch array (one copy, as a plain read; one call per run of samples lying back to back in
+    the file, so ``block_size`` and ``buffer_size`` mostly set the randomness), with the
+    NaN/inf check fused into the read (``finite_check``); other files with large samples
+    (``>= DIRECT_READ_BYTES``) per batch through h5py, one read per run of consecutive
     samples; other small samples by whole blocks, the pool's items gathered in memory. Memory:
-    one batch (one pool for the last case). Samples dropped as non-finite
+    the batches read together (one pool for the last case). Samples dropped as non-finite
     (``on_nonfinite="skip"``) are replaced by the next ones, so batches stay whole.
 
     Parameters
@@ -189,9 +195,11 @@ class PDEBenchStream(IterableDataset[Any]):
 
         Files read by file offset, and large items (>= ``DIRECT_READ_BYTES`` per sample) of
         other files: the sample order is cut into batches (across pool boundaries, so batches
-        stay whole) and each batch's sorted samples are read straight into the batch array.
-        After items were dropped (``on_nonfinite="skip"``) the next read only tops the batch
-        up, so that later batches are whole again. Small items of other files: each block is
+        stay whole) and each batch's sorted samples are read straight into the batch array;
+        by offset, consecutive batches of up to ``READ_GROUP_BYTES`` (at most a pool) are
+        read into one array together and yielded as views of it. After items were dropped
+        (``on_nonfinite="skip"``) the next read starts with a batch that only tops the short
+        ones up, so that later batches are whole again. Small items of other files: each block is
         read whole (one contiguous read), the pool is gathered in memory.
         """
         windows = self.dataset.items_per_sample
@@ -199,19 +207,35 @@ class PDEBenchStream(IterableDataset[Any]):
         if self.dataset.reads_by_offset or self.dataset.sample_bytes() >= DIRECT_READ_BYTES:
             order, at, want = self._sample_order(), 0, read
             by_offset = self.dataset.reads_by_offset
+            per_read = 1  # batches read at once: by offset, up to a pool and READ_GROUP_BYTES
+            if by_offset:
+                batch_bytes = max(1, read * self.dataset.sample_bytes())
+                per_read = max(1, min(self.buffer_size // read, READ_GROUP_BYTES // batch_bytes))
             while at < len(order):
-                batch: Any = np.sort(order[at : at + want])
-                batch = batch if by_offset else batch.tolist()
-                at += want
-                x, y, ids, ok = self.dataset.read_items(batch)
-                want = read
-                if not ok.all():
+                group: list[np.ndarray] = []
+                while len(group) < per_read and at < len(order):
+                    group.append(np.sort(order[at : at + want]))
+                    at += len(group[-1])
+                    want = read
+                samples: Any = group[0] if len(group) == 1 else np.concatenate(group)
+                x, y, ids, ok = self.dataset.read_items(samples if by_offset else samples.tolist())
+                whole = bool(ok.all())
+                if not whole:
                     self.dataset.check_finite(ok, ids, policy=self.on_nonfinite)
-                    x, y = x[ok], y[ok]
-                    want = -(-int((~ok).sum()) // windows)  # top this batch up first
-                yield x, y
+                dropped, lo = 0, 0
+                for part in group:
+                    hi = lo + len(part) * windows
+                    xb, yb = x[lo:hi], y[lo:hi]
+                    if not whole and not ok[lo:hi].all():
+                        xb, yb = xb[ok[lo:hi]], yb[ok[lo:hi]]
+                        dropped += int((~ok[lo:hi]).sum())
+                    lo = hi
+                    yield xb, yb
+                    del xb, yb
+                if dropped:
+                    want = -(-dropped // windows)  # top the short batches up first
                 # drop our references before the next read, so that the allocator can
-                # reuse this batch's memory once the consumer is done with it
+                # reuse this memory once the consumer is done with it
                 del x, y
             return
         for rng, pool in self._pools():
