@@ -17,6 +17,7 @@ minutes; ``--quick`` for a smoke run). Writes ``benchmarks/results/export_infere
 from __future__ import annotations
 
 import argparse
+import csv
 import logging
 import statistics
 import subprocess
@@ -121,13 +122,18 @@ def measure(quick: bool, rounds: int) -> list[dict]:
     return rows
 
 
+def short(label: str) -> str:
+    """The size part of a row label, e.g. "64x64, 12x12 modes"."""
+    return label.split(", ", 1)[1] if ", " in label else ""
+
+
 def plot(rows: list[dict], path: Path) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(7.5, 3.8))
+    fig, ax = plt.subplots(figsize=(8.5, 4.0))
     xs = range(len(rows))
     for offset, (key, name) in zip(
         (-0.25, 0.0, 0.25),
@@ -136,7 +142,8 @@ def plot(rows: list[dict], path: Path) -> None:
     ):
         ax.bar([i + offset for i in xs], [r[key] / r["eager_ms"] for r in rows], 0.25, label=name)
     ax.axhline(1.0, color="grey", lw=0.8, ls="--")
-    ax.set_xticks(list(xs), [f"{r['model']}\nbatch {r['batch']}" for r in rows], fontsize=6)
+    labels = [f"{r['model'].split(',')[0]}\n{short(r['model'])}\nbatch {r['batch']}" for r in rows]
+    ax.set_xticks(list(xs), labels, fontsize=6)
     ax.set_ylabel("CPU time per forward / eager")
     ax.legend(fontsize=7)
     fig.tight_layout()
@@ -149,7 +156,18 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="smoke run, tiny sizes")
     parser.add_argument("--rounds", type=int, default=15, help="interleaved rounds")
     parser.add_argument("--out", type=Path, default=RESULTS, help="results folder")
+    parser.add_argument(
+        "--plot-only", action="store_true", help="redraw the PNG from the committed CSV"
+    )
     args = parser.parse_args()
+    if args.plot_only:
+        with (args.out / "export_inference.csv").open() as fh:
+            rows = [
+                {k: float(v) if k.endswith("_ms") else v for k, v in r.items()}
+                for r in csv.DictReader(fh)
+            ]
+        plot(rows, args.out / "export_inference.png")
+        return
     torch.set_num_threads(1)
     logging.getLogger("torch.onnx").setLevel(logging.ERROR)
     head = subprocess.run(

@@ -65,7 +65,19 @@ def onnx_available() -> bool:
     >>> isinstance(onnx_available(), bool)
     True
     """
-    return all(importlib.util.find_spec(name) is not None for name in ONNX_PACKAGES)
+    return not _missing_onnx_packages()
+
+
+def _missing_onnx_packages() -> list[str]:
+    missing = []
+    for name in ONNX_PACKAGES:
+        try:
+            found = importlib.util.find_spec(name) is not None
+        except (ImportError, ValueError):  # a broken or blocked installation counts as missing
+            found = False
+        if not found:
+            missing.append(name)
+    return missing
 
 
 @dataclass
@@ -334,7 +346,7 @@ def export_program(model: nn.Module, inputs: DeploymentInputs) -> torch.export.E
 
 
 def _require_onnx() -> None:
-    missing = [name for name in ONNX_PACKAGES if importlib.util.find_spec(name) is None]
+    missing = _missing_onnx_packages()
     if missing:
         raise ImportError(
             f"ONNX export needs the package(s) {', '.join(missing)}: "
