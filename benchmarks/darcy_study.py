@@ -98,7 +98,12 @@ CONFIGS: dict[str, tuple[dict[str, Any] | None, str]] = {
     ),
     "fourier free-last k=3": (
         {**FOURIER, "k": 3.0, "free_last_layer": True},
-        "unconstrained last projection layer (its exact norm enters)",
+        "unconstrained last projection layer (its exact norm enters; k unused: the bench's "
+        "LipFNO-free)",
+    ),
+    "cpl free-last": (
+        {**CPL, "free_last_layer": True},
+        "LipFNO's default blocks with an unconstrained last projection layer (no k)",
     ),
     "fourier vector k=3": (
         {**FOURIER, "k": 3.0, "output_scale": "vector"},
