@@ -58,6 +58,8 @@ def test_padding_and_lr_configurations_change_the_model_and_the_optimizer(monkey
     preset = study.quick_preset()
     assert study.config_preset(preset, "fourier lr=1e-2 k=3").lr == pytest.approx(1e-2)
     assert study.config_preset(preset, "fourier k=3").lr == preset.lr
+    assert study.config_preset(preset, "fourier wd=1e-3 k=3").weight_decay == pytest.approx(1e-3)
+    assert study.config_preset(preset, "fourier k=3").weight_decay == preset.weight_decay
     data = SimpleNamespace(task=TASKS["darcy_2d"], in_channels=1, out_channels=1, spatial=(16, 16))
     pads = {}
     for name in ("FNO", "fourier k=3", "fourier padding=0 k=3", "fourier padding=0.25 k=3"):
