@@ -71,6 +71,10 @@ FOURIER: dict[str, Any] = {**CPL, "block": "fourier"}
 #: calibration pairs, the bench's ``L_G``) is 0.53 on this task.
 CONFIGS: dict[str, tuple[dict[str, Any] | None, str]] = {
     "FNO": (None, "the unconstrained reference (GELU, fused blocks, padding 1/8)"),
+    "FNO lr=1e-2": (
+        {"model": "FNO", "lr": 1e-2},
+        "FNO at the learning rate that helps LipFNO-clip (is the gain the constraint's?)",
+    ),
     "cpl k=1": ({**CPL, "k": 1.0}, "LipFNO's defaults (the bench's LipFNO row)"),
     "fourier k=3": ({**FOURIER, "k": 3.0}, "fused blocks, slack k = 3 (the bench's LipFNO-clip)"),
     "cpl hidden=2w k=1.3": (

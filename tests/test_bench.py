@@ -356,3 +356,33 @@ def test_lipfno_wide_doubles_the_convex_potential_features(tmp_path: pathlib.Pat
     assert len(blocks) == tiny.depth
     assert all(b.width == tiny.width and b.hidden == 2 * tiny.width for b in blocks)
     assert model.eval().lipschitz_bound() <= 1.3 * (1 + 1e-5)  # its pinned budget k = 1.3
+
+
+def test_model_training_settings_replace_the_presets_for_that_model_only(
+    tmp_path: pathlib.Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from liponet import bench
+
+    tiny = PRESETS["tiny"]
+    data = load_task("advection_1d", tiny, None, tmp_path)
+    seen: dict[str, float] = {}
+
+    class Stop(Exception):
+        pass
+
+    def capture(model, data, preset, seed=0, device="cpu"):
+        seen[current] = preset.lr
+        raise Stop
+
+    monkeypatch.setattr(bench, "train", capture)
+    for current in ("LipFNO-clip", "LipFNO-clip-lr"):
+        with pytest.raises(Stop):
+            bench.run_row(current, data, tiny)
+    assert bench.MODEL_TRAINING["LipFNO-clip-lr"] == {"lr": 1e-2}
+    assert seen == {"LipFNO-clip": tiny.lr, "LipFNO-clip-lr": 1e-2}
+    # same network: only the optimizer's settings differ
+    torch.manual_seed(0)
+    a = MODELS["LipFNO-clip"](data, tiny).state_dict()
+    torch.manual_seed(0)
+    b = MODELS["LipFNO-clip-lr"](data, tiny).state_dict()
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
