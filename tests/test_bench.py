@@ -378,7 +378,7 @@ def test_model_training_settings_replace_the_presets_for_that_model_only(
     for current in ("LipFNO-clip", "LipFNO-clip-lr"):
         with pytest.raises(Stop):
             bench.run_row(current, data, tiny)
-    assert bench.MODEL_TRAINING["LipFNO-clip-lr"] == {"lr": 1e-2}
+    assert bench.MODEL_TRAINING["LipFNO-clip-lr"] == bench.MODEL_TRAINING["FNO-lr"] == {"lr": 1e-2}
     assert seen == {"LipFNO-clip": tiny.lr, "LipFNO-clip-lr": 1e-2}
     # same network: only the optimizer's settings differ
     torch.manual_seed(0)
