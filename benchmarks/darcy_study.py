@@ -323,7 +323,51 @@ def plot(rows: Sequence[Mapping[str, Any]], path: Path) -> Path | None:
 
 
 #: What the committed rows show (the tables below hold every figure); not written for --quick.
-FINDINGS = ""
+FINDINGS = """## Findings
+
+- **The data's constant is small, the certified ones are not the limit.** The bench's `L_G`
+  (largest ratio over calibration pairs, estimated) is 0.53 on this task; every LipFNO here is
+  certified at 1-6 and FNO at 59 (500 steps) to 186 (1500 steps). Raising the budget of the fused
+  blocks helps a little at first (k 1 -> 3: 0.935x -> 0.868x FNO at 500 steps) and then hurts
+  (k 6 at 1500 steps: 1.10x against k 3's 1.05x).
+- **Screening at 500 steps misleads.** At a third of the preset's budget every Lipschitz
+  configuration beats FNO (0.868x-0.967x) and fits the training set better (training rel. L2
+  0.0617-0.0731 against FNO's 0.0830): FNO catches up only with the longer schedule, so the
+  configurations that matter were rerun at the preset's 1500 steps.
+- **At 1500 steps LipFNO-clip overfits; it does not underfit.** Fused blocks, clipped
+  multipliers, k = 3 (the bench's `LipFNO-clip`): training rel. L2 0.0320 against FNO's 0.0423,
+  test 0.0525 against 0.0500 (1.05x): the constrained model fits the 830 training samples
+  *better* than FNO and generalizes worse (test / train 1.64 against FNO's 1.18). Less capacity
+  does not fix it: 8 kept modes instead of 12 give 0.0518 (1.04x, training 0.0335); ten times
+  the weight decay (1e-3) raises the training error to 0.0413 but the test error too (0.0534,
+  1.07x).
+- **Larger steps close the gap.** The same model at learning rate 1e-2 instead of 3e-3 (same
+  steps, cosine schedule): training 0.0294 and test 0.0496, **0.992x FNO** (seed 0), certified
+  3. But FNO gains more from it: FNO at 1e-2 reaches 0.0389 (training 0.0287), so at equal
+  learning rates LipFNO-clip is 1.27x FNO (seed 0). The medium preset's 3e-3 under-trains FNO
+  on Darcy. Three seeds in `bench_medium.md`: `LipFNO-clip-lr` (this configuration,
+  `liponet.bench.MODEL_TRAINING`) 0.0494 ± 0.0005, 0.99x FNO at 3e-3 but 1.26x `FNO-lr`
+  (FNO at 1e-2, 0.0391 ± 0.0009), certified 3, train time 1.13x `FNO-lr`'s. The bench's
+  tables take the ratio against `FNO-lr`, so this is **not** a win.
+- **LipFNO-wide** (convex-potential blocks, `hidden = 2 width`, k = 1.3, the Burgers study's
+  winner) on Darcy over three seeds in `bench_medium.md`: 0.0501 ± 0.0004 against FNO's
+  0.0499 ± 0.0008, **1.005x** at certified 1.3 (target 1.0x: missed by 0.5%, within the seeds'
+  spread), at 3.03x FNO's train time (measured before main's faster convex-potential blocks).
+  It is the best Lipschitz model on Darcy at the preset's settings. An unconstrained last layer
+  instead (the bench's `LipFNO-free`, fused blocks; 0.967x at 500 steps) trails at 1500 steps:
+  0.0558 (seed 0, certified 1.4), 1.12x.
+- **Why LipFNO trails, in short:** not a binding budget and not underfitting; with the
+  fused blocks the constrained model overfits the 830 samples more than FNO does at the
+  preset's learning rate, and FNO profits more from a larger one. The convex-potential blocks
+  with twice the features are the one configuration at FNO's level with equal settings.
+- **Padding and input normalization are not the cause.** The bench builds every FNO and LipFNO
+  on this non-periodic task with the same domain padding (1/8, `liponet.bench.fno_padding`); the
+  coefficient takes the values 0.1 and 1 (mean 0.43), and a constant shift of the input is
+  absorbed by the lifting's bias, so only a scale could matter, which is what a larger `k`
+  buys. The padding, global/QR normalization, output-scale, modes-16, width-32 and
+  learned-budget configurations are defined in `CONFIGS` but were not run (the shared machine
+  gave each process 5-35 % of a core).
+"""
 
 
 def quick_preset() -> Preset:
