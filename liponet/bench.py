@@ -725,7 +725,7 @@ def local_deeponet_builder(constrained: bool, **variant: Any) -> Builder:
 #: (1-Lipschitz) and an unconstrained last projection layer whose exact norm enters the
 #: certificate (no ``k``; benchmarks/darcy_study.py). ``LipFNO-clip-lr``: ``LipFNO-clip`` trained
 #: at learning rate 1e-2 (:data:`MODEL_TRAINING`), the best of benchmarks/darcy_study.py;
-#: ``FNO-lr``: FNO at the same rate.
+#: ``FNO-lr``: FNO at the same rate. ``LipFNO-wide-lr``: ``LipFNO-wide`` at that rate.
 #: ``LocalDeepONet`` /
 #: ``LipLocalDeepONet``: the local-branch DeepONets (:func:`local_deeponet_builder`), whose
 #: outputs are not confined to a low-rank span (2-D diffusion-reaction). Variant rows pin the
@@ -756,6 +756,14 @@ MODELS: dict[str, Builder] = {
     "LipFNO-clip-lr": lipfno_builder(
         normalization="clip", k=3.0, block="fourier", increment=False, budget="last"
     ),
+    "LipFNO-wide-lr": lipfno_builder(
+        normalization="clip",
+        k=1.3,
+        block="cpl",
+        hidden_factor=2,
+        increment=False,
+        budget="last",
+    ),
     "DeepONet": deeponet_builder(constrained=False),
     "LipDeepONet": deeponet_builder(constrained=True),
     "LocalDeepONet": local_deeponet_builder(constrained=False),
@@ -771,6 +779,7 @@ MODELS: dict[str, Builder] = {
 MODEL_TRAINING: dict[str, dict[str, Any]] = {
     "FNO-lr": {"lr": 1e-2},
     "LipFNO-clip-lr": {"lr": 1e-2},
+    "LipFNO-wide-lr": {"lr": 1e-2},
 }
 
 
