@@ -529,6 +529,41 @@ class _Memory:
 
     def __init__(self) -> None:
         self.value: tuple[Tensor, Tensor | None, Tensor, Tensor] | None = None
+        self.anchor: _Anchors | None = None
+
+
+class _Anchors:
+    """Where each multiplier last had an exact SVD: ``M^A_k = R^A_k + W^{g_k}``, its norm bounds.
+
+    An optimizer's steps are correlated: the distance walked since the last SVD is much smaller
+    in spectral norm than the sum of the per-step Frobenius distances, so a multiplier's bound
+    from its anchor (:meth:`LipSpectralConv._anchor_drift`) stays tight over many steps.
+    """
+
+    def __init__(self, r: Tensor, w: Tensor | None, lower: Tensor, upper: Tensor) -> None:
+        self.r = r.clone()  # (K, out, in), own memory (rows are overwritten)
+        self.lower, self.upper = lower.clone(), upper.clone()  # (K [+1],) at the anchors
+        self.gen = torch.zeros(
+            len(upper), dtype=torch.long, device=upper.device
+        )  # (K [+1],) W generation
+        self.ws: dict[int, Tensor] = {} if w is None else {0: w}  # generation -> W (copies)
+        self.next_gen = 1
+
+    def move(
+        self, r: Tensor, w: Tensor | None, index: Tensor, lower: Tensor, upper: Tensor
+    ) -> None:
+        """Anchor the multipliers ``index`` at the current weights (exact norms ``lower``)."""
+        n = self.r.shape[0]
+        rows = index[index < n]
+        self.r[rows] = r[rows]
+        self.lower[index], self.upper[index] = lower, upper
+        if w is not None:
+            if self.ws.get(self.next_gen - 1) is not w:  # a new W (not this call's again)
+                self.ws[self.next_gen] = w
+                self.next_gen += 1
+            self.gen[index] = self.next_gen - 1
+            used = set(self.gen.tolist())
+            self.ws = {g: v for g, v in self.ws.items() if g in used}
 
 
 def _complex_param(shape: Sequence[int]) -> nn.Parameter:
@@ -812,31 +847,38 @@ class LipSpectralConv(CertifiedModule):
         return spectral_norm_exact(m)
 
     @staticmethod
-    def _gram_drift(
-        r: Tensor,
-        w: Tensor | None,
-        r_prev: Tensor,
-        w_prev: Tensor | None,
-        index: Tensor,
-        dist: Tensor,
+    def _anchor_drift(
+        r: Tensor, w: Tensor | None, anchor: _Anchors, index: Tensor, gram: bool
     ) -> Tensor:
-        """Guaranteed bounds of ``||M_k - P_k||_2`` (``k`` in ``index``) by one Gram step.
+        """Guaranteed bounds of ``||M_k - M^A_k||_2`` (``k`` in ``index``): Frobenius or Gram.
 
-        The difference ``(R_k - R^P_k) + (W - W^P)`` is formed in float64 (two roundings,
-        ``<= 2.01 * 2**-53 (|R_k - R^P_k| + |W - W^P|)`` entrywise, so ``<= 1e-15 dist_k`` in
-        Frobenius norm with ``dist_k`` the certified Frobenius distance) and bounded by
-        :func:`~liponet.functional.gram_norm_upper`. The steps of an optimizer are nearly rank
-        one, where this is close to the spectral norm and below the Frobenius norm.
+        ``gram=False``: ``||R_k - R^A_k||_F + ||W - W^{g_k}||_F`` (from the float64
+        differences, each within a relative ``2**-53`` of the exact one, times ``1 + 1e-12``).
+        ``gram=True``: one Gram step, tighter and a matrix product per multiplier.
+
+        The difference ``(R_k - R^A_k) + (W - W^{g_k})`` is formed in float64 (two roundings,
+        ``<= 2.01 * 2**-53 (|R_k - R^A_k| + |W - W^{g_k}|)`` entrywise) and bounded by
+        :func:`~liponet.functional.gram_norm_upper`; the rounding adds at most ``2.01 * 2**-53``
+        times the sum of the two parts' Frobenius norms (computed here from the float64
+        differences, which are within a relative ``2**-53`` of the exact ones), covered by
+        ``1e-15`` times that sum. An optimizer's step is nearly rank one, so this is close to
+        the spectral norm, below the Frobenius norm.
         """
         n = r.shape[0]
         rows = index[index < n]
-        x = r[rows].to(torch.complex128) - r_prev[rows].to(torch.complex128)
-        if w is not None and w_prev is not None:
-            dw = w.to(torch.float64) - w_prev.to(torch.float64)
-            x = x + dw.to(torch.complex128)
-            if bool((index == n).any()):  # the skip alone, last
-                x = torch.cat([x, dw.to(torch.complex128).unsqueeze(0)])
-        return add_up(gram_norm_upper(x), 1e-15 * dist[index])
+        x = r[rows].to(torch.complex128) - anchor.r[rows].to(torch.complex128)  # (rows, o, i)
+        size = torch.linalg.vector_norm(torch.view_as_real(x).flatten(1), dim=1)
+        if w is not None:
+            w64 = w.to(torch.float64)
+            gens = anchor.gen[index].tolist()
+            diff = {g: w64 - anchor.ws[g].to(torch.float64) for g in set(gens)}
+            dw = torch.stack([diff[g] for g in gens])  # (len(index), o, i) real
+            dw_size = torch.linalg.vector_norm(dw.flatten(1), dim=1)
+            x = torch.cat([x + dw[: len(rows)], dw[len(rows) :]])  # the skip alone, last
+            size = torch.cat([size, size.new_zeros(len(index) - len(rows))]) + dw_size
+        if not gram:
+            return size * (1.0 + 1e-12)
+        return add_up(gram_norm_upper(x), 1e-15 * size * (1.0 + 1e-15))
 
     def _norms(self, r: Tensor, w: Tensor | None, k: float) -> tuple[Tensor, Tensor]:
         """Norms of the multipliers ``M_k = R_k + W`` (and ``W``) for a scalar normalization.
@@ -854,6 +896,7 @@ class LipSpectralConv(CertifiedModule):
         only the multipliers still in contention get an SVD.
         """
         memory = self._norm_memory.value
+        w_copy = None if w is None else w.clone()  # the skip's storage is the parameter's
         if (
             memory is None
             or memory[0].shape != r.shape
@@ -863,7 +906,10 @@ class LipSpectralConv(CertifiedModule):
         ):
             sigma = self._exact_norms(r, w)
             lower, upper = sigma, sigma * (1.0 + SVD_RELATIVE_MARGIN)
+            self._norm_memory.anchor = _Anchors(r, w_copy, lower, upper)
         else:
+            anchor = self._norm_memory.anchor
+            assert anchor is not None
             r_prev, w_prev, lower0, upper0 = memory
             dist = distance_upper(r, r_prev)  # (K,) bounds of ||R_k - R^P_k||_F
             if w is not None and w_prev is not None:
@@ -878,7 +924,7 @@ class LipSpectralConv(CertifiedModule):
             if bool(need.any()):
                 # The likeliest largest first: its exact norm raises the others' threshold.
                 first = torch.where(need, lower, -math.inf).argmax().reshape(1)
-                for step in ("first", "gram", "rest"):
+                for step in ("first", "anchor", "gram", "rest"):
                     if step == "first":
                         index = first
                     else:
@@ -887,18 +933,20 @@ class LipSpectralConv(CertifiedModule):
                         index = need.nonzero().squeeze(1)
                     if not len(index):
                         break
-                    if step == "gram":  # a tighter drift, ||M - P||_2 by one Gram step
-                        drift = self._gram_drift(r, w, r_prev, w_prev, index, dist)
-                        upper[index] = torch.minimum(upper[index], add_up(upper0[index], drift))
-                        lower[index] = torch.maximum(lower[index], lower0[index] - drift)
+                    if step in ("anchor", "gram"):  # ||M_k - M^A_k||_2 since the last SVD
+                        drift = self._anchor_drift(r, w, anchor, index, step == "gram")
+                        tight = add_up(anchor.upper[index], drift)
+                        upper[index] = torch.minimum(upper[index], tight)
+                        lower[index] = torch.maximum(lower[index], anchor.lower[index] - drift)
                         sigma[index] = upper[index]
                         continue
                     exact = self._exact_norms(r, w, index)
                     sigma[index] = exact
                     lower[index] = exact
                     upper[index] = exact * (1.0 + SVD_RELATIVE_MARGIN)
+                    anchor.move(r, w_copy, index, lower[index], upper[index])
         # A copy of the skip: the parameter's own storage would move with it.
-        self._norm_memory.value = (r, None if w is None else w.clone(), lower, upper)
+        self._norm_memory.value = (r, w_copy, lower, upper)
         return sigma, upper
 
     def multipliers(self) -> tuple[Tensor, Tensor | None]:
