@@ -355,7 +355,8 @@ def gram_norm_upper(x: Tensor) -> Tensor:
     Parameters
     ----------
     x
-        float64 or complex128 ``(..., m, n)``; its entries are taken as exact values.
+        Real or complex ``(..., m, n)`` (float32 or float64 parts); its entries are taken as
+        exact values. The product is computed in ``x``'s precision.
 
     Returns
     -------
@@ -364,43 +365,59 @@ def gram_norm_upper(x: Tensor) -> Tensor:
 
     Notes
     -----
-    Proof of the rounding margin (unit roundoff ``u = 2**-53``). Let ``p = min(m, n)`` and
-    ``G = X^H X`` (or ``X X^H``, the smaller), a ``p x p`` matrix whose entries are inner
-    products of length ``q = max(m, n)``. A conventional matrix product (any summation order,
-    with or without fused multiply-adds) computes each real or imaginary part of an entry, a sum
-    of ``2q`` real products, with absolute error at most ``gamma_{2q} = 2q u / (1 - 2q u)`` times
-    the sum of the products' magnitudes, which is at most ``(|X|^H |X|)_ij``; the complex error
-    is then at most ``sqrt(2) gamma_{2q} (|X|^H |X|)_ij`` and its Frobenius norm at most
-    ``sqrt(2) gamma_{2q} || |X| ||_F^2 = sqrt(2) gamma_{2q} ||X||_F^2``. So ``||G||_F <=
-    ||fl(G)||_F + c ||X||_F^2`` with ``c = 1.5 gamma_{2q}``. Both float64 Frobenius norms (sums
-    of at most ``N = 2 m n`` squares, then a square root) have relative error below ``(N + 2)
-    u``; the bound is inflated by ``(1 + 2 (N + 2) u)`` before and by ``1 + 1e-12`` after the
-    final square root, which covers its rounding and the few float64 operations of the formula.
-    A NaN or inf in ``x`` gives a non-finite result.
+    Proof of the rounding margin (``u`` the unit roundoff of ``x``'s precision, ``2**-24`` or
+    ``2**-53``). Let ``p = min(m, n)`` and ``G = X^H X`` (or ``X X^H``, the smaller), a ``p x
+    p`` matrix whose entries are inner products of length ``q = max(m, n)``. A conventional
+    matrix product (any summation order, with or without fused multiply-adds) computes each
+    real or imaginary part of an entry, a sum of at most ``2q`` real products, with absolute
+    error at most ``gamma_{2q} = 2q u / (1 - 2q u)`` times the sum of the products' magnitudes,
+    which is at most ``(|X|^H |X|)_ij``; the complex error is then at most ``sqrt(2) gamma_{2q}
+    (|X|^H |X|)_ij`` and its Frobenius norm at most ``sqrt(2) gamma_{2q} || |X| ||_F^2 =
+    sqrt(2) gamma_{2q} ||X||_F^2``. So ``||G||_F <= ||fl(G)||_F + c ||X||_F^2`` with ``c = 1.5
+    gamma_{2q}``. Both Frobenius norms are accumulated in float64 from the stored entries
+    (sums of at most ``N = 2 m n`` squares, then a square root: relative error below ``(N + 2)
+    2**-53``); the bound is inflated by ``(1 + 2 (N + 2) 2**-53)`` before and by ``1 + 1e-12``
+    after the final square root, which covers its rounding and the few float64 operations of
+    the formula. A result in the subnormal range of ``x``'s precision may lose up to the
+    smallest subnormal per product instead: ``2 q p^2`` times the smallest normal number is
+    added to ``||G||_F`` for it. A NaN or inf in ``x`` gives a non-finite result.
 
     Examples
     --------
     >>> import torch
-    >>> x = torch.outer(torch.arange(1.0, 4.0), torch.ones(3)).double()  # rank one: tight
-    >>> exact = float(torch.linalg.matrix_norm(x, 2))
-    >>> exact <= float(gram_norm_upper(x)) <= exact * (1 + 1e-9)
+    >>> x = torch.outer(torch.arange(1.0, 4.0), torch.ones(3))  # rank one: tight
+    >>> exact = float(torch.linalg.matrix_norm(x.double(), 2))
+    >>> exact <= float(gram_norm_upper(x)) <= exact * (1 + 1e-5)
     True
     """
-    if x.ndim < 2 or x.dtype not in (torch.float64, torch.complex128):
+    if x.ndim < 2 or x.dtype not in _GRAM_DTYPES:
         raise ValueError(
-            f"x must be float64 or complex128 of shape (..., m, n), got {x.dtype} {tuple(x.shape)}"
+            f"x must be float32/float64 or their complex types, of shape (..., m, n); got "
+            f"{x.dtype} {tuple(x.shape)}"
         )
     m, n = x.shape[-2:]
     xh = conj_t(x)
     g = xh @ x if n <= m else x @ xh  # (..., p, p)
-    u = 2.0**-53
-    q = max(m, n)
+    finfo = torch.finfo(x.real.dtype if x.is_complex() else x.dtype)
+    u = finfo.eps / 2
+    q, p = max(m, n), min(m, n)
     gamma = 2 * q * u / (1 - 2 * q * u)
-    fro_x = _frobenius(x)
-    fro_g = _frobenius(g)
-    rel = 2 * (2 * m * n + 2) * u
+    fro_x = _frobenius64(x)
+    fro_g = _frobenius64(g) + 2 * q * p * p * finfo.tiny
+    rel = 2 * (2 * m * n + 2) * 2.0**-53
     squared = (fro_g + 1.5 * gamma * fro_x**2) * (1.0 + rel)
     return squared.sqrt() * (1.0 + 1e-12)
+
+
+_GRAM_DTYPES = (torch.float32, torch.float64, torch.complex64, torch.complex128)
+
+
+def _frobenius64(w: Tensor) -> Tensor:
+    """Frobenius norms ``(..., m, n) -> (...)`` accumulated in float64."""
+    if w.is_complex():
+        w = torch.view_as_real(w)
+        return torch.linalg.vector_norm(w, dim=(-3, -2, -1), dtype=torch.float64)
+    return torch.linalg.vector_norm(w, dim=(-2, -1), dtype=torch.float64)
 
 
 def add_up(a: Tensor, b: Tensor) -> Tensor:

@@ -520,6 +520,12 @@ EXACT_NORMS_NEEDED: dict[str, Callable[[Tensor, Tensor, float], Tensor]] = {
 _Scaled = tuple[Tensor, Tensor | None, Tensor, Tensor]
 
 
+#: The passes of :meth:`LipSpectralConv._norms` after a weight change, each on the multipliers
+#: still in contention: the likeliest largest (SVD), the drift since the last SVD (Frobenius,
+#: then one Gram step), and an SVD of the rest.
+_NORM_STEPS = ("first", "anchor", "gram", "rest")
+
+
 class _Memory:
     """A holder for state that is not model state.
 
@@ -550,7 +556,12 @@ class _Anchors:
         self.next_gen = 1
 
     def move(
-        self, r: Tensor, w: Tensor | None, index: Tensor, lower: Tensor, upper: Tensor
+        self,
+        r: Tensor,
+        w: Tensor | None,
+        index: Tensor,
+        lower: Tensor,
+        upper: Tensor,
     ) -> None:
         """Anchor the multipliers ``index`` at the current weights (exact norms ``lower``)."""
         n = self.r.shape[0]
@@ -827,11 +838,11 @@ class LipSpectralConv(CertifiedModule):
             return self._split(normalized, symmetrize=True), None
 
     @staticmethod
-    def _exact_norms(r: Tensor, w: Tensor | None, index: Tensor | None = None) -> Tensor:
-        """float64 SVD norms of ``M_k = R_k + W`` (``k`` in ``index``; ``k = K``: ``W``), one call.
+    def _multipliers64(r: Tensor, w: Tensor | None, index: Tensor | None = None) -> Tensor:
+        """``M_k = R_k + W`` (``k`` in ``index``; ``k = K``: ``W``) summed in complex128.
 
-        The sum is formed in float64: its rounding (``<= 2**-53`` relative per entry, so
-        ``<= 2**-53 sqrt(min(out, in)) ||M_k||_2``) is far inside ``SVD_RELATIVE_MARGIN``.
+        The sum's rounding (``<= 2**-53`` relative per entry, so ``<= 2**-53 sqrt(min(out,
+        in)) ||M_k||_2``) is far inside ``SVD_RELATIVE_MARGIN``.
         """
         n = r.shape[0]
         if index is None:
@@ -844,7 +855,12 @@ class LipSpectralConv(CertifiedModule):
             m = m + w128
             if with_skip:
                 m = torch.cat([m, w128.unsqueeze(0)])
-        return spectral_norm_exact(m)
+        return m
+
+    @classmethod
+    def _exact_norms(cls, r: Tensor, w: Tensor | None, index: Tensor | None = None) -> Tensor:
+        """float64 SVD norms of the multipliers ``index`` (all by default), one call."""
+        return spectral_norm_exact(cls._multipliers64(r, w, index))
 
     @staticmethod
     def _anchor_drift(
@@ -852,33 +868,47 @@ class LipSpectralConv(CertifiedModule):
     ) -> Tensor:
         """Guaranteed bounds of ``||M_k - M^A_k||_2`` (``k`` in ``index``): Frobenius or Gram.
 
-        ``gram=False``: ``||R_k - R^A_k||_F + ||W - W^{g_k}||_F`` (from the float64
-        differences, each within a relative ``2**-53`` of the exact one, times ``1 + 1e-12``).
+        ``gram=False``: ``||R_k - R^A_k||_F + ||W - W^{g_k}||_F`` (the first by
+        :func:`~liponet.functional.distance_upper`, the second from the float64 difference,
+        within a relative ``2**-53`` of the exact one, times ``1 + 1e-12``; the sum rounded up).
         ``gram=True``: one Gram step, tighter and a matrix product per multiplier.
 
-        The difference ``(R_k - R^A_k) + (W - W^{g_k})`` is formed in float64 (two roundings,
-        ``<= 2.01 * 2**-53 (|R_k - R^A_k| + |W - W^{g_k}|)`` entrywise) and bounded by
-        :func:`~liponet.functional.gram_norm_upper`; the rounding adds at most ``2.01 * 2**-53``
-        times the sum of the two parts' Frobenius norms (computed here from the float64
-        differences, which are within a relative ``2**-53`` of the exact ones), covered by
-        ``1e-15`` times that sum. An optimizer's step is nearly rank one, so this is close to
-        the spectral norm, below the Frobenius norm.
+        The difference ``(R_k - R^A_k) + (W - W^{g_k})`` is formed in the weights' precision
+        (unit roundoff ``u``): ``R_k - R^A_k`` rounds once, ``W - W^{g_k}`` (float64) rounds
+        once to that precision and the sum once more, so each entry is within ``3.1 u (|R_k -
+        R^A_k| + |W - W^{g_k}|)`` of the exact one (plus, for results in the subnormal range,
+        the smallest normal number per entry), i.e. within ``3.1 u`` times the sum of the two
+        certified Frobenius distances in Frobenius norm; that is added to the bound of
+        :func:`~liponet.functional.gram_norm_upper`. An optimizer's step is nearly rank one,
+        so this is close to the spectral norm, below the Frobenius norm.
         """
         n = r.shape[0]
         rows = index[index < n]
-        x = r[rows].to(torch.complex128) - anchor.r[rows].to(torch.complex128)  # (rows, o, i)
-        size = torch.linalg.vector_norm(torch.view_as_real(x).flatten(1), dim=1)
+        dw: dict[int, Tensor] = {}  # generation -> W - W^g in float64
+        dw_size = torch.zeros(len(index), dtype=torch.float64, device=r.device)
         if w is not None:
             w64 = w.to(torch.float64)
-            gens = anchor.gen[index].tolist()
-            diff = {g: w64 - anchor.ws[g].to(torch.float64) for g in set(gens)}
-            dw = torch.stack([diff[g] for g in gens])  # (len(index), o, i) real
-            dw_size = torch.linalg.vector_norm(dw.flatten(1), dim=1)
-            x = torch.cat([x + dw[: len(rows)], dw[len(rows) :]])  # the skip alone, last
+            gens = anchor.gen[index]
+            for g in set(gens.tolist()):
+                dw[g] = w64 - anchor.ws[g].to(torch.float64)
+                dw_size[gens == g] = torch.linalg.vector_norm(dw[g])
+        if not gram:  # no float64 copies: the two distances, each certified, rounded up
+            size = torch.zeros_like(dw_size)
+            size[: len(rows)] = distance_upper(r[rows], anchor.r[rows])
+            return add_up(size, dw_size * (1.0 + 1e-12))
+        # In the weights' precision (the Gram bound's margin follows it).
+        x = r[rows] - anchor.r[rows]  # (rows, o, i)
+        size = distance_upper(r[rows], anchor.r[rows])
+        if w is not None:
+            gens = anchor.gen[index]
+            for g, d in dw.items():
+                x[gens[: len(rows)] == g] += d.to(x.real.dtype)
+            if len(rows) < len(index):  # the skip alone, last
+                x = torch.cat([x, dw[int(gens[-1])].to(x.dtype).unsqueeze(0)])
             size = torch.cat([size, size.new_zeros(len(index) - len(rows))]) + dw_size
-        if not gram:
-            return size * (1.0 + 1e-12)
-        return add_up(gram_norm_upper(x), 1e-15 * size * (1.0 + 1e-15))
+        u = torch.finfo(x.real.dtype).eps / 2
+        tiny = x[0].numel() * torch.finfo(x.real.dtype).tiny
+        return add_up(gram_norm_upper(x), (3.1 * u * size + tiny) * (1.0 + 1e-12))
 
     def _norms(self, r: Tensor, w: Tensor | None, k: float) -> tuple[Tensor, Tensor]:
         """Norms of the multipliers ``M_k = R_k + W`` (and ``W``) for a scalar normalization.
@@ -924,7 +954,7 @@ class LipSpectralConv(CertifiedModule):
             if bool(need.any()):
                 # The likeliest largest first: its exact norm raises the others' threshold.
                 first = torch.where(need, lower, -math.inf).argmax().reshape(1)
-                for step in ("first", "anchor", "gram", "rest"):
+                for step in _NORM_STEPS:
                     if step == "first":
                         index = first
                     else:
