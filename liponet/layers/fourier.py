@@ -627,8 +627,11 @@ class LipSpectralConv(CertifiedModule):
     rounding of the eval weights keeps the certificate ``<= k``.
     With ``"global"`` or ``"clip"``, a multiplier whose norm provably cannot matter (below the
     largest and, for ``"clip"``, below the target) is bounded without an SVD, by Weyl's inequality
-    from the last computed state (:func:`~liponet.functional.drifted_norm_bounds`): the
-    certificate is the same number, at a fraction of the cost after a small optimizer step.
+    from the last computed state and from where it last had an SVD (Frobenius distances, then
+    one Gram step, :func:`~liponet.functional.gram_norm_upper`); the eval weights' float32
+    rounding is bounded a priori (:func:`~liponet.functional.scale_multipliers_error`) and
+    measured only for the multipliers near the largest. The certificate is the same number as
+    with an SVD of every multiplier, at a fraction of the cost after an optimizer step.
 
     Notes
     -----
@@ -918,12 +921,14 @@ class LipSpectralConv(CertifiedModule):
         need it (:data:`EXACT_NORMS_NEEDED`) and ``upper`` elsewhere, which gives the same
         scales: a multiplier left out is provably below the largest norm (``"global"``) or below
         ``k`` (``"clip"``). Without a remembered state (first call, other shape, dtype or
-        device) every norm is computed. Otherwise the bounds of the last state move by the
-        distance the weights moved (Weyl's inequality, as in
-        :func:`~liponet.functional.drifted_norm_bounds`): first ``||M_k - P_k||_2 <= ||R_k -
-        R^P_k||_F + ||W - W^P||_F`` (one pass, sums rounded up); where that leaves a multiplier
-        in contention, one Gram step on the difference (:meth:`_gram_drift`, a matrix product);
-        only the multipliers still in contention get an SVD.
+        device) every norm is computed. Otherwise (:data:`_NORM_STEPS`) the bounds of the last
+        state move by the distance the weights moved (Weyl's inequality, as in
+        :func:`~liponet.functional.drifted_norm_bounds`: ``||M_k - P_k||_2 <= ||R_k -
+        R^P_k||_F + ||W - W^P||_F``, one pass, sums rounded up); the likeliest largest gets an
+        SVD; where a multiplier is still in contention, its bound is taken from where it last
+        had an SVD (its anchor, :class:`_Anchors`), by the Frobenius distance and then by one
+        Gram step on the difference (:meth:`_anchor_drift`); only the multipliers still in
+        contention get an SVD (and become anchored there).
         """
         memory = self._norm_memory.value
         w_copy = None if w is None else w.clone()  # the skip's storage is the parameter's
