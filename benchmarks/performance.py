@@ -47,6 +47,7 @@ from __future__ import annotations
 import argparse
 import csv
 import platform
+import re
 import statistics
 import tempfile
 import time
@@ -624,16 +625,21 @@ def merge_previous(rows: list[dict], settings: str) -> tuple[list[dict], str]:
         # the original run's line, earlier reruns of other parts, then this rerun
         segments = previous[0].split(" || ")
         now = set(_rerun_parts(settings))
-        kept = [seg for seg in segments[1:] if not set(_rerun_parts(seg)) <= now]
+        # a segment is replaced only by a rerun of all its parts (unparsed notes are kept)
+        kept = [
+            seg for seg in segments[1:] if not (_rerun_parts(seg) and set(_rerun_parts(seg)) <= now)
+        ]
         settings = " || ".join([segments[0], *kept, settings])
     return merged, settings
 
 
 def _rerun_parts(segment: str) -> list[str]:
-    """The part names of a ``parts a, b rerun: ...`` settings segment (none for a full run)."""
-    if not segment.startswith("parts ") or " rerun:" not in segment:
-        return []
-    return segment[len("parts ") : segment.index(" rerun:")].split(", ")
+    """The part names of a ``parts a, b rerun: ...`` settings segment (none for a full run).
+
+    A note may follow the word (``parts a rerun (why): ...``).
+    """
+    match = re.match(r"parts (.+?) rerun[:( ]", segment)
+    return match.group(1).split(", ") if match else []
 
 
 def write(rows: list[dict], settings: str) -> None:

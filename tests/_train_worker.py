@@ -3,7 +3,9 @@
 Usage: python tests/_train_worker.py CONFIG.json [--pause-step N] [--fail-rank R --fail-step N]
                                    [--kill-at N] [--resume CHECKPOINT]
   --pause-step N: after global step N print "PAUSED" and sleep (the test SIGKILLs it);
-  --fail-rank R --fail-step N: rank R raises RuntimeError after global step N;
+  --fail-rank R --fail-step N: rank R raises RuntimeError after global step N; with these,
+  every rank prints "STEP <rank> <step>" after each step and the failing rank prints
+  "FAILING <time.monotonic()>" (one clock for every process of the machine) just before;
   --kill-at N: die (os._exit(137), as SIGKILL: no cleanup) at the N-th phase of a checkpoint
   write (liponet.train.checkpoint.write_phase; 1-based); at a "tmp-open" phase it first
   writes a few bytes into the temporary file, as a write cut short would.
@@ -23,6 +25,14 @@ from liponet.train import (
     config_from_dict,
     init_distributed,
 )
+
+
+def say(line: str) -> None:
+    """One line on stdout in one write: the ranks share torchrun's stdout, and print() writes
+    the text and the newline separately when unbuffered (PYTHONUNBUFFERED), so lines of two
+    ranks could interleave."""
+    sys.stdout.write(line + "\n")
+    sys.stdout.flush()
 
 
 def main() -> int:
@@ -57,7 +67,10 @@ def main() -> int:
         if record["step"] == args.pause_step:
             print("PAUSED", flush=True)
             time.sleep(120)
+        if args.fail_rank is not None:
+            say(f"STEP {record['rank']} {record['step']}")
         if record["rank"] == args.fail_rank and record["step"] == args.fail_step:
+            say(f"FAILING {time.monotonic()}")
             raise RuntimeError(f"rank {ctx.rank} fails on purpose")
 
     trainer = Trainer(cfg, data.train, data.val, ctx=ctx, callbacks=[hook], progress=False)

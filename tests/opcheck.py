@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+from typing import Any
+
+import numpy as np
 import torch
 from torch import Tensor, nn
 
-from liponet.certify import LipschitzConstant, reference
+from liponet.certify import LipschitzConstant, SymmetryGroup, reference
+from liponet.data.generators.initial import sine_series_batch
 from liponet.layers import CertifiedModule
-from liponet.models import LipMLP
+from liponet.models import LipFNO, LipMLP
 
 
 class SensorMLP(CertifiedModule):
@@ -71,3 +75,26 @@ def make_data(n: int, n_points: int = 16, seed: int = 0, **family: float) -> Ten
 def sensor_model(n_points: int = 16, seed: int = 0, k: float = 1.0) -> SensorMLP:
     torch.manual_seed(seed)
     return SensorMLP(n_points, k=k).double().eval()
+
+
+#: Whole-cell shifts along the one spatial axis of 1-D fields.
+SHIFT1 = SymmetryGroup((0,))
+
+#: L_G of :func:`advection_pairs`: torch.roll by whole cells permutes the grid values.
+ROLL = LipschitzConstant(1.0, "certified", source="a roll by whole cells permutes the values")
+
+
+def advection_pairs(n: int, nx: int = 32, cells: int = 8, seed: int = 0) -> tuple[Tensor, Tensor]:
+    """Exact grid data: u(T) is u(0) shifted by a whole number of cells."""
+    rng = np.random.default_rng(seed)
+    x = (torch.arange(nx).double() + 0.5) / nx
+    series = sine_series_batch(rng, n, float(x[-1] - x[0]))
+    a = series(x)[:, None]
+    return a, torch.roll(a, cells, -1)
+
+
+def grid_free_fno(dim: int = 1, seed: int = 0, **kwargs: Any) -> LipFNO:
+    """A tiny float64 eval-mode LipFNO without coordinate channels (shift-equivariant)."""
+    torch.manual_seed(seed)
+    kw = {"width": 4, "depth": 2, "grid": False} | kwargs
+    return LipFNO(1, 1, modes=(4,) * dim, **kw).eval().double()

@@ -13,6 +13,7 @@ PACKAGES = [
     "liponet.metrics",
     "liponet.physics",
     "liponet.interop",
+    "liponet.export",
 ]
 
 

@@ -4,6 +4,8 @@ import math
 
 import pytest
 import torch
+from opcheck import ROLL, SHIFT1, advection_pairs
+from opcheck import grid_free_fno as fno
 
 from liponet.certify import (
     EmptyIntersectionError,
@@ -19,13 +21,7 @@ from liponet.certify import (
 )
 from liponet.certify.intersection import single_bounds
 from liponet.certify.symmetry import apply_element
-from liponet.data.generators.initial import sine_series_batch
 from liponet.models import LipDeepONet, LipFNO
-
-SHIFT1 = SymmetryGroup((0,))
-
-#: L_G of the data below: torch.roll by whole cells permutes the grid values.
-ROLL = LipschitzConstant(1.0, "certified", source="a roll by whole cells permutes the values")
 
 #: A false constant (a premise violation) with a certified label.
 HALF = LipschitzConstant(0.5, "certified", source="wrong on purpose")
@@ -33,21 +29,6 @@ HALF = LipschitzConstant(0.5, "certified", source="wrong on purpose")
 
 def fnorm(u):
     return u.pow(2).flatten(1).mean(1).sqrt()
-
-
-def advection_pairs(n, nx=32, cells=8, seed=0):
-    """Exact grid data: u(T) is u(0) shifted by a whole number of cells."""
-    rng = __import__("numpy").random.default_rng(seed)
-    x = torch.as_tensor((torch.arange(nx).double() + 0.5) / nx)
-    series = sine_series_batch(rng, n, float(x[-1] - x[0]))
-    a = series(x)[:, None]
-    return a, torch.roll(a, cells, -1)
-
-
-def fno(seed=0, **kwargs):
-    torch.manual_seed(seed)
-    kw = {"width": 4, "depth": 2, "grid": False} | kwargs
-    return LipFNO(1, 1, modes=(4,), **kw).eval().double()
 
 
 # ------------------------------------------------------------------------------ the geometry

@@ -5,6 +5,8 @@ import math
 
 import pytest
 import torch
+from opcheck import ROLL, SHIFT1, advection_pairs
+from opcheck import grid_free_fno as fno
 
 from liponet.certify import LipschitzConstant, operator_error_bound
 from liponet.certify.calibration import file_pairs, generated_pairs, streamed_error_bound
@@ -22,17 +24,6 @@ from liponet.certify.symmetry import (
 from liponet.data import generate
 from liponet.data.generators.initial import sine_series_batch
 from liponet.models import LipDeepONet, LipFNO
-
-SHIFT1 = SymmetryGroup((0,))
-
-#: L_G of the data below: torch.roll by whole cells permutes the grid values.
-ROLL = LipschitzConstant(1.0, "certified", source="a roll by whole cells permutes the values")
-
-
-def fno(dim=1, seed=0, **kwargs):
-    torch.manual_seed(seed)
-    kw = {"width": 4, "depth": 2, "grid": False} | kwargs
-    return LipFNO(1, 1, modes=(4,) * dim, **kw).eval().double()
 
 
 def all_elements(u, group):
@@ -143,15 +134,6 @@ def test_operator_premise_registry():
 
 
 # --------------------------------------------------------------------------------- coverage
-
-
-def advection_pairs(n, nx=32, cells=8, seed=0):
-    """Exact grid data: u(T) is u(0) shifted by a whole number of cells."""
-    rng = __import__("numpy").random.default_rng(seed)
-    x = torch.as_tensor((torch.arange(nx).double() + 0.5) / nx)
-    series = sine_series_batch(rng, n, float(x[-1] - x[0]))
-    a = series(x)[:, None]
-    return a, torch.roll(a, cells, -1)
 
 
 def test_shift_reduced_bound_covers_exact_data_and_beats_the_plain_one():

@@ -21,6 +21,7 @@ PUBLIC = [
     "liponet.physics",
     "liponet.train",
     "liponet.interop",
+    "liponet.export",
 ]
 
 

@@ -510,3 +510,56 @@ def test_certificate_after_optimizer_steps_is_a_fresh_layers_and_holds(
     if normalization == "global":
         assert grams  # multipliers in contention: bounded from their anchors by a Gram step
     assert svds < 5 * n_all // 2  # most multipliers never needed an SVD
+
+
+@pytest.mark.parametrize("modes", [(6,), (3, 2), (2, 3, 2)])
+@pytest.mark.parametrize("k", [0.9, 50.0])  # most multipliers clipped / none clipped
+def test_stacked_clip_weights_equal_each_layers_own(modes, k):
+    """``clip_train_weights`` on a stack of layers: each layer's weights, gradients, vectors."""
+    import liponet.layers.fourier as fourier
+
+    torch.manual_seed(0)
+    convs = [
+        LipSpectralConv(5, 4, modes, k=k, skip=True, normalization="clip").double().train()
+        for _ in range(3)
+    ]
+    with torch.no_grad():
+        for conv in convs:
+            conv.weight.mul_(3.0)
+    assert fourier.clip_trains_together(convs)
+    assert not fourier.clip_trains_together([*convs, LipSpectralConv(5, 4, modes, k=k)])
+    u0 = [conv.u.clone() for conv in convs]
+    params = [p for conv in convs for p in (conv.weight, conv.skip)]
+    r, w = fourier.clip_train_weights(convs)  # (*kept, B, out, in), (B, out, in)
+    d = len(modes)
+    assert r.shape == (*convs[0].kept_shape, 3, 4, 5) and w.shape == (3, 4, 5)
+    g_r, g_w = torch.randn_like(r), torch.randn_like(w)
+    loss = (r.conj() * g_r).real.sum() + (w * g_w).sum()
+    grads = torch.autograd.grad(loss, params)
+    u1 = [conv.u.clone() for conv in convs]
+    loss_ref = 0.0
+    for j, (conv, u) in enumerate(zip(convs, u0, strict=True)):
+        conv.u.copy_(u)
+        r_j, w_j = conv._train_weights()
+        torch.testing.assert_close(r.select(d, j), r_j, rtol=0, atol=1e-13)
+        torch.testing.assert_close(w[j], w_j, rtol=0, atol=1e-13)
+        torch.testing.assert_close(conv.u, u1[j], rtol=0, atol=1e-13)
+        loss_ref = loss_ref + (r_j.conj() * g_r.select(d, j)).real.sum()
+        loss_ref = loss_ref + (w_j * g_w[j]).sum()
+    grads_ref = torch.autograd.grad(loss_ref, params)
+    for got, ref in zip(grads, grads_ref, strict=True):
+        torch.testing.assert_close(got, ref, rtol=0, atol=1e-12)
+
+    # the stacked node against finite differences (the power vectors held fixed)
+    u = torch.view_as_complex(torch.stack(u1, dim=1)).clone()
+
+    def weights(weight, skip):
+        r = fourier.hermitian_symmetrize(torch.view_as_complex(weight.detach()), d)
+        r = r.reshape(-1, *r.shape[d:])
+        w = skip.detach().to(r.dtype)
+        m = torch.cat([r + w, w.unsqueeze(0)], 0)
+        return fourier._ClipTrainWeights.apply(weight, skip, u, m, k * (1 - 2**-20), d)
+
+    weight = torch.stack([c.weight.detach() for c in convs], dim=d).requires_grad_()
+    skip = torch.stack([c.skip.detach() for c in convs]).requires_grad_()
+    assert torch.autograd.gradcheck(weights, (weight, skip))

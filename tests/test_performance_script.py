@@ -30,6 +30,7 @@ def test_parts_rerun_replaces_only_its_rows(tmp_path):
     md = (tmp_path / "performance.md").read_text()
     assert "Settings: default run" in md  # the full run's settings...
     assert "|| parts train-cpl rerun: quick run" in md  # ...and this rerun's
+    assert "|| parts train-nd rerun (the `qr` normalization added): " in md  # other parts' notes
     assert f"## {part}" in md
 
 
@@ -47,3 +48,21 @@ def test_cpl_speedup_compares_two_trees_in_one_process(tmp_path):
         "medium 2-D",
     ]
     assert all(float(r["LipFNO_over_FNO_now"]) > 0 for r in rows)
+
+
+@pytest.mark.slow
+def test_medium_step_time_measures_every_medium_model_against_fno(tmp_path):
+    """``benchmarks/medium_step_time.py --quick``: one row per task and model, FNO's ratio 1."""
+    from liponet.bench import PRESETS
+
+    script = ROOT / "benchmarks" / "medium_step_time.py"
+    proc = run_script(script, "--quick", "--out", str(tmp_path))
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    with (tmp_path / "medium_step_time.csv").open() as fh:
+        rows = list(csv.DictReader(fh))
+    tasks = PRESETS["medium"].tasks
+    models = ["FNO", "LipFNO", "LipFNO-clip", "LipFNO-inc", "LipFNO-wide"]
+    assert [(r["task"], r["model"]) for r in rows] == [(t, m) for t in tasks for m in models]
+    assert all(float(r["ms"]) > 0 for r in rows)
+    assert all(float(r["ratio_to_FNO"]) == 1.0 for r in rows if r["model"] == "FNO")
+    assert (tmp_path / "medium_step_time.png").stat().st_size > 0

@@ -19,8 +19,9 @@ import liponet.train.runfolder as runfolder_module
 from liponet.cli import main
 from liponet.data import PDEBenchDataset, SizeMismatchError, generate
 from liponet.models import build_model
-from liponet.train import save_checkpoint
+from liponet.train import Trainer, build_dataset, config_from_dict, save_checkpoint
 from liponet.train.checkpoint import CheckpointError, check_state_shapes
+from liponet.train.config import ConfigError
 
 FNO = {"in_channels": 1, "out_channels": 1, "modes": [4], "width": 4, "depth": 1}
 
@@ -170,11 +171,19 @@ def test_model_input_size_must_match_the_grid(tmp_path, capsys, adv):
             "--data-path", str(adv), "--epochs", "1", "--batch-size", "4", "--device", "cpu",
             "--out", str(tmp_path / "out"),
             "--set", "model.kwargs={in_features: 32, out_features: 32}"]  # fmt: skip
-    assert main(args) == 2
-    one_line(
-        capsys, "model.kwargs: model LipMLP", "does not accept the data's inputs, shaped (1, 16)"
-    )
+    assert main(args) == 2  # the CLI compares the sizes with the data before building
+    one_line(capsys, "model.kwargs.in_features: 32 contradicts the data", "shaped (1, 16)")
     assert not (tmp_path / "out").exists()
+    # the Trainer's own check (one forward) for what reaches it: a library caller's config
+    cfg = config_from_dict({
+        "model": {"name": "LipMLP", "kwargs": {"in_features": 32, "out_features": 32}},
+        "data": {"name": "pdebench", "path": str(adv)}, "epochs": 1, "batch_size": 4,
+        "device": "cpu", "out_dir": str(tmp_path / "lib"),
+    })  # fmt: skip
+    data = build_dataset(cfg.data)
+    with pytest.raises(ConfigError, match=r"does not accept the data's inputs, shaped \(1, 16\)"):
+        Trainer(cfg, data.train, data.val, progress=False).fit()
+    assert not (tmp_path / "lib").exists()
 
 
 # ----------------------------------------------------------------------------- checkpoints

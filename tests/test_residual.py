@@ -193,3 +193,95 @@ def test_chain_and_mode_mixing_backward_pass_gradcheck(adjoint):
         return convex_potential_chain(torch.relu(x) - x.mean(), ws, (3, 2))
 
     assert torch.autograd.gradcheck(chain, (x, *kept, *skips))
+
+
+@pytest.mark.parametrize("dim", [1, 2, 3])
+@pytest.mark.parametrize("activation", ["relu", "softplus"])
+@pytest.mark.parametrize("shared", [True, False])
+def test_fused_chain_backward_gradcheck_through_the_layers_symmetrization(dim, activation, shared):
+    """The chain's one autograd node (hand-written backward) against finite differences.
+
+    Both nodes: FFTs shared between blocks (``_ChainFunction``) and blocks one by one
+    (``_BlocksFunction``). The weights enter as the layers hold them: raw parameters,
+    Hermitian-symmetrized on the ``k_d = 0`` slice, stacked over blocks; a broken backward (a
+    wrong sign, factor or term) fails here.
+    """
+    from liponet.layers.fourier import hermitian_symmetrize
+    from liponet.layers.residual import _BlocksFunction, _ChainFunction
+
+    torch.manual_seed(0)
+    modes, grid = MODES[dim], (SHARED_GRIDS if shared else UNSHARED_GRIDS)[dim]
+    node = _ChainFunction if shared else _BlocksFunction
+    blocks = [perturb(ConvexPotentialBlock(3, modes, hidden=4), scale=1.0) for _ in range(2)]
+    raw = torch.stack([b.conv.weight.detach() for b in blocks], dim=dim).double()
+    skip = torch.stack([b.conv.skip.detach() for b in blocks]).double()
+    bias = 0.3 * torch.randn(2, 4, dtype=torch.float64)
+    x = torch.randn(2, 3, *grid, dtype=torch.float64)
+
+    def chain(x, raw, skip, bias):
+        r = hermitian_symmetrize(torch.view_as_complex(raw), dim)  # (*kept, B, hidden, width)
+        return node.apply(x, modes, activation, r, skip, bias)
+
+    inputs = tuple(t.clone().requires_grad_() for t in (x, raw, skip, bias))
+    assert torch.autograd.gradcheck(chain, inputs)
+
+
+@pytest.mark.parametrize("dim", [1, 2])
+@pytest.mark.parametrize("mode", ["train", "eval"])
+@pytest.mark.parametrize("shared", [True, False])
+def test_model_steps_through_the_fused_chain_as_through_the_plain_one(
+    dim, mode, shared, monkeypatch
+):
+    """A LipFNO (softplus blocks) with the fused chain and with the plain recurrence: outputs
+    and every parameter gradient equal to rounding; the fused node is the one recorded."""
+    from liponet.layers import residual
+
+    grid = ({1: (32,), 2: (12, 16)} if shared else {1: (6,), 2: (4, 5)})[dim]
+    assert shares_transforms(MODES[dim], grid) == shared
+    node = "_ChainFunctionBackward" if shared else "_BlocksFunctionBackward"
+    torch.manual_seed(0)
+    model = LipFNO(2, 1, MODES[dim], width=6, depth=3, cpl_activation="softplus")
+    model = perturb(model, scale=1.0).double()
+    getattr(model, mode)()
+    chain = next(m for m in model.modules() if isinstance(m, ConvexPotentialChain))
+    x = torch.randn(3, 2, *grid, dtype=torch.float64, requires_grad=True)
+    seen = []
+    chain.register_forward_hook(lambda mod, inp, out: seen.append(type(out.grad_fn).__name__))
+    params = [p for p in model.parameters()]
+    buffers = {k: v.clone() for k, v in model.state_dict().items() if k.endswith(".u")}
+    y = model(x)
+    g = torch.randn_like(y)
+    grads = torch.autograd.grad(y, [x, *params], g, allow_unused=True)
+    assert seen == [node]
+    model.load_state_dict({**model.state_dict(), **buffers})  # the same power-iteration start
+    monkeypatch.setattr(residual, "_fused", lambda x: False)
+    y_ref = model(x)
+    grads_ref = torch.autograd.grad(y_ref, [x, *params], g, allow_unused=True)
+    assert seen[-1] != node
+    torch.testing.assert_close(y, y_ref, rtol=0, atol=1e-12 * float(y_ref.detach().abs().max()))
+    for got, ref in zip(grads, grads_ref, strict=True):
+        assert (got is None) == (ref is None)
+        if ref is not None:
+            torch.testing.assert_close(got, ref, rtol=0, atol=1e-11 * float(ref.abs().max()))
+
+
+def test_chain_under_autocast_takes_the_plain_operations():
+    """Autocast (bf16 on CPU here) keeps the plain recurrence and its dtype rules."""
+    from liponet.layers import residual
+
+    torch.manual_seed(0)
+    model = LipFNO(1, 1, (3,), width=4, depth=2).train()
+    x = torch.randn(2, 1, 16)
+    assert residual._fused(x)
+    seen = []
+    chain = next(m for m in model.modules() if isinstance(m, ConvexPotentialChain))
+    chain.register_forward_hook(lambda mod, inp, out: seen.append(type(out.grad_fn).__name__))
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        assert not residual._fused(x)
+        y = model(x)
+    assert torch.isfinite(y).all() and seen[0] not in (
+        "_ChainFunctionBackward",
+        "_BlocksFunctionBackward",
+    )
+    y.float().sum().backward()
+    assert all(p.grad is not None for p in model.parameters())

@@ -90,7 +90,7 @@ def test_cli_errors_exit_2_with_one_line(tmp_path, capsys):
                 "--resume",
                 str(tmp_path / "none.pt"),
                 "--set",
-                "model.kwargs={in_features: 8, out_features: 8}",
+                "model.kwargs={in_features: 32, out_features: 32}",  # toy-shift's grid
                 "--out",
                 str(tmp_path / "o"),
             ],

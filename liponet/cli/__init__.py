@@ -26,6 +26,7 @@ COMMANDS: dict[str, str] = {
     "demo": ".demo",
     "regress": ".regress",
     "bench": ".bench",
+    "export": ".export",
 }
 
 

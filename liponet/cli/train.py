@@ -15,8 +15,10 @@ EPILOG = """\
 configuration:
   Settings come from --config (TOML or YAML; keys as in liponet.train.TrainConfig), then the
   shortcut flags, then --set KEY=VALUE (dotted keys, YAML values), in that order. Example:
-    liponet train --model LipMLP --data toy-shift --epochs 5 --set model.kwargs.width=32 \\
-        --set model.kwargs.in_features=32 --set model.kwargs.out_features=32
+    liponet train --model LipMLP --data toy-shift --epochs 5 --set model.kwargs.width=32
+  The data set the model's sizes it leaves out: in_channels / out_channels (LipFNO, FNO,
+  DeepONets: the channel axis of one input / target sample) and in_features / out_features
+  (LipMLP, MLP: its last axis); a value given that contradicts the data is an error.
   Output: OUT/last.pt, OUT/best.pt (checkpoints) and OUT/log.jsonl (one JSON line per epoch).
   --resume OUT/last.pt continues a run exactly (also from a mid-epoch file, see save_every_steps).
 
@@ -128,6 +130,73 @@ def build_config(args: argparse.Namespace) -> Any:
     return config_from_dict(apply_overrides(data, args.overrides))
 
 
+#: Model keywords the data determine: name -> (which tensor, which axis of one sample).
+DATA_SIZES = {
+    "in_channels": ("inputs", 0),
+    "out_channels": ("targets", 0),
+    "in_features": ("inputs", -1),
+    "out_features": ("targets", -1),
+}
+
+
+def _first_sample(data: Any) -> tuple[Any, Any] | None:
+    """``(input, target)`` of one sample: the validation split's first, else the training's."""
+    from torch.utils.data import IterableDataset
+
+    for split in (data.val, data.train):
+        if isinstance(split, IterableDataset):
+            continue
+        if len(split):
+            x, y = split[0]
+            return x, y
+    for x, y in data.train:  # every split streams: the first sample the stream yields
+        return x, y
+    return None
+
+
+def infer_data_sizes(config: Any, data: Any) -> dict[str, int]:
+    """Fill the model's channel / feature sizes from the data; return what was filled in.
+
+    The registered model's constructor names the sizes it takes (:data:`DATA_SIZES`); one
+    sample of the data gives their values. A size the user set is checked against the data.
+
+    Raises
+    ------
+    UsageError
+        If a size set in ``model.kwargs`` contradicts the data (naming both values).
+    """
+    import inspect
+
+    from ..models import get_model_class
+
+    wanted = inspect.signature(get_model_class(config.model.name)).parameters
+    keys = [key for key in DATA_SIZES if key in wanted]
+    if not keys:
+        return {}
+    sample = _first_sample(data)
+    if sample is None:
+        return {}
+    tensors = {"inputs": sample[0], "targets": sample[1]}
+    kwargs = config.model.kwargs
+    filled: dict[str, int] = {}
+    for key in keys:
+        which, axis = DATA_SIZES[key]
+        shape = tuple(tensors[which].shape)
+        if not shape:
+            continue
+        size = int(shape[axis])
+        if key not in kwargs:
+            kwargs[key] = filled[key] = size
+        elif kwargs[key] != size:
+            where = f" in {config.data.path}" if config.data.path else ""
+            raise UsageError(
+                f"model.kwargs.{key}: {kwargs[key]!r} contradicts the data{where}: its {which} "
+                f"are shaped {shape} per sample, i.e. {key} = {size} (leave {key} out to use "
+                "the data's)"
+            )
+    return filled
+
+
 def format_record(record: dict[str, Any], epochs: int) -> str:
     """One line summarizing an epoch record."""
     parts = [f"epoch {record['epoch']}/{epochs}", f"train_loss {record['train_loss']:.3e}"]
@@ -155,7 +224,12 @@ def run(args: argparse.Namespace) -> int:
 
     config = build_config(args)
     ctx = init_distributed(config.device, config.dist_timeout_s)
-    data = build_dataset(config.data, config.seed, ctx.rank, ctx.world_size)
+    try:
+        data = build_dataset(config.data, config.seed, ctx.rank, ctx.world_size)
+        infer_data_sizes(config, data)
+    except BaseException:
+        cleanup_distributed(barrier=False)
+        raise
 
     # warnings from the Trainer's setup wait until training starts (its checks passed): a run
     # refused by a check prints its one error line only

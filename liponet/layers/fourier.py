@@ -380,11 +380,14 @@ def spectral_apply(
 def _power_vectors(m: Tensor, u: Tensor, n_iter: int) -> Tensor:
     """Warm-started power iteration on ``(K, out, in)`` (no grad): new right vectors ``(K, in)``.
 
-    The same iteration as :func:`liponet.functional.power_iteration`, with batched matmuls.
+    The same iteration as :func:`liponet.functional.power_iteration`, batched over any leading
+    axes. The matrix-vector products are products and sums over the last axes: for many small
+    complex matrices several times cheaper on a CPU than a batched matmul (measured: 1108
+    ``20 x 20`` multipliers of a 2-D LipFNO).
     """
     for _ in range(n_iter):
-        v = nn.functional.normalize((m @ u.unsqueeze(-1)).squeeze(-1), dim=-1)  # (K, out)
-        u = nn.functional.normalize((m.mH @ v.unsqueeze(-1)).squeeze(-1), dim=-1)  # (K, in)
+        v = nn.functional.normalize((m * u.unsqueeze(-2)).sum(-1), dim=-1)  # M u: (K, out)
+        u = nn.functional.normalize((m.conj() * v.unsqueeze(-1)).sum(-2), dim=-1)  # M^H v: (K, in)
     return u
 
 
@@ -402,25 +405,30 @@ class _ClipTrainWeights(torch.autograd.Function):
     Inputs: ``weight`` ``(*kept, out, in, 2)`` real (the parameter), ``skip`` ``(out, in)``,
     ``u`` ``(K + 1, in)`` complex power-iteration vectors and ``m`` the stacked multipliers
     ``(K + 1, out, in)`` built from ``weight`` and ``skip`` (both without gradient), ``k``, ``d``.
-    Outputs: ``R'`` ``(*kept, out, in)`` complex, ``W'`` ``(out, in)``.
+    Outputs: ``R'`` ``(*kept, out, in)`` complex, ``W'`` ``(out, in)``. With a stack of ``B``
+    layers (:func:`clip_train_weights`) every tensor carries a layer axis ``B`` just before
+    ``out`` (``weight`` ``(*kept, B, out, in, 2)``, ``skip`` ``(B, out, in)``, ``u``
+    ``(K + 1, B, in)``, ``m`` ``(K + 1, B, out, in)``): the same operations for all layers
+    at once.
     """
 
     @staticmethod
     def forward(
         ctx: Any, weight: Tensor, skip: Tensor, u: Tensor, m: Tensor, k: float, d: int
     ) -> tuple[Tensor, Tensor]:
-        kept_shape = weight.shape[:-3]
-        out_ch, in_ch = skip.shape
-        mk = m[:-1]  # M_k = R_k + W (R Hermitian-symmetrized): (K, out, in)
-        v = m @ u.unsqueeze(-1)  # (K + 1, out, 1)
-        sigma = torch.linalg.vector_norm(v, dim=(-2, -1))  # (K + 1,) estimates
-        c = 1.0 / (sigma / k).clamp_min(1.0)  # (K + 1,) clip scales
-        c_sym = _symmetric_scales(c[:-1], kept_shape, d)  # (K,) averaged over conjugate pairs
-        w_out = c[-1] * skip  # W' = c_W W
-        r_out = c_sym[:, None, None] * mk - w_out  # R' = c'_k M_k - W'
+        kept_shape = weight.shape[:d]
+        mk = m[:-1]  # M_k = R_k + W (R Hermitian-symmetrized): (K, [B,] out, in)
+        v = (m * u.unsqueeze(-2)).sum(-1, keepdim=True)  # M u: (K + 1, [B,] out, 1)
+        sigma = torch.linalg.vector_norm(v, dim=(-2, -1))  # (K + 1, [B]) estimates
+        c = 1.0 / (sigma / k).clamp_min(1.0)  # (K + 1, [B]) clip scales
+        c_sym = _symmetric_scales(c[:-1], kept_shape, d)  # (K, [B]) averaged over conj. pairs
+        w_out = c[-1][..., None, None] * skip  # W' = c_W W
+        # R' = c'_k M_k - W', on real views (a real factor on a complex tensor is a slow path)
+        r_out = torch.view_as_real(mk) * c_sym[..., None, None, None]
+        r_out[..., 0] -= w_out
         ctx.save_for_backward(mk, skip, u, v, sigma, c, c_sym)
         ctx.k, ctx.d, ctx.kept_shape = k, d, kept_shape
-        return r_out.reshape(*kept_shape, out_ch, in_ch), w_out
+        return torch.view_as_complex(r_out).reshape(*kept_shape, *mk.shape[1:]), w_out
 
     @staticmethod
     @torch.autograd.function.once_differentiable
@@ -428,29 +436,29 @@ class _ClipTrainWeights(torch.autograd.Function):
         ctx: Any, g_r: Tensor, g_w: Tensor
     ) -> tuple[Tensor, Tensor, None, None, None, None]:
         mk, skip, u, v, sigma, c, c_sym = ctx.saved_tensors
-        g_r = g_r.reshape(mk.shape)  # (K, out, in) complex
-        # R' = c'_k M_k - c_W W; W' = c_W W
-        g_m = c_sym[:, None, None] * g_r  # through M_k at fixed scales
-        g_c_sym = (g_r.conj() * mk).real.sum((-2, -1))  # (K,)
-        g_r_real_sum = g_r.real.sum(0)  # (out, in)
+        g_r = torch.view_as_real(g_r.resolve_conj().reshape(mk.shape))  # (K, [B,] out, in, 2)
+        # R' = c'_k M_k - c_W W; W' = c_W W (real views of the complex tensors)
+        g_m = g_r * c_sym[..., None, None, None]  # through M_k at fixed scales
+        g_c_sym = (g_r * torch.view_as_real(mk)).sum((-3, -2, -1))  # Re <g, M_k>: (K, [B])
+        g_r_real_sum = g_r[..., 0].sum(0)  # ([B,] out, in)
         g_c = torch.empty_like(c)
         g_c[:-1] = _symmetric_scales(g_c_sym, ctx.kept_shape, ctx.d)  # averaging: self-adjoint
-        g_c[-1] = (g_w * skip).sum() - (g_r_real_sum * skip).sum()
-        g_skip = c[-1] * (g_w - g_r_real_sum)
+        g_c[-1] = (g_w * skip).sum((-2, -1)) - (g_r_real_sum * skip).sum((-2, -1))
+        g_skip = c[-1][..., None, None] * (g_w - g_r_real_sum)
         # c = 1 / max(1, sigma / k): dc/dsigma = -c / sigma where clipped (sigma > k), else 0
         g_sigma = torch.where(sigma / ctx.k >= 1.0, -g_c * c / sigma, torch.zeros_like(c))
         # sigma = ||M u||: d sigma = Re(v^H dM u) / sigma, so dM gets (g_sigma / sigma) v u^H
-        outer = (g_sigma / sigma)[:, None, None] * (v @ u.unsqueeze(-2).conj())  # (K+1, out, in)
-        g_m = g_m + outer[:-1]
+        outer = (v * (g_sigma / sigma)[..., None, None]) * u.unsqueeze(-2).conj()  # v u^H
+        g_m = torch.view_as_complex(g_m) + outer[:-1]
         g_skip = g_skip + outer[-1].real + g_m.real.sum(0)  # M_k = R_k + W
         g_weight = hermitian_symmetrize(g_m.reshape(*ctx.kept_shape, *mk.shape[1:]), ctx.d)
         return torch.view_as_real(g_weight), g_skip, None, None, None, None
 
 
 def _symmetric_scales(c: Tensor, kept_shape: Sequence[int], d: int) -> Tensor:
-    """Real per-mode scales ``(K,)`` averaged with their conjugate partner on ``k_d = 0``."""
-    shaped = c.reshape(*kept_shape, 1, 1)  # hermitian_symmetrize's (*kept, out, in) layout
-    return hermitian_symmetrize(shaped, d).reshape(-1)
+    """Real per-mode scales ``(K, [B])`` averaged with their conjugate partner on ``k_d = 0``."""
+    shaped = c.reshape(*kept_shape, -1, 1)  # hermitian_symmetrize's (*kept, out, in) layout
+    return hermitian_symmetrize(shaped, d).reshape(c.shape)
 
 
 def _global(m: Tensor, sigma: Tensor, k: float) -> Tensor:
@@ -747,14 +755,7 @@ class LipSpectralConv(CertifiedModule):
             return self._train_norm_free(self._target())
         if self.k is not None and self.normalization == "clip" and self.skip is not None:
             # the same function as below, as one autograd node with a hand-written backward
-            with torch.no_grad():
-                m = self._stacked(self._symmetric_spectral())  # (K + 1, out, in)
-                u = _power_vectors(m, torch.view_as_complex(self.u), self.n_power)
-                self.u.copy_(torch.view_as_real(u))
-            weights: tuple[Tensor, Tensor] = _ClipTrainWeights.apply(
-                self.weight, self.skip, u, m, self._target(), len(self.modes)
-            )
-            return weights
+            return clip_train_weights([self], stack=False)
         r = self._symmetric_spectral()
         if self.k is None:
             return r, self.skip
@@ -1090,6 +1091,74 @@ class LipSpectralConv(CertifiedModule):
             f"modes={self.modes}, k={self.k}, skip={self.skip is not None}, "
             f"normalization={self.normalization!r}"
         )
+
+
+def clip_trains_together(convs: Sequence[LipSpectralConv]) -> bool:
+    """Whether :func:`clip_train_weights` takes these layers: ``"clip"`` with a skip, one shape.
+
+    Every layer constrained (``k`` set), normalized by ``"clip"``, with a skip, and all of one
+    ``(in, out, modes, k, n_power)``, dtype and device.
+    """
+    first = convs[0]
+    key = (first.in_channels, first.out_channels, first.modes, first.k, first.n_power)
+    return all(
+        c.k is not None
+        and c.normalization == "clip"
+        and c.skip is not None
+        and (c.in_channels, c.out_channels, c.modes, c.k, c.n_power) == key
+        and c.weight.dtype == first.weight.dtype
+        and c.weight.device == first.weight.device
+        for c in convs
+    )
+
+
+def clip_train_weights(
+    convs: Sequence[LipSpectralConv], stack: bool = True
+) -> tuple[Tensor, Tensor]:
+    """Training weights of ``"clip"`` layers with a skip, computed for all of them at once.
+
+    The same weights (to float rounding) as each layer's own training forward: one warm-started
+    power step per multiplier (each layer's vectors ``u`` updated in place), then
+    :class:`_ClipTrainWeights` on the layers stacked, one autograd node for all of them.
+
+    Parameters
+    ----------
+    convs
+        Layers for which :func:`clip_trains_together` holds.
+    stack
+        ``True``: a layer axis ``B``; ``False`` (one layer): none.
+
+    Returns
+    -------
+    tuple
+        ``(R' (*kept, B, out, in) complex, W' (B, out, in))`` (without ``B`` for
+        ``stack=False``).
+    """
+    first = convs[0]
+    d = len(first.modes)
+    weight: Tensor
+    skip: Tensor | None
+    if not stack:
+        weight, skip = first.weight, first.skip
+        u0 = torch.view_as_complex(first.u)  # (K + 1, in)
+    else:
+        weight = torch.stack([c.weight for c in convs], dim=d)  # (*kept, B, out, in, 2)
+        skip = torch.stack([c.skip for c in convs if c.skip is not None])  # (B, out, in)
+        u0 = torch.view_as_complex(torch.stack([c.u for c in convs], dim=1))  # (K + 1, B, in)
+    assert skip is not None
+    with torch.no_grad():
+        r = hermitian_symmetrize(torch.view_as_complex(weight.detach()), d)
+        r = r.reshape(-1, *r.shape[d:])  # (K, [B,] out, in)
+        w = skip.detach().to(r.dtype)
+        m = torch.cat([r + w, w.unsqueeze(0)], 0)  # (K + 1, [B,] out, in)
+        u = _power_vectors(m, u0, first.n_power)
+        if not stack:
+            first.u.copy_(torch.view_as_real(u))
+        else:
+            for j, c in enumerate(convs):
+                c.u.copy_(torch.view_as_real(u[:, j]))
+    weights: tuple[Tensor, Tensor] = _ClipTrainWeights.apply(weight, skip, u, m, first._target(), d)
+    return weights
 
 
 class SpectralMultiplier(nn.Module):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import gc
 import math
 import os
 import random
@@ -305,15 +306,7 @@ class Trainer:
         if self.ctx.is_main:  # one ConstraintWarning if the data's constant exceeds the model's
             warn_if_binding(self.model, train_data, data_constant, config.model.kwargs)
         self.model.to(self.ctx.device)
-        self.ddp: nn.Module = self.model
-        if self.ctx.distributed:
-            # DDP's default buffer sync re-sends rank 0's buffers (e.g. the power-iteration
-            # vectors) before every forward: the Lipschitz normalization is identical on all
-            # ranks. (Not passed explicitly: torch 2.13 renamed the flag and warns on the old one.)
-            self.ddp = DistributedDataParallel(
-                self.model,
-                device_ids=[self.ctx.device.index] if self.ctx.device.type == "cuda" else None,
-            )
+        self.ddp: nn.Module = self.model  # in DistributedDataParallel during fit() only
         self.optimizer = OPTIMIZERS[config.optimizer](
             self.model.parameters(), config.lr, config.weight_decay
         )
@@ -368,6 +361,34 @@ class Trainer:
         self.best: float | None = None
         self.run_id = uuid.uuid4().hex[:12]
         self._signal: int | None = None
+
+    def _wrap(self) -> nn.Module:
+        """The module that trains: ``self.model`` in DistributedDataParallel when distributed."""
+        if not self.ctx.distributed:
+            return self.model
+        # DDP's default buffer sync re-sends rank 0's buffers (e.g. the power-iteration
+        # vectors) before every forward: the Lipschitz normalization is identical on all
+        # ranks. (Not passed explicitly: torch 2.13 renamed the flag and warns on the old one.)
+        return DistributedDataParallel(
+            self.model,
+            device_ids=[self.ctx.device.index] if self.ctx.device.type == "cuda" else None,
+        )
+
+    def _unwrap(self) -> None:
+        """Drop the DDP wrapper (its C++ ``Reducer`` holds a reference to the process group).
+
+        Done at the end of :meth:`fit` (the wrapper exists only inside it), while the process
+        group is alive. Otherwise the wrapper
+        outlives :func:`~liponet.train.cleanup_distributed` and its ``Reducer`` destroys the
+        Gloo group when the trainer is freed, holding the GIL: the group's destructor joins
+        its worker thread, which may still be finishing the final barrier and needs the GIL to
+        free that barrier's tensor. The rank then deadlocks at exit (seen with torchrun on CPU
+        in about one launch in three under load).
+        """
+        if self.ddp is self.model:
+            return
+        self.ddp = self.model
+        gc.collect()  # the wrapper's reference cycles, if any, go now rather than after cleanup
 
     @staticmethod
     def out_path(config: TrainConfig) -> Path:
@@ -779,11 +800,13 @@ class Trainer:
             self._prepare_folder(resumed_id, resume_from is not None, overwrite)
         except Exception as err:
             error = err
-        self._agree_on_start(error)
         try:
+            self._agree_on_start(error)
             with self._signals():
+                self.ddp = self._wrap()
                 return self._fit()
         finally:
+            self._unwrap()
             if self.folder is not None:
                 self.folder.release()
 

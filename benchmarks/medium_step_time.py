@@ -1,0 +1,219 @@
+"""Trainer step time of each ``medium`` bench model against the bench's FNO, task by task.
+
+``benchmarks/results/bench_medium.md``'s ``train_s`` column was measured one row after another,
+on a shared machine, with the code of its day. This script measures what issue 13 asks of the
+best variant (train time <= 1.3x FNO's) side by side: for every task of the ``medium`` preset
+(``liponet.bench.PRESETS["medium"]``: 1-D advection with 64 kept modes, Burgers and
+diffusion-reaction with 12, on 128 cells; Darcy on 32 x 32 with 12 x 12 modes and domain
+padding 1/8) it builds each model exactly as ``liponet bench --preset medium`` does
+(``liponet.bench.MODELS``: FNO, LipFNO, LipFNO-clip, LipFNO-inc, LipFNO-wide), wraps it in a
+:class:`liponet.train.Trainer` configured as the bench configures it
+(``liponet.bench.train_config``: Adam, relative L2 loss, batch 32) and times the Trainer's own
+optimizer step (forward, loss, backward, gradient norm, Adam step) on one batch, all models of a
+task in interleaved rounds in one process, one torch thread, median process CPU time.
+
+The inputs are random fields of the tasks' shapes (``initial_step`` frames as channels, the
+preset's grids), not the generated data: a step's cost does not depend on the values. The one
+data-dependent setting, LipFNO-inc's ``k="auto"``, is resolved from these windows as the bench
+resolves it from its data; ``k`` scales the weights and changes no operation.
+
+Run from the repository root: ``.venv/bin/python benchmarks/medium_step_time.py`` (a few CPU
+minutes; ``--quick`` for a smoke run, ``--rounds N``). Writes
+``benchmarks/results/medium_step_time.{md,csv,png}``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import pathlib
+import statistics
+import tempfile
+import time
+import warnings
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+from fno_common import markdown_table, write_csv
+
+from liponet.bench import MODELS, PRESETS, TASKS, BenchData, Preset, per_task, train_config
+from liponet.train import ConstraintWarning, DistContext, Trainer
+
+RESULTS = Path("benchmarks/results")
+#: The bench models of the ``medium`` table, and the baseline (first).
+VARIANTS = ("FNO", "LipFNO", "LipFNO-clip", "LipFNO-inc", "LipFNO-wide")
+#: Training windows of the random data (what ``k="auto"`` is resolved from).
+N_WINDOWS = 256
+
+
+def task_data(task: str, preset: Preset, generator: torch.Generator) -> BenchData:
+    """Random one-step windows with the shapes of ``task`` under ``preset``."""
+    spec = TASKS[task]
+    spatial = tuple(preset.nx[task] // preset.strides[task][0] for _ in range(spec.dims))
+    step = preset.initial_step[task]
+    channels = 1  # every medium task has one field
+    cin = channels if spec.coefficient else step * channels
+
+    def field(c: int) -> torch.Tensor:
+        return torch.randn(N_WINDOWS, c, *spatial, generator=generator)
+
+    x, y = field(cin), field(channels)
+    return BenchData(
+        task=spec,
+        path=pathlib.Path("random"),
+        initial_step=step,
+        x_train=x,
+        y_train=y,
+        x_test=x,
+        y_test=y,
+        x_val=x,
+        y_val=y,
+        traj_test=None,
+        traj_val=None,
+        in_channels=cin,
+        out_channels=channels,
+        spatial=spatial,
+        dt=1.0,
+    )
+
+
+def trainer_step(
+    model: torch.nn.Module, data: BenchData, preset: Preset, folder: str
+) -> Callable[[], None]:
+    """One optimizer step of the bench's Trainer on the first batch of ``data``."""
+    train_set = torch.utils.data.TensorDataset(data.x_train, data.y_train)
+    config = train_config(data, preset, 0, folder, "cpu")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConstraintWarning)
+        trainer = Trainer(
+            config,
+            train_set,
+            train_set,
+            ctx=DistContext(device=torch.device("cpu")),
+            model=model,
+            progress=False,
+        )
+    x, y = data.x_train[: preset.batch], data.y_train[: preset.batch]
+
+    def step() -> None:
+        trainer._train_step(x, y, len(x))
+
+    return step
+
+
+def measure(preset: Preset, tasks: tuple[str, ...], rounds: int) -> list[dict]:
+    rows = []
+    generator = torch.Generator().manual_seed(0)
+    for task in tasks:
+        data = task_data(task, preset, generator)
+        with tempfile.TemporaryDirectory(prefix="liponet-step-time-") as folder:
+            fns = {}
+            for name in VARIANTS:
+                torch.manual_seed(0)
+                model = MODELS[name](data, preset)
+                fns[name] = trainer_step(model, data, preset, f"{folder}/{name}")
+            for _ in range(2):  # warm-up (power-iteration vectors, allocator)
+                for fn in fns.values():
+                    fn()
+            cpu: dict[str, list[float]] = {k: [] for k in fns}
+            for _ in range(rounds):
+                for k, fn in fns.items():
+                    start = time.process_time()
+                    fn()
+                    cpu[k].append(time.process_time() - start)
+        ms = {k: 1e3 * statistics.median(v) for k, v in cpu.items()}
+        for name in VARIANTS:
+            rows.append(
+                {
+                    "task": task,
+                    "model": name,
+                    "grid": "x".join(str(n) for n in data.spatial),
+                    "modes": per_task(preset.modes, task),
+                    "ms": ms[name],
+                    "FNO_ms": ms["FNO"],
+                    "ratio_to_FNO": ms[name] / ms["FNO"],
+                }
+            )
+    return rows
+
+
+def plot(rows: list[dict], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    tasks = list(dict.fromkeys(r["task"] for r in rows))
+    models = [m for m in VARIANTS if m != "FNO"]
+    fig, ax = plt.subplots(figsize=(7, 3.5))
+    width = 0.8 / len(models)
+    for j, name in enumerate(models):
+        values = [
+            next(r["ratio_to_FNO"] for r in rows if r["task"] == t and r["model"] == name)
+            for t in tasks
+        ]
+        ax.bar([i + (j - (len(models) - 1) / 2) * width for i in range(len(tasks))], values,
+               width, label=name)  # fmt: skip
+    ax.axhline(1.3, color="grey", lw=0.8, ls="--", label="target 1.3")
+    ax.axhline(1.0, color="black", lw=0.6)
+    ax.set_xticks(range(len(tasks)), tasks, fontsize=7)
+    ax.set_ylabel("Trainer step CPU time / FNO's")
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="smoke run, tiny sizes")
+    parser.add_argument("--rounds", type=int, default=20, help="interleaved rounds per task")
+    parser.add_argument("--out", type=Path, default=RESULTS, help="results folder")
+    args = parser.parse_args()
+    torch.set_num_threads(1)
+    preset = PRESETS["medium"]
+    tasks = tuple(preset.tasks)
+    rounds = args.rounds
+    if args.quick:
+        preset = dataclasses.replace(
+            preset,
+            nx={t: 32 for t in tasks},
+            width=8,
+            modes=4,
+            batch=4,
+        )
+        rounds = 2
+    start = time.perf_counter()
+    rows = measure(preset, tasks, rounds)
+    args.out.mkdir(parents=True, exist_ok=True)
+    write_csv(args.out / "medium_step_time.csv", rows)
+    settings = (
+        f"{'quick' if args.quick else 'default'} run: the `medium` preset's tasks, grids, "
+        f"modes, width {preset.width}, depth {preset.depth}, batch {preset.batch}; "
+        f"{rounds} interleaved rounds per task, 1 torch thread, "
+        f"torch {torch.__version__}; {time.perf_counter() - start:.0f} s"
+    )
+    lines = [
+        "# Trainer step time of the `medium` bench models against FNO",
+        "",
+        f"Settings: {settings}",
+        "",
+        "Median CPU milliseconds per optimizer step of `liponet.train.Trainer` (forward, "
+        "relative L2 loss, backward, gradient norm, Adam step) for each model as "
+        "`liponet bench --preset medium` builds and configures it; all models of a task "
+        "measured interleaved in one process on one batch of random fields of the task's "
+        "shape. `ratio_to_FNO` is the train-time ratio issue 13 bounds by 1.3 for the best "
+        "variant.",
+        "",
+        markdown_table(rows, list(rows[0])),
+        "",
+    ]
+    (args.out / "medium_step_time.md").write_text("\n".join(lines))
+    plot(rows, args.out / "medium_step_time.png")
+    for r in rows:
+        print(r)
+
+
+if __name__ == "__main__":
+    main()
