@@ -563,3 +563,15 @@ def test_stacked_clip_weights_equal_each_layers_own(modes, k):
     weight = torch.stack([c.weight.detach() for c in convs], dim=d).requires_grad_()
     skip = torch.stack([c.skip.detach() for c in convs]).requires_grad_()
     assert torch.autograd.gradcheck(weights, (weight, skip))
+
+
+@pytest.mark.parametrize("normalization", sorted(SCALAR_NORMALIZATIONS))
+@pytest.mark.parametrize("remembered", [False, True])
+def test_non_finite_weights_have_no_certificate(normalization, remembered):
+    conv = LipSpectralConv(3, 3, (4, 3), skip=True, normalization=normalization).eval()
+    if remembered:  # the drift path, from a certified state
+        conv.lipschitz_bound()
+    with torch.no_grad():
+        conv.weight[1, 0, 0, 0, 0] = float("inf")
+    with pytest.raises(ValueError, match="NaN or inf"):
+        conv.lipschitz_bound()

@@ -864,7 +864,10 @@ class LipSpectralConv(CertifiedModule):
     @classmethod
     def _exact_norms(cls, r: Tensor, w: Tensor | None, index: Tensor | None = None) -> Tensor:
         """float64 SVD norms of the multipliers ``index`` (all by default), one call."""
-        return spectral_norm_exact(cls._multipliers64(r, w, index))
+        m = cls._multipliers64(r, w, index)
+        if not bool(torch.isfinite(m).all()):
+            raise ValueError("the weights hold NaN or inf values: no bound exists")
+        return spectral_norm_exact(m)
 
     @staticmethod
     def _anchor_drift(
