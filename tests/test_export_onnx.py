@@ -160,6 +160,9 @@ def test_deployment_inputs_check_the_grid():
     onet = deployment_inputs(LipDeepONet(8, ([0.0], [2.0]), n_basis=4, width=8, depth=2))
     assert onet.names == ("u", "coords") and onet.shapes() == [["batch", 1, 8], ["points", 1]]
     assert onet.extra["domain"] == [[0.0], [2.0]]
+    aux = LipFNO(1, 1, (4,), width=4, depth=1, output_scale="auxiliary", radius=3.0)
+    assert deployment_inputs(aux, grid=(16,)).extra == {"radius": 3.0}
+    assert deployment_inputs(fno, grid=(16, 16)).extra == {}
 
 
 def test_export_program_has_a_dynamic_batch():

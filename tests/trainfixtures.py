@@ -32,7 +32,7 @@ def tiny_config(out_dir: Any, **changes: Any) -> dict[str, Any]:
 
 
 def run_script(
-    script: Path, *args: str, timeout: float = 180
+    script: Path, *args: str, timeout: float = 600
 ) -> "subprocess.CompletedProcess[str]":
     """Run ``script`` (a benchmarks/ file) with this interpreter from the repository root."""
     return subprocess.run(

@@ -14,7 +14,7 @@ import torch
 from torch import Tensor
 from torch.utils.data import Dataset
 
-from .direct import OffsetReader, all_finite
+from .direct import FINITE_CHECKS, OffsetReader, all_finite
 from .errors import EmptySelectionError, NonFiniteError
 from .layouts import DarcyLayout, Layout, detect_layout, open_h5
 
@@ -168,6 +168,11 @@ class PDEBenchDataset(Dataset[tuple[Tensor, Tensor]]):
     on_nonfinite
         ``"raise"`` (:class:`NonFiniteError` when an item with NaN/inf is read) or ``"skip"``
         (one pass over the split at construction drops such samples from ``indices``).
+    finite_check
+        Files read by file offset: ``"once"`` (default: a frame found finite is not checked
+        again while the file's identity, i.e. device, inode, size, mtime and ctime, is
+        unchanged, see :mod:`liponet.data.direct` for what this assumes) or ``"every_read"``
+        (check every frame on every read). Other files are checked on every read.
 
     Attributes
     ----------
@@ -217,13 +222,16 @@ class PDEBenchDataset(Dataset[tuple[Tensor, Tensor]]):
         num_samples_max: int | None = None,
         val_fraction: float = 0.1,
         on_nonfinite: str = "raise",
+        finite_check: str = "once",
     ) -> None:
         _choice("split", split, SPLITS)
+        _choice("finite_check", finite_check, FINITE_CHECKS)
         _choice("task", task, TASKS)
         _choice("windows", windows, WINDOWS)
         _choice("on_nonfinite", on_nonfinite, NONFINITE)
         self.path = pathlib.Path(path)
         self.split, self.task, self.on_nonfinite = split, task, on_nonfinite
+        self.finite_check = finite_check
         self._file: h5py.File | None = None
         self._pid: int | None = None
         with open_h5(self.path) as f:
@@ -242,7 +250,7 @@ class PDEBenchDataset(Dataset[tuple[Tensor, Tensor]]):
         self._frame_ids = range(lay.n_frames)[::t_stride]
         self._space = tuple(slice(None, None, reduced_resolution) for _ in lay.spatial_shape)
         with open_h5(self.path) as f:
-            self._direct = OffsetReader.probe(self.path, f, lay, self._space)
+            self._direct = OffsetReader.probe(self.path, f, lay, self._space, finite_check)
         self.grid = {
             k: torch.as_tensor(v[:: (t_stride if k == "t" else reduced_resolution)])
             for k, v in lay.grid.items()
@@ -372,7 +380,14 @@ class PDEBenchDataset(Dataset[tuple[Tensor, Tensor]]):
         if plan is None:  # the same for every read (a stream reads per batch): work it out once
             plan = self._items_plan = _items_plan(self._windows)
         needed, where, x_sel, y_pos, ok_sel = plan
-        block, frame_ok = self.read_checked(samples, needed)  # (n, len(needed), fields, *spatial)
+        if self._direct is not None:
+            stored = self.__dict__.get("_needed_frames")
+            if stored is None:
+                stored = self._needed_frames = self._stored_frames(needed)
+            block, frame_ok = self._direct.read(samples, stored)
+        else:
+            block, frame_ok = self.read_checked(samples, needed)
+        # block: (n, len(needed), fields, *spatial)
         n = block.shape[0]
         if len(self._windows) == 1:
             x = block[:, x_sel].reshape(n, -1, *block.shape[3:])  # (n, k * fields, *spatial)

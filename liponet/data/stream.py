@@ -23,6 +23,10 @@ BUFFER_SIZE = 256
 #: Samples at least this large (bytes of the frames read) are read per batch, straight from the
 #: file; smaller ones per block, then gathered in memory.
 DIRECT_READ_BYTES = 64 * 1024
+#: Files read by file offset: consecutive batches of up to this many bytes (and at most a pool)
+#: are read together, so that runs of samples lying back to back in the file, which a pool's
+#: blocks are, take one read call each.
+READ_GROUP_BYTES = 16 * 1024 * 1024
 
 
 class PDEBenchStream(IterableDataset[Any]):
@@ -41,13 +45,15 @@ class PDEBenchStream(IterableDataset[Any]):
     pools; two samples of one block land in the same batch more often than under a full
     shuffle (``block_size=1`` gives a uniform permutation of the whole epoch).
 
-    Reads: files stored contiguously (see :mod:`liponet.data.direct`) are read by file
-    offset, per batch, each sample's frames straight into its row of the batch array (one
-    copy, as a plain read; cheap for any order, so ``block_size`` and ``buffer_size`` only set
-    the randomness), with the NaN/inf check fused into the read; other files with large
-    samples (``>= DIRECT_READ_BYTES``) likewise through h5py, one read per run of consecutive
+    Reads: files stored contiguously or chunked by whole samples (see
+    :mod:`liponet.data.direct`) are read by file offset, a few batches at a time (up to
+    ``READ_GROUP_BYTES``, at most a pool), each sample's frames straight into its row of the
+    batch array (one copy, as a plain read; one call per run of samples lying back to back in
+    the file, so ``block_size`` and ``buffer_size`` mostly set the randomness), with the
+    NaN/inf check fused into the read (``finite_check``); other files with large samples
+    (``>= DIRECT_READ_BYTES``) per batch through h5py, one read per run of consecutive
     samples; other small samples by whole blocks, the pool's items gathered in memory. Memory:
-    one batch (one pool for the last case). Samples dropped as non-finite
+    the batches read together (one pool for the last case). Samples dropped as non-finite
     (``on_nonfinite="skip"``) are replaced by the next ones, so batches stay whole.
 
     Parameters
@@ -143,7 +149,12 @@ class PDEBenchStream(IterableDataset[Any]):
         """Blocks of the current epoch for this stream (rank and worker), in read order."""
         info = get_worker_info()
         n_workers, worker = (info.num_workers, info.id) if info is not None else (1, 0)
-        blocks = list(_runs(self.dataset.indices, self.block_size))
+        indices = self.dataset.indices
+        if isinstance(indices, range) and indices.step == 1:  # what _runs gives, at once
+            size, stop = self.block_size, indices.stop
+            blocks = [range(a, min(a + size, stop)) for a in range(indices.start, stop, size)]
+        else:
+            blocks = list(_runs(indices, self.block_size))
         if self.shuffle:
             order = np.random.default_rng([self.seed, self.epoch]).permutation(len(blocks))
             blocks = [blocks[i] for i in order]
@@ -160,38 +171,71 @@ class PDEBenchStream(IterableDataset[Any]):
 
     def _sample_order(self) -> np.ndarray:
         """File sample indices of this stream, in yield order (each pool permuted in turn)."""
-        parts = []
-        for rng, pool in self._pools():
-            order = np.concatenate([np.arange(b.start, b.stop, b.step) for b in pool])
-            parts.append(rng.permutation(order) if self.shuffle else order)
-        return np.concatenate(parts) if parts else np.zeros(0, dtype=np.int64)
+        pools = list(self._pools())
+        blocks = [b for _, pool in pools for b in pool]
+        if not blocks:
+            return np.zeros(0, dtype=np.int64)
+        if any(b.step != 1 for b in blocks):  # not from _runs: concatenate as they come
+            order = np.concatenate([np.arange(b.start, b.stop, b.step) for b in blocks])
+        else:  # the blocks' samples back to back, without a Python loop per sample
+            lengths = np.array([len(b) for b in blocks], dtype=np.int64)
+            ends = np.cumsum(lengths)
+            shift = np.array([b.start for b in blocks], dtype=np.int64) - (ends - lengths)
+            order = np.arange(int(ends[-1]), dtype=np.int64) + np.repeat(shift, lengths)
+        if self.shuffle:
+            at = 0
+            for rng, pool in pools:  # each pool uniformly permuted, in place
+                size = sum(len(b) for b in pool)
+                rng.shuffle(order[at : at + size])
+                at += size
+        return order
 
     def _chunks(self) -> Iterator[tuple[np.ndarray, np.ndarray]]:
         """``(x, y)`` arrays of finite items, in yield order.
 
         Files read by file offset, and large items (>= ``DIRECT_READ_BYTES`` per sample) of
         other files: the sample order is cut into batches (across pool boundaries, so batches
-        stay whole) and each batch's sorted samples are read straight into the batch array.
-        After items were dropped (``on_nonfinite="skip"``) the next read only tops the batch
-        up, so that later batches are whole again. Small items of other files: each block is
+        stay whole) and each batch's sorted samples are read straight into the batch array;
+        by offset, consecutive batches of up to ``READ_GROUP_BYTES`` (at most a pool) are
+        read into one array together and yielded as views of it. After items were dropped
+        (``on_nonfinite="skip"``) the next read starts with a batch that only tops the short
+        ones up, so that later batches are whole again. Small items of other files: each block is
         read whole (one contiguous read), the pool is gathered in memory.
         """
         windows = self.dataset.items_per_sample
         read = max(1, (self.batch_size or self.block_size) // windows)
         if self.dataset.reads_by_offset or self.dataset.sample_bytes() >= DIRECT_READ_BYTES:
             order, at, want = self._sample_order(), 0, read
+            by_offset = self.dataset.reads_by_offset
+            per_read = 1  # batches read at once: by offset, up to a pool and READ_GROUP_BYTES
+            if by_offset:
+                batch_bytes = max(1, read * self.dataset.sample_bytes())
+                per_read = max(1, min(self.buffer_size // read, READ_GROUP_BYTES // batch_bytes))
             while at < len(order):
-                batch = np.sort(order[at : at + want]).tolist()
-                at += want
-                x, y, ids, ok = self.dataset.read_items(batch)
-                self.dataset.check_finite(ok, ids, policy=self.on_nonfinite)
-                want = read
-                if not ok.all():
-                    x, y = x[ok], y[ok]
-                    want = -(-int((~ok).sum()) // windows)  # top this batch up first
-                yield x, y
+                group: list[np.ndarray] = []
+                while len(group) < per_read and at < len(order):
+                    group.append(np.sort(order[at : at + want]))
+                    at += len(group[-1])
+                    want = read
+                samples: Any = group[0] if len(group) == 1 else np.concatenate(group)
+                x, y, ids, ok = self.dataset.read_items(samples if by_offset else samples.tolist())
+                whole = bool(ok.all())
+                if not whole:
+                    self.dataset.check_finite(ok, ids, policy=self.on_nonfinite)
+                dropped, lo = 0, 0
+                for part in group:
+                    hi = lo + len(part) * windows
+                    xb, yb = x[lo:hi], y[lo:hi]
+                    if not whole and not ok[lo:hi].all():
+                        xb, yb = xb[ok[lo:hi]], yb[ok[lo:hi]]
+                        dropped += int((~ok[lo:hi]).sum())
+                    lo = hi
+                    yield xb, yb
+                    del xb, yb
+                if dropped:
+                    want = -(-dropped // windows)  # top the short batches up first
                 # drop our references before the next read, so that the allocator can
-                # reuse this batch's memory once the consumer is done with it
+                # reuse this memory once the consumer is done with it
                 del x, y
             return
         for rng, pool in self._pools():
@@ -207,9 +251,10 @@ class PDEBenchStream(IterableDataset[Any]):
 
     def __iter__(self) -> Iterator[Any]:
         if self.batch_size is None:
-            for x, y in self._chunks():
-                for i in range(len(x)):
-                    yield torch.from_numpy(x[i]), torch.from_numpy(y[i])
+            for x, y in self._chunks():  # one view per item, made by torch at once
+                xs, ys = torch.from_numpy(x).unbind(0), torch.from_numpy(y).unbind(0)
+                yield from zip(xs, ys, strict=True)
+                del xs, ys
                 del x, y  # see _chunks
             return
         held_x: list[np.ndarray] = []

@@ -25,7 +25,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from ..layers import CertifiedModule, SpectralMultiplier
+from ..layers import AuxiliaryScale, CertifiedModule, SpectralMultiplier
 from ..layers.fourier import check_field
 from .dft import DFTSpectralMultiplier
 
@@ -97,7 +97,9 @@ class DeploymentInputs:
     output
         The output's layout in words.
     extra
-        Facts the certificate depends on (e.g. DeepONet's ``domain`` of query points).
+        Facts the certificate depends on: the ``domain`` of DeepONet's query points (or of an
+        MLP's inputs), the ``radius`` (function norm) of the input functions a LipFNO with
+        ``output_scale="auxiliary"`` is certified on.
 
     Examples
     --------
@@ -197,7 +199,11 @@ def deployment_inputs(
                 f"modes={model.modes}"
             )
         check_field(torch.empty(0, 1, *grid, device="meta"), 1, model.modes, "grid")
-        return _field_inputs(model.in_channels, model.out_channels, grid, batch, gen)
+        inputs = _field_inputs(model.in_channels, model.out_channels, grid, batch, gen)
+        radii = [m.radius for m in model.modules() if isinstance(m, AuxiliaryScale)]
+        if radii:  # output_scale="auxiliary": certified on a ball of input functions only
+            inputs.extra["radius"] = float(radii[0])
+        return inputs
     if isinstance(model, _LocalDeepONetBase):
         return _field_inputs(model.in_channels, model.out_channels, model.grid, batch, gen)
     if isinstance(model, _DeepONetBase):
