@@ -340,7 +340,8 @@ def test_guide_medium_summary_matches_the_committed_csv_cell_by_cell() -> None:
     if anchor not in readme:
         pytest.skip("the benchmarks guide has no medium summary")
     rows = read_rows(ROOT / "benchmarks" / "results" / "bench_medium.csv")
-    expected = seed_summary_table(rows, ["FNO", "LipFNO", "LipFNO-clip", "LipFNO-inc"])
+    models = ["FNO", "LipFNO", "LipFNO-clip", "LipFNO-inc", "LipFNO-wide", "LipFNO-clip-lr"]
+    expected = seed_summary_table(rows, [*models, "FNO-lr"])
     assert table_mismatches(table_after(readme, anchor), expected) == []
 
 
@@ -356,3 +357,68 @@ def test_lipfno_wide_doubles_the_convex_potential_features(tmp_path: pathlib.Pat
     assert len(blocks) == tiny.depth
     assert all(b.width == tiny.width and b.hidden == 2 * tiny.width for b in blocks)
     assert model.eval().lipschitz_bound() <= 1.3 * (1 + 1e-5)  # its pinned budget k = 1.3
+
+
+def test_model_training_settings_replace_the_presets_for_that_model_only(
+    tmp_path: pathlib.Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from liponet import bench
+
+    tiny = PRESETS["tiny"]
+    data = load_task("advection_1d", tiny, None, tmp_path)
+    seen: dict[str, float] = {}
+
+    class Stop(Exception):
+        pass
+
+    def capture(model, data, preset, seed=0, device="cpu"):
+        seen[current] = preset.lr
+        raise Stop
+
+    monkeypatch.setattr(bench, "train", capture)
+    for current in ("LipFNO-clip", "LipFNO-clip-lr"):
+        with pytest.raises(Stop):
+            bench.run_row(current, data, tiny)
+    assert bench.MODEL_TRAINING["LipFNO-clip-lr"] == bench.MODEL_TRAINING["FNO-lr"] == {"lr": 1e-2}
+    assert seen == {"LipFNO-clip": tiny.lr, "LipFNO-clip-lr": 1e-2}
+    # same network: only the optimizer's settings differ
+    torch.manual_seed(0)
+    a = MODELS["LipFNO-clip"](data, tiny).state_dict()
+    torch.manual_seed(0)
+    b = MODELS["LipFNO-clip-lr"](data, tiny).state_dict()
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_tuned_models_are_compared_with_fno_given_the_same_settings() -> None:
+    from liponet.bench import reference_model, summarize, target_checks
+
+    def row(model: str, nrmse: float) -> dict[str, object]:
+        return {
+            "task": "darcy_2d",
+            "model": model,
+            "seed": 0,
+            "status": "ok",
+            "nrmse": nrmse,
+            "train_s": 10.0,
+            "lipschitz_certified": 1.0,
+        }
+
+    rows = [
+        row("FNO", 0.05),
+        row("FNO-lr", 0.04),
+        row("LipFNO-clip-lr", 0.048),
+        row("LipFNO-wide", 0.0502),
+    ]
+    assert reference_model("LipFNO-clip-lr") == "FNO-lr"
+    assert reference_model("FNO-lr") == reference_model("LipFNO-wide") == "FNO"
+    ratios = {s["model"]: s["nrmse_ratio"] for s in summarize(rows)}
+    assert ratios["LipFNO-clip-lr"] == pytest.approx(0.048 / 0.04)  # not 0.048 / 0.05
+    assert ratios["FNO-lr"] == pytest.approx(0.04 / 0.05)
+    # the best LipFNO is judged by its ratio: the wide model, not the lowest nRMSE
+    (check,) = target_checks(summarize(rows))
+    assert check["model"] == "LipFNO-wide" and not check["nrmse_met"]
+    # without its reference FNO a tuned model has no ratio
+    alone = {
+        s["model"]: s["nrmse_ratio"] for s in summarize([r for r in rows if r["model"] != "FNO-lr"])
+    }
+    assert math.isnan(alone["LipFNO-clip-lr"])

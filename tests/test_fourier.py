@@ -451,6 +451,67 @@ def test_clip_training_weights_node_equals_the_generic_path(modes, k, monkeypatc
     assert torch.autograd.gradcheck(weights, (params[0], params[1].requires_grad_()))
 
 
+@pytest.mark.parametrize("normalization", sorted(SCALAR_NORMALIZATIONS))
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_certificate_after_optimizer_steps_is_a_fresh_layers_and_holds(
+    normalization, dtype, monkeypatch
+):
+    # Adam's steps are correlated and nearly rank one: the layer bounds the multipliers from
+    # where each last had an SVD (Frobenius, then one Gram step) and SVDs only the contenders.
+    # After every step: the eval weights and certificate of a layer that never saw the old
+    # weights, the exact norm of what the forward applies below the certificate, and (float64)
+    # exact Jacobians and attacks below it.
+    import liponet.layers.fourier as fourier
+
+    grams = []
+    gram = fourier.gram_norm_upper
+
+    def counted(x: torch.Tensor) -> torch.Tensor:
+        grams.append(x.shape[0])
+        return gram(x)
+
+    monkeypatch.setattr(fourier, "gram_norm_upper", counted)
+    rows = _svd_rows(monkeypatch)
+    torch.manual_seed(1)
+    k = 1.5  # above every norm: "clip" scales nothing, "global" everything
+    make = lambda: LipSpectralConv(6, 6, (4, 3), k=k, skip=True, normalization=normalization)  # noqa: E731
+    conv = make().to(dtype)
+    with torch.no_grad():  # M_k = W + R_k with W orthogonal: norms within ~0.1 of each other
+        conv.weight.mul_(0.2)
+    x = torch.randn(2, 6, 8, 6, dtype=dtype)
+    target = torch.randn(2, 6, 8, 6, dtype=dtype)
+    opt = torch.optim.Adam(conv.parameters(), lr=1e-3)
+    conv.eval()
+    conv.lipschitz_bound()
+    n_all = rows[-1]
+    svds = 0
+    for _ in range(5):
+        conv.train()
+        loss = (conv(x) - target).pow(2).mean()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        conv.eval()
+        rows.clear()
+        bound = conv.lipschitz_bound()
+        svds += sum(rows)
+        fresh = make().to(dtype).eval()
+        fresh.load_state_dict(conv.state_dict())
+        assert bound == pytest.approx(fresh.lipschitz_bound(), rel=1e-12, abs=0.0)
+        for mine, theirs in zip(conv.effective_weights(), fresh.effective_weights(), strict=True):
+            assert torch.equal(mine, theirs)
+        mk, w = conv.multipliers()
+        exact = max(float(spectral_norm_exact(mk).max()), float(spectral_norm_exact(w)))
+        assert exact <= bound <= exact * (1 + 1e-6)
+        assert bound <= k * (1 + 1e-9)
+    if dtype == torch.float64:  # the drifted layer's certificate against its exact Jacobians
+        check_jacobian(conv, x[:1], "function")
+        check_attack(conv, x[:1], "function", n_steps=5)
+    if normalization == "global":
+        assert grams  # multipliers in contention: bounded from their anchors by a Gram step
+    assert svds < 5 * n_all // 2  # most multipliers never needed an SVD
+
+
 @pytest.mark.parametrize("modes", [(6,), (3, 2), (2, 3, 2)])
 @pytest.mark.parametrize("k", [0.9, 50.0])  # most multipliers clipped / none clipped
 def test_stacked_clip_weights_equal_each_layers_own(modes, k):
@@ -502,3 +563,15 @@ def test_stacked_clip_weights_equal_each_layers_own(modes, k):
     weight = torch.stack([c.weight.detach() for c in convs], dim=d).requires_grad_()
     skip = torch.stack([c.skip.detach() for c in convs]).requires_grad_()
     assert torch.autograd.gradcheck(weights, (weight, skip))
+
+
+@pytest.mark.parametrize("normalization", sorted(SCALAR_NORMALIZATIONS))
+@pytest.mark.parametrize("remembered", [False, True])
+def test_non_finite_weights_have_no_certificate(normalization, remembered):
+    conv = LipSpectralConv(3, 3, (4, 3), skip=True, normalization=normalization).eval()
+    if remembered:  # the drift path, from a certified state
+        conv.lipschitz_bound()
+    with torch.no_grad():
+        conv.weight[1, 0, 0, 0, 0] = float("inf")
+    with pytest.raises(ValueError, match="NaN or inf"):
+        conv.lipschitz_bound()

@@ -7,10 +7,13 @@ from liponet.functional import (
     chunks,
     distance_upper,
     drifted_norm_bounds,
+    gram_norm_upper,
     perturbed_norm_upper,
     polar_factor,
     power_iteration,
     qr_unitary,
+    scale_multipliers,
+    scale_multipliers_error,
     spectral_norm_exact,
     spectral_norm_upper,
 )
@@ -188,3 +191,101 @@ def test_drifted_norm_bounds_bracket_the_exact_norm(step):
     with pytest.raises(ValueError, match="NaN or inf"):
         w[3, 0, 0] = float("nan")
         drifted_norm_bounds(w, p, sigma, sigma)
+
+
+def _hard_matrices(dtype: torch.dtype) -> torch.Tensor:
+    """Random, ill-conditioned, rank-deficient and near-tie matrices (12 x 9) of ``dtype``."""
+    gen = torch.Generator().manual_seed(7)
+    real = torch.float64 if dtype in (torch.float64, torch.complex128) else torch.float32
+    cases = [torch.randn(12, 9, generator=gen, dtype=torch.float64) for _ in range(4)]
+    u, _, vh = torch.linalg.svd(torch.randn(12, 9, generator=gen, dtype=torch.float64), False)
+    for s in (
+        torch.logspace(0, -12, 9),  # ill-conditioned
+        torch.tensor([3.0, 2.0] + [0.0] * 7),  # rank two
+        torch.tensor([1.0, 1.0 - 1e-9, 1.0 - 2e-9] + [0.5] * 6),  # near tie at the top
+        torch.tensor([1e-30] + [0.0] * 8),  # tiny
+    ):
+        cases.append(u @ torch.diag(s.double()) @ vh)
+    m = torch.stack(cases)
+    if dtype.is_complex:
+        m = torch.complex(m, torch.randn(m.shape, generator=gen, dtype=torch.float64))
+    return m.to(dtype) if dtype.is_complex else m.to(real)
+
+
+def _assert_upper(fn, dtype):
+    m = _hard_matrices(dtype)
+    exact = spectral_norm_exact(m)  # float64 SVD of the stored values
+    bound = fn(m)
+    assert bool((bound >= exact).all()), (bound - exact).min()
+    return bound / exact
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.complex64, torch.complex128])
+def test_gram_norm_upper_is_a_tight_enough_upper_bound(dtype):
+    ratio = _assert_upper(gram_norm_upper, dtype)
+    # One Gram step over-estimates by at most rank^(1/4) (rank <= 9) plus rounding; the last
+    # matrix (1e-30) underflows in float32 products and is only bounded, not tightly.
+    assert float(ratio[:7].max()) <= 9**0.25 * (1 + 1e-5)
+    if not dtype.is_complex:  # rank two, sigma = (3, 2): (3^4 + 2^4)^(1/4) / 3
+        assert float(ratio[5]) == pytest.approx((1 + (2 / 3) ** 4) ** 0.25, rel=1e-5)
+    # The check has teeth: one step of power iteration (an under-estimate) fails it.
+    gen = torch.Generator().manual_seed(0)
+
+    def power(m: torch.Tensor) -> torch.Tensor:
+        u = torch.randn(m.shape[0], m.shape[-1], generator=gen, dtype=torch.float64).to(m.dtype)
+        return power_iteration(m, u / torch.linalg.vector_norm(u, dim=-1, keepdim=True))[0]
+
+    with pytest.raises(AssertionError):
+        _assert_upper(power, dtype)
+
+
+def test_gram_norm_upper_rejects_other_dtypes():
+    with pytest.raises(ValueError, match="float32/float64"):
+        gram_norm_upper(torch.ones(2, 2, dtype=torch.float16))
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("kind", ["global", "clip", "no skip"])
+def test_scale_multipliers_error_bounds_the_rounding(dtype, kind):
+    # Exact reference in numpy's long double (64-bit significand; enough above float64's 53
+    # bits to see float64 roundings) or float64 for float32 weights.
+    np = pytest.importorskip("numpy")
+    gen = torch.Generator().manual_seed(3)
+    ctype = torch.complex64 if dtype == torch.float32 else torch.complex128
+    spread = 10.0 ** torch.randint(-3, 3, (20, 1, 1), generator=gen).double()
+    r = (torch.randn(20, 6, 5, generator=gen, dtype=torch.complex128) * spread).to(ctype)
+    w = None if kind == "no skip" else torch.randn(6, 5, generator=gen, dtype=dtype)
+    n = 20 if w is None else 21
+    if kind == "global":
+        scale = torch.full((n,), 0.3711, dtype=torch.float64)
+    else:
+        scale = torch.rand(n, generator=gen, dtype=torch.float64).clamp_min(0.2)
+        scale[::3] = 1.0
+    r2, w2 = scale_multipliers(r, w, scale)
+    assert r2.dtype == r.dtype and (w2 is None) == (w is None)
+    ld = np.longdouble
+    rr = r.real.double().numpy().astype(ld), r.imag.double().numpy().astype(ld)
+    sc = scale.numpy().astype(ld)[:20, None, None]
+    a_re = r2.real.double().numpy().astype(ld)
+    a_im = r2.imag.double().numpy().astype(ld)
+    b_re, b_im = sc * rr[0], sc * rr[1]
+    if w is not None and w2 is not None:
+        wl = w.double().numpy().astype(ld)
+        a_re = a_re + w2.double().numpy().astype(ld)
+        b_re = b_re + sc * wl
+    err = np.sqrt(((a_re - b_re) ** 2 + (a_im - b_im) ** 2).sum(axis=(1, 2)))
+    r_fro = torch.linalg.matrix_norm(r.to(torch.complex128))
+    w_fro = None if w is None else torch.linalg.matrix_norm(w.double())
+    bound = scale_multipliers_error(r_fro, w_fro, scale, dtype, 30)
+    assert bound.shape == (n,)
+    assert bool((torch.from_numpy(err.astype(np.float64)) <= bound[:20]).all())
+    if w is not None and w2 is not None:  # the skip alone
+        skip_err = np.sqrt(
+            ((w2.double().numpy().astype(ld) - scale.numpy().astype(ld)[20] * wl) ** 2).sum()
+        )
+        assert float(skip_err) <= float(bound[20])
+    u = torch.finfo(dtype).eps / 2
+    assert (
+        float((bound[:20] / (scale[:20] * r_fro + (0 if w_fro is None else 2 * w_fro))).max())
+        < 10 * u
+    )
