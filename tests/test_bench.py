@@ -340,7 +340,15 @@ def test_guide_medium_summary_matches_the_committed_csv_cell_by_cell() -> None:
     if anchor not in readme:
         pytest.skip("the benchmarks guide has no medium summary")
     rows = read_rows(ROOT / "benchmarks" / "results" / "bench_medium.csv")
-    models = ["FNO", "LipFNO", "LipFNO-clip", "LipFNO-inc", "LipFNO-wide", "LipFNO-clip-lr"]
+    models = [
+        "FNO",
+        "LipFNO",
+        "LipFNO-clip",
+        "LipFNO-inc",
+        "LipFNO-wide",
+        "LipFNO-clip-lr",
+        "LipFNO-wide-lr",
+    ]
     expected = seed_summary_table(rows, [*models, "FNO-lr"])
     assert table_mismatches(table_after(readme, anchor), expected) == []
 
