@@ -713,6 +713,11 @@ def local_deeponet_builder(constrained: bool, **variant: Any) -> Builder:
     return build
 
 
+#: The ``LipFNO-wide`` keywords (also ``LipFNO-wide-lr``'s).
+_WIDE: dict[str, Any] = dict(
+    normalization="clip", k=1.3, block="cpl", hidden_factor=2, increment=False, budget="last"
+)
+
 #: Benchmark model name -> builder. ``LipFNO``: the model's defaults. ``LipFNO-best``: variants
 #: (b) free last layer + (c) vector output scale (the ``small`` preset's choice, see
 #: benchmarks/README.md). ``LipFNO-clip``: per-mode clipped multipliers with slack ``k = 3`` in
@@ -741,14 +746,7 @@ MODELS: dict[str, Builder] = {
     "LipFNO-inc": lipfno_builder(
         normalization="clip", k="auto", block="cpl", increment=True, budget="last"
     ),
-    "LipFNO-wide": lipfno_builder(
-        normalization="clip",
-        k=1.3,
-        block="cpl",
-        hidden_factor=2,
-        increment=False,
-        budget="last",
-    ),
+    "LipFNO-wide": lipfno_builder(**_WIDE),
     "LipFNO-free": lipfno_builder(
         normalization="clip", block="fourier", free_last_layer=True, increment=False, budget="last"
     ),
@@ -756,14 +754,7 @@ MODELS: dict[str, Builder] = {
     "LipFNO-clip-lr": lipfno_builder(
         normalization="clip", k=3.0, block="fourier", increment=False, budget="last"
     ),
-    "LipFNO-wide-lr": lipfno_builder(
-        normalization="clip",
-        k=1.3,
-        block="cpl",
-        hidden_factor=2,
-        increment=False,
-        budget="last",
-    ),
+    "LipFNO-wide-lr": lipfno_builder(**_WIDE),
     "DeepONet": deeponet_builder(constrained=False),
     "LipDeepONet": deeponet_builder(constrained=True),
     "LocalDeepONet": local_deeponet_builder(constrained=False),
