@@ -161,7 +161,8 @@ def write(rows: list[dict[str, Any]], ratio: float, records: dict[str, Any], out
         "- `liponet train --model LipFNO` without settings used to fail on `in_channels`, "
         "`out_channels` and `modes` as `_FNOBase.__init__()` arguments; the channels now come "
         "from the data file and the one line names `model.kwargs.modes` with an example.",
-        "- `liponet certify` writes `certify.png` into the current folder unless `--plot ''`.",
+        "- `liponet certify` used to write `certify.png` into the current folder unless "
+        "`--plot ''`; it now writes `<checkpoint name>.certify.png` beside the checkpoint.",
         "- `L_G` is certified for the generator's discrete map (Strang logistic/FTCS), but "
         "`exp(rho t)` = e^5 makes the certified single-pair bound far above the observed error "
         "(the median ratio above); the estimated and statistical bounds are the usable ones "

@@ -264,3 +264,20 @@ def test_default_flags_calibrate_on_held_out_data_and_conformal_covers(tmp_path,
     sigma = math.sqrt(0.1 * 0.9 / queries)
     assert queries == 60
     assert 0.9 - 3 * sigma <= covered / queries
+
+
+def test_certify_default_plot_goes_beside_the_checkpoint(
+    tmp_path, capsys, advection_file, monkeypatch
+):
+    """Without --plot the PNG is written next to the checkpoint, never into the current folder."""
+    (tmp_path / "run").mkdir()
+    ckpt = checkpoint(tmp_path / "run", "LipFNO", FNO_KWARGS)
+    elsewhere = tmp_path / "cwd"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    code = main(["certify", str(ckpt), str(advection_file), "--rows", "1"])
+    out = capsys.readouterr().out
+    assert code == 0, out
+    beside = tmp_path / "run" / "LipFNO.certify.png"
+    assert beside.stat().st_size > 0 and f"plot: {beside}" in out
+    assert list(elsewhere.iterdir()) == []

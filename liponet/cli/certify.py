@@ -65,7 +65,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--alpha", type=float, default=0.1, help="conformal miscoverage level")
     parser.add_argument("--rows", type=int, default=20, help="table rows to print (0: all)")
     parser.add_argument(
-        "--plot", default="certify.png", help="PNG of bound against observed error ('' = none)"
+        "--plot",
+        default=None,
+        help="PNG of bound against observed error (default: CHECKPOINT's folder, "
+        "<checkpoint name>.certify.png; '' = none)",
     )
     parser.add_argument("--device", default="cpu", help="where the model runs (cpu, cuda)")
     group = parser.add_argument_group(
@@ -227,6 +230,9 @@ def run(args: argparse.Namespace) -> int:
 
     if not Path(args.checkpoint).exists():
         raise FileNotFoundError(f"checkpoint not found: {args.checkpoint}")
+    if args.plot is None:  # beside the checkpoint, not in whatever folder the user is in
+        checkpoint = Path(args.checkpoint)
+        args.plot = str(checkpoint.with_name(f"{checkpoint.stem}.certify.png"))
     if args.plot:
         _check_plot_path(args.plot)  # before any work, not after it
     model, ckpt = load_model(args.checkpoint, map_location=args.device)
