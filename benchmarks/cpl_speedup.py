@@ -31,6 +31,7 @@ from pathlib import Path
 from types import ModuleType
 
 import torch
+from _plot import panel_row
 from fno_common import markdown_table, write_csv
 from torch import nn
 
@@ -123,23 +124,15 @@ def measure(before: ModuleType, rounds: int, batch: int, width: int) -> list[dic
 
 
 def plot(rows: list[dict], path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(6, 3.5))
-    xs = range(len(rows))
-    ax.bar([i - 0.2 for i in xs], [r["LipFNO_over_FNO_before"] for r in rows], 0.4,
-           label="before")  # fmt: skip
-    ax.bar([i + 0.2 for i in xs], [r["LipFNO_over_FNO_now"] for r in rows], 0.4, label="now")
-    ax.axhline(1.3, color="grey", lw=0.8, ls="--", label="target 1.3")
-    ax.set_xticks(list(xs), [r["size"] for r in rows], fontsize=7)
-    ax.set_ylabel("LipFNO defaults / FNO twin (CPU time per step)")
-    ax.legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(path, dpi=90)
-    plt.close(fig)
+    with panel_row(path, 1, (6, 3.5)) as (ax,):
+        xs = range(len(rows))
+        ax.bar([i - 0.2 for i in xs], [r["LipFNO_over_FNO_before"] for r in rows], 0.4,
+               label="before")  # fmt: skip
+        ax.bar([i + 0.2 for i in xs], [r["LipFNO_over_FNO_now"] for r in rows], 0.4, label="now")
+        ax.axhline(1.3, color="grey", lw=0.8, ls="--", label="target 1.3")
+        ax.set_xticks(list(xs), [r["size"] for r in rows], fontsize=7)
+        ax.set_ylabel("LipFNO defaults / FNO twin (CPU time per step)")
+        ax.legend(fontsize=7)
 
 
 def main() -> None:

@@ -34,7 +34,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from burgers_study import append, one_step_error, read, summarize
+from burgers_study import _fmt, append, one_step_error, read, summarize
 from torch import nn
 
 from liponet.bench import (
@@ -198,12 +198,6 @@ def with_ratios(rows: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
         )
         out.append({**r, **ratios})
     return out
-
-
-def _fmt(v: Any) -> str:
-    if isinstance(v, float):
-        return "n/a" if math.isnan(v) else f"{v:.3g}"
-    return str(v)
 
 
 def markdown(

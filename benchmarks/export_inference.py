@@ -27,6 +27,7 @@ from pathlib import Path
 
 import onnxruntime as ort
 import torch
+from _plot import panel_row
 from fno_common import markdown_table, write_csv
 from torch import nn
 
@@ -128,27 +129,23 @@ def short(label: str) -> str:
 
 
 def plot(rows: list[dict], path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(8.5, 4.0))
-    xs = range(len(rows))
-    for offset, (key, name) in zip(
-        (-0.25, 0.0, 0.25),
-        (("export()_ms", "export()"), ("pt2_ms", "pt2"), ("onnxruntime_ms", "onnxruntime")),
-        strict=True,
-    ):
-        ax.bar([i + offset for i in xs], [r[key] / r["eager_ms"] for r in rows], 0.25, label=name)
-    ax.axhline(1.0, color="grey", lw=0.8, ls="--")
-    labels = [f"{r['model'].split(',')[0]}\n{short(r['model'])}\nbatch {r['batch']}" for r in rows]
-    ax.set_xticks(list(xs), labels, fontsize=6)
-    ax.set_ylabel("CPU time per forward / eager")
-    ax.legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(path, dpi=90)
-    plt.close(fig)
+    with panel_row(path, 1, (8.5, 4.0)) as (ax,):
+        xs = range(len(rows))
+        for offset, (key, name) in zip(
+            (-0.25, 0.0, 0.25),
+            (("export()_ms", "export()"), ("pt2_ms", "pt2"), ("onnxruntime_ms", "onnxruntime")),
+            strict=True,
+        ):
+            ax.bar(
+                [i + offset for i in xs], [r[key] / r["eager_ms"] for r in rows], 0.25, label=name
+            )
+        ax.axhline(1.0, color="grey", lw=0.8, ls="--")
+        labels = [
+            f"{r['model'].split(',')[0]}\n{short(r['model'])}\nbatch {r['batch']}" for r in rows
+        ]
+        ax.set_xticks(list(xs), labels, fontsize=6)
+        ax.set_ylabel("CPU time per forward / eager")
+        ax.legend(fontsize=7)
 
 
 def main() -> None:

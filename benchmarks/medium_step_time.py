@@ -35,6 +35,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import torch
+from _plot import panel_row
 from fno_common import markdown_table, write_csv
 
 from liponet.bench import MODELS, PRESETS, TASKS, BenchData, Preset, per_task, train_config
@@ -139,30 +140,22 @@ def measure(preset: Preset, tasks: tuple[str, ...], rounds: int) -> list[dict]:
 
 
 def plot(rows: list[dict], path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     tasks = list(dict.fromkeys(r["task"] for r in rows))
     models = [m for m in VARIANTS if m != "FNO"]
-    fig, ax = plt.subplots(figsize=(7, 3.5))
-    width = 0.8 / len(models)
-    for j, name in enumerate(models):
-        values = [
-            next(r["ratio_to_FNO"] for r in rows if r["task"] == t and r["model"] == name)
-            for t in tasks
-        ]
-        ax.bar([i + (j - (len(models) - 1) / 2) * width for i in range(len(tasks))], values,
-               width, label=name)  # fmt: skip
-    ax.axhline(1.3, color="grey", lw=0.8, ls="--", label="target 1.3")
-    ax.axhline(1.0, color="black", lw=0.6)
-    ax.set_xticks(range(len(tasks)), tasks, fontsize=7)
-    ax.set_ylabel("Trainer step CPU time / FNO's")
-    ax.legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(path, dpi=90)
-    plt.close(fig)
+    with panel_row(path, 1, (7, 3.5)) as (ax,):
+        width = 0.8 / len(models)
+        for j, name in enumerate(models):
+            values = [
+                next(r["ratio_to_FNO"] for r in rows if r["task"] == t and r["model"] == name)
+                for t in tasks
+            ]
+            ax.bar([i + (j - (len(models) - 1) / 2) * width for i in range(len(tasks))], values,
+                   width, label=name)  # fmt: skip
+        ax.axhline(1.3, color="grey", lw=0.8, ls="--", label="target 1.3")
+        ax.axhline(1.0, color="black", lw=0.6)
+        ax.set_xticks(range(len(tasks)), tasks, fontsize=7)
+        ax.set_ylabel("Trainer step CPU time / FNO's")
+        ax.legend(fontsize=7)
 
 
 def main() -> None:
