@@ -613,17 +613,22 @@ def lipfno_builder(**variant: Any) -> Builder:
         if extra.get("output_scale") == "auxiliary" and "radius" not in extra:
             norms = data.x_train.pow(2).sum(1).flatten(1).mean(-1).sqrt()
             extra["radius"] = 1.5 * float(norms.max())
-        return LipFNO(
-            data.in_channels,
-            data.out_channels,
-            fno_modes(data, preset),
-            width=preset.width,
-            depth=preset.depth,
-            padding=fno_padding(data),
-            **extra,
-        )
+        return _sized(LipFNO, data, preset, extra)
 
     return build
+
+
+def _sized(cls: type[nn.Module], data: BenchData, preset: Preset, keywords: dict) -> nn.Module:
+    """``cls`` (FNO or LipFNO) at the task's channels, modes and padding, the preset's sizes."""
+    return cls(
+        data.in_channels,
+        data.out_channels,
+        fno_modes(data, preset),
+        width=preset.width,
+        depth=preset.depth,
+        padding=fno_padding(data),
+        **keywords,
+    )
 
 
 def fno_builder(**keywords: Any) -> Builder:
@@ -637,15 +642,7 @@ def fno_builder(**keywords: Any) -> Builder:
     """
 
     def build(data: BenchData, preset: Preset) -> nn.Module:
-        return FNO(
-            data.in_channels,
-            data.out_channels,
-            fno_modes(data, preset),
-            width=preset.width,
-            depth=preset.depth,
-            padding=fno_padding(data),
-            **keywords,
-        )
+        return _sized(FNO, data, preset, keywords)
 
     return build
 
