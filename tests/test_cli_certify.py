@@ -253,6 +253,13 @@ def test_default_flags_calibrate_on_held_out_data_and_conformal_covers(tmp_path,
         n = int(re.search(r"queries: (\d+) from .* \[second half of the test split\]", out)[1])
         covered += round(float(line.group(2)) * n)
         queries += n
+        # the logistic reaction's files get the certified per-pair L_G bound; it never fails
+        pairwise = re.search(
+            r"plain-pairwise bound \((\w+), function norm\): coverage ([\d.]+)", out
+        )
+        assert (pairwise is not None) == (family == "diffusion_reaction_1d")
+        if pairwise is not None:
+            assert pairwise.groups() == ("certified", "1.0000")
         # the old default: calibrated on the training split, the bound is not statistical
         assert main(["certify", str(ckpt), str(data), "--plot", "", "--calib-split", "train"]) in (
             0,

@@ -351,6 +351,10 @@ def run(args: argparse.Namespace) -> int:
         others.append(error_lipschitz_bound(query_x, calib_x, calib_y, calib_pred))
     others += _at_scale(args, model, query_x, calib_x, calib_y, calib_pred, coords, l_true,
                         attrs.get("discretization"), noise)  # fmt: skip
+    pairwise = _logistic_pairs(calib_ds, attrs, args, norm, l_true, l_model, query_x, calib_x,
+                               calib_y, calib_pred, noise)  # fmt: skip
+    if pairwise is not None:
+        others.append(pairwise)
     if args.multi_pair:
         others.append(_multi_pair(args, query_x, query_pred, calib_x, calib_y, l_true,
                                   attrs.get("discretization"), noise))  # fmt: skip
@@ -553,6 +557,45 @@ def _attributes(path: str) -> dict[str, Any]:
 
     with h5py.File(path, "r") as f:
         return {k: (v.decode() if isinstance(v, bytes) else v) for k, v in f.attrs.items()}
+
+
+def _logistic_pairs(
+    ds: Any,
+    attrs: dict[str, Any],
+    args: argparse.Namespace,
+    norm: str,
+    l_true: Any,
+    l_model: Any,
+    query_x: Tensor,
+    calib_x: Tensor,
+    calib_y: Tensor,
+    calib_pred: Tensor,
+    noise: float,
+) -> Any:
+    """The plain bound with a certified ``L_G`` per pair, where the file's scheme allows it.
+
+    Files of the logistic reaction (``strang-logistic-ftcs``) whose class constant certified
+    ``L_G`` here, in the function norm: :func:`liponet.certify.logistic_pair_bound`.
+    """
+    from ..certify import logistic_pair_bound
+
+    if attrs.get("discretization") != "strang-logistic-ftcs" or args.pde or norm != "function":
+        return None
+    if l_true.label != "certified" or calib_x.shape[1] != 1:
+        return None
+    ids, window = ds._frame_ids, ds._windows[0]
+    return logistic_pair_bound(
+        query_x,
+        calib_x,
+        calib_y,
+        calib_pred,
+        l_model,
+        attrs,
+        frames=ids[window[-1]] - ids[window[-2]],
+        spatial_stride=args.reduced_resolution,
+        norm=norm,
+        input_noise=noise,
+    )
 
 
 def _discrete_constant(
