@@ -619,15 +619,13 @@ def lipfno_builder(**variant: Any) -> Builder:
 
 
 def _sized(cls: type[nn.Module], data: BenchData, preset: Preset, keywords: dict) -> nn.Module:
-    """``cls`` (FNO or LipFNO) at the task's channels, modes and padding, the preset's sizes."""
+    """``cls`` (FNO or LipFNO) at the task's channels, modes and padding, the preset's sizes.
+
+    ``keywords`` may override the preset's ``width`` and ``depth`` (a cheaper variant).
+    """
+    sizes = {"width": preset.width, "depth": preset.depth, "padding": fno_padding(data)}
     return cls(
-        data.in_channels,
-        data.out_channels,
-        fno_modes(data, preset),
-        width=preset.width,
-        depth=preset.depth,
-        padding=fno_padding(data),
-        **keywords,
+        data.in_channels, data.out_channels, fno_modes(data, preset), **{**sizes, **keywords}
     )
 
 
