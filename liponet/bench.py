@@ -726,6 +726,11 @@ _WIDE: dict[str, Any] = dict(
 #: certificate (no ``k``; benchmarks/darcy_study.py). ``LipFNO-clip-lr``: ``LipFNO-clip`` trained
 #: at learning rate 1e-2 (:data:`MODEL_TRAINING`), the best of benchmarks/darcy_study.py;
 #: ``FNO-lr``: FNO at the same rate. ``LipFNO-wide-lr``: ``LipFNO-wide`` at that rate.
+#: ``LipFNO-d2``: LipFNO's defaults pinned (convex-potential blocks, clip, ``k = 1``) with two
+#: blocks instead of the preset's four, and ``LipFNO-inc-d2``: ``LipFNO-inc`` with two blocks:
+#: the cheaper configurations for tasks whose accuracy has slack (advection, 1-D
+#: diffusion-reaction); a convex-potential block costs about 1.3x an FNO block per step
+#: (``K`` and ``K^T``), so two of them bring a step near FNO's (benchmarks/medium_step_time.py).
 #: ``LocalDeepONet`` /
 #: ``LipLocalDeepONet``: the local-branch DeepONets (:func:`local_deeponet_builder`), whose
 #: outputs are not confined to a low-rank span (2-D diffusion-reaction). Variant rows pin the
@@ -750,6 +755,12 @@ MODELS: dict[str, Builder] = {
         normalization="clip", k=3.0, block="fourier", increment=False, budget="last"
     ),
     "LipFNO-wide-lr": lipfno_builder(**_WIDE),
+    "LipFNO-d2": lipfno_builder(
+        normalization="clip", k=1.0, block="cpl", increment=False, budget="last", depth=2
+    ),
+    "LipFNO-inc-d2": lipfno_builder(
+        normalization="clip", k="auto", block="cpl", increment=True, budget="last", depth=2
+    ),
     "DeepONet": deeponet_builder(constrained=False),
     "LipDeepONet": deeponet_builder(constrained=True),
     "LocalDeepONet": local_deeponet_builder(constrained=False),
