@@ -339,7 +339,7 @@ def test_cli_append_resumes_and_tables_rebuild_from_csv(
     assert main(["bench", "--preset", "tiny", "--out", str(tmp_path), "--from-csv"]) == 0
     md = (tmp_path / "bench_tiny.md").read_text()
     assert "## Summary over seeds" in md and "| advection_1d | LipFNO | 3 |" in md
-    assert "best LipFNO model" in md
+    assert "most accurate LipFNO" in md
     assert csv_path.read_text().splitlines() == rows  # --from-csv leaves the CSV alone
     capsys.readouterr()
     empty = tmp_path / "empty"
