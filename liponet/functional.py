@@ -667,12 +667,12 @@ def _polar_backward(u: Tensor, s: Tensor, vh: Tensor, grad: Tensor) -> Tensor:
     # Omega = (X - X^H) / (s_i + s_j), X = U^H dM V: its adjoint, with no 1/(s_i - s_j).
     h = conj_t(u) @ grad @ v  # (..., r, r)
     denom = (s.unsqueeze(-1) + s.unsqueeze(-2)).clamp_min(torch.finfo(s.dtype).tiny)
-    y = (h - conj_t(h)) / denom
+    y = (h - conj_t(h)) * (1.0 / denom).to(h.dtype)  # a complex factor: real ones are slow
     out = u @ y @ vh
     if u.shape[-2] > u.shape[-1]:  # tall: the part orthogonal to the range of U
         gv = grad @ v
         perp = gv - u @ (conj_t(u) @ gv)
-        out = out + (perp / s.unsqueeze(-2)) @ vh
+        out = out + (perp * (1.0 / s).to(perp.dtype).unsqueeze(-2)) @ vh
     return out
 
 
@@ -736,7 +736,7 @@ def _gram_polar_parts(w: Tensor, rcond: float) -> tuple[Tensor, Tensor, Tensor, 
     vals, v = torch.linalg.eigh(conj_t(w) @ w)  # ascending: (B, n), (B, n, n)
     ok = (vals[:, 0] >= rcond * vals[:, -1]) & (vals[:, -1] > 0) & torch.isfinite(vals).all(-1)
     s = vals.clamp_min(torch.finfo(vals.dtype).tiny).sqrt()  # singular values of W
-    u = (w @ v) / s.unsqueeze(-2)  # (B, m, n): W V S^-1
+    u = w @ (v * (1.0 / s).to(v.dtype).unsqueeze(-2))  # (B, m, n): W V S^-1
     return u, s, conj_t(v), ok
 
 
