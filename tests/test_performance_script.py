@@ -67,3 +67,19 @@ def test_medium_step_time_measures_every_medium_model_against_fno(tmp_path):
     assert all(float(r["ms"]) > 0 for r in rows)
     assert all(float(r["ratio_to_FNO"]) == 1.0 for r in rows if r["model"] == "FNO")
     assert (tmp_path / "medium_step_time.png").stat().st_size > 0
+
+
+def test_loader_section_quotes_the_streaming_figures_from_data_loader(tmp_path):
+    """The loader rows time ``to_tensors``; the streaming claim's figures come from its source."""
+    proc = run_script(SCRIPT, "--quick", "--parts", "loader", "--out", str(tmp_path))
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    md = (tmp_path / "performance.md").read_text()
+    section = md.split("## loader", 1)[1].split("\n## ", 1)[0]
+    assert "quoted from `data_loader.csv`" in section
+    with (ROOT / "benchmarks" / "results" / "data_loader.csv").open() as fh:
+        rows = [
+            r for r in csv.DictReader(fh) if r["selection"] == "full trajectories, batches of 32"
+        ]
+    assert rows
+    for r in rows:
+        assert f"{r['sample_KB']} KB {r['storage']}: {float(r['cpu_ratio']):.3g}x" in section
