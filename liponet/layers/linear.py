@@ -179,14 +179,16 @@ class LipLinear(CertifiedModule):
 def _fused_weight(weight: Tensor) -> bool:
     """Whether a training weight runs as one node (:class:`_TrainWeight`).
 
-    In eager float32/float64 with a 2-D weight that needs a gradient; while a graph is captured
-    (``torch.compile``/``torch.export``/``jit.trace``) the plain differentiable operations run.
+    In eager float32/float64 without autocast, with a 2-D weight that needs a gradient; while a
+    graph is captured (``torch.compile``/``torch.export``/``jit.trace``) or under autocast (whose
+    dtype rules the plain operations take) the plain differentiable operations run.
     """
     return (
         weight.requires_grad
         and torch.is_grad_enabled()
         and weight.ndim == 2
         and weight.dtype in (torch.float32, torch.float64)
+        and not torch.is_autocast_enabled(weight.device.type)
         and not (torch.compiler.is_compiling() or torch.jit.is_tracing())
     )
 
