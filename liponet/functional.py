@@ -413,7 +413,9 @@ def gram_norm_upper(x: Tensor) -> Tensor:
 _GRAM_DTYPES = (torch.float32, torch.float64, torch.complex64, torch.complex128)
 
 
-def cholesky_norm_upper(x: Tensor, level: Tensor, headroom: float | None = None) -> Tensor:
+def cholesky_norm_upper(
+    x: Tensor, level: Tensor, headroom: float | None = None, entry_error: float = 0.0
+) -> Tensor:
     """Guaranteed upper bounds ``||X_k||_2 <= b_k`` proven by a Cholesky factorization, or inf.
 
     Tries to prove ``||X_k||_2 <= level_k`` for each matrix of a batch: a Cholesky factorization
@@ -467,8 +469,12 @@ def cholesky_norm_upper(x: Tensor, level: Tensor, headroom: float | None = None)
     + g) tr(A) + e_G``: the returned bound is its square root, with every float64 term inflated by
     ``1 + 1e-12`` (a few dozen float64 operations and sums of at most ``2 m n`` terms) and an
     absolute ``4 (p + 1)^2 tiny`` for underflow in the factorization. ``tiny`` is the smallest
-    normal number of ``x``'s precision. LAPACK stops at the first pivot that is not positive
-    or is NaN (``info > 0``): that counts as failed.
+    normal number of ``x``'s precision. ``||X||_F^2 = tr(G)`` is bounded by the computed
+    trace: each diagonal entry is a sum of ``2q`` non-negative products, computed with relative
+    error ``<= gamma_{2q}`` (plus ``2q tiny`` for underflow). LAPACK stops at the first pivot
+    that is not positive or is NaN (``info > 0``): that counts as failed, and so does a NaN or
+    inf in ``x`` (it reaches a pivot). ``||X_exact||_2 <= ||X||_2 + ||X_exact - X||_F`` adds
+    ``entry_error ||X||_F``.
 
     Examples
     --------
@@ -486,8 +492,6 @@ def cholesky_norm_upper(x: Tensor, level: Tensor, headroom: float | None = None)
         )
     if level.shape != x.shape[:1]:
         raise ValueError(f"level must have shape ({x.shape[0]},), got {tuple(level.shape)}")
-    if not bool(torch.isfinite(x).all()):
-        raise ValueError("x holds NaN or inf values: no spectral-norm bound exists")
     m, n = x.shape[-2:]
     p, q = min(m, n), max(m, n)
     real = x.real.dtype if x.is_complex() else x.dtype
@@ -499,9 +503,10 @@ def cholesky_norm_upper(x: Tensor, level: Tensor, headroom: float | None = None)
     slack = 1.0 + 1e-12
     xh = conj_t(x)
     gram = xh @ x if n <= m else x @ xh  # (K, p, p)
-    diag = gram.diagonal(dim1=-2, dim2=-1).real  # (K, p) h_ii >= 0
-    h_max = diag.max(-1).values.to(torch.float64)
-    fro2 = _frobenius64(x).square() * slack
+    diag = gram.diagonal(dim1=-2, dim2=-1).real.to(torch.float64)  # (K, p) h_ii >= 0
+    h_max = diag.max(-1).values
+    trace_h = diag.sum(-1)
+    fro2 = (trace_h + 2 * q * p * finfo.tiny) / (1 - gamma_g) * slack  # >= ||X||_F^2
     e_g = (1.5 * gamma_g * fro2 + 2 * q * p * p * finfo.tiny) * slack
     absolute = 4 * (p + 1) ** 2 * finfo.tiny
     level2 = level.to(torch.float64).square()
@@ -510,21 +515,25 @@ def cholesky_norm_upper(x: Tensor, level: Tensor, headroom: float | None = None)
         level2 = torch.minimum(level2, top * (1.0 + headroom) ** 2)
     # c such that the bound below stays <= level^2 (tr(A) <= p c (1 + u) - tr(H) (1 - u)): a
     # choice, not a proof
-    trace_h = diag.to(torch.float64).sum(-1)
     trace_a = (p * level2 * (1 + u) - trace_h * (1 - u)).clamp_min(0.0)
     margin = (e_g + u * (level2 + h_max) + g * trace_a + absolute) * 1.01 + 1e-11 * level2
     target = level2 - margin
+    if entry_error:  # ||X_exact|| <= ||X|| + entry_error ||X||_F: aim lower by as much
+        target = (level2.sqrt() - entry_error * fro2.sqrt() * 1.01).clamp_min(0.0).square() - margin
     c = target.to(real)  # the level actually used: its float value, exactly (rounded down)
     c = torch.where(c.to(torch.float64) > target, torch.nextafter(c, c.new_tensor(-math.inf)), c)
-    a = -gram
-    a.diagonal(dim1=-2, dim2=-1).copy_((c[:, None] - diag).to(a.dtype))
+    a = gram.neg_()  # in place: A = c I - H
+    a_diag = a.diagonal(dim1=-2, dim2=-1)
+    a_diag.copy_((c[:, None] + a_diag.real).to(a.dtype))  # fl(c - h_ii)
     # info == 0: every pivot was positive and not NaN; each entry of the factor enters a later
     # pivot (or is one), so the factor is finite too.
     done = (torch.linalg.cholesky_ex(a).info == 0) & (c > 0)
-    trace = a.diagonal(dim1=-2, dim2=-1).real.to(torch.float64).sum(-1) * slack
+    trace = a_diag.real.to(torch.float64).sum(-1) * slack
     c64 = c.to(torch.float64)
     bound2 = (c64 + (u * (c64 + h_max) + g * trace + e_g + absolute) * slack) * slack
     bound = bound2.sqrt() * slack
+    if entry_error:
+        bound = add_up(bound, entry_error * fro2.sqrt() * slack)
     return torch.where(done, bound, torch.full_like(bound, math.inf))
 
 

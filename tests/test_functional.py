@@ -277,9 +277,27 @@ def test_cholesky_norm_upper_rejects_bad_input():
         cholesky_norm_upper(torch.ones(1, 2, 2, dtype=torch.float16), torch.ones(1).double())
     with pytest.raises(ValueError, match="level must have shape"):
         cholesky_norm_upper(torch.ones(3, 2, 2), torch.ones(2).double())
-    with pytest.raises(ValueError, match="NaN or inf"):
-        cholesky_norm_upper(torch.full((1, 2, 2), math.nan), torch.ones(1).double())
+    # NaN or inf proves nothing
+    for bad in (math.nan, math.inf):
+        x = torch.eye(2).repeat(2, 1, 1)
+        x[1, 0, 1] = bad
+        bound = cholesky_norm_upper(x, torch.full((2,), 2.0, dtype=torch.float64))
+        assert math.isfinite(float(bound[0])) and float(bound[1]) == math.inf
 
+
+def test_cholesky_norm_upper_covers_the_rounding_of_the_entries():
+    # The matrices to bound are x's components moved by up to entry_error relative: the bound
+    # covers the worst case (every component scaled by 1 + e) and adds e ||x||_F to ||x||'s.
+    gen = torch.Generator().manual_seed(2)
+    x = torch.randn(6, 5, 4, generator=gen, dtype=torch.complex128)
+    e = 1e-3
+    moved = torch.complex(x.real * (1 + e), x.imag * (1 - e))
+    level = spectral_norm_exact(moved) * 1.05
+    bound = cholesky_norm_upper(x, level, entry_error=e)
+    assert bool(torch.isfinite(bound).all()) and bool((bound <= level).all())
+    assert bool((bound >= spectral_norm_exact(moved)).all())
+    fro = torch.linalg.matrix_norm(x)
+    assert bool((bound >= spectral_norm_exact(x) + e * fro).all())
 
 def test_gram_norm_upper_rejects_other_dtypes():
     with pytest.raises(ValueError, match="float32/float64"):

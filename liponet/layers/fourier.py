@@ -848,28 +848,25 @@ class LipSpectralConv(CertifiedModule):
     @staticmethod
     def _multipliers_in(
         r: Tensor, w: Tensor | None, index: Tensor, dtype: torch.dtype | None = None
-    ) -> tuple[Tensor, Tensor]:
+    ) -> tuple[Tensor, float]:
         """``M_k = R_k + W`` (``k = K``: ``W``) for ``k`` in ``index``, summed in ``dtype``.
 
-        Returns ``(M, err)``: ``err`` float64 ``(len(index),)`` bounds ``||M_k - fl(M_k)||_2``,
-        the one rounding of each component of the sum (``<= u |fl(m)| / (1 - u)``, exact in
-        the subnormal range), in Frobenius norm; ``0`` where nothing was summed.
+        Returns ``(M, e)``: each real component of ``M`` is the exact sum rounded once, so
+        within ``e |M|`` of it (``e = u / (1 - u)``, the sum's unit roundoff ``u``; a result in
+        the subnormal range is exact), or exact (``e = 0``) without a skip.
         """
         n = r.shape[0]
         dtype = r.dtype if dtype is None else dtype
         rows = index[index < n]
         m = r[rows].to(dtype)
-        err = torch.zeros(len(index), dtype=torch.float64, device=r.device)
-        if w is not None:
-            wd = w.to(m.real.dtype).to(dtype)
-            m = m + wd
-            u = torch.finfo(m.real.dtype).eps / 2
-            parts = torch.view_as_real(m)
-            fro = torch.linalg.vector_norm(parts, dim=(-3, -2, -1), dtype=torch.float64)
-            err[: len(rows)] = fro * (u * (1 + 2 * u) * (1.0 + 1e-12))
-            if len(rows) < len(index):
-                m = torch.cat([m, wd.unsqueeze(0)])
-        return m, err
+        if w is None:
+            return m, 0.0
+        wd = w.to(m.real.dtype).to(dtype)
+        m = m + wd
+        if len(rows) < len(index):
+            m = torch.cat([m, wd.unsqueeze(0)])
+        u = torch.finfo(m.real.dtype).eps / 2
+        return m, u / (1 - u)
 
     def _norms(self, r: Tensor, w: Tensor | None, k: float) -> tuple[Tensor, Tensor]:
         """Norms of the multipliers ``M_k = R_k + W`` (and ``W``) for a scalar normalization.
@@ -936,7 +933,7 @@ class LipSpectralConv(CertifiedModule):
                 if stage == "again":
                     levels = torch.minimum(levels, proven[rows])
                 headroom = ESTIMATE_HEADROOM if stage == "estimate" else None
-                proved = add_up(cholesky_norm_upper(x, levels, headroom), x_err)
+                proved = cholesky_norm_upper(x, levels, headroom, x_err)
                 better = proved < upper[rows]
                 upper[rows] = torch.where(better, proved, upper[rows])
                 sigma[rows] = upper[rows]
