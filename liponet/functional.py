@@ -597,7 +597,10 @@ def scale_multipliers(r: Tensor, w: Tensor | None, scale: Tensor) -> tuple[Tenso
     dtype = r.real.dtype
     s = scale.to(dtype)  # each factor rounded once
     n = r.shape[0]
-    scaled = r * s[:n, None, None]
+    if r.is_complex():  # on the real view: a real factor on a complex tensor is a slow path
+        scaled = torch.view_as_complex(torch.view_as_real(r) * s[:n, None, None, None])
+    else:
+        scaled = r * s[:n, None, None]
     if w is None:
         return scaled, None
     s_w = scale[n]

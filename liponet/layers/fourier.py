@@ -541,6 +541,10 @@ EXCLUSION_THRESHOLD: dict[str, Callable[[Tensor, float], float]] = {
 #: float32), so it cannot set the certificate's maximum either.
 CHOLESKY_GAP = 1e-4
 
+#: Below this much SVD work (multipliers times ``out * in * min(out, in)``) every norm is
+#: computed by SVD: for small layers the passes that avoid SVDs cost more than they save.
+SVD_ALL_WORK = 1 << 22
+
 #: Headroom above a multiplier's estimated norm (``eigvalsh`` of its Gram matrix) for the
 #: Cholesky test in the weights' own precision, whose rounding margin is ``~1e-3`` relative for
 #: float32 ``64 x 64`` multipliers: a success leaves a bound within ``0.2%`` of the norm, so
@@ -876,23 +880,25 @@ class LipSpectralConv(CertifiedModule):
         need it (:data:`EXACT_NORMS_NEEDED`) and ``upper`` elsewhere, which gives the same
         scales: a multiplier left out is provably below the largest norm (``"global"``) or below
         ``k`` (``"clip"``). Without a remembered state (first call, other shape, dtype or
-        device) every norm is computed by SVD. Otherwise, each pass on the multipliers still in
-        contention: (1) the bounds of the last state move by the distance the weights moved
-        (Weyl's inequality, as in :func:`~liponet.functional.drifted_norm_bounds`: ``||M_k -
-        P_k||_2 <= ||R_k - R^P_k||_F + ||W - W^P||_F``, one pass, sums rounded up); (2) the
-        likeliest largest gets an SVD, which sets the threshold
-        (:data:`EXCLUSION_THRESHOLD`); (3) a Cholesky test in the weights' precision
-        (:func:`~liponet.functional.cholesky_norm_upper`) proves each norm below the level it
-        was last proven at (or, from an SVD, its norm plus :data:`ESTIMATE_HEADROOM`), capped
-        :data:`CHOLESKY_GAP` below the threshold; (4) where that fails, the same test at the
-        multiplier's estimated norm plus :data:`ESTIMATE_HEADROOM` (a new close bound); (5) the
-        test in float64 at the cap, for near-ties; (6) an SVD of the rest (ties at the top and,
-        for ``"clip"``, multipliers above ``k``, whose scales need their exact norms).
+        device) or for a small layer (:data:`SVD_ALL_WORK`) every norm is computed by SVD.
+        Otherwise, each pass on the multipliers still in contention: (1) the bounds of the last
+        state move by the distance the weights moved (Weyl's inequality, as in
+        :func:`~liponet.functional.drifted_norm_bounds`: ``||M_k - P_k||_2 <= ||R_k - R^P_k||_F
+        + ||W - W^P||_F``, one pass, sums rounded up); (2) the likeliest largest gets an SVD,
+        which sets the threshold (:data:`EXCLUSION_THRESHOLD`); (3) a Cholesky test in the
+        weights' precision (:func:`~liponet.functional.cholesky_norm_upper`) proves each norm
+        below the level it was last proven at (or, from an SVD, its norm plus
+        :data:`ESTIMATE_HEADROOM`), capped :data:`CHOLESKY_GAP` below the threshold; (4) where
+        that fails, the same test at the multiplier's estimated norm plus
+        :data:`ESTIMATE_HEADROOM` (a new close bound); (5) the test in float64 at the cap, for
+        near-ties; (6) an SVD of the rest (ties at the top and, for ``"clip"``, multipliers
+        above ``k``, whose scales need their exact norms).
         """
         memory = self._norm_memory.value
         w_copy = None if w is None else w.clone()  # the skip's storage is the parameter's
         if (
             memory is None
+            or r.shape[0] * r[0].numel() * min(r.shape[1:]) <= SVD_ALL_WORK
             or memory[0].shape != r.shape
             or memory[0].dtype != r.dtype
             or memory[0].device != r.device
