@@ -78,6 +78,7 @@ __all__ = [
     "NRMSE_TARGETS",
     "PRESETS",
     "PUBLISHED_FNO_NRMSE",
+    "STEP_TIME_FILE",
     "TASKS",
     "TIME_TARGET",
     "BenchData",
@@ -90,6 +91,7 @@ __all__ = [
     "per_task",
     "preset_settings",
     "read_rows",
+    "read_step_ratios",
     "reference_model",
     "resolve_task",
     "run_bench",
@@ -619,15 +621,13 @@ def lipfno_builder(**variant: Any) -> Builder:
 
 
 def _sized(cls: type[nn.Module], data: BenchData, preset: Preset, keywords: dict) -> nn.Module:
-    """``cls`` (FNO or LipFNO) at the task's channels, modes and padding, the preset's sizes."""
+    """``cls`` (FNO or LipFNO) at the task's channels, modes and padding, the preset's sizes.
+
+    ``keywords`` may override the preset's ``width`` and ``depth`` (a cheaper variant).
+    """
+    sizes = {"width": preset.width, "depth": preset.depth, "padding": fno_padding(data)}
     return cls(
-        data.in_channels,
-        data.out_channels,
-        fno_modes(data, preset),
-        width=preset.width,
-        depth=preset.depth,
-        padding=fno_padding(data),
-        **keywords,
+        data.in_channels, data.out_channels, fno_modes(data, preset), **{**sizes, **keywords}
     )
 
 
@@ -728,6 +728,11 @@ _WIDE: dict[str, Any] = dict(
 #: certificate (no ``k``; benchmarks/darcy_study.py). ``LipFNO-clip-lr``: ``LipFNO-clip`` trained
 #: at learning rate 1e-2 (:data:`MODEL_TRAINING`), the best of benchmarks/darcy_study.py;
 #: ``FNO-lr``: FNO at the same rate. ``LipFNO-wide-lr``: ``LipFNO-wide`` at that rate.
+#: ``LipFNO-d2``: LipFNO's defaults pinned (convex-potential blocks, clip, ``k = 1``) with two
+#: blocks instead of the preset's four, and ``LipFNO-inc-d2``: ``LipFNO-inc`` with two blocks:
+#: the cheaper configurations for tasks whose accuracy has slack (advection, 1-D
+#: diffusion-reaction); a convex-potential block costs about 1.3x an FNO block per step
+#: (``K`` and ``K^T``), so two of them bring a step near FNO's (benchmarks/medium_step_time.py).
 #: ``LocalDeepONet`` /
 #: ``LipLocalDeepONet``: the local-branch DeepONets (:func:`local_deeponet_builder`), whose
 #: outputs are not confined to a low-rank span (2-D diffusion-reaction). Variant rows pin the
@@ -752,6 +757,12 @@ MODELS: dict[str, Builder] = {
         normalization="clip", k=3.0, block="fourier", increment=False, budget="last"
     ),
     "LipFNO-wide-lr": lipfno_builder(**_WIDE),
+    "LipFNO-d2": lipfno_builder(
+        normalization="clip", k=1.0, block="cpl", increment=False, budget="last", depth=2
+    ),
+    "LipFNO-inc-d2": lipfno_builder(
+        normalization="clip", k="auto", block="cpl", increment=True, budget="last", depth=2
+    ),
     "DeepONet": deeponet_builder(constrained=False),
     "LipDeepONet": deeponet_builder(constrained=True),
     "LocalDeepONet": local_deeponet_builder(constrained=False),
@@ -1251,30 +1262,78 @@ def _ratio_key(value: float) -> float:
     return value if math.isfinite(value) else math.inf
 
 
-def target_checks(summary: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
-    """Per task with a target: the best LipFNO model (lowest nRMSE ratio) against the targets.
+#: The side-by-side step-time results of the ``medium`` models
+#: (``benchmarks/medium_step_time.py``), read beside ``bench_medium.csv``.
+STEP_TIME_FILE = "medium_step_time.csv"
 
-    The ratio is to the model's reference FNO (:func:`reference_model`), so a model trained with
-    its own settings is judged against FNO given the same.
+
+def read_step_ratios(path: str | os.PathLike[str]) -> dict[tuple[str, str], float]:
+    """``(task, model) -> ratio_to_FNO`` from a ``medium_step_time.csv`` (empty if absent).
+
+    Those ratios are measured side by side (all models of a task interleaved in one process),
+    the fair time figure on a shared machine, unlike ``train_s``, measured one row after
+    another under whatever load the machine had.
     """
+    p = pathlib.Path(path)
+    if not p.is_file():
+        return {}
+    with p.open(newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    missing = {"task", "model", "ratio_to_FNO"} - set(rows[0] if rows else {})
+    if rows and missing:
+        raise ValueError(f"{p}: expected columns task, model, ratio_to_FNO; missing {missing}")
+    return {(r["task"], r["model"]): float(r["ratio_to_FNO"]) for r in rows}
+
+
+def target_checks(
+    summary: Sequence[Mapping[str, Any]],
+    step_ratios: Mapping[tuple[str, str], float] | None = None,
+) -> list[dict[str, Any]]:
+    """Per task with a target: the LipFNO model that answers the issue's targets.
+
+    The issue asks for a LipFNO configuration within the nRMSE target *and* the train-time
+    target. Among the LipFNO models with as many seeds as FNO that meet the nRMSE target, the
+    one with the smallest time ratio is chosen; where none meets it, the most accurate one
+    (lowest nRMSE ratio), so a miss shows by how much. The most accurate model is reported
+    beside it (``best_model``, ``best_nrmse_ratio``, ``best_time_ratio``).
+
+    The nRMSE ratio is to the model's reference FNO (:func:`reference_model`), so a model
+    trained with its own settings is judged against FNO given the same. The time ratio is the
+    side-by-side step ratio of ``step_ratios`` (:func:`read_step_ratios`) where it has the
+    model (``time_source`` ``"step"``), else the sequential ``train_s`` ratio (``"train_s"``).
+    """
+    steps = step_ratios or {}
+
+    def time_of(s: Mapping[str, Any]) -> tuple[float, str]:
+        key = (s["task"], s["model"])
+        return (steps[key], "step") if key in steps else (s["train_ratio"], "train_s")
+
     checks = []
     for task, target in NRMSE_TARGETS.items():
         lip = [s for s in summary if s["task"] == task and s["model"].startswith("LipFNO")]
-        if not lip or not any(s["model"] == "FNO" for s in summary if s["task"] == task):
+        fno = [s for s in summary if s["task"] == task and s["model"] == "FNO"]
+        if not lip or not fno:
             continue
         best = min(lip, key=lambda s: _ratio_key(s["nrmse_ratio"]))
+        meeting = [s for s in lip if s["seeds"] >= fno[0]["seeds"] and s["nrmse_ratio"] <= target]
+        chosen = min(meeting, key=lambda s: _ratio_key(time_of(s)[0])) if meeting else best
+        time_ratio, source = time_of(chosen)
         checks.append(
             {
                 "task": task,
-                "model": best["model"],
-                "seeds": best["seeds"],
-                "nrmse_ratio": best["nrmse_ratio"],
+                "model": chosen["model"],
+                "seeds": chosen["seeds"],
+                "nrmse_ratio": chosen["nrmse_ratio"],
                 "nrmse_target": target,
-                "nrmse_met": best["nrmse_ratio"] <= target,
-                "train_ratio": best["train_ratio"],
+                "nrmse_met": chosen["nrmse_ratio"] <= target,
+                "train_ratio": time_ratio,
+                "time_source": source,
                 "train_target": TIME_TARGET,
-                "train_met": best["train_ratio"] <= TIME_TARGET,
-                "lipschitz_max": best["lipschitz_max"],
+                "train_met": time_ratio <= TIME_TARGET,
+                "lipschitz_max": chosen["lipschitz_max"],
+                "best_model": best["model"],
+                "best_nrmse_ratio": best["nrmse_ratio"],
+                "best_time_ratio": time_of(best)[0],
             }
         )
     return checks
@@ -1345,8 +1404,11 @@ SUMMARY_COLUMNS = (
 )
 
 
-def summary_markdown(rows: Sequence[Mapping[str, Any]]) -> list[str]:
-    """Markdown of :func:`summarize` and of :func:`target_checks`."""
+def summary_markdown(
+    rows: Sequence[Mapping[str, Any]],
+    step_ratios: Mapping[tuple[str, str], float] | None = None,
+) -> list[str]:
+    """Markdown of :func:`summarize` and of :func:`target_checks` (with ``step_ratios``)."""
     summary = summarize(rows)
     lines = []
     tuned = sorted({s["model"] for s in summary} & set(MODEL_TRAINING))
@@ -1377,16 +1439,23 @@ def summary_markdown(rows: Sequence[Mapping[str, Any]]) -> list[str]:
             _fmt(published) if s["model"] == "FNO" else "",
         ]
         lines.append("| " + " | ".join(cells) + " |")
-    checks = target_checks(summary)
+    checks = target_checks(summary, step_ratios)
     if checks:
         lines += [
             "",
-            "Targets (issue 13): the best LipFNO model's mean nRMSE / FNO's <= the target, its "
-            f"train time / FNO's <= {TIME_TARGET}.",
+            "Targets (issue 13): a LipFNO model's mean nRMSE / FNO's <= the target and its "
+            f"train time / FNO's <= {TIME_TARGET}. Per task, of the LipFNO models with as many "
+            "seeds as FNO that meet the nRMSE target, the one with the smallest time ratio; "
+            "where none does, the most accurate (so the miss shows). Time: the side-by-side "
+            f"Trainer step ratio of `{STEP_TIME_FILE}` (`benchmarks/medium_step_time.py`, all "
+            "models of a task interleaved in one process) where it has the model (`step`), else "
+            "the ratio of the rows' sequential `train_s` (`train_s`; measured under the shared "
+            "machine's varying load, not a fair time figure). The last column is the most "
+            "accurate LipFNO model, with its nRMSE and time ratios.",
             "",
-            "| task | best LipFNO model | seeds | nRMSE / FNO | target | met | train / FNO "
-            "| met | certified L (max) |",
-            "|---|---|---|---|---|---|---|---|---|",
+            "| task | LipFNO model | seeds | nRMSE / FNO | target | met | time / FNO (source) "
+            "| met | certified L (max) | most accurate LipFNO |",
+            "|---|---|---|---|---|---|---|---|---|---|",
         ]
         for c in checks:
             nrmse_verdict = (
@@ -1402,7 +1471,9 @@ def summary_markdown(rows: Sequence[Mapping[str, Any]]) -> list[str]:
             lines.append(
                 f"| {c['task']} | {c['model']} | {c['seeds']} | {_fmt(c['nrmse_ratio'])} "
                 f"| {_fmt(c['nrmse_target'])} | {nrmse_verdict} | {_fmt(c['train_ratio'])} "
-                f"| {time_verdict} | {_fmt(c['lipschitz_max'])} |"
+                f"({c['time_source']}) | {time_verdict} | {_fmt(c['lipschitz_max'])} "
+                f"| {c['best_model']}: {_fmt(c['best_nrmse_ratio'])}x, time "
+                f"{_fmt(c['best_time_ratio'])}x |"
             )
     return lines
 
@@ -1485,7 +1556,8 @@ def write_results(
     md += ["## Summary (test rollout nRMSE; `L` = certified Lipschitz bound)", ""]
     md += [*summary_table(rows), ""]
     if len({int(r.get("seed", 0)) for r in rows}) > 1:
-        md += ["## Summary over seeds", "", *summary_markdown(rows), ""]
+        steps = read_step_ratios(out / STEP_TIME_FILE) if preset.name == "medium" else {}
+        md += ["## Summary over seeds", "", *summary_markdown(rows, steps), ""]
     for task in tasks:
         premises = [r.get("L_G_premise") for r in rows if r["task"] == task]
         premise = next((p for p in premises if p), "")

@@ -62,6 +62,7 @@ def test_medium_step_time_measures_every_medium_model_against_fno(tmp_path):
         rows = list(csv.DictReader(fh))
     tasks = PRESETS["medium"].tasks
     models = ["FNO", "LipFNO", "LipFNO-clip", "LipFNO-inc", "LipFNO-wide"]
+    models += ["LipFNO-d2", "LipFNO-inc-d2"]
     assert [(r["task"], r["model"]) for r in rows] == [(t, m) for t in tasks for m in models]
     assert all(float(r["ms"]) > 0 for r in rows)
     assert all(float(r["ratio_to_FNO"]) == 1.0 for r in rows if r["model"] == "FNO")
