@@ -541,6 +541,12 @@ EXCLUSION_THRESHOLD: dict[str, Callable[[Tensor, float], float]] = {
 #: float32), so it cannot set the certificate's maximum either.
 CHOLESKY_GAP = 1e-4
 
+#: How many multipliers whose last proven level no longer holds get a new close bound per call
+#: (an ``eigvalsh`` estimate each, a few times a Cholesky test's cost): at least this many, or
+#: this fraction of all; the others are proven below the threshold only (a looser bound).
+ESTIMATE_MIN_ROWS = 8
+ESTIMATE_FRACTION = 0.05
+
 #: Below this much SVD work (multipliers times ``out * in * min(out, in)``) every norm is
 #: computed by SVD: for small layers the passes that avoid SVDs cost more than they save.
 SVD_ALL_WORK = 1 << 22
@@ -889,10 +895,11 @@ class LipSpectralConv(CertifiedModule):
         weights' precision (:func:`~liponet.functional.cholesky_norm_upper`) proves each norm
         below the level it was last proven at (or, from an SVD, its norm plus
         :data:`ESTIMATE_HEADROOM`), capped :data:`CHOLESKY_GAP` below the threshold; (4) where
-        that fails, the same test at the multiplier's estimated norm plus
-        :data:`ESTIMATE_HEADROOM` (a new close bound); (5) the test in float64 at the cap, for
-        near-ties; (6) an SVD of the rest (ties at the top and, for ``"clip"``, multipliers
-        above ``k``, whose scales need their exact norms).
+        that fails, for a few (:data:`ESTIMATE_FRACTION`), the same test at the multiplier's
+        estimated norm plus :data:`ESTIMATE_HEADROOM` (a new close bound), for the others at
+        the cap; (5) the test in float64 at the cap, for near-ties; (6) an SVD of the rest
+        (ties at the top and, for ``"clip"``, multipliers above ``k``, whose scales need their
+        exact norms).
         """
         memory = self._norm_memory.value
         w_copy = None if w is None else w.clone()  # the skip's storage is the parameter's
@@ -925,13 +932,16 @@ class LipSpectralConv(CertifiedModule):
             # The likeliest largest first: its exact norm sets the threshold.
             first = torch.where(need, lower, -math.inf).argmax().reshape(1)
             self._exact_into(r, w, first, sigma, lower, upper, proven)
-            for stage in ("again", "estimate", "float64"):
+            for stage in ("again", "estimate", "cap", "float64"):
                 need = rule(lower, upper, k)
                 need[first] = False
                 cap = threshold(lower, k) * (1.0 - CHOLESKY_GAP)
                 rows = (need & (lower < cap)).nonzero().squeeze(1)  # may be below the cap
+                if stage == "estimate":  # the farthest below the cap gain most from a close bound
+                    budget = max(ESTIMATE_MIN_ROWS, int(ESTIMATE_FRACTION * len(need)))
+                    rows = rows[upper[rows].argsort()[:budget]]
                 if not len(rows):
-                    break
+                    continue
                 x, x_err = self._multipliers_in(
                     r, w, rows, torch.complex128 if stage == "float64" else None
                 )
