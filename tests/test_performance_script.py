@@ -89,3 +89,19 @@ def test_certify_rounds_report_median_and_max_after_1_and_8_steps(tmp_path):
         for key in ("cold after 1 step", "cached"):
             median = by[f"{model} lipschitz_bound() {key} (median of 3) / train step"]
             assert median <= by[f"{model} lipschitz_bound() {key} (max of 3) / train step"]
+
+
+def test_loader_section_quotes_the_streaming_figures_from_data_loader(tmp_path):
+    """The loader rows time ``to_tensors``; the streaming claim's figures come from its source."""
+    proc = run_script(SCRIPT, "--quick", "--parts", "loader", "--out", str(tmp_path))
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    md = (tmp_path / "performance.md").read_text()
+    section = md.split("## loader", 1)[1].split("\n## ", 1)[0]
+    assert "quoted from `data_loader.csv`" in section
+    with (ROOT / "benchmarks" / "results" / "data_loader.csv").open() as fh:
+        rows = [
+            r for r in csv.DictReader(fh) if r["selection"] == "full trajectories, batches of 32"
+        ]
+    assert rows
+    for r in rows:
+        assert f"{r['sample_KB']} KB {r['storage']}: {float(r['cpu_ratio']):.3g}x" in section

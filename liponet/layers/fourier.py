@@ -45,12 +45,14 @@ from ..functional import (
     SVD_RELATIVE_MARGIN,
     TARGET_MARGIN,
     add_up,
-    bjorck,
     cholesky_norm_upper,
     chunks,
     distance_upper,
+    isometry_norm_upper,
     perturbed_norm_upper,
+    polar_eigh,
     polar_factor,
+    polish_isometry,
     qr_unitary,
     scale_multipliers,
     scale_multipliers_error,
@@ -72,9 +74,6 @@ __all__ = [
     "kept_mode_shape",
     "spectral_apply",
 ]
-
-#: Björck steps of ``normalization="orthogonal"`` (same count in training and eval).
-FOURIER_BJORCK_ITER = 15
 
 
 def kept_mode_shape(modes: Sequence[int]) -> tuple[int, ...]:
@@ -472,13 +471,32 @@ def _clip(m: Tensor, sigma: Tensor, k: float) -> Tensor:
 
 
 def _orthogonal(m: Tensor, sigma: Tensor, k: float) -> Tensor:
-    """Push every singular value of every multiplier to ``k`` (Björck): an isometric linear part."""
-    return k * bjorck(m / sigma[:, None, None], FOURIER_BJORCK_ITER)
+    """``k`` times the unitary polar factor of every multiplier, by ``eigh`` of its Gram.
+
+    What Björck iterations converge to (:func:`~liponet.functional.polar_eigh`, one pass, with
+    the polar decomposition's closed-form backward). Eval weights (no gradient) get one float64
+    Newton-Schulz step (:func:`~liponet.functional.polish_isometry`) and are rounded once, so
+    their singular values are ``k`` up to that rounding.
+    """
+    if m.requires_grad and torch.is_grad_enabled():
+        return k * polar_eigh(m)
+    return _polished(polar_eigh(m), k)
+
+
+def _polished(q: Tensor, k: float) -> Tensor:
+    """``k`` times ``q`` after one float64 Newton-Schulz step, rounded once to ``q``'s dtype."""
+    wide = torch.complex128 if q.is_complex() else torch.float64
+    return (k * polish_isometry(q.to(wide))).to(q.dtype)
 
 
 def _polar(m: Tensor, sigma: Tensor, k: float) -> Tensor:
-    """``k`` times the nearest unitary matrix of every multiplier (its polar factor, one SVD)."""
-    return k * polar_factor(m)
+    """``k`` times the nearest unitary matrix of every multiplier (its polar factor, one SVD).
+
+    Eval weights (no gradient) are polished in float64 and rounded once, as ``"orthogonal"``'s.
+    """
+    if m.requires_grad and torch.is_grad_enabled():
+        return k * polar_factor(m)
+    return _polished(polar_factor(m), k)
 
 
 def _qr(m: Tensor, sigma: Tensor, k: float) -> Tensor:
@@ -500,8 +518,10 @@ NORMALIZATIONS: dict[str, Callable[[Tensor, Tensor, float], Tensor]] = {
     "qr": _qr,
 }
 
-#: Normalizations that use no norm estimate (training skips the power iteration).
-NORM_FREE = frozenset({"polar", "qr"})
+#: Normalizations that use no norm estimate (training skips the power iteration): each makes
+#: every multiplier ``k`` times an isometry, so its certificate is the isometry bound of
+#: :func:`~liponet.functional.isometry_norm_upper` (an SVD only where that is loose).
+NORM_FREE = frozenset({"orthogonal", "polar", "qr"})
 
 
 #: Normalizations that scale each multiplier by a number: name -> f(norms, k) -> scales.
@@ -597,14 +617,14 @@ class LipSpectralConv(CertifiedModule):
     normalization
         How multipliers are normalized (:data:`NORMALIZATIONS`): ``"global"`` divides all by the
         largest norm (operator norm exactly ``k``, spectrum shape free); ``"clip"`` shrinks each
-        multiplier above ``k`` to ``k``; ``"orthogonal"`` makes every multiplier ``k`` times a
-        unitary matrix (15 Björck steps), so the linear part is ``k`` times an isometry;
-        ``"polar"`` does the same exactly, with the polar factor of each multiplier (one
-        batched SVD and its closed-form backward: several times cheaper to train than
-        ``"orthogonal"`` in 2-D, see ``benchmarks/results/performance.md``); ``"qr"`` makes
-        every multiplier ``k`` times the unitary factor of its QR decomposition (``R`` with a
-        positive diagonal, Householder QR with its exact closed-form backward): the same
-        isometric linear part at about a fifth of ``"orthogonal"``'s 2-D training cost.
+        multiplier above ``k`` to ``k``; ``"orthogonal"`` makes every multiplier ``k`` times its
+        unitary polar factor (the nearest unitary matrix, what Björck iterations converge to),
+        so the linear part is ``k`` times an isometry: one batched Gram eigendecomposition
+        and the closed-form backward (:func:`~liponet.functional.polar_eigh`); ``"polar"`` is
+        the same map by one batched SVD (:func:`~liponet.functional.polar_factor`; slower, see
+        ``benchmarks/results/performance.md``); ``"qr"`` makes every multiplier ``k`` times the
+        unitary factor of its QR decomposition (``R`` with a positive diagonal, Householder QR
+        with its exact closed-form backward): another isometric linear part.
     n_power
         Warm-started power iterations per training step, batched over all modes.
 
@@ -626,6 +646,10 @@ class LipSpectralConv(CertifiedModule):
     priori (:func:`~liponet.functional.scale_multipliers_error`) and measured only for the
     multipliers near the largest. The certificate is the same number as with an SVD of every
     multiplier, at a fraction of the cost, on a first call as after optimizer steps.
+    With ``"orthogonal"``, ``"polar"`` or ``"qr"`` every multiplier is ``k`` times an isometry
+    up to rounding, and its norm is bounded from one Gram product,
+    ``||A||_2^2 <= c + ||A^H A - c I||_F`` (:func:`~liponet.functional.isometry_norm_upper`,
+    with its rounding proven): within a few ``1e-7`` of the SVD norm, an SVD only where it is not.
 
     Notes
     -----
@@ -822,9 +846,12 @@ class LipSpectralConv(CertifiedModule):
                 # What the certificate needs: R, W, upper bounds of ||R_k + W|| (and ||W||), s.
                 return weights, (rk, skip, upper, scale)
             m = self._stacked(r, skip)  # (K [+1], out, in)
-            sigma = spectral_norm_exact(m)  # float64 (K [+1],)
+            if self.normalization in NORM_FREE:  # no norm needed
+                sigma = m.real.new_ones(m.shape[0])
+            else:
+                sigma = spectral_norm_exact(m).to(m.real.dtype)  # (K [+1],)
             target = self._target()
-            normalized = NORMALIZATIONS[self.normalization](m, sigma.to(m.real.dtype), target)
+            normalized = NORMALIZATIONS[self.normalization](m, sigma, target)
             return self._split(normalized, symmetrize=True), None
 
     @staticmethod
@@ -1009,10 +1036,33 @@ class LipSpectralConv(CertifiedModule):
         if scaled is not None:  # no SVD here: the norms of M_k are bounded, the scales known
             return self._scaled_bound(r_eval, w_eval, *scaled)
         mk, w = self.multipliers()
+        if self.k is not None and self.normalization in NORM_FREE:
+            return self._isometry_bound(mk, w)
         bound = float(spectral_norm_upper(mk).max())
         if w is not None:
             bound = max(bound, float(spectral_norm_upper(w)))
         return bound
+
+    @staticmethod
+    def _isometry_bound(mk: Tensor, w: Tensor | None) -> float:
+        """``max(max_k ||A_k||_2, ||W'||_2)`` for multipliers that are ``k`` times isometries.
+
+        :func:`~liponet.functional.isometry_norm_upper` (one Gram product each, guaranteed);
+        where it is not within ``1e-6`` of the lower bound ``||A||_F / sqrt(min(out, in))`` of
+        the norm (a multiplier far from a multiple of an isometry), the SVD bound instead.
+        """
+        mats = mk if w is None else torch.cat([mk, w.to(mk.dtype).unsqueeze(0)])
+        if not bool(torch.isfinite(mats).all()):
+            raise ValueError("the weights hold NaN or inf values: no spectral-norm bound exists")
+        bound = torch.empty(mats.shape[0], dtype=torch.float64, device=mats.device)
+        for i, j in chunks(len(mats), mats[0].numel()):
+            bound[i:j] = isometry_norm_upper(mats[i:j])
+        lower = torch.linalg.vector_norm(mats, dim=(-2, -1)) / math.sqrt(min(mats.shape[1:]))
+        loose = bound > lower * (1.0 + 1e-6)
+        if bool(loose.any()):
+            index = loose.nonzero().squeeze(1)
+            bound[index] = torch.minimum(bound[index], spectral_norm_upper(mats[index]))
+        return float(bound.max())
 
     def _scaled_bound(
         self,
