@@ -99,3 +99,25 @@ def test_quick_script_measures_estimates_and_both_modes(tmp_path):
     assert {t["model"] for t in trace} == set(rows)
     assert all(float(t["ratio_min"]) <= 1.0 + 1e-6 for t in trace)
     assert "## Summary per model" in (tmp_path / "train_eval_consistency.md").read_text()
+
+
+def test_quick_exact_vector_training_applies_the_eval_normalization(tmp_path):
+    proc = run_script(
+        SCRIPT,
+        "--quick",
+        "--exact-vectors",
+        "--out",
+        str(tmp_path),
+        "--work-dir",
+        str(tmp_path / "data"),
+        "--models",
+        "LipFNO",
+        timeout=400,
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    with (tmp_path / "train_eval_consistency_exact.csv").open() as fh:
+        (row,) = list(csv.DictReader(fh))
+    # one power step from the exact vector of the weights one Adam step ago: nearly exact
+    assert float(row["ratio_min"]) > 0.99
+    assert float(row["eval_over_train"]) == pytest.approx(1.0, abs=1e-3)
+    assert "Exact-norm training" in (tmp_path / "train_eval_consistency_exact.md").read_text()
