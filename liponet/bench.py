@@ -715,6 +715,11 @@ _WIDE: dict[str, Any] = dict(
     normalization="clip", k=1.3, block="cpl", hidden_factor=2, increment=False, budget="last"
 )
 
+#: The ``LipFNO-inc`` keywords (also ``LipFNO-inc-lr``'s and ``LipFNO-inc-lr1e-3``'s).
+_INC: dict[str, Any] = dict(
+    normalization="clip", k="auto", block="cpl", increment=True, budget="last"
+)
+
 #: Benchmark model name -> builder. ``LipFNO``: the model's defaults. ``LipFNO-best``: variants
 #: (b) free last layer + (c) vector output scale (the ``small`` preset's choice, see
 #: benchmarks/README.md). ``LipFNO-clip``: per-mode clipped multipliers with slack ``k = 3`` in
@@ -740,9 +745,7 @@ MODELS: dict[str, Builder] = {
     "LipFNO-clip": lipfno_builder(
         normalization="clip", k=3.0, block="fourier", increment=False, budget="last"
     ),
-    "LipFNO-inc": lipfno_builder(
-        normalization="clip", k="auto", block="cpl", increment=True, budget="last"
-    ),
+    "LipFNO-inc": lipfno_builder(**_INC),
     "LipFNO-wide": lipfno_builder(**_WIDE),
     "LipFNO-free": lipfno_builder(
         normalization="clip", block="fourier", free_last_layer=True, increment=False, budget="last"
@@ -752,6 +755,12 @@ MODELS: dict[str, Builder] = {
         normalization="clip", k=3.0, block="fourier", increment=False, budget="last"
     ),
     "LipFNO-wide-lr": lipfno_builder(**_WIDE),
+    "FNO-lr1e-3": fno_builder(),
+    "LipFNO-lr": lipfno_builder(),
+    "LipFNO-lr1e-3": lipfno_builder(),
+    "LipFNO-inc-lr": lipfno_builder(**_INC),
+    "LipFNO-inc-lr1e-3": lipfno_builder(**_INC),
+    "LipFNO-wide-lr1e-3": lipfno_builder(**_WIDE),
     "DeepONet": deeponet_builder(constrained=False),
     "LipDeepONet": deeponet_builder(constrained=True),
     "LocalDeepONet": local_deeponet_builder(constrained=False),
@@ -768,6 +777,12 @@ MODEL_TRAINING: dict[str, dict[str, Any]] = {
     "FNO-lr": {"lr": 1e-2},
     "LipFNO-clip-lr": {"lr": 1e-2},
     "LipFNO-wide-lr": {"lr": 1e-2},
+    "LipFNO-lr": {"lr": 1e-2},
+    "LipFNO-inc-lr": {"lr": 1e-2},
+    "FNO-lr1e-3": {"lr": 1e-3},
+    "LipFNO-lr1e-3": {"lr": 1e-3},
+    "LipFNO-inc-lr1e-3": {"lr": 1e-3},
+    "LipFNO-wide-lr1e-3": {"lr": 1e-3},
 }
 
 
