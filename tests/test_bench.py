@@ -257,6 +257,25 @@ def test_summary_means_spreads_ratios_and_targets() -> None:
     assert not check["train_met"]  # 1.33 > 1.3
 
 
+def test_targets_pick_from_three_seed_lines_over_one_seed_screens() -> None:
+    from liponet.bench import TARGET_SEEDS, summarize, target_checks
+
+    rows = [_fake_row("advection_1d", "FNO", s, 0.010, 10.0) for s in range(3)]
+    rows += [_fake_row("advection_1d", "LipFNO", s, 0.009, 20.0) for s in range(3)]
+    # one-seed screens: a lucky FNO and a lucky LipFNO at another learning rate
+    rows += [_fake_row("advection_1d", "FNO-lr", 0, 0.002, 10.0)]
+    rows += [_fake_row("advection_1d", "LipFNO-lr", 0, 0.001, 20.0)]
+    (check,) = target_checks(summarize(rows))
+    assert TARGET_SEEDS == 3
+    assert (check["model"], check["fno_model"]) == ("LipFNO", "FNO")
+    assert check["nrmse_ratio"] == pytest.approx(0.9) and check["nrmse_met"]
+    # once the FNO screen has its three seeds it is the reference
+    rows += [_fake_row("advection_1d", "FNO-lr", s, 0.002, 10.0) for s in (1, 2)]
+    (check,) = target_checks(summarize(rows))
+    assert check["fno_model"] == "FNO-lr" and check["fno_seeds"] == 3
+    assert check["nrmse_ratio"] == pytest.approx(4.5) and not check["nrmse_met"]
+
+
 def test_csv_rows_round_trip_and_bad_header(tmp_path: pathlib.Path) -> None:
     from liponet.bench import append_row, done_keys, read_rows
 
@@ -422,9 +441,16 @@ def test_tuned_models_are_compared_with_fno_given_the_same_settings() -> None:
     ratios = {s["model"]: s["nrmse_ratio"] for s in summarize(rows)}
     assert ratios["LipFNO-clip-lr"] == pytest.approx(0.048 / 0.04)  # not 0.048 / 0.05
     assert ratios["FNO-lr"] == pytest.approx(0.04 / 0.05)
-    # the best LipFNO is judged by its ratio: the wide model, not the lowest nRMSE
+    # the target compares each family at its best settings: the lowest LipFNO nRMSE against
+    # the lowest FNO nRMSE over its learning rates, not the preset's FNO
     (check,) = target_checks(summarize(rows))
-    assert check["model"] == "LipFNO-wide" and not check["nrmse_met"]
+    assert (check["model"], check["fno_model"]) == ("LipFNO-clip-lr", "FNO-lr")
+    assert check["nrmse_ratio"] == pytest.approx(0.048 / 0.04) and not check["nrmse_met"]
+    assert check["same_settings_ratio"] == pytest.approx(0.048 / 0.04)
+    # a LipFNO that beats the preset's FNO but not the tuned one misses the target
+    (wide,) = target_checks(summarize([r for r in rows if r["model"] != "LipFNO-clip-lr"]))
+    assert wide["model"] == "LipFNO-wide" and wide["nrmse_ratio"] == pytest.approx(0.0502 / 0.04)
+    assert wide["same_settings_ratio"] == pytest.approx(0.0502 / 0.05) and not wide["nrmse_met"]
     # without its reference FNO a tuned model has no ratio
     alone = {
         s["model"]: s["nrmse_ratio"] for s in summarize([r for r in rows if r["model"] != "FNO-lr"])
