@@ -761,6 +761,8 @@ MODELS: dict[str, Builder] = {
     "LipFNO-inc-lr": lipfno_builder(**_INC),
     "LipFNO-inc-lr1e-3": lipfno_builder(**_INC),
     "LipFNO-wide-lr1e-3": lipfno_builder(**_WIDE),
+    "FNO-lr2e-2": fno_builder(),
+    "LipFNO-wide-lr2e-2": lipfno_builder(**_WIDE),
     "DeepONet": deeponet_builder(constrained=False),
     "LipDeepONet": deeponet_builder(constrained=True),
     "LocalDeepONet": local_deeponet_builder(constrained=False),
@@ -783,6 +785,8 @@ MODEL_TRAINING: dict[str, dict[str, Any]] = {
     "LipFNO-lr1e-3": {"lr": 1e-3},
     "LipFNO-inc-lr1e-3": {"lr": 1e-3},
     "LipFNO-wide-lr1e-3": {"lr": 1e-3},
+    "FNO-lr2e-2": {"lr": 2e-2},
+    "LipFNO-wide-lr2e-2": {"lr": 2e-2},
 }
 
 
