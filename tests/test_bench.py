@@ -269,11 +269,14 @@ def test_targets_pick_from_three_seed_lines_over_one_seed_screens() -> None:
     assert TARGET_SEEDS == 3
     assert (check["model"], check["fno_model"]) == ("LipFNO", "FNO")
     assert check["nrmse_ratio"] == pytest.approx(0.9) and check["nrmse_met"]
+    # ... but the table names the unconfirmed screens that could overturn the verdict
+    assert sorted(m for m, _, _ in check["better_screens"]) == ["FNO-lr", "LipFNO-lr"]
     # once the FNO screen has its three seeds it is the reference
     rows += [_fake_row("advection_1d", "FNO-lr", s, 0.002, 10.0) for s in (1, 2)]
     (check,) = target_checks(summarize(rows))
     assert check["fno_model"] == "FNO-lr" and check["fno_seeds"] == 3
     assert check["nrmse_ratio"] == pytest.approx(4.5) and not check["nrmse_met"]
+    assert [m for m, _, _ in check["better_screens"]] == ["LipFNO-lr"]
 
 
 def test_csv_rows_round_trip_and_bad_header(tmp_path: pathlib.Path) -> None:
