@@ -297,7 +297,7 @@ MEDIUM_NOTE = (
     "1024 samples. Adam, lr 3e-3 cosine-annealed per epoch, batch 32, about 4000 optimizer "
     "steps (Darcy 1500) rounded up to whole epochs, three training seeds on the same data. "
     "Learning rates: 3e-3 suits neither family everywhere, so rows named `-lr` (1e-2), "
-    "`-lr1e-3` and `-lr2e-2` (`liponet.bench.MODEL_TRAINING`) train the same network at "
+    "`-lr1e-3`, `-lr3e-4` and `-lr2e-2` (`liponet.bench.MODEL_TRAINING`) train the same network at "
     "another rate; FNO was screened at 1e-3, 3e-3 and 1e-2 on every task (one seed, then three "
     "seeds at its best), and the targets table judges the best LipFNO against the best FNO over "
     "the rates tried, each family at its own best rate. "
@@ -767,6 +767,7 @@ MODELS: dict[str, Builder] = {
     "LipFNO-inc-lr1e-3": lipfno_builder(**_INC),
     "LipFNO-wide-lr1e-3": lipfno_builder(**_WIDE),
     "FNO-lr2e-2": fno_builder(),
+    "FNO-lr3e-4": fno_builder(),
     "LipFNO-wide-lr2e-2": lipfno_builder(**_WIDE),
     "DeepONet": deeponet_builder(constrained=False),
     "LipDeepONet": deeponet_builder(constrained=True),
@@ -791,6 +792,7 @@ MODEL_TRAINING: dict[str, dict[str, Any]] = {
     "LipFNO-inc-lr1e-3": {"lr": 1e-3},
     "LipFNO-wide-lr1e-3": {"lr": 1e-3},
     "FNO-lr2e-2": {"lr": 2e-2},
+    "FNO-lr3e-4": {"lr": 3e-4},
     "LipFNO-wide-lr2e-2": {"lr": 2e-2},
 }
 
