@@ -6,7 +6,8 @@ best variant (train time <= 1.3x FNO's) side by side: for every task of the ``me
 (``liponet.bench.PRESETS["medium"]``: 1-D advection with 64 kept modes, Burgers and
 diffusion-reaction with 12, on 128 cells; Darcy on 32 x 32 with 12 x 12 modes and domain
 padding 1/8) it builds each model exactly as ``liponet bench --preset medium`` does
-(``liponet.bench.MODELS``: FNO, LipFNO, LipFNO-clip, LipFNO-inc, LipFNO-wide), wraps it in a
+(``liponet.bench.MODELS``: FNO, LipFNO, LipFNO-clip, LipFNO-inc, LipFNO-wide, and the
+two-block LipFNO-d2 and LipFNO-inc-d2), wraps it in a
 :class:`liponet.train.Trainer` configured as the bench configures it
 (``liponet.bench.train_config``: Adam, relative L2 loss, batch 32) and times the Trainer's own
 optimizer step (forward, loss, backward, gradient norm, Adam step) on one batch, all models of a
@@ -43,7 +44,15 @@ from liponet.train import ConstraintWarning, DistContext, Trainer
 
 RESULTS = Path("benchmarks/results")
 #: The bench models of the ``medium`` table, and the baseline (first).
-VARIANTS = ("FNO", "LipFNO", "LipFNO-clip", "LipFNO-inc", "LipFNO-wide")
+VARIANTS = (
+    "FNO",
+    "LipFNO",
+    "LipFNO-clip",
+    "LipFNO-inc",
+    "LipFNO-wide",
+    "LipFNO-d2",
+    "LipFNO-inc-d2",
+)
 #: Training windows of the random data (what ``k="auto"`` is resolved from).
 N_WINDOWS = 256
 

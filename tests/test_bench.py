@@ -257,6 +257,54 @@ def test_summary_means_spreads_ratios_and_targets() -> None:
     assert not check["train_met"]  # 1.33 > 1.3
 
 
+def test_targets_choose_the_fastest_model_that_meets_the_accuracy_target(
+    tmp_path: pathlib.Path,
+) -> None:
+    from liponet.bench import read_step_ratios, summarize, summary_markdown, target_checks
+
+    rows = [
+        _fake_row("burgers_1d", "FNO", 0, 0.010, 10.0),
+        _fake_row("burgers_1d", "FNO", 1, 0.010, 10.0),
+        _fake_row("burgers_1d", "LipFNO-slow", 0, 0.009, 30.0),  # most accurate, slow
+        _fake_row("burgers_1d", "LipFNO-slow", 1, 0.009, 30.0),
+        _fake_row("burgers_1d", "LipFNO-fast", 0, 0.011, 40.0),  # meets 1.2, fast side by side
+        _fake_row("burgers_1d", "LipFNO-fast", 1, 0.011, 40.0),
+        _fake_row("burgers_1d", "LipFNO-one", 0, 0.010, 5.0),  # one seed: not eligible
+        _fake_row("burgers_1d", "LipFNO-bad", 0, 0.020, 5.0),  # misses the nRMSE target
+        _fake_row("burgers_1d", "LipFNO-bad", 1, 0.020, 5.0),
+    ]
+    step = tmp_path / "medium_step_time.csv"
+    step.write_text(
+        "task,model,ratio_to_FNO\n"
+        "burgers_1d,FNO,1\nburgers_1d,LipFNO-slow,1.9\nburgers_1d,LipFNO-fast,1.25\n"
+    )
+    ratios = read_step_ratios(step)
+    assert ratios[("burgers_1d", "LipFNO-fast")] == 1.25
+    (check,) = target_checks(summarize(rows), ratios)
+    # the side-by-side ratio (1.25) decides, not the sequential train_s ratio (4.0)
+    assert check["model"] == "LipFNO-fast" and check["time_source"] == "step"
+    assert check["nrmse_met"] and check["train_met"] and check["train_ratio"] == 1.25
+    assert check["best_model"] == "LipFNO-slow" and check["best_time_ratio"] == 1.9
+    # without step ratios the sequential ratio is used, and labelled
+    (seq,) = target_checks(summarize(rows))
+    assert seq["model"] == "LipFNO-slow" and seq["time_source"] == "train_s"
+    assert seq["train_ratio"] == pytest.approx(3.0) and not seq["train_met"]
+    table = "\n".join(summary_markdown(rows, ratios))
+    assert (
+        "| burgers_1d | LipFNO-fast | 2 | FNO (2, 0.01) | 1.1 | 1.2 | yes | 1.1 | 1.25 (step) "
+        "| yes |" in table
+    )
+    assert "LipFNO-slow: 0.9x, time 1.9x |" in table
+    # none meets the nRMSE target: the most accurate one shows the miss
+    missing = [r for r in rows if r["model"] in ("FNO", "LipFNO-bad")]
+    (miss,) = target_checks(summarize(missing), ratios)
+    assert miss["model"] == "LipFNO-bad" and not miss["nrmse_met"]
+    assert read_step_ratios(tmp_path / "absent.csv") == {}
+    (tmp_path / "bad.csv").write_text("task,model,ms\nburgers_1d,FNO,3\n")
+    with pytest.raises(ValueError, match="ratio_to_FNO"):
+        read_step_ratios(tmp_path / "bad.csv")
+
+
 def test_targets_pick_from_three_seed_lines_over_one_seed_screens() -> None:
     from liponet.bench import TARGET_SEEDS, summarize, target_checks
 
@@ -316,7 +364,7 @@ def test_cli_append_resumes_and_tables_rebuild_from_csv(
     assert main(["bench", "--preset", "tiny", "--out", str(tmp_path), "--from-csv"]) == 0
     md = (tmp_path / "bench_tiny.md").read_text()
     assert "## Summary over seeds" in md and "| advection_1d | LipFNO | 3 |" in md
-    assert "best LipFNO model" in md
+    assert "most accurate LipFNO" in md
     assert csv_path.read_text().splitlines() == rows  # --from-csv leaves the CSV alone
     capsys.readouterr()
     empty = tmp_path / "empty"
@@ -371,7 +419,8 @@ def test_guide_medium_summary_matches_the_committed_csv_cell_by_cell() -> None:
         "LipFNO-clip-lr",
         "LipFNO-wide-lr",
     ]
-    expected = seed_summary_table(rows, [*models, "FNO-lr"])
+    tuned = ["LipFNO-lr", "FNO-lr", "FNO-lr1e-3", "FNO-lr3e-4", "FNO-lr2e-2"]
+    expected = seed_summary_table(rows, [*models, "LipFNO-d2", "LipFNO-inc-d2", *tuned])
     assert table_mismatches(table_after(readme, anchor), expected) == []
 
 

@@ -253,6 +253,13 @@ def test_default_flags_calibrate_on_held_out_data_and_conformal_covers(tmp_path,
         n = int(re.search(r"queries: (\d+) from .* \[second half of the test split\]", out)[1])
         covered += round(float(line.group(2)) * n)
         queries += n
+        # the logistic reaction's files get the certified per-pair L_G bound; it never fails
+        pairwise = re.search(
+            r"plain-pairwise bound \((\w+), function norm\): coverage ([\d.]+)", out
+        )
+        assert (pairwise is not None) == (family == "diffusion_reaction_1d")
+        if pairwise is not None:
+            assert pairwise.groups() == ("certified", "1.0000")
         # the old default: calibrated on the training split, the bound is not statistical
         assert main(["certify", str(ckpt), str(data), "--plot", "", "--calib-split", "train"]) in (
             0,
@@ -281,3 +288,32 @@ def test_certify_default_plot_goes_beside_the_checkpoint(
     beside = tmp_path / "run" / "LipFNO.certify.png"
     assert beside.stat().st_size > 0 and f"plot: {beside}" in out
     assert list(elsewhere.iterdir()) == []
+
+
+def test_certify_defaults_to_the_frames_the_checkpoint_was_trained_on(
+    tmp_path, capsys, advection_file
+):
+    """A checkpoint trained on frames 0 -> 1 is certified on that map, not the file's 0 -> -1.
+
+    (A newcomer's finding in new_user_checks.md: after ``--set data.kwargs={t_out: 2}`` the old
+    defaults silently bounded the error of the first-to-last map, which the model never learned.)
+    """
+    torch.manual_seed(0)
+    model = build_model("LipFNO", **FNO_KWARGS)
+    data = {"name": "pdebench", "path": str(advection_file), "kwargs": {"t_out": 1}}
+    config = {"model": {"name": "LipFNO", "kwargs": FNO_KWARGS}, "data": data}
+    ckpt = save_checkpoint(tmp_path / "m.pt", model, config=config)
+    runs = {}
+    for name, flags in (("default", []), ("explicit", ["--t-in", "0", "--t-out", "1"]),
+                        ("last", ["--t-out", "-1"])):  # fmt: skip
+        assert main(["certify", str(ckpt), str(advection_file), "--plot", "", *flags]) == 0
+        runs[name] = capsys.readouterr().out
+    line = "pairs: frame 0 -> 1, strides 1 (space) 1 (time), from defaults + the checkpoint's"
+    assert line in runs["default"]
+    assert "pairs: frame 0 -> -1" in runs["last"] and "from defaults + flags" in runs["last"]
+
+    def table(out):
+        return out.split("\nmodel:")[0]
+
+    assert table(runs["default"]) == table(runs["explicit"])
+    assert table(runs["default"]) != table(runs["last"])

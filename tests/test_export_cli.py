@@ -82,7 +82,7 @@ def test_onnx_file_runs_in_onnxruntime(tmp_path, capsys):
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["--out", "{d}/m.pt2"], "needs grid"),
+        (["--out", "{d}/m.pt2"], "needs --grid"),
         (["--out", "{d}/m.pt2", "--grid", "16"], "must have 2 size"),
         (["--out", "{d}/m.pt2", "--grid", "6,12"], "too small for modes"),
         (["--out", "{d}/m.pt2", "--grid", "a,b"], "--grid 'a,b'"),
@@ -127,3 +127,29 @@ def test_onnx_without_the_extra_is_a_usage_error(fno_checkpoint, tmp_path, capsy
     assert main(args) == 2
     assert "pip install 'liponet[onnx]'" in capsys.readouterr().err
     assert not (tmp_path / "m.onnx").exists()
+
+
+def test_fourier_grid_comes_from_the_training_data(tmp_path, capsys, monkeypatch):
+    """Without --grid a Fourier checkpoint is exported for its training data's grid.
+
+    (The old behaviour, found by a newcomer: exit 2 with the Python API's ``grid=`` message.)
+    A checkpoint whose data cannot be read here gets one line naming --grid.
+    """
+    from liponet.data import generate
+
+    data = generate("burgers", tmp_path / "b.h5", n_samples=30, nx=32, nt=3)
+    kwargs = {"in_channels": 1, "out_channels": 1, "modes": [4], "width": 4, "depth": 1}
+    torch.manual_seed(0)
+    data_config = {"name": "pdebench", "path": data.name, "kwargs": {"reduced_resolution": 2}}
+    config = {"model": {"name": "LipFNO", "kwargs": kwargs}, "data": data_config}
+    path = save_checkpoint(tmp_path / "m.pt", LipFNO(**kwargs), config=config)
+    monkeypatch.chdir(tmp_path)  # the run recorded the path relative to its folder
+    assert main(["export", str(path), "--out", str(tmp_path / "m.pt2")]) == 0
+    assert "for grid 16 (the training data's grid (pdebench b.h5))" in capsys.readouterr().out
+    card = json.loads((tmp_path / "m.pt2.json").read_text())
+    assert card["inputs"][0]["shape"] == ["batch", 1, 16]
+    monkeypatch.chdir(tmp_path.parent)
+    assert main(["export", str(path), "--out", str(tmp_path / "n.pt2")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "LipFNO needs --grid" in err and "b.h5 cannot be read" in err
+    assert not (tmp_path / "n.pt2").exists()

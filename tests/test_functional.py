@@ -1,15 +1,21 @@
+import math
+
 import pytest
 import torch
 
 from liponet.functional import (
     batched_norm,
     bjorck,
+    cholesky_norm_upper,
     chunks,
     distance_upper,
     drifted_norm_bounds,
     gram_norm_upper,
+    isometry_norm_upper,
     perturbed_norm_upper,
+    polar_eigh,
     polar_factor,
+    polish_isometry,
     power_iteration,
     qr_unitary,
     scale_multipliers,
@@ -239,6 +245,63 @@ def test_gram_norm_upper_is_a_tight_enough_upper_bound(dtype):
         _assert_upper(power, dtype)
 
 
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.complex64, torch.complex128])
+def test_cholesky_norm_upper_proves_levels_above_the_norm_and_nothing_below(dtype):
+    m = _hard_matrices(dtype)
+    exact = spectral_norm_exact(m)
+    wide = 1e-2 if dtype in (torch.float32, torch.complex64) else 1e-8  # above the margin
+    for rel in (1.0 + wide, 1.5):
+        bound = cholesky_norm_upper(m, exact * rel)
+        proved = torch.isfinite(bound)
+        assert bool(proved[:7].all())  # every level clearly above the norm is proven ...
+        assert bool((bound[proved] >= exact[proved]).all())  # ... by an upper bound
+        assert bool((bound[proved] <= exact[proved] * rel * (1 + 1e-12)).all())
+    # a level at or below the norm is never "proven" (the near tie included)
+    assert not bool(torch.isfinite(cholesky_norm_upper(m[:7], exact[:7])).any())
+    assert not bool(torch.isfinite(cholesky_norm_upper(m[:7], exact[:7] * 0.999)).any())
+    # with headroom the level follows the estimate: a bound close to the norm
+    loose = torch.full_like(exact, 1e6)
+    bound = cholesky_norm_upper(m, loose, headroom=2 * wide)[:7]
+    assert bool((bound >= exact[:7]).all())
+    assert bool((bound <= exact[:7] * (1 + 2 * wide) * (1 + 1e-6)).all())
+    # The check has teeth: power iteration (an under-estimate) used as a "bound" fails it.
+    gen = torch.Generator().manual_seed(0)
+
+    def power(x: torch.Tensor) -> torch.Tensor:
+        u = torch.randn(x.shape[0], x.shape[-1], generator=gen, dtype=torch.float64).to(x.dtype)
+        return power_iteration(x, u / torch.linalg.vector_norm(u, dim=-1, keepdim=True))[0]
+
+    with pytest.raises(AssertionError):
+        _assert_upper(power, dtype)
+
+
+def test_cholesky_norm_upper_rejects_bad_input():
+    with pytest.raises(ValueError, match="float32/float64"):
+        cholesky_norm_upper(torch.ones(1, 2, 2, dtype=torch.float16), torch.ones(1).double())
+    with pytest.raises(ValueError, match="level must have shape"):
+        cholesky_norm_upper(torch.ones(3, 2, 2), torch.ones(2).double())
+    # NaN or inf proves nothing
+    for bad in (math.nan, math.inf):
+        x = torch.eye(2).repeat(2, 1, 1)
+        x[1, 0, 1] = bad
+        bound = cholesky_norm_upper(x, torch.full((2,), 2.0, dtype=torch.float64))
+        assert math.isfinite(float(bound[0])) and float(bound[1]) == math.inf
+
+
+def test_cholesky_norm_upper_covers_the_rounding_of_the_entries():
+    # The matrices to bound are x's components moved by up to entry_error relative: the bound
+    # covers the worst case (every component scaled by 1 + e) and adds e ||x||_F to ||x||'s.
+    gen = torch.Generator().manual_seed(2)
+    x = torch.randn(6, 5, 4, generator=gen, dtype=torch.complex128)
+    e = 1e-3
+    moved = torch.complex(x.real * (1 + e), x.imag * (1 - e))
+    level = spectral_norm_exact(moved) * 1.05
+    bound = cholesky_norm_upper(x, level, entry_error=e)
+    assert bool(torch.isfinite(bound).all()) and bool((bound <= level).all())
+    assert bool((bound >= spectral_norm_exact(moved)).all())
+    fro = torch.linalg.matrix_norm(x)
+    assert bool((bound >= spectral_norm_exact(x) + e * fro).all())
+
 def test_gram_norm_upper_rejects_other_dtypes():
     with pytest.raises(ValueError, match="float32/float64"):
         gram_norm_upper(torch.ones(2, 2, dtype=torch.float16))
@@ -289,3 +352,88 @@ def test_scale_multipliers_error_bounds_the_rounding(dtype, kind):
         float((bound[:20] / (scale[:20] * r_fro + (0 if w_fro is None else 2 * w_fro))).max())
         < 10 * u
     )
+
+
+@pytest.mark.parametrize("shape", [(3, 4, 4), (2, 5, 3), (2, 3, 5)])
+@pytest.mark.parametrize("dtype", [torch.float64, torch.complex128])
+def test_polar_eigh_is_the_polar_factor_with_an_exact_gradient(shape, dtype):
+    torch.manual_seed(0)
+    w = torch.randn(*shape, dtype=dtype)
+    torch.testing.assert_close(polar_eigh(w), polar_factor(w), rtol=0.0, atol=1e-12)
+    assert torch.autograd.gradcheck(polar_eigh, (w.clone().requires_grad_(),))
+    # the gradient is the SVD polar factor's (one closed form), to rounding
+    g = torch.randn(shape, dtype=dtype)
+    grads = []
+    for fn in (polar_eigh, polar_factor):
+        x = w.clone().requires_grad_()
+        (fn(x) * g.conj()).real.sum().backward()
+        grads.append(x.grad)
+    torch.testing.assert_close(grads[0], grads[1], rtol=0.0, atol=1e-10)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.complex64, torch.float64, torch.complex128])
+def test_polar_eigh_on_hard_matrices_is_an_isometry_near_the_exact_factor(dtype):
+    # Random, ill-conditioned (1e-12), rank-deficient, near-tie and tiny matrices: the float32
+    # Gram is redone in float64 where too ill-conditioned, and by SVD below float64's threshold.
+    m = _hard_matrices(dtype)
+    q = polar_eigh(m)
+    assert q.dtype == m.dtype
+    wide = torch.complex128 if dtype.is_complex else torch.float64
+    q64 = q.to(wide)
+    eye = torch.eye(9, dtype=wide).expand(len(m), 9, 9)
+    tol = 1e-5 if dtype in (torch.float32, torch.complex64) else 1e-12
+    torch.testing.assert_close(q64.mH @ q64, eye, rtol=0.0, atol=tol)
+    # equal to the SVD's polar factor of the stored values where it is unique (full rank,
+    # conditioned well enough for the stored precision to determine it)
+    ref = polar_factor(m[:5].to(wide))
+    torch.testing.assert_close(q64[:4], ref[:4], rtol=0.0, atol=10 * tol)
+
+
+def test_polar_eigh_float32_matches_float64_polar_of_the_same_values():
+    gen = torch.Generator().manual_seed(3)
+    w = torch.randn(64, 16, 16, generator=gen, dtype=torch.complex64)
+    w = w + 4 * torch.eye(16, dtype=w.dtype)  # well conditioned: float32 eigh kept
+    q = polar_eigh(w).to(torch.complex128)
+    torch.testing.assert_close(q, polar_factor(w.to(torch.complex128)), rtol=0.0, atol=2e-6)
+
+
+def test_polish_isometry_squares_the_departure_and_never_exceeds_one():
+    gen = torch.Generator().manual_seed(4)
+    q = torch.linalg.qr(torch.randn(8, 6, 4, generator=gen, dtype=torch.complex128))[0]
+    # singular values 1 +- 1e-3
+    u, _, vh = torch.linalg.svd(q, full_matrices=False)
+    s = 1 + 1e-3 * (2 * torch.rand(8, 4, generator=gen, dtype=torch.float64) - 1)
+    near = (u * s.to(u.dtype).unsqueeze(-2)) @ vh
+    for x in (near, near.mH):  # tall and wide
+        p = polish_isometry(x)
+        sv = torch.linalg.svdvals(p)
+        assert float(sv.max()) <= 1.0 + 1e-15
+        assert float((sv - 1).abs().max()) <= 1.6e-6  # 1 - s (3 - s^2) / 2 ~ 3/2 (1e-3)^2
+
+
+def test_isometry_norm_upper_bounds_random_near_isometric_and_other_matrices():
+    gen = torch.Generator().manual_seed(5)
+    for dtype in (torch.float64, torch.complex128):
+        hard = _hard_matrices(dtype)  # random, ill-conditioned, rank-deficient, ties, tiny
+        exact = spectral_norm_exact(hard)
+        bound = isometry_norm_upper(hard)
+        assert bool((bound >= exact).all()), (bound - exact).min()
+        for shape in ((16, 64, 64), (8, 12, 5), (8, 5, 12)):
+            w = torch.randn(shape, generator=gen, dtype=dtype)
+            q = polar_factor(w)
+            # near-isometric: 1.5 times an isometry, rounded to float32 (what eval weights are)
+            low = torch.complex64 if dtype.is_complex else torch.float32
+            a = (1.5 * q).to(low).to(dtype)
+            for x in (w, a, a + 1e-3 * w, 0.5 * a):
+                exact = spectral_norm_exact(x)
+                bound = isometry_norm_upper(x)
+                assert bool((bound >= exact).all()), (bound - exact).min()
+            tight = isometry_norm_upper(a) / spectral_norm_exact(a)
+            assert float(tight.max()) <= 1 + 1e-6  # tight to ~1e-7 at float32 rounding
+    # The check has teeth: the mean singular value (what c alone gives) is below the norm.
+    x = torch.diag(torch.tensor([2.0, 1.0], dtype=torch.float64)).unsqueeze(0)
+    mean = (x.mH @ x).diagonal(dim1=-2, dim2=-1).mean(-1).sqrt()
+    assert float(mean) < float(spectral_norm_exact(x)) <= float(isometry_norm_upper(x))
+    with pytest.raises(ValueError, match="float64 or complex128"):
+        isometry_norm_upper(torch.ones(2, 2))
+    assert not bool(torch.isfinite(isometry_norm_upper(torch.full((2, 2), torch.nan).double())))

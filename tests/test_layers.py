@@ -1,8 +1,10 @@
 import pytest
 import torch
 from certcheck import check_all, check_attack, check_jacobian
+from deel.torchlip.normalizers import bjorck_normalization
 
-from liponet.functional import TARGET_MARGIN
+import liponet.layers.linear as liplinear_module
+from liponet.functional import TARGET_MARGIN, power_iteration
 from liponet.layers import (
     GELU,
     AuxiliaryScale,
@@ -63,6 +65,54 @@ def test_liplinear_eval_weight_follows_optimizer_steps():
     assert not torch.allclose(before, after)  # the cache saw the step
     torch.testing.assert_close(after, layer.export()(x))
     assert layer.lipschitz_bound() == pytest.approx(TARGET_MARGIN, rel=1e-6)
+
+
+def _textbook_train_weight(layer: LipLinear, u0: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """LipLinear's training weight recorded op by op: power step, division, deel's Björck."""
+    sigma, u = power_iteration(layer.weight, u0, layer.n_power)
+    w = layer.weight / sigma
+    if layer.orthogonal:
+        w = bjorck_normalization(w)
+    assert layer.k is not None
+    return layer.k * TARGET_MARGIN * w, u
+
+
+@pytest.mark.parametrize("orthogonal", [True, False])
+@pytest.mark.parametrize("spread", [0.3, 3.0])  # near-orthogonal (1-2 Björck steps) / far (15)
+@pytest.mark.parametrize("shape", [(12, 20), (20, 12), (40, 1)])
+def test_liplinear_fused_train_weight_matches_textbook(shape, spread, orthogonal):
+    # the fused node (_TrainWeight) against the autograd graph of the textbook formula: same
+    # weight, same gradient, same power-iteration vector; it fails if the hand-written
+    # backward drops a term (e.g. a Björck step's cubic adjoint or the division by sigma)
+    torch.manual_seed(0)
+    layer = LipLinear(*shape, k=1.7, orthogonal=orthogonal).double().train()
+    with torch.no_grad():
+        scales = torch.logspace(-2, 0, shape[0], dtype=torch.float64)
+        layer.weight.add_(spread * torch.randn_like(layer.weight) * scales)
+    u0 = layer.u.clone()
+    grad = torch.randn(shape[1], shape[0], dtype=torch.float64)
+    fused = layer.current_weight()
+    assert fused.grad_fn is not None and "_TrainWeight" in type(fused.grad_fn).__name__
+    (g_fused,) = torch.autograd.grad(fused, layer.weight, grad)
+    u_fused = layer.u.clone()
+    ref, u_ref = _textbook_train_weight(layer, u0)
+    (g_ref,) = torch.autograd.grad(ref, layer.weight, grad)
+    torch.testing.assert_close(u_fused, u_ref, rtol=1e-12, atol=1e-14)
+    torch.testing.assert_close(fused, ref, rtol=1e-12, atol=1e-14)
+    torch.testing.assert_close(g_fused, g_ref, rtol=1e-10, atol=1e-12)
+
+
+@pytest.mark.parametrize("orthogonal", [True, False])
+def test_liplinear_fused_train_weight_gradcheck(orthogonal):
+    # near-orthogonal, as in training: Björck stops after the same few steps under every
+    # finite-difference perturbation, all of them with a gradient (deel-torchlip detaches the
+    # cubic term from its fifth step on, a surrogate gradient gradcheck would reject)
+    torch.manual_seed(0)
+    w0 = torch.linalg.qr(torch.randn(7, 5, dtype=torch.float64))[0]
+    w0 = (w0 + 0.02 * torch.randn(7, 5, dtype=torch.float64)).requires_grad_()
+    u = torch.nn.functional.normalize(torch.randn(5, dtype=torch.float64), dim=0)
+    node = liplinear_module._TrainWeight.apply
+    assert torch.autograd.gradcheck(lambda w: node(w, u, 2.0, orthogonal), (w0,))
 
 
 def test_liplinear_bad_arguments():

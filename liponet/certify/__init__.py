@@ -8,6 +8,8 @@ from .calibration import streamed_error_bound as streamed_error_bound
 from .discrete import float32_storage_noise as float32_storage_noise
 from .discrete import generator_lipschitz as generator_lipschitz
 from .discrete import grid_lipschitz as grid_lipschitz
+from .discrete import logistic_pair_bound as logistic_pair_bound
+from .discrete import logistic_pair_lipschitz as logistic_pair_lipschitz
 from .discrete import multiplier_lipschitz as multiplier_lipschitz
 from .empirical import estimate_lipschitz as estimate_lipschitz
 from .empirical import jacobian_lipschitz as jacobian_lipschitz
@@ -104,6 +106,8 @@ __all__ = [
     "generator_lipschitz",
     "grid_lipschitz",
     "jacobian_lipschitz",
+    "logistic_pair_bound",
+    "logistic_pair_lipschitz",
     "max_error_bound",
     "model_constant",
     "multi_pair_error_bound",

@@ -15,6 +15,9 @@ can be computed, and says "no certified constant" otherwise (estimate one from t
   Fourier shift (a shift by whole cells is a permutation, constant 1 on any grid data) and heat.
 * :func:`generator_lipschitz`: data files written by :func:`liponet.data.generate`, from the
   ``discretization`` attribute they carry.
+* :func:`logistic_pair_lipschitz` / :func:`logistic_pair_bound`: the logistic reaction's constant
+  on the segment between two given non-negative inputs, far below ``exp(rho t)`` wherever the
+  reaction saturates (the Jacobian of the scheme at their pointwise minimum, see there).
 """
 
 from __future__ import annotations
@@ -27,15 +30,17 @@ import torch
 from torch import Tensor
 
 from ..functional import SVD_RELATIVE_MARGIN
-from .norms import check_norm
-from .operator import LipschitzConstant
-from .premises import ANY_GRID, Premises
+from .norms import check_norm, field_norm
+from .operator import ErrorBound, LipschitzConstant, calib_errors_from, weakest_label
+from .premises import ANY_GRID, PremiseError, Premises
 
 __all__ = [
     "FOURIER_MULTIPLIER",
     "float32_storage_noise",
     "generator_lipschitz",
     "grid_lipschitz",
+    "logistic_pair_bound",
+    "logistic_pair_lipschitz",
     "multiplier_lipschitz",
 ]
 
@@ -320,3 +325,259 @@ def float32_storage_noise(lipschitz_true: float, *fields: Tensor) -> float:
         raise ValueError(f"lipschitz_true must be > 0, got {lipschitz_true}")
     m = max((float(f.abs().max()) for f in fields if f.numel()), default=0.0)
     return 2 * FLOAT32_ROUNDOFF * m * (1 + lipschitz_true) / lipschitz_true
+
+
+#: Pairs per chunk of :func:`logistic_pair_lipschitz` (memory: a frame's substep factors).
+PAIR_CHUNK = 64
+
+
+def _strang_substeps(attrs: Mapping[str, Any]) -> tuple[int, float, float, float, int]:
+    """``(substeps per frame, diffusion number, rho, substep dt, nx)`` of a Strang file."""
+    nx, dt = int(attrs["nx"]), float(attrs["dt"])
+    number, rho = float(attrs["diffusion_number"]), float(attrs["rho"])
+    nu = float(attrs.get("Nu", attrs.get("nu", math.nan)))
+    if number == 0:
+        return 1, 0.0, rho, dt, nx
+    if not nu > 0:
+        raise PremiseError("the file states a diffusion number but no viscosity Nu > 0")
+    dt_sub = number / (nx * nx) / nu  # diffusion number = nu dt_sub / dx^2, dx = 1 / nx
+    n = round(dt / dt_sub)
+    if n < 1 or abs(n * dt_sub - dt) > 1e-9 * dt:
+        raise PremiseError(
+            f"dt {dt:g} is not a whole number of substeps {dt_sub:.6g} (Nu, nx and the diffusion "
+            "number of the file disagree)"
+        )
+    return n, number, rho, dt_sub, nx
+
+
+def logistic_pair_lipschitz(
+    inputs_a: Tensor,
+    inputs_b: Tensor,
+    attrs: Mapping[str, Any],
+    *,
+    frames: int,
+    spatial_stride: int = 1,
+    norm: str = "function",
+) -> Tensor:
+    """Certified constant of a Strang logistic/FTCS file's map on each segment ``[a_p, b_p]``.
+
+    Parameters
+    ----------
+    inputs_a, inputs_b
+        ``(n_pairs, nx)`` or ``(n_pairs, 1, nx)`` non-negative fields (the map's inputs).
+    attrs
+        The file's attributes (``discretization`` ``"strang-logistic-ftcs"``, ``nx``, ``dt``,
+        ``rho``, ``Nu``, ``diffusion_number``), as :func:`liponet.data.generate` writes them.
+    frames
+        Stored frames between input and output.
+    spatial_stride
+        Must be 1 (the scheme acts on the full grid).
+    norm
+        ``"function"`` (L2) or ``"sup"``.
+
+    Returns
+    -------
+    Tensor
+        ``(n_pairs,)`` float64: ``L_p`` with ``||G(a_p) - G(b_p)|| <= L_p ||a_p - b_p||``, never
+        above the class constant ``exp(rho dt frames)`` of :func:`generator_lipschitz`.
+
+    Raises
+    ------
+    PremiseError
+        For another discretization, a stride, ``rho < 0``, a negative input value, or a file
+        whose attributes do not define the scheme.
+
+    Lipschitz constant
+    ------------------
+    The scheme ``G`` is a product of maps, each order-preserving: exact logistic half steps
+    ``Φ(u) = g u / (1 + u (g - 1))`` (pointwise, increasing) and a forward-Euler diffusion step
+    ``H`` (a symmetric circulant matrix with entries ``>= 0`` when the diffusion number is
+    ``<= 1/2``, which :func:`generator_lipschitz` checks). Let ``ℓ = min(a, b)`` pointwise
+    (``>= 0``). Every point ``w`` of the segment satisfies ``w >= ℓ``, so every intermediate
+    state of ``w`` is ``>=`` the same state of ``ℓ`` (order preservation), and the slope
+    ``Φ'(u) = g / (1 + u (g - 1))^2`` is decreasing for ``u >= 0`` (``g = e^{rho dt/2} >= 1``).
+    Hence the Jacobian ``DG(w) = Π D_k H`` (``D_k`` diagonal slopes) satisfies
+    ``0 <= DG(w) <= DG(ℓ) =: J`` entrywise, and for non-negative matrices the spectral norm is
+    monotone in the entries, so ``||DG(w)||_2 <= ||J||_2``; the mean value inequality on the
+    segment gives ``||G(a) - G(b)|| <= ||J||_2 ||a - b||`` (the function norm's uniform weight
+    does not change a matrix's norm). ``||J||_2 <= sqrt(||J||_1 ||J||_inf)`` (Schur's test),
+    and for ``J >= 0`` these are ``max(J 1)`` and ``max(J^T 1)``: one tangent sweep of the
+    scheme from ``ℓ`` and one adjoint sweep (``H`` is symmetric), in float64, rounded up by a
+    margin covering their rounding. In the sup norm the constant is ``max(J 1)`` exactly.
+
+    The logistic reaction drives every state towards 1, where ``Φ'`` is below 1; so wherever
+    ``ℓ`` is not near 0 over a wide region the constant is far below ``exp(rho t)`` (measured in
+    ``benchmarks/results/logistic_pair_bound.md``).
+
+    Examples
+    --------
+    >>> import torch
+    >>> attrs = {"discretization": "strang-logistic-ftcs", "nx": 16, "dt": 0.5, "rho": 4.0,
+    ...          "Nu": 0.05, "diffusion_number": 0.2}
+    >>> a, b = torch.full((1, 16), 0.5), torch.full((1, 16), 0.6)
+    >>> pair = logistic_pair_lipschitz(a, b, attrs, frames=1)
+    >>> float(pair[0]) < 1 < generator_lipschitz(attrs, frames=1)[0].value
+    True
+    """
+    norm = check_norm(norm)
+    disc = attrs.get("discretization")
+    if isinstance(disc, bytes):
+        disc = disc.decode()
+    if disc != "strang-logistic-ftcs":
+        raise PremiseError(f"logistic_pair_lipschitz: the data's map is {disc!r}, not Strang")
+    whole, why = generator_lipschitz(attrs, frames=frames, spatial_stride=spatial_stride, norm=norm)
+    if whole is None:
+        raise PremiseError(f"logistic_pair_lipschitz: {why}")
+    n_sub, number, rho, dt_sub, nx = _strang_substeps(attrs)
+    if rho < 0:
+        raise PremiseError(f"rho = {rho:g} < 0: the logistic slope is not decreasing in u")
+    a = torch.as_tensor(inputs_a).to(torch.float64).reshape(inputs_a.shape[0], -1)
+    b = torch.as_tensor(inputs_b).to(torch.float64).reshape(inputs_b.shape[0], -1)
+    if a.shape != b.shape or a.shape[1] != nx:
+        raise ValueError(
+            f"inputs must be (n_pairs, {nx}) fields of one channel, got {tuple(inputs_a.shape)} "
+            f"and {tuple(inputs_b.shape)}"
+        )
+    lower = torch.minimum(a, b)
+    if lower.numel() and float(lower.min()) < 0:
+        raise PremiseError(
+            f"an input value {float(lower.min()):.3g} < 0: the pairwise constant is proved for "
+            "non-negative inputs"
+        )
+    g = math.exp(rho * 0.5 * dt_sub)
+
+    def slope(u: Tensor) -> Tensor:
+        return g / (1 + u * (g - 1)) ** 2
+
+    def phi(u: Tensor) -> Tensor:
+        return u * g / (1 + u * (g - 1))
+
+    def heat(w: Tensor) -> Tensor:
+        if number == 0:
+            return w
+        return w + number * (torch.roll(w, -1, dims=-1) - 2 * w + torch.roll(w, 1, dims=-1))
+
+    def substep(u: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        s1 = slope(u)
+        u = heat(phi(u))
+        s2 = slope(u)
+        return phi(u), s1, s2
+
+    out = []
+    for start in range(0, lower.shape[0], PAIR_CHUNK):
+        u = lower[start : start + PAIR_CHUNK]
+        tangent = torch.ones_like(u)
+        checkpoints = []
+        for _ in range(frames):
+            checkpoints.append(u)
+            for _ in range(n_sub):
+                u, s1, s2 = substep(u)
+                tangent = s2 * heat(s1 * tangent)  # J 1, one substep D2 H D1 at a time
+        row_max = tangent.amax(dim=-1)
+        if norm == "sup":
+            out.append(row_max)
+            continue
+        adjoint = torch.ones_like(u)
+        for state in reversed(checkpoints):  # J^T 1: the frame's factors again, in reverse
+            factors = []
+            for _ in range(n_sub):
+                state, s1, s2 = substep(state)
+                factors.append((s1, s2))
+            for s1, s2 in reversed(factors):
+                adjoint = s1 * heat(s2 * adjoint)
+        out.append(torch.sqrt(row_max * adjoint.amax(dim=-1)))
+    values = torch.cat(out) if out else torch.zeros(0, dtype=torch.float64)
+    steps = 3 * n_sub * frames  # multiplications per entry along each sweep
+    margin = (1 + 64 * steps * 2.0**-52) * (1 + SVD_RELATIVE_MARGIN)
+    return torch.clamp(values * margin, max=whole.value)
+
+
+def logistic_pair_bound(
+    query_inputs: Tensor,
+    calib_inputs: Tensor,
+    calib_targets: Tensor,
+    calib_preds: Tensor,
+    lipschitz_model: LipschitzConstant,
+    attrs: Mapping[str, Any],
+    *,
+    frames: int,
+    spatial_stride: int = 1,
+    norm: str = "function",
+    input_noise: float = 0.0,
+    nearest: int = 8,
+) -> ErrorBound:
+    """The plain bound with ``L_G`` per query-calibration pair (:func:`logistic_pair_lipschitz`).
+
+    ``||G(a) - Ĝ(a)|| <= min_i [e_i + (L_G(a, a_i) + L_Ĝ) ||a - a_i||] + L_G eps``, the minimum
+    over the ``nearest`` calibration samples with the smallest ``e_i + L_Ĝ ||a - a_i||`` and,
+    for the others, the class constant ``exp(rho t)`` (every term is a valid bound, so the
+    minimum over any of them is). ``eps = input_noise`` with the class constant (float32
+    storage, :func:`float32_storage_noise`). Labelled certified when ``lipschitz_model`` is.
+
+    Parameters
+    ----------
+    query_inputs, calib_inputs
+        ``(n, 1, nx)`` non-negative inputs.
+    calib_targets, calib_preds
+        ``G(a_i)`` and ``Ĝ(a_i)``.
+    lipschitz_model
+        The model's constant.
+    attrs, frames, spatial_stride, norm
+        As :func:`logistic_pair_lipschitz`.
+    input_noise
+        ``eps`` above.
+    nearest
+        Calibration samples per query given their pair constant.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from liponet.certify import LipschitzConstant
+    >>> attrs = {"discretization": "strang-logistic-ftcs", "nx": 8, "dt": 0.5, "rho": 4.0,
+    ...          "Nu": 0.05, "diffusion_number": 0.2}
+    >>> a = 0.3 + 0.4 * torch.rand(6, 1, 8)
+    >>> model = LipschitzConstant(1.0, "certified", source="a 1-Lipschitz model")
+    >>> b = logistic_pair_bound(a[:2], a[2:], a[2:], a[2:], model, attrs, frames=1)
+    >>> b.name, b.label, tuple(b.bound.shape)
+    ('plain-pairwise', 'certified', (2,))
+    """
+    norm = check_norm(norm)
+    whole, why = generator_lipschitz(attrs, frames=frames, spatial_stride=spatial_stride, norm=norm)
+    if whole is None:
+        raise PremiseError(f"logistic_pair_bound: {why}")
+    if (lipschitz_model.input_norm, lipschitz_model.output_norm) != (norm, norm):
+        raise ValueError(
+            f"lipschitz_model holds {lipschitz_model.input_norm} -> "
+            f"{lipschitz_model.output_norm}, the bound is in the {norm} norm"
+        )
+    errors = calib_errors_from(None, calib_targets, calib_preds, norm)
+    q = query_inputs.to(torch.float64)
+    c = calib_inputs.to(torch.float64)
+    diff = (q[:, None] - c[None]).reshape(-1, *q.shape[1:])
+    dist = field_norm(diff, norm).reshape(q.shape[0], c.shape[0])  # (n_query, n_calib)
+    model = float(lipschitz_model.value)
+    plain = errors[None] + (whole.value + model) * dist
+    k = min(nearest, c.shape[0])
+    pick = torch.topk(errors[None] + model * dist, k, dim=1, largest=False).indices
+    rows = torch.arange(q.shape[0])[:, None].expand(-1, k)
+    pair = logistic_pair_lipschitz(
+        q[rows.reshape(-1)], c[pick.reshape(-1)], attrs, frames=frames, norm=norm
+    ).reshape(q.shape[0], k)
+    terms = plain.clone()
+    terms[rows, pick] = errors[pick] + (pair + model) * dist[rows, pick]
+    bound, index = terms.min(dim=1)
+    label = weakest_label(lipschitz_model.label, "certified")
+    return ErrorBound(
+        bound=bound + whole.value * input_noise,
+        label=label,
+        name="plain-pairwise",
+        norm=norm,
+        index=index,
+        distance=dist[torch.arange(q.shape[0]), index][:, None],
+        calib_error=errors[index],
+        constants={"model": lipschitz_model, "true": whole},
+        premises=(
+            f"true: L_G per pair = ||DG(min(a, a_i))|| of the Strang logistic/FTCS scheme "
+            f"(non-negative inputs; {k} nearest calibration samples per query), else {why}",
+        ),
+    )

@@ -22,6 +22,9 @@ from . import UsageError
 
 HELP = "certified error bounds of a trained operator checkpoint on PDEBench data"
 
+#: Frames and strides of the pairs when neither the flags nor the checkpoint name them.
+FRAME_DEFAULTS = {"t_in": 0, "t_out": -1, "reduced_resolution": 1, "reduced_resolution_t": 1}
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Positional CHECKPOINT and DATA; options for queries, L_G, norm, plot."""
@@ -41,10 +44,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         choices=("train", "val", "test"),
         help="test (default; its second half when the calibration uses the first)",
     )
-    parser.add_argument("--t-in", type=int, default=0, help="input frame (after the stride)")
-    parser.add_argument("--t-out", type=int, default=-1, help="target frame (after the stride)")
-    parser.add_argument("--reduced-resolution", type=int, default=1, help="spatial stride")
-    parser.add_argument("--reduced-resolution-t", type=int, default=1, help="time stride")
+    for flag, what in (
+        ("--t-in", "input frame (after the stride)"),
+        ("--t-out", "target frame (after the stride)"),
+        ("--reduced-resolution", "spatial stride"),
+        ("--reduced-resolution-t", "time stride"),
+    ):
+        key = flag[2:].replace("-", "_")
+        parser.add_argument(
+            flag,
+            type=int,
+            default=None,
+            help=f"{what}; default: the checkpoint's training data (data.kwargs.{key}), else "
+            f"{FRAME_DEFAULTS[key]}",
+        )
     parser.add_argument("--max-calib", type=int, default=None, help="cap on calibration pairs")
     parser.add_argument("--max-query", type=int, default=None, help="cap on queries")
     parser.add_argument(
@@ -137,6 +150,34 @@ def _params(items: list[str]) -> dict[str, float]:
 
 
 #: What each calibration split is, for the summary.
+def _resolve_frames(args: argparse.Namespace, config: dict[str, Any]) -> str:
+    """Fill the frame/stride flags left out from the checkpoint's training data; say whence.
+
+    A checkpoint trained with ``liponet train --data pdebench`` (step task) on frames
+    ``t_in -> t_out`` certifies that map, not the file's first-to-last one: certifying other
+    frames would bound the error of an operator the model never learned.
+    """
+    data = config.get("data") or {}
+    kwargs = data.get("kwargs") or {}
+    trained = (
+        data.get("name") in ("pdebench", "pdebench-stream") and kwargs.get("task", "step") == "step"
+    )
+    whence = set()
+    for key, default in FRAME_DEFAULTS.items():
+        if getattr(args, key) is not None:
+            whence.add("flags")
+        elif trained and kwargs.get(key) is not None:
+            setattr(args, key, int(kwargs[key]))
+            whence.add("the checkpoint's training data")
+        else:
+            setattr(args, key, default)
+            whence.add("defaults")
+    return (
+        f"frame {args.t_in} -> {args.t_out}, strides {args.reduced_resolution} (space) "
+        f"{args.reduced_resolution_t} (time), from {' + '.join(sorted(whence))}"
+    )
+
+
 CALIB_SPLITS = {
     "calib": "first half of the test split: held out from training and checkpoint selection",
     "train": "TRAINING split: the model fitted these, so its errors are smallest there",
@@ -238,6 +279,7 @@ def run(args: argparse.Namespace) -> int:
     model, ckpt = load_model(args.checkpoint, map_location=args.device)
     if not isinstance(model, CertifiedModule):
         raise UsageError(f"{args.checkpoint}: model {type(model).__name__} has no certificate")
+    frames = _resolve_frames(args, ckpt.config)
     if ckpt.normalizer_state:
         raise UsageError(
             f"{args.checkpoint}: the model works on normalized data; certificates of normalized "
@@ -309,6 +351,10 @@ def run(args: argparse.Namespace) -> int:
         others.append(error_lipschitz_bound(query_x, calib_x, calib_y, calib_pred))
     others += _at_scale(args, model, query_x, calib_x, calib_y, calib_pred, coords, l_true,
                         attrs.get("discretization"), noise)  # fmt: skip
+    pairwise = _logistic_pairs(calib_ds, attrs, args, norm, l_true, l_model, query_x, calib_x,
+                               calib_y, calib_pred, noise)  # fmt: skip
+    if pairwise is not None:
+        others.append(pairwise)
     if args.multi_pair:
         others.append(_multi_pair(args, query_x, query_pred, calib_x, calib_y, l_true,
                                   attrs.get("discretization"), noise))  # fmt: skip
@@ -324,6 +370,7 @@ def run(args: argparse.Namespace) -> int:
     )
     query_what = "second half of the test split" if same_half else f"{args.query_split} split"
     print(f"queries: {query_x.shape[0]} from {query_path} [{query_what}]")
+    print(f"pairs: {frames}")
     for line in bound.premises:
         print(f"premise: {line}")
     for b in [bound, *others]:
@@ -510,6 +557,45 @@ def _attributes(path: str) -> dict[str, Any]:
 
     with h5py.File(path, "r") as f:
         return {k: (v.decode() if isinstance(v, bytes) else v) for k, v in f.attrs.items()}
+
+
+def _logistic_pairs(
+    ds: Any,
+    attrs: dict[str, Any],
+    args: argparse.Namespace,
+    norm: str,
+    l_true: Any,
+    l_model: Any,
+    query_x: Tensor,
+    calib_x: Tensor,
+    calib_y: Tensor,
+    calib_pred: Tensor,
+    noise: float,
+) -> Any:
+    """The plain bound with a certified ``L_G`` per pair, where the file's scheme allows it.
+
+    Files of the logistic reaction (``strang-logistic-ftcs``) whose class constant certified
+    ``L_G`` here, in the function norm: :func:`liponet.certify.logistic_pair_bound`.
+    """
+    from ..certify import logistic_pair_bound
+
+    if attrs.get("discretization") != "strang-logistic-ftcs" or args.pde or norm != "function":
+        return None
+    if l_true.label != "certified" or calib_x.shape[1] != 1:
+        return None
+    ids, window = ds._frame_ids, ds._windows[0]
+    return logistic_pair_bound(
+        query_x,
+        calib_x,
+        calib_y,
+        calib_pred,
+        l_model,
+        attrs,
+        frames=ids[window[-1]] - ids[window[-2]],
+        spatial_stride=args.reduced_resolution,
+        norm=norm,
+        input_noise=noise,
+    )
 
 
 def _discrete_constant(

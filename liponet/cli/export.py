@@ -4,7 +4,8 @@ Writes ``--out`` (``.onnx`` for onnxruntime and other ONNX runtimes, or a ``torc
 ``.pt2`` program) and ``--out`` + ``.json``: the certified Lipschitz bound with its norm, the
 input and output layouts (free axes named), the weight and data normalization, and the largest
 difference between the written file, run back, and the eager model on random inputs. Fourier
-models need ``--grid`` (the file is for one grid). Nothing is written unless every check passes.
+models need a grid (the file is for one grid): ``--grid``, else the grid of the
+checkpoint's training data. Nothing is written unless every check passes.
 """
 
 from __future__ import annotations
@@ -148,6 +149,27 @@ def _onnx_runner(path: Path, names: tuple[str, ...]) -> Callable[..., Tensor] | 
     return run
 
 
+def _training_grid(data: dict[str, Any] | None) -> tuple[tuple[int, ...] | None, str]:
+    """The spatial grid of one sample of a checkpoint's training data, and whence it came.
+
+    Rebuilds the run's dataset from the checkpoint's ``data`` section (file datasets read the
+    file at the path the run recorded, relative to the folder ``liponet export`` runs in).
+    ``(None, why)`` when the checkpoint names no data or they cannot be read here.
+    """
+    from ..train import DataConfig, build_dataset
+
+    if not data:
+        return None, "the checkpoint names no training data"
+    try:
+        config = DataConfig(**data)
+        x, _ = build_dataset(config).val[0]
+    except (ValueError, TypeError, OSError, IndexError) as err:
+        where = f" {data.get('path')}" if data.get("path") else ""
+        return None, f"its training data{where} cannot be read here ({err})"
+    what = f"{config.name} {config.path}" if config.path else config.name
+    return tuple(int(n) for n in x.shape[1:]), f"the training data's grid ({what})"
+
+
 def run(args: argparse.Namespace) -> int:
     """Check everything, write both files atomically, print one summary line."""
     from ..export import (
@@ -158,6 +180,7 @@ def run(args: argparse.Namespace) -> int:
         export_program,
         onnx_available,
     )
+    from ..models.fno import _FNOBase
     from ..train import load_model
     from ..train.checkpoint import file_mode
 
@@ -168,6 +191,14 @@ def run(args: argparse.Namespace) -> int:
         )
     grid = _grid(args.grid)
     model, ckpt = load_model(args.checkpoint)
+    how_grid = "--grid" if grid is not None else ""
+    if grid is None and isinstance(model, _FNOBase):  # a Fourier model: one grid per file
+        grid, how_grid = _training_grid(ckpt.config.get("data"))
+        if grid is None:
+            raise UsageError(
+                f"{type(model).__name__} needs --grid (the grid the file is for, e.g. --grid "
+                f"{','.join(['128'] * len(model.modes))}): {how_grid}"
+            )
     inputs = deployment_inputs(model, grid=grid)
     # examples of the check: batch 1 (a slice), 3 and 5; other query points for DeepONet
     examples = [deployment_inputs(model, grid=grid, batch=b, points=9, seed=b) for b in (3, 5)]
@@ -230,8 +261,9 @@ def run(args: argparse.Namespace) -> int:
         else f"{checked_with} vs eager max relative difference {check['max_rel_error']:.2g} "
         f"(batch {', '.join(map(str, check['batch_sizes']))})"
     )
+    on_grid = f" for grid {'x'.join(map(str, grid))} ({how_grid})" if grid is not None else ""
     print(
-        f"wrote {out} ({fmt}, {out.stat().st_size / 1024:.0f} KiB) and {sidecar}: certified "
-        f"Lipschitz bound {bound}; {checked}"
+        f"wrote {out} ({fmt}, {out.stat().st_size / 1024:.0f} KiB){on_grid} and {sidecar}: "
+        f"certified Lipschitz bound {bound}; {checked}"
     )
     return 0
