@@ -162,7 +162,7 @@ def from_results(folder: Path) -> None:
         "",
         "## Per task: does a Lipschitz FNO reach FNO's accuracy, and at what certified bound?",
         "",
-        "| task | target nRMSE / FNO | best medium LipFNO (nRMSE / best FNO, certified L) "
+        "| task | target nRMSE / FNO | medium LipFNO of the targets table (nRMSE / best FNO, L) "
         "| smallest certified L on a front meeting the target | front at k = 4 |",
         "|---|---|---|---|---|",
     ]
