@@ -229,11 +229,12 @@ def long_line(rows: list[dict[str, Any]], records: dict[str, Any]) -> str:
         else "no binding-constraint warning, rightly: the data's pair ratios are far below 1 "
         "(`logistic_pair_bound.md`)"
     )
-    trend = (
-        "the gap shrinks with training: LipFNO converges more slowly"
-        if long < 0.8 * short
-        else "the gap does not shrink with training"
-    )
+    if long >= 0.8 * short:
+        trend = "the ratio does not fall with training"
+    elif short > 1:
+        trend = "the gap shrinks with training: LipFNO converges more slowly"
+    else:
+        trend = "the ratio falls with training"
     return (
         f"At three times the epochs: {lip['val_nrmse']:.4g} / {fno['val_nrmse']:.4g} = "
         f"**{long:.3g}x** (was {short:.3g}x): {trend}; {budget}."
