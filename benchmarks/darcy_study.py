@@ -351,11 +351,10 @@ FINDINGS = """## Findings
   1500 steps, cosine schedule (`bench_medium.md`; `-lr1e-3`, `-lr`, `-lr2e-2` are the same
   networks at 1e-3, 1e-2, 2e-2, `liponet.bench.MODEL_TRAINING`): FNO at 1e-3 / 3e-3 / 1e-2 /
   2e-2 reaches 0.0779 / 0.0500 / 0.0389 / 0.0379; LipFNO-wide at 3e-3 / 1e-2 / 2e-2 reaches
-  0.0505 / 0.0413 / 0.0477. LipFNO-wide is best at 1e-2, FNO at 1e-2 to 2e-2 (flat there). At
-  1e-2, over three seeds, `LipFNO-wide-lr` 0.0426 ± 0.0014 against `FNO-lr` 0.0391 ± 0.0009:
-  **1.09x; against the best FNO over every rate tried (the bench's targets table) the Darcy
-  target (<= 1.0x) is missed by at least 9%** (FNO at 2e-2, 0.0379 on one seed, would make it
-  about 1.12x). At the preset's 3e-3 the same model is 1.005x
+  0.0505 / 0.0413 / 0.0477. LipFNO-wide is best at 1e-2, FNO at 2e-2. Over three seeds:
+  `LipFNO-wide-lr` 0.0426 ± 0.0014, `FNO-lr` 0.0391 ± 0.0009 (1.09x at equal rates),
+  `FNO-lr2e-2` 0.0371 ± 0.0009: **1.15x; against the best FNO over every rate tried (the
+  bench's targets table) the Darcy target (<= 1.0x) is missed by 15%**. At the preset's 3e-3 the same model is 1.005x
   FNO; the apparent near-tie there came from a rate that under-trains FNO more than LipFNO.
 - **Why LipFNO trails, in short:** not a binding budget (the data's estimated constant is 0.53,
   the model is certified at 1.3; k = 6 on the fused blocks is worse than k = 3) and not
