@@ -354,8 +354,9 @@ FINDINGS = """## Findings
   0.0505 / 0.0413 / 0.0477. LipFNO-wide is best at 1e-2, FNO at 2e-2. Over three seeds:
   `LipFNO-wide-lr` 0.0426 ± 0.0014, `FNO-lr` 0.0391 ± 0.0009 (1.09x at equal rates),
   `FNO-lr2e-2` 0.0371 ± 0.0009: **1.15x; against the best FNO over every rate tried (the
-  bench's targets table) the Darcy target (<= 1.0x) is missed by 15%**. At the preset's 3e-3 the same model is 1.005x
-  FNO; the apparent near-tie there came from a rate that under-trains FNO more than LipFNO.
+  bench's targets table) the Darcy target (<= 1.0x) is missed by 15%**. At the preset's 3e-3
+  the same model is 1.005x FNO; the apparent near-tie there came from a rate that under-trains
+  FNO more than LipFNO.
 - **Why LipFNO trails, in short:** not a binding budget (the data's estimated constant is 0.53,
   the model is certified at 1.3; k = 6 on the fused blocks is worse than k = 3) and not
   underfitting where it was measured: with the fused blocks the constrained model fits the 830
