@@ -132,16 +132,27 @@ def field_norm(u: Tensor, norm: str) -> Tensor:
     return torch.linalg.vector_norm(features(u, norm), dim=1)
 
 
+#: Pairs whose expansion margin exceeds this fraction of their squared distance are recomputed
+#: from their difference (see :func:`_hilbert_block`).
+_CLOSE_RELATIVE = 1e-9
+
+#: Elements of the difference rows held at once for those pairs (~64 MB in float64).
+_DIRECT_ELEMENTS = 2**23
+
+
 def _hilbert_block(q: Tensor, c: Tensor) -> Tensor:
     """Rounded-up Euclidean distances between feature rows ``(m, f)`` and ``(n, f)``.
 
     Both sets are first centred on the block's mean (distances are translation invariant; this
     limits cancellation), then the rounding margin is taken relative to the centred norms. A
     second, absolute margin covers the rounding of the features themselves (scaling, FFT),
-    which is relative to the uncentred norms.
+    which is relative to the uncentred norms. Pairs so close that the first margin would
+    dominate their distance are recomputed from the difference of the (uncentred) feature rows,
+    whose rounding is relative to the distance itself; the smaller of the two bounds is kept.
     """
     raw = torch.linalg.vector_norm(q, dim=1)[:, None] + torch.linalg.vector_norm(c, dim=1)[None]
     feature_error = _ROUNDING_SAFETY * (math.log2(q.shape[1] + 1) + 4) * _EPS64 * raw  # (m, n)
+    q0, c0 = q, c
     centre = c.mean(0, keepdim=True)
     q, c = q - centre, c - centre
     qn = q.pow(2).sum(1)  # (m,)
@@ -149,7 +160,17 @@ def _hilbert_block(q: Tensor, c: Tensor) -> Tensor:
     scale = qn[:, None] + cn[None, :]  # (m, n)
     sq = scale - 2.0 * torch.einsum("mf,nf->mn", q, c)  # (m,f),(n,f)->(m,n)
     margin = _ROUNDING_SAFETY * (q.shape[1] + 8) * _EPS64 * scale
-    return (sq.clamp_min(0.0) + margin).sqrt() + feature_error
+    out = (sq.clamp_min(0.0) + margin).sqrt()
+    # Close pairs (the ones a nearest-neighbour bound picks) lose digits to the cancellation in
+    # the expansion above: recompute them from the difference itself, whose rounding is relative
+    # to the distance (each entry of ``q_i - c_j`` rounded once, then ``f + 1`` rounded sums).
+    close = (margin > _CLOSE_RELATIVE * sq).nonzero()
+    for part in close.split(max(1, _DIRECT_ELEMENTS // max(1, q.shape[1]))):
+        i, j = part[:, 0], part[:, 1]
+        direct = torch.linalg.vector_norm(q0[i] - c0[j], dim=1)  # uncentred: exact inputs
+        direct = direct * (1.0 + _ROUNDING_SAFETY * (q.shape[1] + 2) * _EPS64)
+        out[i, j] = torch.minimum(out[i, j], direct)
+    return out + feature_error
 
 
 #: Elements of the difference tensor held at once by the sup distance (~64 MB in float64).
