@@ -302,6 +302,7 @@ def test_cholesky_norm_upper_covers_the_rounding_of_the_entries():
     fro = torch.linalg.matrix_norm(x)
     assert bool((bound >= spectral_norm_exact(x) + e * fro).all())
 
+
 def test_gram_norm_upper_rejects_other_dtypes():
     with pytest.raises(ValueError, match="float32/float64"):
         gram_norm_upper(torch.ones(2, 2, dtype=torch.float16))
