@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import csv
 import dataclasses
 import statistics
 import tempfile
@@ -165,6 +166,11 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="smoke run (tiny sizes, 1 seed)")
     parser.add_argument("--out", default=str(RESULTS))
     parser.add_argument(
+        "--from-csv",
+        action="store_true",
+        help="rebuild the markdown from the CSV files only (pass the run's --steps)",
+    )
+    parser.add_argument(
         "--exact-vectors",
         action="store_true",
         help="train with exact norms (power vectors set from SVDs after every step); "
@@ -172,16 +178,21 @@ def main() -> None:
     )
     args = parser.parse_args()
     torch.set_num_threads(1)
-    preset = PRESETS["medium"]
+    out = Path(args.out)
+    stem = "train_eval_consistency" + ("_exact" if args.exact_vectors else "")
     steps = 20 if args.quick else args.steps
+    if args.from_csv:
+        final, trace = read_csv(out / f"{stem}.csv"), read_csv(out / f"{stem}_trace.csv")
+        seeds = sorted({int(r["seed"]) for r in final})
+        write_markdown(out / f"{stem}.md", final, trace, steps, seeds, args.exact_vectors)
+        return
+    preset = PRESETS["medium"]
     if args.quick:
         args.seeds = args.seeds[:1]
     preset = dataclasses.replace(preset, steps={**preset.steps, TASK: steps})
     if args.quick:
         preset = dataclasses.replace(preset, n_samples={**preset.n_samples, TASK: 32})
     data = load_task(TASK, preset, None, args.work_dir, seed=0)
-    out = Path(args.out)
-    stem = "train_eval_consistency" + ("_exact" if args.exact_vectors else "")
     out.mkdir(parents=True, exist_ok=True)
     trace: list[dict[str, Any]] = []
     final: list[dict[str, Any]] = []
@@ -198,6 +209,17 @@ def main() -> None:
             write_csv(out / f"{stem}.csv", final)
             write_csv(out / f"{stem}_trace.csv", trace)
             write_markdown(out / f"{stem}.md", final, trace, steps, args.seeds, args.exact_vectors)
+
+
+def read_csv(path: Path) -> list[dict[str, Any]]:
+    """Rows of a CSV this script wrote, numbers as numbers."""
+    with path.open() as fh:
+        rows = list(csv.DictReader(fh))
+    for row in rows:
+        for key, value in row.items():
+            if key != "model":
+                row[key] = float(value) if "." in value or "n" in value.lower() else int(value)
+    return rows
 
 
 def fit(model: torch.nn.Module, data: BenchData, preset: Preset, seed: int, probe: Probe) -> None:
@@ -245,6 +267,7 @@ def summary(final: list[dict[str, Any]]) -> list[dict[str, Any]]:
     for name in dict.fromkeys(r["model"] for r in final):
         mine = [r for r in final if r["model"] == name]
         ratio = [r["eval_over_train"] for r in mine]
+        one = [r["one_step_eval"] / r["one_step_train"] for r in mine]
         rows.append(
             {
                 "model": name,
@@ -255,6 +278,8 @@ def summary(final: list[dict[str, Any]]) -> list[dict[str, Any]]:
                 "nrmse_eval_mean": statistics.mean(r["nrmse_eval"] for r in mine),
                 "eval_over_train_min": min(ratio),
                 "eval_over_train_max": max(ratio),
+                "one_step_eval_over_train_min": min(one),
+                "one_step_eval_over_train_max": max(one),
             }
         )
     return rows
@@ -289,6 +314,7 @@ def write_markdown(
     trace_min = min((r["ratio_min"] for r in trace), default=float("nan"))
     trace_max = max((r["train_norm_max"] for r in trace), default=float("nan"))
     ratios_all = [r["eval_over_train"] for r in final]
+    one_all = [r["one_step_eval"] / r["one_step_train"] for r in final]
     text = [
         "# Training vs eval normalization (benchmarks/train_eval_consistency.py)",
         "",
@@ -317,7 +343,8 @@ def write_markdown(
         f"Measured: over all probes during training the smallest estimate/exact ratio was "
         f"{trace_min:.4g} and the largest training-mode multiplier {trace_max:.4g} k; after "
         f"training, eval/train rollout nRMSE lies in [{min(ratios_all):.4g}, "
-        f"{max(ratios_all):.4g}] over {len(final)} runs.",
+        f"{max(ratios_all):.4g}] over {len(final)} runs, one-step eval/train relative L2 in "
+        f"[{min(one_all):.4g}, {max(one_all):.4g}].",
         "",
         "## Summary per model",
         "",

@@ -98,7 +98,12 @@ def test_quick_script_measures_estimates_and_both_modes(tmp_path):
         trace = list(csv.DictReader(fh))
     assert {t["model"] for t in trace} == set(rows)
     assert all(float(t["ratio_min"]) <= 1.0 + 1e-6 for t in trace)
-    assert "## Summary per model" in (tmp_path / "train_eval_consistency.md").read_text()
+    table = (tmp_path / "train_eval_consistency.md").read_text()
+    assert "## Summary per model" in table
+    (tmp_path / "train_eval_consistency.md").unlink()
+    rebuilt = run_script(SCRIPT, "--quick", "--from-csv", "--out", str(tmp_path))
+    assert rebuilt.returncode == 0, rebuilt.stdout + rebuilt.stderr
+    assert (tmp_path / "train_eval_consistency.md").read_text() == table
 
 
 def test_quick_exact_vector_training_applies_the_eval_normalization(tmp_path):
