@@ -285,6 +285,41 @@ def summary(final: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return rows
 
 
+def comparison(path: Path, final: list[dict[str, Any]], exact: bool) -> list[str]:
+    """Exact-norm runs against the power-estimate runs of the same folder (same model, seed)."""
+    power_csv = path.parent / "train_eval_consistency.csv"
+    if not exact or not power_csv.is_file():
+        return []
+    power = {(r["model"], int(r["seed"])): r for r in read_csv(power_csv)}
+    rows = []
+    for r in final:
+        p = power.get((r["model"], int(r["seed"])))
+        if p is None:
+            continue
+        rows.append(
+            {
+                "model": r["model"],
+                "seed": r["seed"],
+                "nrmse_eval_power": p["nrmse_eval"],
+                "nrmse_eval_exact": r["nrmse_eval"],
+                "exact_over_power": r["nrmse_eval"] / p["nrmse_eval"],
+                "one_step_eval_power": p["one_step_eval"],
+                "one_step_eval_exact": r["one_step_eval"],
+                "one_step_exact_over_power": r["one_step_eval"] / p["one_step_eval"],
+            }
+        )
+    if not rows:
+        return []
+    return [
+        "## Against training with power estimates (`train_eval_consistency.csv`)",
+        "",
+        "The certified (eval) model's test scores, same model, seed, data and steps.",
+        "",
+        markdown_table(rows, list(rows[0])),
+        "",
+    ]
+
+
 def write_markdown(
     path: Path,
     final: list[dict[str, Any]],
@@ -350,6 +385,7 @@ def write_markdown(
         "",
         markdown_table(summary(final), list(summary(final)[0])),
         "",
+        *comparison(path, final, exact),
         "## After training",
         "",
         markdown_table(final, cols),
