@@ -63,6 +63,18 @@ KS_START, KS_END = "<!-- new-user-ks: start -->", "<!-- new-user-ks: end -->"
 KS_LENGTH, KS_DT, KS_T, KS_FRAMES = 32 * math.pi, 0.05, 10.0, 11
 
 
+def steps_table(rows: list[dict]) -> list[str]:
+    """The markdown table of a newcomer's commands: step, exit code, what liponet said, figures."""
+    lines = ["| step | exit | said | figures | cpu_s |", "|---|---|---|---|---|"]
+    for row in rows:
+        said = row["said"].replace("|", "/")
+        lines.append(
+            f"| {row['step']} | {row['rc']} | {said} | {row.get('figures', '')} | "
+            f"{row['cpu_s']:.3g} |"
+        )
+    return lines
+
+
 def cli(*args: str, cwd: Path) -> dict[str, Any]:
     """Run ``liponet ARGS`` in ``cwd``; exit code, stdout, the ``liponet`` stderr lines, CPU."""
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
@@ -177,15 +189,8 @@ def write(rows: list[dict[str, Any]], ratio: float, records: dict[str, Any], out
         "`new_user_cli.csv`). A newcomer's commands, in order; `said`: the `liponet` lines on "
         "stderr.",
         "",
-        "| step | exit | said | figures | cpu_s |",
-        "|---|---|---|---|---|",
     ]
-    for row in rows:
-        said = row["said"].replace("|", "/")
-        lines.append(
-            f"| {row['step']} | {row['rc']} | {said} | {row.get('figures', '')} | "
-            f"{row['cpu_s']:.3g} |"
-        )
+    lines += steps_table(rows)
     lip, fno = records["LipFNO"], records["FNO"]
     lines += [
         "",
@@ -412,15 +417,8 @@ def write_ks_results(rows: list[dict[str, Any]], records: dict[str, dict[str, An
         f"x{growth:.2f} median), the trainer's defaults ({epochs} epochs, batch 16, lr 1e-3), 16 "
         "modes, identical settings for every model.",
         "",
-        "| step | exit | said | figures | cpu_s |",
-        "|---|---|---|---|---|",
     ]
-    for row in rows:
-        said = row["said"].replace("|", "/")
-        lines.append(
-            f"| {row['step']} | {row['rc']} | {said} | {row.get('figures', '')} | "
-            f"{row['cpu_s']:.3g} |"
-        )
+    lines += steps_table(rows)
     lines += ["", "Validation nRMSE against FNO's (same settings):", ""]
     for name in KS_RUNS:
         rec = records[name]

@@ -839,11 +839,16 @@ def polar_factor(w: Tensor) -> Tensor:
     >>> torch.allclose(q.mT @ q, torch.eye(2, dtype=torch.float64).expand(3, 2, 2))
     True
     """
+    return _tall_apply(_Polar, w)
+
+
+def _tall_apply(fn: type[torch.autograd.Function], w: Tensor) -> Tensor:
+    """``fn`` (defined for tall or square matrices) applied to ``w``, through ``w^H`` when wide."""
     if w.ndim < 2:
         raise ValueError(f"w must have shape (..., m, n), got {tuple(w.shape)}")
     if w.shape[-2] < w.shape[-1]:
-        return conj_t(_Polar.apply(conj_t(w)))
-    return _Polar.apply(w)
+        return conj_t(fn.apply(conj_t(w)))
+    return fn.apply(w)
 
 
 #: Smallest ``lambda_min / lambda_max`` of a Gram matrix ``M^H M`` whose eigendecomposition
@@ -937,11 +942,7 @@ def polar_eigh(w: Tensor) -> Tensor:
     >>> torch.allclose(q.mT @ q, torch.eye(2, dtype=torch.float64).expand(3, 2, 2))
     True
     """
-    if w.ndim < 2:
-        raise ValueError(f"w must have shape (..., m, n), got {tuple(w.shape)}")
-    if w.shape[-2] < w.shape[-1]:
-        return conj_t(_PolarEigh.apply(conj_t(w)))
-    return _PolarEigh.apply(w)
+    return _tall_apply(_PolarEigh, w)
 
 
 def polish_isometry(q: Tensor) -> Tensor:
