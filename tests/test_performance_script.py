@@ -30,7 +30,8 @@ def test_parts_rerun_replaces_only_its_rows(tmp_path):
     md = (tmp_path / "performance.md").read_text()
     assert "Settings: default run" in md  # the full run's settings...
     assert "|| parts train-cpl rerun: quick run" in md  # ...and this rerun's
-    assert "|| parts train-nd rerun (the `qr` normalization added): " in md  # other parts' notes
+    # other parts' notes
+    assert "|| parts train-nd rerun (`orthogonal` as the polar factor by eigh): " in md
     assert f"## {part}" in md
 
 
