@@ -1,7 +1,8 @@
 """Plotting shared by the benchmark scripts (matplotlib is optional: the ``plot`` extra).
 
 A script imports it as ``from _plot import panel_row, pyplot`` (run from the repository root as
-``python benchmarks/NAME.py``, the script's folder is on ``sys.path``).
+``python benchmarks/NAME.py``, the script's folder is on ``sys.path``); a script whose plot is
+not optional takes ``plt = agg_pyplot()`` (an ``ImportError`` without matplotlib).
 """
 
 from __future__ import annotations
@@ -21,6 +22,14 @@ def pyplot() -> Any | None:
         import matplotlib.pyplot as plt
     except ImportError:
         return None
+    return plt
+
+
+def agg_pyplot() -> Any:
+    """:func:`pyplot`, required: ``ImportError`` (naming the ``plot`` extra) without matplotlib."""
+    plt = pyplot()
+    if plt is None:
+        raise ImportError("this script's plot needs matplotlib (the plot extra)")
     return plt
 
 

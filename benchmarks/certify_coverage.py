@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from _plot import agg_pyplot
 
 from liponet.cli import main as cli
 from liponet.data import generate
@@ -192,10 +193,7 @@ def write(
 
 
 def plot(summary: list[dict[str, Any]]) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = agg_pyplot()
 
     fig, ax = plt.subplots(figsize=(7, 3.5))
     names = [f"{r['family']}\n{r['calibration']}" for r in summary]

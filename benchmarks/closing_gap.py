@@ -33,6 +33,7 @@ from typing import Any
 
 import lipschitz_front
 import torch
+from _plot import agg_pyplot
 from torch import nn
 
 from liponet.bench import (
@@ -208,10 +209,7 @@ def from_results(folder: Path) -> None:
             + " |"
         )
     (folder / "closing_gap.md").write_text("\n".join(md) + "\n")
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = agg_pyplot()
 
     fig, axes = plt.subplots(1, max(1, len(tasks)), figsize=(4 * max(1, len(tasks)), 3.6))
     axes_list = list(axes) if len(tasks) > 1 else [axes]
@@ -295,10 +293,7 @@ def write(rows: list[dict[str, Any]], preset: Preset, seconds: float) -> None:
             + " |"
         )
     (RESULTS / f"{VARIANTS_STEM}.md").write_text("\n".join(md) + "\n")
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = agg_pyplot()
 
     fig, ax = plt.subplots(figsize=(6, 4.5))
     for task, marker in zip(dict.fromkeys(r["task"] for r in rows), "os^", strict=False):

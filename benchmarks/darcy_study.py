@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from _plot import pyplot
 from burgers_study import _fmt, append, one_step_error, read, summarize
 from torch import nn
 
@@ -272,12 +273,8 @@ def markdown(
 
 def plot(rows: Sequence[Mapping[str, Any]], path: Path) -> Path | None:
     """Per steps: test nRMSE / FNO against training rel. L2 / FNO's (underfit -> right)."""
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
+    plt = pyplot()
+    if plt is None:
         return None
     ok = [r for r in rows if r["status"] == "ok"]
     summary = [s for s in summarize(rows) if math.isfinite(s["ratio"])]

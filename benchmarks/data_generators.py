@@ -28,6 +28,7 @@ from pathlib import Path
 import h5py
 import numpy as np
 import torch
+from _plot import agg_pyplot
 
 from liponet.data import generate
 
@@ -156,10 +157,7 @@ def main() -> None:
     ]
     (RESULTS / "data_generators.md").write_text("\n".join(lines) + "\n")
 
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = agg_pyplot()
 
     fig, ax = plt.subplots(figsize=(6, 3.2))
     pos = np.arange(len(rows))

@@ -36,6 +36,7 @@ from pathlib import Path
 
 import h5py
 import numpy as np
+from _plot import agg_pyplot
 
 from liponet.data import PDEBenchDataset, PDEBenchStream, direct
 
@@ -119,10 +120,7 @@ def timed(fn, *args):
 
 
 def plot(rows: list[dict], size: float, growth: float) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = agg_pyplot()
 
     fig, ax = plt.subplots(figsize=(11, 1.2 + 0.45 * len(rows)))
     pos = np.arange(len(rows))

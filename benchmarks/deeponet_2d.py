@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from _plot import agg_pyplot
 from torch import nn
 
 from liponet.bench import (
@@ -257,10 +258,7 @@ def write(
 
 
 def _plot(rows: list[dict[str, Any]], path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = agg_pyplot()
 
     names = [r["model"] for r in rows]
     fig, axes = plt.subplots(1, 2, figsize=(11, 3.8))

@@ -24,8 +24,8 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-import matplotlib
 import torch
+from _plot import agg_pyplot
 from torch import Tensor, nn
 
 from liponet.certify import estimate_lipschitz
@@ -34,8 +34,7 @@ from liponet.data import PDEBenchDataset, generate
 from liponet.metrics import pdebench_metrics
 from liponet.models import FNO, DeepONet, LipDeepONet, LipFNO
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt
+plt = agg_pyplot()
 
 RESULTS = pathlib.Path(__file__).parent / "results"
 

@@ -24,8 +24,8 @@ import tempfile
 import time
 from collections.abc import Callable
 
-import matplotlib
 import torch
+from _plot import agg_pyplot
 from torch import Tensor, nn
 
 from liponet.certify import estimate_lipschitz
@@ -33,8 +33,7 @@ from liponet.data import PDEBenchDataset, generate
 from liponet.models import DeepONet, LipDeepONet
 from liponet.physics import PhysicsLoss, make_pde
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt
+plt = agg_pyplot()
 
 RESULTS = pathlib.Path(__file__).parent / "results"
 #: family -> (generator parameters, PDE name and coefficients of the residual)

@@ -38,6 +38,7 @@ import time
 from pathlib import Path
 
 import torch
+from _plot import agg_pyplot
 from fno_common import RESULTS, build, markdown_table, write_csv
 
 from liponet.certify import estimate_lipschitz
@@ -238,10 +239,7 @@ def main() -> None:
 
 
 def _plot(rows: list[dict], pdes: list[str], path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = agg_pyplot()
 
     fig, axes = plt.subplots(1, len(pdes), figsize=(6 * len(pdes), 4.5), squeeze=False)
     for ax, pde in zip(axes[0], pdes, strict=True):

@@ -22,6 +22,7 @@ import time
 from pathlib import Path
 
 import torch
+from _plot import agg_pyplot
 from fno_common import RESULTS, build, markdown_table, write_csv
 
 from liponet.certify import rollout_error_bound
@@ -132,10 +133,7 @@ def train(model, x, y, epochs: int, batch: int = 32) -> None:
 
 
 def _plot(rows: list[dict]) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = agg_pyplot()
 
     fig, ax = plt.subplots(figsize=(6, 4))
     for name in MODELS:

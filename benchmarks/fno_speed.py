@@ -21,6 +21,7 @@ import statistics
 import time
 
 import torch
+from _plot import agg_pyplot
 from fno_common import RESULTS, build, markdown_table, neuralop_n_modes, write_csv
 
 CONFIGS = {
@@ -186,10 +187,7 @@ def main() -> None:
 
 
 def _plot(rows: list[dict]) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = agg_pyplot()
 
     configs = list(CONFIGS)
     models = [r["model"] for r in rows if r["config"] == configs[0]]

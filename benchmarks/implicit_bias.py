@@ -38,6 +38,7 @@ from dataclasses import replace
 from pathlib import Path
 
 import torch
+from _plot import agg_pyplot
 from torch import Tensor
 
 from liponet.bench import PRESETS, BenchData, load_task, neuralop_available, rollout_fields, run_row
@@ -261,10 +262,7 @@ def _tables(rows: list[dict]) -> list[str]:
 
 
 def _plot(rows: list[dict]) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = agg_pyplot()
 
     fig, axes = plt.subplots(1, 4, figsize=(17, 3.8))
     sel = [r for r in rows if r["study"] == "noise" and r["case"] == "worst"]

@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from _plot import agg_pyplot
 from torch import Tensor, nn
 from torch.utils.data import TensorDataset
 
@@ -219,10 +220,7 @@ def write(rows: list[dict[str, Any]], args: argparse.Namespace, seconds: float) 
 
 
 def _plot(rows: list[dict[str, Any]], path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = agg_pyplot()
 
     tasks = list(dict.fromkeys(r["task"] for r in rows))
     variants = list(dict.fromkeys(r["variant"] for r in rows))

@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from _plot import agg_pyplot
 from fno_common import RESULTS, markdown_table, write_csv
 from neuralop.models import FNO as NeuralopFNO
 from neuralop.models import TFNO
@@ -171,10 +172,7 @@ def main() -> None:
         "",
     ]
     (RESULTS / "neuralop_certificate.md").write_text("\n".join(text))
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = agg_pyplot()
 
     fig, ax = plt.subplots(figsize=(9, 4))
     width = 0.25

@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from _plot import agg_pyplot
 from fno_common import RESULTS, markdown_table, write_csv
 from neuralop.models import FNO as NeuralopFNO
 from torch import nn
@@ -144,10 +145,7 @@ def run(name: str, d: dict[str, torch.Tensor], args: argparse.Namespace) -> list
 
 
 def plot(rows: list[dict[str, Any]], path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = agg_pyplot()
 
     datasets = list(dict.fromkeys(r["dataset"] for r in rows))
     fig, axes = plt.subplots(1, len(datasets), figsize=(7 * len(datasets), 4.6), squeeze=False)

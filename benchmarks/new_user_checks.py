@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from _plot import agg_pyplot
 from torch import Tensor, nn
 
 from liponet.certify import GridInterpolant, field_operator, max_error_bound
@@ -254,10 +255,7 @@ def main() -> None:
     lines += ["| " + " | ".join(fmt(r[c]) for c in cols) + " |" for r in rows]
     lines += ["", f"![errors]({stem.name}.png)", ""]
     stem.with_suffix(".md").write_text("\n".join(lines))
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = agg_pyplot()
 
     checks = list(dict.fromkeys(r["check"] for r in rows))
     fig, axes = plt.subplots(1, len(checks), figsize=(11, 3.6))

@@ -34,6 +34,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import torch
+from _plot import agg_pyplot
 from torch import Tensor, nn
 
 from liponet.certify import (
@@ -454,10 +455,7 @@ def twin_summary(rows: list[dict[str, object]]) -> list[str]:
 
 
 def plot(rows: list[dict[str, object]]) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = agg_pyplot()
 
     pdes = list(PDES)
     names = sorted({str(r["family"]) for r in rows})

@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from _plot import agg_pyplot
 
 from liponet.certify import (
     LipschitzConstant,
@@ -252,10 +253,7 @@ def write(rows: list[dict], args: argparse.Namespace, out: Path) -> None:
             f"{r['certify_cpu_s']:.1f} | {r['generate_cpu_s']:.1f} | {r['peak_rss_mb']:.0f} |"
         )
     (out / f"{stem}.md").write_text("\n".join(lines) + "\n")
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = agg_pyplot()
 
     fig, axes = plt.subplots(1, 2, figsize=(10, 4))
     for case in CASES:

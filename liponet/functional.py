@@ -29,6 +29,7 @@ __all__ = [
     "add_up",
     "batched_norm",
     "bjorck",
+    "cholesky_norm_upper",
     "chunks",
     "conj_t",
     "distance_upper",
@@ -416,6 +417,130 @@ def gram_norm_upper(x: Tensor) -> Tensor:
 _GRAM_DTYPES = (torch.float32, torch.float64, torch.complex64, torch.complex128)
 
 
+def cholesky_norm_upper(
+    x: Tensor, level: Tensor, headroom: float | None = None, entry_error: float = 0.0
+) -> Tensor:
+    """Guaranteed upper bounds ``||X_k||_2 <= b_k`` proven by a Cholesky factorization, or inf.
+
+    Tries to prove ``||X_k||_2 <= level_k`` for each matrix of a batch: a Cholesky factorization
+    of ``c_k I - X_k^H X_k`` that runs to completion shows that ``X_k^H X_k`` has no eigenvalue
+    above ``c_k`` plus a rounding margin (Rump's a-posteriori test of positive definiteness);
+    ``c_k`` is chosen so that the proven bound is at most ``level_k``. One Gram product and one
+    Cholesky factorization per matrix, several times cheaper than an SVD, and in float32 twice
+    cheaper again (with a wider margin, about ``1e-3`` relative at ``64 x 64``). A failed
+    factorization proves nothing (the norm may be below the level all the same): inf.
+
+    Parameters
+    ----------
+    x
+        Real or complex ``(K, m, n)`` (float32 or float64 parts); its entries are taken as exact
+        values. The products run in ``x``'s precision.
+    level
+        float64 ``(K,)``, positive: the bound to prove for each matrix.
+    headroom
+        If given, aim lower where possible: at ``(1 + headroom)`` times the square root of the
+        computed Gram matrix's largest eigenvalue (``eigvalsh``, an estimate that only chooses
+        the level), when that is below ``level``. The result is then a bound within about
+        ``headroom`` of the norm, not just below ``level``. It must exceed the relative
+        rounding margin (about ``1e-3`` for float32 ``64 x 64`` matrices, ``1e-12`` in
+        float64), or every factorization fails.
+
+    Returns
+    -------
+    Tensor
+        float64 ``(K,)``: a guaranteed upper bound ``b_k`` of ``||X_k||_2`` where the
+        factorization succeeded (``b_k <= level_k`` unless ``level_k`` is below the rounding
+        margin, then inf), ``inf`` where it failed.
+
+    Notes
+    -----
+    Proof (``u`` the unit roundoff of ``x``'s precision, ``gamma_j = j u / (1 - j u)``,
+    ``p = min(m, n)``, ``q = max(m, n)``). Let ``G = X^H X`` (or ``X X^H``, the smaller, with the
+    same largest eigenvalue ``||X||_2^2``) and ``H`` the Hermitian matrix that the computed
+    product's lower triangle and the real parts of its diagonal define (what the factorization
+    reads). Each entry of ``H`` is within the rounding bound of :func:`gram_norm_upper`'s proof
+    of the exact entry, so ``||G - H||_2 <= ||G - H||_F <= e_G = 1.5 gamma_{2q} ||X||_F^2 + 2 q
+    p^2 tiny``. The factorized matrix is ``A = c I - H + D`` with ``c`` the level rounded to
+    ``x``'s precision and ``D`` diagonal, the rounding of the diagonal subtraction: ``|D_ii| <= u
+    |c - h_ii| <= u (c + max_i h_ii)`` (``h_ii >= 0``). A Cholesky factorization of ``A`` that
+    runs to completion in floating point computes ``L L^H = A + E`` with ``|E| <= g (1 + g) d
+    d^T``, ``d_i = a_ii^(1/2)`` (Demmel 1989; Higham 2002, Thm. 10.3 and Lemma 10.5 for real
+    arithmetic with ``g = gamma_{p+1}``; the products of blocked LAPACK code are conventional
+    ones). For complex arithmetic each product carries at most ``sqrt(2) gamma_2`` relative
+    error (Higham 2002, Lemma 3.5), so ``g = 2 gamma_{4(p + 1)}`` is used, a generous constant.
+    Then ``||E||_2 <= g (1 + g) ||d||^2 = g (1 + g) tr(A)`` and ``A >= -||E||_2 I`` (``L L^H``
+    is positive semi-definite), so ``||X||_2^2 = lambda_max(G) <= c + u (c + max_i h_ii) + g (1
+    + g) tr(A) + e_G``: the returned bound is its square root, with every float64 term inflated by
+    ``1 + 1e-12`` (a few dozen float64 operations and sums of at most ``2 m n`` terms) and an
+    absolute ``4 (p + 1)^2 tiny`` for underflow in the factorization. ``tiny`` is the smallest
+    normal number of ``x``'s precision. ``||X||_F^2 = tr(G)`` is bounded by the computed
+    trace: each diagonal entry is a sum of ``2q`` non-negative products, computed with relative
+    error ``<= gamma_{2q}`` (plus ``2q tiny`` for underflow). LAPACK stops at the first pivot
+    that is not positive or is NaN (``info > 0``): that counts as failed, and so does a NaN or
+    inf in ``x`` (it reaches a pivot). ``||X_exact||_2 <= ||X||_2 + ||X_exact - X||_F`` adds
+    ``entry_error ||X||_F``.
+
+    Examples
+    --------
+    >>> import torch
+    >>> x = torch.diag(torch.tensor([3.0, 1.0])).unsqueeze(0)
+    >>> float(cholesky_norm_upper(x, torch.tensor([3.01], dtype=torch.float64))[0]) <= 3.01
+    True
+    >>> cholesky_norm_upper(x, torch.tensor([2.9], dtype=torch.float64))  # ||x|| = 3 > 2.9
+    tensor([inf], dtype=torch.float64)
+    """
+    if x.ndim != 3 or x.dtype not in _GRAM_DTYPES:
+        raise ValueError(
+            f"x must be float32/float64 or their complex types, of shape (K, m, n); got "
+            f"{x.dtype} {tuple(x.shape)}"
+        )
+    if level.shape != x.shape[:1]:
+        raise ValueError(f"level must have shape ({x.shape[0]},), got {tuple(level.shape)}")
+    m, n = x.shape[-2:]
+    p, q = min(m, n), max(m, n)
+    real = x.real.dtype if x.is_complex() else x.dtype
+    finfo = torch.finfo(real)
+    u = finfo.eps / 2
+    gamma_g = 2 * q * u / (1 - 2 * q * u)
+    g = 2 * 4 * (p + 1) * u / (1 - 4 * (p + 1) * u)
+    g = g * (1 + g)
+    slack = 1.0 + 1e-12
+    xh = conj_t(x)
+    gram = xh @ x if n <= m else x @ xh  # (K, p, p)
+    diag = gram.diagonal(dim1=-2, dim2=-1).real.to(torch.float64)  # (K, p) h_ii >= 0
+    h_max = diag.max(-1).values
+    trace_h = diag.sum(-1)
+    fro2 = (trace_h + 2 * q * p * finfo.tiny) / (1 - gamma_g) * slack  # >= ||X||_F^2
+    e_g = (1.5 * gamma_g * fro2 + 2 * q * p * p * finfo.tiny) * slack
+    absolute = 4 * (p + 1) ** 2 * finfo.tiny
+    level2 = level.to(torch.float64).square()
+    if headroom is not None:  # an estimate: it only chooses the level
+        top = torch.linalg.eigvalsh(gram)[..., -1].to(torch.float64).clamp_min(0.0)
+        level2 = torch.minimum(level2, top * (1.0 + headroom) ** 2)
+    # c such that the bound below stays <= level^2 (tr(A) <= p c (1 + u) - tr(H) (1 - u)): a
+    # choice, not a proof
+    trace_a = (p * level2 * (1 + u) - trace_h * (1 - u)).clamp_min(0.0)
+    margin = (e_g + u * (level2 + h_max) + g * trace_a + absolute) * 1.01 + 1e-11 * level2
+    target = level2 - margin
+    if entry_error:  # ||X_exact|| <= ||X|| + entry_error ||X||_F: aim lower by as much
+        target = (level2.sqrt() - entry_error * fro2.sqrt() * 1.01).clamp_min(0.0).square() - margin
+    c = target.to(real)  # the level actually used: its float value, exactly (rounded down)
+    c = torch.where(c.to(torch.float64) > target, torch.nextafter(c, c.new_tensor(-math.inf)), c)
+    a = gram.neg_()  # in place: A = c I - H
+    a_diag = a.diagonal(dim1=-2, dim2=-1)
+    a_diag.copy_((c[:, None] + a_diag.real).to(a.dtype))  # fl(c - h_ii)
+    # info == 0: every pivot was positive and not NaN; each entry of the factor enters a later
+    # pivot (or is one), so the factor is finite too.
+    done = (torch.linalg.cholesky_ex(a).info == 0) & (c > 0)
+    trace = a_diag.real.to(torch.float64).sum(-1) * slack
+    c64 = c.to(torch.float64)
+    bound2 = (c64 + (u * (c64 + h_max) + g * trace + e_g + absolute) * slack) * slack
+    bound = bound2.sqrt() * slack
+    if entry_error:
+        bound = add_up(bound, entry_error * fro2.sqrt() * slack)
+    return torch.where(done, bound, torch.full_like(bound, math.inf))
+
+
 def _frobenius64(w: Tensor) -> Tensor:
     """Frobenius norms ``(..., m, n) -> (...)`` accumulated in float64."""
     if w.is_complex():
@@ -476,7 +601,10 @@ def scale_multipliers(r: Tensor, w: Tensor | None, scale: Tensor) -> tuple[Tenso
     dtype = r.real.dtype
     s = scale.to(dtype)  # each factor rounded once
     n = r.shape[0]
-    scaled = r * s[:n, None, None]
+    if r.is_complex():  # on the real view: a real factor on a complex tensor is a slow path
+        scaled = torch.view_as_complex(torch.view_as_real(r) * s[:n, None, None, None])
+    else:
+        scaled = r * s[:n, None, None]
     if w is None:
         return scaled, None
     s_w = scale[n]

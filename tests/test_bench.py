@@ -394,7 +394,7 @@ def test_guide_medium_summary_matches_the_committed_csv_cell_by_cell() -> None:
         "LipFNO-clip-lr",
         "LipFNO-wide-lr",
     ]
-    expected = seed_summary_table(rows, [*models, "FNO-lr"])
+    expected = seed_summary_table(rows, [*models, "FNO-lr", "LipFNO-d2", "LipFNO-inc-d2"])
     assert table_mismatches(table_after(readme, anchor), expected) == []
 
 

@@ -1,9 +1,12 @@
+import math
+
 import pytest
 import torch
 
 from liponet.functional import (
     batched_norm,
     bjorck,
+    cholesky_norm_upper,
     chunks,
     distance_upper,
     drifted_norm_bounds,
@@ -241,6 +244,63 @@ def test_gram_norm_upper_is_a_tight_enough_upper_bound(dtype):
     with pytest.raises(AssertionError):
         _assert_upper(power, dtype)
 
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.complex64, torch.complex128])
+def test_cholesky_norm_upper_proves_levels_above_the_norm_and_nothing_below(dtype):
+    m = _hard_matrices(dtype)
+    exact = spectral_norm_exact(m)
+    wide = 1e-2 if dtype in (torch.float32, torch.complex64) else 1e-8  # above the margin
+    for rel in (1.0 + wide, 1.5):
+        bound = cholesky_norm_upper(m, exact * rel)
+        proved = torch.isfinite(bound)
+        assert bool(proved[:7].all())  # every level clearly above the norm is proven ...
+        assert bool((bound[proved] >= exact[proved]).all())  # ... by an upper bound
+        assert bool((bound[proved] <= exact[proved] * rel * (1 + 1e-12)).all())
+    # a level at or below the norm is never "proven" (the near tie included)
+    assert not bool(torch.isfinite(cholesky_norm_upper(m[:7], exact[:7])).any())
+    assert not bool(torch.isfinite(cholesky_norm_upper(m[:7], exact[:7] * 0.999)).any())
+    # with headroom the level follows the estimate: a bound close to the norm
+    loose = torch.full_like(exact, 1e6)
+    bound = cholesky_norm_upper(m, loose, headroom=2 * wide)[:7]
+    assert bool((bound >= exact[:7]).all())
+    assert bool((bound <= exact[:7] * (1 + 2 * wide) * (1 + 1e-6)).all())
+    # The check has teeth: power iteration (an under-estimate) used as a "bound" fails it.
+    gen = torch.Generator().manual_seed(0)
+
+    def power(x: torch.Tensor) -> torch.Tensor:
+        u = torch.randn(x.shape[0], x.shape[-1], generator=gen, dtype=torch.float64).to(x.dtype)
+        return power_iteration(x, u / torch.linalg.vector_norm(u, dim=-1, keepdim=True))[0]
+
+    with pytest.raises(AssertionError):
+        _assert_upper(power, dtype)
+
+
+def test_cholesky_norm_upper_rejects_bad_input():
+    with pytest.raises(ValueError, match="float32/float64"):
+        cholesky_norm_upper(torch.ones(1, 2, 2, dtype=torch.float16), torch.ones(1).double())
+    with pytest.raises(ValueError, match="level must have shape"):
+        cholesky_norm_upper(torch.ones(3, 2, 2), torch.ones(2).double())
+    # NaN or inf proves nothing
+    for bad in (math.nan, math.inf):
+        x = torch.eye(2).repeat(2, 1, 1)
+        x[1, 0, 1] = bad
+        bound = cholesky_norm_upper(x, torch.full((2,), 2.0, dtype=torch.float64))
+        assert math.isfinite(float(bound[0])) and float(bound[1]) == math.inf
+
+
+def test_cholesky_norm_upper_covers_the_rounding_of_the_entries():
+    # The matrices to bound are x's components moved by up to entry_error relative: the bound
+    # covers the worst case (every component scaled by 1 + e) and adds e ||x||_F to ||x||'s.
+    gen = torch.Generator().manual_seed(2)
+    x = torch.randn(6, 5, 4, generator=gen, dtype=torch.complex128)
+    e = 1e-3
+    moved = torch.complex(x.real * (1 + e), x.imag * (1 - e))
+    level = spectral_norm_exact(moved) * 1.05
+    bound = cholesky_norm_upper(x, level, entry_error=e)
+    assert bool(torch.isfinite(bound).all()) and bool((bound <= level).all())
+    assert bool((bound >= spectral_norm_exact(moved)).all())
+    fro = torch.linalg.matrix_norm(x)
+    assert bool((bound >= spectral_norm_exact(x) + e * fro).all())
 
 def test_gram_norm_upper_rejects_other_dtypes():
     with pytest.raises(ValueError, match="float32/float64"):

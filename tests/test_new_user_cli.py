@@ -25,6 +25,9 @@ def test_quick_run_writes_the_rows_and_replaces_its_section(tmp_path):
     assert all(steps[s]["rc"] == "0" for s in ("generate", "train LipFNO", "train FNO",
                                                "certify LipFNO", "certify FNO"))  # fmt: skip
     assert "certified L 1" in steps["train LipFNO"]["figures"]
+    longer = [r for step, r in steps.items() if step.endswith(" epochs")]
+    assert len(longer) == 2 and all(r["rc"] == "0" and "val_nrmse" in r["figures"] for r in longer)
+    assert "plain-pairwise: certified, coverage 1.00" in steps["certify LipFNO"]["figures"]
     ks = {r["step"]: r for r in csv.DictReader((tmp_path / "new_user_cli_ks.csv").open())}
     assert ks["generate (no such family)"]["rc"] == "2"
     assert "binding Lipschitz constraint" in ks["train LipFNO defaults"]["said"]

@@ -45,9 +45,9 @@ from ..functional import (
     SVD_RELATIVE_MARGIN,
     TARGET_MARGIN,
     add_up,
+    cholesky_norm_upper,
     chunks,
     distance_upper,
-    gram_norm_upper,
     isometry_norm_upper,
     perturbed_norm_upper,
     polar_eigh,
@@ -548,10 +548,34 @@ EXACT_NORMS_NEEDED: dict[str, Callable[[Tensor, Tensor, float], Tensor]] = {
 _Scaled = tuple[Tensor, Tensor | None, Tensor, Tensor]
 
 
-#: The passes of :meth:`LipSpectralConv._norms` after a weight change, each on the multipliers
-#: still in contention: the likeliest largest (SVD), the drift since the last SVD (Frobenius,
-#: then one Gram step), and an SVD of the rest.
-_NORM_STEPS = ("first", "anchor", "gram", "rest")
+#: The threshold below which a multiplier cannot change a scalar normalization's scales or its
+#: certificate's maximum, from lower bounds of all norms: below the largest (``"global"``), and
+#: for ``"clip"`` also below ``k`` (it keeps scale 1). :data:`EXACT_NORMS_NEEDED` says the same.
+EXCLUSION_THRESHOLD: dict[str, Callable[[Tensor, float], float]] = {
+    "global": lambda lower, k: float(lower.max()),
+    "clip": lambda lower, k: min(float(lower.max()), k),
+}
+
+#: How far below the exclusion threshold (relative) a Cholesky test aims: a multiplier proven
+#: there is out of contention with room for the eval weights' rounding (a few ``1e-6`` in
+#: float32), so it cannot set the certificate's maximum either.
+CHOLESKY_GAP = 1e-4
+
+#: How many multipliers whose last proven level no longer holds get a new close bound per call
+#: (an ``eigvalsh`` estimate each, a few times a Cholesky test's cost): at least this many, or
+#: this fraction of all; the others are proven below the threshold only (a looser bound).
+ESTIMATE_MIN_ROWS = 8
+ESTIMATE_FRACTION = 0.05
+
+#: Below this much SVD work (multipliers times ``out * in * min(out, in)``) every norm is
+#: computed by SVD: for small layers the passes that avoid SVDs cost more than they save.
+SVD_ALL_WORK = 1 << 22
+
+#: Headroom above a multiplier's estimated norm (``eigvalsh`` of its Gram matrix) for the
+#: Cholesky test in the weights' own precision, whose rounding margin is ``~1e-3`` relative for
+#: float32 ``64 x 64`` multipliers: a success leaves a bound within ``0.2%`` of the norm, so
+#: the next calls' drifted bounds start close and exclude it by Weyl's inequality alone.
+ESTIMATE_HEADROOM = 2e-3
 
 
 class _Memory:
@@ -562,47 +586,8 @@ class _Memory:
     """
 
     def __init__(self) -> None:
-        self.value: tuple[Tensor, Tensor | None, Tensor, Tensor] | None = None
-        self.anchor: _Anchors | None = None
-
-
-class _Anchors:
-    """Where each multiplier last had an exact SVD: ``M^A_k = R^A_k + W^{g_k}``, its norm bounds.
-
-    An optimizer's steps are correlated: the distance walked since the last SVD is much smaller
-    in spectral norm than the sum of the per-step Frobenius distances, so a multiplier's bound
-    from its anchor (:meth:`LipSpectralConv._anchor_drift`) stays tight over many steps.
-    """
-
-    def __init__(self, r: Tensor, w: Tensor | None, lower: Tensor, upper: Tensor) -> None:
-        self.r = r.clone()  # (K, out, in), own memory (rows are overwritten)
-        self.lower, self.upper = lower.clone(), upper.clone()  # (K [+1],) at the anchors
-        self.gen = torch.zeros(
-            len(upper), dtype=torch.long, device=upper.device
-        )  # (K [+1],) W generation
-        self.ws: dict[int, Tensor] = {} if w is None else {0: w}  # generation -> W (copies)
-        self.next_gen = 1
-
-    def move(
-        self,
-        r: Tensor,
-        w: Tensor | None,
-        index: Tensor,
-        lower: Tensor,
-        upper: Tensor,
-    ) -> None:
-        """Anchor the multipliers ``index`` at the current weights (exact norms ``lower``)."""
-        n = self.r.shape[0]
-        rows = index[index < n]
-        self.r[rows] = r[rows]
-        self.lower[index], self.upper[index] = lower, upper
-        if w is not None:
-            if self.ws.get(self.next_gen - 1) is not w:  # a new W (not this call's again)
-                self.ws[self.next_gen] = w
-                self.next_gen += 1
-            self.gen[index] = self.next_gen - 1
-            used = set(self.gen.tolist())
-            self.ws = {g: v for g, v in self.ws.items() if g in used}
+        #: ``(R, W, lower, upper, proven)`` of :meth:`LipSpectralConv._norms`' last call.
+        self.value: tuple[Tensor, Tensor | None, Tensor, Tensor, Tensor] | None = None
 
 
 def _complex_param(shape: Sequence[int]) -> nn.Parameter:
@@ -654,12 +639,13 @@ class LipSpectralConv(CertifiedModule):
     ``k`` times :data:`~liponet.functional.TARGET_MARGIN` (``1 - 2^-20``), so the float32
     rounding of the eval weights keeps the certificate ``<= k``.
     With ``"global"`` or ``"clip"``, a multiplier whose norm provably cannot matter (below the
-    largest and, for ``"clip"``, below the target) is bounded without an SVD, by Weyl's inequality
-    from the last computed state and from where it last had an SVD (Frobenius distances, then
-    one Gram step, :func:`~liponet.functional.gram_norm_upper`); the eval weights' float32
-    rounding is bounded a priori (:func:`~liponet.functional.scale_multipliers_error`) and
-    measured only for the multipliers near the largest. The certificate is the same number as
-    with an SVD of every multiplier, at a fraction of the cost after an optimizer step.
+    largest and, for ``"clip"``, below the target) is bounded without an SVD: by Weyl's
+    inequality from the last computed state (Frobenius distances), else by a Cholesky
+    factorization that proves it below a level (:func:`~liponet.functional.cholesky_norm_upper`,
+    in the weights' precision, then in float64); the eval weights' float32 rounding is bounded a
+    priori (:func:`~liponet.functional.scale_multipliers_error`) and measured only for the
+    multipliers near the largest. The certificate is the same number as with an SVD of every
+    multiplier, at a fraction of the cost, on a first call as after optimizer steps.
     With ``"orthogonal"``, ``"polar"`` or ``"qr"`` every multiplier is ``k`` times an isometry
     up to rounding, and its norm is bounded from one Gram product,
     ``||A||_2^2 <= c + ||A^H A - c I||_F`` (:func:`~liponet.functional.isometry_norm_upper`,
@@ -897,52 +883,27 @@ class LipSpectralConv(CertifiedModule):
         return spectral_norm_exact(m)
 
     @staticmethod
-    def _anchor_drift(
-        r: Tensor, w: Tensor | None, anchor: _Anchors, index: Tensor, gram: bool
-    ) -> Tensor:
-        """Guaranteed bounds of ``||M_k - M^A_k||_2`` (``k`` in ``index``): Frobenius or Gram.
+    def _multipliers_in(
+        r: Tensor, w: Tensor | None, index: Tensor, dtype: torch.dtype | None = None
+    ) -> tuple[Tensor, float]:
+        """``M_k = R_k + W`` (``k = K``: ``W``) for ``k`` in ``index``, summed in ``dtype``.
 
-        ``gram=False``: ``||R_k - R^A_k||_F + ||W - W^{g_k}||_F`` (the first by
-        :func:`~liponet.functional.distance_upper`, the second from the float64 difference,
-        within a relative ``2**-53`` of the exact one, times ``1 + 1e-12``; the sum rounded up).
-        ``gram=True``: one Gram step, tighter and a matrix product per multiplier.
-
-        The difference ``(R_k - R^A_k) + (W - W^{g_k})`` is formed in the weights' precision
-        (unit roundoff ``u``): ``R_k - R^A_k`` rounds once, ``W - W^{g_k}`` (float64) rounds
-        once to that precision and the sum once more, so each entry is within ``3.1 u (|R_k -
-        R^A_k| + |W - W^{g_k}|)`` of the exact one (plus, for results in the subnormal range,
-        the smallest normal number per entry), i.e. within ``3.1 u`` times the sum of the two
-        certified Frobenius distances in Frobenius norm; that is added to the bound of
-        :func:`~liponet.functional.gram_norm_upper`. An optimizer's step is nearly rank one,
-        so this is close to the spectral norm, below the Frobenius norm.
+        Returns ``(M, e)``: each real component of ``M`` is the exact sum rounded once, so
+        within ``e |M|`` of it (``e = u / (1 - u)``, the sum's unit roundoff ``u``; a result in
+        the subnormal range is exact), or exact (``e = 0``) without a skip.
         """
         n = r.shape[0]
+        dtype = r.dtype if dtype is None else dtype
         rows = index[index < n]
-        dw: dict[int, Tensor] = {}  # generation -> W - W^g in float64
-        dw_size = torch.zeros(len(index), dtype=torch.float64, device=r.device)
-        if w is not None:
-            w64 = w.to(torch.float64)
-            gens = anchor.gen[index]
-            for g in set(gens.tolist()):
-                dw[g] = w64 - anchor.ws[g].to(torch.float64)
-                dw_size[gens == g] = torch.linalg.vector_norm(dw[g])
-        if not gram:  # no float64 copies: the two distances, each certified, rounded up
-            size = torch.zeros_like(dw_size)
-            size[: len(rows)] = distance_upper(r[rows], anchor.r[rows])
-            return add_up(size, dw_size * (1.0 + 1e-12))
-        # In the weights' precision (the Gram bound's margin follows it).
-        x = r[rows] - anchor.r[rows]  # (rows, o, i)
-        size = distance_upper(r[rows], anchor.r[rows])
-        if w is not None:
-            gens = anchor.gen[index]
-            for g, d in dw.items():
-                x[gens[: len(rows)] == g] += d.to(x.real.dtype)
-            if len(rows) < len(index):  # the skip alone, last
-                x = torch.cat([x, dw[int(gens[-1])].to(x.dtype).unsqueeze(0)])
-            size = torch.cat([size, size.new_zeros(len(index) - len(rows))]) + dw_size
-        u = torch.finfo(x.real.dtype).eps / 2
-        tiny = x[0].numel() * torch.finfo(x.real.dtype).tiny
-        return add_up(gram_norm_upper(x), (3.1 * u * size + tiny) * (1.0 + 1e-12))
+        m = r[rows].to(dtype)
+        if w is None:
+            return m, 0.0
+        wd = w.to(m.real.dtype).to(dtype)
+        m = m + wd
+        if len(rows) < len(index):
+            m = torch.cat([m, wd.unsqueeze(0)])
+        u = torch.finfo(m.real.dtype).eps / 2
+        return m, u / (1 - u)
 
     def _norms(self, r: Tensor, w: Tensor | None, k: float) -> tuple[Tensor, Tensor]:
         """Norms of the multipliers ``M_k = R_k + W`` (and ``W``) for a scalar normalization.
@@ -952,19 +913,26 @@ class LipSpectralConv(CertifiedModule):
         need it (:data:`EXACT_NORMS_NEEDED`) and ``upper`` elsewhere, which gives the same
         scales: a multiplier left out is provably below the largest norm (``"global"``) or below
         ``k`` (``"clip"``). Without a remembered state (first call, other shape, dtype or
-        device) every norm is computed. Otherwise (:data:`_NORM_STEPS`) the bounds of the last
+        device) or for a small layer (:data:`SVD_ALL_WORK`) every norm is computed by SVD.
+        Otherwise, each pass on the multipliers still in contention: (1) the bounds of the last
         state move by the distance the weights moved (Weyl's inequality, as in
-        :func:`~liponet.functional.drifted_norm_bounds`: ``||M_k - P_k||_2 <= ||R_k -
-        R^P_k||_F + ||W - W^P||_F``, one pass, sums rounded up); the likeliest largest gets an
-        SVD; where a multiplier is still in contention, its bound is taken from where it last
-        had an SVD (its anchor, :class:`_Anchors`), by the Frobenius distance and then by one
-        Gram step on the difference (:meth:`_anchor_drift`); only the multipliers still in
-        contention get an SVD (and become anchored there).
+        :func:`~liponet.functional.drifted_norm_bounds`: ``||M_k - P_k||_2 <= ||R_k - R^P_k||_F
+        + ||W - W^P||_F``, one pass, sums rounded up); (2) the likeliest largest gets an SVD,
+        which sets the threshold (:data:`EXCLUSION_THRESHOLD`); (3) a Cholesky test in the
+        weights' precision (:func:`~liponet.functional.cholesky_norm_upper`) proves each norm
+        below the level it was last proven at (or, from an SVD, its norm plus
+        :data:`ESTIMATE_HEADROOM`), capped :data:`CHOLESKY_GAP` below the threshold; (4) where
+        that fails, for a few (:data:`ESTIMATE_FRACTION`), the same test at the multiplier's
+        estimated norm plus :data:`ESTIMATE_HEADROOM` (a new close bound), for the others at
+        the cap; (5) the test in float64 at the cap, for near-ties; (6) an SVD of the rest
+        (ties at the top and, for ``"clip"``, multipliers above ``k``, whose scales need their
+        exact norms).
         """
         memory = self._norm_memory.value
         w_copy = None if w is None else w.clone()  # the skip's storage is the parameter's
         if (
             memory is None
+            or r.shape[0] * r[0].numel() * min(r.shape[1:]) <= SVD_ALL_WORK
             or memory[0].shape != r.shape
             or memory[0].dtype != r.dtype
             or memory[0].device != r.device
@@ -972,48 +940,73 @@ class LipSpectralConv(CertifiedModule):
         ):
             sigma = self._exact_norms(r, w)
             lower, upper = sigma, sigma * (1.0 + SVD_RELATIVE_MARGIN)
-            self._norm_memory.anchor = _Anchors(r, w_copy, lower, upper)
-        else:
-            anchor = self._norm_memory.anchor
-            assert anchor is not None
-            r_prev, w_prev, lower0, upper0 = memory
-            dist = distance_upper(r, r_prev)  # (K,) bounds of ||R_k - R^P_k||_F
-            if w is not None and w_prev is not None:
-                dw = distance_upper(w.unsqueeze(0), w_prev.unsqueeze(0))  # (1,)
-                dist = torch.cat([add_up(dist, dw), dw])
-            if not bool(torch.isfinite(dist).all()):
-                raise ValueError("the weights hold NaN or inf values: no bound exists")
-            lower, upper = lower0 - dist, add_up(upper0, dist)  # Weyl: ||M - P||_2 <= ||.||_F
-            sigma = upper.clone()
-            rule = EXACT_NORMS_NEEDED[self.normalization]
+            self._norm_memory.value = (r, w_copy, lower, upper, sigma * (1.0 + ESTIMATE_HEADROOM))
+            return sigma, upper
+        r_prev, w_prev, lower0, upper0, proven = memory
+        proven = proven.clone()
+        dist = distance_upper(r, r_prev)  # (K,) bounds of ||R_k - R^P_k||_F
+        if w is not None and w_prev is not None:
+            dw = distance_upper(w.unsqueeze(0), w_prev.unsqueeze(0))  # (1,)
+            dist = torch.cat([add_up(dist, dw), dw])
+        if not bool(torch.isfinite(dist).all()):
+            raise ValueError("the weights hold NaN or inf values: no bound exists")
+        lower, upper = lower0 - dist, add_up(upper0, dist)  # Weyl: ||M - P||_2 <= ||.||_F
+        sigma = upper.clone()
+        rule = EXACT_NORMS_NEEDED[self.normalization]
+        threshold = EXCLUSION_THRESHOLD[self.normalization]
+        need = rule(lower, upper, k)
+        if bool(need.any()):
+            # The likeliest largest first: its exact norm sets the threshold.
+            first = torch.where(need, lower, -math.inf).argmax().reshape(1)
+            self._exact_into(r, w, first, sigma, lower, upper, proven)
+            for stage in ("again", "estimate", "cap", "float64"):
+                need = rule(lower, upper, k)
+                need[first] = False
+                cap = threshold(lower, k) * (1.0 - CHOLESKY_GAP)
+                rows = (need & (lower < cap)).nonzero().squeeze(1)  # may be below the cap
+                if stage == "estimate":  # the farthest below the cap gain most from a close bound
+                    budget = max(ESTIMATE_MIN_ROWS, int(ESTIMATE_FRACTION * len(need)))
+                    rows = rows[upper[rows].argsort()[:budget]]
+                if not len(rows):
+                    continue
+                x, x_err = self._multipliers_in(
+                    r, w, rows, torch.complex128 if stage == "float64" else None
+                )
+                levels = torch.full((len(rows),), cap, dtype=torch.float64, device=r.device)
+                if stage == "again":
+                    levels = torch.minimum(levels, proven[rows])
+                headroom = ESTIMATE_HEADROOM if stage == "estimate" else None
+                proved = cholesky_norm_upper(x, levels, headroom, x_err)
+                better = proved < upper[rows]
+                upper[rows] = torch.where(better, proved, upper[rows])
+                sigma[rows] = upper[rows]
+                if stage != "float64":  # a level a later call can prove again, cheaply
+                    proven[rows] = torch.where(better, proved, proven[rows])
             need = rule(lower, upper, k)
-            if bool(need.any()):
-                # The likeliest largest first: its exact norm raises the others' threshold.
-                first = torch.where(need, lower, -math.inf).argmax().reshape(1)
-                for step in _NORM_STEPS:
-                    if step == "first":
-                        index = first
-                    else:
-                        need = rule(lower, upper, k)
-                        need[first] = False
-                        index = need.nonzero().squeeze(1)
-                    if not len(index):
-                        break
-                    if step in ("anchor", "gram"):  # ||M_k - M^A_k||_2 since the last SVD
-                        drift = self._anchor_drift(r, w, anchor, index, step == "gram")
-                        tight = add_up(anchor.upper[index], drift)
-                        upper[index] = torch.minimum(upper[index], tight)
-                        lower[index] = torch.maximum(lower[index], anchor.lower[index] - drift)
-                        sigma[index] = upper[index]
-                        continue
-                    exact = self._exact_norms(r, w, index)
-                    sigma[index] = exact
-                    lower[index] = exact
-                    upper[index] = exact * (1.0 + SVD_RELATIVE_MARGIN)
-                    anchor.move(r, w_copy, index, lower[index], upper[index])
+            need[first] = False
+            rest = need.nonzero().squeeze(1)
+            if len(rest):
+                self._exact_into(r, w, rest, sigma, lower, upper, proven)
         # A copy of the skip: the parameter's own storage would move with it.
-        self._norm_memory.value = (r, w_copy, lower, upper)
+        self._norm_memory.value = (r, w_copy, lower, upper, proven)
         return sigma, upper
+
+    def _exact_into(
+        self,
+        r: Tensor,
+        w: Tensor | None,
+        index: Tensor,
+        sigma: Tensor,
+        lower: Tensor,
+        upper: Tensor,
+        proven: Tensor,
+    ) -> None:
+        """SVD norms of the multipliers ``index`` written into the arrays of :meth:`_norms`."""
+        exact = self._exact_norms(r, w, index)
+        sigma[index] = exact
+        lower[index] = exact
+        upper[index] = exact * (1.0 + SVD_RELATIVE_MARGIN)
+        proven[index] = exact * (1.0 + ESTIMATE_HEADROOM)
 
     def multipliers(self) -> tuple[Tensor, Tensor | None]:
         """The eval-mode multipliers in float64: ``(W' + R'_k (K, out, in), W' or None)``."""

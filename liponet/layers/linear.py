@@ -179,14 +179,16 @@ class LipLinear(CertifiedModule):
 def _fused_weight(weight: Tensor) -> bool:
     """Whether a training weight runs as one node (:class:`_TrainWeight`).
 
-    In eager float32/float64 with a 2-D weight that needs a gradient; while a graph is captured
-    (``torch.compile``/``torch.export``/``jit.trace``) the plain differentiable operations run.
+    In eager float32/float64 without autocast, with a 2-D weight that needs a gradient; while a
+    graph is captured (``torch.compile``/``torch.export``/``jit.trace``) or under autocast (whose
+    dtype rules the plain operations take) the plain differentiable operations run.
     """
     return (
         weight.requires_grad
         and torch.is_grad_enabled()
         and weight.ndim == 2
         and weight.dtype in (torch.float32, torch.float64)
+        and not torch.is_autocast_enabled(weight.device.type)
         and not (torch.compiler.is_compiling() or torch.jit.is_tracing())
     )
 
@@ -199,9 +201,10 @@ class _TrainWeight(torch.autograd.Function):
     sigma``, then deel-torchlip's ``bjorck_normalization`` loop (``W_{n+1} = (1 + beta) W_n -
     beta W_n W_n^T W_n``, stopped once ``||W_{n+1} - W_n||_F < eps``, the cubic term detached
     after its first few iterations, as deel-torchlip detaches it), then the factor ``c = k *
-    TARGET_MARGIN``. The backward is written out instead of recorded (about 40 small autograd
-    operations per layer and step, the dominant cost of the lifting and projection layers of a
-    1-D LipFNO step): for ``G = dL/dW_{n+1}``,
+    TARGET_MARGIN``. The backward is written out instead of recorded (fewer, larger operations
+    than the recorded graph of the power step, division and Björck products; a training step
+    of a 1-D ``medium`` LipFNO gains up to a few percent, within the run-to-run spread of
+    ``benchmarks/medium_step_time.py``): for ``G = dL/dW_{n+1}``,
 
     - through a Björck step with gradient: ``dL/dW_n = (1 + beta) G - beta (G W_n^T W_n +
       W_n G^T W_n + W_n W_n^T G)`` (the adjoint of ``W -> W W^T W``, three products with the
