@@ -1599,6 +1599,27 @@ def preset_settings(preset: Preset) -> dict[str, Any]:
     }
 
 
+def _this_run_note(md_path: pathlib.Path) -> str:
+    """The ``**This run:**`` paragraph of an existing results file, without its label ("" if none).
+
+    A rebuild from the CSV (``--append``, ``--from-csv``) without a new ``--note`` keeps it: the
+    paragraph says how the rows were produced, which a rebuild does not change.
+    """
+    if not md_path.is_file():
+        return ""
+    label = "**This run:** "
+    lines = md_path.read_text().split("\n")
+    for i, line in enumerate(lines):
+        if line.startswith(label):
+            paragraph = [line[len(label) :]]
+            for more in lines[i + 1 :]:
+                if not more.strip():
+                    break
+                paragraph.append(more)
+            return "\n".join(paragraph)
+    return ""
+
+
 def write_results(
     rows: Sequence[Mapping[str, Any]],
     out_dir: str | os.PathLike[str],
@@ -1611,7 +1632,8 @@ def write_results(
     """Write ``bench_{preset}.csv``, ``.md`` and ``.png``; return the paths written.
 
     With ``write_csv=False`` the CSV is left as it is (tables regenerated from it, e.g. after
-    an incremental run); ``note`` is a paragraph about this run (e.g. a cut budget). The
+    an incremental run); ``note`` is a paragraph about this run (e.g. a cut budget); a rebuild
+    without one keeps the existing file's paragraph (:func:`_this_run_note`). The
     markdown has one table per task (one row per model and seed) and
     a summary over seeds (:func:`summarize`, :func:`target_checks`). The PNG needs matplotlib
     and at least one trained row; otherwise it is skipped.
@@ -1641,6 +1663,8 @@ def write_results(
     ]
     if preset.note:
         md += [preset.note, ""]
+    if not note and not write_csv:
+        note = _this_run_note(stem.with_suffix(".md"))
     if note:
         md += [f"**This run:** {note}", ""]
     md += [

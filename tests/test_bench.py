@@ -118,6 +118,24 @@ def test_missing_neuraloperator_gives_a_not_installed_row(
     assert "not installed" in (tmp_path / "bench_tiny.md").read_text()
 
 
+def test_a_rebuild_without_a_note_keeps_the_this_run_paragraph(tmp_path: pathlib.Path) -> None:
+    import liponet.bench as bench
+
+    row = {"task": "advection_1d", "model": "neuralop-FNO", "seed": 0, "status": "not installed"}
+    md = tmp_path / "bench_tiny.md"
+    bench.write_results([row], tmp_path, PRESETS["tiny"], {}, note="first line\nsecond line")
+    assert "**This run:** first line\nsecond line\n\n" in md.read_text()
+    # --append / --from-csv without --note: the paragraph stays
+    bench.write_results([row], tmp_path, PRESETS["tiny"], {}, write_csv=False)
+    assert md.read_text().count("**This run:** first line\nsecond line\n\n") == 1
+    # a new note replaces it
+    bench.write_results([row], tmp_path, PRESETS["tiny"], {}, write_csv=False, note="later")
+    assert "**This run:** later\n" in md.read_text() and "first line" not in md.read_text()
+    # a fresh run (its CSV written) without a note has none
+    bench.write_results([row], tmp_path, PRESETS["tiny"], {})
+    assert "**This run:**" not in md.read_text()
+
+
 @pytest.mark.parametrize("initial_step", [1, 2, 3])
 def test_rollout_fields_keeps_input_frames_and_rolls_windows(initial_step):
     from liponet.bench import rollout_fields

@@ -65,7 +65,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--note",
         default="",
-        help="a paragraph for the markdown (e.g. how this run departs from the preset)",
+        help="a paragraph for the markdown (e.g. how this run departs from the preset); "
+        "--append and --from-csv without it keep the file's existing paragraph",
     )
     parser.add_argument("--threads", type=int, default=None, help="torch threads")
     parser.add_argument("--quiet", action="store_true", help="no progress on stderr")
