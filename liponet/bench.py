@@ -748,7 +748,8 @@ _INC: dict[str, Any] = dict(
 #: ``LocalDeepONet`` /
 #: ``LipLocalDeepONet``: the local-branch DeepONets (:func:`local_deeponet_builder`), whose
 #: outputs are not confined to a low-rank span (2-D diffusion-reaction). Variant rows pin the
-#: keywords they are about, so a change of LipFNO's defaults does not change them.
+#: keywords they are about, so a change of LipFNO's defaults does not change them. The
+#: learning-rate variants of :data:`MODEL_TRAINING` are added after it, with their base's builder.
 MODELS: dict[str, Builder] = {
     "neuralop-FNO": _neuralop_fno,
     "FNO": fno_builder(),
@@ -762,20 +763,6 @@ MODELS: dict[str, Builder] = {
     "LipFNO-free": lipfno_builder(
         normalization="clip", block="fourier", free_last_layer=True, increment=False, budget="last"
     ),
-    "FNO-lr": fno_builder(),
-    "LipFNO-clip-lr": lipfno_builder(
-        normalization="clip", k=3.0, block="fourier", increment=False, budget="last"
-    ),
-    "LipFNO-wide-lr": lipfno_builder(**_WIDE),
-    "FNO-lr1e-3": fno_builder(),
-    "LipFNO-lr": lipfno_builder(),
-    "LipFNO-lr1e-3": lipfno_builder(),
-    "LipFNO-inc-lr": lipfno_builder(**_INC),
-    "LipFNO-inc-lr1e-3": lipfno_builder(**_INC),
-    "LipFNO-wide-lr1e-3": lipfno_builder(**_WIDE),
-    "FNO-lr2e-2": fno_builder(),
-    "FNO-lr3e-4": fno_builder(),
-    "LipFNO-wide-lr2e-2": lipfno_builder(**_WIDE),
     "LipFNO-d2": lipfno_builder(
         normalization="clip", k=1.0, block="cpl", increment=False, budget="last", depth=2
     ),
@@ -808,6 +795,9 @@ MODEL_TRAINING: dict[str, dict[str, Any]] = {
     "FNO-lr3e-4": {"lr": 3e-4},
     "LipFNO-wide-lr2e-2": {"lr": 2e-2},
 }
+
+# Each training-settings variant builds its base model's network (the name less ``-lr...``).
+MODELS.update({name: MODELS[name.rpartition("-lr")[0]] for name in MODEL_TRAINING})
 
 
 def neuralop_available() -> bool:
