@@ -143,6 +143,39 @@ CONFIGS: dict[str, tuple[dict[str, Any] | None, str]] = {
         {**FOURIER, "k": 3.0, "width": 32},
         "more channels (parameters x 2.5: capacity or constraint?)",
     ),
+    "cpl depth=3 k=1.3 lr=1e-2": (
+        {**CPL, "k": 1.3, "depth": 3, "lr": 1e-2},
+        "three convex-potential blocks (step about 1.2x FNO's) at LipFNO-wide's k and best rate",
+    ),
+    "cpl depth=2 k=1.3 lr=1e-2": (
+        {**CPL, "k": 1.3, "depth": 2, "lr": 1e-2},
+        "two convex-potential blocks (step below FNO's) at LipFNO-wide's k and best rate",
+    ),
+    "fourier lr=2e-2 k=3": (
+        {**FOURIER, "k": 3.0, "lr": 2e-2},
+        "fused blocks at FNO's best rate",
+    ),
+    "cpl depth=3 softplus k=1.3 lr=1e-2": (
+        {**CPL, "k": 1.3, "depth": 3, "lr": 1e-2, "cpl_activation": "softplus"},
+        "three blocks with a smooth activation (softplus; FNO's GELU is smooth)",
+    ),
+    "cpl depth=3 k=3 lr=1e-2": (
+        {**CPL, "k": 3.0, "depth": 3, "lr": 1e-2},
+        "three blocks with more slack in the last layer",
+    ),
+    "cpl depth=3 modes=8 k=1.3 lr=1e-2": (
+        {**CPL, "k": 1.3, "depth": 3, "lr": 1e-2, "modes": 8},
+        "three blocks, fewer kept modes (less capacity against the generalization gap)",
+    ),
+    "cpl modes=8 k=1.3 lr=1e-2": (
+        {**CPL, "k": 1.3, "modes": 8, "lr": 1e-2},
+        "four blocks with 8 kept modes (step about 1.26x FNO's: the kept spectrum's products "
+        "are what a convex-potential block costs beyond an FNO block)",
+    ),
+    "cpl depth=2 hidden=2w k=1.3 lr=1e-2": (
+        {**CPL, "k": 1.3, "depth": 2, "lr": 1e-2, "hidden_factor": 2},
+        "two blocks with LipFNO-wide's features",
+    ),
 }
 
 #: Keywords that override the preset (sizes, optimizer) rather than go to LipFNO.
