@@ -172,6 +172,14 @@ CONFIGS: dict[str, tuple[dict[str, Any] | None, str]] = {
         "four blocks with 8 kept modes (step about 1.26x FNO's: the kept spectrum's products "
         "are what a convex-potential block costs beyond an FNO block)",
     ),
+    "cpl modes=8 k=3 lr=1e-2": (
+        {**CPL, "k": 3.0, "modes": 8, "lr": 1e-2},
+        "four blocks, 8 kept modes, slack k = 3 (LipFNO-clip's) instead of 1.3",
+    ),
+    "cpl hidden=2w modes=8 k=1.3 lr=1e-2": (
+        {**CPL, "k": 1.3, "hidden_factor": 2, "modes": 8, "lr": 1e-2},
+        "LipFNO-wide-lr with 8 kept modes (cheaper; less capacity against the generalization gap)",
+    ),
     "cpl depth=2 hidden=2w k=1.3 lr=1e-2": (
         {**CPL, "k": 1.3, "depth": 2, "lr": 1e-2, "hidden_factor": 2},
         "two blocks with LipFNO-wide's features",

@@ -7,8 +7,8 @@ best variant (train time <= 1.3x FNO's) side by side: for every task of the ``me
 diffusion-reaction with 12, on 128 cells; Darcy on 32 x 32 with 12 x 12 modes and domain
 padding 1/8) it builds each model exactly as ``liponet bench --preset medium`` does
 (``liponet.bench.MODELS``: FNO, LipFNO, LipFNO-clip, LipFNO-inc, LipFNO-wide, and the
-two-block LipFNO-d2 and LipFNO-inc-d2), wraps it in a
-:class:`liponet.train.Trainer` configured as the bench configures it
+two-block LipFNO-d2 and LipFNO-inc-d2; on Darcy also LipFNO-m8, :data:`TASK_VARIANTS`),
+wraps it in a :class:`liponet.train.Trainer` configured as the bench configures it
 (``liponet.bench.train_config``: Adam, relative L2 loss, batch 32) and times the Trainer's own
 optimizer step (forward, loss, backward, gradient norm, Adam step) on one batch, all models of a
 task in interleaved rounds in one process, one torch thread, median process CPU time.
@@ -19,13 +19,15 @@ data-dependent setting, LipFNO-inc's ``k="auto"``, is resolved from these window
 resolves it from its data; ``k`` scales the weights and changes no operation.
 
 Run from the repository root: ``.venv/bin/python benchmarks/medium_step_time.py`` (a few CPU
-minutes; ``--quick`` for a smoke run, ``--rounds N``). Writes
+minutes; ``--quick`` for a smoke run, ``--rounds N``; ``--tasks darcy_2d`` measures that task
+only and keeps the other tasks' rows of the CSV, each task's ratios coming from one run). Writes
 ``benchmarks/results/medium_step_time.{md,csv,png}``.
 """
 
 from __future__ import annotations
 
 import argparse
+import csv
 import dataclasses
 import pathlib
 import statistics
@@ -53,6 +55,8 @@ VARIANTS = (
     "LipFNO-d2",
     "LipFNO-inc-d2",
 )
+#: Models measured on one task only, besides :data:`VARIANTS` (configurations screened for it).
+TASK_VARIANTS: dict[str, tuple[str, ...]] = {"darcy_2d": ("LipFNO-m8",)}
 #: Training windows of the random data (what ``k="auto"`` is resolved from).
 N_WINDOWS = 256
 
@@ -88,6 +92,21 @@ def task_data(task: str, preset: Preset, generator: torch.Generator) -> BenchDat
     )
 
 
+def task_variants(task: str) -> tuple[str, ...]:
+    """The models measured on ``task``: :data:`VARIANTS`, then its :data:`TASK_VARIANTS`."""
+    return (*VARIANTS, *TASK_VARIANTS.get(task, ()))
+
+
+def kept_rows(path: Path, tasks: tuple[str, ...]) -> list[dict]:
+    """Rows of an existing results CSV for tasks other than ``tasks`` (numbers as floats)."""
+    if not path.exists():
+        return []
+    with path.open(newline="") as fh:
+        rows = [r for r in csv.DictReader(fh) if r["task"] not in tasks]
+    numeric = ("ms", "FNO_ms", "ratio_to_FNO")
+    return [{k: float(v) if k in numeric else v for k, v in r.items()} for r in rows]
+
+
 def trainer_step(
     model: torch.nn.Module, data: BenchData, preset: Preset, folder: str
 ) -> Callable[[], None]:
@@ -119,7 +138,7 @@ def measure(preset: Preset, tasks: tuple[str, ...], rounds: int) -> list[dict]:
         data = task_data(task, preset, generator)
         with tempfile.TemporaryDirectory(prefix="liponet-step-time-") as folder:
             fns = {}
-            for name in VARIANTS:
+            for name in task_variants(task):
                 torch.manual_seed(0)
                 model = MODELS[name](data, preset)
                 fns[name] = trainer_step(model, data, preset, f"{folder}/{name}")
@@ -133,7 +152,7 @@ def measure(preset: Preset, tasks: tuple[str, ...], rounds: int) -> list[dict]:
                     fn()
                     cpu[k].append(time.process_time() - start)
         ms = {k: 1e3 * statistics.median(v) for k, v in cpu.items()}
-        for name in VARIANTS:
+        for name in task_variants(task):
             rows.append(
                 {
                     "task": task,
@@ -150,12 +169,12 @@ def measure(preset: Preset, tasks: tuple[str, ...], rounds: int) -> list[dict]:
 
 def plot(rows: list[dict], path: Path) -> None:
     tasks = list(dict.fromkeys(r["task"] for r in rows))
-    models = [m for m in VARIANTS if m != "FNO"]
+    models = list(dict.fromkeys(r["model"] for r in rows if r["model"] != "FNO"))
     with panel_row(path, 1, (7, 3.5)) as (ax,):
         width = 0.8 / len(models)
         for j, name in enumerate(models):
-            values = [
-                next(r["ratio_to_FNO"] for r in rows if r["task"] == t and r["model"] == name)
+            values = [  # 0: not measured on that task
+                next((r["ratio_to_FNO"] for r in rows if (r["task"], r["model"]) == (t, name)), 0)
                 for t in tasks
             ]
             ax.bar([i + (j - (len(models) - 1) / 2) * width for i in range(len(tasks))], values,
@@ -172,10 +191,16 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="smoke run, tiny sizes")
     parser.add_argument("--rounds", type=int, default=20, help="interleaved rounds per task")
     parser.add_argument("--out", type=Path, default=RESULTS, help="results folder")
+    parser.add_argument(
+        "--tasks",
+        nargs="+",
+        choices=PRESETS["medium"].tasks,
+        help="measure these tasks only; the other tasks' rows are kept from the CSV in --out",
+    )
     args = parser.parse_args()
     torch.set_num_threads(1)
     preset = PRESETS["medium"]
-    tasks = tuple(preset.tasks)
+    tasks = tuple(args.tasks or preset.tasks)
     rounds = args.rounds
     if args.quick:
         preset = dataclasses.replace(
@@ -187,7 +212,9 @@ def main() -> None:
         )
         rounds = 2
     start = time.perf_counter()
-    rows = measure(preset, tasks, rounds)
+    order = list(PRESETS["medium"].tasks)
+    rows = kept_rows(args.out / "medium_step_time.csv", tasks) + measure(preset, tasks, rounds)
+    rows.sort(key=lambda r: order.index(r["task"]))  # stable: the models' order within a task
     args.out.mkdir(parents=True, exist_ok=True)
     write_csv(args.out / "medium_step_time.csv", rows)
     settings = (
@@ -196,6 +223,11 @@ def main() -> None:
         f"{rounds} interleaved rounds per task, 1 torch thread, "
         f"torch {torch.__version__}; {time.perf_counter() - start:.0f} s"
     )
+    if args.tasks:
+        settings += (
+            f" for {', '.join(tasks)} (the other tasks' rows are kept from the previous run of "
+            "the CSV, each task's ratios measured within one run)"
+        )
     lines = [
         "# Trainer step time of the `medium` bench models against FNO",
         "",

@@ -630,12 +630,14 @@ def lipfno_builder(**variant: Any) -> Builder:
 def _sized(cls: type[nn.Module], data: BenchData, preset: Preset, keywords: dict) -> nn.Module:
     """``cls`` (FNO or LipFNO) at the task's channels, modes and padding, the preset's sizes.
 
-    ``keywords`` may override the preset's ``width`` and ``depth`` (a cheaper variant).
+    ``keywords`` may override the preset's ``width`` and ``depth`` (a cheaper variant), and
+    its kept ``modes`` (one number for every spatial dimension, capped as the preset's are).
     """
     sizes = {"width": preset.width, "depth": preset.depth, "padding": fno_padding(data)}
-    return cls(
-        data.in_channels, data.out_channels, fno_modes(data, preset), **{**sizes, **keywords}
-    )
+    extra = dict(keywords)
+    if "modes" in extra:
+        preset = with_overrides(preset, modes=int(extra.pop("modes")))
+    return cls(data.in_channels, data.out_channels, fno_modes(data, preset), **{**sizes, **extra})
 
 
 def fno_builder(**keywords: Any) -> Builder:
@@ -745,6 +747,10 @@ _INC: dict[str, Any] = dict(
 #: the cheaper configurations for tasks whose accuracy has slack (advection, 1-D
 #: diffusion-reaction); a convex-potential block costs about 1.3x an FNO block per step
 #: (``K`` and ``K^T``), so two of them bring a step near FNO's (benchmarks/medium_step_time.py).
+#: ``LipFNO-m8``: LipFNO's four convex-potential blocks (clip) with 8 kept modes per dimension
+#: instead of the preset's 12 and slack ``k = 3``: on Darcy the kept spectrum's products are
+#: what a convex-potential block costs beyond an FNO block, so the step drops to about 1.3x
+#: FNO's (benchmarks/darcy_study.py; ``LipFNO-m8-lr``: at learning rate 1e-2).
 #: ``LocalDeepONet`` /
 #: ``LipLocalDeepONet``: the local-branch DeepONets (:func:`local_deeponet_builder`), whose
 #: outputs are not confined to a low-rank span (2-D diffusion-reaction). Variant rows pin the
@@ -768,6 +774,9 @@ MODELS: dict[str, Builder] = {
     ),
     "LipFNO-inc-d2": lipfno_builder(
         normalization="clip", k="auto", block="cpl", increment=True, budget="last", depth=2
+    ),
+    "LipFNO-m8": lipfno_builder(
+        normalization="clip", k=3.0, block="cpl", increment=False, budget="last", modes=8
     ),
     "DeepONet": deeponet_builder(constrained=False),
     "LipDeepONet": deeponet_builder(constrained=True),
@@ -794,6 +803,7 @@ MODEL_TRAINING: dict[str, dict[str, Any]] = {
     "FNO-lr2e-2": {"lr": 2e-2},
     "FNO-lr3e-4": {"lr": 3e-4},
     "LipFNO-wide-lr2e-2": {"lr": 2e-2},
+    "LipFNO-m8-lr": {"lr": 1e-2},
 }
 
 # Each training-settings variant builds its base model's network (the name less ``-lr...``).

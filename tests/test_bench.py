@@ -442,6 +442,24 @@ def test_guide_medium_summary_matches_the_committed_csv_cell_by_cell() -> None:
     assert table_mismatches(table_after(readme, anchor), expected) == []
 
 
+def test_lipfno_m8_keeps_eight_modes_and_its_pinned_budget(tmp_path: pathlib.Path) -> None:
+    from liponet.bench import fno_builder
+    from liponet.layers import ConvexPotentialBlock
+    from liponet.models import LipFNO
+
+    tiny = PRESETS["tiny"]  # 4 kept modes
+    data = load_task("advection_1d", tiny, None, tmp_path)
+    assert data.spatial == (16,)  # resolves modes |k| < 8
+    model = MODELS["LipFNO-m8-lr"](data, tiny)
+    assert isinstance(model, LipFNO) and model.modes == (8,)
+    blocks = [m for m in model.modules() if isinstance(m, ConvexPotentialBlock)]
+    assert len(blocks) == tiny.depth and all(b.conv.modes == (8,) for b in blocks)
+    assert model.eval().lipschitz_bound() <= 3.0 * (1 + 1e-5)  # its pinned budget k = 3
+    # a modes override replaces the preset's, capped at what the grid resolves as those are
+    assert fno_builder(modes=2)(data, tiny).modes == (2,)
+    assert fno_builder(modes=40)(data, tiny).modes == (8,)
+
+
 def test_lipfno_wide_doubles_the_convex_potential_features(tmp_path: pathlib.Path) -> None:
     from liponet.layers import ConvexPotentialBlock
     from liponet.models import LipFNO

@@ -66,10 +66,25 @@ def test_medium_step_time_measures_every_medium_model_against_fno(tmp_path):
     tasks = PRESETS["medium"].tasks
     models = ["FNO", "LipFNO", "LipFNO-clip", "LipFNO-inc", "LipFNO-wide"]
     models += ["LipFNO-d2", "LipFNO-inc-d2"]
-    assert [(r["task"], r["model"]) for r in rows] == [(t, m) for t in tasks for m in models]
+    extra = {"darcy_2d": ["LipFNO-m8"]}  # measured on Darcy only
+    expected = [(t, m) for t in tasks for m in models + extra.get(t, [])]
+    assert [(r["task"], r["model"]) for r in rows] == expected
     assert all(float(r["ms"]) > 0 for r in rows)
     assert all(float(r["ratio_to_FNO"]) == 1.0 for r in rows if r["model"] == "FNO")
     assert (tmp_path / "medium_step_time.png").stat().st_size > 0
+    # --tasks: Darcy measured again, every other task's row kept as it was
+    proc = run_script(script, "--quick", "--tasks", "darcy_2d", "--out", str(tmp_path))
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    with (tmp_path / "medium_step_time.csv").open() as fh:
+        again = list(csv.DictReader(fh))
+    assert [(r["task"], r["model"]) for r in again] == expected
+    assert [r for r in again if r["task"] != "darcy_2d"] == [
+        r for r in rows if r["task"] != "darcy_2d"
+    ]
+    assert (
+        "for darcy_2d (the other tasks' rows are kept"
+        in (tmp_path / "medium_step_time.md").read_text()
+    )
 
 
 def test_certify_rounds_report_median_and_max_after_1_and_8_steps(tmp_path):
