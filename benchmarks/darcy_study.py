@@ -398,23 +398,53 @@ FINDINGS = """## Findings
   bench's targets table) the Darcy target (<= 1.0x) is missed by 15%**. At the preset's 3e-3
   the same model is 1.005x FNO; the apparent near-tie there came from a rate that under-trains
   FNO more than LipFNO.
+- **Within 1.3x FNO's train time the constrained models stay near 1.3x the best FNO** (seed
+  0, lr 1e-2, 1500 steps; `step / FNO` below is sequential under load, the interleaved figure
+  of the bench models is `medium_step_time.md`'s). Fewer convex-potential blocks underfit: two
+  / three blocks reach 0.0534 / 0.0509 with training rel. L2 0.041 / 0.034 against FNO-lr's
+  0.0287 (interleaved step ratios about 0.9x / 1.25x). Four blocks with 8 kept modes instead
+  of 12 cost about 1.26-1.3x (in 2-D the kept spectrum's products are what a convex-potential
+  block adds to an FNO block): 0.0488 at k = 1.3, 0.0481 at k = 3. At k = 3 that model fits
+  the training set as well as FNO at the same rate (0.0284 against 0.0287) and is 1.24x FNO-lr
+  on the test set: the same generalization gap as the fused blocks (test / train 1.69 against
+  FNO's 1.36). Three seeds of it are the bench's `LipFNO-m8-lr` (`bench_medium.md`). A smooth
+  activation inside the blocks (softplus, three blocks) does not fit at all (test 0.141,
+  training 0.139; one seed, cause not established).
+- **ReLU features per block are the lever, and in 2-D they are expensive.** LipFNO-wide
+  (`hidden = 2 width`) at 1e-2 reaches 0.0413 (12 modes, seed 0) and 0.0424 with 8 modes; the
+  8-mode model fits the training set *better* than FNO-lr (0.0266 against 0.0287) and
+  generalizes worse (test / train 1.59 against 1.36), which answers the question left open
+  before: the wide model's remaining gap is the generalization gap too, not underfitting. The
+  features cost physical-space work: each block transforms and multiplies `hidden` channels on
+  the padded 36 x 36 grid twice per direction, so the step stays 2.4-2.5x FNO's with 8 modes
+  (3.1-3.4x with 12). A block whose `K` is a pointwise expansion of a `width`-channel Fourier
+  multiplier (`K = V M`: transforms on `width` channels only, the ReLU features pointwise) would
+  take most of that cost away; it is not built.
 - **Why LipFNO trails, in short:** not a binding budget (the data's estimated constant is 0.53,
-  the model is certified at 1.3; k = 6 on the fused blocks is worse than k = 3) and not
-  underfitting where it was measured: with the fused blocks the constrained model fits the 830
-  training samples as well as FNO or better and generalizes worse (test / train 1.64 against
-  FNO's 1.18 at 3e-3; 1.69 against 1.36 at 1e-2), and FNO profits more from larger steps. The
-  convex-potential blocks with twice the features narrow the gap most (1.09x at each family's
-  best rate) but cost 2.8x FNO's train time; their training error was not measured here (bench
-  rows record the test and validation nRMSE only), so whether the remaining 9% is the same
-  generalization gap is a hypothesis, not a finding.
-- **Padding and input normalization are not the cause.** The bench builds every FNO and LipFNO
-  on this non-periodic task with the same domain padding (1/8, `liponet.bench.fno_padding`); the
-  coefficient takes the values 0.1 and 1 (mean 0.43), and a constant shift of the input is
-  absorbed by the lifting's bias, so only a scale could matter, which is what a larger `k`
-  buys. The padding, global/QR normalization, output-scale, modes-16, width-32 and
-  learned-budget configurations are defined in `CONFIGS` but were not run (the shared machine
-  gave each process 5-35 % of a core; the LipFNO-wide row at 2e-2 took 395 s of CPU and 65
-  minutes of wall time). They are the next levers to try, on `LipFNO-wide` at 1e-2.
+  the model is certified at 1.3; k = 6 on the fused blocks is worse than k = 3, k = 3 on the
+  8-mode convex-potential blocks a little better than 1.3) and not underfitting wherever the
+  model has the capacity: fused blocks, convex-potential blocks with 8 modes at k = 3 and the
+  wide blocks all fit the 830 training samples as well as FNO or better and generalize worse
+  (test / train 1.59-1.69 against FNO's 1.36 at 1e-2; 1.64 against 1.18 at 3e-3), and FNO
+  profits more from larger steps. The configurations cheap enough for the 1.3x time target
+  either underfit (two or three blocks) or overfit (8 modes at k = 3); the wide blocks narrow
+  the gap most (1.09x at equal rates, 1.15x the best FNO) at 2.4-3.4x FNO's time.
+- **Padding, input scaling and the place of the budget are not the cause.** The bench builds
+  every FNO and LipFNO on this non-periodic task with the same domain padding (1/8,
+  `liponet.bench.fno_padding`). The rest follows from a derivation, not a run: every activation
+  of these LipFNOs (ReLU in the convex-potential blocks, MaxMin in the fused blocks and the
+  projection) is positively homogeneous and every bias is free: a block scaled by `f > 0` is
+  the same block applied to its input scaled by `f` with its bias times `f` (`x - 2 K^T relu(K
+  x + b)` sends `f x` with bias `f b` to `f` times its output). Factors `f_i` on the lifting,
+  the blocks and the projection (`budget="learned"`) therefore move to the output as their
+  product, and so does a last layer of norm `k`: every placement of a total `k` (and a vector
+  output scale, with this task's one output channel) represents the same functions, `k` times
+  a network of 1-Lipschitz layers; only the optimizer's path differs. Scaling the input by a
+  constant is the same up to the grid-coordinate channels, which share the lifting's
+  normalization and are not scaled with it. The global/QR
+  normalization, output-scale, learned-budget, modes-16 and width-32 configurations stay
+  defined in `CONFIGS` and unrun; width 32 or 16 modes add capacity to a model that already
+  fits the training set better than it generalizes.
 """
 
 
