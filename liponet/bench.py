@@ -636,12 +636,13 @@ def lipfno_builder(**variant: Any) -> Builder:
 def _sized(cls: type[nn.Module], data: BenchData, preset: Preset, keywords: dict) -> nn.Module:
     """``cls`` (FNO or LipFNO) at the task's channels, modes and padding, the preset's sizes.
 
-    ``keywords`` may override the preset's ``width`` and ``depth`` (a cheaper variant).
+    ``keywords`` may override the preset's ``width`` and ``depth`` (a cheaper variant) and,
+    with ``modes=m``, its kept modes (capped as :func:`fno_modes` caps them).
     """
+    keywords = dict(keywords)
+    modes = fno_modes(data, replace(preset, modes=keywords.pop("modes", preset.modes)))
     sizes = {"width": preset.width, "depth": preset.depth, "padding": fno_padding(data)}
-    return cls(
-        data.in_channels, data.out_channels, fno_modes(data, preset), **{**sizes, **keywords}
-    )
+    return cls(data.in_channels, data.out_channels, modes, **{**sizes, **keywords})
 
 
 def fno_builder(**keywords: Any) -> Builder:
@@ -777,6 +778,8 @@ MODELS: dict[str, Builder] = {
     ),
     "LipFNO-wide-d2": lipfno_builder(**_WIDE, depth=2),
     "LipFNO-wide-d3": lipfno_builder(**_WIDE, depth=3),
+    "LipFNO-wide-d2-m16": lipfno_builder(**_WIDE, depth=2, modes=16),
+    "LipFNO-wide3-d2": lipfno_builder(**{**_WIDE, "hidden_factor": 3}, depth=2),
     "LipFNO-wide-d2-exact": lipfno_builder(**_WIDE, depth=2, exact_norms=True),
     "LipFNO-wide-exact": lipfno_builder(**_WIDE, exact_norms=True),
     "DeepONet": deeponet_builder(constrained=False),
@@ -810,6 +813,9 @@ MODEL_TRAINING: dict[str, dict[str, Any]] = {
     "LipFNO-wide-d3-lr": {"lr": 1e-2},
     "LipFNO-wide-d3-lr5e-3": {"lr": 5e-3},
     "LipFNO-wide-d2-exact-lr": {"lr": 1e-2},
+    "LipFNO-wide-d2-lr2e-2": {"lr": 2e-2},
+    "LipFNO-wide-d2-m16-lr": {"lr": 1e-2},
+    "LipFNO-wide3-d2-lr": {"lr": 1e-2},
     "LipFNO-wide-d2-exact-lr5e-3": {"lr": 5e-3},
 }
 
