@@ -793,6 +793,7 @@ MODEL_TRAINING: dict[str, dict[str, Any]] = {
     "LipFNO-wide-lr1e-3": {"lr": 1e-3},
     "FNO-lr2e-2": {"lr": 2e-2},
     "FNO-lr3e-4": {"lr": 3e-4},
+    "FNO-lr1e-4": {"lr": 1e-4},
     "LipFNO-wide-lr2e-2": {"lr": 2e-2},
 }
 
