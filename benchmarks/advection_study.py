@@ -90,6 +90,8 @@ CONFIGS: dict[str, tuple[str | dict[str, Any], dict[str, Any]]] = {
     "d2-wd0": (dict(_BASE, depth=2), {"weight_decay": 0.0}),
     "d2-k1.05-wd0": (dict(_BASE, depth=2, k=1.05), {"weight_decay": 0.0}),
     "d2-k1.05-lr1e-2": (dict(_BASE, depth=2, k=1.05), {"lr": 1e-2}),
+    "fu3": (dict(_BASE, block="fourier", depth=3), {}),
+    "d2-inc-k0.3": (dict(_BASE, depth=2, increment=True, k=0.3), {}),
     "d2-exact": (dict(_BASE, depth=2), {"exact_norms": True}),
     "d4-exact": (dict(_BASE), {"exact_norms": True}),
     "d2-exact-lr1e-2": (dict(_BASE, depth=2), {"exact_norms": True, "lr": 1e-2}),
