@@ -44,7 +44,7 @@ from typing import Any
 import torch
 from _plot import pyplot
 from fno_common import markdown_table
-from torch import nn
+from torch import Tensor, nn
 from train_eval_consistency import set_exact_vectors
 
 from liponet.bench import (
@@ -92,6 +92,9 @@ CONFIGS: dict[str, tuple[str | dict[str, Any], dict[str, Any]]] = {
     "d2-k1.05-lr1e-2": (dict(_BASE, depth=2, k=1.05), {"lr": 1e-2}),
     "fu3": (dict(_BASE, block="fourier", depth=3), {}),
     "d2-inc-k0.3": (dict(_BASE, depth=2, increment=True, k=0.3), {}),
+    "d2-noise3e-3": (dict(_BASE, depth=2), {"noise": 3e-3}),
+    "d2-noise1e-2": (dict(_BASE, depth=2), {"noise": 1e-2}),
+    "FNO-lr3e-4-noise3e-3": ("FNO", {"lr": 3e-4, "noise": 3e-3}),
     "d2-exact": (dict(_BASE, depth=2), {"exact_norms": True}),
     "d4-exact": (dict(_BASE), {"exact_norms": True}),
     "d2-exact-lr1e-2": (dict(_BASE, depth=2), {"exact_norms": True, "lr": 1e-2}),
@@ -104,6 +107,8 @@ COLUMNS = (
     "val_nrmse",
     "one_step",
     "amp_one",
+    "sens_last",
+    "sens_rest",
     "err_f1",
     "err_f10",
     "err_last",
@@ -130,20 +135,35 @@ def builder(config: str) -> Builder:
     """
     spec = CONFIGS[config][0]
     build = MODELS[spec] if isinstance(spec, str) else lipfno_builder(**spec)
-    if not CONFIGS[config][1].get("exact_norms"):
+    settings = CONFIGS[config][1]
+    if not settings.get("exact_norms") and not settings.get("noise"):
         return build
+    noise = float(settings.get("noise", 0.0))
 
-    def exact(data: BenchData, preset: Preset) -> nn.Module:
+    def hooked(data: BenchData, preset: Preset) -> nn.Module:
         model = build(data, preset)
-        model.register_forward_pre_hook(lambda m, _: set_exact_vectors(m) if m.training else None)
+        if settings.get("exact_norms"):
+            model.register_forward_pre_hook(
+                lambda m, _: set_exact_vectors(m) if m.training else None
+            )
+        if noise:
+            model.register_forward_pre_hook(
+                lambda m, args: (with_noise(args[0], noise),) if m.training else None
+            )
         return model
 
-    return exact
+    return hooked
+
+
+def with_noise(x: Tensor, std: float) -> Tensor:
+    """``x`` plus white noise of ``std`` times each sample's RMS (training inputs only)."""
+    rms = x.flatten(1).pow(2).mean(1).sqrt().view(-1, *(1,) * (x.dim() - 1))
+    return x + std * rms * torch.randn_like(x)
 
 
 def config_preset(preset: Preset, config: str) -> Preset:
     """``preset`` with ``config``'s training settings."""
-    settings = {k: v for k, v in CONFIGS[config][1].items() if k != "exact_norms"}
+    settings = {k: v for k, v in CONFIGS[config][1].items() if k not in ("exact_norms", "noise")}
     return with_overrides(preset, **settings)
 
 
@@ -164,7 +184,10 @@ def diagnostics(f: Any, data: BenchData) -> dict[str, Any]:
     r_hat = torch.fft.rfft(roll[:, -1, 0], dim=-1)  # (n, modes)
     t_hat = torch.fft.rfft(true[:, -1, 0], dim=-1)
     mode_amp = r_hat.abs().pow(2).mean(0).sqrt() / t_hat.abs().pow(2).mean(0).sqrt()
+    sens = frame_sensitivity(f, data.x_test[:256])
     return {
+        "sens_last": sens[-1],
+        "sens_rest": float(sum(v * v for v in sens[:-1]) ** 0.5),
         "one_step": float(one.mean()),
         "amp_one": float(amp_one.mean()),
         "err_f1": float(err[:, 0].mean()),
@@ -175,6 +198,33 @@ def diagnostics(f: Any, data: BenchData) -> dict[str, Any]:
         "err_frames": " ".join(f"{v:.5g}" for v in err.mean(0).tolist()),
         "amp_frames": " ".join(f"{v:.6g}" for v in amp.mean(0).tolist()),
     }
+
+
+@torch.no_grad()
+def frame_sensitivity(f: Any, x: Tensor, eps: float = 1e-3) -> list[float]:
+    """Per input frame: ||f(x + d_j) - f(x)|| / ||d_j||, ``d_j`` low-mode noise in frame ``j``.
+
+    The exact map shifts the last frame: 1 for it, 0 for the others. ``d_j`` keeps Fourier
+    modes 1-8 (where the rollout errors are) at ``eps`` times the window's RMS.
+    """
+    g = torch.Generator().manual_seed(0)
+    base = f(x)
+    n = x.shape[-1]
+    out = []
+    for j in range(x.shape[1]):
+        spec = torch.zeros(x.shape[0], n // 2 + 1, dtype=torch.complex64)
+        spec[:, 1:9] = torch.randn(x.shape[0], 8, 2, generator=g).view(torch.complex64)[..., 0]
+        d = torch.zeros_like(x)
+        d[:, j] = torch.fft.irfft(spec, n=n)
+        d = (
+            d
+            * eps
+            * x.flatten(1).pow(2).mean(1).sqrt().view(-1, 1, 1)
+            / d.flatten(1).pow(2).mean(1).sqrt().view(-1, 1, 1)
+        )
+        ratio = (f(x + d) - base).flatten(1).norm(dim=1) / d.flatten(1).norm(dim=1)
+        out.append(float(ratio.mean()))
+    return out
 
 
 def run(config: str, data: BenchData, preset: Preset, seed: int) -> dict[str, Any]:

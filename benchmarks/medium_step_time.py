@@ -26,6 +26,7 @@ minutes; ``--quick`` for a smoke run, ``--rounds N``). Writes
 from __future__ import annotations
 
 import argparse
+import csv
 import dataclasses
 import pathlib
 import statistics
@@ -53,6 +54,10 @@ VARIANTS = (
     "LipFNO-d2",
     "LipFNO-inc-d2",
 )
+#: Models measured on one task only (after :data:`VARIANTS`): a task's own candidates.
+TASK_VARIANTS: dict[str, tuple[str, ...]] = {
+    "advection_1d": (),
+}
 #: Training windows of the random data (what ``k="auto"`` is resolved from).
 N_WINDOWS = 256
 
@@ -119,7 +124,8 @@ def measure(preset: Preset, tasks: tuple[str, ...], rounds: int) -> list[dict]:
         data = task_data(task, preset, generator)
         with tempfile.TemporaryDirectory(prefix="liponet-step-time-") as folder:
             fns = {}
-            for name in VARIANTS:
+            names = VARIANTS + TASK_VARIANTS.get(task, ())
+            for name in names:
                 torch.manual_seed(0)
                 model = MODELS[name](data, preset)
                 fns[name] = trainer_step(model, data, preset, f"{folder}/{name}")
@@ -133,7 +139,7 @@ def measure(preset: Preset, tasks: tuple[str, ...], rounds: int) -> list[dict]:
                     fn()
                     cpu[k].append(time.process_time() - start)
         ms = {k: 1e3 * statistics.median(v) for k, v in cpu.items()}
-        for name in VARIANTS:
+        for name in names:
             rows.append(
                 {
                     "task": task,
@@ -148,14 +154,37 @@ def measure(preset: Preset, tasks: tuple[str, ...], rounds: int) -> list[dict]:
     return rows
 
 
+def previous_rows(path: Path) -> list[dict]:
+    """The rows of an earlier run's CSV (numbers as floats); ``[]`` without one."""
+    if not path.is_file():
+        return []
+    with path.open(newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    for r in rows:
+        for key in ("modes", "ms", "FNO_ms", "ratio_to_FNO"):
+            r[key] = int(r[key]) if key == "modes" else float(r[key])
+    return rows
+
+
+def previous_settings(path: Path) -> str:
+    """The ``Settings:`` line of an earlier run's markdown (its own nested note dropped)."""
+    if not path.is_file():
+        return "(no earlier markdown)"
+    line = next((x for x in path.read_text().splitlines() if x.startswith("Settings: ")), "")
+    return line.removeprefix("Settings: ").split(" (this run measured")[0]
+
+
 def plot(rows: list[dict], path: Path) -> None:
     tasks = list(dict.fromkeys(r["task"] for r in rows))
-    models = [m for m in VARIANTS if m != "FNO"]
+    models = [m for m in dict.fromkeys(r["model"] for r in rows) if m != "FNO"]
     with panel_row(path, 1, (7, 3.5)) as (ax,):
         width = 0.8 / len(models)
         for j, name in enumerate(models):
             values = [
-                next(r["ratio_to_FNO"] for r in rows if r["task"] == t and r["model"] == name)
+                next(
+                    (r["ratio_to_FNO"] for r in rows if r["task"] == t and r["model"] == name),
+                    0.0,
+                )
                 for t in tasks
             ]
             ax.bar([i + (j - (len(models) - 1) / 2) * width for i in range(len(tasks))], values,
@@ -172,10 +201,18 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="smoke run, tiny sizes")
     parser.add_argument("--rounds", type=int, default=20, help="interleaved rounds per task")
     parser.add_argument("--out", type=Path, default=RESULTS, help="results folder")
+    parser.add_argument(
+        "--tasks",
+        nargs="+",
+        choices=PRESETS["medium"].tasks,
+        default=None,
+        help="measure only these tasks; the other tasks' rows are kept from OUT's CSV",
+    )
     args = parser.parse_args()
     torch.set_num_threads(1)
     preset = PRESETS["medium"]
     tasks = tuple(preset.tasks)
+    measured = tuple(args.tasks) if args.tasks else tasks
     rounds = args.rounds
     if args.quick:
         preset = dataclasses.replace(
@@ -187,7 +224,13 @@ def main() -> None:
         )
         rounds = 2
     start = time.perf_counter()
-    rows = measure(preset, tasks, rounds)
+    new = measure(preset, measured, rounds)
+    kept = [
+        r for r in previous_rows(args.out / "medium_step_time.csv") if r["task"] not in measured
+    ]
+    rows = [
+        r for t in tasks for r in (new if t in measured else kept) if r["task"] == t
+    ]  # the preset's task order
     args.out.mkdir(parents=True, exist_ok=True)
     write_csv(args.out / "medium_step_time.csv", rows)
     settings = (
@@ -196,6 +239,12 @@ def main() -> None:
         f"{rounds} interleaved rounds per task, 1 torch thread, "
         f"torch {torch.__version__}; {time.perf_counter() - start:.0f} s"
     )
+    if measured != tasks:
+        settings += (
+            f" (this run measured {', '.join(measured)}; the other tasks' rows are kept from "
+            "the previous run, whose settings line said: "
+            f"{previous_settings(args.out / 'medium_step_time.md')})"
+        )
     lines = [
         "# Trainer step time of the `medium` bench models against FNO",
         "",
