@@ -95,6 +95,9 @@ CONFIGS: dict[str, tuple[str | dict[str, Any], dict[str, Any]]] = {
     "d2-noise3e-3": (dict(_BASE, depth=2), {"noise": 3e-3}),
     "d2-noise1e-2": (dict(_BASE, depth=2), {"noise": 1e-2}),
     "FNO-lr3e-4-noise3e-3": ("FNO", {"lr": 3e-4, "noise": 3e-3}),
+    "d2-inc-k0.3-noise3e-3": (dict(_BASE, depth=2, increment=True, k=0.3), {"noise": 3e-3}),
+    "d2-noise3e-3-lr1e-2": (dict(_BASE, depth=2), {"noise": 3e-3, "lr": 1e-2}),
+    "d2-noise1e-3": (dict(_BASE, depth=2), {"noise": 1e-3}),
     "d2-exact": (dict(_BASE, depth=2), {"exact_norms": True}),
     "d4-exact": (dict(_BASE), {"exact_norms": True}),
     "d2-exact-lr1e-2": (dict(_BASE, depth=2), {"exact_norms": True, "lr": 1e-2}),
@@ -120,6 +123,7 @@ COLUMNS = (
     "train_s",
     "lr",
     "weight_decay",
+    "input_noise",
     "err_frames",
     "amp_frames",
 )
@@ -135,30 +139,15 @@ def builder(config: str) -> Builder:
     """
     spec = CONFIGS[config][0]
     build = MODELS[spec] if isinstance(spec, str) else lipfno_builder(**spec)
-    settings = CONFIGS[config][1]
-    if not settings.get("exact_norms") and not settings.get("noise"):
+    if not CONFIGS[config][1].get("exact_norms"):
         return build
-    noise = float(settings.get("noise", 0.0))
 
-    def hooked(data: BenchData, preset: Preset) -> nn.Module:
+    def exact(data: BenchData, preset: Preset) -> nn.Module:
         model = build(data, preset)
-        if settings.get("exact_norms"):
-            model.register_forward_pre_hook(
-                lambda m, _: set_exact_vectors(m) if m.training else None
-            )
-        if noise:
-            model.register_forward_pre_hook(
-                lambda m, args: (with_noise(args[0], noise),) if m.training else None
-            )
+        model.register_forward_pre_hook(lambda m, _: set_exact_vectors(m) if m.training else None)
         return model
 
-    return hooked
-
-
-def with_noise(x: Tensor, std: float) -> Tensor:
-    """``x`` plus white noise of ``std`` times each sample's RMS (training inputs only)."""
-    rms = x.flatten(1).pow(2).mean(1).sqrt().view(-1, *(1,) * (x.dim() - 1))
-    return x + std * rms * torch.randn_like(x)
+    return exact
 
 
 def config_preset(preset: Preset, config: str) -> Preset:
@@ -241,6 +230,7 @@ def run(config: str, data: BenchData, preset: Preset, seed: int) -> dict[str, An
         "train_s": row["train_s"],
         "lr": p.lr,
         "weight_decay": p.weight_decay,
+        "input_noise": p.input_noise,
     }
 
 
@@ -300,6 +290,7 @@ def summary(rows: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
                 "L": max(float(r["lipschitz_certified"]) for r in mine),
                 "lr": mine[0]["lr"],
                 "weight_decay": mine[0]["weight_decay"],
+                "input_noise": mine[0]["input_noise"],
             }
         )
     return out

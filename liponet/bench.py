@@ -217,9 +217,10 @@ class Preset:
     ``initial_step`` the input frames per task. Training (through
     :class:`liponet.train.Trainer`, see :func:`train_config`): Adam, about ``steps`` optimizer
     steps (per task, or one number) rounded up to whole epochs (or ``epochs`` over the training
-    windows when set), batch ``batch``, learning rate halved ``lr_halvings`` times at equal
-    intervals (``scheduler "step"``; PDEBench: every 100 of 500 epochs) or cosine-annealed per
-    epoch (``"cosine"``). ``models``:
+    windows when set), batch ``batch``, relative training-input noise ``input_noise``
+    (:class:`~liponet.train.TrainConfig`; 0 = none), learning rate halved ``lr_halvings``
+    times at equal intervals (``scheduler "step"``; PDEBench: every 100 of 500 epochs) or
+    cosine-annealed per epoch (``"cosine"``). ``models``:
     the rows a run trains by default (``None``: every entry of :data:`MODELS`); ``seeds``: the
     training seeds, one row each; ``note``: a paragraph the results file shows (sizes, cuts).
     """
@@ -236,6 +237,7 @@ class Preset:
     batch: int = 32
     lr: float = 1e-3
     weight_decay: float = 1e-4
+    input_noise: float = 0.0
     lr_halvings: int = 4
     scheduler: str = "step"
     models: tuple[str, ...] | None = None
@@ -795,10 +797,25 @@ MODEL_TRAINING: dict[str, dict[str, Any]] = {
     "FNO-lr3e-4": {"lr": 3e-4},
     "FNO-lr1e-4": {"lr": 1e-4},
     "LipFNO-wide-lr2e-2": {"lr": 2e-2},
+    "LipFNO-d2-noise": {"input_noise": 3e-3},
+    "FNO-lr3e-4-noise": {"lr": 3e-4, "input_noise": 3e-3},
 }
 
-# Each training-settings variant builds its base model's network (the name less ``-lr...``).
-MODELS.update({name: MODELS[name.rpartition("-lr")[0]] for name in MODEL_TRAINING})
+
+def _base_model(name: str) -> str:
+    """The network a training-settings variant builds: its name less ``-lr...``/``-noise...``."""
+    while name not in MODELS:
+        head, sep, _ = max(
+            name.rpartition("-lr"), name.rpartition("-noise"), key=lambda p: len(p[0])
+        )
+        if not sep:
+            raise ValueError(f"training variant {name!r} names no model of MODELS")
+        name = head
+    return name
+
+
+# Each training-settings variant builds its base model's network.
+MODELS.update({name: MODELS[_base_model(name)] for name in MODEL_TRAINING})
 
 
 def neuralop_available() -> bool:
@@ -897,6 +914,7 @@ def train_config(
         step_size=max(1, epochs // (halvings + 1)),
         gamma=0.5 if halvings else 1.0,
         grad_clip=0.0,
+        input_noise=preset.input_noise,
         loss="rel_l2",
         seed=seed,
         device=device,
