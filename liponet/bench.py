@@ -782,7 +782,12 @@ MODELS: dict[str, Builder] = {
 #: variants that are about the optimizer rather than the network. ``LipFNO-clip-lr``:
 #: ``LipFNO-clip`` at learning rate 1e-2 (benchmarks/darcy_study.py: clipped multipliers fit
 #: and generalize better with larger steps on Darcy); ``FNO-lr``: FNO at the same rate, its
-#: fair reference (FNO gains more from it there).
+#: fair reference (FNO gains more from it there). ``-noise`` variants train with
+#: ``input_noise`` (white noise of 3e-3 times each training window's RMS on the inputs, the
+#: targets clean; :class:`~liponet.train.TrainConfig`): ``LipFNO-d2-noise`` (advection: the
+#: rollout accumulates LipFNO's one-step errors, not its one-step error, which is below FNO's;
+#: benchmarks/advection_study.py) and ``FNO-lr3e-4-noise``, the same recipe for advection's
+#: best FNO. A variant's network is its name less ``-lr...`` / ``-noise...``.
 MODEL_TRAINING: dict[str, dict[str, Any]] = {
     "FNO-lr": {"lr": 1e-2},
     "LipFNO-clip-lr": {"lr": 1e-2},
