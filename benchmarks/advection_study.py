@@ -152,7 +152,9 @@ def builder(config: str) -> Builder:
 
 def config_preset(preset: Preset, config: str) -> Preset:
     """``preset`` with ``config``'s training settings."""
-    settings = {k: v for k, v in CONFIGS[config][1].items() if k not in ("exact_norms", "noise")}
+    settings = {k: v for k, v in CONFIGS[config][1].items() if k != "exact_norms"}
+    if "noise" in settings:  # the Trainer's input_noise
+        settings["input_noise"] = settings.pop("noise")
     return with_overrides(preset, **settings)
 
 

@@ -66,6 +66,8 @@ def test_exact_norm_configuration_trains_with_the_norms_eval_applies(study, data
     assert study.config_preset(preset, "d2-exact").lr == preset.lr
     assert study.config_preset(preset, "d2-exact-lr1e-2").lr == pytest.approx(1e-2)
     assert study.config_preset(preset, "d2-wd0").weight_decay == 0.0
+    assert study.config_preset(preset, "d2-noise3e-3").input_noise == pytest.approx(3e-3)
+    assert study.config_preset(preset, "d2").input_noise == 0.0
 
 
 def test_quick_study_rows_certificates_and_tables_rebuild(tmp_path):
