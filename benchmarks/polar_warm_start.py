@@ -8,7 +8,7 @@ previous step's eigenbasis ``X`` can replace the ``eigh`` at the same accuracy, 
 multipliers of the 2-D train-step configuration of ``benchmarks/performance.py`` (width 32,
 12 x 12 modes: 265 independent multipliers plus the skip, complex64 32 x 32; drawn as the
 layer initializes them: an orthogonal skip ``W`` plus complex Gaussian ``R_k`` of standard
-deviation ``0.5 / sqrt(2 * 32)`` per part). Three ways, each a forward and a backward with the
+deviation ``0.5 / sqrt(2 * width)`` per part). Three ways, each a forward and a backward with the
 same upstream gradient:
 
 - ``eigh``: the library's path (:func:`liponet.functional.polar_eigh`).
@@ -21,15 +21,17 @@ same upstream gradient:
 - ``warm-oa``: two Ogita-Aishima refinement steps of ``X`` (the first assuming ``X`` unitary),
   then the eigh path's formulas with the refined factors.
 
-A warm multiplier is accepted only if ``||Q^H Q - I||_F <= 3e-5`` (the eigh path's own float32
-departure is about ``1e-5`` at this size), else redone by ``eigh``; ``Q = W Y`` with ``Y``
-Hermitian, so a small departure means ``Y`` is close to ``(W^H W)^(-1/2)``, i.e. ``Q`` close to
-the polar factor. Timings: median process CPU time over interleaved rounds, one thread, the
-warm basis one step old at step size ``1e-4`` (every accepted). Accuracy: trajectories of 20
-Adam-like steps (every real and imaginary part moved by ``+-lr``), the basis carried from step
-to step: the fraction accepted and the largest ``||Q - polar(W)||_F`` of the accepted against a
-float64 SVD. Also the eigh path's parts (Gram, ``eigh``, one product, one elementwise complex
-product) to show where its time goes.
+A warm multiplier is accepted only if ``||Q^H Q - I||_F`` is at most 3 times the median departure
+of the eigh path's own float32 result on the same multipliers (about ``1e-5`` at width 32), else
+redone by ``eigh``; ``Q = W Y`` with ``Y`` Hermitian, so a small departure means ``Y`` is close
+to ``(W^H W)^(-1/2)``, i.e. ``Q`` close to the polar factor. Timings: median process CPU time
+over interleaved rounds, one thread, the warm basis one step old at step size ``1e-4``.
+Accuracy: trajectories of 20 Adam-like steps (every real and imaginary part moved by ``+-lr``),
+the basis carried from step to step: the fraction accepted and the largest ``||Q - polar(W)||_F``
+of the accepted against a float64 SVD. Also the eigh path's parts (Gram, ``eigh``, one product,
+one elementwise complex product) to show where its time goes. Both at width 32 (the 2-D train
+step) and at width 64 (the certification model of ``performance.py``: 16 x 16 modes, 481
+independent multipliers and the skip).
 
 Run from the repository root: ``.venv/bin/python benchmarks/polar_warm_start.py`` (about a
 minute; ``--quick`` for a smoke run). Writes ``benchmarks/results/polar_warm_start.{md,csv,png}``.
@@ -54,8 +56,12 @@ from torch import Tensor
 from liponet.functional import _polar_backward, conj_t, polar_eigh
 
 RESULTS = Path("benchmarks/results")
-#: Largest accepted ``||Q^H Q - I||_F`` per multiplier (float32).
-TOL = 3e-5
+#: (width, multipliers): the 2-D train step of ``performance.py`` (width 32, 12 x 12 modes: 265
+#: independent multipliers and the skip) and its certification model (width 64, 16 x 16 modes).
+SIZES = [(32, 266), (64, 482)]
+#: A warm multiplier is accepted if its ``||Q^H Q - I||_F`` is at most this many times the
+#: median departure of the eigh path's own float32 result on the same multipliers.
+TOL_FACTOR = 3.0
 #: Jacobi corrections of the warm-dk basis larger than this are skipped (near-equal eigenvalues).
 FAR = 0.05
 
@@ -90,7 +96,7 @@ def _eigh_parts(w: Tensor) -> tuple[Tensor, Tensor, Tensor]:
     return w @ _real_scale(v, (1 / s).unsqueeze(-2).expand_as(v.real)), s, v
 
 
-def warm_dk(w: Tensor, x: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
+def warm_dk(w: Tensor, x: Tensor, tol: float) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
     """First-order inverse square root in the basis ``x``: ``(Q, U, s, ok, next basis)``."""
     z = w @ x
     s = conj_t(z) @ z
@@ -103,7 +109,7 @@ def warm_dk(w: Tensor, x: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor, Tenso
     t.diagonal(dim1=-2, dim2=-1).add_(1.5 * rd)
     u = z @ t
     q = u @ conj_t(x)
-    ok = _departure(q) <= TOL
+    ok = _departure(q) <= tol
     diff = d.unsqueeze(-2) - d.unsqueeze(-1)  # [i, j] = d_j - d_i
     kr = torch.view_as_real(s) / diff.unsqueeze(-1)
     far = kr.square().sum(-1) <= FAR * FAR  # the diagonal (inf) is never far
@@ -129,7 +135,7 @@ def _oa_step(z: Tensor, x: Tensor, r: Tensor | None) -> tuple[Tensor, Tensor, Te
     return torch.baddbmm(x, x, e), torch.baddbmm(z, z, e), lam
 
 
-def warm_oa(w: Tensor, x: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
+def warm_oa(w: Tensor, x: Tensor, tol: float) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
     """Two Ogita-Aishima refinement steps from ``x``: ``(Q, U, s, ok, refined basis)``."""
     x1, z1, _ = _oa_step(w @ x, x, None)
     r = -(conj_t(x1) @ x1)
@@ -138,7 +144,7 @@ def warm_oa(w: Tensor, x: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor, Tenso
     s = lam.sqrt()
     u = _real_scale(z2, (1 / s).unsqueeze(-2).expand_as(z2.real))
     q = u @ conj_t(x2)
-    return q, u, s, _departure(q) <= TOL, x2
+    return q, u, s, _departure(q) <= tol, x2
 
 
 WARM = {"warm-dk": warm_dk, "warm-oa": warm_oa}
@@ -148,8 +154,8 @@ class _WarmPolar(torch.autograd.Function):
     """Polar factor from a warm basis; rejected multipliers redone by eigh; closed-form backward."""
 
     @staticmethod
-    def forward(ctx: Any, w: Tensor, x: Tensor, method: str, out: dict) -> Tensor:
-        q, u, s, ok, nxt = WARM[method](w, x)
+    def forward(ctx: Any, w: Tensor, x: Tensor, method: str, tol: float, out: dict) -> Tensor:
+        q, u, s, ok, nxt = WARM[method](w, x, tol)
         v = x if method == "warm-dk" else nxt
         bad = (~ok).nonzero().squeeze(1)
         if bad.numel():
@@ -162,15 +168,15 @@ class _WarmPolar(torch.autograd.Function):
         return q
 
     @staticmethod
-    def backward(ctx: Any, grad: Tensor) -> tuple[Tensor, None, None, None]:
+    def backward(ctx: Any, grad: Tensor) -> tuple[Tensor, None, None, None, None]:
         u, s, vh = ctx.saved_tensors
-        return _polar_backward(u, s, vh, grad), None, None, None
+        return _polar_backward(u, s, vh, grad), None, None, None, None
 
 
-def warm_polar(w: Tensor, x: Tensor, method: str) -> tuple[Tensor, dict]:
+def warm_polar(w: Tensor, x: Tensor, method: str, tol: float) -> tuple[Tensor, dict]:
     """``(Q, {"next": basis for the next step, "accepted": fraction})``."""
     out: dict = {}
-    return _WarmPolar.apply(w, x, method, out), out
+    return _WarmPolar.apply(w, x, method, tol, out), out
 
 
 def sign_step(w: Tensor, lr: float, gen: torch.Generator) -> Tensor:
@@ -197,7 +203,13 @@ def interleaved(fns: dict[str, Callable[[], object]], rounds: int) -> dict[str, 
     return {k: 1e3 * statistics.median(v) for k, v in cpu.items()}
 
 
-def timing_rows(w0: Tensor, rounds: int) -> list[dict]:
+def tolerance(w: Tensor) -> float:
+    """``TOL_FACTOR`` times the median departure of the eigh path's result on ``w``."""
+    with torch.no_grad():
+        return TOL_FACTOR * float(_departure(polar_eigh(w)).median())
+
+
+def timing_rows(w0: Tensor, rounds: int, tol: float) -> list[dict]:
     gen = torch.Generator().manual_seed(1)
     x0 = torch.linalg.eigh(conj_t(w0) @ w0)[1]
     w = sign_step(w0, 1e-4, gen).requires_grad_()
@@ -206,7 +218,7 @@ def timing_rows(w0: Tensor, rounds: int) -> list[dict]:
 
     def warm(method: str) -> Callable[[], None]:
         def run() -> None:
-            q, out = warm_polar(w, x0, method)
+            q, out = warm_polar(w, x0, method, tol)
             q.backward(grad)
             accepted[method] = out["accepted"]
 
@@ -239,6 +251,9 @@ def timing_rows(w0: Tensor, rounds: int) -> list[dict]:
         whole = name in ("eigh", *WARM)
         rows.append(
             {
+                "width": w0.shape[-1],
+                "multipliers": w0.shape[0],
+                "tolerance": tol,
                 "kind": "forward+backward" if whole else "part",
                 "method": name,
                 "lr": "",
@@ -252,7 +267,7 @@ def timing_rows(w0: Tensor, rounds: int) -> list[dict]:
     return rows
 
 
-def accuracy_rows(w0: Tensor, lrs: list[float], steps: int) -> list[dict]:
+def accuracy_rows(w0: Tensor, lrs: list[float], steps: int, tol: float) -> list[dict]:
     rows = []
     x0 = torch.linalg.eigh(conj_t(w0) @ w0)[1]
     for method in WARM:
@@ -264,7 +279,7 @@ def accuracy_rows(w0: Tensor, lrs: list[float], steps: int) -> list[dict]:
             for _ in range(steps):
                 w = sign_step(w, lr, gen)
                 with torch.no_grad():
-                    q, _, _, ok, nxt = WARM[method](w, x)
+                    q, _, _, ok, nxt = WARM[method](w, x, tol)
                     if bool(ok.any()):
                         err = torch.linalg.matrix_norm(
                             q[ok].to(torch.complex128) - exact_polar(w[ok])
@@ -276,6 +291,9 @@ def accuracy_rows(w0: Tensor, lrs: list[float], steps: int) -> list[dict]:
                         x[~ok] = _eigh_parts(w[~ok])[2]
             rows.append(
                 {
+                    "width": w0.shape[-1],
+                    "multipliers": w0.shape[0],
+                    "tolerance": tol,
                     "kind": "accuracy",
                     "method": method,
                     "lr": lr,
@@ -293,11 +311,18 @@ def plot(rows: list[dict], path: Path) -> None:
     whole = [r for r in rows if r["kind"] == "forward+backward"]
     acc = [r for r in rows if r["kind"] == "accuracy"]
     with panel_row(path, 2, (4.5, 3.2)) as (ax1, ax2):
-        ax1.bar([r["method"] for r in whole], [r["ratio_to_eigh"] for r in whole])
+        labels = [f"{r['method']}\nwidth {r['width']}" for r in whole]
+        ax1.bar(labels, [r["ratio_to_eigh"] for r in whole])
+        ax1.tick_params(axis="x", labelsize=6)
         ax1.set_ylabel("CPU time / eigh path (fwd + bwd)")
         for method in WARM:
-            pts = [(r["lr"], r["accepted"]) for r in acc if r["method"] == method]
-            ax2.semilogx(*zip(*pts, strict=True), marker="o", label=method)
+            for width in sorted({r["width"] for r in acc}):
+                pts = [
+                    (r["lr"], r["accepted"])
+                    for r in acc
+                    if (r["method"], r["width"]) == (method, width)
+                ]
+                ax2.semilogx(*zip(*pts, strict=True), marker="o", label=f"{method}, width {width}")
         ax2.set_xlabel("step size per entry")
         ax2.set_ylabel("fraction accepted")
         ax2.legend(fontsize=7)
@@ -309,20 +334,26 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=RESULTS, help="results folder")
     args = parser.parse_args()
     torch.set_num_threads(1)
-    n, count, rounds, steps = (8, 16, 3, 3) if args.quick else (32, 266, 20, 20)
+    sizes, rounds, steps = ([(8, 16)], 3, 3) if args.quick else (SIZES, 12, 20)
     lrs = [1e-5, 1e-4, 3e-4, 1e-3]
     start = time.perf_counter()
-    w0 = multipliers(n, count, seed=0)
-    rows = timing_rows(w0, rounds) + accuracy_rows(w0, lrs, steps)
+    rows = []
+    for n, count in sizes:
+        w0 = multipliers(n, count, seed=0)
+        tol = tolerance(w0)
+        rows += timing_rows(w0, rounds, tol) + accuracy_rows(w0, lrs, steps, tol)
     args.out.mkdir(parents=True, exist_ok=True)
     write_csv(args.out / "polar_warm_start.csv", rows)
     settings = (
-        f"{'quick' if args.quick else 'default'} run: {count} complex64 multipliers {n} x {n}, "
-        f"{rounds} interleaved rounds, 1 torch thread, tolerance {TOL:g}, {steps} steps per "
+        f"{'quick' if args.quick else 'default'} run: (width, multipliers) {sizes}, complex64, "
+        f"{rounds} interleaved rounds, 1 torch thread, tolerance {TOL_FACTOR:g} x the eigh "
+        f"path's median departure, {steps} steps per "
         f"trajectory; {platform.machine()}, torch {torch.__version__}; "
         f"{time.perf_counter() - start:.0f} s"
     )
     cols = [
+        "width",
+        "tolerance",
         "kind",
         "method",
         "lr",
