@@ -417,6 +417,21 @@ def gram_norm_upper(x: Tensor) -> Tensor:
 _GRAM_DTYPES = (torch.float32, torch.float64, torch.complex64, torch.complex128)
 
 
+def _top_eigenvalue_estimate(gram: Tensor, trace: Tensor) -> Tensor:
+    """``eigvalsh``'s largest eigenvalue of each Hermitian matrix, float64 ``(K,)``: an estimate.
+
+    Where LAPACK does not converge (ill-conditioned float32 input), the batch again in float64,
+    then the trace (an upper bound for a positive semi-definite matrix; NaN stays NaN).
+    """
+    wide = torch.complex128 if gram.is_complex() else torch.float64
+    for g in (gram, gram.to(wide)):
+        try:
+            return torch.linalg.eigvalsh(g)[..., -1].to(torch.float64).clamp_min(0.0)
+        except torch.linalg.LinAlgError:
+            continue
+    return trace.clone()
+
+
 def cholesky_norm_upper(
     x: Tensor, level: Tensor, headroom: float | None = None, entry_error: float = 0.0
 ) -> Tensor:
@@ -515,7 +530,7 @@ def cholesky_norm_upper(
     absolute = 4 * (p + 1) ** 2 * finfo.tiny
     level2 = level.to(torch.float64).square()
     if headroom is not None:  # an estimate: it only chooses the level
-        top = torch.linalg.eigvalsh(gram)[..., -1].to(torch.float64).clamp_min(0.0)
+        top = _top_eigenvalue_estimate(gram, trace_h)
         level2 = torch.minimum(level2, top * (1.0 + headroom) ** 2)
     # c such that the bound below stays <= level^2 (tr(A) <= p c (1 + u) - tr(H) (1 - u)): a
     # choice, not a proof
