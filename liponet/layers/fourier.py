@@ -570,10 +570,11 @@ ESTIMATE_FRACTION = 0.05
 SVD_ALL_WORK = 1 << 22
 
 #: How far above its estimated norm a ``"clip"`` multiplier's eval bound ``u_k`` is proven
-#: (:meth:`LipSpectralConv._clip_scales`): above the float32 Cholesky test's rounding margin
-#: (``~1e-3`` relative for ``64 x 64`` multipliers). A clipped multiplier's eval norm is then
-#: ``k`` divided by at most about ``1 + CLIP_HEADROOM``.
-CLIP_HEADROOM = 2e-3
+#: (:meth:`LipSpectralConv._clip_scales`): above the rounding margin of the Cholesky test of
+#: the float32 Gram matrix factorized in float64 (``~2.5e-4`` relative for ``64 x 64``
+#: multipliers; the float32 factorization's, ``~7e-4``, would need twice this). A clipped
+#: multiplier's eval norm is then ``k`` divided by at most about ``1 + CLIP_HEADROOM``.
+CLIP_HEADROOM = 5e-4
 
 #: Room below the target that ``"clip"`` leaves for the float32 rounding of its eval weights:
 #: scales ``min(1, k (1 - CLIP_ROUNDING_ROOM) / u_k)``, so that the a-priori rounding bound
@@ -631,7 +632,7 @@ class LipSpectralConv(CertifiedModule):
     normalization
         How multipliers are normalized (:data:`NORMALIZATIONS`): ``"global"`` divides all by the
         largest norm (operator norm exactly ``k``, spectrum shape free); ``"clip"`` shrinks each
-        multiplier above ``k`` to ``k`` (in eval, of large layers, to within ~0.2% below ``k``:
+        multiplier above ``k`` to ``k`` (in eval, of large layers, to within ~0.05% below ``k``:
         see "Lipschitz constant"); ``"orthogonal"`` makes every multiplier ``k`` times its
         unitary polar factor (the nearest unitary matrix, what Björck iterations converge to),
         so the linear part is ``k`` times an isometry: one batched Gram eigendecomposition
@@ -665,7 +666,7 @@ class LipSpectralConv(CertifiedModule):
     with ``u_k`` a proven upper bound of ``||M_k||`` within about :data:`CLIP_HEADROOM` of it
     (one Gram product, ``eigvalsh`` and Cholesky factorization per multiplier, no SVD;
     :meth:`_clip_scales`) and ``k' = k (1 - CLIP_ROUNDING_ROOM)``: every eval multiplier is
-    ``<= k'`` by construction, a clipped one shrunk at most about ``0.2%`` more than by its
+    ``<= k'`` by construction, a clipped one shrunk at most about ``0.05%`` more than by its
     exact norm, and the certificate is the a-priori bound ``max_k (s_k u_k + rounding) <= k``.
     The eval weights depend on the current weights only (no call history), as with an SVD.
     With ``"orthogonal"``, ``"polar"`` or ``"qr"`` every multiplier is ``k`` times an isometry
@@ -1022,7 +1023,8 @@ class LipSpectralConv(CertifiedModule):
         ``||W||_2``), a function of the weights alone: the bound
         :func:`~liponet.functional.cholesky_norm_upper` proves in the weights' precision at
         :data:`CLIP_HEADROOM` above the norm that ``eigvalsh`` estimates from the computed Gram
-        matrix (deterministic: same weights, same operations), or where that test fails, the
+        matrix (deterministic: same weights, same operations; the Gram product in the weights'
+        precision, the factorization in float64), or where that test fails, the
         float64 SVD norm times ``1 + SVD_RELATIVE_MARGIN``. The scale is ``min(1, k' / u_k)``
         with ``k' = k (1 - CLIP_ROUNDING_ROOM)``: every scaled multiplier has norm ``<= k'`` by
         construction, a clipped one at most about ``CLIP_HEADROOM`` below it. A small layer
@@ -1041,7 +1043,7 @@ class LipSpectralConv(CertifiedModule):
             upper = torch.empty(n_rows, dtype=torch.float64, device=r.device)
             for i, j in chunks(n_rows, max(1, x[0].numel() // CLIP_CHUNK)):  # fixed: same floats
                 levels = torch.full((j - i,), math.inf, dtype=torch.float64, device=r.device)
-                upper[i:j] = cholesky_norm_upper(x[i:j], levels, CLIP_HEADROOM, x_err)
+                upper[i:j] = cholesky_norm_upper(x[i:j], levels, CLIP_HEADROOM, x_err, True)
             failed = (~torch.isfinite(upper)).nonzero().squeeze(1)
             if len(failed):  # the estimate was too far off: the SVD norm decides
                 upper[failed] = self._exact_norms(r, w, failed) * (1.0 + SVD_RELATIVE_MARGIN)
