@@ -20,12 +20,16 @@ resolves it from its data; ``k`` scales the weights and changes no operation.
 
 Run from the repository root: ``.venv/bin/python benchmarks/medium_step_time.py`` (a few CPU
 minutes; ``--quick`` for a smoke run, ``--rounds N``). Writes
-``benchmarks/results/medium_step_time.{md,csv,png}``.
+``benchmarks/results/medium_step_time.{md,csv,png}``. ``--tasks T ...`` measures only those
+tasks and keeps the other tasks' rows of the existing CSV (the markdown says which rows came
+from which run); ``--models M ...`` measures further bench models beside :data:`VARIANTS` (the
+variants a task-specific study adds, e.g. Burgers' two-block ``LipFNO-wide-d2``).
 """
 
 from __future__ import annotations
 
 import argparse
+import csv
 import dataclasses
 import pathlib
 import statistics
@@ -112,14 +116,16 @@ def trainer_step(
     return step
 
 
-def measure(preset: Preset, tasks: tuple[str, ...], rounds: int) -> list[dict]:
+def measure(
+    preset: Preset, tasks: tuple[str, ...], rounds: int, variants: tuple[str, ...] = VARIANTS
+) -> list[dict]:
     rows = []
     generator = torch.Generator().manual_seed(0)
     for task in tasks:
         data = task_data(task, preset, generator)
         with tempfile.TemporaryDirectory(prefix="liponet-step-time-") as folder:
             fns = {}
-            for name in VARIANTS:
+            for name in variants:
                 torch.manual_seed(0)
                 model = MODELS[name](data, preset)
                 fns[name] = trainer_step(model, data, preset, f"{folder}/{name}")
@@ -133,7 +139,7 @@ def measure(preset: Preset, tasks: tuple[str, ...], rounds: int) -> list[dict]:
                     fn()
                     cpu[k].append(time.process_time() - start)
         ms = {k: 1e3 * statistics.median(v) for k, v in cpu.items()}
-        for name in VARIANTS:
+        for name in variants:
             rows.append(
                 {
                     "task": task,
@@ -150,14 +156,12 @@ def measure(preset: Preset, tasks: tuple[str, ...], rounds: int) -> list[dict]:
 
 def plot(rows: list[dict], path: Path) -> None:
     tasks = list(dict.fromkeys(r["task"] for r in rows))
-    models = [m for m in VARIANTS if m != "FNO"]
+    models = list(dict.fromkeys(r["model"] for r in rows if r["model"] != "FNO"))
     with panel_row(path, 1, (7, 3.5)) as (ax,):
         width = 0.8 / len(models)
         for j, name in enumerate(models):
-            values = [
-                next(r["ratio_to_FNO"] for r in rows if r["task"] == t and r["model"] == name)
-                for t in tasks
-            ]
+            ratio = {r["task"]: float(r["ratio_to_FNO"]) for r in rows if r["model"] == name}
+            values = [ratio.get(t, float("nan")) for t in tasks]
             ax.bar([i + (j - (len(models) - 1) / 2) * width for i in range(len(tasks))], values,
                    width, label=name)  # fmt: skip
         ax.axhline(1.3, color="grey", lw=0.8, ls="--", label="target 1.3")
@@ -172,10 +176,21 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="smoke run, tiny sizes")
     parser.add_argument("--rounds", type=int, default=20, help="interleaved rounds per task")
     parser.add_argument("--out", type=Path, default=RESULTS, help="results folder")
+    parser.add_argument(
+        "--tasks", nargs="+", help="measure only these (the CSV's other tasks' rows are kept)"
+    )
+    parser.add_argument("--models", nargs="+", default=[], help="bench models besides VARIANTS")
     args = parser.parse_args()
     torch.set_num_threads(1)
     preset = PRESETS["medium"]
-    tasks = tuple(preset.tasks)
+    tasks = tuple(args.tasks or preset.tasks)
+    unknown = [t for t in tasks if t not in preset.tasks]
+    unknown += [m for m in args.models if m not in MODELS]
+    if unknown:
+        parser.error(
+            f"unknown task or model {unknown}; tasks: {preset.tasks}, models: {list(MODELS)}"
+        )
+    variants = tuple(dict.fromkeys((*VARIANTS, *args.models)))
     rounds = args.rounds
     if args.quick:
         preset = dataclasses.replace(
@@ -187,15 +202,28 @@ def main() -> None:
         )
         rounds = 2
     start = time.perf_counter()
-    rows = measure(preset, tasks, rounds)
+    rows = measure(preset, tasks, rounds, variants)
     args.out.mkdir(parents=True, exist_ok=True)
-    write_csv(args.out / "medium_step_time.csv", rows)
+    csv_path = args.out / "medium_step_time.csv"
+    kept: list[dict] = []
+    if args.tasks and csv_path.exists():  # the other tasks' rows of an earlier run
+        with csv_path.open() as fh:
+            kept = [r for r in csv.DictReader(fh) if r["task"] not in tasks]
+        kept = [{**r, **{k: float(r[k]) for k in ("ms", "FNO_ms", "ratio_to_FNO")}} for r in kept]
+    order = list(dict.fromkeys([*preset.tasks, *(r["task"] for r in kept)]))
+    rows = sorted(kept + rows, key=lambda r: order.index(r["task"]))
+    write_csv(csv_path, rows)
     settings = (
         f"{'quick' if args.quick else 'default'} run: the `medium` preset's tasks, grids, "
         f"modes, width {preset.width}, depth {preset.depth}, batch {preset.batch}; "
         f"{rounds} interleaved rounds per task, 1 torch thread, "
         f"torch {torch.__version__}; {time.perf_counter() - start:.0f} s"
     )
+    if kept:
+        settings += (
+            f". This run measured {', '.join(tasks)} (models {', '.join(variants)}); the rows "
+            "of the other tasks are an earlier run's, kept from the CSV"
+        )
     lines = [
         "# Trainer step time of the `medium` bench models against FNO",
         "",

@@ -58,6 +58,7 @@ from .certify import (
     operator_error_bound,
 )
 from .data import PDEBenchDataset, WellDataset, generate, generate_well
+from .layers import exact_train_norms
 from .metrics import pdebench_metrics
 from .models import (
     FNO,
@@ -609,10 +610,12 @@ def lipfno_builder(**variant: Any) -> Builder:
     windows as ``liponet train`` does (:func:`liponet.train.resolve_auto_k`: the data's largest
     pair ratio, of the increments with ``increment=True``, times its margin; estimated).
     ``hidden_factor=f``: the convex-potential blocks' ``hidden = f * preset.width``.
+    ``exact_norms=True``: train with exact norms (:func:`liponet.layers.exact_train_norms`).
     """
 
     def build(data: BenchData, preset: Preset) -> nn.Module:
         extra = dict(variant)
+        exact = extra.pop("exact_norms", False)
         if "hidden_factor" in extra:
             extra["hidden"] = round(extra.pop("hidden_factor") * preset.width)
         if extra.get("k") == "auto":
@@ -622,7 +625,10 @@ def lipfno_builder(**variant: Any) -> Builder:
         if extra.get("output_scale") == "auxiliary" and "radius" not in extra:
             norms = data.x_train.pow(2).sum(1).flatten(1).mean(-1).sqrt()
             extra["radius"] = 1.5 * float(norms.max())
-        return _sized(LipFNO, data, preset, extra)
+        model = _sized(LipFNO, data, preset, extra)
+        if exact:
+            exact_train_norms(model)
+        return model
 
     return build
 
@@ -630,12 +636,13 @@ def lipfno_builder(**variant: Any) -> Builder:
 def _sized(cls: type[nn.Module], data: BenchData, preset: Preset, keywords: dict) -> nn.Module:
     """``cls`` (FNO or LipFNO) at the task's channels, modes and padding, the preset's sizes.
 
-    ``keywords`` may override the preset's ``width`` and ``depth`` (a cheaper variant).
+    ``keywords`` may override the preset's ``width`` and ``depth`` (a cheaper variant) and,
+    with ``modes=m``, its kept modes (capped as :func:`fno_modes` caps them).
     """
+    keywords = dict(keywords)
+    modes = fno_modes(data, replace(preset, modes=keywords.pop("modes", preset.modes)))
     sizes = {"width": preset.width, "depth": preset.depth, "padding": fno_padding(data)}
-    return cls(
-        data.in_channels, data.out_channels, fno_modes(data, preset), **{**sizes, **keywords}
-    )
+    return cls(data.in_channels, data.out_channels, modes, **{**sizes, **keywords})
 
 
 def fno_builder(**keywords: Any) -> Builder:
@@ -769,6 +776,12 @@ MODELS: dict[str, Builder] = {
     "LipFNO-inc-d2": lipfno_builder(
         normalization="clip", k="auto", block="cpl", increment=True, budget="last", depth=2
     ),
+    "LipFNO-wide-d2": lipfno_builder(**_WIDE, depth=2),
+    "LipFNO-wide-d3": lipfno_builder(**_WIDE, depth=3),
+    "LipFNO-wide-d2-m16": lipfno_builder(**_WIDE, depth=2, modes=16),
+    "LipFNO-wide3-d2": lipfno_builder(**{**_WIDE, "hidden_factor": 3}, depth=2),
+    "LipFNO-wide-d2-exact": lipfno_builder(**_WIDE, depth=2, exact_norms=True),
+    "LipFNO-wide-exact": lipfno_builder(**_WIDE, exact_norms=True),
     "DeepONet": deeponet_builder(constrained=False),
     "LipDeepONet": deeponet_builder(constrained=True),
     "LocalDeepONet": local_deeponet_builder(constrained=False),
@@ -794,6 +807,16 @@ MODEL_TRAINING: dict[str, dict[str, Any]] = {
     "FNO-lr2e-2": {"lr": 2e-2},
     "FNO-lr3e-4": {"lr": 3e-4},
     "LipFNO-wide-lr2e-2": {"lr": 2e-2},
+    "LipFNO-wide-lr5e-3": {"lr": 5e-3},
+    "LipFNO-wide-d2-lr": {"lr": 1e-2},
+    "LipFNO-wide-d2-lr5e-3": {"lr": 5e-3},
+    "LipFNO-wide-d3-lr": {"lr": 1e-2},
+    "LipFNO-wide-d3-lr5e-3": {"lr": 5e-3},
+    "LipFNO-wide-d2-exact-lr": {"lr": 1e-2},
+    "LipFNO-wide-d2-lr2e-2": {"lr": 2e-2},
+    "LipFNO-wide-d2-m16-lr": {"lr": 1e-2},
+    "LipFNO-wide3-d2-lr": {"lr": 1e-2},
+    "LipFNO-wide-d2-exact-lr5e-3": {"lr": 5e-3},
 }
 
 # Each training-settings variant builds its base model's network (the name less ``-lr...``).

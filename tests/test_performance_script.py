@@ -72,6 +72,30 @@ def test_medium_step_time_measures_every_medium_model_against_fno(tmp_path):
     assert (tmp_path / "medium_step_time.png").stat().st_size > 0
 
 
+def test_medium_step_time_one_task_keeps_the_other_tasks_rows(tmp_path):
+    """``--tasks burgers_1d --models LipFNO-wide-d2``: Burgers re-measured with the extra model,
+    every other task's rows carried over from the CSV unchanged."""
+    script = ROOT / "benchmarks" / "medium_step_time.py"
+    before = ROOT / "benchmarks" / "results" / "medium_step_time.csv"
+    shutil.copy(before, tmp_path)
+    with before.open() as fh:
+        old = list(csv.DictReader(fh))
+    proc = run_script(
+        script, "--quick", "--tasks", "burgers_1d", "--models", "LipFNO-wide-d2",
+        "--out", str(tmp_path),
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    with (tmp_path / "medium_step_time.csv").open() as fh:
+        rows = list(csv.DictReader(fh))
+    others = [r for r in rows if r["task"] != "burgers_1d"]
+    assert others == [r for r in old if r["task"] != "burgers_1d"]
+    burgers = {r["model"]: r for r in rows if r["task"] == "burgers_1d"}
+    assert "LipFNO-wide-d2" in burgers and burgers["FNO"]["ratio_to_FNO"] == "1.0"
+    assert "This run measured burgers_1d" in (tmp_path / "medium_step_time.md").read_text()
+    bad = run_script(script, "--quick", "--models", "nope", "--out", str(tmp_path / "x"))
+    assert bad.returncode == 2 and "nope" in bad.stderr and not (tmp_path / "x").exists()
+
+
 def test_certify_rounds_report_median_and_max_after_1_and_8_steps(tmp_path):
     """``--parts certify-nd``: both models' cold (1 and 8 steps), cached, first call, med/max."""
     for suffix in ("csv", "md"):

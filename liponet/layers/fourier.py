@@ -70,6 +70,7 @@ __all__ = [
     "PaddedDomain",
     "SpectralMultiplier",
     "check_field",
+    "exact_train_norms",
     "hermitian_symmetrize",
     "kept_mode_shape",
     "spectral_apply",
@@ -390,6 +391,31 @@ def _power_vectors(m: Tensor, u: Tensor, n_iter: int) -> Tensor:
     return u
 
 
+def exact_vectors(m: Tensor) -> Tensor:
+    """Exact top right singular vectors of ``(..., out, in)`` complex matrices: ``(..., in)``.
+
+    The eigenvector of the largest eigenvalue of the Gram ``M^H M``, formed and decomposed in
+    complex128 (one batched ``eigh``), returned in ``m``'s dtype: ``||M u||`` is then ``||M||``
+    up to ``m``'s rounding, the norm that :func:`_power_vectors` approaches from below.
+
+    Examples
+    --------
+    >>> import torch
+    >>> m = torch.randn(3, 5, 4, dtype=torch.complex64)
+    >>> u = exact_vectors(m)
+    >>> sigma = torch.linalg.vector_norm(m @ u.unsqueeze(-1), dim=(-2, -1))
+    >>> torch.allclose(sigma, torch.linalg.matrix_norm(m, ord=2), rtol=1e-5)
+    True
+    """
+    m64 = m.to(torch.complex128)
+    return torch.linalg.eigh(m64.mH @ m64)[1][..., -1].to(m.dtype)  # eigh sorts ascending
+
+
+def _train_vectors(m: Tensor, u: Tensor, n_iter: int, exact: bool) -> Tensor:
+    """Right vectors of a training forward: exact (:func:`exact_vectors`) or power-iterated."""
+    return exact_vectors(m) if exact else _power_vectors(m, u, n_iter)
+
+
 class _ClipTrainWeights(torch.autograd.Function):
     """Training weights of ``normalization="clip"`` with a skip, in one node with its backward.
 
@@ -681,6 +707,9 @@ class LipSpectralConv(CertifiedModule):
     with the certificate until a parameter changes (compared bitwise with a stored copy,
     :class:`~liponet.layers.cache.WeightKeyedCache`: writes through ``param.data`` are seen).
     Those eval weights are the ones certified and exported.
+    :func:`exact_train_norms` makes training forwards normalize by the exact norms instead (the
+    top singular vectors from a float64 eigendecomposition every step): the function trained
+    is then the one evaluated, at some cost per step.
 
     Examples
     --------
@@ -725,6 +754,9 @@ class LipSpectralConv(CertifiedModule):
         self.k = k
         self.normalization = normalization
         self.n_power = n_power
+        #: Training forwards normalize by exact norms instead of power-iteration estimates
+        #: (:func:`exact_train_norms`); eval and the certificate do not depend on it.
+        self.exact_train_norms = False
         self.kept_shape = kept_mode_shape(modes)
         n_kept = math.prod(self.kept_shape)
         self.weight = _complex_param((*self.kept_shape, out_channels, in_channels))
@@ -794,7 +826,8 @@ class LipSpectralConv(CertifiedModule):
             return r, self.skip
         m = self._stacked(r)  # (K [+1], out, in), built once: the power step uses it detached
         with torch.no_grad():
-            u = _power_vectors(m.detach(), torch.view_as_complex(self.u), self.n_power)
+            u0 = torch.view_as_complex(self.u)
+            u = _train_vectors(m.detach(), u0, self.n_power, self.exact_train_norms)
             self.u.copy_(torch.view_as_real(u))
         sigma = torch.linalg.vector_norm(m @ u.unsqueeze(-1), dim=(-2, -1))  # (K [+1],) estimates
         if self.normalization != "global":
@@ -1207,15 +1240,22 @@ def clip_trains_together(convs: Sequence[LipSpectralConv]) -> bool:
     """Whether :func:`clip_train_weights` takes these layers: ``"clip"`` with a skip, one shape.
 
     Every layer constrained (``k`` set), normalized by ``"clip"``, with a skip, and all of one
-    ``(in, out, modes, k, n_power)``, dtype and device.
+    ``(in, out, modes, k, n_power, exact_train_norms)``, dtype and device.
     """
     first = convs[0]
-    key = (first.in_channels, first.out_channels, first.modes, first.k, first.n_power)
+    key = (
+        first.in_channels,
+        first.out_channels,
+        first.modes,
+        first.k,
+        first.n_power,
+        first.exact_train_norms,
+    )
     return all(
         c.k is not None
         and c.normalization == "clip"
         and c.skip is not None
-        and (c.in_channels, c.out_channels, c.modes, c.k, c.n_power) == key
+        and (c.in_channels, c.out_channels, c.modes, c.k, c.n_power, c.exact_train_norms) == key
         and c.weight.dtype == first.weight.dtype
         and c.weight.device == first.weight.device
         for c in convs
@@ -1261,7 +1301,7 @@ def clip_train_weights(
         r = r.reshape(-1, *r.shape[d:])  # (K, [B,] out, in)
         w = skip.detach().to(r.dtype)
         m = torch.cat([r + w, w.unsqueeze(0)], 0)  # (K + 1, [B,] out, in)
-        u = _power_vectors(m, u0, first.n_power)
+        u = _train_vectors(m, u0, first.n_power, first.exact_train_norms)
         if not stack:
             first.u.copy_(torch.view_as_real(u))
         else:
@@ -1269,6 +1309,45 @@ def clip_train_weights(
                 c.u.copy_(torch.view_as_real(u[:, j]))
     weights: tuple[Tensor, Tensor] = _ClipTrainWeights.apply(weight, skip, u, m, first._target(), d)
     return weights
+
+
+def exact_train_norms(model: nn.Module, enabled: bool = True) -> int:
+    """Train every :class:`LipSpectralConv` in ``model`` with exact norms (or switch it back).
+
+    A constrained layer's training forward normalizes its multipliers by ``sigma_k = ||M_k
+    u_k||`` with ``u_k`` from one warm-started power step per optimizer step: an estimate from
+    below that lags the moving weights, while eval normalizes by the exact norms. With
+    ``enabled`` the training forward first sets ``u_k`` to the exact top right singular vectors
+    (:func:`exact_vectors`: a batched float64 ``eigh`` of each multiplier's Gram), so training
+    and eval apply the same normalization up to float32 rounding; gradients flow as before
+    (through ``sigma_k = ||M_k u_k||`` at fixed ``u_k``, which is the gradient of the exact norm
+    where the top singular value is simple). The certificate never depends on it (eval weights
+    are exact either way). The flag is module state, not a parameter: a model rebuilt from a
+    checkpoint trains with power iteration until this is called again.
+
+    Parameters
+    ----------
+    model
+        Any module; its :class:`LipSpectralConv` submodules with ``k`` set are switched.
+    enabled
+        ``True``: exact norms; ``False``: power iteration (the default of every layer).
+
+    Returns
+    -------
+    int
+        How many layers were switched.
+
+    Examples
+    --------
+    >>> from liponet.models import LipFNO
+    >>> model = LipFNO(1, 1, modes=(4,), width=8, depth=2)
+    >>> exact_train_norms(model) > 0
+    True
+    """
+    convs = [m for m in model.modules() if isinstance(m, LipSpectralConv) and m.k is not None]
+    for conv in convs:
+        conv.exact_train_norms = enabled
+    return len(convs)
 
 
 class SpectralMultiplier(nn.Module):
