@@ -1322,8 +1322,10 @@ def exact_train_norms(model: nn.Module, enabled: bool = True) -> int:
     and eval apply the same normalization up to float32 rounding; gradients flow as before
     (through ``sigma_k = ||M_k u_k||`` at fixed ``u_k``, which is the gradient of the exact norm
     where the top singular value is simple). The certificate never depends on it (eval weights
-    are exact either way). The flag is module state, not a parameter: a model rebuilt from a
-    checkpoint trains with power iteration until this is called again.
+    are exact either way, except ``"clip"`` on layers above :data:`SVD_ALL_WORK`, whose eval
+    scales divide by proven bounds up to about :data:`CLIP_HEADROOM` above the exact norms).
+    The flag is module state, not a parameter: a model rebuilt from a checkpoint trains with
+    power iteration until this is called again.
 
     Parameters
     ----------
