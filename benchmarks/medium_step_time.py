@@ -7,8 +7,8 @@ best variant (train time <= 1.3x FNO's) side by side: for every task of the ``me
 diffusion-reaction with 12, on 128 cells; Darcy on 32 x 32 with 12 x 12 modes and domain
 padding 1/8) it builds each model exactly as ``liponet bench --preset medium`` does
 (``liponet.bench.MODELS``: FNO, LipFNO, LipFNO-clip, LipFNO-inc, LipFNO-wide, and the
-two-block LipFNO-d2 and LipFNO-inc-d2; on Darcy also LipFNO-m8, :data:`TASK_VARIANTS`),
-wraps it in a :class:`liponet.train.Trainer` configured as the bench configures it
+two-block LipFNO-d2 and LipFNO-inc-d2), wraps it in a
+:class:`liponet.train.Trainer` configured as the bench configures it
 (``liponet.bench.train_config``: Adam, relative L2 loss, batch 32) and times the Trainer's own
 optimizer step (forward, loss, backward, gradient norm, Adam step) on one batch, all models of a
 task in interleaved rounds in one process, one torch thread, median process CPU time.
@@ -19,9 +19,11 @@ data-dependent setting, LipFNO-inc's ``k="auto"``, is resolved from these window
 resolves it from its data; ``k`` scales the weights and changes no operation.
 
 Run from the repository root: ``.venv/bin/python benchmarks/medium_step_time.py`` (a few CPU
-minutes; ``--quick`` for a smoke run, ``--rounds N``; ``--tasks darcy_2d`` measures that task
-only and keeps the other tasks' rows of the CSV, each task's ratios coming from one run). Writes
-``benchmarks/results/medium_step_time.{md,csv,png}``.
+minutes; ``--quick`` for a smoke run, ``--rounds N``). Writes
+``benchmarks/results/medium_step_time.{md,csv,png}``. ``--tasks T ...`` measures only those
+tasks and keeps the other tasks' rows of the existing CSV (the markdown says which rows came
+from which run); ``--models M ...`` measures further bench models beside :data:`VARIANTS` (the
+variants a task-specific study adds, e.g. Burgers' two-block ``LipFNO-wide-d2``).
 """
 
 from __future__ import annotations
@@ -41,7 +43,16 @@ import torch
 from _plot import panel_row
 from fno_common import markdown_table, write_csv
 
-from liponet.bench import MODELS, PRESETS, TASKS, BenchData, Preset, train_config
+from liponet.bench import (
+    MODEL_TRAINING,
+    MODELS,
+    PRESETS,
+    TASKS,
+    BenchData,
+    Preset,
+    train_config,
+    with_overrides,
+)
 from liponet.train import ConstraintWarning, DistContext, Trainer
 
 RESULTS = Path("benchmarks/results")
@@ -55,8 +66,6 @@ VARIANTS = (
     "LipFNO-d2",
     "LipFNO-inc-d2",
 )
-#: Models measured on one task only, besides :data:`VARIANTS` (configurations screened for it).
-TASK_VARIANTS: dict[str, tuple[str, ...]] = {"darcy_2d": ("LipFNO-m8",)}
 #: Training windows of the random data (what ``k="auto"`` is resolved from).
 N_WINDOWS = 256
 
@@ -92,21 +101,6 @@ def task_data(task: str, preset: Preset, generator: torch.Generator) -> BenchDat
     )
 
 
-def task_variants(task: str) -> tuple[str, ...]:
-    """The models measured on ``task``: :data:`VARIANTS`, then its :data:`TASK_VARIANTS`."""
-    return (*VARIANTS, *TASK_VARIANTS.get(task, ()))
-
-
-def kept_rows(path: Path, tasks: tuple[str, ...]) -> list[dict]:
-    """Rows of an existing results CSV for tasks other than ``tasks`` (numbers as floats)."""
-    if not path.exists():
-        return []
-    with path.open(newline="") as fh:
-        rows = [r for r in csv.DictReader(fh) if r["task"] not in tasks]
-    numeric = ("ms", "FNO_ms", "ratio_to_FNO")
-    return [{k: float(v) if k in numeric else v for k, v in r.items()} for r in rows]
-
-
 def trainer_step(
     model: torch.nn.Module, data: BenchData, preset: Preset, folder: str
 ) -> Callable[[], None]:
@@ -131,7 +125,9 @@ def trainer_step(
     return step
 
 
-def measure(preset: Preset, tasks: tuple[str, ...], rounds: int) -> list[dict]:
+def measure(
+    preset: Preset, tasks: tuple[str, ...], rounds: int, variants: tuple[str, ...] = VARIANTS
+) -> list[dict]:
     rows = []
     generator = torch.Generator().manual_seed(0)
     for task in tasks:
@@ -139,11 +135,13 @@ def measure(preset: Preset, tasks: tuple[str, ...], rounds: int) -> list[dict]:
         with tempfile.TemporaryDirectory(prefix="liponet-step-time-") as folder:
             fns = {}
             kept: dict[str, int] = {}  # kept modes per dimension of each model
-            for name in task_variants(task):
+            for name in variants:
                 torch.manual_seed(0)
                 model = MODELS[name](data, preset)
-                fns[name] = trainer_step(model, data, preset, f"{folder}/{name}")
                 kept[name] = int(getattr(model, "modes", (0,))[0])  # LipFNO-m8: 8, not 12
+                # a training variant's settings (e.g. input_noise, one more randn per batch)
+                own = with_overrides(preset, **MODEL_TRAINING.get(name, {}))
+                fns[name] = trainer_step(model, data, own, f"{folder}/{name}")
             for _ in range(2):  # warm-up (power-iteration vectors, allocator)
                 for fn in fns.values():
                     fn()
@@ -154,7 +152,7 @@ def measure(preset: Preset, tasks: tuple[str, ...], rounds: int) -> list[dict]:
                     fn()
                     cpu[k].append(time.process_time() - start)
         ms = {k: 1e3 * statistics.median(v) for k, v in cpu.items()}
-        for name in task_variants(task):
+        for name in variants:
             rows.append(
                 {
                     "task": task,
@@ -175,10 +173,8 @@ def plot(rows: list[dict], path: Path) -> None:
     with panel_row(path, 1, (7, 3.5)) as (ax,):
         width = 0.8 / len(models)
         for j, name in enumerate(models):
-            values = [  # 0: not measured on that task
-                next((r["ratio_to_FNO"] for r in rows if (r["task"], r["model"]) == (t, name)), 0)
-                for t in tasks
-            ]
+            ratio = {r["task"]: float(r["ratio_to_FNO"]) for r in rows if r["model"] == name}
+            values = [ratio.get(t, float("nan")) for t in tasks]
             ax.bar([i + (j - (len(models) - 1) / 2) * width for i in range(len(tasks))], values,
                    width, label=name)  # fmt: skip
         ax.axhline(1.3, color="grey", lw=0.8, ls="--", label="target 1.3")
@@ -194,15 +190,20 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=20, help="interleaved rounds per task")
     parser.add_argument("--out", type=Path, default=RESULTS, help="results folder")
     parser.add_argument(
-        "--tasks",
-        nargs="+",
-        choices=PRESETS["medium"].tasks,
-        help="measure these tasks only; the other tasks' rows are kept from the CSV in --out",
+        "--tasks", nargs="+", help="measure only these (the CSV's other tasks' rows are kept)"
     )
+    parser.add_argument("--models", nargs="+", default=[], help="bench models besides VARIANTS")
     args = parser.parse_args()
     torch.set_num_threads(1)
     preset = PRESETS["medium"]
     tasks = tuple(args.tasks or preset.tasks)
+    unknown = [t for t in tasks if t not in preset.tasks]
+    unknown += [m for m in args.models if m not in MODELS]
+    if unknown:
+        parser.error(
+            f"unknown task or model {unknown}; tasks: {preset.tasks}, models: {list(MODELS)}"
+        )
+    variants = tuple(dict.fromkeys((*VARIANTS, *args.models)))
     rounds = args.rounds
     if args.quick:
         preset = dataclasses.replace(
@@ -214,21 +215,27 @@ def main() -> None:
         )
         rounds = 2
     start = time.perf_counter()
-    order = list(PRESETS["medium"].tasks)
-    rows = kept_rows(args.out / "medium_step_time.csv", tasks) + measure(preset, tasks, rounds)
-    rows.sort(key=lambda r: order.index(r["task"]))  # stable: the models' order within a task
+    rows = measure(preset, tasks, rounds, variants)
     args.out.mkdir(parents=True, exist_ok=True)
-    write_csv(args.out / "medium_step_time.csv", rows)
+    csv_path = args.out / "medium_step_time.csv"
+    kept: list[dict] = []
+    if args.tasks and csv_path.exists():  # the other tasks' rows of an earlier run
+        with csv_path.open() as fh:
+            kept = [r for r in csv.DictReader(fh) if r["task"] not in tasks]
+        kept = [{**r, **{k: float(r[k]) for k in ("ms", "FNO_ms", "ratio_to_FNO")}} for r in kept]
+    order = list(dict.fromkeys([*preset.tasks, *(r["task"] for r in kept)]))
+    rows = sorted(kept + rows, key=lambda r: order.index(r["task"]))
+    write_csv(csv_path, rows)
     settings = (
         f"{'quick' if args.quick else 'default'} run: the `medium` preset's tasks, grids, "
         f"modes, width {preset.width}, depth {preset.depth}, batch {preset.batch}; "
         f"{rounds} interleaved rounds per task, 1 torch thread, "
         f"torch {torch.__version__}; {time.perf_counter() - start:.0f} s"
     )
-    if args.tasks:
+    if kept:
         settings += (
-            f" for {', '.join(tasks)} (the other tasks' rows are kept from the previous run of "
-            "the CSV, each task's ratios measured within one run)"
+            f". This run measured {', '.join(tasks)} (models {', '.join(variants)}); the rows "
+            "of the other tasks are an earlier run's, kept from the CSV"
         )
     lines = [
         "# Trainer step time of the `medium` bench models against FNO",

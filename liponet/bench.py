@@ -58,6 +58,7 @@ from .certify import (
     operator_error_bound,
 )
 from .data import PDEBenchDataset, WellDataset, generate, generate_well
+from .layers import exact_train_norms
 from .metrics import pdebench_metrics
 from .models import (
     FNO,
@@ -217,9 +218,10 @@ class Preset:
     ``initial_step`` the input frames per task. Training (through
     :class:`liponet.train.Trainer`, see :func:`train_config`): Adam, about ``steps`` optimizer
     steps (per task, or one number) rounded up to whole epochs (or ``epochs`` over the training
-    windows when set), batch ``batch``, learning rate halved ``lr_halvings`` times at equal
-    intervals (``scheduler "step"``; PDEBench: every 100 of 500 epochs) or cosine-annealed per
-    epoch (``"cosine"``). ``models``:
+    windows when set), batch ``batch``, relative training-input noise ``input_noise``
+    (:class:`~liponet.train.TrainConfig`; 0 = none), learning rate halved ``lr_halvings``
+    times at equal intervals (``scheduler "step"``; PDEBench: every 100 of 500 epochs) or
+    cosine-annealed per epoch (``"cosine"``). ``models``:
     the rows a run trains by default (``None``: every entry of :data:`MODELS`); ``seeds``: the
     training seeds, one row each; ``note``: a paragraph the results file shows (sizes, cuts).
     """
@@ -236,6 +238,7 @@ class Preset:
     batch: int = 32
     lr: float = 1e-3
     weight_decay: float = 1e-4
+    input_noise: float = 0.0
     lr_halvings: int = 4
     scheduler: str = "step"
     models: tuple[str, ...] | None = None
@@ -609,10 +612,12 @@ def lipfno_builder(**variant: Any) -> Builder:
     windows as ``liponet train`` does (:func:`liponet.train.resolve_auto_k`: the data's largest
     pair ratio, of the increments with ``increment=True``, times its margin; estimated).
     ``hidden_factor=f``: the convex-potential blocks' ``hidden = f * preset.width``.
+    ``exact_norms=True``: train with exact norms (:func:`liponet.layers.exact_train_norms`).
     """
 
     def build(data: BenchData, preset: Preset) -> nn.Module:
         extra = dict(variant)
+        exact = extra.pop("exact_norms", False)
         if "hidden_factor" in extra:
             extra["hidden"] = round(extra.pop("hidden_factor") * preset.width)
         if extra.get("k") == "auto":
@@ -622,7 +627,10 @@ def lipfno_builder(**variant: Any) -> Builder:
         if extra.get("output_scale") == "auxiliary" and "radius" not in extra:
             norms = data.x_train.pow(2).sum(1).flatten(1).mean(-1).sqrt()
             extra["radius"] = 1.5 * float(norms.max())
-        return _sized(LipFNO, data, preset, extra)
+        model = _sized(LipFNO, data, preset, extra)
+        if exact:
+            exact_train_norms(model)
+        return model
 
     return build
 
@@ -630,14 +638,13 @@ def lipfno_builder(**variant: Any) -> Builder:
 def _sized(cls: type[nn.Module], data: BenchData, preset: Preset, keywords: dict) -> nn.Module:
     """``cls`` (FNO or LipFNO) at the task's channels, modes and padding, the preset's sizes.
 
-    ``keywords`` may override the preset's ``width`` and ``depth`` (a cheaper variant), and
-    its kept ``modes`` (one number for every spatial dimension, capped as the preset's are).
+    ``keywords`` may override the preset's ``width`` and ``depth`` (a cheaper variant) and,
+    with ``modes=m``, its kept modes (capped as :func:`fno_modes` caps them).
     """
+    keywords = dict(keywords)
+    modes = fno_modes(data, replace(preset, modes=keywords.pop("modes", preset.modes)))
     sizes = {"width": preset.width, "depth": preset.depth, "padding": fno_padding(data)}
-    extra = dict(keywords)
-    if "modes" in extra:
-        preset = with_overrides(preset, modes=int(extra.pop("modes")))
-    return cls(data.in_channels, data.out_channels, fno_modes(data, preset), **{**sizes, **extra})
+    return cls(data.in_channels, data.out_channels, modes, **{**sizes, **keywords})
 
 
 def fno_builder(**keywords: Any) -> Builder:
@@ -747,6 +754,13 @@ _INC: dict[str, Any] = dict(
 #: the cheaper configurations for tasks whose accuracy has slack (advection, 1-D
 #: diffusion-reaction); a convex-potential block costs about 1.3x an FNO block per step
 #: (``K`` and ``K^T``), so two of them bring a step near FNO's (benchmarks/medium_step_time.py).
+#: ``LipFNO-wide-d2`` / ``-d3``: ``LipFNO-wide`` with two / three blocks (Burgers at FNO's step
+#: time: a wide block costs about 2x an FNO block, so two of them fit the 1.3x budget);
+#: ``LipFNO-wide-d2-m16``: with 16 kept modes; ``LipFNO-wide-d2-k2``: with ``k = 2``;
+#: ``LipFNO-wide-d2-exact`` / ``LipFNO-wide-exact``: trained with exact norms
+#: (:func:`liponet.layers.exact_train_norms`). Their learning-rate variants are the Burgers
+#: screens of benchmarks/README.md ("Burgers at FNO's step time"); ``LipFNO-wide-d2-lr``
+#: (1e-2) is the closest to both Burgers targets.
 #: ``LipFNO-m8``: LipFNO's four convex-potential blocks (clip) with 8 kept modes per dimension
 #: instead of the preset's 12 and slack ``k = 3``: on Darcy the kept spectrum's products are
 #: what a convex-potential block costs beyond an FNO block, so the step drops to about 1.3x
@@ -775,6 +789,12 @@ MODELS: dict[str, Builder] = {
     "LipFNO-inc-d2": lipfno_builder(
         normalization="clip", k="auto", block="cpl", increment=True, budget="last", depth=2
     ),
+    "LipFNO-wide-d2": lipfno_builder(**_WIDE, depth=2),
+    "LipFNO-wide-d3": lipfno_builder(**_WIDE, depth=3),
+    "LipFNO-wide-d2-m16": lipfno_builder(**_WIDE, depth=2, modes=16),
+    "LipFNO-wide-d2-k2": lipfno_builder(**{**_WIDE, "k": 2.0}, depth=2),
+    "LipFNO-wide-d2-exact": lipfno_builder(**_WIDE, depth=2, exact_norms=True),
+    "LipFNO-wide-exact": lipfno_builder(**_WIDE, exact_norms=True),
     "LipFNO-m8": lipfno_builder(
         normalization="clip", k=3.0, block="cpl", increment=False, budget="last", modes=8
     ),
@@ -789,7 +809,12 @@ MODELS: dict[str, Builder] = {
 #: variants that are about the optimizer rather than the network. ``LipFNO-clip-lr``:
 #: ``LipFNO-clip`` at learning rate 1e-2 (benchmarks/darcy_study.py: clipped multipliers fit
 #: and generalize better with larger steps on Darcy); ``FNO-lr``: FNO at the same rate, its
-#: fair reference (FNO gains more from it there).
+#: fair reference (FNO gains more from it there). ``-noise`` variants train with
+#: ``input_noise`` (white noise of 3e-3 times each training window's RMS on the inputs, the
+#: targets clean; :class:`~liponet.train.TrainConfig`): ``LipFNO-d2-noise`` (advection: the
+#: rollout accumulates LipFNO's one-step errors, not its one-step error, which is below FNO's;
+#: benchmarks/advection_study.py) and ``FNO-lr3e-4-noise``, the same recipe for advection's
+#: best FNO. A variant's network is its name less ``-lr...`` / ``-noise...``.
 MODEL_TRAINING: dict[str, dict[str, Any]] = {
     "FNO-lr": {"lr": 1e-2},
     "LipFNO-clip-lr": {"lr": 1e-2},
@@ -802,12 +827,34 @@ MODEL_TRAINING: dict[str, dict[str, Any]] = {
     "LipFNO-wide-lr1e-3": {"lr": 1e-3},
     "FNO-lr2e-2": {"lr": 2e-2},
     "FNO-lr3e-4": {"lr": 3e-4},
+    "FNO-lr1e-4": {"lr": 1e-4},
     "LipFNO-wide-lr2e-2": {"lr": 2e-2},
+    "LipFNO-wide-d2-lr": {"lr": 1e-2},
+    "LipFNO-wide-d2-lr5e-3": {"lr": 5e-3},
+    "LipFNO-wide-d3-lr": {"lr": 1e-2},
+    "LipFNO-wide-d2-lr2e-2": {"lr": 2e-2},
+    "LipFNO-wide-d2-m16-lr": {"lr": 1e-2},
+    "LipFNO-wide-d2-k2-lr": {"lr": 1e-2},
+    "LipFNO-d2-noise": {"input_noise": 3e-3},
+    "FNO-lr3e-4-noise": {"lr": 3e-4, "input_noise": 3e-3},
     "LipFNO-m8-lr": {"lr": 1e-2},
 }
 
-# Each training-settings variant builds its base model's network (the name less ``-lr...``).
-MODELS.update({name: MODELS[name.rpartition("-lr")[0]] for name in MODEL_TRAINING})
+
+def _base_model(name: str) -> str:
+    """The network a training-settings variant builds: its name less ``-lr...``/``-noise...``."""
+    while name in MODEL_TRAINING or name not in MODELS:
+        head, sep, _ = max(
+            name.rpartition("-lr"), name.rpartition("-noise"), key=lambda p: len(p[0])
+        )
+        if not sep:
+            raise ValueError(f"training variant {name!r} names no model of MODELS")
+        name = head
+    return name
+
+
+# Each training-settings variant builds its base model's network.
+MODELS.update({name: MODELS[_base_model(name)] for name in MODEL_TRAINING})
 
 
 def neuralop_available() -> bool:
@@ -906,6 +953,7 @@ def train_config(
         step_size=max(1, epochs // (halvings + 1)),
         gamma=0.5 if halvings else 1.0,
         grad_clip=0.0,
+        input_noise=preset.input_noise,
         loss="rel_l2",
         seed=seed,
         device=device,
@@ -1330,17 +1378,17 @@ def network_of(model: str) -> str:
     """The bench model with the same network: ``model`` less its training-settings suffix.
 
     A :data:`MODEL_TRAINING` variant (``LipFNO-wide-lr``, ``FNO-lr1e-3``, ...) trains the network
-    of the model named without its ``-lr...`` suffix; its step time is that model's.
+    of the model named without its ``-lr...`` / ``-noise...`` suffixes; its step time is that
+    model's (input noise adds one ``randn`` per batch).
 
     Examples
     --------
     >>> network_of("LipFNO-wide-lr2e-2"), network_of("FNO-lr"), network_of("LipFNO-d2")
     ('LipFNO-wide', 'FNO', 'LipFNO-d2')
+    >>> network_of("LipFNO-d2-noise"), network_of("FNO-lr3e-4-noise")
+    ('LipFNO-d2', 'FNO')
     """
-    if model not in MODEL_TRAINING:
-        return model
-    head, sep, _ = model.rpartition("-lr")
-    return head if sep and head in MODELS else model
+    return _base_model(model) if model in MODEL_TRAINING else model
 
 
 def target_checks(

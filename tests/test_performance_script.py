@@ -66,25 +66,47 @@ def test_medium_step_time_measures_every_medium_model_against_fno(tmp_path):
     tasks = PRESETS["medium"].tasks
     models = ["FNO", "LipFNO", "LipFNO-clip", "LipFNO-inc", "LipFNO-wide"]
     models += ["LipFNO-d2", "LipFNO-inc-d2"]
-    extra = {"darcy_2d": ["LipFNO-m8"]}  # measured on Darcy only
-    expected = [(t, m) for t in tasks for m in models + extra.get(t, [])]
-    assert [(r["task"], r["model"]) for r in rows] == expected
+    assert [(r["task"], r["model"]) for r in rows] == [(t, m) for t in tasks for m in models]
     assert all(float(r["ms"]) > 0 for r in rows)
     assert all(float(r["ratio_to_FNO"]) == 1.0 for r in rows if r["model"] == "FNO")
     assert (tmp_path / "medium_step_time.png").stat().st_size > 0
-    # --tasks: Darcy measured again, every other task's row kept as it was
-    proc = run_script(script, "--quick", "--tasks", "darcy_2d", "--out", str(tmp_path))
+
+
+def test_medium_step_time_one_task_keeps_the_other_tasks_rows(tmp_path):
+    """``--tasks burgers_1d --models LipFNO-wide-d2``: Burgers re-measured with the extra model,
+    every other task's rows carried over from the CSV unchanged."""
+    script = ROOT / "benchmarks" / "medium_step_time.py"
+    before = ROOT / "benchmarks" / "results" / "medium_step_time.csv"
+    shutil.copy(before, tmp_path)
+    with before.open() as fh:
+        old = list(csv.DictReader(fh))
+    proc = run_script(
+        script, "--quick", "--tasks", "burgers_1d", "--models", "LipFNO-wide-d2",
+        "--out", str(tmp_path),
+    )  # fmt: skip
     assert proc.returncode == 0, proc.stdout + proc.stderr
     with (tmp_path / "medium_step_time.csv").open() as fh:
-        again = list(csv.DictReader(fh))
-    assert [(r["task"], r["model"]) for r in again] == expected
-    assert [r for r in again if r["task"] != "darcy_2d"] == [
-        r for r in rows if r["task"] != "darcy_2d"
-    ]
-    assert (
-        "for darcy_2d (the other tasks' rows are kept"
-        in (tmp_path / "medium_step_time.md").read_text()
+        rows = list(csv.DictReader(fh))
+    others = [r for r in rows if r["task"] != "burgers_1d"]
+    assert others == [r for r in old if r["task"] != "burgers_1d"]
+    burgers = {r["model"]: r for r in rows if r["task"] == "burgers_1d"}
+    assert "LipFNO-wide-d2" in burgers and burgers["FNO"]["ratio_to_FNO"] == "1.0"
+    assert "This run measured burgers_1d" in (tmp_path / "medium_step_time.md").read_text()
+    bad = run_script(script, "--quick", "--models", "nope", "--out", str(tmp_path / "x"))
+    assert bad.returncode == 2 and "nope" in bad.stderr and not (tmp_path / "x").exists()
+
+
+@pytest.mark.slow
+def test_medium_step_time_lists_each_models_own_kept_modes(tmp_path):
+    """``--models LipFNO-m8``: its row says 8 kept modes, the preset's models say the preset's."""
+    script = ROOT / "benchmarks" / "medium_step_time.py"
+    proc = run_script(
+        script, "--quick", "--tasks", "darcy_2d", "--models", "LipFNO-m8", "--out", str(tmp_path)
     )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    with (tmp_path / "medium_step_time.csv").open() as fh:
+        modes = {r["model"]: r["modes"] for r in csv.DictReader(fh)}
+    assert modes["LipFNO-m8"] == "8" and modes["FNO"] == modes["LipFNO"] == "4"  # --quick: 4
 
 
 def test_certify_rounds_report_median_and_max_after_1_and_8_steps(tmp_path):

@@ -19,6 +19,7 @@ from .fourier import FourierBlock as FourierBlock
 from .fourier import LipSpectralConv as LipSpectralConv
 from .fourier import PaddedDomain as PaddedDomain
 from .fourier import SpectralMultiplier as SpectralMultiplier
+from .fourier import exact_train_norms as exact_train_norms
 from .linear import ClippedLinear as ClippedLinear
 from .linear import LipLinear as LipLinear
 from .residual import ConvexPotentialBlock as ConvexPotentialBlock
@@ -52,6 +53,7 @@ __all__ = [
     "ReLU",
     "SpectralMultiplier",
     "compose_bounds",
+    "exact_train_norms",
     "make_activation",
     "sup_norm_bound",
 ]
