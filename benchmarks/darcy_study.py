@@ -407,7 +407,10 @@ FINDINGS = """## Findings
   block adds to an FNO block): 0.0488 at k = 1.3, 0.0481 at k = 3. At k = 3 that model fits
   the training set as well as FNO at the same rate (0.0284 against 0.0287) and is 1.24x FNO-lr
   on the test set: the same generalization gap as the fused blocks (test / train 1.69 against
-  FNO's 1.36). Three seeds of it are the bench's `LipFNO-m8-lr` (`bench_medium.md`). A smooth
+  FNO's 1.36). Three seeds of it, the bench's `LipFNO-m8-lr` (`bench_medium.md`): 0.0468 ±
+  0.0017, **1.26x the best FNO** (`FNO-lr2e-2`, 0.0371) and 1.20x `FNO-lr`, certified 3, step
+  1.25x FNO's (`medium_step_time.md`): the most accurate Lipschitz model within the time target
+  (`LipFNO-clip-lr`: 1.33x at 1.12x), 26% short of the accuracy target. A smooth
   activation inside the blocks (softplus, three blocks) does not fit at all (test 0.141,
   training 0.139; one seed, cause not established).
 - **ReLU features per block are the lever, and in 2-D they are expensive.** LipFNO-wide
