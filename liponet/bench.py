@@ -763,7 +763,7 @@ _INC: dict[str, Any] = dict(
 #: (1e-2) is the closest to both Burgers targets.
 #: ``LipFNO-m8``: LipFNO's four convex-potential blocks (clip) with 8 kept modes per dimension
 #: instead of the preset's 12 and slack ``k = 3``: on Darcy the kept spectrum's products are
-#: what a convex-potential block costs beyond an FNO block, so the step drops to about 1.3x
+#: what a convex-potential block costs beyond an FNO block, so the step drops to 1.25x
 #: FNO's (benchmarks/darcy_study.py; ``LipFNO-m8-lr``: at learning rate 1e-2).
 #: ``LocalDeepONet`` /
 #: ``LipLocalDeepONet``: the local-branch DeepONets (:func:`local_deeponet_builder`), whose
