@@ -658,7 +658,7 @@ class LipSpectralConv(CertifiedModule):
     normalization
         How multipliers are normalized (:data:`NORMALIZATIONS`): ``"global"`` divides all by the
         largest norm (operator norm exactly ``k``, spectrum shape free); ``"clip"`` shrinks each
-        multiplier above ``k`` to ``k`` (in eval, of large layers, to within ~0.05% below ``k``:
+        multiplier above ``k`` to ``k`` (in eval, of large layers, to within ~0.06% below ``k``:
         see "Lipschitz constant"); ``"orthogonal"`` makes every multiplier ``k`` times its
         unitary polar factor (the nearest unitary matrix, what Björck iterations converge to),
         so the linear part is ``k`` times an isometry: one batched Gram eigendecomposition
@@ -692,7 +692,7 @@ class LipSpectralConv(CertifiedModule):
     with ``u_k`` a proven upper bound of ``||M_k||`` within about :data:`CLIP_HEADROOM` of it
     (one Gram product, ``eigvalsh`` and Cholesky factorization per multiplier, no SVD;
     :meth:`_clip_scales`) and ``k' = k (1 - CLIP_ROUNDING_ROOM)``: every eval multiplier is
-    ``<= k'`` by construction, a clipped one shrunk at most about ``0.05%`` more than by its
+    ``<= k'`` by construction, a clipped one shrunk at most about ``0.06%`` more than by its
     exact norm, and the certificate is the a-priori bound ``max_k (s_k u_k + rounding) <= k``.
     The eval weights depend on the current weights only (no call history), as with an SVD.
     With ``"orthogonal"``, ``"polar"`` or ``"qr"`` every multiplier is ``k`` times an isometry
