@@ -470,7 +470,10 @@ class _ClipTrainWeights(torch.autograd.Function):
         g_c[:-1] = _symmetric_scales(g_c_sym, ctx.kept_shape, ctx.d)  # averaging: self-adjoint
         g_c[-1] = (g_w * skip).sum((-2, -1)) - (g_r_real_sum * skip).sum((-2, -1))
         g_skip = c[-1][..., None, None] * (g_w - g_r_real_sum)
-        # c = 1 / max(1, sigma / k): dc/dsigma = -c / sigma where clipped (sigma > k), else 0
+        # c = 1 / max(1, sigma / k): dc/dsigma = -c / sigma where clipped (sigma > k), else 0.
+        # A zero multiplier (sigma = 0, e.g. a zeroed skip) is never clipped and has v = 0: its
+        # term is 0, so divide by sigma floored at the smallest normal (0 / 0 would be NaN).
+        sigma = sigma.clamp_min(torch.finfo(sigma.dtype).tiny)
         g_sigma = torch.where(sigma / ctx.k >= 1.0, -g_c * c / sigma, torch.zeros_like(c))
         # sigma = ||M u||: d sigma = Re(v^H dM u) / sigma, so dM gets (g_sigma / sigma) v u^H
         outer = (v * (g_sigma / sigma)[..., None, None]) * u.unsqueeze(-2).conj()  # v u^H
