@@ -43,7 +43,17 @@ import torch
 from _plot import panel_row
 from fno_common import markdown_table, write_csv
 
-from liponet.bench import MODELS, PRESETS, TASKS, BenchData, Preset, per_task, train_config
+from liponet.bench import (
+    MODEL_TRAINING,
+    MODELS,
+    PRESETS,
+    TASKS,
+    BenchData,
+    Preset,
+    per_task,
+    train_config,
+    with_overrides,
+)
 from liponet.train import ConstraintWarning, DistContext, Trainer
 
 RESULTS = Path("benchmarks/results")
@@ -128,7 +138,9 @@ def measure(
             for name in variants:
                 torch.manual_seed(0)
                 model = MODELS[name](data, preset)
-                fns[name] = trainer_step(model, data, preset, f"{folder}/{name}")
+                # a training variant's settings (e.g. input_noise, one more randn per batch)
+                own = with_overrides(preset, **MODEL_TRAINING.get(name, {}))
+                fns[name] = trainer_step(model, data, own, f"{folder}/{name}")
             for _ in range(2):  # warm-up (power-iteration vectors, allocator)
                 for fn in fns.values():
                     fn()

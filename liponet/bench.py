@@ -218,9 +218,10 @@ class Preset:
     ``initial_step`` the input frames per task. Training (through
     :class:`liponet.train.Trainer`, see :func:`train_config`): Adam, about ``steps`` optimizer
     steps (per task, or one number) rounded up to whole epochs (or ``epochs`` over the training
-    windows when set), batch ``batch``, learning rate halved ``lr_halvings`` times at equal
-    intervals (``scheduler "step"``; PDEBench: every 100 of 500 epochs) or cosine-annealed per
-    epoch (``"cosine"``). ``models``:
+    windows when set), batch ``batch``, relative training-input noise ``input_noise``
+    (:class:`~liponet.train.TrainConfig`; 0 = none), learning rate halved ``lr_halvings``
+    times at equal intervals (``scheduler "step"``; PDEBench: every 100 of 500 epochs) or
+    cosine-annealed per epoch (``"cosine"``). ``models``:
     the rows a run trains by default (``None``: every entry of :data:`MODELS`); ``seeds``: the
     training seeds, one row each; ``note``: a paragraph the results file shows (sizes, cuts).
     """
@@ -237,6 +238,7 @@ class Preset:
     batch: int = 32
     lr: float = 1e-3
     weight_decay: float = 1e-4
+    input_noise: float = 0.0
     lr_halvings: int = 4
     scheduler: str = "step"
     models: tuple[str, ...] | None = None
@@ -800,7 +802,12 @@ MODELS: dict[str, Builder] = {
 #: variants that are about the optimizer rather than the network. ``LipFNO-clip-lr``:
 #: ``LipFNO-clip`` at learning rate 1e-2 (benchmarks/darcy_study.py: clipped multipliers fit
 #: and generalize better with larger steps on Darcy); ``FNO-lr``: FNO at the same rate, its
-#: fair reference (FNO gains more from it there).
+#: fair reference (FNO gains more from it there). ``-noise`` variants train with
+#: ``input_noise`` (white noise of 3e-3 times each training window's RMS on the inputs, the
+#: targets clean; :class:`~liponet.train.TrainConfig`): ``LipFNO-d2-noise`` (advection: the
+#: rollout accumulates LipFNO's one-step errors, not its one-step error, which is below FNO's;
+#: benchmarks/advection_study.py) and ``FNO-lr3e-4-noise``, the same recipe for advection's
+#: best FNO. A variant's network is its name less ``-lr...`` / ``-noise...``.
 MODEL_TRAINING: dict[str, dict[str, Any]] = {
     "FNO-lr": {"lr": 1e-2},
     "LipFNO-clip-lr": {"lr": 1e-2},
@@ -813,6 +820,7 @@ MODEL_TRAINING: dict[str, dict[str, Any]] = {
     "LipFNO-wide-lr1e-3": {"lr": 1e-3},
     "FNO-lr2e-2": {"lr": 2e-2},
     "FNO-lr3e-4": {"lr": 3e-4},
+    "FNO-lr1e-4": {"lr": 1e-4},
     "LipFNO-wide-lr2e-2": {"lr": 2e-2},
     "LipFNO-wide-d2-lr": {"lr": 1e-2},
     "LipFNO-wide-d2-lr5e-3": {"lr": 5e-3},
@@ -820,10 +828,25 @@ MODEL_TRAINING: dict[str, dict[str, Any]] = {
     "LipFNO-wide-d2-lr2e-2": {"lr": 2e-2},
     "LipFNO-wide-d2-m16-lr": {"lr": 1e-2},
     "LipFNO-wide-d2-k2-lr": {"lr": 1e-2},
+    "LipFNO-d2-noise": {"input_noise": 3e-3},
+    "FNO-lr3e-4-noise": {"lr": 3e-4, "input_noise": 3e-3},
 }
 
-# Each training-settings variant builds its base model's network (the name less ``-lr...``).
-MODELS.update({name: MODELS[name.rpartition("-lr")[0]] for name in MODEL_TRAINING})
+
+def _base_model(name: str) -> str:
+    """The network a training-settings variant builds: its name less ``-lr...``/``-noise...``."""
+    while name in MODEL_TRAINING or name not in MODELS:
+        head, sep, _ = max(
+            name.rpartition("-lr"), name.rpartition("-noise"), key=lambda p: len(p[0])
+        )
+        if not sep:
+            raise ValueError(f"training variant {name!r} names no model of MODELS")
+        name = head
+    return name
+
+
+# Each training-settings variant builds its base model's network.
+MODELS.update({name: MODELS[_base_model(name)] for name in MODEL_TRAINING})
 
 
 def neuralop_available() -> bool:
@@ -922,6 +945,7 @@ def train_config(
         step_size=max(1, epochs // (halvings + 1)),
         gamma=0.5 if halvings else 1.0,
         grad_clip=0.0,
+        input_noise=preset.input_noise,
         loss="rel_l2",
         seed=seed,
         device=device,
@@ -1346,17 +1370,17 @@ def network_of(model: str) -> str:
     """The bench model with the same network: ``model`` less its training-settings suffix.
 
     A :data:`MODEL_TRAINING` variant (``LipFNO-wide-lr``, ``FNO-lr1e-3``, ...) trains the network
-    of the model named without its ``-lr...`` suffix; its step time is that model's.
+    of the model named without its ``-lr...`` / ``-noise...`` suffixes; its step time is that
+    model's (input noise adds one ``randn`` per batch).
 
     Examples
     --------
     >>> network_of("LipFNO-wide-lr2e-2"), network_of("FNO-lr"), network_of("LipFNO-d2")
     ('LipFNO-wide', 'FNO', 'LipFNO-d2')
+    >>> network_of("LipFNO-d2-noise"), network_of("FNO-lr3e-4-noise")
+    ('LipFNO-d2', 'FNO')
     """
-    if model not in MODEL_TRAINING:
-        return model
-    head, sep, _ = model.rpartition("-lr")
-    return head if sep and head in MODELS else model
+    return _base_model(model) if model in MODEL_TRAINING else model
 
 
 def target_checks(

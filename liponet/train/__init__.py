@@ -28,6 +28,7 @@ from .trainer import GlobalBatchSampler as GlobalBatchSampler
 from .trainer import NonFiniteLossError as NonFiniteLossError
 from .trainer import Trainer as Trainer
 from .trainer import TrainingInterrupted as TrainingInterrupted
+from .trainer import noisy_inputs as noisy_inputs
 from .trainer import seed_everything as seed_everything
 
 __all__ = [
@@ -56,6 +57,7 @@ __all__ = [
     "init_distributed",
     "load_checkpoint",
     "load_model",
+    "noisy_inputs",
     "register_dataset",
     "resolve_auto_k",
     "save_checkpoint",

@@ -52,6 +52,7 @@ __all__ = [
     "NonFiniteLossError",
     "Trainer",
     "TrainingInterrupted",
+    "noisy_inputs",
     "seed_everything",
 ]
 
@@ -69,6 +70,7 @@ RESUME_KEYS = (
     "step_size",
     "gamma",
     "grad_clip",
+    "input_noise",
     "loss",
     "monitor",
 )
@@ -116,6 +118,26 @@ def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed)  # noqa: NPY002 (the legacy global generator is what libraries use)
     torch.manual_seed(seed)
+
+
+def noisy_inputs(x: Tensor, std: float, generator: torch.Generator | None = None) -> Tensor:
+    """``x`` plus white Gaussian noise of ``std`` times each sample's RMS.
+
+    ``x``: ``(batch, channels, *spatial)`` (or any ``(batch, ...)``); the RMS is over every
+    entry of a sample, so ``std`` is the noise-to-signal ratio of each sample. The
+    :class:`Trainer`'s ``input_noise`` (training inputs only).
+
+    Examples
+    --------
+    >>> import torch
+    >>> x = torch.ones(2, 1, 10_000)
+    >>> noise = noisy_inputs(x, 0.01, torch.Generator().manual_seed(0)) - x
+    >>> round(float(noise.std()), 3)
+    0.01
+    """
+    rms = x.detach().flatten(1).pow(2).mean(1).sqrt().view(-1, *(1,) * (x.dim() - 1))
+    noise = torch.randn(x.shape, generator=generator, dtype=x.dtype, device=x.device)
+    return x + std * rms * noise
 
 
 class _ShardSampler(Sampler[int]):
@@ -642,6 +664,8 @@ class Trainer:
         """
         device = self.ctx.device
         x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
+        if self.config.input_noise > 0:
+            x = noisy_inputs(x, self.config.input_noise)
         self.ddp.train()
         autocast = device.type == "cuda" and self.config.bf16
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=autocast):
