@@ -754,6 +754,9 @@ _INC: dict[str, Any] = dict(
 #: the cheaper configurations for tasks whose accuracy has slack (advection, 1-D
 #: diffusion-reaction); a convex-potential block costs about 1.3x an FNO block per step
 #: (``K`` and ``K^T``), so two of them bring a step near FNO's (benchmarks/medium_step_time.py).
+#: ``LipFNO-inc0.3-d2``: the increment form with two blocks and a fixed ``k = 0.3`` of the
+#: increment (certified 1.3; advection's one-step increment is small against the frame, and
+#: the identity carries the frame's amplitude exactly; benchmarks/advection_study.py).
 #: ``LocalDeepONet`` /
 #: ``LipLocalDeepONet``: the local-branch DeepONets (:func:`local_deeponet_builder`), whose
 #: outputs are not confined to a low-rank span (2-D diffusion-reaction). Variant rows pin the
@@ -777,6 +780,9 @@ MODELS: dict[str, Builder] = {
     ),
     "LipFNO-inc-d2": lipfno_builder(
         normalization="clip", k="auto", block="cpl", increment=True, budget="last", depth=2
+    ),
+    "LipFNO-inc0.3-d2": lipfno_builder(
+        normalization="clip", k=0.3, block="cpl", increment=True, budget="last", depth=2
     ),
     "LipFNO-wide-d2": lipfno_builder(**_WIDE, depth=2),
     "LipFNO-wide-d3": lipfno_builder(**_WIDE, depth=3),
