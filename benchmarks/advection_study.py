@@ -337,12 +337,62 @@ def markdown(rows: Sequence[Mapping[str, Any]], path: Path, preset: Preset) -> N
         "",
         *findings(table),
         "",
+        "## Three seeds in the bench (`bench_medium.csv`)",
+        "",
+        *bench_seeds(RESULTS / "bench_medium.csv"),
+        "",
         "## Every row",
         "",
         markdown_table([{c: r[c] for c in detail} for r in rows], detail),
         "",
     ]
     path.write_text("\n".join(text))
+
+
+#: The bench models whose three-seed rows the study quotes (advection, ``bench_medium.csv``).
+BENCH_MODELS = (
+    "FNO-lr3e-4",
+    "FNO-lr3e-4-noise",
+    "LipFNO-d2",
+    "LipFNO-d2-noise",
+    "LipFNO-inc0.3-d2",
+    "LipFNO-lr",
+)
+
+
+def bench_seeds(path: Path) -> list[str]:
+    """Per-seed test nRMSE of :data:`BENCH_MODELS` on advection, mean and ratio to FNO-lr3e-4's."""
+    if not path.is_file():
+        return ["(no bench_medium.csv)"]
+    with path.open(newline="") as fh:
+        rows = [r for r in csv.DictReader(fh) if r["task"] == TASK and r["status"] == "ok"]
+    by: dict[str, dict[int, float]] = {}
+    for r in rows:
+        if r["model"] in BENCH_MODELS:
+            by.setdefault(r["model"], {})[int(r["seed"])] = float(r["nrmse"])
+    if "FNO-lr3e-4" not in by:
+        return ["(no FNO-lr3e-4 rows)"]
+    ref = statistics.fmean(by["FNO-lr3e-4"].values())
+    table = [
+        {
+            "model": m,
+            **{f"seed {s}": by[m].get(s, float("nan")) for s in (0, 1, 2)},
+            "mean": statistics.fmean(by[m].values()),
+            "/ FNO-lr3e-4 mean": statistics.fmean(by[m].values()) / ref,
+        }
+        for m in BENCH_MODELS
+        if m in by
+    ]
+    return [
+        "The bench's rows of the configurations this study led to (same data and recipe; "
+        "`LipFNO-d2-noise` = `d2-noise3e-3`, `LipFNO-inc0.3-d2` = `d2-inc-k0.3`, `LipFNO-lr` = "
+        "`d4-lr1e-2`; step times against FNO's in `medium_step_time.md`). Largest / smallest "
+        "seed of a LipFNO model: up to "
+        f"{max(max(v.values()) / min(v.values()) for m, v in by.items() if 'Lip' in m):.2f}"
+        "x.",
+        "",
+        markdown_table(table, list(table[0])),
+    ]
 
 
 def findings(table: Sequence[Mapping[str, Any]]) -> list[str]:

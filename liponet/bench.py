@@ -805,8 +805,9 @@ MODELS: dict[str, Builder] = {
 #: ``input_noise`` (white noise of 3e-3 times each training window's RMS on the inputs, the
 #: targets clean; :class:`~liponet.train.TrainConfig`): ``LipFNO-d2-noise`` (advection: the
 #: rollout accumulates LipFNO's one-step errors, not its one-step error, which is below FNO's;
-#: benchmarks/advection_study.py) and ``FNO-lr3e-4-noise``, the same recipe for advection's
-#: best FNO. A variant's network is its name less ``-lr...`` / ``-noise...``.
+#: benchmarks/advection_study.py), ``FNO-noise``, its same-settings FNO, and
+#: ``FNO-lr3e-4-noise``, the same noise for advection's best FNO. A variant's network is its
+#: name less ``-lr...`` / ``-noise...``.
 MODEL_TRAINING: dict[str, dict[str, Any]] = {
     "FNO-lr": {"lr": 1e-2},
     "LipFNO-clip-lr": {"lr": 1e-2},
@@ -832,6 +833,7 @@ MODEL_TRAINING: dict[str, dict[str, Any]] = {
     "LipFNO-wide3-d2-lr": {"lr": 1e-2},
     "LipFNO-wide-d2-exact-lr5e-3": {"lr": 5e-3},
     "LipFNO-d2-noise": {"input_noise": 3e-3},
+    "FNO-noise": {"input_noise": 3e-3},
     "FNO-lr3e-4-noise": {"lr": 3e-4, "input_noise": 3e-3},
 }
 
