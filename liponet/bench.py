@@ -757,6 +757,13 @@ _INC: dict[str, Any] = dict(
 #: ``LipFNO-inc0.3-d2``: the increment form with two blocks and a fixed ``k = 0.3`` of the
 #: increment (certified 1.3; advection's one-step increment is small against the frame, and
 #: the identity carries the frame's amplitude exactly; benchmarks/advection_study.py).
+#: ``LipFNO-wide-d2`` / ``-d3``: ``LipFNO-wide`` with two / three blocks (Burgers at FNO's step
+#: time: a wide block costs about 2x an FNO block, so two of them fit the 1.3x budget);
+#: ``LipFNO-wide-d2-m16``: with 16 kept modes; ``LipFNO-wide-d2-k2``: with ``k = 2``;
+#: ``LipFNO-wide-d2-exact`` / ``LipFNO-wide-exact``: trained with exact norms
+#: (:func:`liponet.layers.exact_train_norms`). Their learning-rate variants are the Burgers
+#: screens of benchmarks/README.md ("Burgers at FNO's step time"); ``LipFNO-wide-d2-lr``
+#: (1e-2) is the closest to both Burgers targets.
 #: ``LocalDeepONet`` /
 #: ``LipLocalDeepONet``: the local-branch DeepONets (:func:`local_deeponet_builder`), whose
 #: outputs are not confined to a low-rank span (2-D diffusion-reaction). Variant rows pin the
@@ -787,7 +794,7 @@ MODELS: dict[str, Builder] = {
     "LipFNO-wide-d2": lipfno_builder(**_WIDE, depth=2),
     "LipFNO-wide-d3": lipfno_builder(**_WIDE, depth=3),
     "LipFNO-wide-d2-m16": lipfno_builder(**_WIDE, depth=2, modes=16),
-    "LipFNO-wide3-d2": lipfno_builder(**{**_WIDE, "hidden_factor": 3}, depth=2),
+    "LipFNO-wide-d2-k2": lipfno_builder(**{**_WIDE, "k": 2.0}, depth=2),
     "LipFNO-wide-d2-exact": lipfno_builder(**_WIDE, depth=2, exact_norms=True),
     "LipFNO-wide-exact": lipfno_builder(**_WIDE, exact_norms=True),
     "DeepONet": deeponet_builder(constrained=False),
@@ -822,16 +829,12 @@ MODEL_TRAINING: dict[str, dict[str, Any]] = {
     "FNO-lr3e-4": {"lr": 3e-4},
     "FNO-lr1e-4": {"lr": 1e-4},
     "LipFNO-wide-lr2e-2": {"lr": 2e-2},
-    "LipFNO-wide-lr5e-3": {"lr": 5e-3},
     "LipFNO-wide-d2-lr": {"lr": 1e-2},
     "LipFNO-wide-d2-lr5e-3": {"lr": 5e-3},
     "LipFNO-wide-d3-lr": {"lr": 1e-2},
-    "LipFNO-wide-d3-lr5e-3": {"lr": 5e-3},
-    "LipFNO-wide-d2-exact-lr": {"lr": 1e-2},
     "LipFNO-wide-d2-lr2e-2": {"lr": 2e-2},
     "LipFNO-wide-d2-m16-lr": {"lr": 1e-2},
-    "LipFNO-wide3-d2-lr": {"lr": 1e-2},
-    "LipFNO-wide-d2-exact-lr5e-3": {"lr": 5e-3},
+    "LipFNO-wide-d2-k2-lr": {"lr": 1e-2},
     "LipFNO-d2-noise": {"input_noise": 3e-3},
     "FNO-noise": {"input_noise": 3e-3},
     "FNO-lr3e-4-noise": {"lr": 3e-4, "input_noise": 3e-3},

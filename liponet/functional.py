@@ -417,8 +417,27 @@ def gram_norm_upper(x: Tensor) -> Tensor:
 _GRAM_DTYPES = (torch.float32, torch.float64, torch.complex64, torch.complex128)
 
 
+def _top_eigenvalue_estimate(gram: Tensor, trace: Tensor) -> Tensor:
+    """``eigvalsh``'s largest eigenvalue of each Hermitian matrix, float64 ``(K,)``: an estimate.
+
+    Where LAPACK does not converge (ill-conditioned float32 input), the batch again in float64,
+    then the trace (an upper bound for a positive semi-definite matrix; NaN stays NaN).
+    """
+    wide = torch.complex128 if gram.is_complex() else torch.float64
+    for g in (gram, gram.to(wide)):
+        try:
+            return torch.linalg.eigvalsh(g)[..., -1].to(torch.float64).clamp_min(0.0)
+        except torch.linalg.LinAlgError:
+            continue
+    return trace.clone()
+
+
 def cholesky_norm_upper(
-    x: Tensor, level: Tensor, headroom: float | None = None, entry_error: float = 0.0
+    x: Tensor,
+    level: Tensor,
+    headroom: float | None = None,
+    entry_error: float = 0.0,
+    factor_wide: bool = False,
 ) -> Tensor:
     """Guaranteed upper bounds ``||X_k||_2 <= b_k`` proven by a Cholesky factorization, or inf.
 
@@ -444,6 +463,12 @@ def cholesky_norm_upper(
         ``headroom`` of the norm, not just below ``level``. It must exceed the relative
         rounding margin (about ``1e-3`` for float32 ``64 x 64`` matrices, ``1e-12`` in
         float64), or every factorization fails.
+    entry_error
+        A relative error of ``x``'s entries to allow for (see Notes).
+    factor_wide
+        Factorize in float64 (complex128) the Gram matrix computed in ``x``'s precision: the
+        margin is then the product's rounding alone (about ``2e-4`` relative for float32 ``64
+        x 64`` matrices), for the cost of a float64 factorization.
 
     Returns
     -------
@@ -472,13 +497,15 @@ def cholesky_norm_upper(
     is positive semi-definite), so ``||X||_2^2 = lambda_max(G) <= c + u (c + max_i h_ii) + g (1
     + g) tr(A) + e_G``: the returned bound is its square root, with every float64 term inflated by
     ``1 + 1e-12`` (a few dozen float64 operations and sums of at most ``2 m n`` terms) and an
-    absolute ``4 (p + 1)^2 tiny`` for underflow in the factorization. ``tiny`` is the smallest
-    normal number of ``x``'s precision. ``||X||_F^2 = tr(G)`` is bounded by the computed
-    trace: each diagonal entry is a sum of ``2q`` non-negative products, computed with relative
-    error ``<= gamma_{2q}`` (plus ``2q tiny`` for underflow). LAPACK stops at the first pivot
-    that is not positive or is NaN (``info > 0``): that counts as failed, and so does a NaN or
-    inf in ``x`` (it reaches a pivot). ``||X_exact||_2 <= ||X||_2 + ||X_exact - X||_F`` adds
-    ``entry_error ||X||_F``.
+    absolute ``4 (p + 1)^2 tiny`` for underflow in the factorization. With ``factor_wide`` the
+    stored entries of ``H`` (exact in float64) are factorized in float64: ``e_G`` keeps ``x``'s
+    unit roundoff, while ``D``, ``g`` and the underflow term take float64's. ``tiny`` is the
+    smallest normal number of the precision of the step it enters. ``||X||_F^2 = tr(G)`` is
+    bounded by the computed trace: each diagonal entry is a sum of ``2q`` non-negative products,
+    computed with relative error ``<= gamma_{2q}`` (plus ``2q tiny`` for underflow). LAPACK
+    stops at the first pivot that is not positive or is NaN (``info > 0``): that counts as
+    failed, and so does a NaN or inf in ``x`` (it reaches a pivot). ``||X_exact||_2 <= ||X||_2 +
+    ||X_exact - X||_F`` adds ``entry_error ||X||_F``.
 
     Examples
     --------
@@ -500,8 +527,11 @@ def cholesky_norm_upper(
     p, q = min(m, n), max(m, n)
     real = x.real.dtype if x.is_complex() else x.dtype
     finfo = torch.finfo(real)
-    u = finfo.eps / 2
-    gamma_g = 2 * q * u / (1 - 2 * q * u)
+    gamma_g = 2 * q * (finfo.eps / 2) / (1 - 2 * q * (finfo.eps / 2))  # the product's rounding
+    if factor_wide:  # the factorization's precision
+        real = torch.float64
+    f_info = torch.finfo(real)
+    u = f_info.eps / 2
     g = 2 * 4 * (p + 1) * u / (1 - 4 * (p + 1) * u)
     g = g * (1 + g)
     slack = 1.0 + 1e-12
@@ -512,10 +542,10 @@ def cholesky_norm_upper(
     trace_h = diag.sum(-1)
     fro2 = (trace_h + 2 * q * p * finfo.tiny) / (1 - gamma_g) * slack  # >= ||X||_F^2
     e_g = (1.5 * gamma_g * fro2 + 2 * q * p * p * finfo.tiny) * slack
-    absolute = 4 * (p + 1) ** 2 * finfo.tiny
+    absolute = 4 * (p + 1) ** 2 * f_info.tiny
     level2 = level.to(torch.float64).square()
     if headroom is not None:  # an estimate: it only chooses the level
-        top = torch.linalg.eigvalsh(gram)[..., -1].to(torch.float64).clamp_min(0.0)
+        top = _top_eigenvalue_estimate(gram, trace_h)
         level2 = torch.minimum(level2, top * (1.0 + headroom) ** 2)
     # c such that the bound below stays <= level^2 (tr(A) <= p c (1 + u) - tr(H) (1 - u)): a
     # choice, not a proof
@@ -526,6 +556,8 @@ def cholesky_norm_upper(
         target = (level2.sqrt() - entry_error * fro2.sqrt() * 1.01).clamp_min(0.0).square() - margin
     c = target.to(real)  # the level actually used: its float value, exactly (rounded down)
     c = torch.where(c.to(torch.float64) > target, torch.nextafter(c, c.new_tensor(-math.inf)), c)
+    if factor_wide:  # the stored entries, exactly
+        gram = gram.to(torch.complex128 if gram.is_complex() else torch.float64)
     a = gram.neg_()  # in place: A = c I - H
     a_diag = a.diagonal(dim1=-2, dim2=-1)
     a_diag.copy_((c[:, None] + a_diag.real).to(a.dtype))  # fl(c - h_ii)

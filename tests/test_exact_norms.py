@@ -107,3 +107,33 @@ def test_exact_norm_training_keeps_every_certificate_check():
         return fresh
 
     check_all(make, x)
+
+
+def test_bench_builds_the_burgers_screen_models_as_named():
+    """``LipFNO-wide-d2-exact`` trains with exact norms, ``-m16`` keeps 16 modes, ``-k2``
+    certifies 2; the learning-rate variants build their base network."""
+    import pathlib
+
+    from liponet.bench import MODEL_TRAINING, MODELS, PRESETS, TASKS, BenchData, network_of
+    from liponet.layers import ConvexPotentialBlock
+
+    x = torch.randn(4, 10, 64)
+    y = x[:, :1]
+    data = BenchData(
+        TASKS["burgers_1d"], pathlib.Path("x"), 10, x, y, x, y, x, y, None, None, 10, 1, (64,),
+        0.05,
+    )  # fmt: skip
+    preset = PRESETS["medium"]
+
+    def convs(model: torch.nn.Module) -> list[LipSpectralConv]:
+        return [m for m in model.modules() if isinstance(m, LipSpectralConv)]
+
+    exact = MODELS["LipFNO-wide-d2-exact"](data, preset)
+    blocks = [m for m in exact.modules() if isinstance(m, ConvexPotentialBlock)]
+    assert len(blocks) == 2 and all(b.hidden == 2 * preset.width for b in blocks)
+    assert all(c.exact_train_norms for c in convs(exact))
+    assert not any(c.exact_train_norms for c in convs(MODELS["LipFNO-wide-d2"](data, preset)))
+    assert {c.modes for c in convs(MODELS["LipFNO-wide-d2-m16"](data, preset))} == {(16,)}
+    assert MODELS["LipFNO-wide-d2-k2"](data, preset).eval().lipschitz_bound() <= 2.0
+    assert network_of("LipFNO-wide-d2-lr") == "LipFNO-wide-d2"
+    assert MODEL_TRAINING["LipFNO-wide-d2-lr"] == {"lr": 1e-2}

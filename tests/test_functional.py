@@ -438,3 +438,28 @@ def test_isometry_norm_upper_bounds_random_near_isometric_and_other_matrices():
     with pytest.raises(ValueError, match="float64 or complex128"):
         isometry_norm_upper(torch.ones(2, 2))
     assert not bool(torch.isfinite(isometry_norm_upper(torch.full((2, 2), torch.nan).double())))
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.complex64])
+def test_cholesky_norm_upper_factorized_in_float64_is_tighter_and_still_proven(dtype):
+    # The float32 Gram product factorized in float64: a margin ~4x narrower than the float32
+    # factorization's, still an upper bound on the hard cases, and nothing below the norm.
+    m = _hard_matrices(dtype)
+    exact = spectral_norm_exact(m)
+    for rel in (1.0 + 2e-3, 1.5):
+        bound = cholesky_norm_upper(m, exact * rel, factor_wide=True)
+        proved = torch.isfinite(bound)
+        assert bool(proved[:7].all())
+        assert bool((bound[proved] >= exact[proved]).all())
+        assert bool((bound[proved] <= exact[proved] * rel * (1 + 1e-12)).all())
+    assert not bool(torch.isfinite(cholesky_norm_upper(m[:7], exact[:7], None, 0.0, True)).any())
+    # 64 x 64 multipliers like a width-64 FNO's (orthogonal skip + random part): 5e-4 above
+    # the norm the float32 factorization proves nothing, this one proves every one
+    gen = torch.Generator().manual_seed(1)
+    q = torch.linalg.qr(torch.randn(64, 64, generator=gen, dtype=torch.float64))[0]
+    wide = torch.complex128 if dtype.is_complex else torch.float64
+    big = (q + torch.randn(8, 64, 64, generator=gen, dtype=wide) / 16).to(dtype)
+    norms = spectral_norm_exact(big)
+    assert not bool(torch.isfinite(cholesky_norm_upper(big, norms * (1 + 5e-4))).any())
+    narrow = cholesky_norm_upper(big, norms * (1 + 5e-4), factor_wide=True)
+    assert bool(torch.isfinite(narrow).all()) and bool((narrow >= norms).all())

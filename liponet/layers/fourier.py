@@ -559,13 +559,12 @@ SCALAR_NORMALIZATIONS: dict[str, Callable[[Tensor, float], Tensor]] = {
     "clip": lambda sigma, k: 1.0 / (sigma / k).clamp_min(1.0),
 }
 
-#: For each scalar normalization: which multipliers' norms are needed exactly, from bounds
-#: ``(lower, upper, k)`` of all of them: those that may attain the largest norm (the scale of
-#: ``"global"``, and a tight certificate) and, for ``"clip"``, those that may exceed ``k`` (the
-#: others keep scale 1). The rest keep their upper bound (no SVD; ``LipSpectralConv._norms``).
+#: For ``"global"`` (``"clip"`` has its own bounds, ``LipSpectralConv._clip_scales``): which
+#: multipliers' norms are needed exactly, from bounds ``(lower, upper, k)`` of all of them:
+#: those that may attain the largest norm (the scale, and a tight certificate). The rest keep
+#: their upper bound (no SVD; ``LipSpectralConv._norms``).
 EXACT_NORMS_NEEDED: dict[str, Callable[[Tensor, Tensor, float], Tensor]] = {
     "global": lambda lower, upper, k: upper >= lower.max(),
-    "clip": lambda lower, upper, k: (upper >= lower.max()) | (upper > k),
 }
 
 
@@ -574,12 +573,11 @@ EXACT_NORMS_NEEDED: dict[str, Callable[[Tensor, Tensor, float], Tensor]] = {
 _Scaled = tuple[Tensor, Tensor | None, Tensor, Tensor]
 
 
-#: The threshold below which a multiplier cannot change a scalar normalization's scales or its
-#: certificate's maximum, from lower bounds of all norms: below the largest (``"global"``), and
-#: for ``"clip"`` also below ``k`` (it keeps scale 1). :data:`EXACT_NORMS_NEEDED` says the same.
+#: The threshold below which a multiplier cannot change ``"global"``'s scale or its
+#: certificate's maximum, from lower bounds of all norms: below the largest.
+#: :data:`EXACT_NORMS_NEEDED` says the same.
 EXCLUSION_THRESHOLD: dict[str, Callable[[Tensor, float], float]] = {
     "global": lambda lower, k: float(lower.max()),
-    "clip": lambda lower, k: min(float(lower.max()), k),
 }
 
 #: How far below the exclusion threshold (relative) a Cholesky test aims: a multiplier proven
@@ -596,6 +594,23 @@ ESTIMATE_FRACTION = 0.05
 #: Below this much SVD work (multipliers times ``out * in * min(out, in)``) every norm is
 #: computed by SVD: for small layers the passes that avoid SVDs cost more than they save.
 SVD_ALL_WORK = 1 << 22
+
+#: How far above its estimated norm a ``"clip"`` multiplier's eval bound ``u_k`` is proven
+#: (:meth:`LipSpectralConv._clip_scales`): above the rounding margin of the Cholesky test of
+#: the float32 Gram matrix factorized in float64 (``~2.5e-4`` relative for ``64 x 64``
+#: multipliers; the float32 factorization's, ``~7e-4``, would need twice this). A clipped
+#: multiplier's eval norm is then ``k`` divided by at most about ``1 + CLIP_HEADROOM``.
+CLIP_HEADROOM = 5e-4
+
+#: Room below the target that ``"clip"`` leaves for the float32 rounding of its eval weights:
+#: scales ``min(1, k (1 - CLIP_ROUNDING_ROOM) / u_k)``, so that the a-priori rounding bound
+#: (:func:`~liponet.functional.scale_multipliers_error`, a few ``1e-6`` relative at width 64)
+#: certifies ``k`` without comparing hundreds of multipliers with their exact values.
+CLIP_ROUNDING_ROOM = 2.0**-14
+
+#: Multipliers per batched call in :meth:`LipSpectralConv._clip_scales` (:func:`chunks`' size
+#: divided by this): larger batches of small factorizations run faster.
+CLIP_CHUNK = 8
 
 #: Headroom above a multiplier's estimated norm (``eigvalsh`` of its Gram matrix) for the
 #: Cholesky test in the weights' own precision, whose rounding margin is ``~1e-3`` relative for
@@ -643,7 +658,8 @@ class LipSpectralConv(CertifiedModule):
     normalization
         How multipliers are normalized (:data:`NORMALIZATIONS`): ``"global"`` divides all by the
         largest norm (operator norm exactly ``k``, spectrum shape free); ``"clip"`` shrinks each
-        multiplier above ``k`` to ``k``; ``"orthogonal"`` makes every multiplier ``k`` times its
+        multiplier above ``k`` to ``k`` (in eval, of large layers, to within ~0.05% below ``k``:
+        see "Lipschitz constant"); ``"orthogonal"`` makes every multiplier ``k`` times its
         unitary polar factor (the nearest unitary matrix, what Björck iterations converge to),
         so the linear part is ``k`` times an isometry: one batched Gram eigendecomposition
         and the closed-form backward (:func:`~liponet.functional.polar_eigh`); ``"polar"`` is
@@ -664,14 +680,21 @@ class LipSpectralConv(CertifiedModule):
     applies them (``W' + R'_k`` summed in float64). Constrained multipliers are normalized to
     ``k`` times :data:`~liponet.functional.TARGET_MARGIN` (``1 - 2^-20``), so the float32
     rounding of the eval weights keeps the certificate ``<= k``.
-    With ``"global"`` or ``"clip"``, a multiplier whose norm provably cannot matter (below the
-    largest and, for ``"clip"``, below the target) is bounded without an SVD: by Weyl's
-    inequality from the last computed state (Frobenius distances), else by a Cholesky
-    factorization that proves it below a level (:func:`~liponet.functional.cholesky_norm_upper`,
-    in the weights' precision, then in float64); the eval weights' float32 rounding is bounded a
-    priori (:func:`~liponet.functional.scale_multipliers_error`) and measured only for the
+    With ``"global"``, a multiplier whose norm provably cannot matter (below the largest) is
+    bounded without an SVD: by Weyl's inequality from the last computed state (Frobenius
+    distances), else by a Cholesky factorization that proves it below a level
+    (:func:`~liponet.functional.cholesky_norm_upper`, in the weights' precision, then in
+    float64); the eval weights' float32 rounding is bounded a priori
+    (:func:`~liponet.functional.scale_multipliers_error`) and measured only for the
     multipliers near the largest. The certificate is the same number as with an SVD of every
     multiplier, at a fraction of the cost, on a first call as after optimizer steps.
+    With ``"clip"`` on a layer above :data:`SVD_ALL_WORK`, eval scales are ``min(1, k' / u_k)``
+    with ``u_k`` a proven upper bound of ``||M_k||`` within about :data:`CLIP_HEADROOM` of it
+    (one Gram product, ``eigvalsh`` and Cholesky factorization per multiplier, no SVD;
+    :meth:`_clip_scales`) and ``k' = k (1 - CLIP_ROUNDING_ROOM)``: every eval multiplier is
+    ``<= k'`` by construction, a clipped one shrunk at most about ``0.05%`` more than by its
+    exact norm, and the certificate is the a-priori bound ``max_k (s_k u_k + rounding) <= k``.
+    The eval weights depend on the current weights only (no call history), as with an SVD.
     With ``"orthogonal"``, ``"polar"`` or ``"qr"`` every multiplier is ``k`` times an isometry
     up to rounding, and its norm is bounded from one Gram product,
     ``||A||_2^2 <= c + ||A^H A - c I||_F`` (:func:`~liponet.functional.isometry_norm_upper`,
@@ -867,8 +890,11 @@ class LipSpectralConv(CertifiedModule):
             if self.normalization in SCALAR_NORMALIZATIONS:
                 target = self._target()
                 rk = r.reshape(-1, self.out_channels, self.in_channels)  # (K, out, in)
-                sigma, upper = self._norms(rk, skip, target)  # float64 (K [+1],) each
-                scale = SCALAR_NORMALIZATIONS[self.normalization](sigma, target)  # float64
+                if self.normalization == "clip":  # norms rounded up to a grid: no SVD of all
+                    scale, upper = self._clip_scales(rk, skip, target)
+                else:
+                    sigma, upper = self._norms(rk, skip, target)  # float64 (K [+1],) each
+                    scale = SCALAR_NORMALIZATIONS[self.normalization](sigma, target)  # float64
                 n = rk.shape[0]
                 # One factor per conjugate pair (their norms agree up to the SVD's rounding):
                 # R' stays exactly Hermitian with no second symmetrization pass.
@@ -939,14 +965,14 @@ class LipSpectralConv(CertifiedModule):
         return m, u / (1 - u)
 
     def _norms(self, r: Tensor, w: Tensor | None, k: float) -> tuple[Tensor, Tensor]:
-        """Norms of the multipliers ``M_k = R_k + W`` (and ``W``) for a scalar normalization.
+        """Norms of the multipliers ``M_k = R_k + W`` (and ``W``) for ``"global"``.
 
         Returns ``(sigma, upper)``, float64 ``(K [+1],)``. ``upper`` bounds every ``||M_k||_2``
         (certified). ``sigma`` is the exact float64 SVD norm where the normalization's scales
         need it (:data:`EXACT_NORMS_NEEDED`) and ``upper`` elsewhere, which gives the same
-        scales: a multiplier left out is provably below the largest norm (``"global"``) or below
-        ``k`` (``"clip"``). Without a remembered state (first call, other shape, dtype or
-        device) or for a small layer (:data:`SVD_ALL_WORK`) every norm is computed by SVD.
+        scale: a multiplier left out is provably below the largest norm. Without a remembered
+        state (first call, other shape, dtype or device) or for a small layer
+        (:data:`SVD_ALL_WORK`) every norm is computed by SVD.
         Otherwise, each pass on the multipliers still in contention: (1) the bounds of the last
         state move by the distance the weights moved (Weyl's inequality, as in
         :func:`~liponet.functional.drifted_norm_bounds`: ``||M_k - P_k||_2 <= ||R_k - R^P_k||_F
@@ -958,8 +984,7 @@ class LipSpectralConv(CertifiedModule):
         that fails, for a few (:data:`ESTIMATE_FRACTION`), the same test at the multiplier's
         estimated norm plus :data:`ESTIMATE_HEADROOM` (a new close bound), for the others at
         the cap; (5) the test in float64 at the cap, for near-ties; (6) an SVD of the rest
-        (ties at the top and, for ``"clip"``, multipliers above ``k``, whose scales need their
-        exact norms).
+        (ties at the top).
         """
         memory = self._norm_memory.value
         w_copy = None if w is None else w.clone()  # the skip's storage is the parameter's
@@ -1023,6 +1048,39 @@ class LipSpectralConv(CertifiedModule):
         # A copy of the skip: the parameter's own storage would move with it.
         self._norm_memory.value = (r, w_copy, lower, upper, proven)
         return sigma, upper
+
+    def _clip_scales(self, r: Tensor, w: Tensor | None, k: float) -> tuple[Tensor, Tensor]:
+        """Eval scales ``min(1, k' / u_k)`` of ``normalization="clip"`` and the bounds ``u_k``.
+
+        float64 ``(K [+1],)`` each. ``u_k`` is a proven upper bound of ``||M_k||_2`` (and of
+        ``||W||_2``), a function of the weights alone: the bound
+        :func:`~liponet.functional.cholesky_norm_upper` proves in the weights' precision at
+        :data:`CLIP_HEADROOM` above the norm that ``eigvalsh`` estimates from the computed Gram
+        matrix (deterministic: same weights, same operations; the Gram product in the weights'
+        precision, the factorization in float64), or where that test fails, the
+        float64 SVD norm times ``1 + SVD_RELATIVE_MARGIN``. The scale is ``min(1, k' / u_k)``
+        with ``k' = k (1 - CLIP_ROUNDING_ROOM)``: every scaled multiplier has norm ``<= k'`` by
+        construction, a clipped one at most about ``CLIP_HEADROOM`` below it. A small layer
+        (:data:`SVD_ALL_WORK`) keeps the exact-norm scales ``min(1, k / s_k)`` of its float64
+        SVD norms ``s_k`` (cheaper there, and the eval weights of earlier releases). No
+        memory of earlier calls enters: the eval weights depend on the current weights only.
+        """
+        n_rows = r.shape[0] + int(w is not None)
+        if r.shape[0] * r[0].numel() * min(r.shape[1:]) <= SVD_ALL_WORK:
+            # A small layer: the SVD norms themselves (the scales of the exact-norm clip)
+            sigma = self._exact_norms(r, w)
+            return SCALAR_NORMALIZATIONS["clip"](sigma, k), sigma * (1.0 + SVD_RELATIVE_MARGIN)
+        else:
+            # NaN or inf fails every test and reaches the SVD, which raises
+            x, x_err = self._multipliers_in(r, w, torch.arange(n_rows, device=r.device))
+            upper = torch.empty(n_rows, dtype=torch.float64, device=r.device)
+            for i, j in chunks(n_rows, max(1, x[0].numel() // CLIP_CHUNK)):  # fixed: same floats
+                levels = torch.full((j - i,), math.inf, dtype=torch.float64, device=r.device)
+                upper[i:j] = cholesky_norm_upper(x[i:j], levels, CLIP_HEADROOM, x_err, True)
+            failed = (~torch.isfinite(upper)).nonzero().squeeze(1)
+            if len(failed):  # the estimate was too far off: the SVD norm decides
+                upper[failed] = self._exact_norms(r, w, failed) * (1.0 + SVD_RELATIVE_MARGIN)
+        return (k * (1.0 - CLIP_ROUNDING_ROOM) / upper).clamp_max(1.0), upper
 
     def _exact_into(
         self,
@@ -1148,6 +1206,12 @@ class LipSpectralConv(CertifiedModule):
                 bound = max(bound, float(skip_bound.max()))
             return bound
 
+        large = r.shape[0] * r[0].numel() * min(r.shape[1:]) > SVD_ALL_WORK
+        if self.normalization == "clip" and large and float(prior.max()) <= (self.k or 0.0):
+            # Clipped norms lie between about k' / (1 + CLIP_HEADROOM) and k' (_clip_scales):
+            # the a-priori bounds already certify k, and comparing hundreds of multipliers
+            # near the top with their exact values would cost more than the rest.
+            return float(prior.max())
         first = b_norm.argmax().reshape(1)
         bound = exact(first)
         near = prior > bound
@@ -1258,8 +1322,10 @@ def exact_train_norms(model: nn.Module, enabled: bool = True) -> int:
     and eval apply the same normalization up to float32 rounding; gradients flow as before
     (through ``sigma_k = ||M_k u_k||`` at fixed ``u_k``, which is the gradient of the exact norm
     where the top singular value is simple). The certificate never depends on it (eval weights
-    are exact either way). The flag is module state, not a parameter: a model rebuilt from a
-    checkpoint trains with power iteration until this is called again.
+    are exact either way, except ``"clip"`` on layers above :data:`SVD_ALL_WORK`, whose eval
+    scales divide by proven bounds up to about :data:`CLIP_HEADROOM` above the exact norms).
+    The flag is module state, not a parameter: a model rebuilt from a checkpoint trains with
+    power iteration until this is called again.
 
     Parameters
     ----------

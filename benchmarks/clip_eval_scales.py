@@ -1,0 +1,155 @@
+"""How far ``clip``'s eval weights move when their scales divide by proven bounds (issue 15).
+
+On layers above ``liponet.layers.fourier.SVD_ALL_WORK``, ``normalization="clip"`` scales each
+eval multiplier by ``min(1, k' / u_k)`` with ``u_k`` a proven upper bound of its norm (a
+Cholesky test at ``CLIP_HEADROOM`` above an ``eigvalsh`` estimate) instead of the exact-norm
+``min(1, k / s_k)`` of a float64 SVD (what every layer did before, and small layers still do).
+This script measures, on the certification case of ``benchmarks/performance.py`` (LipFNO
+defaults: 4 convex-potential blocks, width 64, 16 x 16 modes, grid 64^2, batch 8; Adam, lr
+1e-4, one training run), after 0, 8 and 64 steps:
+
+* the ratio of the new scale to the exact-norm scale, over all multipliers of all blocks
+  (min / median / max; 1 where neither clips);
+* the relative difference of the eval outputs (function norm, the batch), new vs exact-norm;
+* the certificates, and the largest exact norm of a scaled multiplier relative to ``k``.
+
+Run from the repository root with one thread:
+``OMP_NUM_THREADS=1 .venv/bin/python benchmarks/clip_eval_scales.py`` (``--quick`` for a smoke
+run). Writes ``benchmarks/results/clip_eval_scales.{md,csv,png}``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import platform
+import time
+from pathlib import Path
+
+import torch
+from fno_common import markdown_table, write_csv
+from performance import CERTIFY_CONFIG, _field, train_step
+
+import liponet.layers.fourier as fourier
+from liponet.functional import spectral_norm_exact
+from liponet.models import LipFNO
+
+RESULTS = Path("benchmarks/results")
+STEPS = [0, 8, 64]
+
+
+def _convs(model: torch.nn.Module) -> list[fourier.LipSpectralConv]:
+    return [m for m in model.modules() if isinstance(m, fourier.LipSpectralConv)]
+
+
+def _function_norm(u: torch.Tensor) -> float:
+    return float(u.pow(2).sum(1).mean().sqrt())
+
+
+def measure(model: LipFNO, make: type[LipFNO] | object, x: torch.Tensor, steps: int) -> dict:
+    """New vs exact-norm eval scales and outputs of the same weights."""
+    model.eval()
+    reference = make()  # type: ignore[operator]
+    reference.load_state_dict(model.state_dict())
+    reference.eval()
+    saved = fourier.SVD_ALL_WORK
+    ratios, worst = [], 0.0
+    with torch.no_grad():
+        y_new = model(x)
+        bound_new = model.lipschitz_bound()
+        try:
+            fourier.SVD_ALL_WORK = 1 << 62  # every layer "small": the exact-norm scales
+            y_ref = reference(x)
+            bound_ref = reference.lipschitz_bound()
+            scales_ref = [c._eval_state()[1][3] for c in _convs(reference)]
+        finally:
+            fourier.SVD_ALL_WORK = saved
+        for conv, ref in zip(_convs(model), scales_ref, strict=True):
+            ratios.append(conv._eval_state()[1][3] / ref)
+            mk, w = conv.multipliers()
+            top = max(float(spectral_norm_exact(mk).max()), float(spectral_norm_exact(w)))
+            worst = max(worst, top / float(conv.k or 1.0))
+    r = torch.cat(ratios)
+    return {
+        "steps": steps,
+        "scale_ratio_min": float(r.min()),
+        "scale_ratio_median": float(r.median()),
+        "scale_ratio_max": float(r.max()),
+        "eval_output_rel_diff": _function_norm(y_new - y_ref) / _function_norm(y_ref),
+        "largest_scaled_norm_over_k": worst,
+        "certificate": bound_new,
+        "certificate_exact_norm_clip": bound_ref,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="smoke run, tiny sizes")
+    parser.add_argument("--out", type=Path, default=None, help="results folder")
+    args = parser.parse_args()
+    out = args.out or RESULTS
+    torch.set_num_threads(1)
+    torch.manual_seed(0)
+    cfg = dict(CERTIFY_CONFIG)
+    steps = STEPS
+    if args.quick:
+        cfg.update(batch=2, n=16, width=8, modes=(3, 3))
+        steps = [0, 2]
+    start = time.perf_counter()
+    x, y = _field(cfg, 2)
+
+    def make() -> LipFNO:
+        return LipFNO(1, 1, cfg["modes"], width=cfg["width"], depth=4)
+
+    model = make()
+    step = train_step(model, x, y)
+    rows, done = [], 0
+    for n in steps:
+        model.train()
+        for _ in range(n - done):
+            step()
+        done = n
+        rows.append(measure(model, make, x, n))
+    settings = (
+        f"{'quick' if args.quick else 'default'} run; LipFNO defaults (cpl + clip), depth 4, "
+        f"{cfg} (n = grid points per dimension); Adam lr 1e-4 on random fields; "
+        f"CLIP_HEADROOM {fourier.CLIP_HEADROOM}, CLIP_ROUNDING_ROOM {fourier.CLIP_ROUNDING_ROOM}; "
+        f"{platform.machine()}, torch {torch.__version__}; total "
+        f"{time.perf_counter() - start:.0f} s"
+    )
+    out.mkdir(parents=True, exist_ok=True)
+    write_csv(out / "clip_eval_scales.csv", rows)
+    columns = list(rows[0])
+    text = [
+        "# clip eval scales from proven bounds vs exact norms",
+        "",
+        f"Settings: {settings}",
+        "",
+        "`scale_ratio_*` = new eval scale / exact-norm scale over every multiplier of the four "
+        "blocks; `eval_output_rel_diff` = ||y_new - y_exact|| / ||y_exact|| (function norm) on "
+        "the training batch; `largest_scaled_norm_over_k` = the largest exact norm of a scaled "
+        "eval multiplier over k (new scales).",
+        "",
+        markdown_table(rows, columns),
+        "",
+    ]
+    (out / "clip_eval_scales.md").write_text("\n".join(text))
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(5, 3.2))
+    xs = [r["steps"] for r in rows]
+    for key in ("scale_ratio_min", "scale_ratio_median", "scale_ratio_max"):
+        ax.plot(xs, [r[key] for r in rows], "o-", label=key)
+    ax.set_xlabel("Adam steps")
+    ax.set_ylabel("new / exact-norm eval scale")
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(out / "clip_eval_scales.png", dpi=90)
+    plt.close(fig)
+    print("\n".join(text))
+
+
+if __name__ == "__main__":
+    main()
