@@ -635,3 +635,24 @@ def test_orthogonal_training_weights_follow_the_eval_weights_in_float32():
     r_eval, w_eval = conv.eval().effective_weights()
     torch.testing.assert_close(r.detach(), r_eval, rtol=0.0, atol=1e-5)
     torch.testing.assert_close(w.detach(), w_eval, rtol=0.0, atol=1e-5)
+
+
+@pytest.mark.parametrize("modes", [(4,), (3, 3)])
+def test_clip_training_gradients_are_finite_with_a_zeroed_skip(modes):
+    """A zero multiplier (here the skip) is never clipped: its term of the backward is 0, not
+    0 / 0 (the fused clip node divided by its norm estimate and returned NaN gradients)."""
+    torch.manual_seed(0)
+    conv = LipSpectralConv(3, 3, modes, skip=True, normalization="clip").train()
+    with torch.no_grad():
+        conv.skip.zero_()
+    reference = LipSpectralConv(3, 3, modes, skip=True, normalization="clip").train()
+    reference.load_state_dict(conv.state_dict())
+    x = torch.randn(2, 3, *([8] * len(modes)))
+    conv(x).square().sum().backward()
+    assert torch.isfinite(conv.weight.grad).all() and torch.isfinite(conv.skip.grad).all()
+    # the same gradients as a tiny nonzero skip's, to first order in its size
+    with torch.no_grad():
+        reference.skip.fill_(1e-30)
+    reference(x).square().sum().backward()
+    torch.testing.assert_close(conv.weight.grad, reference.weight.grad)
+    torch.testing.assert_close(conv.skip.grad, reference.skip.grad)
