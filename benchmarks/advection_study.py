@@ -95,6 +95,10 @@ CONFIGS: dict[str, tuple[str | dict[str, Any], dict[str, Any]]] = {
     "d2-noise3e-3": (dict(_BASE, depth=2), {"noise": 3e-3}),
     "d2-noise1e-2": (dict(_BASE, depth=2), {"noise": 1e-2}),
     "FNO-lr3e-4-noise3e-3": ("FNO", {"lr": 3e-4, "noise": 3e-3}),
+    "d2-inc-k0.1": (dict(_BASE, depth=2, increment=True, k=0.1), {}),
+    "d2-inc-k0.6": (dict(_BASE, depth=2, increment=True, k=0.6), {}),
+    "d2-inc-k0.3-lr1e-2": (dict(_BASE, depth=2, increment=True, k=0.3), {"lr": 1e-2}),
+    "d2-inc-k0.3-lr1e-3": (dict(_BASE, depth=2, increment=True, k=0.3), {"lr": 1e-3}),
     "d2-inc-k0.3-noise3e-3": (dict(_BASE, depth=2, increment=True, k=0.3), {"noise": 3e-3}),
     "d2-noise3e-3-lr1e-2": (dict(_BASE, depth=2), {"noise": 3e-3, "lr": 1e-2}),
     "d2-noise1e-3": (dict(_BASE, depth=2), {"noise": 1e-3}),
@@ -335,7 +339,11 @@ def markdown(rows: Sequence[Mapping[str, Any]], path: Path, preset: Preset) -> N
         "",
         "## Findings",
         "",
-        *findings(table),
+        *findings(table, rows),
+        "",
+        "## Three seeds in the bench (`bench_medium.csv`)",
+        "",
+        *bench_seeds(RESULTS / "bench_medium.csv"),
         "",
         "## Every row",
         "",
@@ -345,7 +353,58 @@ def markdown(rows: Sequence[Mapping[str, Any]], path: Path, preset: Preset) -> N
     path.write_text("\n".join(text))
 
 
-def findings(table: Sequence[Mapping[str, Any]]) -> list[str]:
+#: The bench models whose three-seed rows the study quotes (advection, ``bench_medium.csv``).
+BENCH_MODELS = (
+    "FNO-lr3e-4",
+    "FNO",
+    "FNO-noise",
+    "FNO-lr3e-4-noise",
+    "LipFNO-d2",
+    "LipFNO-d2-noise",
+    "LipFNO-inc0.3-d2",
+    "LipFNO-lr",
+)
+
+
+def bench_seeds(path: Path) -> list[str]:
+    """Per-seed test nRMSE of :data:`BENCH_MODELS` on advection, mean and ratio to FNO-lr3e-4's."""
+    if not path.is_file():
+        return ["(no bench_medium.csv)"]
+    with path.open(newline="") as fh:
+        rows = [r for r in csv.DictReader(fh) if r["task"] == TASK and r["status"] == "ok"]
+    by: dict[str, dict[int, float]] = {}
+    for r in rows:
+        if r["model"] in BENCH_MODELS:
+            by.setdefault(r["model"], {})[int(r["seed"])] = float(r["nrmse"])
+    if "FNO-lr3e-4" not in by:
+        return ["(no FNO-lr3e-4 rows)"]
+    ref = statistics.fmean(by["FNO-lr3e-4"].values())
+    table = [
+        {
+            "model": m,
+            **{f"seed {s}": by[m].get(s, float("nan")) for s in (0, 1, 2)},
+            "mean": statistics.fmean(by[m].values()),
+            "mean / FNO-lr3e-4's": statistics.fmean(by[m].values()) / ref,
+            "per-seed ratio to FNO-lr3e-4, mean": statistics.fmean(
+                v / by["FNO-lr3e-4"][s] for s, v in by[m].items() if s in by["FNO-lr3e-4"]
+            ),
+        }
+        for m in BENCH_MODELS
+        if m in by
+    ]
+    return [
+        "The bench's rows of the configurations this study led to (same data and recipe; "
+        "`LipFNO-d2-noise` = `d2-noise3e-3`, `LipFNO-inc0.3-d2` = `d2-inc-k0.3`, `LipFNO-lr` = "
+        "`d4-lr1e-2`; step times against FNO's in `medium_step_time.md`). Largest / smallest "
+        "seed of a LipFNO model: up to "
+        f"{max(max(v.values()) / min(v.values()) for m, v in by.items() if 'Lip' in m):.2f}"
+        "x.",
+        "",
+        markdown_table(table, list(table[0])),
+    ]
+
+
+def findings(table: Sequence[Mapping[str, Any]], rows: Sequence[Mapping[str, Any]]) -> list[str]:
     """Sentences from the figures (each only when its configurations are present)."""
     by = {r["config"]: r for r in table}
     lines = []
@@ -366,8 +425,8 @@ def findings(table: Sequence[Mapping[str, Any]]) -> list[str]:
             f"low-mode perturbation of one frame): FNO-lr3e-4 {f['sens_last']:.2f} for the last "
             f"frame and {f['sens_rest']:.2f} for the nine others together; LipFNO-d2 "
             f"{d['sens_last']:.2f} and {d['sens_rest']:.2f}. The exact map uses the last frame "
-            "only (1 and 0); both models spread the step over the window, which averages "
-            "rolled-out errors instead of carrying them forward."
+            "only (1 and 0); both models spread the step over the window, FNO more than "
+            "LipFNO-d2, whose last (and most often rolled-out) frame carries more weight."
         )
     room = [c for c in ("d2-k1.05", "d2-wd0") if c in by]
     if "d2" in by and room:
@@ -390,10 +449,18 @@ def findings(table: Sequence[Mapping[str, Any]]) -> list[str]:
         )
     noisy = [c for c in by if "noise" in c]
     if "d2" in by and noisy:
+        seeds = ", ".join(
+            f"seed {r['seed']} {r['nrmse']:.3g}" for r in rows if r["config"] == "d2-noise3e-3"
+        )
         lines.append(
-            "- Input noise in training (white, relative to each window's RMS; targets clean) "
-            "teaches the step to correct slightly wrong windows, which is what a rollout feeds "
-            f"it: {', '.join(nr(c) for c in noisy)}; d2 {by['d2']['nrmse']:.3g}."
+            "- Input noise in training (`TrainConfig.input_noise`: white noise relative to each "
+            "window's RMS, targets clean), meant to teach the step to correct slightly wrong "
+            f"windows as a rollout feeds it: d2-noise3e-3 {seeds} (d2 seed 0 "
+            f"{by['d2']['nrmse']:.3g}); "
+            + ", ".join(nr(c) for c in noisy if c != "d2-noise3e-3")
+            + ". More noise raises the one-step error; in the increment form the identity "
+            "passes the last frame's noise straight to the output. Over three seeds (below) the "
+            "gain is within the seed spread."
         )
     rest = [c for c in by if c not in ("FNO-lr3e-4", "d2", *room, "d2-exact", *noisy)]
     if rest:

@@ -410,7 +410,7 @@ FINDINGS = """## Findings
   FNO's 1.36). Three seeds of it, the bench's `LipFNO-m8-lr` (`bench_medium.md`): 0.0468 ±
   0.0017, **1.26x the best FNO** (`FNO-lr2e-2`, 0.0371) and 1.20x `FNO-lr`, certified 3, step
   1.25x FNO's (`medium_step_time.md`): the most accurate Lipschitz model within the time target
-  (`LipFNO-clip-lr`: 1.33x at 1.12x), 26% short of the accuracy target. A smooth
+  (`LipFNO-clip-lr`: 1.33x at 1.14x), 26% short of the accuracy target. A smooth
   activation inside the blocks (softplus, three blocks) does not fit at all (test 0.141,
   training 0.139; one seed, cause not established).
 - **ReLU features per block are the lever, and in 2-D they are expensive.** LipFNO-wide

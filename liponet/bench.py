@@ -754,6 +754,9 @@ _INC: dict[str, Any] = dict(
 #: the cheaper configurations for tasks whose accuracy has slack (advection, 1-D
 #: diffusion-reaction); a convex-potential block costs about 1.3x an FNO block per step
 #: (``K`` and ``K^T``), so two of them bring a step near FNO's (benchmarks/medium_step_time.py).
+#: ``LipFNO-inc0.3-d2``: the increment form with two blocks and a fixed ``k = 0.3`` of the
+#: increment (certified 1.3; advection's one-step increment is small against the frame, and
+#: the identity carries the frame's amplitude exactly; benchmarks/advection_study.py).
 #: ``LipFNO-wide-d2`` / ``-d3``: ``LipFNO-wide`` with two / three blocks (Burgers at FNO's step
 #: time: a wide block costs about 2x an FNO block, so two of them fit the 1.3x budget);
 #: ``LipFNO-wide-d2-m16``: with 16 kept modes; ``LipFNO-wide-d2-k2``: with ``k = 2``;
@@ -789,6 +792,9 @@ MODELS: dict[str, Builder] = {
     "LipFNO-inc-d2": lipfno_builder(
         normalization="clip", k="auto", block="cpl", increment=True, budget="last", depth=2
     ),
+    "LipFNO-inc0.3-d2": lipfno_builder(
+        normalization="clip", k=0.3, block="cpl", increment=True, budget="last", depth=2
+    ),
     "LipFNO-wide-d2": lipfno_builder(**_WIDE, depth=2),
     "LipFNO-wide-d3": lipfno_builder(**_WIDE, depth=3),
     "LipFNO-wide-d2-m16": lipfno_builder(**_WIDE, depth=2, modes=16),
@@ -813,8 +819,9 @@ MODELS: dict[str, Builder] = {
 #: ``input_noise`` (white noise of 3e-3 times each training window's RMS on the inputs, the
 #: targets clean; :class:`~liponet.train.TrainConfig`): ``LipFNO-d2-noise`` (advection: the
 #: rollout accumulates LipFNO's one-step errors, not its one-step error, which is below FNO's;
-#: benchmarks/advection_study.py) and ``FNO-lr3e-4-noise``, the same recipe for advection's
-#: best FNO. A variant's network is its name less ``-lr...`` / ``-noise...``.
+#: benchmarks/advection_study.py), ``FNO-noise``, its same-settings FNO, and
+#: ``FNO-lr3e-4-noise``, the same noise for advection's best FNO. A variant's network is its
+#: name less ``-lr...`` / ``-noise...``.
 MODEL_TRAINING: dict[str, dict[str, Any]] = {
     "FNO-lr": {"lr": 1e-2},
     "LipFNO-clip-lr": {"lr": 1e-2},
@@ -836,6 +843,7 @@ MODEL_TRAINING: dict[str, dict[str, Any]] = {
     "LipFNO-wide-d2-m16-lr": {"lr": 1e-2},
     "LipFNO-wide-d2-k2-lr": {"lr": 1e-2},
     "LipFNO-d2-noise": {"input_noise": 3e-3},
+    "FNO-noise": {"input_noise": 3e-3},
     "FNO-lr3e-4-noise": {"lr": 3e-4, "input_noise": 3e-3},
     "LipFNO-m8-lr": {"lr": 1e-2},
 }

@@ -1,0 +1,37 @@
+"""``benchmarks/burgers_step_budget.py``: the committed results, both targets, recomputed."""
+
+from __future__ import annotations
+
+import csv
+
+from trainfixtures import ROOT, run_script
+
+from liponet.bench import NRMSE_TARGETS, TIME_TARGET, read_rows, read_step_ratios
+
+
+def test_budget_table_recomputes_ratios_from_the_committed_results(tmp_path):
+    script = ROOT / "benchmarks" / "burgers_step_budget.py"
+    proc = run_script(script, "--out", str(tmp_path))
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    with (tmp_path / "burgers_step_budget.csv").open() as fh:
+        table = {r["model"]: r for r in csv.DictReader(fh)}
+    results = ROOT / "benchmarks" / "results"
+    rows = [r for r in read_rows(results / "bench_medium.csv") if r["task"] == "burgers_1d"]
+    steps = read_step_ratios(results / "medium_step_time.csv")
+
+    def mean(model: str) -> float:
+        values = [r["nrmse"] for r in rows if r["model"] == model and r["status"] == "ok"]
+        return sum(values) / len(values)
+
+    line = table["LipFNO-wide-d2-lr"]
+    assert int(line["seeds"]) == 3
+    ratio = mean("LipFNO-wide-d2-lr") / mean("FNO")  # FNO at 3e-3 is Burgers' best FNO
+    assert abs(float(line["nrmse_ratio"]) - ratio) < 1e-9
+    assert float(line["step_ratio"]) == steps[("burgers_1d", "LipFNO-wide-d2")]
+    for r in table.values():  # the verdict columns follow the targets
+        assert (r["nrmse_met"] == "True") == (
+            float(r["nrmse_ratio"]) <= NRMSE_TARGETS["burgers_1d"]
+        )
+        assert (r["time_met"] == "True") == (float(r["step_ratio"]) <= TIME_TARGET)
+    assert all(m.startswith("LipFNO-wide") for m in table)  # FNO lines are the reference only
+    assert (tmp_path / "burgers_step_budget.md").read_text().count("| burgers_1d |") == len(table)
