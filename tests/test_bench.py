@@ -312,11 +312,19 @@ def test_targets_choose_the_fastest_model_that_meets_the_accuracy_target(
         "| burgers_1d | LipFNO-fast | 2 | FNO (2, 0.01) | 1.1 | 1.2 | yes | 1.1 | 1.25 (step) "
         "| yes |" in table
     )
-    assert "LipFNO-slow: 0.9x, time 1.9x |" in table
+    assert "LipFNO-slow: 0.9x, time 1.9x | LipFNO-fast: 1.1x, time 1.25x |" in table
+    # the most accurate model within the time target, beside the most accurate one
+    assert check["fast_model"] == "LipFNO-fast" and check["fast_time_ratio"] == 1.25
     # none meets the nRMSE target: the most accurate one shows the miss
     missing = [r for r in rows if r["model"] in ("FNO", "LipFNO-bad")]
     (miss,) = target_checks(summarize(missing), ratios)
     assert miss["model"] == "LipFNO-bad" and not miss["nrmse_met"]
+    # LipFNO-bad has no side-by-side step ratio: its train_s ratio (0.5) is within the target
+    assert miss["fast_model"] == "LipFNO-bad"
+    slow_only = [r for r in rows if r["model"] in ("FNO", "LipFNO-slow")]
+    (slow,) = target_checks(summarize(slow_only), ratios)
+    assert slow["fast_model"] is None and math.isnan(slow["fast_nrmse_ratio"])
+    assert "| none |" in "\n".join(summary_markdown(slow_only, ratios))
     assert read_step_ratios(tmp_path / "absent.csv") == {}
     (tmp_path / "bad.csv").write_text("task,model,ms\nburgers_1d,FNO,3\n")
     with pytest.raises(ValueError, match="ratio_to_FNO"):
