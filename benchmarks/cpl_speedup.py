@@ -20,7 +20,6 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import io
-import statistics
 import subprocess
 import sys
 import tarfile
@@ -32,7 +31,7 @@ from types import ModuleType
 
 import torch
 from _plot import panel_row
-from fno_common import markdown_table, write_csv
+from fno_common import interleaved_ms, markdown_table, write_csv
 from torch import nn
 
 import liponet.models
@@ -97,16 +96,7 @@ def measure(before: ModuleType, rounds: int, batch: int, width: int) -> list[dic
                     cfg["cin"], 1, cfg["modes"], width=width, depth=4, padding=cfg["pad"]
                 )
         fns = {k: train_step(m, x, y) for k, m in models.items()}
-        for _ in range(2):  # warm-up
-            for fn in fns.values():
-                fn()
-        cpu: dict[str, list[float]] = {k: [] for k in fns}
-        for _ in range(rounds):
-            for k, fn in fns.items():
-                start = time.process_time()
-                fn()
-                cpu[k].append(time.process_time() - start)
-        ms = {k: 1e3 * statistics.median(v) for k, v in cpu.items()}
+        ms = interleaved_ms(fns, rounds)
         rows.append(
             {
                 "size": label,

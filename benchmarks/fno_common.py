@@ -7,7 +7,9 @@ Imported by ``fno_speed.py`` and ``fno_accuracy.py`` (run from the repository ro
 from __future__ import annotations
 
 import csv
-from collections.abc import Sequence
+import statistics
+import time
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -76,3 +78,22 @@ def markdown_table(rows: list[dict[str, Any]], columns: list[str]) -> str:
     lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
     lines += ["| " + " | ".join(fmt(r[c]) for c in columns) + " |" for r in rows]
     return "\n".join(lines)
+
+
+def interleaved_ms(
+    fns: dict[str, Callable[[], object]], rounds: int, warmup: int = 2
+) -> dict[str, float]:
+    """Median CPU milliseconds per call of each function, calls interleaved round by round.
+
+    ``warmup`` rounds first (power-iteration vectors, allocator), not timed.
+    """
+    for _ in range(warmup):
+        for fn in fns.values():
+            fn()
+    cpu: dict[str, list[float]] = {k: [] for k in fns}
+    for _ in range(rounds):
+        for k, fn in fns.items():
+            start = time.process_time()
+            fn()
+            cpu[k].append(time.process_time() - start)
+    return {k: 1e3 * statistics.median(v) for k, v in cpu.items()}

@@ -32,7 +32,6 @@ import argparse
 import csv
 import dataclasses
 import pathlib
-import statistics
 import tempfile
 import time
 import warnings
@@ -41,7 +40,7 @@ from pathlib import Path
 
 import torch
 from _plot import panel_row
-from fno_common import markdown_table, write_csv
+from fno_common import interleaved_ms, markdown_table, write_csv
 
 from liponet.bench import (
     MODEL_TRAINING,
@@ -142,16 +141,7 @@ def measure(
                 # a training variant's settings (e.g. input_noise, one more randn per batch)
                 own = with_overrides(preset, **MODEL_TRAINING.get(name, {}))
                 fns[name] = trainer_step(model, data, own, f"{folder}/{name}")
-            for _ in range(2):  # warm-up (power-iteration vectors, allocator)
-                for fn in fns.values():
-                    fn()
-            cpu: dict[str, list[float]] = {k: [] for k in fns}
-            for _ in range(rounds):
-                for k, fn in fns.items():
-                    start = time.process_time()
-                    fn()
-                    cpu[k].append(time.process_time() - start)
-        ms = {k: 1e3 * statistics.median(v) for k, v in cpu.items()}
+            ms = interleaved_ms(fns, rounds)
         for name in variants:
             rows.append(
                 {

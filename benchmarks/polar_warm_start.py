@@ -50,7 +50,7 @@ from typing import Any
 
 import torch
 from _plot import panel_row, pyplot
-from fno_common import markdown_table, write_csv
+from fno_common import interleaved_ms, markdown_table, write_csv
 from torch import Tensor
 
 from liponet.functional import _polar_backward, conj_t, polar_eigh
@@ -191,16 +191,8 @@ def exact_polar(w: Tensor) -> Tensor:
 
 
 def interleaved(fns: dict[str, Callable[[], object]], rounds: int) -> dict[str, float]:
-    """Median CPU milliseconds per call, the calls interleaved round by round."""
-    for fn in fns.values():
-        fn()
-    cpu: dict[str, list[float]] = {k: [] for k in fns}
-    for _ in range(rounds):
-        for k, fn in fns.items():
-            start = time.process_time()
-            fn()
-            cpu[k].append(time.process_time() - start)
-    return {k: 1e3 * statistics.median(v) for k, v in cpu.items()}
+    """Median CPU milliseconds per call, the calls interleaved round by round (one warm-up)."""
+    return interleaved_ms(fns, rounds, warmup=1)
 
 
 def tolerance(w: Tensor) -> float:
