@@ -64,11 +64,13 @@ def unrolled_loss(model: torch.nn.Module, traj: torch.Tensor, k0: int, unroll: i
     return torch.stack(losses).mean()
 
 
-def train(name: str, lr: float, unroll: int, data, train_traj, steps: int, seed: int) -> dict:
+def train(
+    name: str, lr: float, unroll: int, data, train_traj, steps: int, seed: int, wd: float = 0.0
+) -> dict:
     preset = PRESETS["medium"]
     torch.manual_seed(seed)
     model = MODELS[name](data, preset)
-    opt = torch.optim.Adam(model.parameters(), lr=lr)
+    opt = torch.optim.Adam(model.parameters(), lr=lr, weight_decay=wd)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, steps)
     k0 = data.initial_step
     n, frames = train_traj.shape[:2]
@@ -93,6 +95,7 @@ def train(name: str, lr: float, unroll: int, data, train_traj, steps: int, seed:
     return {
         "model": name,
         "lr": lr,
+        "weight_decay": wd,
         "training": "one-step" if unroll == 1 else f"unroll-{unroll}",
         "seed": seed,
         "steps": steps,
@@ -125,15 +128,17 @@ def write_results(rows: list[dict], out: Path, quick: bool, steps: int, seed: in
         "",
         f"Settings: {'quick' if quick else 'default'} run, task {TASK}, medium data "
         f"(seed 0), {steps} Adam steps per row, batch 32 windows from the training trajectories, "
-        f"cosine-annealed per step, seed {seed}, 1 torch thread, torch {torch.__version__}",
+        f"cosine-annealed per step to 0, Adam with the row's weight decay, seed {seed}, "
+        f"1 torch thread, torch {torch.__version__}",
         "",
         "`rollout_nrmse`: PDEBench rollout nRMSE on the test trajectories (input frames "
         "excluded); `one_step_rel_l2`: mean relative L2 error of one step from the first true "
         "window of each test trajectory; `cpu_s`: process CPU seconds of the training loop. "
         "The loop differs from `liponet bench`'s Trainer recipe (which anneals its cosine once "
         "per epoch, about six epochs here, so its last epoch still runs at 7% of the rate, and "
-        "uses weight decay 1e-4): here the rate is annealed every step to 0 and there is no "
-        "weight decay, so compare rows with each other, not with `bench_medium.md`.",
+        "uses weight decay 1e-4): here the rate is annealed every step to 0 and the weight decay "
+        "is the row's (`weight_decay`), so compare rows with each other, not with "
+        "`bench_medium.md`.",
         "",
         markdown_table(rows, list(rows[0])),
         "",
@@ -160,6 +165,9 @@ def main() -> None:
     parser.add_argument("--unroll", type=int, nargs="+", default=[1, 2, 4])
     parser.add_argument("--models", nargs="+", default=list(CONFIGS))
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--weight-decay", type=float, default=0.0, help="Adam's (coupled) weight decay"
+    )
     parser.add_argument("--work-dir", type=Path, default=Path("/tmp/liponet-rollout-training"))
     parser.add_argument("--out", type=Path, default=RESULTS)
     parser.add_argument(
@@ -188,7 +196,7 @@ def main() -> None:
     for name in args.models:
         for unroll in args.unroll:
             lr = MODEL_TRAINING.get(name, {}).get("lr", CONFIGS.get(name, preset.lr))
-            row = train(name, lr, unroll, data, train_traj, steps, args.seed)
+            row = train(name, lr, unroll, data, train_traj, steps, args.seed, args.weight_decay)
             print(row, flush=True)
             rows.append(row)
     write_results(rows, args.out, args.quick, steps, args.seed)
