@@ -598,6 +598,15 @@ ESTIMATE_FRACTION = 0.05
 #: computed by SVD: for small layers the passes that avoid SVDs cost more than they save.
 SVD_ALL_WORK = 1 << 22
 
+
+def _svd_all(r: Tensor) -> bool:
+    """Whether an SVD of every multiplier of ``r`` ``(K, out, in)`` is cheapest.
+
+    Few or small multipliers (:data:`SVD_ALL_WORK`): the passes that avoid SVDs cost more.
+    """
+    return r.shape[0] * r[0].numel() * min(r.shape[1:]) <= SVD_ALL_WORK
+
+
 #: How far above its estimated norm a ``"clip"`` multiplier's eval bound ``u_k`` is proven
 #: (:meth:`LipSpectralConv._clip_scales`): above the rounding margin of the Cholesky test of
 #: the float32 Gram matrix factorized in float64 (``~2.5e-4`` relative for ``64 x 64``
@@ -893,7 +902,7 @@ class LipSpectralConv(CertifiedModule):
             if self.normalization in SCALAR_NORMALIZATIONS:
                 target = self._target()
                 rk = r.reshape(-1, self.out_channels, self.in_channels)  # (K, out, in)
-                if self.normalization == "clip":  # norms rounded up to a grid: no SVD of all
+                if self.normalization == "clip":  # proven bounds: no SVD of every multiplier
                     scale, upper = self._clip_scales(rk, skip, target)
                 else:
                     sigma, upper = self._norms(rk, skip, target)  # float64 (K [+1],) each
@@ -993,7 +1002,7 @@ class LipSpectralConv(CertifiedModule):
         w_copy = None if w is None else w.clone()  # the skip's storage is the parameter's
         if (
             memory is None
-            or r.shape[0] * r[0].numel() * min(r.shape[1:]) <= SVD_ALL_WORK
+            or _svd_all(r)
             or memory[0].shape != r.shape
             or memory[0].dtype != r.dtype
             or memory[0].device != r.device
@@ -1069,20 +1078,18 @@ class LipSpectralConv(CertifiedModule):
         memory of earlier calls enters: the eval weights depend on the current weights only.
         """
         n_rows = r.shape[0] + int(w is not None)
-        if r.shape[0] * r[0].numel() * min(r.shape[1:]) <= SVD_ALL_WORK:
-            # A small layer: the SVD norms themselves (the scales of the exact-norm clip)
+        if _svd_all(r):  # a small layer: the SVD norms themselves (the exact-norm clip's scales)
             sigma = self._exact_norms(r, w)
             return SCALAR_NORMALIZATIONS["clip"](sigma, k), sigma * (1.0 + SVD_RELATIVE_MARGIN)
-        else:
-            # NaN or inf fails every test and reaches the SVD, which raises
-            x, x_err = self._multipliers_in(r, w, torch.arange(n_rows, device=r.device))
-            upper = torch.empty(n_rows, dtype=torch.float64, device=r.device)
-            for i, j in chunks(n_rows, max(1, x[0].numel() // CLIP_CHUNK)):  # fixed: same floats
-                levels = torch.full((j - i,), math.inf, dtype=torch.float64, device=r.device)
-                upper[i:j] = cholesky_norm_upper(x[i:j], levels, CLIP_HEADROOM, x_err, True)
-            failed = (~torch.isfinite(upper)).nonzero().squeeze(1)
-            if len(failed):  # the estimate was too far off: the SVD norm decides
-                upper[failed] = self._exact_norms(r, w, failed) * (1.0 + SVD_RELATIVE_MARGIN)
+        # NaN or inf fails every test and reaches the SVD, which raises
+        x, x_err = self._multipliers_in(r, w, torch.arange(n_rows, device=r.device))
+        upper = torch.empty(n_rows, dtype=torch.float64, device=r.device)
+        for i, j in chunks(n_rows, max(1, x[0].numel() // CLIP_CHUNK)):  # fixed: same floats
+            levels = torch.full((j - i,), math.inf, dtype=torch.float64, device=r.device)
+            upper[i:j] = cholesky_norm_upper(x[i:j], levels, CLIP_HEADROOM, x_err, True)
+        failed = (~torch.isfinite(upper)).nonzero().squeeze(1)
+        if len(failed):  # the estimate was too far off: the SVD norm decides
+            upper[failed] = self._exact_norms(r, w, failed) * (1.0 + SVD_RELATIVE_MARGIN)
         return (k * (1.0 - CLIP_ROUNDING_ROOM) / upper).clamp_max(1.0), upper
 
     def _exact_into(
@@ -1209,7 +1216,7 @@ class LipSpectralConv(CertifiedModule):
                 bound = max(bound, float(skip_bound.max()))
             return bound
 
-        large = r.shape[0] * r[0].numel() * min(r.shape[1:]) > SVD_ALL_WORK
+        large = not _svd_all(r)
         if self.normalization == "clip" and large and float(prior.max()) <= (self.k or 0.0):
             # Clipped norms lie between about k' / (1 + CLIP_HEADROOM) and k' (_clip_scales):
             # the a-priori bounds already certify k, and comparing hundreds of multipliers

@@ -189,8 +189,9 @@ class TrainConfig:
         Standard deviation, relative to each training input's RMS (over channels and grid), of
         white Gaussian noise added to the training inputs (not to targets, not in validation);
         0 (default) disables it. For autoregressive steppers: the model learns to map slightly
-        wrong windows to the clean next frame, which damps the accumulation of its own errors
-        in a rollout (``benchmarks/advection_study.py``: LipFNO-d2 on advection, 3e-3).
+        wrong windows to the clean next frame, meant to damp the accumulation of its own errors
+        in a rollout (``benchmarks/advection_study.py``: on advection, 3e-3 helped one seed of
+        LipFNO-d2 and hurt another; over three seeds the change is within the seed spread).
     loss
         ``mse`` or ``rel_l2``.
     seed
