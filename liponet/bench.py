@@ -314,6 +314,11 @@ MEDIUM_NOTE = (
     "another rate; FNO was screened at 1e-3, 3e-3 and 1e-2 on every task (one seed, then three "
     "seeds at its best), and the targets table judges the best LipFNO against the best FNO over "
     "the rates tried, each family at its own best rate. "
+    "Recipes (`liponet.bench.RECIPE_SUFFIXES`): the preset's cosine steps once per epoch (five "
+    "to seven epochs here: the last runs at about 7% of the peak rate) with weight decay 1e-4; "
+    "rows named `-cos` anneal it after every optimizer step instead, `-wd0` train without "
+    "weight decay, `-cos-wd0` both (each row's `recipe` column says which), for both families, "
+    "and the targets table takes each family's best over every recipe and rate. "
     "Sized for about one hour of 2 CPU cores; on a GPU at full size: `liponet bench --preset "
     "full --data-dir PDEBENCH --device cuda --seeds 0 1 2 --models FNO LipFNO LipFNO-clip "
     "LipFNO-inc`."
@@ -1787,6 +1792,8 @@ def preset_settings(preset: Preset) -> dict[str, Any]:
         "batch": preset.batch,
         "lr": preset.lr,
         "scheduler": preset.scheduler,
+        "schedule_unit": preset.schedule_unit,
+        "weight_decay": preset.weight_decay,
         "width": preset.width,
         "modes": _per_task_text(preset.modes),
         "depth": preset.depth,
