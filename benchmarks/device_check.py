@@ -3,7 +3,7 @@
 Meant for a session that gets a GPU for a few minutes: run it ONCE, commit what it writes.
 
 1. Correctness (each prints one PASS/FAIL line; any FAIL makes the exit status 1): float32
-   outputs of LipMLP, LipFNO (1-D, 2-D; default and ``orthogonal`` normalization) and LipDeepONet
+   outputs of LipMLP, LipFNO (1-D, 2-D; default, ``orthogonal`` and ``cayley`` normalization) and LipDeepONet
    on the device vs the same weights on the CPU; ``lipschitz_bound()`` on the device vs the CPU
    (float64 SVD: relative 1e-6); exact Jacobian norms and a gradient-ascent attack on the device
    (tiny float64 LipFNO) against its certified bound; ``operator_error_bound`` on the device vs
@@ -120,6 +120,10 @@ def _model_cases(quick: bool) -> dict[str, tuple[Callable[[], torch.nn.Module], 
         ),
         "LipFNO 2-D orthogonal": (
             lambda: LipFNO(1, 1, modes=(6, 6), width=8, depth=2, normalization="orthogonal"),
+            (torch.randn(2, 1, 24, 24),),
+        ),
+        "LipFNO 2-D cayley": (
+            lambda: LipFNO(1, 1, modes=(6, 6), width=8, depth=2, normalization="cayley"),
             (torch.randn(2, 1, 24, 24),),
         ),
         "LipDeepONet": (
