@@ -509,7 +509,8 @@ class ConvexPotentialBlock(CertifiedModule):
     hidden
         Channels of ``K x`` (default ``width``).
     normalization
-        Multiplier normalization of ``K`` (``"global"``, ``"clip"``, ``"orthogonal"``); any of
+        Multiplier normalization of ``K`` (``"global"``, ``"clip"``, ``"orthogonal"``,
+        ``"cayley"``, ...: :data:`~liponet.layers.fourier.NORMALIZATIONS`); any of
         them keeps ``||K|| <= 1``, which is all the certificate needs.
     n_power
         Warm-started power iterations per training step.
