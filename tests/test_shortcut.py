@@ -197,3 +197,26 @@ def test_checkpoint_round_trip(tmp_path):
     x = torch.randn(2, 2, N)
     torch.testing.assert_close(loaded(x), model(x), rtol=0, atol=0)
     assert loaded.lipschitz_bound() == model.lipschitz_bound()
+
+
+def test_symmetry_premise_accepts_the_shortcut():
+    from liponet.certify.symmetry import (
+        SymmetryGroup,
+        SymmetryPremiseError,
+        check_model_symmetry,
+    )
+
+    torch.manual_seed(0)
+    model = LipFNO(2, 1, (4,), width=4, depth=2, grid=False, increment="spectral",
+                   shortcut_size=N)  # fmt: skip
+    model = perturb(model).double().eval()
+    for m in (model, model.export()):
+        assert "verified" in check_model_symmetry(m, SymmetryGroup((0,)))
+    x = torch.randn(3, 2, N, dtype=torch.float64)
+    shifted = model(torch.roll(x, 5, dims=-1))
+    torch.testing.assert_close(shifted, torch.roll(model(x), 5, dims=-1), rtol=0, atol=1e-12)
+    # complex multipliers do not commute with the reflection: refused; real ones (init) do
+    reflect = SymmetryGroup((0,), reflection=True)
+    with pytest.raises(SymmetryPremiseError, match="SpectralShortcut"):
+        check_model_symmetry(model.net.shortcut, reflect)
+    assert "verified" in check_model_symmetry(SpectralShortcut(2, 1, N).eval(), reflect)
