@@ -74,11 +74,13 @@ from .train.constraint import ConstraintWarning, resolve_auto_k
 from .train.distributed import resolve_device
 
 __all__ = [
+    "DEFAULT_MODELS",
     "MODELS",
     "MODEL_TRAINING",
     "NRMSE_TARGETS",
     "PRESETS",
     "PUBLISHED_FNO_NRMSE",
+    "RECIPE_SUFFIXES",
     "STEP_TIME_FILE",
     "TARGET_SEEDS",
     "TASKS",
@@ -95,6 +97,7 @@ __all__ = [
     "preset_settings",
     "read_rows",
     "read_step_ratios",
+    "recipe",
     "reference_model",
     "resolve_task",
     "run_bench",
@@ -105,6 +108,7 @@ __all__ = [
     "target_checks",
     "train",
     "train_config",
+    "training_preset",
     "write_results",
 ]
 
@@ -221,8 +225,9 @@ class Preset:
     windows when set), batch ``batch``, relative training-input noise ``input_noise``
     (:class:`~liponet.train.TrainConfig`; 0 = none), learning rate halved ``lr_halvings``
     times at equal intervals (``scheduler "step"``; PDEBench: every 100 of 500 epochs) or
-    cosine-annealed per epoch (``"cosine"``). ``models``:
-    the rows a run trains by default (``None``: every entry of :data:`MODELS`); ``seeds``: the
+    cosine-annealed to 0 (``"cosine"``), stepped once per epoch (``schedule_unit "epoch"``) or
+    after every optimizer step (``"step"``). ``models``:
+    the rows a run trains by default (``None``: :data:`DEFAULT_MODELS`); ``seeds``: the
     training seeds, one row each; ``note``: a paragraph the results file shows (sizes, cuts).
     """
 
@@ -241,6 +246,7 @@ class Preset:
     input_noise: float = 0.0
     lr_halvings: int = 4
     scheduler: str = "step"
+    schedule_unit: str = "epoch"
     models: tuple[str, ...] | None = None
     seeds: tuple[int, ...] = (0,)
     note: str = ""
@@ -871,11 +877,48 @@ MODEL_TRAINING: dict[str, dict[str, Any]] = {
 }
 
 
+#: Recipe suffixes (composable with ``-lr...``): ``-cos`` anneals a cosine after every
+#: optimizer step to 0 at the last one (``schedule_unit "step"``) instead of once per epoch (over
+#: the ``medium`` preset's five to seven epochs the last epoch runs at about 7% of the peak
+#: rate); ``-wd0`` trains without weight decay (the preset's is 1e-4); ``-cos-wd0`` both.
+RECIPE_SUFFIXES: dict[str, dict[str, Any]] = {
+    "-cos": {"scheduler": "cosine", "schedule_unit": "step"},
+    "-wd0": {"weight_decay": 0.0},
+    "-cos-wd0": {"scheduler": "cosine", "schedule_unit": "step", "weight_decay": 0.0},
+}
+#: The models (networks or :data:`MODEL_TRAINING` variants) with :data:`RECIPE_SUFFIXES`
+#: entries: every FNO learning rate and the best LipFNO rows of the ``medium`` targets.
+RECIPE_BASES = (
+    "FNO",
+    "FNO-lr",
+    "FNO-lr1e-3",
+    "FNO-lr3e-4",
+    "FNO-lr2e-2",
+    "LipFNO-lr",
+    "LipFNO-d2",
+    "LipFNO-inc0.3-d2",
+    "LipFNO-wide",
+    "LipFNO-wide-lr",
+    "LipFNO-wide-d2-lr",
+    "LipFNO-inc-d2",
+    "LipFNO-m8-lr",
+)
+for _name in RECIPE_BASES:
+    for _suffix, _settings in RECIPE_SUFFIXES.items():
+        MODEL_TRAINING[_name + _suffix] = {**MODEL_TRAINING.get(_name, {}), **_settings}
+
+#: The suffixes a training-settings variant's name may end with (its network: the rest).
+_TRAINING_SUFFIXES = ("-lr", "-noise", "-cos", "-wd0")
+
+
 def _base_model(name: str) -> str:
-    """The network a training-settings variant builds: its name less ``-lr...``/``-noise...``."""
+    """The network a training-settings variant builds: its name less its settings suffixes.
+
+    Suffixes: ``-lr...``, ``-noise...``, ``-cos``, ``-wd0`` (:data:`RECIPE_SUFFIXES`).
+    """
     while name in MODEL_TRAINING or name not in MODELS:
         head, sep, _ = max(
-            name.rpartition("-lr"), name.rpartition("-noise"), key=lambda p: len(p[0])
+            (name.rpartition(suffix) for suffix in _TRAINING_SUFFIXES), key=lambda p: len(p[0])
         )
         if not sep:
             raise ValueError(f"training variant {name!r} names no model of MODELS")
@@ -885,6 +928,12 @@ def _base_model(name: str) -> str:
 
 # Each training-settings variant builds its base model's network.
 MODELS.update({name: MODELS[_base_model(name)] for name in MODEL_TRAINING})
+
+#: What a preset without ``models`` trains: every entry of :data:`MODELS` but the recipe
+#: variants of :data:`RECIPE_SUFFIXES` (run them by name, ``--models``).
+DEFAULT_MODELS = tuple(
+    name for name in MODELS if not any(name.endswith(suffix) for suffix in RECIPE_SUFFIXES)
+)
 
 
 def neuralop_available() -> bool:
@@ -962,8 +1011,10 @@ def train_config(
     ``preset.steps`` optimizer steps become ``ceil(steps / batches per epoch)`` epochs (every
     training window once per epoch, reshuffled); the learning rate follows
     ``preset.scheduler``: ``"step"`` halves it ``lr_halvings`` times at equal intervals,
-    ``"cosine"`` anneals it to 0 at the last epoch. Loss: relative L2 (per sample, averaged);
-    no gradient clipping, no bf16 (benchmark figures in float32).
+    ``"cosine"`` anneals it to 0 at the end of the run, stepped per ``preset.schedule_unit``
+    (``"epoch"``, or ``"step"``: after every optimizer step; the halvings then fall on steps).
+    Loss: relative L2 (per sample, averaged); no gradient clipping, no bf16 (benchmark figures
+    in float32).
     """
     n = data.x_train.shape[0]
     batches = max(1, math.ceil(n / preset.batch))
@@ -973,6 +1024,7 @@ def train_config(
         else max(1, math.ceil(per_task(preset.steps, data.task.name) / batches))
     )
     halvings = max(0, preset.lr_halvings)
+    units = epochs * batches if preset.schedule_unit == "step" else epochs
     return TrainConfig(
         epochs=epochs,
         batch_size=min(preset.batch, n),
@@ -980,7 +1032,8 @@ def train_config(
         weight_decay=preset.weight_decay,
         optimizer="adam",
         scheduler=preset.scheduler,
-        step_size=max(1, epochs // (halvings + 1)),
+        schedule_unit=preset.schedule_unit,
+        step_size=max(1, units // (halvings + 1)),
         gamma=0.5 if halvings else 1.0,
         grad_clip=0.0,
         input_noise=preset.input_noise,
@@ -1162,9 +1215,12 @@ COLUMNS = (
     "coverage",
     "tightness_median",
     "n_queries",
+    "recipe",
 )
 
-_TEXT_COLUMNS = frozenset({"task", "model", "status", "L_G_label", "L_G_premise", "bound_label"})
+_TEXT_COLUMNS = frozenset(
+    {"task", "model", "status", "L_G_label", "L_G_premise", "bound_label", "recipe"}
+)
 _INT_COLUMNS = frozenset({"seed", "params", "steps", "n_queries"})
 
 
@@ -1191,7 +1247,8 @@ def run_row(
         return {**row, "status": "not installed"}
     torch.manual_seed(seed)
     if builder is None:
-        preset = with_overrides(preset, **MODEL_TRAINING.get(model_name, {}))
+        preset = training_preset(preset, model_name)
+    row["recipe"] = recipe(preset)
     model = (builder or MODELS[model_name])(data, preset)
     f, seconds, steps = train(model, data, preset, seed, device)
     row["_model"], row["_f"] = model, f
@@ -1209,6 +1266,49 @@ def run_row(
     return row
 
 
+def training_preset(preset: Preset, model: str) -> Preset:
+    """``preset`` with ``model``'s :data:`MODEL_TRAINING` settings in place of its own.
+
+    Examples
+    --------
+    >>> p = training_preset(PRESETS["medium"], "LipFNO-wide-lr-cos-wd0")
+    >>> p.lr, p.weight_decay, p.schedule_unit
+    (0.01, 0.0, 'step')
+    """
+    return with_overrides(preset, **MODEL_TRAINING.get(model, {}))
+
+
+def recipe(preset: Preset) -> str:
+    """The training recipe a row ran with, as its ``recipe`` column states it.
+
+    Optimizer (always Adam), learning rate, weight decay, schedule and its unit, input noise.
+
+    Examples
+    --------
+    >>> recipe(PRESETS["medium"])
+    'adam lr=0.003 wd=0.0001 cosine/epoch'
+    >>> recipe(training_preset(PRESETS["medium"], "FNO-lr3e-4-cos-wd0"))
+    'adam lr=0.0003 wd=0 cosine/step'
+    """
+    schedule = f"{preset.scheduler}/{preset.schedule_unit}"
+    if preset.scheduler == "step":
+        schedule += f" halvings={max(0, preset.lr_halvings)}"
+    text = f"adam lr={preset.lr:g} wd={preset.weight_decay:g} {schedule}"
+    return text + (f" noise={preset.input_noise:g}" if preset.input_noise else "")
+
+
+def _fill_recipes(rows: Sequence[Mapping[str, Any]], preset: Preset) -> list[dict[str, Any]]:
+    """Rows with a ``recipe``: rows written before the column existed get their model's.
+
+    Those rows ran with the preset's settings and their model's :data:`MODEL_TRAINING` entry
+    (:func:`training_preset`), which the variants named in them keep.
+    """
+    return [
+        {**r, "recipe": r.get("recipe") or recipe(training_preset(preset, str(r["model"])))}
+        for r in rows
+    ]
+
+
 # -- CSV rows: written one at a time, read back for the tables ----------------------------------
 
 
@@ -1218,7 +1318,8 @@ def append_row(path: str | os.PathLike[str], row: Mapping[str, Any]) -> None:
     One ``write`` of one line per row, flushed at once: a run that stops keeps every finished
     row, and two processes appending to the same file do not interleave lines. A file written
     by an older version of the bench (a subset of today's columns, ``task``, ``model``,
-    ``seed`` and ``status`` among them) keeps its header: the row is written in its columns.
+    ``seed`` and ``status`` among them) is first rewritten with today's header (atomically;
+    its rows keep their values, the new columns empty), so the row keeps every column.
     """
     path = pathlib.Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -1232,7 +1333,8 @@ def append_row(path: str | os.PathLike[str], row: Mapping[str, Any]) -> None:
             raise ValueError(
                 f"{path}: its header {header} is not liponet bench's columns {list(COLUMNS)}"
             )
-        fields = header
+        if tuple(header) != COLUMNS:
+            _upgrade_header(path)
     buffer = io.StringIO()
     writer = csv.DictWriter(
         buffer, fieldnames=fields, restval="", extrasaction="ignore", lineterminator="\n"
@@ -1245,7 +1347,24 @@ def append_row(path: str | os.PathLike[str], row: Mapping[str, Any]) -> None:
         fh.flush()
 
 
-def _parse(key: str, value: str) -> Any:
+def _upgrade_header(path: pathlib.Path) -> None:
+    """Rewrite a CSV of an older bench with :data:`COLUMNS` (same rows, new columns empty)."""
+    with path.open(newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=COLUMNS, restval="", lineterminator="\n")
+    writer.writeheader()
+    for row in rows:
+        writer.writerow({k: ("0" if k == "seed" else "") if row.get(k) is None else row[k]
+                         for k in COLUMNS})  # fmt: skip
+    tmp = path.with_name(f".{path.name}.upgrade.tmp")
+    tmp.write_text(buffer.getvalue())
+    os.replace(tmp, path)
+
+
+def _parse(key: str, value: str | None) -> Any:
+    if value is None:  # a short line (a row of an older header under today's)
+        value = ""
     if key in _TEXT_COLUMNS:
         return value
     if value == "":
@@ -1531,6 +1650,7 @@ def _fmt(value: Any) -> str:
 MD_COLUMNS = (
     "model",
     "seed",
+    "recipe",
     "params",
     "train_s",
     "steps",
@@ -1563,7 +1683,8 @@ def markdown_table(rows: Sequence[Mapping[str, Any]], task: str) -> list[str]:
     if task in PUBLISHED_FNO_NRMSE:
         value, note = PUBLISHED_FNO_NRMSE[task]
         label = "FNO (published, full-size data" + (f"; {note})" if note else ")")
-        cells = [label, "-", "-", "-", "-", _fmt(value), *(["-"] * (len(MD_COLUMNS) - 6))]
+        cells = [label, *("-" for _ in MD_COLUMNS[1:])]
+        cells[MD_COLUMNS.index("nrmse")] = _fmt(value)
         lines.append("| " + " | ".join(cells) + " |")
     return lines
 
@@ -1623,14 +1744,15 @@ def summary_markdown(
             "",
             "Targets (issue 13): a LipFNO model's mean nRMSE / the best FNO's <= the target "
             f"and its train time / FNO's <= {TIME_TARGET}. Each family at its best settings: the "
-            "best FNO is the FNO variant (the same network at the learning rates of "
-            "`liponet.bench.MODEL_TRAINING`) with the lowest mean nRMSE over "
+            "best FNO is the FNO variant (the same network under the training settings of "
+            "`liponet.bench.MODEL_TRAINING`: learning rates, per-step cosine `-cos`, no weight "
+            "decay `-wd0`) with the lowest mean nRMSE over "
             f"{TARGET_SEEDS} seeds; `/ FNO same settings` is the ratio to FNO trained as that "
             "model was. Per task, of the LipFNO models with as many seeds as that FNO that meet "
             "the nRMSE target, the one with the smallest time ratio; where none does, the most "
             "accurate (so the miss shows). Time: the side-by-side "
             f"Trainer step ratio of `{STEP_TIME_FILE}` (`benchmarks/medium_step_time.py`, all "
-            "models of a task interleaved in one process; a learning-rate variant takes its "
+            "models of a task interleaved in one process; a training-settings variant takes its "
             "network's) where it has the model (`step`), else "
             "the ratio of the rows' sequential `train_s` (`train_s`; measured under the shared "
             "machine's varying load, not a fair time figure). `most accurate LipFNO`: its nRMSE "
@@ -1732,6 +1854,7 @@ def write_results(
     a summary over seeds (:func:`summarize`, :func:`target_checks`). The PNG needs matplotlib
     and at least one trained row; otherwise it is skipped.
     """
+    rows = _fill_recipes(rows, preset)
     out = pathlib.Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     stem = out / f"bench_{preset.name}"
@@ -1772,7 +1895,10 @@ def write_results(
         "estimated = largest ratio over calibration pairs; the premise is stated under each "
         "task); coverage / median tightness (bound / observed) "
         "of the one-step operator error bound on test windows, calibrated on training windows; "
-        "the bound is certified only if both constants are.",
+        "the bound is certified only if both constants are; `recipe` = the row's training "
+        "settings (Adam, learning rate, weight decay, schedule: `cosine/epoch` anneals once per "
+        "epoch, `cosine/step` after every optimizer step; rows written before the column existed "
+        "show their model's settings, `liponet.bench.MODEL_TRAINING`).",
         "",
     ]
     md += ["## Summary (test rollout nRMSE; `L` = certified Lipschitz bound)", ""]
@@ -1961,7 +2087,7 @@ def run_bench(
             "preset 'full' reads PDEBench's files: pass --data-dir with the downloaded files"
         )
     rows = []
-    names = tuple(models or preset.models or MODELS)
+    names = tuple(models or preset.models or DEFAULT_MODELS)
     for name in names:
         if name not in MODELS:
             raise ValueError(f"unknown model {name!r}; available: {', '.join(MODELS)}")

@@ -9,7 +9,7 @@ import pathlib
 import pytest
 import torch
 
-from liponet.bench import MODELS, PRESETS, TASKS, load_task, resolve_task, run_bench
+from liponet.bench import DEFAULT_MODELS, MODELS, PRESETS, TASKS, load_task, resolve_task, run_bench
 from liponet.cli import main
 from liponet.data import generate
 
@@ -23,7 +23,7 @@ def test_tiny_preset_end_to_end(tmp_path: pathlib.Path) -> None:
         assert (tmp_path / f"bench_tiny{suffix}").is_file()
     with (tmp_path / "bench_tiny.csv").open() as fh:
         rows = list(csv.DictReader(fh))
-    assert [r["model"] for r in rows] == list(MODELS)
+    assert [r["model"] for r in rows] == list(DEFAULT_MODELS)
     for r in rows:
         if r["status"] == "not installed":
             assert r["model"] == "neuralop-FNO"
@@ -552,3 +552,97 @@ def test_tuned_models_are_compared_with_fno_given_the_same_settings() -> None:
         s["model"]: s["nrmse_ratio"] for s in summarize([r for r in rows if r["model"] != "FNO-lr"])
     }
     assert math.isnan(alone["LipFNO-clip-lr"])
+
+
+def test_recipe_suffixes_compose_with_learning_rates_and_keep_the_network() -> None:
+    from dataclasses import replace
+
+    from liponet.bench import (
+        MODEL_TRAINING,
+        network_of,
+        recipe,
+        reference_model,
+        train_config,
+        training_preset,
+    )
+
+    medium = PRESETS["medium"]
+    # the preset's own recipe is unchanged: cosine stepped per epoch, weight decay 1e-4
+    assert (medium.scheduler, medium.schedule_unit, medium.weight_decay) == (
+        "cosine",
+        "epoch",
+        1e-4,
+    )
+    assert MODEL_TRAINING["LipFNO-wide-d2-lr-cos-wd0"] == {
+        "lr": 1e-2,
+        "scheduler": "cosine",
+        "schedule_unit": "step",
+        "weight_decay": 0.0,
+    }
+    assert MODEL_TRAINING["FNO-cos"] == {"scheduler": "cosine", "schedule_unit": "step"}
+    assert network_of("LipFNO-wide-d2-lr-cos-wd0") == "LipFNO-wide-d2"
+    assert network_of("LipFNO-inc0.3-d2-cos") == "LipFNO-inc0.3-d2"
+    assert network_of("FNO-lr3e-4-cos-wd0") == "FNO"
+    assert MODELS["LipFNO-m8-lr-cos"] is MODELS["LipFNO-m8"]
+    # each is compared with FNO trained with the same settings
+    assert reference_model("LipFNO-wide-d2-lr-cos-wd0") == "FNO-lr-cos-wd0"
+    assert reference_model("LipFNO-wide-cos") == "FNO-cos"
+    assert recipe(training_preset(medium, "LipFNO-lr-cos-wd0")) == "adam lr=0.01 wd=0 cosine/step"
+    assert recipe(training_preset(medium, "FNO-lr3e-4-noise")) == (
+        "adam lr=0.0003 wd=0.0001 cosine/epoch noise=0.003"
+    )
+
+    class Data:  # what train_config reads: the training windows and the task's name
+        x_train = torch.zeros(1000, 1)
+        task = TASKS["burgers_1d"]
+
+    per_epoch = train_config(Data(), medium, 0, "", "cpu")  # type: ignore[arg-type]
+    per_step = train_config(Data(), training_preset(medium, "FNO-cos-wd0"), 0, "", "cpu")  # type: ignore[arg-type]
+    assert (per_epoch.schedule_unit, per_epoch.weight_decay, per_epoch.epochs) == (
+        "epoch",
+        1e-4,
+        125,
+    )
+    assert (per_step.schedule_unit, per_step.weight_decay, per_step.epochs) == ("step", 0.0, 125)
+    # a step schedule halving per step: its intervals count optimizer steps, 32 per epoch here
+    halving = train_config(
+        Data(), replace(medium, scheduler="step", schedule_unit="step"), 0, "", "cpu"
+    )  # type: ignore[arg-type]
+    assert halving.step_size == 125 * 32 // 5
+
+
+def test_rows_state_their_recipe_and_older_csv_files_gain_the_column(
+    tmp_path: pathlib.Path,
+) -> None:
+    from liponet.bench import COLUMNS, append_row, markdown_table, read_rows, write_results
+
+    path = tmp_path / "bench_medium.csv"
+    old_columns = [c for c in COLUMNS if c != "recipe"]
+    with path.open("w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=old_columns, restval="")
+        writer.writeheader()
+        writer.writerow(_fake_row("burgers_1d", "FNO-lr", 0, 0.02, 10.0))
+    new = {
+        **_fake_row("burgers_1d", "FNO-cos-wd0", 0, 0.01, 10.0),
+        "recipe": "adam lr=0.003 wd=0 cosine/step",
+    }
+    append_row(path, new)
+    assert path.read_text().splitlines()[0] == ",".join(COLUMNS)  # the header gained the column
+    rows = read_rows(path)
+    assert [(r["model"], r["nrmse"], r["recipe"]) for r in rows] == [
+        ("FNO-lr", 0.02, ""),
+        ("FNO-cos-wd0", 0.01, "adam lr=0.003 wd=0 cosine/step"),
+    ]
+    # a line of the older header under today's (e.g. merged from another branch) reads too
+    with path.open("a") as fh:
+        fh.write("burgers_1d,FNO,1,ok,,10,,0.03\n")
+    rows = read_rows(path)
+    assert rows[-1]["recipe"] == "" and rows[-1]["nrmse"] == 0.03
+    write_results(rows, tmp_path, PRESETS["medium"], {}, write_csv=False)
+    md = (tmp_path / "bench_medium.md").read_text()
+    # the rows written before the column: their model's settings at the preset's
+    assert "| FNO-lr | 0 | adam lr=0.01 wd=0.0001 cosine/epoch | " in md
+    assert "| FNO-cos-wd0 | 0 | adam lr=0.003 wd=0 cosine/step | " in md
+    lines = markdown_table([], "burgers_1d")
+    header, published = lines[0].split(" | "), lines[-1].split(" | ")
+    assert published[header.index("nrmse")] == "0.0078"  # PDEBench's figure in its column

@@ -317,3 +317,38 @@ def test_certify_defaults_to_the_frames_the_checkpoint_was_trained_on(
 
     assert table(runs["default"]) == table(runs["explicit"])
     assert table(runs["default"]) != table(runs["last"])
+
+
+def test_certify_an_autoregressive_checkpoint_on_its_windows(tmp_path, capsys):
+    """A checkpoint of the autoregressive task certifies its one-step map on windows.
+
+    (A newcomer's finding: certify used to pair frame 0 with the last frame whatever the task,
+    and an autoregressive LipFNO stopped with "input must have 2 channels".)
+    """
+    # 0.0625 per frame = 2 whole cells of 32: certified L_G = 1 for a window -> next frame
+    path = generate(
+        "advection", tmp_path / "a.hdf5", n_samples=40, nx=32, nt=5, beta=0.25, t_final=1.0
+    )
+    kwargs = {**FNO_KWARGS, "in_channels": 2}
+    torch.manual_seed(0)
+    model = build_model("LipFNO", **kwargs)
+    task = {"task": "autoregressive", "initial_step": 2, "windows": "all"}
+    config = {
+        "model": {"name": "LipFNO", "kwargs": kwargs},
+        "data": {"name": "pdebench", "path": str(path), "kwargs": task},
+    }
+    ckpt = str(save_checkpoint(tmp_path / "m.pt", model, config=config))
+    assert main(["certify", ckpt, str(path), "--plot", ""]) == 0
+    out = capsys.readouterr().out
+    assert "pairs: windows of 2 frames -> the next frame (autoregressive, all window(s)" in out
+    # 4 test trajectories: the first 2 calibrate, the other 2 query; 3 windows each
+    assert "calibration: 6 pairs" in out and "queries: 6 from" in out
+    assert "L_G = 1 (certified: exact samples shifted by 2 whole cells" in out
+    assert "plain bound (certified, function norm): coverage 1.0000 (0 violations)" in out
+    for flags, message in (
+        (["--t-out", "1"], "--t-in/--t-out select a step pair"),
+        (["--calib-family", "advection"], "stream step pairs"),
+    ):
+        assert main(["certify", ckpt, str(path), "--plot", "", *flags]) == 2
+        err = capsys.readouterr().err
+        assert message in err and err.count("\n") == 1

@@ -9,7 +9,7 @@ from trainfixtures import ROOT, run_script
 SCRIPT = ROOT / "benchmarks" / "new_user_cli.py"
 
 
-@pytest.mark.slow  # 15 CLI subprocesses (about 80 s CPU, 2-5 min on 2 loaded cores)
+@pytest.mark.slow  # 22 CLI subprocesses (about 110 s CPU, 3-7 min on 2 loaded cores)
 def test_quick_run_writes_the_rows_and_replaces_its_section(tmp_path):
     (tmp_path / "new_user_checks.md").write_text("# kept\n")
     for _ in range(2):  # a rerun replaces the section instead of appending a second one
@@ -18,6 +18,7 @@ def test_quick_run_writes_the_rows_and_replaces_its_section(tmp_path):
     text = (tmp_path / "new_user_checks.md").read_text()
     assert text.startswith("# kept\n") and text.count("<!-- new-user-cli: start -->") == 1
     assert text.count("<!-- new-user-ks: start -->") == 1
+    assert text.count("<!-- new-user-kdv: start -->") == 1
     rows = list(csv.DictReader((tmp_path / "new_user_cli.csv").open()))
     steps = {r["step"]: r for r in rows}
     assert steps["train LipFNO, no settings"]["rc"] == "2"
@@ -38,3 +39,8 @@ def test_quick_run_writes_the_rows_and_replaces_its_section(tmp_path):
     # certify takes the trained frames (0 -> 2), export the training grid (128)
     assert "pairs: frame 0 -> 2" in ks["certify LipFNO k=auto"]["figures"]
     assert ks["export LipFNO k=auto .pt2"]["figures"].startswith("grid 128, certified L")
+    # the autoregressive KdV checkpoints are certified on their windows (one step)
+    kdv = {r["step"]: r for r in csv.DictReader((tmp_path / "new_user_cli_kdv.csv").open())}
+    certified = [r for step, r in kdv.items() if step.startswith("certify ")]
+    assert len(certified) == 3 and all(r["rc"] == "0" for r in certified)
+    assert all("pairs: windows of 2 frames -> the next frame" in r["figures"] for r in certified)

@@ -151,31 +151,52 @@ def _params(items: list[str]) -> dict[str, float]:
 
 #: What each calibration split is, for the summary.
 def _resolve_frames(args: argparse.Namespace, config: dict[str, Any]) -> str:
-    """Fill the frame/stride flags left out from the checkpoint's training data; say whence.
+    """Fill the pair flags left out from the checkpoint's training data; say whence.
 
     A checkpoint trained with ``liponet train --data pdebench`` (step task) on frames
     ``t_in -> t_out`` certifies that map, not the file's first-to-last one: certifying other
-    frames would bound the error of an operator the model never learned.
+    frames would bound the error of an operator the model never learned. One trained on the
+    autoregressive task certifies its one-step map: windows of ``initial_step`` frames (as
+    channels) to the next frame, with the training data's ``windows`` (``"all"``: every window
+    of each trajectory) and strides; ``--t-in``/``--t-out`` do not apply to it.
     """
     data = config.get("data") or {}
     kwargs = data.get("kwargs") or {}
-    trained = (
-        data.get("name") in ("pdebench", "pdebench-stream") and kwargs.get("task", "step") == "step"
-    )
+    pdebench = data.get("name") in ("pdebench", "pdebench-stream")
+    args.task = kwargs.get("task", "step") if pdebench else "step"
+    if args.task not in ("step", "autoregressive"):
+        raise UsageError(
+            f"{args.checkpoint}: the checkpoint learnt the {args.task!r} task; certify handles "
+            "the step and autoregressive tasks"
+        )
+    args.initial_step = kwargs.get("initial_step")
+    args.windows = kwargs.get("windows", "first")
+    autoregressive = args.task == "autoregressive"
+    if autoregressive and (args.t_in is not None or args.t_out is not None):
+        raise UsageError(
+            f"{args.checkpoint}: --t-in/--t-out select a step pair, but the checkpoint learnt the "
+            "autoregressive task (a window of frames -> the next frame): leave them out"
+        )
     whence = set()
     for key, default in FRAME_DEFAULTS.items():
         if getattr(args, key) is not None:
             whence.add("flags")
-        elif trained and kwargs.get(key) is not None:
+        elif pdebench and kwargs.get(key) is not None:
             setattr(args, key, int(kwargs[key]))
             whence.add("the checkpoint's training data")
         else:
             setattr(args, key, default)
             whence.add("defaults")
-    return (
-        f"frame {args.t_in} -> {args.t_out}, strides {args.reduced_resolution} (space) "
-        f"{args.reduced_resolution_t} (time), from {' + '.join(sorted(whence))}"
+    strides = (
+        f"strides {args.reduced_resolution} (space) {args.reduced_resolution_t} (time), from "
+        f"{' + '.join(sorted(whence))}"
     )
+    if autoregressive:
+        return (
+            f"windows of {args.initial_step or 'the reader default number of'} frames -> the "
+            f"next frame (autoregressive, {args.windows} window(s) of each trajectory), {strides}"
+        )
+    return f"frame {args.t_in} -> {args.t_out}, {strides}"
 
 
 CALIB_SPLITS = {
@@ -194,22 +215,26 @@ def _load_pairs(
 
     if not Path(path).exists():
         raise FileNotFoundError(f"data file not found: {path}")
+    task: dict[str, Any] = (
+        {"task": "autoregressive", "initial_step": args.initial_step, "windows": args.windows}
+        if args.task == "autoregressive"
+        else {"task": "step", "t_in": args.t_in, "t_out": args.t_out}
+    )
     ds = PDEBenchDataset(
         path,
         split=split,
-        task="step",
-        t_in=args.t_in,
-        t_out=args.t_out,
         reduced_resolution=args.reduced_resolution,
         reduced_resolution_t=args.reduced_resolution_t,
+        **task,
     )
     x, y = ds.to_tensors()
-    if half:
-        cut = x.shape[0] // 2
+    if half:  # by trajectory: a trajectory's windows stay on one side
+        per = len(ds._windows)
+        cut = x.shape[0] // per // 2 * per
         if cut == 0:
             raise UsageError(
-                f"{path}: the test split has {x.shape[0]} sample(s); the calibration split takes "
-                "half of it (use a larger file or --calib-split)"
+                f"{path}: the test split has {x.shape[0] // per} trajectory(ies); the calibration "
+                "split takes half of them (use a larger file or --calib-split)"
             )
         x, y = (x[:cut], y[:cut]) if half == 1 else (x[cut:], y[cut:])
     if cap is not None:
@@ -494,6 +519,11 @@ def _streamed_pairs(args: argparse.Namespace, query_x: Tensor) -> tuple[Any, str
     """The ``--calib-family`` / ``--calib-files`` stream and what it is."""
     from ..certify import file_pairs, generated_pairs
 
+    if args.task != "step":
+        raise UsageError(
+            "--calib-family/--calib-files stream step pairs (one frame -> a later frame); the "
+            "checkpoint learnt the autoregressive task (a window of frames -> the next frame)"
+        )
     if args.calib_family:
         if args.calib_samples < 1:
             raise UsageError(f"--calib-samples must be >= 1, got {args.calib_samples}")

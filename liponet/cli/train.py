@@ -24,6 +24,13 @@ configuration:
   Output: OUT/last.pt, OUT/best.pt (checkpoints) and OUT/log.jsonl (one JSON line per epoch).
   --resume OUT/last.pt continues a run exactly (also from a mid-epoch file, see save_every_steps).
 
+learning-rate schedule:
+  --scheduler cosine (default) anneals the rate to --lr-min (default 0) over the run; with
+  --schedule-unit epoch (default) it steps once per epoch, so over a few epochs the last one
+  still runs well above the floor; --schedule-unit step anneals it after every optimizer step
+  (optionally after --warmup-steps N of linear warmup). Example:
+    liponet train ... --epochs 6 --schedule-unit step --warmup-steps 100 --weight-decay 0
+
 run folders:
   OUT belongs to one run: a second run into it while the first is alive is refused, and a
   folder holding a finished or stopped run is refused unless --resume OUT/last.pt (same
@@ -54,6 +61,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--batch-size", type=int, help="global batch size")
     parser.add_argument("--lr", type=float)
     parser.add_argument("--seed", type=int)
+    # schedule flags pass through the config's checks (one-line errors, e.g. warmup-steps=abc)
+    parser.add_argument("--weight-decay", metavar="WD", help="optimizer weight decay (>= 0)")
+    parser.add_argument("--scheduler", help="learning-rate schedule: none, cosine or step")
+    parser.add_argument(
+        "--schedule-unit",
+        metavar="UNIT",
+        help="epoch (default: the schedule steps once per epoch) or step (every optimizer step)",
+    )
+    parser.add_argument(
+        "--warmup-steps",
+        metavar="N",
+        help="optimizer steps of linear warmup (cosine with --schedule-unit step)",
+    )
+    parser.add_argument("--lr-min", metavar="LR", help="the rate a cosine ends at (default 0)")
     parser.add_argument("--device", help="auto, cpu or cuda")
     parser.add_argument("--out", help="run folder (checkpoints, log)")
     parser.add_argument(
@@ -129,7 +150,15 @@ def build_config(args: argparse.Namespace) -> Any:
             for part in parents:
                 node = node.setdefault(part, {})
             node[last] = value
-    return config_from_dict(apply_overrides(data, args.overrides))
+    schedule = {
+        "weight_decay": args.weight_decay,
+        "scheduler": args.scheduler,
+        "schedule_unit": args.schedule_unit,
+        "warmup_steps": args.warmup_steps,
+        "lr_min": args.lr_min,
+    }
+    flags = [f"{key}={value}" for key, value in schedule.items() if value is not None]
+    return config_from_dict(apply_overrides(data, [*flags, *args.overrides]))
 
 
 #: Model keywords the data determine: name -> (which tensor, which axis of one sample).

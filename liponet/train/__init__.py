@@ -24,6 +24,8 @@ from .distributed import cleanup_distributed as cleanup_distributed
 from .distributed import init_distributed as init_distributed
 from .runfolder import RunFolder as RunFolder
 from .runfolder import RunFolderError as RunFolderError
+from .schedule import WarmupCosineLR as WarmupCosineLR
+from .schedule import warmup_cosine_lr as warmup_cosine_lr
 from .trainer import GlobalBatchSampler as GlobalBatchSampler
 from .trainer import NonFiniteLossError as NonFiniteLossError
 from .trainer import Trainer as Trainer
@@ -47,6 +49,7 @@ __all__ = [
     "TrainConfig",
     "Trainer",
     "TrainingInterrupted",
+    "WarmupCosineLR",
     "apply_overrides",
     "available_datasets",
     "build_dataset",
@@ -62,4 +65,5 @@ __all__ = [
     "resolve_auto_k",
     "save_checkpoint",
     "seed_everything",
+    "warmup_cosine_lr",
 ]

@@ -20,6 +20,7 @@ import yaml
 from torch import Tensor, nn
 
 from ..metrics import METRIC_NAMES
+from .schedule import WarmupCosineLR
 
 __all__ = [
     "LOSSES",
@@ -27,6 +28,7 @@ __all__ = [
     "OPTIMIZERS",
     "SAMPLE_LOSSES",
     "SCHEDULERS",
+    "SCHEDULE_UNITS",
     "ConfigError",
     "DataConfig",
     "ModelConfig",
@@ -95,24 +97,36 @@ OPTIMIZERS: dict[str, Callable[[Iterable[nn.Parameter], float, float], torch.opt
 }
 
 
-def _constant(opt: torch.optim.Optimizer, cfg: TrainConfig) -> Any:
+def _constant(opt: torch.optim.Optimizer, cfg: TrainConfig, steps_per_epoch: int) -> Any:
     return torch.optim.lr_scheduler.ConstantLR(opt, factor=1.0, total_iters=0)
 
 
-def _cosine(opt: torch.optim.Optimizer, cfg: TrainConfig) -> Any:
-    return torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=cfg.epochs)
+def _cosine(opt: torch.optim.Optimizer, cfg: TrainConfig, steps_per_epoch: int) -> Any:
+    if cfg.schedule_unit == "step":
+        total = cfg.epochs * steps_per_epoch
+        if cfg.warmup_steps >= total:
+            raise ConfigError(
+                f"warmup_steps: must be below the run's {total} optimizer steps "
+                f"({cfg.epochs} epochs of {steps_per_epoch}), got {cfg.warmup_steps}"
+            )
+        return WarmupCosineLR(opt, total, cfg.warmup_steps, cfg.lr_min)
+    return torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=cfg.epochs, eta_min=cfg.lr_min)
 
 
-def _step(opt: torch.optim.Optimizer, cfg: TrainConfig) -> Any:
+def _step(opt: torch.optim.Optimizer, cfg: TrainConfig, steps_per_epoch: int) -> Any:
     return torch.optim.lr_scheduler.StepLR(opt, step_size=cfg.step_size, gamma=cfg.gamma)
 
 
-#: Scheduler name -> factory ``(optimizer, config)``; stepped once per epoch.
-SCHEDULERS: dict[str, Callable[[torch.optim.Optimizer, TrainConfig], Any]] = {
+#: Scheduler name -> factory ``(optimizer, config, optimizer steps per epoch)``; stepped once
+#: per epoch, or after every optimizer step with ``schedule_unit="step"``.
+SCHEDULERS: dict[str, Callable[[torch.optim.Optimizer, TrainConfig, int], Any]] = {
     "none": _constant,
     "cosine": _cosine,
     "step": _step,
 }
+
+#: Units a schedule counts: epochs, or optimizer steps.
+SCHEDULE_UNITS: tuple[str, ...] = ("epoch", "step")
 
 #: Quantities a run can monitor to pick its best checkpoint (all: lower is better).
 MONITORS: tuple[str, ...] = ("val_loss", *(f"val_{name}" for name in METRIC_NAMES))
@@ -181,8 +195,19 @@ class TrainConfig:
     lr, weight_decay, optimizer
         Optimizer settings (``adam``, ``adamw``, ``sgd``).
     scheduler, step_size, gamma
-        Learning-rate schedule stepped once per epoch: ``none``, ``cosine`` (to 0 at the last
-        epoch), ``step`` (multiply by ``gamma`` every ``step_size`` epochs).
+        Learning-rate schedule: ``none``, ``cosine`` (to ``lr_min`` at the end of the run),
+        ``step`` (multiply by ``gamma`` every ``step_size`` schedule units).
+    schedule_unit
+        ``epoch`` (default: the schedule steps once per epoch, so a cosine over few epochs runs
+        its last epoch well above ``lr_min``) or ``step`` (after every optimizer step: the
+        cosine spans ``epochs * steps per epoch`` steps, see
+        :class:`~liponet.train.WarmupCosineLR`; ``step_size`` then counts optimizer steps).
+        ``step`` needs a map-style training set (a known number of steps per epoch).
+    warmup_steps
+        Optimizer steps of linear warmup before the cosine (``scheduler="cosine"`` with
+        ``schedule_unit="step"`` only; 0: none).
+    lr_min
+        The rate a cosine ends at (``scheduler="cosine"`` only; ``0 <= lr_min <= lr``).
     grad_clip
         Maximum global gradient norm; 0 disables clipping (the norm is still checked for NaN).
     input_noise
@@ -228,6 +253,9 @@ class TrainConfig:
     scheduler: str = "cosine"
     step_size: int = 100
     gamma: float = 0.5
+    schedule_unit: str = "epoch"
+    warmup_steps: int = 0
+    lr_min: float = 0.0
     grad_clip: float = 1.0
     input_noise: float = 0.0
     loss: str = "mse"
@@ -245,7 +273,7 @@ class TrainConfig:
         for key in positive_ints:
             if getattr(self, key) < 1:
                 raise ConfigError(f"{key}: must be >= 1, got {getattr(self, key)}")
-        for key in ("save_every_steps", "num_workers", "seed"):
+        for key in ("save_every_steps", "num_workers", "seed", "warmup_steps"):
             if getattr(self, key) < 0:
                 raise ConfigError(f"{key}: must be >= 0, got {getattr(self, key)}")
         if not (math.isfinite(self.lr) and self.lr > 0):
@@ -265,6 +293,21 @@ class TrainConfig:
             raise ConfigError(f"dist_timeout_s: must be positive, got {self.dist_timeout_s}")
         _one_of("optimizer", self.optimizer, OPTIMIZERS)
         _one_of("scheduler", self.scheduler, SCHEDULERS)
+        _one_of("schedule_unit", self.schedule_unit, SCHEDULE_UNITS)
+        if not (math.isfinite(self.lr_min) and 0 <= self.lr_min <= self.lr):
+            raise ConfigError(
+                f"lr_min: must be a finite number in [0, lr={self.lr:g}], got {self.lr_min}"
+            )
+        if self.lr_min > 0 and self.scheduler != "cosine":
+            raise ConfigError(
+                f"lr_min: only a cosine schedule has a floor (scheduler={self.scheduler!r}); "
+                "set scheduler=cosine or lr_min=0"
+            )
+        if self.warmup_steps and (self.scheduler, self.schedule_unit) != ("cosine", "step"):
+            raise ConfigError(
+                f"warmup_steps: needs scheduler=cosine and schedule_unit=step, got "
+                f"scheduler={self.scheduler!r}, schedule_unit={self.schedule_unit!r}"
+            )
         _one_of("loss", self.loss, LOSSES)
         _one_of("device", self.device, ("auto", "cpu", "cuda"))
         _one_of("monitor", self.monitor, MONITORS)

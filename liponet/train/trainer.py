@@ -44,6 +44,7 @@ from .config import (
 )
 from .distributed import DistContext, all_gather_floats, all_reduce_sum
 from .runfolder import RunFolder, RunFolderError, atomic_copy
+from .schedule import WarmupCosineLR
 
 __all__ = [
     "RESUME_KEYS",
@@ -69,11 +70,17 @@ RESUME_KEYS = (
     "scheduler",
     "step_size",
     "gamma",
+    "schedule_unit",
+    "warmup_steps",
+    "lr_min",
     "grad_clip",
     "input_noise",
     "loss",
     "monitor",
 )
+
+#: Resume keys newer than some checkpoints: a checkpoint without one ran with this value.
+_RESUME_DEFAULTS: dict[str, Any] = {"schedule_unit": "epoch", "warmup_steps": 0, "lr_min": 0.0}
 
 #: ``callback(event, record)`` with event ``"step"`` (after each optimizer step), ``"epoch"``
 #: (after validation and checkpointing) or ``"end"``; called on every rank (``record["rank"]``).
@@ -332,7 +339,6 @@ class Trainer:
         self.optimizer = OPTIMIZERS[config.optimizer](
             self.model.parameters(), config.lr, config.weight_decay
         )
-        self.scheduler = SCHEDULERS[config.scheduler](self.optimizer, config)
         self.loss_fn = LOSSES[config.loss]
         self.sample_loss_fn = SAMPLE_LOSSES[config.loss]
         self.train_data = train_data
@@ -364,6 +370,15 @@ class Trainer:
                 num_workers=config.num_workers,
                 generator=self.loader_generator,
             )
+        self.per_step_schedule = config.schedule_unit == "step"
+        if self.per_step_schedule and self.train_sampler is None:
+            raise ConfigError(
+                "schedule_unit: 'step' needs a map-style training set (a stream's number of "
+                "steps per epoch is not known in advance); use schedule_unit=epoch"
+            )
+        steps_per_epoch = self.train_sampler.steps if self.train_sampler is not None else 1
+        self.scheduler = SCHEDULERS[config.scheduler](self.optimizer, config, steps_per_epoch)
+        self.steps_per_epoch = steps_per_epoch
         val_sampler = None
         if not isinstance(val_data, IterableDataset):
             n_val = len(val_data)  # type: ignore[arg-type]
@@ -381,6 +396,7 @@ class Trainer:
         self.loss_sum = 0.0  # this rank's per-sample training-loss sum and count this epoch
         self.loss_count = 0
         self.best: float | None = None
+        self.last_lr: float | None = None  # the rate of the last optimizer step taken
         self.run_id = uuid.uuid4().hex[:12]
         self._signal: int | None = None
 
@@ -461,9 +477,12 @@ class Trainer:
         check_finite_weights(ckpt.model_state, ckpt.path)
         mine = config_to_dict(self.config)
         for key in RESUME_KEYS:
-            if key in ckpt.config and ckpt.config[key] != mine[key]:
+            if key not in ckpt.config and key not in _RESUME_DEFAULTS:
+                continue
+            saved = ckpt.config.get(key, _RESUME_DEFAULTS.get(key))
+            if saved != mine[key]:
                 raise ValueError(
-                    f"{ckpt.path}: the run used {key}={ckpt.config[key]!r}, now "
+                    f"{ckpt.path}: the run used {key}={saved!r}, now "
                     f"{key}={mine[key]!r}; resume with the run's settings, or start a new run "
                     "in another folder"
                 )
@@ -520,15 +539,21 @@ class Trainer:
         return None
 
     def _fit_schedule_length(self) -> None:
-        """A resumed cosine schedule anneals to 0 at the last epoch of *this* run's ``epochs``.
+        """A resumed cosine schedule anneals to ``lr_min`` at the end of *this* run's ``epochs``.
 
-        The saved scheduler state holds the length of the run that wrote it (``T_max``); resumed
-        with more epochs, it would reach 0 at the old last epoch and then climb back (the cosine
-        is periodic). The length becomes ``epochs`` and the learning rate the closed-form value
-        at the resumed epoch: from there on the run follows the schedule of a run started with
-        ``epochs``.
+        The saved scheduler state holds the length of the run that wrote it (``T_max``, or the
+        total steps of a per-step schedule); resumed with more epochs, it would reach its floor
+        at the old end and then climb back (the cosine is periodic) or stay there. The length
+        becomes ``epochs`` (times the steps per epoch) and the learning rate the closed-form
+        value at the resumed epoch or step: from there on the run follows the schedule of a run
+        started with ``epochs``.
         """
         sched = self.scheduler
+        if isinstance(sched, WarmupCosineLR):
+            total = self.config.epochs * self.steps_per_epoch
+            if sched.total_steps != total:
+                sched.set_total_steps(total)
+            return
         cosine = torch.optim.lr_scheduler.CosineAnnealingLR
         if not isinstance(sched, cosine) or sched.T_max == self.config.epochs:
             return
@@ -870,7 +895,11 @@ class Trainer:
                     )
                 x, y = batch if batch is not None else last
                 weight = 1.0 if batch is not None else 0.0
+                lr = self.optimizer.param_groups[0]["lr"]
                 local_sum = self._train_step(x, y, n_global, weight)
+                if self.per_step_schedule:
+                    self.scheduler.step()
+                    self.last_lr = lr
                 n_local = len(x) if batch is not None else 0
                 self.step_in_epoch += 1
                 self.global_step += 1
@@ -881,7 +910,7 @@ class Trainer:
                 bar.set_postfix(loss=f"{loss:.3e}", refresh=False)
                 self._emit(
                     "step",
-                    {"epoch": self.epoch, "step": self.global_step, "loss": loss,
+                    {"epoch": self.epoch, "step": self.global_step, "loss": loss, "lr": lr,
                      "rank": self.ctx.rank},
                 )  # fmt: skip
                 if every and self.global_step % every == 0 and self.step_in_epoch != total:
@@ -917,8 +946,11 @@ class Trainer:
         sums = all_reduce_sum(
             torch.tensor([self.loss_sum, float(self.loss_count)], dtype=torch.float64), self.ctx
         )
-        lr = self.optimizer.param_groups[0]["lr"]
-        self.scheduler.step()
+        if self.per_step_schedule:  # the rate of the epoch's last step
+            lr = self.last_lr if self.last_lr is not None else self.optimizer.param_groups[0]["lr"]
+        else:
+            lr = self.optimizer.param_groups[0]["lr"]
+            self.scheduler.step()
         record: dict[str, Any] = {
             "epoch": self.epoch + 1,
             "step": self.global_step,
