@@ -902,6 +902,10 @@ RECIPE_BASES = (
     "LipFNO-wide-d2-lr",
     "LipFNO-inc-d2",
     "LipFNO-m8-lr",
+    "LipFNO-sc-inc-d2",
+    "LipFNO-sc-inc0.3-d2",
+    "LipFNO-sc-wide-d2",
+    "FNO-sc",
 )
 for _name in RECIPE_BASES:
     for _suffix, _settings in RECIPE_SUFFIXES.items():
