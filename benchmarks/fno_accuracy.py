@@ -29,8 +29,9 @@ advection_lr_sweep``. Unitary multipliers by Householder QR against 15 Björck s
 (``fno_accuracy_advection_qr.*``): ``--pdes advection --models orthogonal qr "FNO (ours" --tag
 advection_qr``. The Cayley transform against the polar factor, from three initializations
 (``fno_accuracy_advection_cayley.*``): ``--pdes advection --models "fused (k=1, orthogonal)"
-"cayley, " "FNO (ours" --tag advection_cayley``; ``--seed 1 --tag advection_cayley_seed1`` and
-``--pdes burgers --tag burgers_cayley`` for a second seed and Burgers.
+"cayley, " "FNO (ours" --tag advection_cayley``; ``--seed 1 --tag advection_cayley_seed1`` for a
+second seed; on Burgers ``--pdes burgers --models "fused (k=1, orthogonal)" "cayley, random init"
+"cayley, A=0" --tag burgers_cayley``.
 """
 
 from __future__ import annotations

@@ -688,11 +688,25 @@ def test_cayley_forward_equals_an_explicit_per_mode_reference(dim, shape, skip):
     torch.testing.assert_close(conv(x), expected, rtol=0.0, atol=1e-12)
 
 
-def test_cayley_training_weights_are_unitary_to_1e6_at_initialization():
-    # float32, width 32, the 2-D benchmark's modes: every M'_k / k (and W' / k) within 1e-6
-    # of unitary entrywise (the Gram formed in float64), and close to the float64 eval weights.
+def test_cayley_starts_at_the_identity():
+    conv = LipSpectralConv(3, 5, (4, 3), skip=True, normalization="cayley", k=2.0)
+    r, w = (t.detach() for t in conv._train_weights())
+    target = 2.0 * TARGET_MARGIN
+    eye = torch.eye(5, 3)
+    torch.testing.assert_close(w, target * eye, rtol=0.0, atol=0.0)
+    assert float(r.abs().max()) == 0.0  # M'_k = R'_k + W' = k I at every mode
+
+
+def test_cayley_training_weights_are_unitary_to_1e6_from_a_random_start():
+    # float32, width 32, the 2-D benchmark's modes, parameters drawn as the other normalizations
+    # start (W orthogonal, R_k Gaussian: a skew part of norm ~3): every M'_k / k (and W' / k)
+    # within 1e-6 of unitary entrywise (the Gram formed in float64), and close to the float64
+    # eval weights.
     torch.manual_seed(0)
     conv = LipSpectralConv(32, 32, (12, 12), skip=True, normalization="cayley").train()
+    with torch.no_grad():
+        conv.weight.normal_(0.0, 0.5 / math.sqrt(2 * 32))
+        torch.nn.init.orthogonal_(conv.skip)
     r, w = conv._train_weights()
     m = conv._stacked(r.detach(), w.detach()).to(torch.complex128) / (TARGET_MARGIN)
     eye = torch.eye(32, dtype=torch.complex128).expand_as(m)

@@ -696,12 +696,15 @@ class LipSpectralConv(CertifiedModule):
         with its exact closed-form backward): another isometric linear part; ``"cayley"``
         makes every multiplier ``k`` times the Cayley transform ``(I + A)^{-1} (I - A)`` of
         its skew part ``A = M - M^H`` (:func:`~liponet.functional.cayley_unitary`: one batched
-        LU inverse, autograd's two-product backward; the cheapest isometric normalization in
-        2-D and 3-D, see ``benchmarks/results/performance.md``). It is a different map from
-        ``"orthogonal"`` (the parameters are not those of the polar factor: a checkpoint of one
-        does not load as the other's function). With ``in_channels != out_channels`` the
-        multiplier ``[T; C]`` (tall; wide ones through ``M^H``) gives the isometry of the
-        Cayley transform of ``[[T - T^H, -C^H], [C, 0]]``.
+        LU inverse, autograd's two-product backward; on the CPU as cheap as ``"qr"`` and well
+        below ``"orthogonal"`` in 2-D and 3-D, on a GPU the cheapest isometric one, see
+        ``benchmarks/results/performance.md`` and ``device_check_cuda.md``). It is a different
+        map from ``"orthogonal"`` (the parameters are not those of the polar factor: a
+        checkpoint of one does not load as the other's function). With ``in_channels !=
+        out_channels`` the multiplier ``[T; C]`` (tall; wide ones through ``M^H``) gives the
+        isometry of the Cayley transform of ``[[T - T^H, -C^H], [C, 0]]``. Its parameters start
+        at zero: every multiplier (and the skip) starts as ``k`` times the identity (the first
+        columns or rows of it when rectangular).
     n_power
         Warm-started power iterations per training step, batched over all modes.
 
@@ -814,6 +817,11 @@ class LipSpectralConv(CertifiedModule):
                 self.weight.uniform_(0.0, scale)
                 if self.skip is not None:
                     nn.init.kaiming_uniform_(self.skip, a=math.sqrt(5))
+            elif self.normalization == "cayley":  # A_k = 0: every multiplier starts at k I
+                # (trains better than a random skew part on advection: fno_accuracy_*cayley*)
+                self.weight.zero_()
+                if self.skip is not None:
+                    self.skip.zero_()
             else:  # W orthogonal, R_k a perturbation of comparable size
                 self.weight.normal_(0.0, 0.5 / math.sqrt(2 * self.in_channels))
                 if self.skip is not None:
