@@ -624,10 +624,11 @@ def lipfno_builder(**variant: Any) -> Builder:
     pair ratio, of the increments with ``increment=True``, times its margin; estimated).
     ``hidden_factor=f``: the convex-potential blocks' ``hidden = f * preset.width``.
     ``exact_norms=True``: train with exact norms (:func:`liponet.layers.exact_train_norms`).
+    ``increment="spectral"`` gets ``shortcut_size``, the task's grid.
     """
 
     def build(data: BenchData, preset: Preset) -> nn.Module:
-        extra = dict(variant)
+        extra = _with_shortcut_size(dict(variant), data)
         exact = extra.pop("exact_norms", False)
         if "hidden_factor" in extra:
             extra["hidden"] = round(extra.pop("hidden_factor") * preset.width)
@@ -644,6 +645,13 @@ def lipfno_builder(**variant: Any) -> Builder:
         return model
 
     return build
+
+
+def _with_shortcut_size(keywords: dict[str, Any], data: BenchData) -> dict[str, Any]:
+    """``keywords`` with ``shortcut_size`` = the task's (1-D) grid when ``increment="spectral"``."""
+    if keywords.get("increment") == "spectral" and "shortcut_size" not in keywords:
+        keywords["shortcut_size"] = data.spatial[-1]
+    return keywords
 
 
 def _sized(cls: type[nn.Module], data: BenchData, preset: Preset, keywords: dict) -> nn.Module:
@@ -669,7 +677,7 @@ def fno_builder(**keywords: Any) -> Builder:
     """
 
     def build(data: BenchData, preset: Preset) -> nn.Module:
-        return _sized(FNO, data, preset, keywords)
+        return _sized(FNO, data, preset, _with_shortcut_size(dict(keywords), data))
 
     return build
 
@@ -779,6 +787,12 @@ _INC: dict[str, Any] = dict(
 #: instead of the preset's 12 and slack ``k = 3``: on Darcy the kept spectrum's products are
 #: what a convex-potential block costs beyond an FNO block, so the step drops to 1.25x
 #: FNO's (benchmarks/darcy_study.py; ``LipFNO-m8-lr``: at learning rate 1e-2).
+#: ``LipFNO-sc-...``: the spectral shortcut (``increment="spectral"``, ``S(x) + f(x)``: a learned
+#: full-band linear step ``S`` of the window, every rfft mode of the grid, ``max_k ||S_k|| <=
+#: 1``, in place of ``u_last``; :class:`liponet.layers.SpectralShortcut`) on ``LipFNO-inc0.3-d2``
+#: (``-sc-inc0.3-d2``), ``LipFNO-inc-d2`` (``-sc-inc-d2``) and ``LipFNO-wide-d2``
+#: (``-sc-wide-d2``, certified ``1 + 1.3``); ``FNO-sc``: FNO with the unconstrained shortcut,
+#: their fair twin (benchmarks/spectral_shortcut.py).
 #: ``LocalDeepONet`` /
 #: ``LipLocalDeepONet``: the local-branch DeepONets (:func:`local_deeponet_builder`), whose
 #: outputs are not confined to a low-rank span (2-D diffusion-reaction). Variant rows pin the
@@ -815,6 +829,14 @@ MODELS: dict[str, Builder] = {
     "LipFNO-m8": lipfno_builder(
         normalization="clip", k=3.0, block="cpl", increment=False, budget="last", modes=8
     ),
+    "LipFNO-sc-inc0.3-d2": lipfno_builder(
+        normalization="clip", k=0.3, block="cpl", increment="spectral", budget="last", depth=2
+    ),
+    "LipFNO-sc-inc-d2": lipfno_builder(
+        normalization="clip", k="auto", block="cpl", increment="spectral", budget="last", depth=2
+    ),
+    "LipFNO-sc-wide-d2": lipfno_builder(**{**_WIDE, "increment": "spectral"}, depth=2),
+    "FNO-sc": fno_builder(increment="spectral"),
     "DeepONet": deeponet_builder(constrained=False),
     "LipDeepONet": deeponet_builder(constrained=True),
     "LocalDeepONet": local_deeponet_builder(constrained=False),
@@ -885,6 +907,10 @@ RECIPE_BASES = (
     "LipFNO-wide-d2-lr",
     "LipFNO-inc-d2",
     "LipFNO-m8-lr",
+    "LipFNO-sc-inc-d2",
+    "LipFNO-sc-inc0.3-d2",
+    "LipFNO-sc-wide-d2",
+    "FNO-sc",
 )
 for _name in RECIPE_BASES:
     for _suffix, _settings in RECIPE_SUFFIXES.items():
@@ -1944,7 +1970,7 @@ def _plot(
         ax.set_xticks([i + 0.4 - width / 2 for i in range(len(tasks))])
         ax.set_xticklabels(tasks, rotation=20, fontsize=8)
         ax.set_title(title + ("" if len(ok) == len(models) * len(tasks) else ", seeds min-max"))
-    axes[0].legend(fontsize=7)
+    axes[0].legend(fontsize=7, ncol=1 + len(models) // 24)  # long lists in columns
     fig.tight_layout()
     fig.savefig(path, dpi=90)
     plt.close(fig)

@@ -75,3 +75,11 @@ def test_a_missing_argument_the_data_do_not_determine_is_named(adv, tmp_path, ca
     # named with an example for the file's 16 cells, not as _FNOBase.__init__()'s argument
     assert "model.kwargs.modes: LipFNO needs it" in err and "modes=[9]" in err, err
     assert "_FNOBase" not in err and not out.exists()
+
+
+def test_spectral_shortcut_size_comes_from_the_grid(adv, tmp_path, capsys):
+    out = tmp_path / "run"
+    kw = "{modes: [4], width: 4, depth: 1, increment: spectral}"
+    assert main(args(adv, out, kw)) == 0, capsys.readouterr()
+    kwargs = load_checkpoint(out / "last.pt").config["model"]["kwargs"]
+    assert (kwargs["increment"], kwargs["shortcut_size"]) == ("spectral", 16)

@@ -52,6 +52,7 @@ from ..layers.fourier import (
 )
 from ..layers.residual import ConvexPotentialBlock, _PlainConvexPotential
 from ..layers.scaling import AuxiliaryScale, Multiply, OutputScale, _FrozenScale
+from ..layers.shortcut import PlainSpectralShortcut, SpectralShortcut
 from ..models.fno import (
     FieldLinear,
     Increment,
@@ -207,9 +208,15 @@ def apply_element(u: Tensor, group: SymmetryGroup, element: Tensor | int) -> Ten
 # The model premise: equivariance by construction
 
 
-def _spectral_real(conv: LipSpectralConv | SpectralMultiplier) -> bool:
+def _spectral_real(
+    conv: LipSpectralConv | SpectralMultiplier | SpectralShortcut | PlainSpectralShortcut,
+) -> bool:
     if isinstance(conv, LipSpectralConv):
         r, _ = conv.effective_weights()
+    elif isinstance(conv, SpectralShortcut):
+        r = conv.eval_multipliers()
+    elif isinstance(conv, PlainSpectralShortcut):
+        r = torch.view_as_complex(conv.multipliers)
     else:
         r = torch.view_as_complex(conv.kept)
     return bool((r.imag == 0).all())
@@ -228,6 +235,8 @@ def check_model_symmetry(model: nn.Module, group: SymmetryGroup) -> str:
       (plus a pointwise skip) commutes with every cyclic shift. Under the reflection, mode ``k``
       of a real field becomes the conjugate of mode ``k``, so the layer commutes with it only
       if every kept multiplier is real: checked exactly on the current weights.
+    * :class:`~liponet.layers.SpectralShortcut` (and its export): a Fourier multiplier at every
+      mode, the same argument (its eval multipliers are checked for the reflection).
     * Channel activations (over dim 1), :class:`~liponet.layers.scaling.OutputScale`,
       :class:`~liponet.models.fno.MeanPool` (its output is invariant), products of accepted
       parts (the auxiliary output scale), and ``PaddedDomain`` with ``padding == 0`` (the
@@ -282,7 +291,9 @@ output depends on the position
                     "appends coordinate channels (grid=True): the output depends on the position",
                 )
             return
-        if isinstance(module, (LipSpectralConv, SpectralMultiplier)):
+        if isinstance(
+            module, (LipSpectralConv, SpectralMultiplier, SpectralShortcut, PlainSpectralShortcut)
+        ):
             if group.reflection and not _spectral_real(module):
                 raise refuse(
                     where,

@@ -20,6 +20,7 @@ configuration:
   DeepONets: the channel axis of one input / target sample) and in_features / out_features
   (LipMLP, MLP: its last axis); a value given that contradicts the data is an error. The
   rest must be given when the model has no default (LipFNO/FNO: modes, e.g. [16] in 1-D).
+  With model.kwargs.increment=spectral (LipFNO/FNO), shortcut_size is the data's grid.
   Output: OUT/last.pt, OUT/best.pt (checkpoints) and OUT/log.jsonl (one JSON line per epoch).
   --resume OUT/last.pt continues a run exactly (also from a mid-epoch file, see save_every_steps).
 
@@ -224,6 +225,14 @@ def infer_data_sizes(config: Any, data: Any) -> dict[str, int]:
                     f"{which} are shaped {shape} per sample, i.e. {key} = {size} (leave {key} "
                     "out to use the data's)"
                 )
+    if (
+        kwargs.get("increment") == "spectral"
+        and "shortcut_size" in wanted
+        and "shortcut_size" not in kwargs
+        and sample is not None
+        and sample[0].ndim == 2
+    ):  # the spectral shortcut stores every mode of the data's (1-D) grid
+        kwargs["shortcut_size"] = filled["shortcut_size"] = int(sample[0].shape[-1])
     required = [
         key for key, p in wanted.items()
         if p.default is inspect.Parameter.empty and key not in kwargs

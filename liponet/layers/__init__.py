@@ -27,6 +27,8 @@ from .residual import ConvexPotentialChain as ConvexPotentialChain
 from .scaling import AuxiliaryScale as AuxiliaryScale
 from .scaling import OutputScale as OutputScale
 from .scaling import sup_norm_bound as sup_norm_bound
+from .shortcut import PlainSpectralShortcut as PlainSpectralShortcut
+from .shortcut import SpectralShortcut as SpectralShortcut
 
 __all__ = [
     "ACTIVATIONS",
@@ -50,8 +52,10 @@ __all__ = [
     "MaxMin",
     "OutputScale",
     "PaddedDomain",
+    "PlainSpectralShortcut",
     "ReLU",
     "SpectralMultiplier",
+    "SpectralShortcut",
     "compose_bounds",
     "exact_train_norms",
     "make_activation",

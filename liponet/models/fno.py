@@ -27,6 +27,7 @@ from ..layers import (
     LipLinear,
     OutputScale,
     PaddedDomain,
+    SpectralShortcut,
     make_activation,
 )
 from ..layers.cache import WeightKeyedCache
@@ -236,13 +237,17 @@ class Increment(CertifiedModule):
         Channels of one frame. The input is a window of frames stacked time-major as channels
         (PDEBench's autoregressive layout), so ``in`` must be a multiple of ``out_channels`` and
         the last frame is the last ``out_channels`` channels.
+    shortcut
+        ``None`` (default): ``u_last`` as above. A :class:`~liponet.layers.SpectralShortcut`:
+        ``u_next = S(x) + f(x)``, a learned full-band linear step of the whole window in place
+        of ``u_last`` (it starts as ``u_last``).
 
     Lipschitz constant
     ------------------
     ``1 + L_f`` in liponet's function norm, with ``L_f`` the certified constant of ``inner``.
     The last frame's distance is at most the window's (frames are channels of the norm:
     ``||u_last - u'_last||^2 <= sum over frames``), so ``x -> u_last`` is 1-Lipschitz; the sum
-    adds the constants.
+    adds the constants. With a shortcut, ``L_S + L_f`` (``L_S`` its certified constant).
 
     Examples
     --------
@@ -255,41 +260,57 @@ class Increment(CertifiedModule):
     True
     """
 
-    def __init__(self, inner: nn.Module, out_channels: int) -> None:
+    def __init__(
+        self, inner: nn.Module, out_channels: int, shortcut: SpectralShortcut | None = None
+    ) -> None:
         super().__init__()
         self.inner = inner
         self.out_channels = out_channels
+        if shortcut is not None and shortcut.out_channels != out_channels:
+            raise ValueError(
+                f"Increment: the shortcut's out_channels ({shortcut.out_channels}) must be the "
+                f"frame's ({out_channels})"
+            )
+        self.shortcut = shortcut
 
     def forward(self, x: Tensor) -> Tensor:
-        """``x[:, -out_channels:] + inner(x)``."""
+        """``x[:, -out_channels:] + inner(x)`` (``shortcut(x) + inner(x)`` with a shortcut)."""
         y = self.inner(x)
         if y.shape[1] != self.out_channels or x.shape[1] < self.out_channels:
             raise ValueError(
                 f"Increment: input {tuple(x.shape)} and inner output {tuple(y.shape)} must both "
                 f"carry a frame of {self.out_channels} channels"
             )
+        if self.shortcut is not None:
+            return self.shortcut(x) + y
         return x[:, -self.out_channels :] + y
 
     def lipschitz_bound(self) -> float:
-        """``1 + L_inner``."""
+        """``1 + L_inner`` (``L_shortcut + L_inner`` with a shortcut)."""
         if not isinstance(self.inner, CertifiedModule):
             raise TypeError(f"cannot certify {type(self.inner).__name__}")
-        return 1.0 + self.inner.lipschitz_bound()
+        base = 1.0 if self.shortcut is None else self.shortcut.lipschitz_bound()
+        return base + self.inner.lipschitz_bound()
 
     def export(self) -> nn.Module:
-        """Plain module doing the same with ``inner.export()``."""
+        """Plain module doing the same with ``inner.export()`` (and ``shortcut.export()``)."""
         assert isinstance(self.inner, CertifiedModule)
-        return _PlainIncrement(self.inner.export(), self.out_channels)
+        shortcut = None if self.shortcut is None else self.shortcut.export()
+        return _PlainIncrement(self.inner.export(), self.out_channels, shortcut)
 
 
 class _PlainIncrement(nn.Module):
-    def __init__(self, inner: nn.Module, out_channels: int) -> None:
+    def __init__(
+        self, inner: nn.Module, out_channels: int, shortcut: nn.Module | None = None
+    ) -> None:
         super().__init__()
         self.inner = inner
         self.out_channels = out_channels
+        self.shortcut = shortcut
 
     def forward(self, x: Tensor) -> Tensor:
-        return x[:, -self.out_channels :] + self.inner(x)
+        base = x[:, -self.out_channels :] if self.shortcut is None else self.shortcut(x)
+        return base + self.inner(x)
 
 
 def _modes_of(module: nn.Module) -> tuple[int, ...]:
@@ -320,10 +341,11 @@ class _FNOBase(CertifiedModule):
         padding: float = 0.0,
         normalization: str = "clip",
         block: str = "cpl",
-        increment: bool = False,
+        increment: bool | str = False,
         budget: str = "last",
         hidden: int | None = None,
         cpl_activation: str = "relu",
+        shortcut_size: int | None = None,
     ) -> None:
         super().__init__()
         if isinstance(k, str):
@@ -370,10 +392,27 @@ class _FNOBase(CertifiedModule):
                 "budget='learned' allocates k over 1-Lipschitz parts: it excludes "
                 "output_scale='auxiliary' and free_last_layer=True"
             )
+        if increment not in (False, True, "spectral"):
+            raise ValueError(
+                f"increment={increment!r}: expected False, True (u_last + f) or 'spectral' "
+                "(S(x) + f, a learned full-band linear step)"
+            )
         if increment and in_channels % out_channels:
             raise ValueError(
-                f"increment=True adds the input's last frame: in_channels ({in_channels}) must be "
-                f"a multiple of out_channels ({out_channels}) (frames stacked as channels)"
+                f"increment={increment!r} adds the input's last frame: in_channels "
+                f"({in_channels}) must be a multiple of out_channels ({out_channels}) (frames "
+                "stacked as channels)"
+            )
+        spectral = increment == "spectral"
+        if spectral and (len(modes) != 1 or shortcut_size is None or shortcut_size < 1):
+            raise ValueError(
+                f"increment='spectral' needs one spatial dimension (got modes={modes}) and "
+                f"shortcut_size = the training grid's points (got {shortcut_size!r})"
+            )
+        if shortcut_size is not None and not spectral:
+            raise ValueError(
+                f"shortcut_size={shortcut_size!r} applies to increment='spectral' only "
+                f"(got increment={increment!r})"
             )
         self.in_channels = in_channels
         self.out_channels = out_channels
@@ -444,7 +483,13 @@ class _FNOBase(CertifiedModule):
                 last.linear.bias.fill_(1.0)
             assert isinstance(body, CertifiedSequential)
             body = _FieldAuxiliaryScale(body, aux, float(radius), d)
-        if increment:
+        if spectral:
+            assert shortcut_size is not None
+            shortcut = SpectralShortcut(
+                in_channels, out_channels, shortcut_size, s=1.0 if self.constrained else None
+            )
+            body = Increment(body, out_channels, shortcut)
+        elif increment:
             body = Increment(body, out_channels)
         self.net = body
 
@@ -506,7 +551,8 @@ class LipFNO(_FNOBase):
         Domain padding (fraction of each size, zeros at the end) for non-periodic problems.
     normalization
         Multiplier normalization of the Fourier blocks (``"clip"``, default, ``"global"``,
-        ``"orthogonal"``, ``"polar"``, ``"qr"``; see :class:`liponet.layers.LipSpectralConv`).
+        ``"orthogonal"``, ``"polar"``, ``"qr"``, ``"cayley"``; see
+        :class:`liponet.layers.LipSpectralConv`).
     block
         Hidden block kind (:data:`BLOCKS`): ``"cpl"`` (default), the convex-potential residual
         block ``x - 2 K^T relu(K x + b)`` (:class:`liponet.layers.ConvexPotentialBlock`, all
@@ -515,6 +561,10 @@ class LipFNO(_FNOBase):
     increment
         Time-step increment form ``u_last + G(a)`` (:class:`Increment`): the input is a window of
         frames stacked as channels and ``u_last`` its last frame; certified ``1 + L_G``.
+        ``"spectral"``: ``S(a) + G(a)`` with a learned full-band linear step ``S``
+        (:class:`liponet.layers.SpectralShortcut`: a multiplier ``S_k`` from the window to the
+        frame at every rfft mode of the training grid, ``max_k ||S_k|| <= 1``, initialized to
+        ``u_last``); certified ``L_S + L_G <= 1 + L_G``. One spatial dimension.
     budget
         Where ``k`` goes (:data:`BUDGETS`): ``"last"``, the last projection layer; ``"learned"``,
         learned factors of the lifting, every block and the projection with product ``k``
@@ -525,6 +575,9 @@ class LipFNO(_FNOBase):
     cpl_activation
         Activation inside the convex-potential blocks: ``"relu"`` (default) or ``"softplus"``
         (smooth; both have slopes in ``[0, 1]``, all the certificate needs).
+    shortcut_size
+        ``increment="spectral"`` only: points of the training grid (``shortcut_size // 2 + 1``
+        multipliers are stored; another grid applies the stored ones, the highest beyond them).
 
     Lipschitz constant
     ------------------
@@ -535,8 +588,9 @@ class LipFNO(_FNOBase):
     in :class:`liponet.layers.PaddedDomain`). Variant (c) multiplies by ``max |s_c|``; variant
     (d) uses the product rule on the ball ``||a|| <= radius`` only (see
     :class:`liponet.layers.AuxiliaryScale`), with sup bounds that hold at every resolution.
-    ``increment=True`` adds 1. With ``block="cpl"`` each block's factor is
-    ``max(1, 2 s^2 - 1)``, ``s`` the float64-SVD bound of its ``||K||`` (``s < 1``: exactly 1).
+    ``increment=True`` adds 1, ``increment="spectral"`` the shortcut's ``max_k ||S_k||``. With
+    ``block="cpl"`` each block's factor is ``max(1, 2 s^2 - 1)``, ``s`` the float64-SVD bound
+    of its ``||K||`` (``s < 1``: exactly 1).
 
     Examples
     --------
@@ -555,8 +609,9 @@ class FNO(_FNOBase):
 
     Parameters
     ----------
-    in_channels, out_channels, modes, width, depth, grid, padding, increment
-        As in :class:`LipFNO`.
+    in_channels, out_channels, modes, width, depth, grid, padding, increment, shortcut_size
+        As in :class:`LipFNO` (``increment="spectral"``: the shortcut unconstrained, its exact
+        norm ``max_k ||S_k||`` counted).
     activation
         Any of :data:`liponet.layers.ACTIVATIONS`; default GELU (slope up to 1.1289, counted).
 
@@ -586,7 +641,8 @@ class FNO(_FNOBase):
         activation: str = "gelu",
         grid: bool = True,
         padding: float = 0.0,
-        increment: bool = False,
+        increment: bool | str = False,
+        shortcut_size: int | None = None,
     ) -> None:
         super().__init__(
             in_channels,
@@ -599,4 +655,5 @@ class FNO(_FNOBase):
             padding=padding,
             increment=increment,
             block="fourier",
+            shortcut_size=shortcut_size,
         )

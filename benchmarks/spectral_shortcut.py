@@ -1,0 +1,346 @@
+"""What the spectral shortcut learns on advection: per-mode phase and amplitude of the step.
+
+The exact one-step map of the ``medium`` preset's advection task shifts the last frame by 0.64
+cells: the Fourier multiplier ``m_k = exp(-2 pi i k c / n)`` on the last frame, zero on the other
+frames of the window. This script trains bench models (``liponet.bench.run_row``: the same data,
+Trainer, recipe, metrics and certificate as ``liponet bench --preset medium --tasks
+advection_1d``) and measures, on the test windows:
+
+- ``nrmse`` (the bench's test rollout nRMSE), ``one_step`` (relative L2 error of one step from
+  true windows), ``growth`` (rollout error at the last frame over the first rollout frame's);
+- the model's *effective* per-mode multiplier on the data: the least-squares ratio
+  ``M_k = sum Yhat_k conj(X_k) / sum |X_k|^2`` of the predicted next frame's mode ``k`` to the
+  last input frame's, over the test windows (a linear summary of the step on the data, also for
+  models without a shortcut), against the data's own ratio (the exact multiplier, measured the
+  same way from the true next frames): its phase error ``arg(M_k / m_k)`` and amplitude
+  ``|M_k| / |m_k|``;
+- for models with a shortcut, the same for ``S`` alone: ``sum_j S_k^j r^j_k`` with ``r^j_k``
+  the data's ratio of frame ``j`` to the last frame (what ``S`` does to a window of the data).
+
+Summaries weight each mode by its energy in the test frames (``rms_phase``: the energy-weighted
+RMS phase error in radians) and list the phase error at a few modes.
+
+Run from the repository root (one torch thread, rows appended; a rerun skips rows present)::
+
+    OMP_NUM_THREADS=1 .venv/bin/python benchmarks/spectral_shortcut.py \\
+        --models LipFNO-inc0.3-d2 LipFNO-sc-inc0.3-d2 FNO-lr3e-4 FNO-sc --seeds 0
+    .venv/bin/python benchmarks/spectral_shortcut.py --from-csv
+
+``--quick``: a tiny problem (smoke test, writes to a temporary folder unless ``--out``).
+Writes ``benchmarks/results/spectral_shortcut.{csv,md,png}``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import math
+import statistics
+import tempfile
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+from _plot import pyplot
+from fno_common import markdown_table
+from torch import Tensor
+
+from liponet.bench import PRESETS, BenchData, Preset, load_task, rollout_fields, run_row
+from liponet.bench import with_overrides as preset_with
+from liponet.layers import SpectralShortcut
+
+RESULTS = Path("benchmarks/results")
+STEM = "spectral_shortcut"
+TASK = "advection_1d"
+#: Modes whose phase error the summary lists.
+SHOWN_MODES = (1, 2, 4, 8, 16, 32)
+COLUMNS = (
+    "model",
+    "seed",
+    "nrmse",
+    "one_step",
+    "growth",
+    "rms_phase",
+    "rms_phase_S",
+    "lipschitz_certified",
+    "train_s",
+    "phase",
+    "amp",
+    "phase_S",
+    "amp_S",
+    "energy",
+)
+
+
+def _ratio(num: Tensor, den: Tensor) -> Tensor:
+    """Least-squares per-mode ratio ``sum num conj(den) / sum |den|^2`` over the batch."""
+    return (num * den.conj()).sum(0) / den.abs().pow(2).sum(0)
+
+
+@torch.no_grad()
+def spectra(f: Any, data: BenchData) -> dict[str, Any]:
+    """Per-mode exact and effective multipliers, one-step error, rollout error growth."""
+    x, y = data.x_test, data.y_test  # (n, frames, x), (n, 1, x)
+    pred = torch.cat([f(x[i : i + 512]) for i in range(0, len(x), 512)])
+    one = float(((pred - y).flatten(1).norm(dim=1) / y.flatten(1).norm(dim=1)).mean())
+    xk = torch.fft.rfft(x.double(), norm="ortho")  # (n, frames, K)
+    last = xk[:, -1]
+    exact = _ratio(torch.fft.rfft(y[:, 0].double(), norm="ortho"), last)  # (K,)
+    model = _ratio(torch.fft.rfft(pred[:, 0].double(), norm="ortho"), last)
+    energy = last.abs().pow(2).mean(0)
+    traj = data.traj_test
+    assert traj is not None
+    k = data.initial_step
+    roll = rollout_fields(f, traj, k)[:, k:]
+    true = traj[:, k:]
+    err = ((roll - true).flatten(2).norm(dim=2) / true.flatten(2).norm(dim=2)).mean(0)
+    frames = torch.stack([_ratio(xk[:, j], last) for j in range(xk.shape[1])], -1)  # (K, frames)
+    return {
+        "one_step": one,
+        "growth": float(err[-1] / err[0]),
+        "exact": exact,
+        "model": model,
+        "energy": energy / energy.sum(),
+        "frames": frames,
+    }
+
+
+def _phase_amp(m: Tensor, exact: Tensor) -> tuple[Tensor, Tensor]:
+    ratio = m / exact
+    return ratio.angle(), ratio.abs()
+
+
+def _rms(phase: Tensor, energy: Tensor) -> float:
+    return float((energy * phase.pow(2)).sum().sqrt())
+
+
+def _shortcut(model: torch.nn.Module) -> SpectralShortcut | None:
+    return next((m for m in model.modules() if isinstance(m, SpectralShortcut)), None)
+
+
+def run(model_name: str, data: BenchData, preset: Preset, seed: int) -> dict[str, Any]:
+    """Train one bench model (``run_row``) and measure its per-mode step."""
+    row = run_row(model_name, data, preset, seed)
+    model = row["_model"].eval()
+    s = spectra(row["_f"], data)
+    phase, amp = _phase_amp(s["model"], s["exact"])
+    out: dict[str, Any] = {
+        "model": model_name,
+        "seed": seed,
+        "nrmse": row["nrmse"],
+        "one_step": s["one_step"],
+        "growth": s["growth"],
+        "rms_phase": _rms(phase, s["energy"]),
+        "rms_phase_S": math.nan,
+        "lipschitz_certified": row["lipschitz_certified"],
+        "train_s": row["train_s"],
+        "phase": _join(phase),
+        "amp": _join(amp),
+        "phase_S": "",
+        "amp_S": "",
+        "energy": _join(s["energy"]),
+    }
+    shortcut = _shortcut(model)
+    if shortcut is not None:
+        stored = shortcut.eval_multipliers().to(torch.complex128)[:, 0]  # (K, frames)
+        on_data = (stored * s["frames"]).sum(-1)  # S applied to a window of the data
+        phase_s, amp_s = _phase_amp(on_data, s["exact"])
+        out.update(
+            rms_phase_S=_rms(phase_s, s["energy"]), phase_S=_join(phase_s), amp_S=_join(amp_s)
+        )
+    return out
+
+
+def _join(values: Tensor) -> str:
+    return " ".join(f"{float(v):.5g}" for v in values)
+
+
+def _floats(text: str) -> list[float]:
+    return [float(v) for v in text.split()] if text else []
+
+
+def read(path: Path) -> list[dict[str, Any]]:
+    """The study's rows (``[]`` without a file)."""
+    if not path.is_file():
+        return []
+    with path.open(newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    for r in rows:
+        r["seed"] = int(r["seed"])
+        for key in COLUMNS[2:9]:
+            r[key] = float(r[key])
+    return rows
+
+
+def append(path: Path, row: Mapping[str, Any]) -> None:
+    """Append one row (header first if the file is new)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    new = not path.is_file()
+    with path.open("a", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=list(COLUMNS))
+        if new:
+            writer.writeheader()
+        writer.writerow({c: row[c] for c in COLUMNS})
+
+
+def summary(rows: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """Per model (mean over seeds): errors, RMS phase errors, phase error at a few modes."""
+    out = []
+    for name in dict.fromkeys(r["model"] for r in rows):
+        mine = [r for r in rows if r["model"] == name]
+
+        def mean(key: str, mine: list[Mapping[str, Any]] = mine) -> float:
+            return statistics.fmean(float(r[key]) for r in mine)
+
+        phases = [_floats(r["phase"]) for r in mine]
+        entry: dict[str, Any] = {
+            "model": name,
+            "seeds": len(mine),
+            "nrmse": mean("nrmse"),
+            "one_step": mean("one_step"),
+            "growth": mean("growth"),
+            "rms_phase": mean("rms_phase"),
+            "rms_phase_S": mean("rms_phase_S"),
+        }
+        for m in SHOWN_MODES:
+            at = [p[m] for p in phases if len(p) > m]
+            entry[f"phase k={m}"] = statistics.fmean(at) if at else math.nan
+        entry["L"] = max(float(r["lipschitz_certified"]) for r in mine)
+        out.append(entry)
+    return out
+
+
+def plot(rows: Sequence[Mapping[str, Any]], path: Path) -> None:
+    """Phase error and amplitude ratio per mode (seed 0 of each model), energy per mode."""
+    plt = pyplot()
+    fig, axes = plt.subplots(1, 3, figsize=(15, 4))
+    for r in rows:
+        if r["seed"] != min(q["seed"] for q in rows if q["model"] == r["model"]):
+            continue
+        phase, amp = _floats(r["phase"]), _floats(r["amp"])
+        axes[0].plot(range(1, len(phase)), [abs(v) for v in phase[1:]], label=r["model"])
+        axes[1].plot(range(1, len(amp)), amp[1:], label=r["model"])
+        if r["phase_S"]:
+            phase_s = _floats(r["phase_S"])
+            axes[0].plot(
+                range(1, len(phase_s)),
+                [abs(v) for v in phase_s[1:]],
+                "--",
+                label=f"{r['model']}: S alone",
+            )
+    energy = _floats(rows[0]["energy"])
+    axes[2].semilogy(range(1, len(energy)), [max(e, 1e-30) for e in energy[1:]])
+    axes[0].set(yscale="log", xlabel="mode k", ylabel="|phase error| (rad), one step",
+                title="phase error per mode")  # fmt: skip
+    axes[1].set(xlabel="mode k", ylabel="|M_k| / |m_k|", title="amplitude ratio per mode")
+    axes[2].set(xlabel="mode k", ylabel="fraction of energy", title="test frames' energy")
+    axes[0].legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def markdown(rows: Sequence[Mapping[str, Any]], path: Path, preset: Preset) -> None:
+    """Summary table, findings, every row."""
+    table = summary(rows)
+    detail = [c for c in COLUMNS[:9]]
+    text = [
+        "# Spectral shortcut on advection: what the step learns per mode (issue 13)",
+        "",
+        "Regenerate: `OMP_NUM_THREADS=1 .venv/bin/python benchmarks/spectral_shortcut.py "
+        "--models ... --seeds ...` (rows appended), then `--from-csv`.",
+        "",
+        f"Settings: the `{preset.name}` preset's `{TASK}` (as `liponet bench --preset medium "
+        "--tasks advection_1d`: same generated data, Trainer, recipe, metrics and certificate; "
+        "each model with its bench training settings), one torch thread.",
+        "",
+        "Columns: `nrmse` = test rollout nRMSE (31 frames); `one_step` = relative L2 error of "
+        "one step from true windows; `growth` = rollout error at the last frame / at the first "
+        "rollout frame; `rms_phase` = energy-weighted RMS over modes of the phase error (rad) of "
+        "the model's effective per-mode multiplier on the test windows against the data's own "
+        "(the exact shift); `rms_phase_S` = the same for the shortcut `S` alone; `phase k=m` = "
+        "the model's phase error at mode m; `L` = certified bound.",
+        "",
+        "## Per model (mean over seeds)",
+        "",
+        markdown_table(table, list(table[0])),
+        "",
+        "## Findings",
+        "",
+        *findings(table),
+        "",
+        "## Every row",
+        "",
+        markdown_table([{c: r[c] for c in detail} for r in rows], detail),
+        "",
+    ]
+    path.write_text("\n".join(text))
+
+
+def findings(table: Sequence[Mapping[str, Any]]) -> list[str]:
+    """Sentences from the figures (each only when its models are present)."""
+    by = {r["model"]: r for r in table}
+    lines = []
+    for sc in (m for m in by if "-sc" in m):
+        base = sc.replace("-sc", "") if sc != "FNO-sc" else "FNO"
+        r = by[sc]
+        line = (
+            f"- {sc}: nRMSE {r['nrmse']:.3g}, one step {r['one_step']:.3g}, rollout error "
+            f"growth x{r['growth']:.2f}, RMS phase error {r['rms_phase']:.2e} rad (S alone "
+            f"{r['rms_phase_S']:.2e})"
+        )
+        if base in by:
+            b = by[base]
+            line += (
+                f"; {base}: nRMSE {b['nrmse']:.3g}, one step {b['one_step']:.3g}, growth "
+                f"x{b['growth']:.2f}, RMS phase error {b['rms_phase']:.2e} rad"
+            )
+        lines.append(line + ".")
+    rest = [m for m in by if "-sc" not in m and f"{m}-sc" not in by]
+    rest = [m for m in rest if not any(s.replace("-sc", "") == m for s in by if "-sc" in s)]
+    for m in rest:
+        r = by[m]
+        lines.append(
+            f"- {m}: nRMSE {r['nrmse']:.3g}, one step {r['one_step']:.3g}, growth "
+            f"x{r['growth']:.2f}, RMS phase error {r['rms_phase']:.2e} rad."
+        )
+    return lines
+
+
+def main() -> None:
+    """Train the requested models (rows appended) or rebuild the outputs from the CSV."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--models", nargs="+", default=["LipFNO-inc0.3-d2", "LipFNO-sc-inc0.3-d2"])
+    parser.add_argument("--seeds", nargs="+", type=int, default=[0])
+    parser.add_argument("--out", type=Path, default=None)
+    parser.add_argument("--work-dir", type=Path, default=None, help="generated data folder")
+    parser.add_argument("--from-csv", action="store_true")
+    parser.add_argument("--quick", action="store_true")
+    args = parser.parse_args()
+    torch.set_num_threads(1)
+    preset = PRESETS["medium"]
+    if args.quick:
+        preset = preset_with(PRESETS["tiny"], steps=20)
+    out = args.out or (Path(tempfile.mkdtemp()) if args.quick else RESULTS)
+    csv_path = out / f"{STEM}.csv"
+    if not args.from_csv:
+        work = args.work_dir or Path(tempfile.mkdtemp())
+        data = load_task(TASK, preset, None, work)
+        done = {(r["model"], r["seed"]) for r in read(csv_path)}
+        for seed in args.seeds:
+            for name in args.models:
+                if (name, seed) in done:
+                    continue
+                row = run(name, data, preset, seed)
+                append(csv_path, row)
+                print(f"{name} seed {seed}: nrmse {row['nrmse']:.4g}", flush=True)
+    rows = read(csv_path)
+    if rows:
+        markdown(rows, out / f"{STEM}.md", preset)
+        plot(rows, out / f"{STEM}.png")
+        print(f"wrote {out / STEM}.{{csv,md,png}}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,222 @@
+import math
+
+import pytest
+import torch
+from certcheck import check_all, check_attack, check_jacobian, perturb
+
+from liponet.certify import jacobian_lipschitz
+from liponet.layers import SpectralShortcut
+from liponet.layers.shortcut import shortcut_apply, shortcut_multipliers
+from liponet.models import FNO, LipFNO
+from liponet.train.checkpoint import load_model, save_checkpoint
+
+N = 16
+
+
+@pytest.mark.parametrize(
+    ("in_channels", "out_channels", "s", "size"),
+    [(3, 1, 1.0, N), (4, 2, 1.0, N), (3, 1, 0.5, N), (2, 1, None, N), (3, 1, 1.0, 15)],
+)
+def test_shortcut_is_certified(in_channels, out_channels, s, size):
+    def make():
+        torch.manual_seed(0)
+        return perturb(SpectralShortcut(in_channels, out_channels, size, s=s), scale=0.8)
+
+    x = torch.randn(3, in_channels, size)
+    check_all(make, x, norm="function")
+    model = make().double().eval()
+    bound = model.lipschitz_bound()
+    if s is not None:
+        assert bound <= s
+        # the perturbation pushes some multipliers above s: the clip binds and the bound is used
+        assert bound > s * (1 - 1e-5)
+    # a linear map: its Jacobian norm is the exact constant, the largest multiplier norm
+    exact = float(jacobian_lipschitz(model, x.double()[:1], "function").max())
+    assert exact == pytest.approx(bound, rel=1e-6)
+    # the same certificate on a finer and a coarser grid (other multipliers, none larger)
+    for n in (2 * size, size // 2 + 1, size // 2):
+        check_jacobian(model, torch.randn(2, in_channels, n, dtype=torch.float64), "function")
+
+
+def test_shortcut_starts_as_the_last_frame_and_trains_as_it_evaluates():
+    shortcut = SpectralShortcut(6, 2, N)
+    x = torch.randn(4, 6, N)
+    for mode in (True, False):
+        shortcut.train(mode)
+        torch.testing.assert_close(shortcut(x), x[:, 4:], rtol=0, atol=1e-5)
+    torch.manual_seed(1)
+    perturb(shortcut, scale=0.8)
+    shortcut.train()
+    y_train = shortcut(x)
+    shortcut.eval()
+    torch.testing.assert_close(y_train, shortcut(x), rtol=0, atol=1e-5)
+
+
+def test_zero_multiplier_has_finite_gradients():
+    shortcut = SpectralShortcut(2, 1, N)
+    with torch.no_grad():
+        shortcut.weight[3].zero_()
+    shortcut(torch.randn(2, 2, N)).pow(2).sum().backward()
+    assert shortcut.weight.grad is not None
+    assert bool(torch.isfinite(shortcut.weight.grad).all())
+
+
+def _band_limited(n_samples, channels, n, top, gen):
+    """Random real fields with modes ``0 .. top`` only (no Nyquist content for ``top < n/2``)."""
+    spec = torch.zeros(n_samples, channels, n // 2 + 1, dtype=torch.complex128)
+    coef = torch.randn(n_samples, channels, top + 1, 2, generator=gen, dtype=torch.float64)
+    spec[..., : top + 1] = torch.view_as_complex(coef)
+    return torch.fft.irfft(spec, n=n, norm="ortho")
+
+
+def test_shortcut_fits_an_exact_shift():
+    # u_next = the last frame shifted by c = 0.64 cells: the multiplier exp(-2 pi i k c / n) on
+    # the last frame, zero on the others, at every mode. Frames are independent, so it is the
+    # unique least-squares solution; S alone (s = 1: the shift has norm 1) must fit it.
+    n, c, frames = 32, 0.64, 3
+    gen = torch.Generator().manual_seed(0)
+    x = _band_limited(256, frames, n, n // 2 - 1, gen)
+    k = torch.arange(n // 2 + 1, dtype=torch.float64)
+    phase = torch.exp(-2j * math.pi * k * c / n)
+    y = torch.fft.irfft(torch.fft.rfft(x[:, -1:], norm="ortho") * phase, n=n, norm="ortho")
+    shortcut = SpectralShortcut(frames, 1, n).double()
+    opt = torch.optim.LBFGS(
+        shortcut.parameters(), max_iter=500, history_size=50, tolerance_grad=0, tolerance_change=0
+    )
+
+    def closure():
+        opt.zero_grad()
+        loss = (shortcut(x) - y).pow(2).mean() / y.pow(2).mean()
+        loss.backward()
+        return loss
+
+    for _ in range(3):
+        opt.step(closure)
+    shortcut.eval()
+    rel = float((shortcut(x) - y).norm() / y.norm())
+    assert rel < 1e-5, rel  # measured 9.5e-7: the clip's TARGET_MARGIN
+    learned = shortcut.eval_multipliers()[: n // 2, 0]  # the Nyquist mode has no content
+    torch.testing.assert_close(learned[:, -1], phase[: n // 2], rtol=0, atol=1e-5)
+    assert float(learned[:, :-1].abs().max()) < 1e-5
+    assert shortcut.lipschitz_bound() <= 1.0
+
+
+def test_resolution_rule():
+    torch.manual_seed(0)
+    shortcut = perturb(SpectralShortcut(2, 1, 8), scale=0.5).double().eval()
+    stored = shortcut.eval_multipliers()  # (5, 1, 2), modes 0..4 of 8 points
+    assert float(stored[0].imag.abs().max()) == 0.0 and float(stored[4].imag.abs().max()) == 0.0
+    # finer grid: modes 5..8 of 16 points apply the highest stored multiplier (mode 4)
+    fine = shortcut_multipliers(stored, 16)
+    torch.testing.assert_close(fine[:5], stored)
+    torch.testing.assert_close(fine[5:8], stored[4:].expand(3, 1, 2))
+    # a pure cosine of mode 6 on 16 points goes through S_4
+    t = torch.arange(16, dtype=torch.float64)
+    x = torch.stack([torch.cos(2 * math.pi * 6 * t / 16), torch.sin(2 * math.pi * 6 * t / 16)])
+    x = x.unsqueeze(0)
+    xk = torch.fft.rfft(x, norm="ortho")  # content at mode 6 only
+    yk = torch.zeros(1, 1, 9, dtype=torch.complex128)
+    yk[..., 6] = stored[4] @ xk[0, :, 6]
+    expected = torch.fft.irfft(yk, n=16, norm="ortho")
+    torch.testing.assert_close(shortcut(x), expected)
+    torch.testing.assert_close(shortcut_apply(x, fine), expected)
+    # coarser grid (6 points): modes 0..3, the real part at its Nyquist mode 3
+    coarse = shortcut_multipliers(stored, 6)
+    torch.testing.assert_close(coarse[:3], stored[:3])
+    torch.testing.assert_close(coarse[3], stored[3].real.to(coarse.dtype))
+    # odd grid (7 points): modes 0..3, no Nyquist mode, mode 3 complex as stored
+    torch.testing.assert_close(shortcut_multipliers(stored, 7), stored[:4])
+
+
+def _pair(depth=2, k=0.3, **extra):
+    torch.manual_seed(0)
+    spectral = LipFNO(3, 1, (4,), width=4, depth=depth, k=k, increment="spectral",
+                      shortcut_size=N, **extra)  # fmt: skip
+    plain = LipFNO(3, 1, (4,), width=4, depth=depth, k=k, increment=True, **extra)
+    plain.load_state_dict({k: v for k, v in spectral.state_dict().items() if "shortcut" not in k})
+    return spectral, plain
+
+
+def test_lipfno_spectral_starts_as_the_increment_form():
+    spectral, plain = _pair()
+    x = torch.randn(4, 3, N)
+    for mode in (True, False):
+        spectral.train(mode)
+        plain.train(mode)
+        torch.testing.assert_close(spectral(x), plain(x), rtol=0, atol=1e-5)
+    assert spectral.lipschitz_bound() <= plain.lipschitz_bound()
+    assert spectral.lipschitz_bound() == pytest.approx(
+        spectral.net.shortcut.lipschitz_bound() + spectral.net.inner.lipschitz_bound()
+    )
+    assert spectral.lipschitz_bound() <= 1.3
+
+
+@pytest.mark.parametrize("cls", [LipFNO, FNO])
+def test_models_with_spectral_shortcut_are_certified(cls):
+    def make():
+        torch.manual_seed(0)
+        return perturb(
+            cls(2, 1, (4,), width=4, depth=2, increment="spectral", shortcut_size=N), scale=0.5
+        )
+
+    x = torch.randn(3, 2, N)
+    check_all(make, x, norm="function")
+    model = make().double().eval()
+    check_attack(model, torch.randn(3, 2, 2 * N, dtype=torch.float64), "function")
+    if cls is LipFNO:
+        assert model.lipschitz_bound() <= 2.0
+    else:
+        assert model.net.shortcut.lipschitz_bound() > 1.0  # unconstrained: its own norm counts
+
+
+def test_spectral_increment_errors():
+    with pytest.raises(ValueError, match="shortcut_size"):
+        LipFNO(2, 1, (4,), increment="spectral")
+    with pytest.raises(ValueError, match="one spatial dimension"):
+        LipFNO(2, 1, (4, 4), increment="spectral", shortcut_size=N)
+    with pytest.raises(ValueError, match="applies to increment='spectral' only"):
+        LipFNO(2, 1, (4,), increment=True, shortcut_size=N)
+    with pytest.raises(ValueError, match="expected False, True"):
+        LipFNO(2, 1, (4,), increment="yes")
+    with pytest.raises(ValueError, match="multiple of out_channels"):
+        LipFNO(3, 2, (4,), increment="spectral", shortcut_size=N)
+    with pytest.raises(ValueError, match="multiple of out_channels"):
+        SpectralShortcut(3, 2, N)
+    with pytest.raises(ValueError, match=r"shape \(batch, 2, n\)"):
+        SpectralShortcut(2, 1, N)(torch.randn(1, 2, 4, 4))
+
+
+def test_checkpoint_round_trip(tmp_path):
+    kwargs = dict(in_channels=2, out_channels=1, modes=[4], width=4, depth=2,
+                  increment="spectral", shortcut_size=N)  # fmt: skip
+    torch.manual_seed(0)
+    model = perturb(LipFNO(**kwargs), scale=0.5).eval()
+    config = {"model": {"name": "LipFNO", "kwargs": kwargs}}
+    path = save_checkpoint(tmp_path / "m.pt", model, config=config)
+    loaded, _ = load_model(path)
+    x = torch.randn(2, 2, N)
+    torch.testing.assert_close(loaded(x), model(x), rtol=0, atol=0)
+    assert loaded.lipschitz_bound() == model.lipschitz_bound()
+
+
+def test_symmetry_premise_accepts_the_shortcut():
+    from liponet.certify.symmetry import (
+        SymmetryGroup,
+        SymmetryPremiseError,
+        check_model_symmetry,
+    )
+
+    torch.manual_seed(0)
+    model = LipFNO(2, 1, (4,), width=4, depth=2, grid=False, increment="spectral",
+                   shortcut_size=N)  # fmt: skip
+    model = perturb(model).double().eval()
+    for m in (model, model.export()):
+        assert "verified" in check_model_symmetry(m, SymmetryGroup((0,)))
+    x = torch.randn(3, 2, N, dtype=torch.float64)
+    shifted = model(torch.roll(x, 5, dims=-1))
+    torch.testing.assert_close(shifted, torch.roll(model(x), 5, dims=-1), rtol=0, atol=1e-12)
+    # complex multipliers do not commute with the reflection: refused; real ones (init) do
+    reflect = SymmetryGroup((0,), reflection=True)
+    with pytest.raises(SymmetryPremiseError, match="SpectralShortcut"):
+        check_model_symmetry(model.net.shortcut, reflect)
+    assert "verified" in check_model_symmetry(SpectralShortcut(2, 1, N).eval(), reflect)
