@@ -1357,7 +1357,20 @@ def append_row(path: str | os.PathLike[str], row: Mapping[str, Any]) -> None:
 
 
 def _upgrade_header(path: pathlib.Path) -> None:
-    """Rewrite a CSV of an older bench with :data:`COLUMNS` (same rows, new columns empty)."""
+    """Rewrite a CSV of an older bench with :data:`COLUMNS` (same rows, new columns empty).
+
+    Where the old header is a prefix of :data:`COLUMNS` only the header line changes (its rows
+    read with the new trailing columns empty, :func:`read_rows`), so a file that other branches
+    append rows to merges line by line.
+    """
+    text = path.read_text()
+    header, sep, body = text.partition("\n")
+    old = next(csv.reader([header]), [])
+    if tuple(old) == COLUMNS[: len(old)]:
+        tmp = path.with_name(f".{path.name}.upgrade.tmp")
+        tmp.write_text(",".join(COLUMNS) + sep + body)
+        os.replace(tmp, path)
+        return
     with path.open(newline="") as fh:
         rows = list(csv.DictReader(fh))
     buffer = io.StringIO()

@@ -626,6 +626,7 @@ def test_rows_state_their_recipe_and_older_csv_files_gain_the_column(
         **_fake_row("burgers_1d", "FNO-cos-wd0", 0, 0.01, 10.0),
         "recipe": "adam lr=0.003 wd=0 cosine/step",
     }
+    before = path.read_text().splitlines()[1]
     append_row(path, new)
     assert path.read_text().splitlines()[0] == ",".join(COLUMNS)  # the header gained the column
     rows = read_rows(path)
@@ -643,6 +644,17 @@ def test_rows_state_their_recipe_and_older_csv_files_gain_the_column(
     # the rows written before the column: their model's settings at the preset's
     assert "| FNO-lr | 0 | adam lr=0.01 wd=0.0001 cosine/epoch | " in md
     assert "| FNO-cos-wd0 | 0 | adam lr=0.003 wd=0 cosine/step | " in md
+    # only the header line changed: the older rows' lines are as they were
+    assert path.read_text().splitlines()[1] == before
+    # a header that is no prefix of today's: every line rewritten in today's columns
+    older = tmp_path / "older.csv"
+    older.write_text("task,model,seed,status,nrmse\nburgers_1d,FNO,1,ok,0.04\n")
+    append_row(older, new)
+    assert older.read_text().splitlines()[1].startswith("burgers_1d,FNO,1,ok,,,,0.04,")
+    assert [(r["model"], r["seed"], r["nrmse"]) for r in read_rows(older)] == [
+        ("FNO", 1, 0.04),
+        ("FNO-cos-wd0", 0, 0.01),
+    ]
     lines = markdown_table([], "burgers_1d")
     header, published = lines[0].split(" | "), lines[-1].split(" | ")
     assert published[header.index("nrmse")] == "0.0078"  # PDEBench's figure in its column
