@@ -314,8 +314,9 @@ MEDIUM_NOTE = (
     "another rate; FNO was screened at 1e-3, 3e-3 and 1e-2 on every task (one seed, then three "
     "seeds at its best), and the targets table judges the best LipFNO against the best FNO over "
     "the rates tried, each family at its own best rate. "
-    "Recipes (`liponet.bench.RECIPE_SUFFIXES`): the preset's cosine steps once per epoch (five "
-    "to seven epochs here: the last runs at about 7% of the peak rate) with weight decay 1e-4; "
+    "Recipes (`liponet.bench.RECIPE_SUFFIXES`): the preset's cosine steps once per epoch (5 "
+    "epochs on advection, the last at about 10% of the peak rate; Burgers 10, diffusion-reaction "
+    "20, Darcy 58) with weight decay 1e-4; "
     "rows named `-cos` anneal it after every optimizer step instead, `-wd0` train without "
     "weight decay, `-cos-wd0` both (each row's `recipe` column says which), for both families, "
     "and the targets table takes each family's best over every recipe and rate. "
@@ -883,8 +884,8 @@ MODEL_TRAINING: dict[str, dict[str, Any]] = {
 
 
 #: Recipe suffixes (composable with ``-lr...``): ``-cos`` anneals a cosine after every
-#: optimizer step to 0 at the last one (``schedule_unit "step"``) instead of once per epoch (over
-#: the ``medium`` preset's five to seven epochs the last epoch runs at about 7% of the peak
+#: optimizer step, reaching 0 after the last one (``schedule_unit "step"``), instead of once per
+#: epoch (the ``medium`` preset's advection rows run 5 epochs, the last at about 10% of the peak
 #: rate); ``-wd0`` trains without weight decay (the preset's is 1e-4); ``-cos-wd0`` both.
 RECIPE_SUFFIXES: dict[str, dict[str, Any]] = {
     "-cos": {"scheduler": "cosine", "schedule_unit": "step"},
