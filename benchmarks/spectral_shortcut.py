@@ -207,7 +207,9 @@ def summary(rows: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
             at = [p[m] for p in phases if len(p) > m]
             entry[f"phase k={m}"] = statistics.fmean(at) if at else math.nan
         amps = [_floats(r["amp"]) for r in mine]
-        entry["max abs phase k=1-32"] = max(max(map(abs, p[1:33]), default=math.nan) for p in phases)
+        entry["max abs phase k=1-32"] = max(
+            max(map(abs, p[1:33]), default=math.nan) for p in phases
+        )
         high = [v for a in amps for v in a[40:-1]]  # modes 40 .. the last below Nyquist
         entry["amp k>=40 min"] = min(high, default=math.nan)
         entry["amp k>=40 max"] = max(high, default=math.nan)
