@@ -3,17 +3,19 @@
 Meant for a session that gets a GPU for a few minutes: run it ONCE, commit what it writes.
 
 1. Correctness (each prints one PASS/FAIL line; any FAIL makes the exit status 1): float32
-   outputs of LipMLP, LipFNO (1-D, 2-D; default and ``orthogonal`` normalization) and LipDeepONet
-   on the device vs the same weights on the CPU; ``lipschitz_bound()`` on the device vs the CPU
-   (float64 SVD: relative 1e-6); exact Jacobian norms and a gradient-ascent attack on the device
-   (tiny float64 LipFNO) against its certified bound; ``operator_error_bound`` on the device vs
-   the CPU (relative 1e-9); the advection generator on the device vs the CPU.
+   outputs of LipMLP, LipFNO (1-D, 2-D; default, ``orthogonal`` and ``cayley`` normalization) and
+   LipDeepONet on the device vs the same weights on the CPU; ``lipschitz_bound()`` on the device
+   vs the CPU (float64 SVD: relative 1e-6); exact Jacobian norms and a gradient-ascent attack on
+   the device (tiny float64 LipFNO) against its certified bound; ``operator_error_bound`` on the
+   device vs the CPU (relative 1e-9); the advection generator on the device vs the CPU.
 2. Training through :class:`liponet.train.Trainer` on generated 1-D advection (bf16 autocast on
    CUDA, as the trainer does by default): loss finite and decreasing, certified bound <= k after
    training, checkpoint reload identical.
 3. Timings (medians, ``torch.cuda.synchronize`` + ``perf_counter``): a training step of LipFNO,
-   FNO and neuraloperator's FNO (when importable) at PDEBench's 1-D size and a wider size, as
-   ratios to LipFNO; ``lipschitz_bound()`` after a weight change; LipFNO fp32 vs bf16 step.
+   FNO and neuraloperator's FNO (when importable) at PDEBench's 1-D size, a wider size and the
+   2-D / 3-D sizes of ``performance.py``, as ratios to LipFNO, with the fused block under each
+   isometric normalization (``FUSED_VARIANTS``); ``lipschitz_bound()`` after a weight change;
+   LipFNO fp32 vs bf16 step.
    Timings are informational, never PASS/FAIL.
 
 Run from the repository root::
@@ -65,6 +67,15 @@ TIMING_CONFIGS = {
     # PDEBench's 1-D FNO: modes 12, width 20, 4 layers, batch 50, 256 points
     "pdebench": dict(batch=50, nx=256, width=20, modes=(12,), depth=4),
     "wide": dict(batch=50, nx=1024, width=64, modes=(32,), depth=4),
+    # the N-d train steps of benchmarks/performance.py (nx points per dimension)
+    "2-D": dict(batch=8, nx=64, width=32, modes=(12, 12), depth=4),
+    "3-D": dict(batch=4, nx=24, width=16, modes=(6, 6, 6), depth=4),
+}
+#: The fused block (``block="fourier"``) with each isometric normalization and ``global``, as in
+#: ``performance.py``'s N-d rows: timed in every configuration besides LipFNO's defaults.
+FUSED_VARIANTS = {
+    f"LipFNO fused {n} fp32": ("LipFNO", False, {"block": "fourier", "normalization": n})
+    for n in ("global", "orthogonal", "qr", "cayley")
 }
 
 
@@ -120,6 +131,10 @@ def _model_cases(quick: bool) -> dict[str, tuple[Callable[[], torch.nn.Module], 
         ),
         "LipFNO 2-D orthogonal": (
             lambda: LipFNO(1, 1, modes=(6, 6), width=8, depth=2, normalization="orthogonal"),
+            (torch.randn(2, 1, 24, 24),),
+        ),
+        "LipFNO 2-D cayley": (
+            lambda: LipFNO(1, 1, modes=(6, 6), width=8, depth=2, normalization="cayley"),
             (torch.randn(2, 1, 24, 24),),
         ),
         "LipDeepONet": (
@@ -333,23 +348,30 @@ def timings(rep: Report, device: torch.device, quick: bool) -> None:
     rounds, warmup = (3, 1) if quick else (30, 5)
     configs = dict(TIMING_CONFIGS)
     if quick and device.type == "cpu":
-        configs = {k: dict(c, batch=4, nx=64) for k, c in configs.items()}
+        configs = {  # 1-D: 64 points, N-d: 8 per dimension, 3 modes each
+            k: dict(c, batch=4, nx=64)
+            if len(c["modes"]) == 1
+            else dict(c, batch=2, nx=8, width=4, modes=(3,) * len(c["modes"]))
+            for k, c in configs.items()
+        }
     # autocast bf16 on the CPU is a different path; on CUDA it is what the trainer uses
     bf16_ok = device.type == "cuda"
     for cfg_name, c in configs.items():
         torch.manual_seed(0)
-        x = torch.randn(c["batch"], 1, c["nx"], device=device)
-        y = torch.randn(c["batch"], 1, c["nx"], device=device)
-        variants: dict[str, tuple[str, bool]] = {
-            "LipFNO fp32": ("LipFNO", False),
-            "FNO fp32": ("FNO", False),
-            "neuraloperator FNO fp32": ("neuralop", False),
+        shape = (c["batch"], 1, *([c["nx"]] * len(c["modes"])))
+        x = torch.randn(shape, device=device)
+        y = torch.randn(shape, device=device)
+        variants: dict[str, tuple[str, bool, dict[str, Any]]] = {
+            "LipFNO fp32": ("LipFNO", False, {}),
+            "FNO fp32": ("FNO", False, {}),
+            "neuraloperator FNO fp32": ("neuralop", False, {}),
+            **FUSED_VARIANTS,
         }
         if bf16_ok:
-            variants.update({"LipFNO bf16": ("LipFNO", True), "FNO bf16": ("FNO", True)})
+            variants.update({"LipFNO bf16": ("LipFNO", True, {}), "FNO bf16": ("FNO", True, {})})
         ms: dict[str, float] = {}
-        for label, (name, bf16) in variants.items():
-            model = build(name, 1, 1, c["modes"], c["width"], c["depth"])
+        for label, (name, bf16, kw) in variants.items():
+            model = build(name, 1, 1, c["modes"], c["width"], c["depth"], **kw)
             if model is None:
                 print(f"skip {label}: neuraloperator not importable", flush=True)
                 continue
@@ -364,8 +386,8 @@ def timings(rep: Report, device: torch.device, quick: bool) -> None:
 
         def bound(lip=lip) -> float:
             with torch.no_grad():
-                for p in lip.parameters():
-                    p.mul_(1.0)  # bump the version: no cached eval weight or bound is reused
+                for p in lip.parameters():  # new bits: the caches compare the weights bitwise
+                    p.mul_(1.0 + 2.0**-20)
             return lip.lipschitz_bound()
 
         ms["LipFNO lipschitz_bound()"] = _median_ms(bound, device, rounds, warmup)

@@ -27,7 +27,11 @@ on 2 cores, 2 of them the ``orthogonal`` variant; ``--quick`` for a smoke run). 
 1e-2 --models "global)" orthogonal clip relu "FNO (ours" neuraloperator --tag
 advection_lr_sweep``. Unitary multipliers by Householder QR against 15 Björck steps
 (``fno_accuracy_advection_qr.*``): ``--pdes advection --models orthogonal qr "FNO (ours" --tag
-advection_qr``.
+advection_qr``. The Cayley transform against the polar factor, from three initializations
+(``fno_accuracy_advection_cayley.*``): ``--pdes advection --models "fused (k=1, orthogonal)"
+"cayley, " "FNO (ours" --tag advection_cayley``; ``--seed 1 --tag advection_cayley_seed1`` for a
+second seed; on Burgers ``--pdes burgers --models "fused (k=1, orthogonal)" "cayley, random init"
+"cayley, A=0" --tag burgers_cayley``.
 """
 
 from __future__ import annotations
@@ -44,6 +48,7 @@ from fno_common import RESULTS, build, markdown_table, write_csv
 from liponet.certify import estimate_lipschitz
 from liponet.data import PDEBenchDataset, generate
 from liponet.functional import batched_norm
+from liponet.layers import LipSpectralConv
 from liponet.metrics import pdebench_metrics
 
 WIDTH, DEPTH = 32, 4
@@ -67,6 +72,17 @@ MODELS = {
         {"block": "fourier", "normalization": "orthogonal"},
     ),
     "LipFNO fused (k=1, qr)": ("LipFNO", {"block": "fourier", "normalization": "qr"}),
+    "LipFNO fused (k=1, cayley)": ("LipFNO", {"block": "fourier", "normalization": "cayley"}),
+    # Cayley from explicit initializations (init_scale, independent of the library's default):
+    # R_k Gaussian and W orthogonal as the other normalizations start, times 1, 0.1 or 0 (0:
+    # every multiplier and the skip start at the identity)
+    **{
+        f"LipFNO fused (k=1, cayley, {label} init)": (
+            "LipFNO",
+            {"block": "fourier", "normalization": "cayley", "init_scale": scale},
+        )
+        for label, scale in (("random", 1.0), ("random/10", 0.1), ("A=0", 0.0))
+    },
     "LipFNO a (k=1, global, relu)": ("LipFNO", {"activation": "relu"}),
     "LipFNO b (free last layer)": ("LipFNO", {"free_last_layer": True}),
     "LipFNO c (vector scale)": ("LipFNO", {"output_scale": "vector"}),
@@ -75,6 +91,26 @@ MODELS = {
     "neuraloperator FNO": ("neuralop", {}),
 }
 UNCONSTRAINED = ("FNO (ours, gelu)", "neuraloperator FNO")
+
+
+def build_model(builder: str, modes: int, kw: dict):
+    """The model ``builder`` with ``kw``. ``init_scale`` (not a model argument) redraws every
+    :class:`~liponet.layers.LipSpectralConv`'s weights once built: ``R_k`` complex Gaussian of
+    standard deviation ``0.5 / sqrt(2 in)`` per part and ``W`` orthogonal (how the layer starts
+    with the other normalizations), both times ``init_scale``."""
+    kw = dict(kw)
+    init_scale = kw.pop("init_scale", None)
+    model = build(builder, 1, 1, (modes,), WIDTH, DEPTH, **kw)
+    if model is not None and init_scale is not None:
+        with torch.no_grad():
+            for conv in model.modules():
+                if isinstance(conv, LipSpectralConv):
+                    conv.weight.normal_(0.0, 0.5 / math.sqrt(2 * conv.in_channels))
+                    conv.weight.mul_(init_scale)
+                    if conv.skip is not None:
+                        torch.nn.init.orthogonal_(conv.skip)
+                        conv.skip.mul_(init_scale)
+    return model
 
 
 def load(pde: str, cache: Path, n_samples: int, nx: int, t_out: int) -> dict[str, torch.Tensor]:
@@ -164,6 +200,9 @@ def main() -> None:
     parser.add_argument(
         "--models", nargs="+", default=None, help="substrings selecting models (default: all)"
     )
+    parser.add_argument(
+        "--seed", type=int, default=0, help="initialization seed (data order: seed + 1)"
+    )
     parser.add_argument("--quick", action="store_true", help="smoke run")
     args = parser.parse_args()
     if args.quick:
@@ -178,17 +217,17 @@ def main() -> None:
             if args.models and not any(sel in name for sel in args.models):
                 continue
             kw = dict(kw, radius=radius) if kw.get("output_scale") == "auxiliary" else kw
-            torch.manual_seed(0)
+            torch.manual_seed(args.seed)
             modes = args.modes or int(PDES[pde]["modes"])
-            model = build(builder, 1, 1, (modes,), WIDTH, DEPTH, **kw)
+            model = build_model(builder, modes, kw)
             if model is None:
                 print(f"skipping {name}: neuraloperator not installed")
                 continue
             best: tuple[float, float, dict] | None = None
             for lr in args.lrs or [args.lr]:
-                torch.manual_seed(0)
-                model = build(builder, 1, 1, (modes,), WIDTH, DEPTH, **kw)
-                seconds = train(model, data, args.epochs, args.batch, seed=1, lr=lr)
+                torch.manual_seed(args.seed)
+                model = build_model(builder, modes, kw)
+                seconds = train(model, data, args.epochs, args.batch, seed=args.seed + 1, lr=lr)
                 val = validation_nrmse(model, data)
                 print(f"{pde} {name} lr {lr:g}: validation nRMSE {val:.4g}", flush=True)
                 if best is None or val < best[0]:
@@ -227,7 +266,7 @@ def main() -> None:
             else f"picked per model from {args.lrs} by validation nRMSE (column `lr`)"
         )
         + ", MSE loss, "
-        f"seed 0, 1 torch thread. `certified_bound` = lipschitz_bound() (function norm; "
+        f"seed {args.seed}, 1 torch thread. `certified_bound` = lipschitz_bound() (function norm; "
         f"variant d: on the ball of radius {radius:.3g} around 0), `estimated_lower` = "
         f"estimate_lipschitz on 16 test inputs (a lower bound, not a certificate). "
         f"`nrmse_vs_best_unconstrained` divides by the better of the two unconstrained FNOs.",

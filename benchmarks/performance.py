@@ -5,7 +5,8 @@ from other jobs on the shared machine hits both sides alike), one torch thread, 
 ratio of median CPU times (``time.process_time``) against a baseline:
 
 1. **Train step in 1-D, 2-D and 3-D** (forward, relative-MSE loss, backward, Adam step): LipFNO
-   with each multiplier normalization (``global``, ``orthogonal``, ``polar``, ``qr``) and the twin
+   with each multiplier normalization (``global``, ``orthogonal``, ``polar``, ``qr``,
+   ``cayley``) and the twin
    ``FNO`` against neuraloperator's FNO at matched kept modes / width / depth (``ND_CONFIGS``).
 2. **Eval forward in 1-D, 2-D and 3-D**: ``LipFNO`` in eval mode (cached eval weights, checked
    bitwise every call) and ``LipFNO.export()`` against the twin with the same activation.
@@ -256,6 +257,7 @@ ND_MODELS = {
     "LipFNO orthogonal": ("LipFNO", {**FUSED, "normalization": "orthogonal"}),
     "LipFNO polar": ("LipFNO", {**FUSED, "normalization": "polar"}),
     "LipFNO qr": ("LipFNO", {**FUSED, "normalization": "qr"}),
+    "LipFNO cayley": ("LipFNO", {**FUSED, "normalization": "cayley"}),
     "FNO twin": ("FNO", {"activation": "maxmin"}),
     "neuralop-FNO": ("neuralop", {}),
 }
@@ -788,6 +790,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="smoke run, tiny sizes")
     parser.add_argument("--out", type=Path, default=None, help="results folder")
+    parser.add_argument("--note", default="", help="why the parts were rerun (settings line)")
     parser.add_argument(
         "--parts",
         default=",".join(PARTS),
@@ -854,7 +857,8 @@ def main() -> None:
         f"total {time.perf_counter() - start:.0f} s"
     )
     if parts != list(PARTS):
-        rows, settings = merge_previous(rows, f"parts {', '.join(parts)} rerun: {settings}")
+        note = f" ({args.note})" if args.note else ""
+        rows, settings = merge_previous(rows, f"parts {', '.join(parts)} rerun{note}: {settings}")
     write(rows, settings)
     for r in rows:
         print(

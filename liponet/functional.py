@@ -4,10 +4,10 @@ Two families of functions live here and must never be confused:
 
 * **Certified** (:func:`spectral_norm_upper`): guaranteed upper bounds of spectral norms, computed
   in float64 from the weights as they are. These are what ``lipschitz_bound()`` returns.
-* **Training devices** (:func:`power_iteration`, :func:`bjorck`, :func:`qr_unitary`): cheap,
-  differentiable, warm-startable normalizers used inside ``forward``. Power iteration converges
-  to the largest singular value *from below*; it can under-estimate and never produces a
-  certificate by itself.
+* **Training devices** (:func:`power_iteration`, :func:`bjorck`, :func:`qr_unitary`,
+  :func:`cayley_unitary`): cheap, differentiable, warm-startable normalizers used inside
+  ``forward``. Power iteration converges to the largest singular value *from below*; it can
+  under-estimate and never produces a certificate by itself.
 
 All functions are batched over leading dimensions and accept real or complex matrices.
 """
@@ -29,6 +29,7 @@ __all__ = [
     "add_up",
     "batched_norm",
     "bjorck",
+    "cayley_unitary",
     "cholesky_norm_upper",
     "chunks",
     "conj_t",
@@ -1132,3 +1133,60 @@ def qr_unitary(w: Tensor) -> Tensor:
     if w.shape[-2] < w.shape[-1]:
         return conj_t(_UnitaryQR.apply(conj_t(w)))
     return _UnitaryQR.apply(w)
+
+
+def _cayley_tall(w: Tensor) -> Tensor:
+    """:func:`cayley_unitary` of tall or square ``(..., m, n)`` (``m >= n``), differentiable."""
+    n = w.shape[-1]
+    top, c = w[..., :n, :], w[..., n:, :]  # (..., n, n), (..., m - n, n)
+    g = top - conj_t(top)  # skew-Hermitian
+    if c.shape[-2]:
+        g = g + conj_t(c) @ c  # the Schur complement of the (m x m) Cayley system's block
+    eye = torch.eye(n, dtype=w.dtype, device=w.device)
+    z = torch.linalg.inv(eye + g)  # (..., n, n); its Hermitian part is >= I: ||z||_2 <= 1
+    q = 2 * z - eye
+    if not c.shape[-2]:
+        return q
+    return torch.cat([q, -2 * (c @ z)], -2)  # (..., m, n)
+
+
+def cayley_unitary(w: Tensor) -> Tensor:
+    """The Cayley transform of each matrix of a batch: an isometry (co-isometry when wide).
+
+    Square ``W``: ``Q = (I + A)^{-1} (I - A)`` with ``A = W - W^H`` skew-Hermitian (so only
+    the skew part of ``W`` matters; ``W = 0`` gives ``I``). Its eigenvalues
+    ``(1 - i t) / (1 + i t)`` lie on the unit circle, so ``Q`` is unitary, real for real ``W``,
+    and ``cayley_unitary(conj(W)) = conj(cayley_unitary(W))``. ``I + A`` is never singular
+    (its Hermitian part is ``I``) and ``||(I + A)^{-1}||_2 <= 1``: one batched LU inverse
+    (``Q = 2 (I + A)^{-1} - I``), well conditioned at any ``W``, differentiable by autograd
+    (the inverse's backward, two products). Tall ``W = [T; C]`` (``m > n``): the first ``n``
+    columns of the ``m x m`` Cayley transform of ``[[T - T^H, -C^H], [C, 0]]`` (the Cayley
+    parametrization of the Stiefel manifold), computed through its ``n x n`` Schur complement
+    ``G = T - T^H + C^H C``: ``Z = (I + G)^{-1}``, ``Q = [2 Z - I; -2 C Z]`` (orthonormal
+    columns: ``Q^H Q = I`` exactly in exact arithmetic); wide ``W`` through ``W^H``. Every
+    isometry without eigenvalue ``-1`` in its top block is reached. A training device: the
+    result's norm is certified separately (:func:`isometry_norm_upper`).
+
+    Parameters
+    ----------
+    w
+        ``(..., m, n)`` real or complex.
+
+    Examples
+    --------
+    >>> import torch
+    >>> q = cayley_unitary(torch.randn(3, 4, 4, dtype=torch.complex128))
+    >>> eye = torch.eye(4, dtype=torch.complex128)
+    >>> torch.allclose(q.mH @ q, eye.expand(3, 4, 4))
+    True
+    >>> q = cayley_unitary(torch.randn(3, 2, 5, dtype=torch.float64))  # wide: orthonormal rows
+    >>> torch.allclose(q @ q.mT, torch.eye(2, dtype=torch.float64).expand(3, 2, 2))
+    True
+    >>> bool((cayley_unitary(torch.zeros(3, 3)) == torch.eye(3)).all())
+    True
+    """
+    if w.ndim < 2:
+        raise ValueError(f"w must have shape (..., m, n), got {tuple(w.shape)}")
+    if w.shape[-2] < w.shape[-1]:
+        return conj_t(_cayley_tall(conj_t(w)))
+    return _cayley_tall(w)

@@ -31,6 +31,8 @@ VARIANTS = {
     "increment_k05": dict(k=0.5, increment=True),
     "learned_budget_cpl": dict(k=2.5, budget="learned", block="cpl", normalization="clip"),
     "cpl_hidden": dict(block="cpl", normalization="clip", hidden=10, k=1.5),
+    "cpl_hidden_cayley": dict(block="cpl", normalization="cayley", hidden=10, k=1.5),
+    "cayley_k2": dict(normalization="cayley", k=2.0),
     "cpl_softplus": dict(block="cpl", normalization="clip", cpl_activation="softplus", k=1.3),
 }
 
@@ -296,7 +298,7 @@ def test_cpl_blocks_and_auto_k_errors():
 
 BUDGET_CASES = [
     dict(block="fourier", normalization=n, k=k)
-    for n in ("global", "clip", "orthogonal", "polar", "qr")
+    for n in ("global", "clip", "orthogonal", "polar", "qr", "cayley")
     for k in (1.0, 3.0)
 ] + [
     dict(block="cpl", normalization="clip", k=2.0),

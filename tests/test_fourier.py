@@ -119,8 +119,17 @@ def test_forward_equals_the_full_complex_multiplier(dim):
     conv = _randomize(LipSpectralConv(2, 3, modes, skip=True, bias=False).double()).eval()
     x = torch.randn(2, 2, *grid, dtype=torch.float64)
     mk, w = conv.multipliers()
-    mk = mk.reshape(*kept_mode_shape(modes), 3, 2)
-    full = w.to(torch.complex128).expand(*grid, 3, 2).clone()
+    torch.testing.assert_close(conv(x), _reference_forward(x, mk, w, modes), rtol=0.0, atol=1e-12)
+
+
+def _reference_forward(x, mk, w, modes):
+    """The full complex FFT of ``x`` times ``A_k`` on kept ``k`` (``conj(A_{-k})`` mirrored, ``W``
+    elsewhere), transformed back: what a layer with multipliers ``mk`` ``(K, out, in)`` computes.
+    """
+    dim, grid = len(modes), x.shape[2:]
+    out_c, in_c = mk.shape[-2:]
+    mk = mk.reshape(*kept_mode_shape(modes), out_c, in_c)
+    full = w.to(torch.complex128).expand(*grid, out_c, in_c).clone()
     ranges = [range(-(m - 1), m) for m in modes[:-1]] + [range(modes[-1])]
     for idx in torch.cartesian_prod(*[torch.tensor(list(r)) for r in ranges]).reshape(-1, dim):
         signed = [int(v) for v in idx]
@@ -135,7 +144,7 @@ def test_forward_equals_the_full_complex_multiplier(dim):
     ref = torch.einsum("b i ..., ... o i -> b o ...", spec, full)
     ref = torch.fft.ifftn(ref, dim=dims, norm="ortho")
     assert float(ref.imag.abs().max()) < 1e-12  # the multiplier is Hermitian: real output
-    torch.testing.assert_close(conv(x), ref.real, rtol=0.0, atol=1e-12)
+    return ref.real
 
 
 @pytest.mark.parametrize("dim", [1, 2, 3])
@@ -195,7 +204,7 @@ def test_training_normalization_approaches_eval():
 
 
 @pytest.mark.parametrize("dim", [1, 2, 3])
-@pytest.mark.parametrize("normalization", ["orthogonal", "qr", "polar"])
+@pytest.mark.parametrize("normalization", ["orthogonal", "qr", "polar", "cayley"])
 @pytest.mark.parametrize("shape", [(3, 3), (2, 3), (3, 2)])
 @pytest.mark.parametrize("skip", [True, False])
 def test_norm_free_training_weights_are_the_eval_weights(dim, normalization, shape, skip):
@@ -208,7 +217,7 @@ def test_norm_free_training_weights_are_the_eval_weights(dim, normalization, sha
     r_eval, w_eval = conv.effective_weights()
     # eval weights of the polar factors take one more float64 Newton-Schulz step (a change of
     # the order of the rounding of the factor, ~ u cond(M)^2 for these random multipliers)
-    atol = 1e-12 if normalization == "qr" else 1e-10
+    atol = 1e-12 if normalization in ("qr", "cayley") else 1e-10
     torch.testing.assert_close(r, r_eval, rtol=0.0, atol=atol)
     if skip:
         torch.testing.assert_close(w, w_eval, rtol=0.0, atol=atol)
@@ -635,6 +644,107 @@ def test_orthogonal_training_weights_follow_the_eval_weights_in_float32():
     r_eval, w_eval = conv.eval().effective_weights()
     torch.testing.assert_close(r.detach(), r_eval, rtol=0.0, atol=1e-5)
     torch.testing.assert_close(w.detach(), w_eval, rtol=0.0, atol=1e-5)
+
+
+@pytest.mark.parametrize("dim", [1, 2, 3])
+@pytest.mark.parametrize("shape", [(3, 3), (2, 3), (3, 2)])
+@pytest.mark.parametrize("skip", [True, False])
+def test_cayley_forward_equals_an_explicit_per_mode_reference(dim, shape, skip):
+    # Per mode, one matrix at a time: M_k = W + R_k (R Hermitian-symmetrized on the k_d = 0
+    # slice), A_k = M_k - M_k^H, Q_k = k (I + A_k)^{-1} (I - A_k) by a square solve (tall:
+    # the first columns of the Cayley transform of [[T - T^H, -C^H], [C, 0]]; wide through
+    # M^H); W' = k Cayley(W) and R'_k = Q_k - W'. The layer must apply exactly these.
+    modes, grid, _ = SHAPES[dim]
+    out_c, in_c = shape
+    conv = LipSpectralConv(in_c, out_c, modes, k=1.7, skip=skip, normalization="cayley")
+    conv = _randomize(conv.double(), seed=3).eval()
+    target = 1.7 * TARGET_MARGIN
+
+    def cayley(x):
+        wide = x.shape[0] < x.shape[1]
+        x = x.mH if wide else x
+        m, n = x.shape
+        a = torch.zeros(m, m, dtype=torch.complex128)
+        a[:n, :n] = x[:n] - x[:n].mH
+        a[n:, :n], a[:n, n:] = x[n:], -x[n:].mH
+        eye = torch.eye(m, dtype=torch.complex128)
+        q = torch.linalg.solve(eye + a, eye - a)[:, :n]
+        return target * (q.mH if wide else q)
+
+    r = conv._symmetric_spectral().detach().reshape(-1, out_c, in_c)
+    w = None if conv.skip is None else conv.skip.detach().to(torch.complex128)
+    ref = torch.stack([cayley(rk if w is None else rk + w) for rk in r])
+    w_ref = None if w is None else cayley(w)
+    assert w_ref is None or float(w_ref.imag.abs().max()) == 0.0  # a real skip stays real
+    mk, w_eval = conv.multipliers()
+    torch.testing.assert_close(mk, ref, rtol=0.0, atol=1e-12)
+    if w_ref is not None:
+        torch.testing.assert_close(w_eval, w_ref.real, rtol=0.0, atol=1e-12)
+    x = torch.randn(2, in_c, *grid, dtype=torch.float64)
+    w_ref = torch.zeros(out_c, in_c, dtype=torch.float64) if w_ref is None else w_ref.real
+    expected = _reference_forward(x, ref, w_ref, modes) + conv.bias.detach().reshape(-1, *[1] * dim)
+    torch.testing.assert_close(conv(x), expected, rtol=0.0, atol=1e-12)
+    conv.train()  # training applies the same multipliers (autograd path, float64 here)
+    torch.testing.assert_close(conv(x), expected, rtol=0.0, atol=1e-12)
+
+
+def test_cayley_starts_at_the_identity():
+    conv = LipSpectralConv(3, 5, (4, 3), skip=True, normalization="cayley", k=2.0)
+    r, w = (t.detach() for t in conv._train_weights())
+    target = 2.0 * TARGET_MARGIN
+    eye = torch.eye(5, 3)
+    torch.testing.assert_close(w, target * eye, rtol=0.0, atol=0.0)
+    assert float(r.abs().max()) == 0.0  # M'_k = R'_k + W' = k I at every mode
+
+
+def test_cayley_training_weights_are_unitary_to_1e6_from_a_random_start():
+    # float32, width 32, the 2-D benchmark's modes, parameters drawn as the other normalizations
+    # start (W orthogonal, R_k Gaussian: a skew part of norm ~3): every M'_k / k (and W' / k)
+    # within 1e-6 of unitary entrywise (the Gram formed in float64), and close to the float64
+    # eval weights.
+    torch.manual_seed(0)
+    conv = LipSpectralConv(32, 32, (12, 12), skip=True, normalization="cayley").train()
+    with torch.no_grad():
+        conv.weight.normal_(0.0, 0.5 / math.sqrt(2 * 32))
+        torch.nn.init.orthogonal_(conv.skip)
+    r, w = conv._train_weights()
+    m = conv._stacked(r.detach(), w.detach()).to(torch.complex128) / (TARGET_MARGIN)
+    eye = torch.eye(32, dtype=torch.complex128).expand_as(m)
+    assert float((m.mH @ m - eye).abs().max()) < 1e-6
+    r_eval, w_eval = conv.eval().effective_weights()
+    torch.testing.assert_close(r.detach(), r_eval, rtol=0.0, atol=2e-6)
+    torch.testing.assert_close(w.detach(), w_eval, rtol=0.0, atol=2e-6)
+
+
+def _adam_trained(conv, x, steps=5, seed=0):
+    """``conv`` after a few Adam steps (lr 1e-2) on a random regression target."""
+    gen = torch.Generator().manual_seed(seed)
+    target = torch.randn(conv(x).shape, generator=gen, dtype=x.dtype)
+    opt = torch.optim.Adam(conv.parameters(), lr=1e-2)
+    for _ in range(steps):
+        opt.zero_grad()
+        (conv(x) - target).square().mean().backward()
+        opt.step()
+    return conv
+
+
+@pytest.mark.parametrize("dim", [1, 2, 3])
+@pytest.mark.parametrize("k", [1.0, 2.5])
+@pytest.mark.parametrize("shape", [(3, 3), (2, 3)])
+def test_cayley_certificate_after_adam_steps(dim, k, shape):
+    modes, grid, _ = SHAPES[dim]
+    x = torch.randn(2, shape[1], *grid)
+
+    def make():
+        torch.manual_seed(0)
+        conv = LipSpectralConv(shape[1], shape[0], modes, k=k, skip=True, normalization="cayley")
+        return _adam_trained(_randomize(conv, seed=1).train(), x)
+
+    check_all(make, x, norm="function")
+    conv = make().double().eval()
+    bound = conv.lipschitz_bound()
+    assert k * (1 - 1e-5) <= bound <= k  # k times isometries: the bound is k, up to rounding
+    assert _exact_norm(conv, grid) == pytest.approx(bound, rel=1e-6)
 
 
 @pytest.mark.parametrize("modes", [(4,), (3, 3)])

@@ -6,6 +6,7 @@ import torch
 from liponet.functional import (
     batched_norm,
     bjorck,
+    cayley_unitary,
     cholesky_norm_upper,
     chunks,
     distance_upper,
@@ -118,6 +119,69 @@ def test_qr_unitary_is_the_qr_factor_with_an_exact_gradient(shape, dtype):
     # conjugation commutes with it (the Fourier layers fill mirrored modes with conjugates)
     torch.testing.assert_close(qr_unitary(w.conj()), q.conj(), rtol=0.0, atol=1e-13)
     assert torch.autograd.gradcheck(qr_unitary, (w.clone().requires_grad_(),))
+
+
+def _cayley_reference(w: torch.Tensor) -> torch.Tensor:
+    """The textbook Cayley transform, one matrix at a time, by a square solve of size max(m, n).
+
+    Square: ``(I + A)^{-1} (I - A)``, ``A = W - W^H``; tall ``[T; C]``: the first ``n`` columns
+    of the transform of ``[[T - T^H, -C^H], [C, 0]]``; wide: through ``W^H``.
+    """
+    out = []
+    for x in w:
+        wide = x.shape[0] < x.shape[1]
+        x = x.mH if wide else x
+        m, n = x.shape
+        a = torch.zeros(m, m, dtype=x.dtype)
+        a[:n, :n] = x[:n] - x[:n].mH
+        a[n:, :n] = x[n:]
+        a[:n, n:] = -x[n:].mH
+        eye = torch.eye(m, dtype=x.dtype)
+        q = torch.linalg.solve(eye + a, eye - a)[:, :n]
+        out.append(q.mH if wide else q)
+    return torch.stack(out)
+
+
+@pytest.mark.parametrize("shape", [(3, 4, 4), (2, 5, 3), (2, 3, 5), (2, 6, 1)])
+@pytest.mark.parametrize("dtype", [torch.float64, torch.complex128])
+def test_cayley_unitary_is_the_cayley_transform_with_a_gradient(shape, dtype):
+    torch.manual_seed(0)
+    w = torch.randn(*shape, dtype=dtype)
+    q = cayley_unitary(w)
+    torch.testing.assert_close(q, _cayley_reference(w), rtol=0.0, atol=1e-12)
+    qt = q if shape[-2] >= shape[-1] else q.mH  # the isometry of the tall side
+    n = qt.shape[-1]
+    eye = torch.eye(n, dtype=dtype).expand(shape[0], n, n)
+    torch.testing.assert_close(qt.mH @ qt, eye, rtol=0.0, atol=1e-13)
+    # conjugation commutes with it (the Fourier layers fill mirrored modes with conjugates)
+    torch.testing.assert_close(cayley_unitary(w.conj()), q.conj(), rtol=0.0, atol=1e-13)
+    if shape[-2] == shape[-1]:  # only the skew part matters; a Hermitian W gives I
+        herm = w + w.mH
+        torch.testing.assert_close(cayley_unitary(w + herm), q, rtol=0.0, atol=1e-12)
+        torch.testing.assert_close(cayley_unitary(herm), eye, rtol=0.0, atol=0.0)
+    assert torch.autograd.gradcheck(cayley_unitary, (w.clone().requires_grad_(),))
+
+
+def test_cayley_unitary_float32_departs_from_unitary_by_its_conditioning():
+    # I + A has Hermitian part I (never singular); float32 rounding leaves Q unitary to about
+    # n u cond(I + A) <= n u (1 + ||A||_2): ~1e-6 at the scales a layer starts from
+    # (tests/test_fourier.py), growing with ||A|| (the result is only a training device).
+    # The Gram is formed in float64 (a float32 product adds its own ~n u).
+    torch.manual_seed(0)
+    n, u = 32, 2.0**-24
+    eye = torch.eye(n, dtype=torch.complex128).expand(64, n, n)
+    for scale in (1e-3, 1.0, 1e3):
+        w = scale * torch.randn(64, n, n, dtype=torch.complex64)
+        q = cayley_unitary(w).to(torch.complex128)
+        a_norm = torch.linalg.matrix_norm((w - w.mH).to(torch.complex128), 2)
+        departure = torch.linalg.matrix_norm(q.mH @ q - eye, 2)
+        assert bool((departure <= n * u * (1 + a_norm)).all()), scale
+        ref = cayley_unitary(w.to(torch.complex128))
+        assert bool(((q - ref).abs().amax((-2, -1)) <= n * u * (1 + a_norm)).all()), scale
+    w = torch.randn(5, 4, 4)  # real in, real out
+    assert cayley_unitary(w).dtype == torch.float32
+    with pytest.raises(ValueError, match="shape"):
+        cayley_unitary(torch.randn(4))
 
 
 def test_qr_unitary_is_stable_where_a_cholesky_qr_is_not():

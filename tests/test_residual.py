@@ -285,3 +285,32 @@ def test_chain_under_autocast_takes_the_plain_operations():
     )
     y.float().sum().backward()
     assert all(p.grad is not None for p in model.parameters())
+
+
+@pytest.mark.parametrize("dims", [1, 2])
+def test_chain_under_autocast_keeps_spectra_in_float32(monkeypatch, dims):
+    """Under bf16 autocast the skip on a spectrum runs in float32, not bfloat16.
+
+    CUDA's first device check (torch 2.11) failed here: its ``view_as_complex`` refuses
+    bfloat16, which autocast's matmul returned. torch 2.13 on CPU accepts it silently, so the
+    strict rule is imposed here, and the mixing must equal the float32 product.
+    """
+    from liponet.layers import residual
+
+    strict = torch.view_as_complex
+
+    def refuse_half(t):
+        assert t.dtype in (torch.float32, torch.float64), f"a complex view of {t.dtype}"
+        return strict(t)
+
+    monkeypatch.setattr(torch, "view_as_complex", refuse_half)
+    torch.manual_seed(0)
+    xk = torch.randn(2, 3, 5, dtype=torch.complex64)
+    w = torch.randn(4, 3)
+    ref = torch.einsum("oi,bik->bok", w.to(xk.dtype), xk)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        torch.testing.assert_close(residual._mix_channels(xk, w), ref, rtol=1e-6, atol=1e-6)
+        model = LipFNO(1, 1, (3,) * dims, width=4, depth=3).train()
+        y = model(torch.randn(2, 1, *(12,) * dims))
+    y.float().sum().backward()
+    assert torch.isfinite(y).all() and all(p.grad is not None for p in model.parameters())

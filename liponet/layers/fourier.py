@@ -45,6 +45,7 @@ from ..functional import (
     SVD_RELATIVE_MARGIN,
     TARGET_MARGIN,
     add_up,
+    cayley_unitary,
     cholesky_norm_upper,
     chunks,
     distance_upper,
@@ -538,6 +539,19 @@ def _qr(m: Tensor, sigma: Tensor, k: float) -> Tensor:
     return (k * qr_unitary(m.to(torch.complex128))).to(m.dtype)
 
 
+def _cayley(m: Tensor, sigma: Tensor, k: float) -> Tensor:
+    """``k`` times the Cayley transform of every multiplier's skew part (no norm needed).
+
+    :func:`~liponet.functional.cayley_unitary`: ``(I + A)^{-1} (I - A)`` with ``A = M - M^H``,
+    one batched LU inverse (a rectangular ``M``: the Cayley parametrization of isometries).
+    Eval weights (no gradient) are computed in float64 and rounded once.
+    """
+    if m.requires_grad and torch.is_grad_enabled():
+        return k * cayley_unitary(m)
+    wide = torch.complex128 if m.is_complex() else torch.float64
+    return (k * cayley_unitary(m.to(wide))).to(m.dtype)
+
+
 #: Normalizations of the per-frequency multipliers: name -> f(multipliers, norms, k).
 NORMALIZATIONS: dict[str, Callable[[Tensor, Tensor, float], Tensor]] = {
     "global": _global,
@@ -545,12 +559,13 @@ NORMALIZATIONS: dict[str, Callable[[Tensor, Tensor, float], Tensor]] = {
     "orthogonal": _orthogonal,
     "polar": _polar,
     "qr": _qr,
+    "cayley": _cayley,
 }
 
 #: Normalizations that use no norm estimate (training skips the power iteration): each makes
 #: every multiplier ``k`` times an isometry, so its certificate is the isometry bound of
 #: :func:`~liponet.functional.isometry_norm_upper` (an SVD only where that is loose).
-NORM_FREE = frozenset({"orthogonal", "polar", "qr"})
+NORM_FREE = frozenset({"orthogonal", "polar", "qr", "cayley"})
 
 
 #: Normalizations that scale each multiplier by a number: name -> f(norms, k) -> scales.
@@ -678,7 +693,18 @@ class LipSpectralConv(CertifiedModule):
         the same map by one batched SVD (:func:`~liponet.functional.polar_factor`; slower, see
         ``benchmarks/results/performance.md``); ``"qr"`` makes every multiplier ``k`` times the
         unitary factor of its QR decomposition (``R`` with a positive diagonal, Householder QR
-        with its exact closed-form backward): another isometric linear part.
+        with its exact closed-form backward): another isometric linear part; ``"cayley"``
+        makes every multiplier ``k`` times the Cayley transform ``(I + A)^{-1} (I - A)`` of
+        its skew part ``A = M - M^H`` (:func:`~liponet.functional.cayley_unitary`: one batched
+        LU inverse, autograd's two-product backward; on the CPU as cheap as ``"qr"`` and well
+        below ``"orthogonal"`` in 2-D and 3-D, on a GPU the cheapest isometric one, see
+        ``benchmarks/results/performance.md`` and ``device_check_cuda.md``). It is a different
+        map from ``"orthogonal"`` (the parameters are not those of the polar factor: a
+        checkpoint of one does not load as the other's function). With ``in_channels !=
+        out_channels`` the multiplier ``[T; C]`` (tall; wide ones through ``M^H``) gives the
+        isometry of the Cayley transform of ``[[T - T^H, -C^H], [C, 0]]``. Its parameters start
+        at zero: every multiplier (and the skip) starts as ``k`` times the identity (the first
+        columns or rows of it when rectangular).
     n_power
         Warm-started power iterations per training step, batched over all modes.
 
@@ -707,8 +733,8 @@ class LipSpectralConv(CertifiedModule):
     ``<= k'`` by construction, a clipped one shrunk at most about ``0.06%`` more than by its
     exact norm, and the certificate is the a-priori bound ``max_k (s_k u_k + rounding) <= k``.
     The eval weights depend on the current weights only (no call history), as with an SVD.
-    With ``"orthogonal"``, ``"polar"`` or ``"qr"`` every multiplier is ``k`` times an isometry
-    up to rounding, and its norm is bounded from one Gram product,
+    With ``"orthogonal"``, ``"polar"``, ``"qr"`` or ``"cayley"`` every multiplier is ``k``
+    times an isometry up to rounding, and its norm is bounded from one Gram product,
     ``||A||_2^2 <= c + ||A^H A - c I||_F`` (:func:`~liponet.functional.isometry_norm_upper`,
     with its rounding proven): within a few ``1e-7`` of the SVD norm, an SVD only where it is not.
 
@@ -791,6 +817,11 @@ class LipSpectralConv(CertifiedModule):
                 self.weight.uniform_(0.0, scale)
                 if self.skip is not None:
                     nn.init.kaiming_uniform_(self.skip, a=math.sqrt(5))
+            elif self.normalization == "cayley":  # A_k = 0: every multiplier starts at k I
+                # (trains better than a random skew part on advection: fno_accuracy_*cayley*)
+                self.weight.zero_()
+                if self.skip is not None:
+                    self.skip.zero_()
             else:  # W orthogonal, R_k a perturbation of comparable size
                 self.weight.normal_(0.0, 0.5 / math.sqrt(2 * self.in_channels))
                 if self.skip is not None:
@@ -852,7 +883,7 @@ class LipSpectralConv(CertifiedModule):
         return r * scale, None if self.skip is None else self.skip * scale
 
     def _train_norm_free(self, k: float) -> tuple[Tensor, Tensor | None]:
-        """Training weights of a normalization that needs no norm estimate (``polar``, ``qr``).
+        """Training weights of a normalization that needs no norm estimate (:data:`NORM_FREE`).
 
         Only the independent multipliers are normalized: on the ``k_d = 0`` slice ``M_{-k} =
         conj(M_k)`` (the flattened centred leading index ``l`` mirrored by ``L - 1 - l``), and

@@ -99,9 +99,14 @@ def adjoint_weights(kept: Tensor, skip: Tensor | None) -> tuple[Tensor, Tensor |
 
 
 def _mix_channels(xk: Tensor, w: Tensor) -> Tensor:
-    """Real channel matrix on a spectrum: ``(b, in, *kept), (out, in) -> (b, out, *kept)``."""
+    """Real channel matrix on a spectrum: ``(b, in, *kept), (out, in) -> (b, out, *kept)``.
+
+    In the spectrum's precision even under autocast, whose matmul would return bfloat16/half:
+    a complex view of those is refused (torch <= 2.11 on CUDA) and spectra stay float32.
+    """
     flat = torch.view_as_real(xk).reshape(xk.shape[0], xk.shape[1], -1)  # (b, in, 2 K)
-    out = torch.matmul(w, flat)  # (out,in),(b,in,2K)->(b,out,2K)
+    with torch.autocast(flat.device.type, enabled=False):
+        out = torch.matmul(w.to(flat.dtype), flat)  # (out,in),(b,in,2K)->(b,out,2K)
     return torch.view_as_complex(out.reshape(out.shape[0], out.shape[1], *xk.shape[2:], 2))
 
 
@@ -504,7 +509,8 @@ class ConvexPotentialBlock(CertifiedModule):
     hidden
         Channels of ``K x`` (default ``width``).
     normalization
-        Multiplier normalization of ``K`` (``"global"``, ``"clip"``, ``"orthogonal"``); any of
+        Multiplier normalization of ``K`` (``"global"``, ``"clip"``, ``"orthogonal"``,
+        ``"cayley"``, ...: :data:`~liponet.layers.fourier.NORMALIZATIONS`); any of
         them keeps ``||K|| <= 1``, which is all the certificate needs.
     n_power
         Warm-started power iterations per training step.

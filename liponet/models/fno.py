@@ -551,7 +551,8 @@ class LipFNO(_FNOBase):
         Domain padding (fraction of each size, zeros at the end) for non-periodic problems.
     normalization
         Multiplier normalization of the Fourier blocks (``"clip"``, default, ``"global"``,
-        ``"orthogonal"``, ``"polar"``, ``"qr"``; see :class:`liponet.layers.LipSpectralConv`).
+        ``"orthogonal"``, ``"polar"``, ``"qr"``, ``"cayley"``; see
+        :class:`liponet.layers.LipSpectralConv`).
     block
         Hidden block kind (:data:`BLOCKS`): ``"cpl"`` (default), the convex-potential residual
         block ``x - 2 K^T relu(K x + b)`` (:class:`liponet.layers.ConvexPotentialBlock`, all
