@@ -1782,6 +1782,8 @@ def summary_markdown(
             time_verdict = (
                 "yes"
                 if c["train_met"]
+                else "unknown (no time ratio)"
+                if math.isnan(c["train_ratio"])
                 else (f"no ({c['train_ratio'] / c['train_target']:.2f}x the target)")
             )
             fast = (
