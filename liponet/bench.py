@@ -786,8 +786,9 @@ _INC: dict[str, Any] = dict(
 #: full-band linear step ``S`` of the window, every rfft mode of the grid, ``max_k ||S_k|| <=
 #: 1``, in place of ``u_last``; :class:`liponet.layers.SpectralShortcut`) on ``LipFNO-inc0.3-d2``
 #: (``-sc-inc0.3-d2``), ``LipFNO-inc-d2`` (``-sc-inc-d2``) and ``LipFNO-wide-d2``
-#: (``-sc-wide-d2``, certified ``1 + 1.3``); ``FNO-sc``: FNO with the unconstrained shortcut,
-#: their fair twin (benchmarks/spectral_shortcut.py).
+#: (``-sc-wide-d2``, certified ``1 + 1.3``), and with ``k = 0.05`` of ``f`` (``-sc-inc0.05-d2``:
+#: on advection ``S`` carries the step, ``f`` only a correction); ``FNO-sc``: FNO with the
+#: unconstrained shortcut, their fair twin (benchmarks/spectral_shortcut.py).
 #: ``LocalDeepONet`` /
 #: ``LipLocalDeepONet``: the local-branch DeepONets (:func:`local_deeponet_builder`), whose
 #: outputs are not confined to a low-rank span (2-D diffusion-reaction). Variant rows pin the
@@ -831,6 +832,9 @@ MODELS: dict[str, Builder] = {
         normalization="clip", k="auto", block="cpl", increment="spectral", budget="last", depth=2
     ),
     "LipFNO-sc-wide-d2": lipfno_builder(**{**_WIDE, "increment": "spectral"}, depth=2),
+    "LipFNO-sc-inc0.05-d2": lipfno_builder(
+        normalization="clip", k=0.05, block="cpl", increment="spectral", budget="last", depth=2
+    ),
     "FNO-sc": fno_builder(increment="spectral"),
     "DeepONet": deeponet_builder(constrained=False),
     "LipDeepONet": deeponet_builder(constrained=True),
@@ -905,6 +909,7 @@ RECIPE_BASES = (
     "LipFNO-sc-inc-d2",
     "LipFNO-sc-inc0.3-d2",
     "LipFNO-sc-wide-d2",
+    "LipFNO-sc-inc0.05-d2",
     "FNO-sc",
 )
 for _name in RECIPE_BASES:
