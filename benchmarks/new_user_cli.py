@@ -364,7 +364,12 @@ KS_RUNS = {
     "FNO": ("FNO", []),
 }
 #: The KdV runs (the autoregressive task): step name -> (model, extra ``--set`` settings).
-KDV_RUNS = dict(KS_RUNS)
+KDV_RUNS = {
+    **KS_RUNS,
+    # KdV's linear part is a phase per mode at every mode: what the spectral shortcut learns
+    "LipFNO spectral shortcut": ("LipFNO", ["--set", "model.kwargs.increment=spectral"]),
+    "FNO spectral shortcut": ("FNO", ["--set", "model.kwargs.increment=spectral"]),
+}
 #: KdV's task: windows of 2 frames (as channels) -> the next frame, every window of a trajectory.
 KDV_TASK = "data.kwargs={task: autoregressive, initial_step: 2, windows: all}"
 

@@ -658,3 +658,21 @@ def test_rows_state_their_recipe_and_older_csv_files_gain_the_column(
     lines = markdown_table([], "burgers_1d")
     header, published = lines[0].split(" | "), lines[-1].split(" | ")
     assert published[header.index("nrmse")] == "0.0078"  # PDEBench's figure in its column
+
+
+def test_a_recipe_variant_without_its_fno_takes_its_networks_time() -> None:
+    from liponet.bench import summarize, target_checks
+
+    def row(model: str, seed: int, nrmse: float, train_s: float) -> dict[str, object]:
+        return {
+            **_fake_row("advection_1d", model, seed, nrmse, train_s),
+            "lipschitz_certified": 1.0,
+        }
+
+    rows = [row(m, s, v, t) for s in range(3) for m, v, t in (
+        ("FNO", 0.010, 10.0), ("LipFNO-d2", 0.012, 12.0), ("LipFNO-d2-cos-wd0", 0.009, 12.5)
+    )]  # fmt: skip
+    (check,) = target_checks(summarize(rows))
+    # no FNO-cos-wd0 line: the time is LipFNO-d2's train_s ratio to FNO, not n/a
+    assert check["model"] == "LipFNO-d2-cos-wd0" and check["nrmse_met"]
+    assert check["train_ratio"] == pytest.approx(1.2) and check["time_source"] == "train_s"

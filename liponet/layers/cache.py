@@ -107,12 +107,28 @@ def _eager(exporting: bool) -> Iterator[None]:
         torch._C._set_tracing_state(tracing_state)  # type: ignore[attr-defined]
 
 
+@contextlib.contextmanager
+def _no_autocast(sources: Sequence[Tensor]) -> Iterator[None]:
+    """Autocast off on the sources' devices: a cached value is a function of the weights only.
+
+    A forward under autocast (the Trainer's bf16 on CUDA) that computed eval weights there would
+    run their products in bfloat16: the model would then certify above its budget and differ
+    from the same weights loaded elsewhere (the first CUDA device check measured 1.0036 against
+    ``k = 1``, outputs 1.5e-3 apart).
+    """
+    with contextlib.ExitStack() as stack:
+        for kind in sorted({s.device.type for s in sources} | {"cpu"}):
+            stack.enter_context(torch.autocast(kind, enabled=False))
+        yield
+
+
 class WeightKeyedCache:
     """Named values computed from some tensors, valid while those tensors hold the same bits.
 
     Every :meth:`get` first checks that the sources are bitwise equal to the copies taken when
     the cached values were computed; on any difference (shape, dtype, device or a single bit)
-    all cached values are dropped and recomputed from the current weights.
+    all cached values are dropped and recomputed from the current weights, with autocast off (a
+    value depends on the weights only, not on the caller's precision).
 
     Parameters
     ----------
@@ -178,7 +194,8 @@ class WeightKeyedCache:
                 self.misses += 1
                 outer, self._computing = self._computing, list(sources)
                 try:
-                    self._values[name] = compute(*sources)
+                    with _no_autocast(sources):
+                        self._values[name] = compute(*sources)
                 finally:
                     self._computing = outer
         value: T = self._values[name]

@@ -126,6 +126,8 @@ class SpectralShortcut(CertifiedModule):
         Bound of every multiplier's norm (clip: a multiplier above ``s`` is shrunk to it);
         ``None``: unconstrained (the twin of :class:`liponet.models.FNO`).
 
+    Notes
+    -----
     Other resolutions: a grid of ``n`` points applies the stored ``S_k`` for ``k <= n // 2``
     and, on a finer grid, the highest stored multiplier for the modes beyond them
     (:func:`shortcut_multipliers`); ``k = 0`` and the grid's Nyquist mode apply the real part.
