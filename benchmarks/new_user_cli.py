@@ -494,6 +494,16 @@ def binding_line(rows: list[dict[str, Any]], records: dict[str, dict[str, Any]],
     )
 
 
+def ratio_lines(runs: dict[str, Any], records: dict[str, dict[str, Any]], fno: float) -> list[str]:
+    """One markdown line per run that finished: its val nRMSE, the ratio to FNO's, its bound."""
+    return [
+        f"- {name}: {rec['val_nrmse']:.4g} = **{rec['val_nrmse'] / fno:.3g}x** FNO, "
+        f"certified L {rec['lipschitz_bound']:.4g}"
+        for name in runs
+        if (rec := records[name])
+    ]
+
+
 def write_steps_csv(rows: list[dict[str, Any]], path: Path) -> None:
     """The newcomer's steps as CSV: step, command, exit code, what liponet said, figures, CPU."""
     keys = ["step", "command", "rc", "said", "figures", "cpu_s"]
@@ -524,13 +534,7 @@ def write_ks_results(rows: list[dict[str, Any]], records: dict[str, dict[str, An
     ]
     lines += steps_table(rows)
     lines += ["", "Validation nRMSE against FNO's (same settings):", ""]
-    for name in KS_RUNS:
-        rec = records[name]
-        if rec:
-            lines.append(
-                f"- {name}: {rec['val_nrmse']:.4g} = **{rec['val_nrmse'] / fno:.3g}x** FNO, "
-                f"certified L {rec['lipschitz_bound']:.4g}"
-            )
+    lines += ratio_lines(KS_RUNS, records, fno)
     lines += [
         "",
         "What a newcomer hits here (a fixed one names its fix):",
@@ -573,13 +577,7 @@ def write_kdv_results(rows: list[dict[str, Any]], records: dict[str, dict[str, A
     ]
     lines += steps_table(rows)
     lines += ["", "Validation nRMSE (one step) against FNO's (same settings):", ""]
-    for name in KDV_RUNS:
-        rec = records[name]
-        if rec:
-            lines.append(
-                f"- {name}: {rec['val_nrmse']:.4g} = **{rec['val_nrmse'] / fno:.3g}x** FNO, "
-                f"certified L {rec['lipschitz_bound']:.4g}"
-            )
+    lines += ratio_lines(KDV_RUNS, records, fno)
     lines += [
         "",
         "What a newcomer hits here:",
