@@ -884,6 +884,10 @@ MODEL_TRAINING: dict[str, dict[str, Any]] = {
     "FNO-noise": {"input_noise": 3e-3},
     "FNO-lr3e-4-noise": {"lr": 3e-4, "input_noise": 3e-3},
     "LipFNO-m8-lr": {"lr": 1e-2},
+    # the spectral-shortcut rows' rates, screened under the per-step recipe (both families)
+    "LipFNO-sc-inc-d2-lr": {"lr": 1e-2},
+    "LipFNO-sc-inc-d2-lr1e-3": {"lr": 1e-3},
+    "FNO-sc-lr1e-3": {"lr": 1e-3},
 }
 
 
@@ -917,6 +921,9 @@ RECIPE_BASES = (
     "LipFNO-sc-wide-d2",
     "LipFNO-sc-inc0.05-d2",
     "FNO-sc",
+    "LipFNO-sc-inc-d2-lr",
+    "LipFNO-sc-inc-d2-lr1e-3",
+    "FNO-sc-lr1e-3",
 )
 for _name in RECIPE_BASES:
     for _suffix, _settings in RECIPE_SUFFIXES.items():
