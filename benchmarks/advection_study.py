@@ -43,7 +43,7 @@ from typing import Any
 
 import torch
 from _plot import pyplot
-from fno_common import markdown_table
+from fno_common import append_row, markdown_table
 from torch import Tensor, nn
 from train_eval_consistency import set_exact_vectors
 
@@ -257,17 +257,6 @@ def read(path: Path) -> list[dict[str, Any]]:
                     out[key] = float(value)
             rows.append(out)
     return rows
-
-
-def append(path: Path, row: Mapping[str, Any]) -> None:
-    """Append one row (header first if the file is new)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    new = not path.is_file()
-    with path.open("a", newline="") as fh:
-        writer = csv.DictWriter(fh, fieldnames=list(COLUMNS))
-        if new:
-            writer.writeheader()
-        writer.writerow({c: row[c] for c in COLUMNS})
 
 
 def summary(rows: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
@@ -529,7 +518,7 @@ def main() -> None:
             for config in args.configs:
                 if any(r["config"] == config and r["seed"] == seed for r in read(csv_path)):
                     continue
-                append(csv_path, run(config, data, preset, seed))
+                append_row(csv_path, run(config, data, preset, seed), COLUMNS)
     rows = read(csv_path)
     markdown(rows, out / f"{STEM}.md", preset)
     plot(rows, out / f"{STEM}.png")

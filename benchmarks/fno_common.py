@@ -69,6 +69,17 @@ def write_csv(path: Path, rows: list[dict[str, Any]]) -> None:
         writer.writerows(rows)
 
 
+def append_row(path: Path, row: Any, columns: Sequence[str]) -> None:
+    """Append one row of ``columns`` to a CSV (its header first if the file is new)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    new = not path.is_file()
+    with path.open("a", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=list(columns))
+        if new:
+            writer.writeheader()
+        writer.writerow({c: row[c] for c in columns})
+
+
 def markdown_table(rows: list[dict[str, Any]], columns: list[str]) -> str:
     """A markdown table of ``columns`` (floats shown with 4 significant digits)."""
 

@@ -43,7 +43,7 @@ from typing import Any
 
 import torch
 from _plot import pyplot
-from fno_common import markdown_table
+from fno_common import append_row, markdown_table
 from torch import Tensor
 
 from liponet.bench import PRESETS, BenchData, Preset, load_task, rollout_fields, run_row
@@ -171,17 +171,6 @@ def read(path: Path) -> list[dict[str, Any]]:
         for key in COLUMNS[2:9]:
             r[key] = float(r[key])
     return rows
-
-
-def append(path: Path, row: Mapping[str, Any]) -> None:
-    """Append one row (header first if the file is new)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    new = not path.is_file()
-    with path.open("a", newline="") as fh:
-        writer = csv.DictWriter(fh, fieldnames=list(COLUMNS))
-        if new:
-            writer.writeheader()
-        writer.writerow({c: row[c] for c in COLUMNS})
 
 
 def summary(rows: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
@@ -347,7 +336,7 @@ def main() -> None:
                 if (name, seed) in done:
                     continue
                 row = run(name, data, preset, seed)
-                append(csv_path, row)
+                append_row(csv_path, row, COLUMNS)
                 print(f"{name} seed {seed}: nrmse {row['nrmse']:.4g}", flush=True)
     rows = read(csv_path)
     if rows:
