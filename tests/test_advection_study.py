@@ -1,11 +1,10 @@
 """``benchmarks/advection_study.py``: its diagnostics, exact-norm training and the quick run."""
 
 import csv
-import importlib
 
 import pytest
 import torch
-from trainfixtures import ROOT, run_script
+from trainfixtures import ROOT, benchmark_module, run_script
 
 from liponet.layers import LipSpectralConv
 
@@ -16,10 +15,8 @@ ROUNDING = 1e-5
 
 @pytest.fixture(scope="module")
 def study():
-    mp = pytest.MonkeyPatch()
-    mp.syspath_prepend(str(ROOT / "benchmarks"))  # the script's own import path
-    yield importlib.import_module("advection_study")
-    mp.undo()
+    with benchmark_module("advection_study") as module:
+        yield module
 
 
 @pytest.fixture(scope="module")

@@ -1,11 +1,10 @@
 """``benchmarks/spectral_shortcut.py``: its per-mode measures on known maps and the quick run."""
 
 import csv
-import importlib
 
 import pytest
 import torch
-from trainfixtures import ROOT, run_script
+from trainfixtures import ROOT, benchmark_module, run_script
 
 from liponet.bench import PRESETS, load_task, with_overrides
 from liponet.layers import SpectralShortcut
@@ -15,10 +14,8 @@ SCRIPT = ROOT / "benchmarks" / "spectral_shortcut.py"
 
 @pytest.fixture(scope="module")
 def study():
-    mp = pytest.MonkeyPatch()
-    mp.syspath_prepend(str(ROOT / "benchmarks"))  # the script's own import path
-    yield importlib.import_module("spectral_shortcut")
-    mp.undo()
+    with benchmark_module("spectral_shortcut") as module:
+        yield module
 
 
 @pytest.fixture(scope="module")

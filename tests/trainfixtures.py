@@ -1,10 +1,16 @@
 """Shared pieces of the tests that run training or scripts: paths, environment, a tiny config."""
 
+import contextlib
+import importlib
 import os
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
+from types import ModuleType
 from typing import Any
+
+import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 WORKER = ROOT / "tests" / "_train_worker.py"
@@ -43,3 +49,14 @@ def run_script(
         cwd=ROOT,
         env=ENV,
     )
+
+
+@contextlib.contextmanager
+def benchmark_module(name: str) -> Iterator[ModuleType]:
+    """``benchmarks/NAME.py`` imported as a module, its folder on ``sys.path`` while in use."""
+    mp = pytest.MonkeyPatch()
+    mp.syspath_prepend(str(ROOT / "benchmarks"))  # the script's own import path
+    try:
+        yield importlib.import_module(name)
+    finally:
+        mp.undo()
