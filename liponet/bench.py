@@ -58,7 +58,7 @@ from .certify import (
     operator_error_bound,
 )
 from .data import PDEBenchDataset, WellDataset, generate, generate_well
-from .layers import exact_train_norms
+from .layers import SpectralShortcut, exact_train_norms
 from .metrics import pdebench_metrics
 from .models import (
     FNO,
@@ -625,11 +625,15 @@ def lipfno_builder(**variant: Any) -> Builder:
     pair ratio, of the increments with ``increment=True``, times its margin; estimated).
     ``hidden_factor=f``: the convex-potential blocks' ``hidden = f * preset.width``.
     ``exact_norms=True``: train with exact norms (:func:`liponet.layers.exact_train_norms`).
-    ``increment="spectral"`` gets ``shortcut_size``, the task's grid.
+    ``increment="spectral"`` gets ``shortcut_size``, the task's grid; ``shortcut_init="lstsq"``
+    sets its ``S`` to the least-squares step of the training windows
+    (:meth:`~liponet.layers.SpectralShortcut.fit_`) and ``shortcut_frozen=True`` keeps it there
+    (:func:`init_shortcut`).
     """
 
     def build(data: BenchData, preset: Preset) -> nn.Module:
         extra = _with_shortcut_size(dict(variant), data)
+        init = {key: extra.pop(key) for key in _SHORTCUT_INIT_KEYS if key in extra}
         exact = extra.pop("exact_norms", False)
         if "hidden_factor" in extra:
             extra["hidden"] = round(extra.pop("hidden_factor") * preset.width)
@@ -643,9 +647,44 @@ def lipfno_builder(**variant: Any) -> Builder:
         model = _sized(LipFNO, data, preset, extra)
         if exact:
             exact_train_norms(model)
-        return model
+        return init_shortcut(model, data, **init)
 
     return build
+
+
+#: Builder keywords of :func:`init_shortcut` (not model keywords).
+_SHORTCUT_INIT_KEYS = ("shortcut_init", "shortcut_frozen")
+
+
+def init_shortcut(
+    model: nn.Module,
+    data: BenchData,
+    shortcut_init: str | None = None,
+    shortcut_frozen: bool = False,
+) -> nn.Module:
+    """``model`` with its spectral shortcut fitted to the training windows (and frozen).
+
+    ``shortcut_init="lstsq"``: :meth:`liponet.layers.SpectralShortcut.fit_` on
+    ``data.x_train -> data.y_train`` (least squares per mode, projected to the shortcut's
+    ball); ``shortcut_frozen=True``: its weight then takes no gradient (``requires_grad``
+    off, so the optimizer leaves it). The same for :class:`~liponet.models.FNO` and
+    :class:`~liponet.models.LipFNO`; the certificate is the trained weights', as always.
+    """
+    if shortcut_init not in (None, "lstsq"):
+        raise ValueError(f"shortcut_init={shortcut_init!r}: expected None or 'lstsq'")
+    if shortcut_init is None and not shortcut_frozen:
+        return model
+    shortcuts = [m for m in model.modules() if isinstance(m, SpectralShortcut)]
+    if len(shortcuts) != 1:
+        raise ValueError(
+            f"shortcut_init/shortcut_frozen need a model with one spectral shortcut "
+            f"(increment='spectral'), found {len(shortcuts)}"
+        )
+    if shortcut_init == "lstsq":
+        shortcuts[0].fit_(data.x_train, data.y_train)
+    if shortcut_frozen:
+        shortcuts[0].weight.requires_grad_(False)
+    return model
 
 
 def _with_shortcut_size(keywords: dict[str, Any], data: BenchData) -> dict[str, Any]:
@@ -678,7 +717,9 @@ def fno_builder(**keywords: Any) -> Builder:
     """
 
     def build(data: BenchData, preset: Preset) -> nn.Module:
-        return _sized(FNO, data, preset, _with_shortcut_size(dict(keywords), data))
+        extra = _with_shortcut_size(dict(keywords), data)
+        init = {key: extra.pop(key) for key in _SHORTCUT_INIT_KEYS if key in extra}
+        return init_shortcut(_sized(FNO, data, preset, extra), data, **init)
 
     return build
 
@@ -800,6 +841,9 @@ _INC: dict[str, Any] = dict(
 #: outputs are not confined to a low-rank span (2-D diffusion-reaction). Variant rows pin the
 #: keywords they are about, so a change of LipFNO's defaults does not change them. The
 #: learning-rate variants of :data:`MODEL_TRAINING` are added after it, with their base's builder.
+_SC_INC_D2: dict[str, Any] = dict(
+    normalization="clip", k="auto", block="cpl", increment="spectral", budget="last", depth=2
+)
 MODELS: dict[str, Builder] = {
     "neuralop-FNO": _neuralop_fno,
     "FNO": fno_builder(),
@@ -842,6 +886,12 @@ MODELS: dict[str, Builder] = {
         normalization="clip", k=0.05, block="cpl", increment="spectral", budget="last", depth=2
     ),
     "FNO-sc": fno_builder(increment="spectral"),
+    "LipFNO-sc-inc-d2-ls": lipfno_builder(**_SC_INC_D2, shortcut_init="lstsq"),
+    "LipFNO-sc-inc-d2-lsfz": lipfno_builder(
+        **_SC_INC_D2, shortcut_init="lstsq", shortcut_frozen=True
+    ),
+    "FNO-sc-ls": fno_builder(increment="spectral", shortcut_init="lstsq"),
+    "FNO-sc-lsfz": fno_builder(increment="spectral", shortcut_init="lstsq", shortcut_frozen=True),
     "DeepONet": deeponet_builder(constrained=False),
     "LipDeepONet": deeponet_builder(constrained=True),
     "LocalDeepONet": local_deeponet_builder(constrained=False),
@@ -924,6 +974,10 @@ RECIPE_BASES = (
     "LipFNO-sc-inc-d2-lr",
     "LipFNO-sc-inc-d2-lr1e-3",
     "FNO-sc-lr1e-3",
+    "LipFNO-sc-inc-d2-ls",
+    "LipFNO-sc-inc-d2-lsfz",
+    "FNO-sc-ls",
+    "FNO-sc-lsfz",
 )
 for _name in RECIPE_BASES:
     for _suffix, _settings in RECIPE_SUFFIXES.items():
