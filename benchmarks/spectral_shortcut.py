@@ -49,6 +49,7 @@ from torch import Tensor
 from liponet.bench import PRESETS, BenchData, Preset, load_task, rollout_fields, run_row
 from liponet.bench import with_overrides as preset_with
 from liponet.layers import SpectralShortcut
+from liponet.metrics import pdebench_metrics
 
 RESULTS = Path("benchmarks/results")
 STEM = "spectral_shortcut"
@@ -119,9 +120,36 @@ def _shortcut(model: torch.nn.Module) -> SpectralShortcut | None:
     return next((m for m in model.modules() if isinstance(m, SpectralShortcut)), None)
 
 
+#: The study's untrained row: ``S`` alone (``f = 0``), the least-squares step of the training
+#: windows (:meth:`liponet.layers.SpectralShortcut.fit_`, ball ``max_k ||S_k|| <= 1``).
+LSTSQ_ONLY = "S-lstsq-f0"
+
+
+def lstsq_row(data: BenchData) -> dict[str, Any]:
+    """:data:`LSTSQ_ONLY` as a bench row: test rollout nRMSE, certificate, no training."""
+    shortcut = SpectralShortcut(data.in_channels, data.out_channels, data.spatial[-1])
+    model = shortcut.fit_(data.x_train, data.y_train).eval()
+    traj = data.traj_test
+    assert traj is not None
+    with torch.no_grad():
+        pred = rollout_fields(model, traj, data.initial_step)
+    metrics = pdebench_metrics(pred.movedim(1, -1), traj.movedim(1, -1), time_axis=True,
+                               input_frames=data.initial_step)  # fmt: skip
+    return {
+        "nrmse": float(metrics["nrmse"]),
+        "lipschitz_certified": model.lipschitz_bound(),
+        "train_s": 0.0,
+        "_model": model,
+        "_f": model,
+    }
+
+
 def run(model_name: str, data: BenchData, preset: Preset, seed: int) -> dict[str, Any]:
     """Train one bench model (``run_row``) and measure its per-mode step."""
-    row = run_row(model_name, data, preset, seed)
+    if model_name == LSTSQ_ONLY:
+        row = lstsq_row(data)
+    else:
+        row = run_row(model_name, data, preset, seed)
     model = row["_model"].eval()
     s = spectra(row["_f"], data)
     phase, amp = _phase_amp(s["model"], s["exact"])

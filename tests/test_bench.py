@@ -676,3 +676,30 @@ def test_a_recipe_variant_without_its_fno_takes_its_networks_time() -> None:
     # no FNO-cos-wd0 line: the time is LipFNO-d2's train_s ratio to FNO, not n/a
     assert check["model"] == "LipFNO-d2-cos-wd0" and check["nrmse_met"]
     assert check["train_ratio"] == pytest.approx(1.2) and check["time_source"] == "train_s"
+
+
+@pytest.mark.parametrize("name", ["LipFNO-sc-inc-d2-lsfz", "FNO-sc-ls"])
+def test_shortcut_init_fits_and_freezes(tmp_path: pathlib.Path, name: str) -> None:
+    import liponet.bench as bench
+    from liponet.layers import SpectralShortcut
+
+    tiny = bench.with_overrides(PRESETS["tiny"], steps=6)
+    data = load_task("advection_1d", tiny, None, tmp_path)
+    torch.manual_seed(0)
+    model = bench.MODELS[name](data, tiny)
+    shortcut = next(m for m in model.modules() if isinstance(m, SpectralShortcut))
+    fitted = shortcut.weight.detach().clone()
+    expected = SpectralShortcut(shortcut.in_channels, 1, shortcut.size, s=shortcut.s)
+    expected.fit_(data.x_train, data.y_train)
+    torch.testing.assert_close(fitted, expected.weight.detach(), rtol=0, atol=0)
+    row = bench.run_row(name, data, tiny)
+    trained = next(m for m in row["_model"].modules() if isinstance(m, SpectralShortcut))
+    if name.endswith("lsfz"):  # frozen: training leaves S where the fit put it
+        torch.testing.assert_close(trained.weight.detach(), fitted, rtol=0, atol=0)
+        assert row["lipschitz_certified"] <= 1.0 + row["_model"].net.inner.lipschitz_bound()
+    else:  # trained on from the fit
+        assert not torch.equal(trained.weight.detach(), fitted)
+    with pytest.raises(ValueError, match="one spectral shortcut"):
+        bench.init_shortcut(bench.MODELS["FNO"](data, tiny), data, shortcut_init="lstsq")
+    with pytest.raises(ValueError, match="shortcut_init='svd'"):
+        bench.init_shortcut(model, data, shortcut_init="svd")

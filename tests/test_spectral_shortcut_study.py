@@ -64,3 +64,16 @@ def test_quick_run_writes_the_results(tmp_path):
     assert float(rows[0]["lipschitz_certified"]) <= 1.3
     text = (tmp_path / "spectral_shortcut.md").read_text()
     assert "LipFNO-sc-inc0.3-d2: nRMSE" in text and (tmp_path / "spectral_shortcut.png").is_file()
+
+
+def test_lstsq_row_beats_the_last_frame(study, data):
+    row = study.lstsq_row(data)
+    assert 0 < row["lipschitz_certified"] <= 1.0 and row["train_s"] == 0.0
+    # the tiny preset's step is a sub-cell shift on 16 cells (aliased): S fits it 4x better
+    # than u_last (0.139 against 0.595 one-step error)
+    s_fit = study.spectra(row["_f"], data)
+    s_last = study.spectra(lambda x: x[:, -1:], data)
+    assert s_fit["one_step"] < 0.3 * s_last["one_step"]
+    measured = study.run(study.LSTSQ_ONLY, data, None, 0)
+    assert measured["nrmse"] == pytest.approx(row["nrmse"], rel=1e-6)
+    assert measured["rms_phase_S"] == pytest.approx(measured["rms_phase"], rel=1e-3)
