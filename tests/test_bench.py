@@ -703,3 +703,24 @@ def test_shortcut_init_fits_and_freezes(tmp_path: pathlib.Path, name: str) -> No
         bench.init_shortcut(bench.MODELS["FNO"](data, tiny), data, shortcut_init="lstsq")
     with pytest.raises(ValueError, match="shortcut_init='svd'"):
         bench.init_shortcut(model, data, shortcut_init="svd")
+
+
+def test_k_auto_residual_is_the_fitted_shortcuts_residual_constant(tmp_path: pathlib.Path) -> None:
+    import liponet.bench as bench
+    from liponet.train.constraint import AUTO_MARGIN, data_constant
+
+    tiny = PRESETS["tiny"]
+    data = load_task("advection_1d", tiny, None, tmp_path)
+    model = bench.MODELS["LipFNO-sc-kres-d2-lsfz"](data, tiny).eval()
+    residual = bench._shortcut_residual(data)
+    shortcut = model.net.shortcut
+    torch.testing.assert_close(data.y_train - shortcut(data.x_train), residual, rtol=0, atol=1e-5)
+    k = AUTO_MARGIN * data_constant(torch.utils.data.TensorDataset(data.x_train, residual)).value
+    increments = data_constant(
+        torch.utils.data.TensorDataset(data.x_train, data.y_train), increment_channels=1
+    )
+    assert k < AUTO_MARGIN * increments.value  # S carries the step: f has less left to fit
+    assert model.net.inner.lipschitz_bound() <= k * (1 + 1e-6)
+    assert model.lipschitz_bound() <= shortcut.lipschitz_bound() + k * (1 + 1e-6)
+    with pytest.raises(ValueError, match="auto-residual' needs shortcut_init"):
+        bench.lipfno_builder(k="auto-residual", increment="spectral", depth=2)(data, tiny)
