@@ -644,9 +644,9 @@ def lipfno_builder(**variant: Any) -> Builder:
             extra, _ = resolve_auto_k({**extra, "out_channels": data.out_channels}, windows)
             del extra["out_channels"]
         elif extra.get("k") == "auto-residual":
-            if init.get("shortcut_init") != "lstsq":
-                raise ValueError("k='auto-residual' needs shortcut_init='lstsq'")
-            residual = TensorDataset(data.x_train, _shortcut_residual(data))
+            if init.get("shortcut_init") not in SHORTCUT_INITS:
+                raise ValueError("k='auto-residual' needs shortcut_init='lstsq' or 'lstsq-rel'")
+            residual = TensorDataset(data.x_train, _shortcut_residual(data, init["shortcut_init"]))
             extra, _ = resolve_auto_k({**extra, "k": "auto", "increment": False}, residual)
             extra["increment"] = "spectral"
         if extra.get("output_scale") == "auxiliary" and "radius" not in extra:
@@ -660,11 +660,28 @@ def lipfno_builder(**variant: Any) -> Builder:
     return build
 
 
+#: :func:`init_shortcut`'s fits: ``"lstsq"`` (least squares over the windows) and
+#: ``"lstsq-rel"`` (each window weighted by ``1 / ||y_i||``: the relative L2 error the Trainer's
+#: loss and the bench's nRMSE measure, squared and summed).
+SHORTCUT_INITS = ("lstsq", "lstsq-rel")
+
+
+def fitted_shortcut(data: BenchData, how: str = "lstsq", s: float | None = 1.0) -> SpectralShortcut:
+    """The :data:`SHORTCUT_INITS` fit ``how`` of a shortcut (ball ``s``) to the training windows."""
+    if how not in SHORTCUT_INITS:
+        raise ValueError(f"shortcut_init={how!r}: expected one of {', '.join(SHORTCUT_INITS)}")
+    x, y = data.x_train, data.y_train
+    if how == "lstsq-rel":  # a linear map: scaling a pair scales its squared error
+        w = y.flatten(1).norm(dim=1).clamp_min(torch.finfo(y.dtype).tiny).reciprocal()
+        x, y = x * w[:, None, None], y * w[:, None, None]
+    shortcut = SpectralShortcut(data.in_channels, data.out_channels, data.spatial[-1], s=s)
+    return shortcut.fit_(x, y)
+
+
 @torch.no_grad()
-def _shortcut_residual(data: BenchData, batch: int = 4096) -> Tensor:
-    """``y - S(x)`` on the training windows, ``S`` the least-squares shortcut (ball 1)."""
-    shortcut = SpectralShortcut(data.in_channels, data.out_channels, data.spatial[-1])
-    shortcut = shortcut.fit_(data.x_train, data.y_train).eval()
+def _shortcut_residual(data: BenchData, how: str, batch: int = 4096) -> Tensor:
+    """``y - S(x)`` on the training windows, ``S`` the :func:`fitted_shortcut`."""
+    shortcut = fitted_shortcut(data, how).eval()
     x, y = data.x_train, data.y_train
     return torch.cat(
         [y[i : i + batch] - shortcut(x[i : i + batch]) for i in range(0, len(x), batch)]
@@ -685,12 +702,15 @@ def init_shortcut(
 
     ``shortcut_init="lstsq"``: :meth:`liponet.layers.SpectralShortcut.fit_` on
     ``data.x_train -> data.y_train`` (least squares per mode, projected to the shortcut's
-    ball); ``shortcut_frozen=True``: its weight then takes no gradient (``requires_grad``
+    ball); ``"lstsq-rel"``: the same with relative weights (:func:`fitted_shortcut`);
+    ``shortcut_frozen=True``: its weight then takes no gradient (``requires_grad``
     off, so the optimizer leaves it). The same for :class:`~liponet.models.FNO` and
     :class:`~liponet.models.LipFNO`; the certificate is the trained weights', as always.
     """
-    if shortcut_init not in (None, "lstsq"):
-        raise ValueError(f"shortcut_init={shortcut_init!r}: expected None or 'lstsq'")
+    if shortcut_init is not None and shortcut_init not in SHORTCUT_INITS:
+        raise ValueError(
+            f"shortcut_init={shortcut_init!r}: expected None or one of {', '.join(SHORTCUT_INITS)}"
+        )
     if shortcut_init is None and not shortcut_frozen:
         return model
     shortcuts = [m for m in model.modules() if isinstance(m, SpectralShortcut)]
@@ -699,8 +719,10 @@ def init_shortcut(
             f"shortcut_init/shortcut_frozen need a model with one spectral shortcut "
             f"(increment='spectral'), found {len(shortcuts)}"
         )
-    if shortcut_init == "lstsq":
-        shortcuts[0].fit_(data.x_train, data.y_train)
+    if shortcut_init is not None:
+        fitted = fitted_shortcut(data, shortcut_init, shortcuts[0].s)
+        with torch.no_grad():
+            shortcuts[0].weight.copy_(fitted.weight.to(shortcuts[0].weight))
     if shortcut_frozen:
         shortcuts[0].weight.requires_grad_(False)
     return model
@@ -854,7 +876,13 @@ _INC: dict[str, Any] = dict(
 #: (``-sc-inc0.3-d2``), ``LipFNO-inc-d2`` (``-sc-inc-d2``) and ``LipFNO-wide-d2``
 #: (``-sc-wide-d2``, certified ``1 + 1.3``), and with ``k = 0.05`` of ``f`` (``-sc-inc0.05-d2``:
 #: on advection ``S`` carries the step, ``f`` only a correction); ``FNO-sc``: FNO with the
-#: unconstrained shortcut, their fair twin (benchmarks/spectral_shortcut.py).
+#: unconstrained shortcut, their fair twin (benchmarks/spectral_shortcut.py). ``-ls``: the
+#: shortcut starts at the least-squares step of the training windows
+#: (:meth:`liponet.layers.SpectralShortcut.fit_`, :func:`init_shortcut`) and trains on from it;
+#: ``-lsfz``: fitted and frozen (only ``f`` trains), ``LipFNO-sc-inc-d2-ls`` /
+#: ``-lsfz`` and ``FNO-sc-ls`` / ``-lsfz`` alike; ``LipFNO-sc-kres-d2-lsfz``: fitted, frozen,
+#: and ``f``'s ``k`` from the fitted shortcut's residual (``k="auto-residual"``); ``-lsrfz``:
+#: the same with the relative-weighted fit (``shortcut_init="lstsq-rel"``).
 #: ``LocalDeepONet`` /
 #: ``LipLocalDeepONet``: the local-branch DeepONets (:func:`local_deeponet_builder`), whose
 #: outputs are not confined to a low-rank span (2-D diffusion-reaction). Variant rows pin the
@@ -912,6 +940,12 @@ MODELS: dict[str, Builder] = {
     "LipFNO-sc-kres-d2-lsfz": lipfno_builder(
         **{**_SC_INC_D2, "k": "auto-residual"}, shortcut_init="lstsq", shortcut_frozen=True
     ),
+    "LipFNO-sc-kres-d2-lsrfz": lipfno_builder(
+        **{**_SC_INC_D2, "k": "auto-residual"}, shortcut_init="lstsq-rel", shortcut_frozen=True
+    ),
+    "FNO-sc-lsrfz": fno_builder(
+        increment="spectral", shortcut_init="lstsq-rel", shortcut_frozen=True
+    ),
     "FNO-sc-ls": fno_builder(increment="spectral", shortcut_init="lstsq"),
     "FNO-sc-lsfz": fno_builder(increment="spectral", shortcut_init="lstsq", shortcut_frozen=True),
     "DeepONet": deeponet_builder(constrained=False),
@@ -964,6 +998,8 @@ MODEL_TRAINING: dict[str, dict[str, Any]] = {
     "LipFNO-sc-inc-d2-lsfz-lr1e-3": {"lr": 1e-3},
     "LipFNO-sc-kres-d2-lsfz-lr1e-3": {"lr": 1e-3},
     "FNO-sc-lsfz-lr1e-3": {"lr": 1e-3},
+    "LipFNO-sc-kres-d2-lsrfz-lr1e-3": {"lr": 1e-3},
+    "FNO-sc-lsrfz-lr1e-3": {"lr": 1e-3},
 }
 
 
@@ -1008,6 +1044,10 @@ RECIPE_BASES = (
     "LipFNO-sc-inc-d2-lsfz-lr1e-3",
     "LipFNO-sc-kres-d2-lsfz-lr1e-3",
     "FNO-sc-lsfz-lr1e-3",
+    "LipFNO-sc-kres-d2-lsrfz",
+    "FNO-sc-lsrfz",
+    "LipFNO-sc-kres-d2-lsrfz-lr1e-3",
+    "FNO-sc-lsrfz-lr1e-3",
 )
 for _name in RECIPE_BASES:
     for _suffix, _settings in RECIPE_SUFFIXES.items():

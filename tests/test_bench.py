@@ -712,7 +712,7 @@ def test_k_auto_residual_is_the_fitted_shortcuts_residual_constant(tmp_path: pat
     tiny = PRESETS["tiny"]
     data = load_task("advection_1d", tiny, None, tmp_path)
     model = bench.MODELS["LipFNO-sc-kres-d2-lsfz"](data, tiny).eval()
-    residual = bench._shortcut_residual(data)
+    residual = bench._shortcut_residual(data, "lstsq")
     shortcut = model.net.shortcut
     torch.testing.assert_close(data.y_train - shortcut(data.x_train), residual, rtol=0, atol=1e-5)
     k = AUTO_MARGIN * data_constant(torch.utils.data.TensorDataset(data.x_train, residual)).value
@@ -722,5 +722,25 @@ def test_k_auto_residual_is_the_fitted_shortcuts_residual_constant(tmp_path: pat
     assert k < AUTO_MARGIN * increments.value  # S carries the step: f has less left to fit
     assert model.net.inner.lipschitz_bound() <= k * (1 + 1e-6)
     assert model.lipschitz_bound() <= shortcut.lipschitz_bound() + k * (1 + 1e-6)
-    with pytest.raises(ValueError, match="auto-residual' needs shortcut_init"):
+    with pytest.raises(ValueError, match="needs shortcut_init='lstsq' or 'lstsq-rel'"):
         bench.lipfno_builder(k="auto-residual", increment="spectral", depth=2)(data, tiny)
+
+
+def test_relative_fit_minimizes_the_relative_error(tmp_path: pathlib.Path) -> None:
+    import liponet.bench as bench
+
+    data = load_task("advection_1d", PRESETS["tiny"], None, tmp_path)
+    x, y = data.x_train.double(), data.y_train.double()
+    w = y.flatten(1).norm(dim=1)
+
+    def errors(how: str) -> tuple[float, float]:
+        with torch.no_grad():
+            fit = bench.fitted_shortcut(data, how, s=None)  # no ball: the exact minimizers
+            r = (fit.double().eval()(x) - y).flatten(1).norm(dim=1)
+        return float(r.pow(2).sum()), float((r / w).pow(2).sum())
+
+    (plain_abs, plain_rel), (rel_abs, rel_rel) = errors("lstsq"), errors("lstsq-rel")
+    assert plain_abs <= rel_abs * (1 + 1e-6) and rel_rel <= plain_rel * (1 + 1e-6)
+    assert rel_rel < plain_rel * (1 - 1e-4)  # the weights change the fit
+    with pytest.raises(ValueError, match="shortcut_init='qr'"):
+        bench.fitted_shortcut(data, "qr")
