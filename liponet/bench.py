@@ -882,7 +882,8 @@ _INC: dict[str, Any] = dict(
 #: ``-lsfz``: fitted and frozen (only ``f`` trains), ``LipFNO-sc-inc-d2-ls`` /
 #: ``-lsfz`` and ``FNO-sc-ls`` / ``-lsfz`` alike; ``LipFNO-sc-kres-d2-lsfz``: fitted, frozen,
 #: and ``f``'s ``k`` from the fitted shortcut's residual (``k="auto-residual"``); ``-lsrfz``:
-#: the same with the relative-weighted fit (``shortcut_init="lstsq-rel"``).
+#: the same with the relative-weighted fit (``shortcut_init="lstsq-rel"``); ``-g``: ``f``
+#: behind a gate that starts at 0 (``gate=True``: the step starts as the fitted ``S``).
 #: ``LocalDeepONet`` /
 #: ``LipLocalDeepONet``: the local-branch DeepONets (:func:`local_deeponet_builder`), whose
 #: outputs are not confined to a low-rank span (2-D diffusion-reaction). Variant rows pin the
@@ -946,6 +947,15 @@ MODELS: dict[str, Builder] = {
     "FNO-sc-lsrfz": fno_builder(
         increment="spectral", shortcut_init="lstsq-rel", shortcut_frozen=True
     ),
+    "LipFNO-sc-kres-d2-lsfz-g": lipfno_builder(
+        **{**_SC_INC_D2, "k": "auto-residual"},
+        gate=True,
+        shortcut_init="lstsq",
+        shortcut_frozen=True,
+    ),
+    "FNO-sc-lsfz-g": fno_builder(
+        increment="spectral", gate=True, shortcut_init="lstsq", shortcut_frozen=True
+    ),
     "FNO-sc-ls": fno_builder(increment="spectral", shortcut_init="lstsq"),
     "FNO-sc-lsfz": fno_builder(increment="spectral", shortcut_init="lstsq", shortcut_frozen=True),
     "DeepONet": deeponet_builder(constrained=False),
@@ -1000,6 +1010,8 @@ MODEL_TRAINING: dict[str, dict[str, Any]] = {
     "FNO-sc-lsfz-lr1e-3": {"lr": 1e-3},
     "LipFNO-sc-kres-d2-lsrfz-lr1e-3": {"lr": 1e-3},
     "FNO-sc-lsrfz-lr1e-3": {"lr": 1e-3},
+    "LipFNO-sc-kres-d2-lsfz-g-lr1e-3": {"lr": 1e-3},
+    "FNO-sc-lsfz-g-lr1e-3": {"lr": 1e-3},
 }
 
 
@@ -1048,6 +1060,10 @@ RECIPE_BASES = (
     "FNO-sc-lsrfz",
     "LipFNO-sc-kres-d2-lsrfz-lr1e-3",
     "FNO-sc-lsrfz-lr1e-3",
+    "LipFNO-sc-kres-d2-lsfz-g",
+    "FNO-sc-lsfz-g",
+    "LipFNO-sc-kres-d2-lsfz-g-lr1e-3",
+    "FNO-sc-lsfz-g-lr1e-3",
 )
 for _name in RECIPE_BASES:
     for _suffix, _settings in RECIPE_SUFFIXES.items():

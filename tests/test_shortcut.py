@@ -291,3 +291,39 @@ def test_fit_errors():
         shortcut.fit_(x[:0], y[:0])
     with pytest.raises(ValueError, match="rcond"):
         shortcut.fit_(x, y, rcond=-1.0)
+
+
+@pytest.mark.parametrize("cls", [LipFNO, FNO])
+@pytest.mark.parametrize("increment", [True, "spectral"])
+def test_gate_starts_at_the_shortcut_and_stays_certified(cls, increment):
+    size = N if increment == "spectral" else None
+    torch.manual_seed(0)
+    model = cls(2, 1, (4,), width=4, depth=2, increment=increment, shortcut_size=size, gate=True)
+    x = torch.randn(3, 2, N)
+    base = model.net.shortcut(x) if increment == "spectral" else x[:, -1:]
+    for mode in (True, False):
+        model.train(mode)
+        torch.testing.assert_close(model(x), base, rtol=0, atol=0)  # g = 0: f adds nothing
+    # a trained gate: certified, and its |g| is a factor of f's constant
+    model.train()
+    loss = (model(x) - torch.randn(3, 1, N)).pow(2).mean()
+    loss.backward()
+    gate = model.net.inner[len(model.net.inner) - 1]
+    assert gate.scale.grad is not None and float(gate.scale.grad.abs().max()) > 0
+
+    def make():
+        torch.manual_seed(0)
+        made = cls(2, 1, (4,), width=4, depth=2, increment=increment, shortcut_size=size,
+                   gate=True)  # fmt: skip
+        perturb(made, scale=0.5)
+        with torch.no_grad():
+            made.net.inner[len(made.net.inner) - 1].scale.fill_(0.7)
+        return made
+
+    if increment == "spectral":  # the u_last form differs only by its base: not rechecked
+        check_all(make, x, norm="function")
+    trained = make().double().eval()
+    f_alone = trained.net.inner[0].lipschitz_bound()
+    assert trained.net.inner.lipschitz_bound() == pytest.approx(0.7 * f_alone, rel=1e-6)
+    with pytest.raises(ValueError, match="gate=True scales the increment"):
+        cls(2, 1, (4,), width=4, depth=2, gate=True)
