@@ -51,7 +51,16 @@ from _plot import pyplot
 from fno_common import append_row, markdown_table
 from torch import Tensor
 
-from liponet.bench import PRESETS, BenchData, Preset, load_task, rollout_fields, run_row
+from liponet.bench import (
+    MODELS,
+    PRESETS,
+    BenchData,
+    Preset,
+    load_task,
+    rollout_fields,
+    run_row,
+    training_preset,
+)
 from liponet.bench import with_overrides as preset_with
 from liponet.layers import SpectralShortcut
 from liponet.metrics import pdebench_metrics
@@ -367,6 +376,73 @@ def findings(table: Sequence[Mapping[str, Any]]) -> list[str]:
     return lines
 
 
+#: Columns of ``spectral_shortcut_init.csv`` (``--init``: the models before training).
+INIT_COLUMNS = ("model", "seed", "f_over_y", "f_mean_over_rms_y", "S_error", "step_error")
+
+
+@torch.no_grad()
+def init_row(model_name: str, data: BenchData, preset: Preset, seed: int) -> dict[str, Any]:
+    """One model as ``run_row`` builds it (same seed), before training, on the test windows.
+
+    ``f_over_y``: mean ``||f(x)|| / ||y||`` of the increment network's output;
+    ``f_mean_over_rms_y``: its mean over grid and windows over the frames' RMS (the constant
+    part); ``S_error``: the shortcut's (or ``u_last``'s) relative one-step error;
+    ``step_error``: the model's.
+    """
+    torch.manual_seed(seed)
+    model = MODELS[model_name](data, training_preset(preset, model_name)).eval()
+    x, y = data.x_test, data.y_test
+    base = model.net.shortcut(x) if model.net.shortcut is not None else x[:, -1:]
+    f = model.net.inner(x)
+
+    def rel(a: Tensor) -> float:
+        return float((a.flatten(1).norm(dim=1) / y.flatten(1).norm(dim=1)).mean())
+
+    return {
+        "model": model_name,
+        "seed": seed,
+        "f_over_y": rel(f),
+        "f_mean_over_rms_y": float(f.mean() / y.pow(2).mean().sqrt()),
+        "S_error": rel(base - y),
+        "step_error": rel(base + f - y),
+    }
+
+
+def write_init(rows: Sequence[Mapping[str, Any]], out: Path) -> None:
+    """``spectral_shortcut_init.{csv,md,png}``."""
+    csv_path = out / f"{STEM}_init.csv"
+    csv_path.unlink(missing_ok=True)
+    for r in rows:
+        append_row(csv_path, r, INIT_COLUMNS)
+    text = [
+        "# Spectral shortcut on advection: the models before training (issue 13)",
+        "",
+        f"Regenerate: `OMP_NUM_THREADS=1 .venv/bin/python benchmarks/{STEM}.py --init --models "
+        "...`. Each model built as `liponet bench --preset medium --tasks advection_1d` builds "
+        "it (the seed's initial weights, a fitted shortcut where the name says `-ls`), before "
+        "any optimizer step, on the test windows.",
+        "",
+        "Columns: `f_over_y` = mean `||f(x)|| / ||y||` of the increment network's output; "
+        "`f_mean_over_rms_y` = its mean over grid and windows over the frames' RMS (its "
+        "constant part); `S_error` = relative one-step error of the shortcut (or `u_last`) "
+        "alone; `step_error` = the model's.",
+        "",
+        markdown_table(list(rows), list(INIT_COLUMNS)),
+        "",
+    ]
+    (out / f"{STEM}_init.md").write_text("\n".join(text))
+    plt = pyplot()
+    fig, ax = plt.subplots(figsize=(8, 3.5))
+    names = [r["model"] for r in rows]
+    ax.barh(names, [r["f_over_y"] for r in rows], label="||f(x)|| / ||y||")
+    ax.barh(names, [r["S_error"] for r in rows], alpha=0.6, label="shortcut alone: error")
+    ax.set(xscale="log", xlabel="relative to the next frame, before training")
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(out / f"{STEM}_init.png", dpi=110)
+    plt.close(fig)
+
+
 def main() -> None:
     """Train the requested models (rows appended) or rebuild the outputs from the CSV."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -376,6 +452,7 @@ def main() -> None:
     parser.add_argument("--work-dir", type=Path, default=None, help="generated data folder")
     parser.add_argument("--from-csv", action="store_true")
     parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--init", action="store_true", help="the models before training only")
     args = parser.parse_args()
     torch.set_num_threads(1)
     preset = PRESETS["medium"]
@@ -383,6 +460,11 @@ def main() -> None:
         preset = preset_with(PRESETS["tiny"], steps=20)
     out = args.out or (Path(tempfile.mkdtemp()) if args.quick else RESULTS)
     csv_path = out / f"{STEM}.csv"
+    if args.init:
+        data = load_task(TASK, preset, None, args.work_dir or Path(tempfile.mkdtemp()))
+        write_init([init_row(m, data, preset, s) for s in args.seeds for m in args.models], out)
+        print(f"wrote {out / STEM}_init.{{csv,md,png}}")
+        return
     if not args.from_csv:
         work = args.work_dir or Path(tempfile.mkdtemp())
         data = load_task(TASK, preset, None, work)
