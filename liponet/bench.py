@@ -1012,6 +1012,8 @@ MODEL_TRAINING: dict[str, dict[str, Any]] = {
     "FNO-sc-lsrfz-lr1e-3": {"lr": 1e-3},
     "LipFNO-sc-kres-d2-lsfz-g-lr1e-3": {"lr": 1e-3},
     "FNO-sc-lsfz-g-lr1e-3": {"lr": 1e-3},
+    "LipFNO-sc-kres-d2-lsfz-g-lr": {"lr": 1e-2},
+    "FNO-sc-lsfz-g-lr": {"lr": 1e-2},
 }
 
 
@@ -1064,6 +1066,8 @@ RECIPE_BASES = (
     "FNO-sc-lsfz-g",
     "LipFNO-sc-kres-d2-lsfz-g-lr1e-3",
     "FNO-sc-lsfz-g-lr1e-3",
+    "LipFNO-sc-kres-d2-lsfz-g-lr",
+    "FNO-sc-lsfz-g-lr",
 )
 for _name in RECIPE_BASES:
     for _suffix, _settings in RECIPE_SUFFIXES.items():
