@@ -1014,6 +1014,8 @@ MODEL_TRAINING: dict[str, dict[str, Any]] = {
     "FNO-sc-lsfz-g-lr1e-3": {"lr": 1e-3},
     "LipFNO-sc-kres-d2-lsfz-g-lr": {"lr": 1e-2},
     "FNO-sc-lsfz-g-lr": {"lr": 1e-2},
+    "LipFNO-sc-kres-d2-lsfz-g-lr5e-3": {"lr": 5e-3},
+    "FNO-sc-lsfz-g-lr3e-4": {"lr": 3e-4},
 }
 
 
@@ -1068,6 +1070,8 @@ RECIPE_BASES = (
     "FNO-sc-lsfz-g-lr1e-3",
     "LipFNO-sc-kres-d2-lsfz-g-lr",
     "FNO-sc-lsfz-g-lr",
+    "LipFNO-sc-kres-d2-lsfz-g-lr5e-3",
+    "FNO-sc-lsfz-g-lr3e-4",
 )
 for _name in RECIPE_BASES:
     for _suffix, _settings in RECIPE_SUFFIXES.items():
