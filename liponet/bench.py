@@ -1016,6 +1016,8 @@ MODEL_TRAINING: dict[str, dict[str, Any]] = {
     "FNO-sc-lsfz-g-lr": {"lr": 1e-2},
     "LipFNO-sc-kres-d2-lsfz-g-lr5e-3": {"lr": 5e-3},
     "FNO-sc-lsfz-g-lr3e-4": {"lr": 3e-4},
+    "FNO-sc-lsfz-g-lr5e-4": {"lr": 5e-4},
+    "FNO-sc-lsfz-g-lr2e-3": {"lr": 2e-3},
 }
 
 
@@ -1072,6 +1074,8 @@ RECIPE_BASES = (
     "FNO-sc-lsfz-g-lr",
     "LipFNO-sc-kres-d2-lsfz-g-lr5e-3",
     "FNO-sc-lsfz-g-lr3e-4",
+    "FNO-sc-lsfz-g-lr5e-4",
+    "FNO-sc-lsfz-g-lr2e-3",
 )
 for _name in RECIPE_BASES:
     for _suffix, _settings in RECIPE_SUFFIXES.items():
