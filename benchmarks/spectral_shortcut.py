@@ -249,11 +249,28 @@ def summary(rows: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
     return out
 
 
+#: The models the plot shows when the study holds more than :data:`PLOT_ALL_UP_TO` (the
+#: screens' rate variants are in the tables only).
+PLOTTED = (
+    "LipFNO-inc0.3-d2",
+    "FNO-lr3e-4",
+    "LipFNO-sc-inc-d2-cos-wd0",
+    "FNO-sc-cos-wd0",
+    LSTSQ_ONLY,
+    "LipFNO-sc-kres-d2-lsfz-g-cos-wd0",
+    "FNO-sc-lsfz-g-lr2e-3-cos-wd0",
+)
+PLOT_ALL_UP_TO = 8
+
+
 def plot(rows: Sequence[Mapping[str, Any]], path: Path) -> None:
     """Phase error and amplitude ratio per mode (seed 0 of each model), energy per mode."""
     plt = pyplot()
     fig, axes = plt.subplots(1, 3, figsize=(15, 4))
     names = list(dict.fromkeys(r["model"] for r in rows))
+    if len(names) > PLOT_ALL_UP_TO:
+        names = [n for n in names if n in PLOTTED]
+        rows = [r for r in rows if r["model"] in names]
     for r in rows:
         if r["seed"] != min(q["seed"] for q in rows if q["model"] == r["model"]):
             continue
