@@ -184,10 +184,31 @@ CONFIGS: dict[str, tuple[dict[str, Any] | None, str]] = {
         {**CPL, "k": 1.3, "depth": 2, "lr": 1e-2, "hidden_factor": 2},
         "two blocks with LipFNO-wide's features",
     ),
+    "FNO lr=2e-2": (
+        {"model": "FNO", "lr": 2e-2},
+        "FNO at its best rate (the bench's FNO-lr2e-2): the reference of the augmented rows",
+    ),
+    "FNO lr=2e-2 d4": (
+        {"model": "FNO", "lr": 2e-2, "augment": "d4"},
+        "symmetry augmentation, all eight symmetries of the square (half a coarse cell off on "
+        "the stride-2 read for six of them)",
+    ),
+    "FNO lr=2e-2 tr": (
+        {"model": "FNO", "lr": 2e-2, "augment": "transpose"},
+        "augmentation by the transpose alone (exact on the stride-2 read)",
+    ),
+    "cpl modes=8 k=3 lr=1e-2 d4": (
+        {**CPL, "k": 3.0, "modes": 8, "lr": 1e-2, "augment": "d4"},
+        "LipFNO-m8-lr with the eight symmetries of the square",
+    ),
+    "cpl modes=8 k=3 lr=1e-2 tr": (
+        {**CPL, "k": 3.0, "modes": 8, "lr": 1e-2, "augment": "transpose"},
+        "LipFNO-m8-lr with the transpose",
+    ),
 }
 
 #: Keywords that override the preset (sizes, optimizer) rather than go to LipFNO.
-PRESET_KEYS = ("width", "modes", "depth", "lr", "weight_decay")
+PRESET_KEYS = ("width", "modes", "depth", "lr", "weight_decay", "augment")
 
 
 def builder(config: str) -> Builder:
@@ -212,9 +233,15 @@ def builder(config: str) -> Builder:
 
 
 def config_preset(preset: Preset, config: str) -> Preset:
-    """The preset a configuration trains with (``lr``, ``weight_decay``; sizes: the builder)."""
+    """The preset a configuration trains with (``lr``, ``weight_decay``, ``augment``; sizes: the
+    builder)."""
     keywords = CONFIGS[config][0] or {}
-    return with_overrides(preset, lr=keywords.get("lr"), weight_decay=keywords.get("weight_decay"))
+    return with_overrides(
+        preset,
+        lr=keywords.get("lr"),
+        weight_decay=keywords.get("weight_decay"),
+        augment=keywords.get("augment"),
+    )
 
 
 def with_ratios(rows: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
