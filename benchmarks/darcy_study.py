@@ -205,6 +205,15 @@ CONFIGS: dict[str, tuple[dict[str, Any] | None, str]] = {
         {**CPL, "k": 3.0, "modes": 8, "lr": 1e-2, "augment": "transpose"},
         "LipFNO-m8-lr with the transpose",
     ),
+    "cpl modes=8 k=3 lr=1e-2 wd=1e-3 tr": (
+        {**CPL, "k": 3.0, "modes": 8, "lr": 1e-2, "weight_decay": 1e-3, "augment": "transpose"},
+        "LipFNO-m8-lr-tr with ten times the weight decay (the GPU screen: weight decay helps "
+        "both families on Darcy)",
+    ),
+    "fourier lr=1e-2 k=3 tr": (
+        {**FOURIER, "k": 3.0, "lr": 1e-2, "augment": "transpose"},
+        "LipFNO-clip-lr (fused blocks, step 1.13x FNO's) with the transpose",
+    ),
 }
 
 #: Keywords that override the preset (sizes, optimizer) rather than go to LipFNO.
