@@ -399,11 +399,12 @@ FINDINGS = """## Findings
   the six flips and rotations pair each input with a target 0.060-0.084 (relative L2) off the
   true coarse target (`darcy_symmetry.md`). Measured (seed 0, 1500 steps): all eight (`d4`)
   hurt both families, LipFNO-m8-lr 0.0668 (training rel. L2 0.0679) and FNO at 2e-2 0.0636
-  (0.065), against 0.0481 and 0.0379 unaugmented; the exact transpose (`tr`, `augment=
-  "transpose"`) helps both: LipFNO-m8-lr 0.0412 (training 0.0342), LipFNO-clip-lr (fused
-  blocks, step 1.11x FNO's) 0.043 (from 0.0496), FNO at 2e-2 0.0325 (training 0.029). Over
-  three seeds in `bench_medium.md`: `LipFNO-m8-lr-tr` 0.0409 +- 0.0013 (from 0.0468) and
-  `FNO-lr2e-2-tr` 0.033 +- 0.0008 (from 0.0371): **1.24x the best FNO** (1.26x before), step
+  (0.065), against 0.0481 and 0.0379 unaugmented (FNO's: the bench's `FNO-lr2e-2` row); the
+  exact transpose (`tr`, `augment="transpose"`) helps both: LipFNO-m8-lr 0.0412 (training
+  0.0342), LipFNO-clip-lr (fused blocks, step 1.11x FNO's) 0.043 (from 0.0496), FNO at 2e-2
+  0.0324 (training 0.029). Over
+  three seeds in `bench_medium.md`: `LipFNO-m8-lr-tr` 0.0409 ± 0.0013 (from 0.0468) and
+  `FNO-lr2e-2-tr` 0.033 ± 0.0008 (from 0.0371): **1.24x the best FNO** (1.26x before), step
   1.27x FNO's, certified 3: the most accurate Lipschitz model within the time target, the
   Darcy target still missed by 24%. Augmentation closes LipFNO's generalization gap (test /
   train 1.69 -> 1.20) by trading training fit (0.0284 -> 0.0342): it now fits the training
