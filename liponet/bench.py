@@ -72,6 +72,7 @@ from .models import (
 from .train import DistContext, TrainConfig, Trainer
 from .train.constraint import ConstraintWarning, resolve_auto_k
 from .train.distributed import resolve_device
+from .train.shortcut_fit import SHORTCUT_INITS, fit_model_shortcut, fit_shortcut
 
 __all__ = [
     "AUGMENT_SUFFIXES",
@@ -666,22 +667,10 @@ def lipfno_builder(**variant: Any) -> Builder:
     return build
 
 
-#: :func:`init_shortcut`'s fits: ``"lstsq"`` (least squares over the windows) and
-#: ``"lstsq-rel"`` (each window weighted by ``1 / ||y_i||``: the relative L2 error the Trainer's
-#: loss and the bench's nRMSE measure, squared and summed).
-SHORTCUT_INITS = ("lstsq", "lstsq-rel")
-
-
 def fitted_shortcut(data: BenchData, how: str = "lstsq", s: float | None = 1.0) -> SpectralShortcut:
     """The :data:`SHORTCUT_INITS` fit ``how`` of a shortcut (ball ``s``) to the training windows."""
-    if how not in SHORTCUT_INITS:
-        raise ValueError(f"shortcut_init={how!r}: expected one of {', '.join(SHORTCUT_INITS)}")
-    x, y = data.x_train, data.y_train
-    if how == "lstsq-rel":  # a linear map: scaling a pair scales its squared error
-        w = y.flatten(1).norm(dim=1).clamp_min(torch.finfo(y.dtype).tiny).reciprocal()
-        x, y = x * w[:, None, None], y * w[:, None, None]
     shortcut = SpectralShortcut(data.in_channels, data.out_channels, data.spatial[-1], s=s)
-    return shortcut.fit_(x, y)
+    return fit_shortcut(shortcut, data.x_train, data.y_train, how)
 
 
 @torch.no_grad()
@@ -706,12 +695,9 @@ def init_shortcut(
 ) -> nn.Module:
     """``model`` with its spectral shortcut fitted to the training windows (and frozen).
 
-    ``shortcut_init="lstsq"``: :meth:`liponet.layers.SpectralShortcut.fit_` on
-    ``data.x_train -> data.y_train`` (least squares per mode, projected to the shortcut's
-    ball); ``"lstsq-rel"``: the same with relative weights (:func:`fitted_shortcut`);
-    ``shortcut_frozen=True``: its weight then takes no gradient (``requires_grad``
-    off, so the optimizer leaves it). The same for :class:`~liponet.models.FNO` and
-    :class:`~liponet.models.LipFNO`; the certificate is the trained weights', as always.
+    :func:`liponet.train.shortcut_fit.fit_model_shortcut` on ``data.x_train -> data.y_train``
+    (``shortcut_init``: ``"lstsq"`` or ``"lstsq-rel"``, see :data:`SHORTCUT_INITS`), the same
+    fit ``liponet train --set shortcut_init=...`` makes.
     """
     if shortcut_init is not None and shortcut_init not in SHORTCUT_INITS:
         raise ValueError(
@@ -719,19 +705,7 @@ def init_shortcut(
         )
     if shortcut_init is None and not shortcut_frozen:
         return model
-    shortcuts = [m for m in model.modules() if isinstance(m, SpectralShortcut)]
-    if len(shortcuts) != 1:
-        raise ValueError(
-            f"shortcut_init/shortcut_frozen need a model with one spectral shortcut "
-            f"(increment='spectral'), found {len(shortcuts)}"
-        )
-    if shortcut_init is not None:
-        fitted = fitted_shortcut(data, shortcut_init, shortcuts[0].s)
-        with torch.no_grad():
-            shortcuts[0].weight.copy_(fitted.weight.to(shortcuts[0].weight))
-    if shortcut_frozen:
-        shortcuts[0].weight.requires_grad_(False)
-    return model
+    return fit_model_shortcut(model, data.x_train, data.y_train, shortcut_init, shortcut_frozen)
 
 
 def _with_shortcut_size(keywords: dict[str, Any], data: BenchData) -> dict[str, Any]:

@@ -347,6 +347,7 @@ class _FNOBase(CertifiedModule):
         cpl_activation: str = "relu",
         shortcut_size: int | None = None,
         gate: bool = False,
+        shortcut_bound: float = 1.0,
     ) -> None:
         super().__init__()
         if isinstance(k, str):
@@ -409,6 +410,18 @@ class _FNOBase(CertifiedModule):
             raise ValueError(
                 f"increment='spectral' needs one spatial dimension (got modes={modes}) and "
                 f"shortcut_size = the training grid's points (got {shortcut_size!r})"
+            )
+        if isinstance(shortcut_bound, str) or not (
+            math.isfinite(shortcut_bound) and shortcut_bound > 0
+        ):
+            raise ValueError(
+                f"shortcut_bound must be a finite number > 0 (got {shortcut_bound!r}; 'auto' is "
+                "resolved from the training windows by the Trainer / liponet train)"
+            )
+        if shortcut_bound != 1.0 and not spectral:
+            raise ValueError(
+                f"shortcut_bound={shortcut_bound!r} applies to increment='spectral' only "
+                f"(got increment={increment!r})"
             )
         if gate and not increment:
             raise ValueError(
@@ -494,7 +507,10 @@ class _FNOBase(CertifiedModule):
         if spectral:
             assert shortcut_size is not None
             shortcut = SpectralShortcut(
-                in_channels, out_channels, shortcut_size, s=1.0 if self.constrained else None
+                in_channels,
+                out_channels,
+                shortcut_size,
+                s=float(shortcut_bound) if self.constrained else None,
             )
             body = Increment(body, out_channels, shortcut)
         elif increment:
@@ -586,6 +602,10 @@ class LipFNO(_FNOBase):
     shortcut_size
         ``increment="spectral"`` only: points of the training grid (``shortcut_size // 2 + 1``
         multipliers are stored; another grid applies the stored ones, the highest beyond them).
+    shortcut_bound
+        ``increment="spectral"`` only: the ball of the shortcut, ``max_k ||S_k||_2 <= s``
+        (default 1). A wave equation's step needs about ``sqrt 5``; ``"auto"`` in a training
+        run's ``model.kwargs`` reads it from the data (:mod:`liponet.train.shortcut_fit`).
     gate
         With an increment form only: ``G`` multiplied by a trainable per-channel gate ``g_c``
         that starts at 0 (:class:`liponet.layers.OutputScale`), so the step starts exactly as

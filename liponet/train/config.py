@@ -224,6 +224,14 @@ class TrainConfig:
         square); one random element per batch, applied to inputs and targets alike. Only for
         square 2-D scalar fields whose true operator has that symmetry (e.g. Darcy flow on its
         generator's grid); validation and test data are never transformed.
+    shortcut_init
+        ``None`` (default), ``"lstsq"`` or ``"lstsq-rel"``: before the first step, set the model's
+        spectral shortcut (``increment="spectral"``) to the per-mode least-squares step of the
+        training windows (``-rel``: weighted by ``1 / ||y||``), projected to its ball
+        (:mod:`liponet.train.shortcut_fit`). A resumed run loads the checkpoint's weights over it.
+    shortcut_frozen
+        Keep the spectral shortcut where it starts (no gradient); with ``shortcut_init`` the fitted
+        step stays and ``f`` learns what it misses.
     loss
         ``mse`` or ``rel_l2``.
     seed
@@ -266,6 +274,8 @@ class TrainConfig:
     grad_clip: float = 1.0
     input_noise: float = 0.0
     augment: str = "none"
+    shortcut_init: str | None = None
+    shortcut_frozen: bool = False
     loss: str = "mse"
     seed: int = 0
     device: str = "auto"
@@ -299,6 +309,10 @@ class TrainConfig:
             raise ConfigError(f"gamma: must be a finite positive number, got {self.gamma}")
         if not (math.isfinite(self.dist_timeout_s) and self.dist_timeout_s > 0):
             raise ConfigError(f"dist_timeout_s: must be positive, got {self.dist_timeout_s}")
+        if self.shortcut_init is not None:
+            from .shortcut_fit import SHORTCUT_INITS
+
+            _one_of("shortcut_init", self.shortcut_init, SHORTCUT_INITS)
         _one_of("optimizer", self.optimizer, OPTIMIZERS)
         _one_of("scheduler", self.scheduler, SCHEDULERS)
         _one_of("schedule_unit", self.schedule_unit, SCHEDULE_UNITS)
