@@ -623,7 +623,8 @@ def lipfno_builder(**variant: Any) -> Builder:
     largest function norm of the training inputs. ``k="auto"`` is resolved from the training
     windows as ``liponet train`` does (:func:`liponet.train.resolve_auto_k`: the data's largest
     pair ratio, of the increments with ``increment=True``, times its margin; estimated).
-    ``hidden_factor=f``: the convex-potential blocks' ``hidden = f * preset.width``.
+    ``hidden_factor=f``: the convex-potential blocks' ``hidden = f * width`` (the variant's
+    ``width``, else the preset's).
     ``exact_norms=True``: train with exact norms (:func:`liponet.layers.exact_train_norms`).
     ``increment="spectral"`` gets ``shortcut_size``, the task's grid.
     """
@@ -632,7 +633,7 @@ def lipfno_builder(**variant: Any) -> Builder:
         extra = _with_shortcut_size(dict(variant), data)
         exact = extra.pop("exact_norms", False)
         if "hidden_factor" in extra:
-            extra["hidden"] = round(extra.pop("hidden_factor") * preset.width)
+            extra["hidden"] = round(extra.pop("hidden_factor") * extra.get("width", preset.width))
         if extra.get("k") == "auto":
             windows = TensorDataset(data.x_train, data.y_train)
             extra, _ = resolve_auto_k({**extra, "out_channels": data.out_channels}, windows)
@@ -784,6 +785,12 @@ _INC: dict[str, Any] = dict(
 #: (:func:`liponet.layers.exact_train_norms`). Their learning-rate variants are the Burgers
 #: screens of benchmarks/README.md ("Burgers at FNO's step time"); ``LipFNO-wide-d2-lr``
 #: (1e-2) is the closest to both Burgers targets.
+#: Width for depth at the same step budget (Burgers, benchmarks/README.md "Burgers at FNO's
+#: step time"): ``LipFNO-wide-w16-d3`` (width 16, ``hidden = 32``, three blocks),
+#: ``LipFNO-wide-w12`` / ``-w10`` (width 12 / 10, four blocks), ``LipFNO-h20-d3`` /
+#: ``LipFNO-h30-d3`` (width 20, ``hidden`` 20 / 30, three blocks); ``LipFNO-wide-d2-sp``:
+#: ``LipFNO-wide-d2`` with softplus inside the blocks (``cpl_activation``). All at ``k = 1.3``
+#: with clipped multipliers as ``LipFNO-wide``; their ``-lr`` rows train at 1e-2.
 #: ``LipFNO-m8``: LipFNO's four convex-potential blocks (clip) with 8 kept modes per dimension
 #: instead of the preset's 12 and slack ``k = 3``: on Darcy the kept spectrum's products are
 #: what a convex-potential block costs beyond an FNO block, so the step drops to 1.25x
@@ -828,6 +835,12 @@ MODELS: dict[str, Builder] = {
     "LipFNO-wide-d2-k2": lipfno_builder(**{**_WIDE, "k": 2.0}, depth=2),
     "LipFNO-wide-d2-exact": lipfno_builder(**_WIDE, depth=2, exact_norms=True),
     "LipFNO-wide-exact": lipfno_builder(**_WIDE, exact_norms=True),
+    "LipFNO-wide-w16-d3": lipfno_builder(**_WIDE, width=16, depth=3),
+    "LipFNO-wide-w12": lipfno_builder(**_WIDE, width=12),
+    "LipFNO-wide-d2-sp": lipfno_builder(**_WIDE, depth=2, cpl_activation="softplus"),
+    "LipFNO-h30-d3": lipfno_builder(**{**_WIDE, "hidden_factor": 1.5}, depth=3),
+    "LipFNO-h20-d3": lipfno_builder(**{**_WIDE, "hidden_factor": 1}, depth=3),
+    "LipFNO-wide-w10": lipfno_builder(**_WIDE, width=10),
     "LipFNO-m8": lipfno_builder(
         normalization="clip", k=3.0, block="cpl", increment=False, budget="last", modes=8
     ),
@@ -875,11 +888,19 @@ MODEL_TRAINING: dict[str, dict[str, Any]] = {
     "FNO-lr1e-4": {"lr": 1e-4},
     "LipFNO-wide-lr2e-2": {"lr": 2e-2},
     "LipFNO-wide-d2-lr": {"lr": 1e-2},
-    "LipFNO-wide-d2-lr5e-3": {"lr": 5e-3},
     "LipFNO-wide-d3-lr": {"lr": 1e-2},
-    "LipFNO-wide-d2-lr2e-2": {"lr": 2e-2},
     "LipFNO-wide-d2-m16-lr": {"lr": 1e-2},
     "LipFNO-wide-d2-k2-lr": {"lr": 1e-2},
+    "LipFNO-wide-w16-d3-lr": {"lr": 1e-2},
+    "LipFNO-wide-w12-lr": {"lr": 1e-2},
+    "LipFNO-wide-d2-sp-lr": {"lr": 1e-2},
+    "LipFNO-h30-d3-lr": {"lr": 1e-2},
+    "LipFNO-h20-d3-lr": {"lr": 1e-2},
+    "LipFNO-wide-w10-lr": {"lr": 1e-2},
+    "LipFNO-wide-w12-lr2e-2": {"lr": 2e-2},
+    "LipFNO-wide-w16-d3-lr2e-2": {"lr": 2e-2},
+    "LipFNO-wide-d2-lr5e-3": {"lr": 5e-3},
+    "LipFNO-wide-d2-lr2e-2": {"lr": 2e-2},
     "LipFNO-d2-noise": {"input_noise": 3e-3},
     "FNO-noise": {"input_noise": 3e-3},
     "FNO-lr3e-4-noise": {"lr": 3e-4, "input_noise": 3e-3},
@@ -914,6 +935,22 @@ RECIPE_BASES = (
     "LipFNO-wide",
     "LipFNO-wide-lr",
     "LipFNO-wide-d2-lr",
+    "LipFNO-wide-d2",
+    "LipFNO-wide-d2-lr5e-3",
+    "LipFNO-wide-d2-lr2e-2",
+    "LipFNO-wide-d3-lr",
+    "LipFNO-wide-w16-d3-lr",
+    "LipFNO-wide-w12-lr",
+    "LipFNO-wide-d2-sp-lr",
+    "LipFNO-h30-d3-lr",
+    "LipFNO-h20-d3-lr",
+    "LipFNO-wide-w10-lr",
+    "LipFNO-wide-w12-lr2e-2",
+    "LipFNO-wide-w16-d3-lr2e-2",
+    "LipFNO-wide-w16-d3",
+    "LipFNO-wide-w12",
+    "LipFNO-h20-d3",
+    "LipFNO-wide-d2-m16-lr",
     "LipFNO-inc-d2",
     "LipFNO-m8-lr",
     "LipFNO-sc-inc-d2",
