@@ -788,7 +788,8 @@ _INC: dict[str, Any] = dict(
 #: Width for depth at the same step budget (Burgers, benchmarks/README.md "Burgers at FNO's
 #: step time"): ``LipFNO-wide-w16-d3`` (width 16, ``hidden = 32``, three blocks),
 #: ``LipFNO-wide-w12`` / ``-w10`` (width 12 / 10, four blocks), ``LipFNO-h20-d3`` /
-#: ``LipFNO-h30-d3`` (width 20, ``hidden`` 20 / 30, three blocks); ``LipFNO-wide-d2-sp``:
+#: ``LipFNO-h30-d3`` (width 20, ``hidden`` 20 / 30, three blocks), ``LipFNO-w12-h36-d3`` (width
+#: 12, ``hidden = 36``, three blocks); ``LipFNO-wide-d2-sp``:
 #: ``LipFNO-wide-d2`` with softplus inside the blocks (``cpl_activation``). All at ``k = 1.3``
 #: with clipped multipliers as ``LipFNO-wide``; their ``-lr`` rows train at 1e-2.
 #: ``LipFNO-m8``: LipFNO's four convex-potential blocks (clip) with 8 kept modes per dimension
@@ -841,6 +842,7 @@ MODELS: dict[str, Builder] = {
     "LipFNO-h30-d3": lipfno_builder(**{**_WIDE, "hidden_factor": 1.5}, depth=3),
     "LipFNO-h20-d3": lipfno_builder(**{**_WIDE, "hidden_factor": 1}, depth=3),
     "LipFNO-wide-w10": lipfno_builder(**_WIDE, width=10),
+    "LipFNO-w12-h36-d3": lipfno_builder(**{**_WIDE, "hidden_factor": 3}, width=12, depth=3),
     "LipFNO-m8": lipfno_builder(
         normalization="clip", k=3.0, block="cpl", increment=False, budget="last", modes=8
     ),
@@ -897,8 +899,10 @@ MODEL_TRAINING: dict[str, dict[str, Any]] = {
     "LipFNO-h30-d3-lr": {"lr": 1e-2},
     "LipFNO-h20-d3-lr": {"lr": 1e-2},
     "LipFNO-wide-w10-lr": {"lr": 1e-2},
+    "LipFNO-w12-h36-d3-lr": {"lr": 1e-2},
     "LipFNO-wide-w12-lr2e-2": {"lr": 2e-2},
     "LipFNO-wide-w16-d3-lr2e-2": {"lr": 2e-2},
+    "LipFNO-wide-w16-d3-lr-noise": {"lr": 1e-2, "input_noise": 3e-3},
     "LipFNO-wide-d2-lr5e-3": {"lr": 5e-3},
     "LipFNO-wide-d2-lr2e-2": {"lr": 2e-2},
     "LipFNO-d2-noise": {"input_noise": 3e-3},
@@ -945,8 +949,11 @@ RECIPE_BASES = (
     "LipFNO-h30-d3-lr",
     "LipFNO-h20-d3-lr",
     "LipFNO-wide-w10-lr",
+    "LipFNO-w12-h36-d3-lr",
     "LipFNO-wide-w12-lr2e-2",
     "LipFNO-wide-w16-d3-lr2e-2",
+    "LipFNO-wide-w16-d3-lr-noise",
+    "FNO-noise",
     "LipFNO-wide-w16-d3",
     "LipFNO-wide-w12",
     "LipFNO-h20-d3",
