@@ -1,16 +1,19 @@
-"""Burgers at FNO's step time: the `medium` LipFNO-wide configurations against both targets.
+"""Burgers at FNO's step time: the `medium` convex-potential configurations against both targets.
 
 Issue 13 asks one LipFNO configuration for rollout nRMSE at most 1.2x the best FNO's *and* a
 train step at most 1.3x FNO's. This script trains nothing: it reads the committed
 ``benchmarks/results/bench_medium.csv`` (rows of ``liponet bench --preset medium``, the
 screens with one seed, the confirmed lines with three) and the side-by-side step ratios of
 ``benchmarks/results/medium_step_time.csv``, and tabulates, for every ``LipFNO-wide*`` model
-of a task, its mean nRMSE over the best FNO's (lowest three-seed mean over the FNO learning
-rates, as ``liponet.bench.target_checks`` picks it) beside its step ratio (of its network,
+of a task and the width-for-depth ``LipFNO-w*`` / ``LipFNO-h*`` ones (:data:`PREFIXES`), its
+mean nRMSE over the best FNO's (lowest three-seed mean over the FNO learning rates, as
+``liponet.bench.target_checks`` picks it) beside its step ratio (of its network,
 ``liponet.bench.network_of``), and whether each target is met.
 
 Run from the repository root: ``.venv/bin/python benchmarks/burgers_step_budget.py``
-(``--task``, ``--out``). Writes ``benchmarks/results/burgers_step_budget.{md,csv,png}``.
+(``--task``, ``--out``). Writes ``benchmarks/results/burgers_step_budget.{md,csv,png}``; with
+``results/burgers_screen_device.csv`` present, the markdown adds its one-seed screen
+(:func:`screen_rows`).
 """
 
 from __future__ import annotations
@@ -45,7 +48,7 @@ SCREEN = RESULTS / "burgers_screen_device.csv"
 def budget_rows(
     rows: list[dict[str, Any]], steps: dict[tuple[str, str], float], task: str
 ) -> tuple[list[dict[str, Any]], dict[str, Any]]:
-    """One line per ``LipFNO-wide*`` model of ``task`` and the best FNO line it is judged by."""
+    """One line per :data:`PREFIXES` model of ``task`` and the best FNO line it is judged by."""
     lines = [s for s in summarize(rows) if s["task"] == task]
     fnos = [s for s in lines if s["model"].startswith("FNO")]
     full = [s for s in fnos if s["seeds"] >= TARGET_SEEDS] or fnos
@@ -143,7 +146,7 @@ def main() -> None:
     write_csv(args.out / f"{stem}.csv", table)
     both = [r["model"] for r in table if r["nrmse_met"] and r["time_met"]]
     lines = [
-        f"# {args.task}: LipFNO-wide configurations against both issue-13 targets",
+        f"# {args.task}: convex-potential configurations against both issue-13 targets",
         "",
         "Regenerate: `.venv/bin/python benchmarks/burgers_step_budget.py` (reads "
         "`bench_medium.csv` and `medium_step_time.csv`; trains nothing).",

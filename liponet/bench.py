@@ -791,7 +791,9 @@ _INC: dict[str, Any] = dict(
 #: ``LipFNO-h30-d3`` (width 20, ``hidden`` 20 / 30, three blocks), ``LipFNO-w12-h36-d3`` (width
 #: 12, ``hidden = 36``, three blocks); ``LipFNO-wide-d2-sp``:
 #: ``LipFNO-wide-d2`` with softplus inside the blocks (``cpl_activation``). All at ``k = 1.3``
-#: with clipped multipliers as ``LipFNO-wide``; their ``-lr`` rows train at 1e-2.
+#: with clipped multipliers as ``LipFNO-wide``; their ``-lr`` rows train at 1e-2, ``-lr5e-3`` /
+#: ``-lr7e-3`` / ``-lr1.5e-2`` / ``-lr2e-2`` at those rates, ``-lr-wd3e-4`` / ``-lr-wd1e-3`` at
+#: 1e-2 with that weight decay (the preset's is 1e-4), ``-lr-noise`` at 1e-2 with input noise.
 #: ``LipFNO-m8``: LipFNO's four convex-potential blocks (clip) with 8 kept modes per dimension
 #: instead of the preset's 12 and slack ``k = 3``: on Darcy the kept spectrum's products are
 #: what a convex-potential block costs beyond an FNO block, so the step drops to 1.25x
