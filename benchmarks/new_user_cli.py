@@ -408,6 +408,34 @@ WAVE_RUNS = {
         "LipFNO",
         ["--set", "model.kwargs.increment=spectral", "--set", "model.kwargs.k=auto"],
     ),
+    # the shortcut fitted to the windows first, its ball sized by that fit (shortcut_fit),
+    # f behind a gate that starts at 0 (the step starts as the fit)
+    "LipFNO fitted shortcut": (
+        "LipFNO",
+        [
+            "--set",
+            "model.kwargs.increment=spectral",
+            "--set",
+            "model.kwargs.k=auto",
+            "--set",
+            "model.kwargs.shortcut_bound=auto",
+            "--set",
+            "shortcut_init=lstsq",
+            "--set",
+            "model.kwargs.gate=true",
+        ],
+    ),
+    "FNO fitted shortcut": (
+        "FNO",
+        [
+            "--set",
+            "model.kwargs.increment=spectral",
+            "--set",
+            "shortcut_init=lstsq",
+            "--set",
+            "model.kwargs.gate=true",
+        ],
+    ),
 }
 #: KdV's task: windows of 2 frames (as channels) -> the next frame, every window of a trajectory.
 KDV_TASK = "data.kwargs={task: autoregressive, initial_step: 2, windows: all}"
