@@ -75,6 +75,7 @@ from .train.distributed import resolve_device
 from .train.shortcut_fit import SHORTCUT_INITS, fit_model_shortcut, fit_shortcut
 
 __all__ = [
+    "AUGMENT_SUFFIXES",
     "DEFAULT_MODELS",
     "MODELS",
     "MODEL_TRAINING",
@@ -218,18 +219,18 @@ class Preset:
     """Sizes and hyperparameters of one benchmark scale.
 
     ``n_samples``/``nx``/``nt`` are what a generated file gets (per task, or one number for
-    every task; ``nt=None`` for Darcy), ``strides``
-    the ``(space, time)`` subsampling applied when reading (PDEBench's for ``full``),
-    ``initial_step`` the input frames per task. Training (through
-    :class:`liponet.train.Trainer`, see :func:`train_config`): Adam, about ``steps`` optimizer
-    steps (per task, or one number) rounded up to whole epochs (or ``epochs`` over the training
-    windows when set), batch ``batch``, relative training-input noise ``input_noise``
-    (:class:`~liponet.train.TrainConfig`; 0 = none), learning rate halved ``lr_halvings``
-    times at equal intervals (``scheduler "step"``; PDEBench: every 100 of 500 epochs) or
-    cosine-annealed to 0 (``"cosine"``), stepped once per epoch (``schedule_unit "epoch"``) or
-    after every optimizer step (``"step"``). ``models``:
-    the rows a run trains by default (``None``: :data:`DEFAULT_MODELS`); ``seeds``: the
-    training seeds, one row each; ``note``: a paragraph the results file shows (sizes, cuts).
+    every task; ``nt=None`` for Darcy), ``strides`` the ``(space, time)`` subsampling applied
+    when reading (PDEBench's for ``full``), ``initial_step`` the input frames per task. Training
+    (through :class:`liponet.train.Trainer`, see :func:`train_config`): Adam, about ``steps``
+    optimizer steps (per task, or one number) rounded up to whole epochs (or ``epochs`` over the
+    training windows when set), batch ``batch``, relative training-input noise ``input_noise``
+    (:class:`~liponet.train.TrainConfig`; 0 = none), symmetry augmentation ``augment``
+    (``none``, ``transpose``, ``d4``: :mod:`liponet.train.augment`), learning rate halved
+    ``lr_halvings`` times at equal intervals (``scheduler "step"``; PDEBench: every 100 of 500
+    epochs) or cosine-annealed to 0 (``"cosine"``), stepped once per epoch (``schedule_unit
+    "epoch"``) or after every optimizer step (``"step"``). ``models``: the rows a run trains by
+    default (``None``: :data:`DEFAULT_MODELS`); ``seeds``: the training seeds, one row each;
+    ``note``: a paragraph the results file shows (sizes, cuts).
     """
 
     name: str
@@ -245,6 +246,7 @@ class Preset:
     lr: float = 1e-3
     weight_decay: float = 1e-4
     input_noise: float = 0.0
+    augment: str = "none"
     lr_halvings: int = 4
     scheduler: str = "step"
     schedule_unit: str = "epoch"
@@ -321,6 +323,10 @@ MEDIUM_NOTE = (
     "rows named `-cos` anneal it after every optimizer step instead, `-wd0` train without "
     "weight decay, `-cos-wd0` both (each row's `recipe` column says which), for both families, "
     "and the targets table takes each family's best over every recipe and rate. "
+    "Symmetry augmentation (`liponet.bench.AUGMENT_SUFFIXES`, Darcy): rows named `-tr` train "
+    "each batch as read or transposed (exact on the stride-2 read), `-d4` on any of the eight "
+    "symmetries of the square (six of them half a coarse cell off on that read: "
+    "darcy_symmetry.md); the recipe column says `augment=...`. "
     "Sized for about one hour of 2 CPU cores; on a GPU at full size: `liponet bench --preset "
     "full --data-dir PDEBENCH --device cuda --seeds 0 1 2 --models FNO LipFNO LipFNO-clip "
     "LipFNO-inc`."
@@ -1113,14 +1119,36 @@ for _name in RECIPE_BASES:
     for _suffix, _settings in RECIPE_SUFFIXES.items():
         MODEL_TRAINING[_name + _suffix] = {**MODEL_TRAINING.get(_name, {}), **_settings}
 
+#: Symmetry-augmentation suffixes (:mod:`liponet.train.augment`; square 2-D tasks: Darcy):
+#: ``-d4`` trains on a random symmetry of the square per batch (all eight), ``-tr`` on the
+#: identity or the transpose (the subgroup that stays exact on the ``medium`` preset's
+#: stride-2 read of Darcy, benchmarks/results/darcy_study.md).
+AUGMENT_SUFFIXES: dict[str, dict[str, Any]] = {
+    "-d4": {"augment": "d4"},
+    "-tr": {"augment": "transpose"},
+}
+#: The Darcy rows with :data:`AUGMENT_SUFFIXES` entries: FNO's rates and the best LipFNO rows.
+AUGMENT_BASES = (
+    "FNO",
+    "FNO-lr",
+    "FNO-lr2e-2",
+    "LipFNO-clip-lr",
+    "LipFNO-wide-lr",
+    "LipFNO-m8-lr",
+)
+for _name in AUGMENT_BASES:
+    for _suffix, _settings in AUGMENT_SUFFIXES.items():
+        MODEL_TRAINING[_name + _suffix] = {**MODEL_TRAINING.get(_name, {}), **_settings}
+
 #: The suffixes a training-settings variant's name may end with (its network: the rest).
-_TRAINING_SUFFIXES = ("-lr", "-noise", "-cos", "-wd0")
+_TRAINING_SUFFIXES = ("-lr", "-noise", "-cos", "-wd0", "-d4", "-tr")
 
 
 def _base_model(name: str) -> str:
     """The network a training-settings variant builds: its name less its settings suffixes.
 
-    Suffixes: ``-lr...``, ``-noise...``, ``-cos``, ``-wd0`` (:data:`RECIPE_SUFFIXES`).
+    Suffixes: ``-lr...``, ``-noise...``, ``-cos``, ``-wd0`` (:data:`RECIPE_SUFFIXES`), ``-d4``,
+    ``-tr`` (:data:`AUGMENT_SUFFIXES`).
     """
     while name in MODEL_TRAINING or name not in MODELS:
         head, sep, _ = max(
@@ -1138,7 +1166,9 @@ MODELS.update({name: MODELS[_base_model(name)] for name in MODEL_TRAINING})
 #: What a preset without ``models`` trains: every entry of :data:`MODELS` but the recipe
 #: variants of :data:`RECIPE_SUFFIXES` (run them by name, ``--models``).
 DEFAULT_MODELS = tuple(
-    name for name in MODELS if not any(name.endswith(suffix) for suffix in RECIPE_SUFFIXES)
+    name
+    for name in MODELS
+    if not any(name.endswith(suffix) for suffix in (*RECIPE_SUFFIXES, *AUGMENT_SUFFIXES))
 )
 
 
@@ -1243,6 +1273,7 @@ def train_config(
         gamma=0.5 if halvings else 1.0,
         grad_clip=0.0,
         input_noise=preset.input_noise,
+        augment=preset.augment,
         loss="rel_l2",
         seed=seed,
         device=device,
@@ -1487,7 +1518,8 @@ def training_preset(preset: Preset, model: str) -> Preset:
 def recipe(preset: Preset) -> str:
     """The training recipe a row ran with, as its ``recipe`` column states it.
 
-    Optimizer (always Adam), learning rate, weight decay, schedule and its unit, input noise.
+    Optimizer (always Adam), learning rate, weight decay, schedule and its unit, input noise,
+    symmetry augmentation.
 
     Examples
     --------
@@ -1500,7 +1532,8 @@ def recipe(preset: Preset) -> str:
     if preset.scheduler == "step":
         schedule += f" halvings={max(0, preset.lr_halvings)}"
     text = f"adam lr={preset.lr:g} wd={preset.weight_decay:g} {schedule}"
-    return text + (f" noise={preset.input_noise:g}" if preset.input_noise else "")
+    text += f" noise={preset.input_noise:g}" if preset.input_noise else ""
+    return text + (f" augment={preset.augment}" if preset.augment != "none" else "")
 
 
 def _fill_recipes(rows: Sequence[Mapping[str, Any]], preset: Preset) -> list[dict[str, Any]]:

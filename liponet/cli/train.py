@@ -80,6 +80,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="optimizer steps of linear warmup (cosine with --schedule-unit step)",
     )
     parser.add_argument("--lr-min", metavar="LR", help="the rate a cosine ends at (default 0)")
+    parser.add_argument(
+        "--augment",
+        metavar="GROUP",
+        help="symmetry augmentation of square 2-D training pairs: none, transpose or d4",
+    )
     parser.add_argument("--device", help="auto, cpu or cuda")
     parser.add_argument("--out", help="run folder (checkpoints, log)")
     parser.add_argument(
@@ -161,6 +166,7 @@ def build_config(args: argparse.Namespace) -> Any:
         "schedule_unit": args.schedule_unit,
         "warmup_steps": args.warmup_steps,
         "lr_min": args.lr_min,
+        "augment": args.augment,
     }
     flags = [f"{key}={value}" for key, value in schedule.items() if value is not None]
     return config_from_dict(apply_overrides(data, [*flags, *args.overrides]))

@@ -20,6 +20,7 @@ import yaml
 from torch import Tensor, nn
 
 from ..metrics import METRIC_NAMES
+from .augment import AUGMENTATIONS
 from .schedule import WarmupCosineLR
 
 __all__ = [
@@ -217,6 +218,12 @@ class TrainConfig:
         wrong windows to the clean next frame, meant to damp the accumulation of its own errors
         in a rollout (``benchmarks/advection_study.py``: on advection, 3e-3 helped one seed of
         LipFNO-d2 and hurt another; over three seeds the change is within the seed spread).
+    augment
+        Symmetry augmentation of the training pairs (:mod:`liponet.train.augment`): ``none``
+        (default), ``transpose`` (identity or transpose) or ``d4`` (the eight symmetries of the
+        square); one random element per batch, applied to inputs and targets alike. Only for
+        square 2-D scalar fields whose true operator has that symmetry (e.g. Darcy flow on its
+        generator's grid); validation and test data are never transformed.
     shortcut_init
         ``None`` (default), ``"lstsq"`` or ``"lstsq-rel"``: before the first step, set the model's
         spectral shortcut (``increment="spectral"``) to the per-mode least-squares step of the
@@ -266,6 +273,7 @@ class TrainConfig:
     lr_min: float = 0.0
     grad_clip: float = 1.0
     input_noise: float = 0.0
+    augment: str = "none"
     shortcut_init: str | None = None
     shortcut_frozen: bool = False
     loss: str = "mse"
@@ -323,6 +331,7 @@ class TrainConfig:
                 f"scheduler={self.scheduler!r}, schedule_unit={self.schedule_unit!r}"
             )
         _one_of("loss", self.loss, LOSSES)
+        _one_of("augment", self.augment, AUGMENTATIONS)
         _one_of("device", self.device, ("auto", "cpu", "cuda"))
         _one_of("monitor", self.monitor, MONITORS)
 

@@ -27,6 +27,7 @@ from tqdm.auto import tqdm
 from ..layers import CertifiedModule
 from ..metrics import PDEBenchMetrics
 from . import checkpoint as _ckpt
+from .augment import augment_pair, check_augmentation
 from .checkpoint import (
     check_finite_weights,
     load_checkpoint,
@@ -75,12 +76,18 @@ RESUME_KEYS = (
     "lr_min",
     "grad_clip",
     "input_noise",
+    "augment",
     "loss",
     "monitor",
 )
 
 #: Resume keys newer than some checkpoints: a checkpoint without one ran with this value.
-_RESUME_DEFAULTS: dict[str, Any] = {"schedule_unit": "epoch", "warmup_steps": 0, "lr_min": 0.0}
+_RESUME_DEFAULTS: dict[str, Any] = {
+    "schedule_unit": "epoch",
+    "warmup_steps": 0,
+    "lr_min": 0.0,
+    "augment": "none",
+}
 
 #: ``callback(event, record)`` with event ``"step"`` (after each optimizer step), ``"epoch"``
 #: (after validation and checkpointing) or ``"end"``; called on every rank (``record["rank"]``).
@@ -348,6 +355,12 @@ class Trainer:
         self.sample_loss_fn = SAMPLE_LOSSES[config.loss]
         self.train_data = train_data
         self.val_data = val_data
+        if config.augment != "none" and not isinstance(train_data, IterableDataset):
+            x0, y0 = train_data[0]  # a stream's batches are checked as they come
+            try:
+                check_augmentation(config.augment, tuple(x0.shape), tuple(y0.shape))
+            except ValueError as err:
+                raise ConfigError(str(err)) from None
         self.local_batch = config.batch_size // world
         self.train_sampler: GlobalBatchSampler | None = None
         if not isinstance(train_data, IterableDataset):
@@ -694,6 +707,8 @@ class Trainer:
         """
         device = self.ctx.device
         x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
+        if self.config.augment != "none":
+            x, y = augment_pair(x, y, self.config.augment)
         if self.config.input_noise > 0:
             x = noisy_inputs(x, self.config.input_noise)
         self.ddp.train()
