@@ -31,6 +31,7 @@ from __future__ import annotations
 import argparse
 import csv
 import dataclasses
+import os
 import pathlib
 import tempfile
 import time
@@ -204,8 +205,9 @@ def main() -> None:
             batch=4,
         )
         rounds = 2
-    start = time.perf_counter()
+    start, load_start = time.perf_counter(), os.getloadavg()[0]
     rows = measure(preset, tasks, rounds, variants)
+    load_end = os.getloadavg()[0]
     args.out.mkdir(parents=True, exist_ok=True)
     csv_path = args.out / "medium_step_time.csv"
     kept: list[dict] = []
@@ -220,7 +222,9 @@ def main() -> None:
         f"{'quick' if args.quick else 'default'} run: the `medium` preset's tasks, grids, "
         f"modes, width {preset.width}, depth {preset.depth}, batch {preset.batch}; "
         f"{rounds} interleaved rounds per task, 1 torch thread, "
-        f"torch {torch.__version__}; {time.perf_counter() - start:.0f} s"
+        f"torch {torch.__version__}; {time.perf_counter() - start:.0f} s; the machine's 1-minute "
+        f"load average {load_start:.1f} at the start and {load_end:.1f} at the end (other "
+        "processes' load inflates some models' ratios more than others')"
     )
     if kept:
         settings += (

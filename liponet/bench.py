@@ -630,7 +630,8 @@ def lipfno_builder(**variant: Any) -> Builder:
     largest function norm of the training inputs. ``k="auto"`` is resolved from the training
     windows as ``liponet train`` does (:func:`liponet.train.resolve_auto_k`: the data's largest
     pair ratio, of the increments with ``increment=True``, times its margin; estimated).
-    ``hidden_factor=f``: the convex-potential blocks' ``hidden = f * preset.width``.
+    ``hidden_factor=f``: the convex-potential blocks' ``hidden = f * width`` (the variant's
+    ``width``, else the preset's).
     ``exact_norms=True``: train with exact norms (:func:`liponet.layers.exact_train_norms`).
     ``increment="spectral"`` gets ``shortcut_size``, the task's grid; ``shortcut_init="lstsq"``
     sets its ``S`` to the least-squares step of the training windows
@@ -645,7 +646,7 @@ def lipfno_builder(**variant: Any) -> Builder:
         init = {key: extra.pop(key) for key in _SHORTCUT_INIT_KEYS if key in extra}
         exact = extra.pop("exact_norms", False)
         if "hidden_factor" in extra:
-            extra["hidden"] = round(extra.pop("hidden_factor") * preset.width)
+            extra["hidden"] = round(extra.pop("hidden_factor") * extra.get("width", preset.width))
         if extra.get("k") == "auto":
             windows = TensorDataset(data.x_train, data.y_train)
             extra, _ = resolve_auto_k({**extra, "out_channels": data.out_channels}, windows)
@@ -846,6 +847,15 @@ _INC: dict[str, Any] = dict(
 #: (:func:`liponet.layers.exact_train_norms`). Their learning-rate variants are the Burgers
 #: screens of benchmarks/README.md ("Burgers at FNO's step time"); ``LipFNO-wide-d2-lr``
 #: (1e-2) is the closest to both Burgers targets.
+#: Width for depth at the same step budget (Burgers, benchmarks/README.md "Burgers at FNO's
+#: step time"): ``LipFNO-wide-w16-d3`` (width 16, ``hidden = 32``, three blocks),
+#: ``LipFNO-wide-w12`` / ``-w10`` (width 12 / 10, four blocks), ``LipFNO-h20-d3`` /
+#: ``LipFNO-h30-d3`` (width 20, ``hidden`` 20 / 30, three blocks), ``LipFNO-w12-h36-d3`` (width
+#: 12, ``hidden = 36``, three blocks); ``LipFNO-wide-d2-sp``:
+#: ``LipFNO-wide-d2`` with softplus inside the blocks (``cpl_activation``). All at ``k = 1.3``
+#: with clipped multipliers as ``LipFNO-wide``; their ``-lr`` rows train at 1e-2, ``-lr5e-3`` /
+#: ``-lr7e-3`` / ``-lr1.5e-2`` / ``-lr2e-2`` at those rates, ``-lr-wd3e-4`` / ``-lr-wd1e-3`` at
+#: 1e-2 with that weight decay (the preset's is 1e-4), ``-lr-noise`` at 1e-2 with input noise.
 #: ``LipFNO-m8``: LipFNO's four convex-potential blocks (clip) with 8 kept modes per dimension
 #: instead of the preset's 12 and slack ``k = 3``: on Darcy the kept spectrum's products are
 #: what a convex-potential block costs beyond an FNO block, so the step drops to 1.25x
@@ -900,6 +910,13 @@ MODELS: dict[str, Builder] = {
     "LipFNO-wide-d2-k2": lipfno_builder(**{**_WIDE, "k": 2.0}, depth=2),
     "LipFNO-wide-d2-exact": lipfno_builder(**_WIDE, depth=2, exact_norms=True),
     "LipFNO-wide-exact": lipfno_builder(**_WIDE, exact_norms=True),
+    "LipFNO-wide-w16-d3": lipfno_builder(**_WIDE, width=16, depth=3),
+    "LipFNO-wide-w12": lipfno_builder(**_WIDE, width=12),
+    "LipFNO-wide-d2-sp": lipfno_builder(**_WIDE, depth=2, cpl_activation="softplus"),
+    "LipFNO-h30-d3": lipfno_builder(**{**_WIDE, "hidden_factor": 1.5}, depth=3),
+    "LipFNO-h20-d3": lipfno_builder(**{**_WIDE, "hidden_factor": 1}, depth=3),
+    "LipFNO-wide-w10": lipfno_builder(**_WIDE, width=10),
+    "LipFNO-w12-h36-d3": lipfno_builder(**{**_WIDE, "hidden_factor": 3}, width=12, depth=3),
     "LipFNO-m8": lipfno_builder(
         normalization="clip", k=3.0, block="cpl", increment=False, budget="last", modes=8
     ),
@@ -971,11 +988,27 @@ MODEL_TRAINING: dict[str, dict[str, Any]] = {
     "FNO-lr1e-4": {"lr": 1e-4},
     "LipFNO-wide-lr2e-2": {"lr": 2e-2},
     "LipFNO-wide-d2-lr": {"lr": 1e-2},
-    "LipFNO-wide-d2-lr5e-3": {"lr": 5e-3},
     "LipFNO-wide-d3-lr": {"lr": 1e-2},
-    "LipFNO-wide-d2-lr2e-2": {"lr": 2e-2},
     "LipFNO-wide-d2-m16-lr": {"lr": 1e-2},
     "LipFNO-wide-d2-k2-lr": {"lr": 1e-2},
+    "LipFNO-wide-w16-d3-lr": {"lr": 1e-2},
+    "LipFNO-wide-w12-lr": {"lr": 1e-2},
+    "LipFNO-wide-d2-sp-lr": {"lr": 1e-2},
+    "LipFNO-h30-d3-lr": {"lr": 1e-2},
+    "LipFNO-h20-d3-lr": {"lr": 1e-2},
+    "LipFNO-wide-w10-lr": {"lr": 1e-2},
+    "LipFNO-w12-h36-d3-lr": {"lr": 1e-2},
+    "LipFNO-w12-h36-d3-lr7e-3": {"lr": 7e-3},
+    "LipFNO-w12-h36-d3-lr1.5e-2": {"lr": 1.5e-2},
+    "LipFNO-wide-w16-d3-lr5e-3": {"lr": 5e-3},
+    "LipFNO-wide-w12-lr5e-3": {"lr": 5e-3},
+    "LipFNO-wide-w16-d3-lr-wd3e-4": {"lr": 1e-2, "weight_decay": 3e-4},
+    "LipFNO-wide-w16-d3-lr-wd1e-3": {"lr": 1e-2, "weight_decay": 1e-3},
+    "LipFNO-wide-w12-lr2e-2": {"lr": 2e-2},
+    "LipFNO-wide-w16-d3-lr2e-2": {"lr": 2e-2},
+    "LipFNO-wide-w16-d3-lr-noise": {"lr": 1e-2, "input_noise": 3e-3},
+    "LipFNO-wide-d2-lr5e-3": {"lr": 5e-3},
+    "LipFNO-wide-d2-lr2e-2": {"lr": 2e-2},
     "LipFNO-d2-noise": {"input_noise": 3e-3},
     "FNO-noise": {"input_noise": 3e-3},
     "FNO-lr3e-4-noise": {"lr": 3e-4, "input_noise": 3e-3},
@@ -1024,6 +1057,31 @@ RECIPE_BASES = (
     "LipFNO-wide",
     "LipFNO-wide-lr",
     "LipFNO-wide-d2-lr",
+    "LipFNO-wide-d2",
+    "LipFNO-wide-d2-lr5e-3",
+    "LipFNO-wide-d2-lr2e-2",
+    "LipFNO-wide-d3-lr",
+    "LipFNO-wide-w16-d3-lr",
+    "LipFNO-wide-w12-lr",
+    "LipFNO-wide-d2-sp-lr",
+    "LipFNO-h30-d3-lr",
+    "LipFNO-h20-d3-lr",
+    "LipFNO-wide-w10-lr",
+    "LipFNO-w12-h36-d3-lr",
+    "LipFNO-w12-h36-d3-lr7e-3",
+    "LipFNO-w12-h36-d3-lr1.5e-2",
+    "LipFNO-wide-w16-d3-lr5e-3",
+    "LipFNO-wide-w12-lr5e-3",
+    "LipFNO-wide-w16-d3-lr-wd3e-4",
+    "LipFNO-wide-w16-d3-lr-wd1e-3",
+    "LipFNO-wide-w12-lr2e-2",
+    "LipFNO-wide-w16-d3-lr2e-2",
+    "LipFNO-wide-w16-d3-lr-noise",
+    "FNO-noise",
+    "LipFNO-wide-w16-d3",
+    "LipFNO-wide-w12",
+    "LipFNO-h20-d3",
+    "LipFNO-wide-d2-m16-lr",
     "LipFNO-inc-d2",
     "LipFNO-m8-lr",
     "LipFNO-sc-inc-d2",

@@ -482,6 +482,32 @@ def test_lipfno_wide_doubles_the_convex_potential_features(tmp_path: pathlib.Pat
     assert model.eval().lipschitz_bound() <= 1.3 * (1 + 1e-5)  # its pinned budget k = 1.3
 
 
+@pytest.mark.parametrize(
+    ("name", "width", "factor", "depth"),
+    [
+        ("LipFNO-wide-w16-d3-lr-cos", 16, 2.0, 3),
+        ("LipFNO-wide-w12-lr-cos", 12, 2.0, None),
+        ("LipFNO-h30-d3-lr-cos", None, 1.5, 3),
+    ],
+)
+def test_width_for_depth_variants_size_hidden_from_their_own_width(
+    tmp_path: pathlib.Path, name: str, width: int | None, factor: float, depth: int | None
+) -> None:
+    from liponet.layers import ConvexPotentialBlock
+    from liponet.models import LipFNO
+
+    tiny = PRESETS["tiny"]  # width 8, depth 2
+    width = tiny.width if width is None else width
+    data = load_task("advection_1d", tiny, None, tmp_path)
+    model = MODELS[name](data, tiny)
+    assert isinstance(model, LipFNO)
+    blocks = [m for m in model.modules() if isinstance(m, ConvexPotentialBlock)]
+    assert len(blocks) == (tiny.depth if depth is None else depth)
+    # hidden_factor scales the variant's own width (16 -> 32), not the preset's (8 -> 16)
+    assert all(b.width == width and b.hidden == round(factor * width) for b in blocks)
+    assert model.eval().lipschitz_bound() <= 1.3 * (1 + 1e-5)  # the pinned budget k = 1.3
+
+
 def test_model_training_settings_replace_the_presets_for_that_model_only(
     tmp_path: pathlib.Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
