@@ -30,12 +30,20 @@ changes the fields by < 1e-4), trains PDEBench's autoregressive task (windows of
 the next frame, every window) with the same three models and certifies each checkpoint on its
 windows.
 
+A fourth case (``--case wave``), the linear wave equation ``u_tt = u_xx`` on the same box, exact
+per Fourier mode (``u_k(t) = u_k(0) cos(|q| t) + v_k(0) sin(|q| t) / |q|``, random sine-series
+``u(0)`` and ``u_t(0)``), PDEBench's autoregressive task with windows of 2 frames: second order
+in time, so the one-step map ``(u(t - 1), u(t)) -> u(t + 1)`` has constant above 1 (per mode
+``[-1, 2 cos(|q|)]``, norm up to sqrt 5): the binding-constraint warning must fire for the
+defaults, and the spectral shortcut's bound 1 cannot carry the step alone.
+
 Each command runs as a subprocess (one thread); the table keeps its exit code, the lines it
 wrote on stderr that start with ``liponet`` (errors, warnings), process CPU seconds and the
 figures it printed. Run from the repository root: ``.venv/bin/python benchmarks/new_user_cli.py``
-(``--quick``: 60 samples, 2 epochs; ``--case dr|ks|kdv``: one case). Writes
-``benchmarks/results/new_user_cli.csv`` (``new_user_cli_ks.csv``, ``new_user_cli_kdv.csv``) and
-the section between the ``new-user-cli`` (``new-user-ks``, ``new-user-kdv``) markers of
+(``--quick``: 60 samples, 2 epochs; ``--case dr|ks|kdv|wave``: one case). Writes
+``benchmarks/results/new_user_cli.csv`` (``new_user_cli_ks.csv``, ``new_user_cli_kdv.csv``,
+``new_user_cli_wave.csv``) and the section between the ``new-user-cli`` (``new-user-ks``,
+``new-user-kdv``, ``new-user-wave``) markers of
 ``benchmarks/results/new_user_checks.md`` (run it after ``new_user_checks.py``, which rewrites
 that file).
 """
@@ -68,6 +76,9 @@ RESULTS = Path("benchmarks/results")
 START, END = "<!-- new-user-cli: start -->", "<!-- new-user-cli: end -->"
 KS_START, KS_END = "<!-- new-user-ks: start -->", "<!-- new-user-ks: end -->"
 KDV_START, KDV_END = "<!-- new-user-kdv: start -->", "<!-- new-user-kdv: end -->"
+WAVE_START, WAVE_END = "<!-- new-user-wave: start -->", "<!-- new-user-wave: end -->"
+#: The wave case's speed: a frame (t = 1) moves a wave by 1 of the box's 32 pi.
+WAVE_SPEED = 1.0
 #: Kuramoto-Sivashinsky box length, time step, final time and frames of the file.
 KS_LENGTH, KS_DT, KS_T, KS_FRAMES = 32 * math.pi, 0.05, 10.0, 11
 
@@ -124,14 +135,16 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="smoke run")
     parser.add_argument("--out", type=Path, default=RESULTS)
-    parser.add_argument("--case", choices=("all", "dr", "ks", "kdv"), default="all")
+    parser.add_argument("--case", choices=("all", "dr", "ks", "kdv", "wave"), default="all")
     args = parser.parse_args()
     samples, epochs = (60, 2) if args.quick else (400, 10)
     if args.case in ("all", "ks"):
         main_ks(samples, epochs, args.out)
     if args.case in ("all", "kdv"):
         main_kdv(samples, epochs, args.out)
-    if args.case in ("ks", "kdv"):
+    if args.case in ("all", "wave"):
+        main_wave(samples, epochs, args.out)
+    if args.case in ("ks", "kdv", "wave"):
         return
     start, cpu0 = time.perf_counter(), resource.getrusage(resource.RUSAGE_CHILDREN).ru_utime
     rows: list[dict[str, Any]] = []
@@ -349,6 +362,23 @@ def korteweg_de_vries(n: int, nx: int, seed: int) -> np.ndarray:
     return etdrk4(sine_fields(n, nx, seed), 1j * q**3, KS_T, KS_FRAMES, dealias=True)
 
 
+def wave_equation(n: int, nx: int, seed: int) -> np.ndarray:
+    """``(n, KS_FRAMES, nx)`` float32 trajectories of ``u_tt = WAVE_SPEED^2 u_xx``, exact per mode.
+
+    ``u(0)`` and ``u_t(0)`` are independent sine series (:func:`sine_fields`, seeds ``seed`` and
+    ``seed + 1``); each rfft mode evolves as ``u_k(0) cos(w t) + v_k(0) sin(w t) / w`` with
+    ``w = WAVE_SPEED |q|`` (the fields have zero mean, so ``q = 0`` stays 0).
+    """
+    q = box_wavenumbers(nx)
+    w = WAVE_SPEED * q
+    u0, v0 = np.fft.rfft(sine_fields(n, nx, seed)), np.fft.rfft(sine_fields(n, nx, seed + 1))
+    t = np.linspace(0.0, KS_T, KS_FRAMES)[None, :, None]
+    safe = np.where(w > 0, w, 1.0)
+    sin_over_w = np.where(w > 0, np.sin(safe * t) / safe, t)
+    frames = u0[:, None] * np.cos(w * t) + v0[:, None] * sin_over_w
+    return np.fft.irfft(frames, n=nx).astype(np.float32)
+
+
 def write_ks(path: Path, data: np.ndarray) -> None:
     """A PDEBench single-array file, as its format page describes it."""
     nx = data.shape[-1]
@@ -370,6 +400,14 @@ KDV_RUNS = {
     # KdV's linear part is a phase per mode at every mode: what the spectral shortcut learns
     "LipFNO spectral shortcut": ("LipFNO", ["--set", "model.kwargs.increment=spectral"]),
     "FNO spectral shortcut": ("FNO", ["--set", "model.kwargs.increment=spectral"]),
+}
+#: The wave runs: KdV's, and the spectral shortcut with the budget k=auto chooses.
+WAVE_RUNS = {
+    **KDV_RUNS,
+    "LipFNO spectral shortcut k=auto": (
+        "LipFNO",
+        ["--set", "model.kwargs.increment=spectral", "--set", "model.kwargs.k=auto"],
+    ),
 }
 #: KdV's task: windows of 2 frames (as channels) -> the next frame, every window of a trajectory.
 KDV_TASK = "data.kwargs={task: autoregressive, initial_step: 2, windows: all}"
@@ -418,7 +456,7 @@ def own_solver_case(
 
 
 #: The families a newcomer would try to generate.
-LONG_NAMES = {"ks": "kuramoto_sivashinsky", "kdv": "korteweg_de_vries"}
+LONG_NAMES = {"ks": "kuramoto_sivashinsky", "kdv": "korteweg_de_vries", "wave": "wave"}
 
 
 def main_ks(samples: int, epochs: int, out: Path) -> None:
@@ -463,6 +501,26 @@ def main_kdv(samples: int, epochs: int, out: Path) -> None:
     wall = time.perf_counter() - start
     cpu = resource.getrusage(resource.RUSAGE_CHILDREN).ru_utime - cpu0
     write_kdv_results(rows, records, out, wall, cpu, samples, epochs)
+
+
+def main_wave(samples: int, epochs: int, out: Path) -> None:
+    """The linear wave equation, autoregressive: exact solution -> train -> certify."""
+    start, cpu0 = time.perf_counter(), resource.getrusage(resource.RUSAGE_CHILDREN).ru_utime
+    with tempfile.TemporaryDirectory() as tmp:
+        data = wave_equation(samples, 128, seed=0)
+        rows, records = own_solver_case("wave", data, KDV_TASK, WAVE_RUNS, epochs, Path(tmp))
+        d = data.astype(np.float64)
+        x = np.concatenate([d[:, :-2], d[:, 1:-1]], -1)  # windows (u(t - 1), u(t))
+        y = d[:, 2:]
+        gain = np.sqrt((y**2).sum(-1) / (x**2).sum(-1))
+        rows[0]["step"] = "exact solution -> wave.h5"
+        rows[0]["figures"] = (
+            f"||u(t + 1)|| / ||(u(t - 1), u(t))|| up to {gain.max():.3g} "
+            f"(median {np.median(gain):.3g})"
+        )
+    wall = time.perf_counter() - start
+    cpu = resource.getrusage(resource.RUSAGE_CHILDREN).ru_utime - cpu0
+    write_wave_results(rows, records, out, wall, cpu, samples, epochs)
 
 
 def binding_line(rows: list[dict[str, Any]], records: dict[str, dict[str, Any]], fno: float) -> str:
@@ -591,6 +649,31 @@ def write_kdv_results(rows: list[dict[str, Any]], records: dict[str, dict[str, A
         KDV_END,
     ]
     replace_section(out / "new_user_checks.md", KDV_START, KDV_END, lines)
+
+
+def write_wave_results(rows: list[dict[str, Any]], records: dict[str, dict[str, Any]], out: Path,
+                       wall: float, cpu: float, samples: int, epochs: int) -> None:  # fmt: skip
+    write_steps_csv(rows, out / "new_user_cli_wave.csv")
+    fno = records["FNO"].get("val_nrmse", math.nan)
+    lines = [
+        WAVE_START,
+        "## A third PDE no issue names: the linear wave equation, autoregressive",
+        "",
+        f"Produced by `.venv/bin/python benchmarks/new_user_cli.py --case wave` (torch "
+        f"{torch.__version__}, {platform.machine()}, 1 thread; wall {wall:.0f} s, CPU {cpu:.0f} "
+        f"s; rows also in `new_user_cli_wave.csv`). `u_tt = u_xx` on the periodic [0, 32 pi], "
+        f"128 cells, {samples} trajectories of 11 frames over t = 0..10, exact per Fourier mode "
+        "(random sine-series position and velocity), written as a PDEBench single-array file. "
+        "Second order in time: PDEBench's autoregressive task with windows of 2 frames (`--set "
+        f"{KDV_TASK}`); the trainer's defaults ({epochs} epochs, batch 16, lr 1e-3), 16 modes, "
+        "identical settings for every model; val nRMSE is of one step.",
+        "",
+    ]
+    lines += steps_table(rows)
+    lines += ["", "Validation nRMSE (one step) against FNO's (same settings):", ""]
+    lines += ratio_lines(WAVE_RUNS, records, fno)
+    lines += ["", "What a newcomer hits here:", "", binding_line(rows, records, fno), WAVE_END]
+    replace_section(out / "new_user_checks.md", WAVE_START, WAVE_END, lines)
 
 
 if __name__ == "__main__":

@@ -3,8 +3,9 @@
 import csv
 import importlib.util
 
+import numpy as np
 import pytest
-from trainfixtures import ROOT, run_script
+from trainfixtures import ROOT, benchmark_module, run_script
 
 SCRIPT = ROOT / "benchmarks" / "new_user_cli.py"
 
@@ -19,6 +20,7 @@ def test_quick_run_writes_the_rows_and_replaces_its_section(tmp_path):
     assert text.startswith("# kept\n") and text.count("<!-- new-user-cli: start -->") == 1
     assert text.count("<!-- new-user-ks: start -->") == 1
     assert text.count("<!-- new-user-kdv: start -->") == 1
+    assert text.count("<!-- new-user-wave: start -->") == 1
     rows = list(csv.DictReader((tmp_path / "new_user_cli.csv").open()))
     steps = {r["step"]: r for r in rows}
     assert steps["train LipFNO, no settings"]["rc"] == "2"
@@ -44,3 +46,23 @@ def test_quick_run_writes_the_rows_and_replaces_its_section(tmp_path):
     certified = [r for step, r in kdv.items() if step.startswith("certify ")]
     assert len(certified) == 5 and all(r["rc"] == "0" for r in certified)
     assert all("pairs: windows of 2 frames -> the next frame" in r["figures"] for r in certified)
+    # the wave equation's one-step map has constant above 1: the defaults are told so
+    wave = {r["step"]: r for r in csv.DictReader((tmp_path / "new_user_cli_wave.csv").open())}
+    assert "binding Lipschitz constraint" in wave["train LipFNO defaults"]["said"]
+    assert all(r["rc"] == "0" for step, r in wave.items() if step.startswith(("train", "certify")))
+
+
+def test_wave_solution_is_exact_per_mode():
+    with benchmark_module("new_user_cli") as cli:
+        u = cli.wave_equation(3, 64, seed=0).astype(np.float64)
+        q = cli.box_wavenumbers(64)
+    assert u.shape == (3, cli.KS_FRAMES, 64)
+    k = np.fft.rfft(u, axis=-1)
+    # frames 1 apart: u_k(t + 1) + u_k(t - 1) = 2 cos(w) u_k(t), w = speed |q| (float32 storage)
+    w = cli.WAVE_SPEED * q
+    residual = k[:, 2:] + k[:, :-2] - 2 * np.cos(w) * k[:, 1:-1]
+    assert np.abs(residual).max() <= 1e-6 * np.abs(k).max()
+    assert np.abs(k[:, :, 0]).max() <= 1e-4  # zero mean stays zero
+    x = np.concatenate([u[:, :-2], u[:, 1:-1]], -1)
+    pair = np.linalg.norm(u[0, 2:] - u[1, 2:], axis=-1) / np.linalg.norm(x[0] - x[1], axis=-1)
+    assert pair.max() > 1.0  # the map a 1-Lipschitz model cannot carry
