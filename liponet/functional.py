@@ -753,11 +753,12 @@ class _GramTest:
         top = c + (u * (c + self._sel(rows, self.h_max)) + g * trace_a + self.absolute)
         return (lower > top * (1.0 + 1e-12)) | (c <= 0)
 
-    def run(self, rows: Tensor | None, level2: Tensor) -> Tensor:
-        """Test ``rows`` (all if ``None``) at squared levels ``level2``: float64 bounds or inf.
+    def run(self, rows: Tensor | None, level2: Tensor) -> tuple[Tensor, Tensor]:
+        """Test ``rows`` (all if ``None``) at squared levels ``level2``: ``(bound, factor)``.
 
-        The proven bound of ``||X||_2`` where the factorization of ``c I - H`` succeeded, ``inf``
-        where it failed (which proves nothing).
+        ``bound`` float64: the proven bound of ``||X||_2`` where the factorization of ``c I -
+        H`` succeeded, ``inf`` where it failed (which proves nothing); ``factor`` the Cholesky
+        factors ``L`` (meaningful where it succeeded).
         """
         u, g = self.u, self.g
         slack = 1.0 + 1e-12
@@ -769,7 +770,8 @@ class _GramTest:
         try:
             # info == 0: every pivot was positive and not NaN (LAPACK stops at the first that
             # is not); cholesky_ex factorizes a copy
-            done = (torch.linalg.cholesky_ex(a).info == 0) & (c > 0)
+            factor, info = torch.linalg.cholesky_ex(a)
+            done = (info == 0) & (c > 0)
             trace = a_diag.real.to(torch.float64).sum(-1) * slack
         finally:
             if rows is None:
@@ -780,7 +782,7 @@ class _GramTest:
         bound = bound2.sqrt() * slack
         if self.entry_error:
             bound = add_up(bound, self.entry_error * self._sel(rows, self.fro2).sqrt() * slack)
-        return torch.where(done, bound, torch.full_like(bound, math.inf))
+        return torch.where(done, bound, torch.full_like(bound, math.inf)), factor
 
     def rayleigh(self, rows: Tensor | None, v: Tensor) -> tuple[Tensor, Tensor]:
         """Guaranteed lower bounds ``v^H H v / ||v||^2 <= lambda_max(H)`` and ``H v`` normalized.
@@ -904,6 +906,11 @@ def _grid_chunk(test: _GramTest, start: Tensor | None) -> tuple[Tensor, Tensor]:
         lower, w = test.rayleigh(None, v)
         # one more power step moves a unit vector close to an eigenvector by about its residual
         poor = ~(torch.linalg.vector_norm(w - v, dim=-1) < GRID_RESIDUAL)
+        rows = poor.nonzero().squeeze(1)
+        if len(rows):  # a Krylov space of the start: a close vector for a fraction of eigh's cost
+            v[rows] = _krylov_vector(test.neg[rows], v[rows])
+            lower[rows], w = test.rayleigh(rows, v[rows])
+            poor[rows] = ~(torch.linalg.vector_norm(w - v[rows], dim=-1) < GRID_RESIDUAL)
     rows = poor.nonzero().squeeze(1)
     if len(rows):
         v[rows] = _top_eigenvectors(test.neg[rows])
@@ -924,9 +931,13 @@ def _grid_chunk(test: _GramTest, start: Tensor | None) -> tuple[Tensor, Tensor]:
             nxt[stuck] = torch.maximum(nxt[stuck], _first_level(test, stuck, lower_new))
         level = norm_grid_level(nxt[pending])
         every = len(pending) == n_mat  # all rows, in order: no copy of the selection
-        proved = test.run(None if every else pending, level.square())
+        proved, factor = test.run(None if every else pending, level.square())
         ok = proved <= level
         bound[pending[ok]] = proved[ok]
+        # Where a level was proven, its factor of c I - H (c just above the top eigenvalue)
+        # gives a close vector in one inverse-iteration step: the next call's start.
+        v_ok = _inverse_step(factor, v if every else v[pending])
+        v[pending[ok]] = v_ok[ok]
         pending = pending[~ok]
         nxt[pending] += 1
         failed[pending] += 1
@@ -949,6 +960,13 @@ def _first_level(test: _GramTest, rows: Tensor | None, lower: Tensor) -> Tensor:
     return j
 
 
+def _inverse_step(factor: Tensor, v: Tensor) -> Tensor:
+    """``(L L^H)^{-1} v`` normalized (``L`` ``(K, p, p)`` Cholesky factors), ``v`` if not finite."""
+    w = torch.cholesky_solve(v.unsqueeze(-1), factor).squeeze(-1)
+    w = torch.nn.functional.normalize(w, dim=-1)
+    return torch.where(torch.isfinite(w).all(-1, keepdim=True), w, v)
+
+
 def _matvec(a: Tensor, v: Tensor) -> Tensor:
     """``A_k v_k``: ``(K, p, p), (K, p) -> (K, p)``.
 
@@ -956,6 +974,31 @@ def _matvec(a: Tensor, v: Tensor) -> Tensor:
     contiguous ``(K, p, 1)`` operand (measured, batched complex64 ``64 x 64``).
     """
     return torch.bmm(a, v.unsqueeze(-2).mT).squeeze(-1)
+
+
+#: Dimension of the Krylov space ``span(v, H v, ..., H^(s-1) v)`` from which
+#: :func:`grid_norm_upper` takes a close vector where a start vector's residual is large.
+GRID_KRYLOV = 10
+
+
+def _krylov_vector(neg: Tensor, v: Tensor) -> Tensor:
+    """Top Ritz vectors ``(K, p)`` of ``H`` in the Krylov space of ``v`` (an estimate only).
+
+    ``-H`` ``(K, p, p)``; the basis ``v, H v, ...`` (each normalized) orthonormalized by a QR
+    factorization, ``H`` projected on it and its top eigenvector (``eigh`` of ``s x s``) lifted.
+    """
+    basis = [v]
+    for _ in range(min(GRID_KRYLOV, v.shape[-1]) - 1):
+        basis.append(torch.nn.functional.normalize(_matvec(neg, basis[-1]), dim=-1))
+    q = torch.linalg.qr(torch.stack(basis, -1)).Q  # (K, p, s)
+    t = conj_t(q) @ torch.bmm(neg, q)  # -Q^H H Q: (K, s, s)
+    t = (t + conj_t(t)) / 2
+    try:
+        y = torch.linalg.eigh(t)[1][..., 0]  # -H's smallest: H's largest
+    except torch.linalg.LinAlgError:  # no convergence: keep the start vectors
+        return v
+    out = torch.nn.functional.normalize(torch.bmm(q, y.unsqueeze(-1)).squeeze(-1), dim=-1)
+    return torch.where(torch.isfinite(out).all(-1, keepdim=True), out, v)
 
 
 def _top_eigenvectors(neg: Tensor) -> Tensor:
