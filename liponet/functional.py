@@ -678,9 +678,9 @@ class _GramTest:
 
     The Gram products ``X^H X`` (or ``X X^H``, the smaller) are computed once in ``x``'s
     precision (one batched product: each matrix's the same floats in any batch) and made
-    exactly Hermitian from their lower
-    triangle and the real parts of their diagonal (the matrix ``H`` a Cholesky factorization
-    reads): every test of a matrix is then a function of that matrix and the level alone,
+    exactly Hermitian from their lower triangle and the real parts of their diagonal (the
+    matrix ``H`` a Cholesky factorization reads): every test of a matrix is then a function of
+    that matrix and the level alone,
     whichever rows are tested together. Proof of the test: :func:`cholesky_norm_upper`'s, with
     the factorization in ``x``'s precision and ``g`` = :func:`cholesky_rounding_constant`.
     """
@@ -833,8 +833,11 @@ def grid_norm_upper(
     vectors (any: remembered from an earlier call, training power-iteration vectors) only choose
     where the search begins, never the result: with a close vector one or two tests per matrix,
     one Gram product, two matrix-vector products and no eigendecomposition. Where a start vector
-    is far from an eigenvector, or its first :data:`GRID_TESTS_BEFORE_EIGH` levels fail, the top
-    eigenvector of ``H`` (``eigh`` in ``x``'s precision) replaces it.
+    is far from an eigenvector (residual above :data:`GRID_RESIDUAL`), the top Ritz vector of a
+    Krylov space of it (:data:`GRID_KRYLOV`) replaces it, and where that is far off too, or its
+    first :data:`GRID_TESTS_BEFORE_EIGH` levels fail, the top eigenvector of ``H`` (``eigh`` in
+    ``x``'s precision). The vectors returned take one inverse-iteration step with the factor of
+    the proven level (close to the top eigenvector: the next call's start).
 
     Parameters
     ----------
