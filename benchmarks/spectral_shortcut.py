@@ -17,6 +17,11 @@ advection_1d``) and measures, on the test windows:
 - for models with a shortcut, the same for ``S`` alone: ``sum_j S_k^j r^j_k`` with ``r^j_k``
   the data's ratio of frame ``j`` to the last frame (what ``S`` does to a window of the data).
 
+The model name ``S-lstsq-f0`` (:data:`LSTSQ_ONLY`) is no bench model: ``S`` alone, fitted by
+least squares to the training windows (:meth:`liponet.layers.SpectralShortcut.fit_`, ball
+``max_k ||S_k|| <= 1``), no ``f``, no training: the best a linear shift-invariant step of the
+window reaches on the data, against which the trained rows are read.
+
 Summaries weight each mode by its energy in the test frames (``rms_phase``: the energy-weighted
 RMS phase error in radians) and list the phase error at a few modes.
 
@@ -46,9 +51,19 @@ from _plot import pyplot
 from fno_common import append_row, markdown_table
 from torch import Tensor
 
-from liponet.bench import PRESETS, BenchData, Preset, load_task, rollout_fields, run_row
+from liponet.bench import (
+    MODELS,
+    PRESETS,
+    BenchData,
+    Preset,
+    load_task,
+    rollout_fields,
+    run_row,
+    training_preset,
+)
 from liponet.bench import with_overrides as preset_with
 from liponet.layers import SpectralShortcut
+from liponet.metrics import pdebench_metrics
 
 RESULTS = Path("benchmarks/results")
 STEM = "spectral_shortcut"
@@ -119,9 +134,36 @@ def _shortcut(model: torch.nn.Module) -> SpectralShortcut | None:
     return next((m for m in model.modules() if isinstance(m, SpectralShortcut)), None)
 
 
+#: The study's untrained row: ``S`` alone (``f = 0``), the least-squares step of the training
+#: windows (:meth:`liponet.layers.SpectralShortcut.fit_`, ball ``max_k ||S_k|| <= 1``).
+LSTSQ_ONLY = "S-lstsq-f0"
+
+
+def lstsq_row(data: BenchData) -> dict[str, Any]:
+    """:data:`LSTSQ_ONLY` as a bench row: test rollout nRMSE, certificate, no training."""
+    shortcut = SpectralShortcut(data.in_channels, data.out_channels, data.spatial[-1])
+    model = shortcut.fit_(data.x_train, data.y_train).eval()
+    traj = data.traj_test
+    assert traj is not None
+    with torch.no_grad():
+        pred = rollout_fields(model, traj, data.initial_step)
+    metrics = pdebench_metrics(pred.movedim(1, -1), traj.movedim(1, -1), time_axis=True,
+                               input_frames=data.initial_step)  # fmt: skip
+    return {
+        "nrmse": float(metrics["nrmse"]),
+        "lipschitz_certified": model.lipschitz_bound(),
+        "train_s": 0.0,
+        "_model": model,
+        "_f": model,
+    }
+
+
 def run(model_name: str, data: BenchData, preset: Preset, seed: int) -> dict[str, Any]:
     """Train one bench model (``run_row``) and measure its per-mode step."""
-    row = run_row(model_name, data, preset, seed)
+    if model_name == LSTSQ_ONLY:
+        row = lstsq_row(data)
+    else:
+        row = run_row(model_name, data, preset, seed)
     model = row["_model"].eval()
     s = spectra(row["_f"], data)
     phase, amp = _phase_amp(s["model"], s["exact"])
@@ -300,7 +342,30 @@ def findings(table: Sequence[Mapping[str, Any]]) -> list[str]:
                 f"x{b['growth']:.2f}, RMS phase error {b['rms_phase']:.2e} rad"
             )
         lines.append(line + ".")
-    rest = [m for m in by if "-sc" not in m and f"{m}-sc" not in by]
+    if LSTSQ_ONLY in by:
+        r = by[LSTSQ_ONLY]
+        trained = [m for m in by if m != LSTSQ_ONLY and "-ls" not in m]
+        fitted = [m for m in by if "-ls" in m]
+        line = (
+            f"- {LSTSQ_ONLY} (S alone, f = 0, no training: the least-squares step of the "
+            f"training windows, `SpectralShortcut.fit_`): nRMSE {r['nrmse']:.4g}, one step "
+            f"{r['one_step']:.3g}, RMS phase error {r['rms_phase']:.2e} rad, certified "
+            f"{r['L']:.3g}"
+        )
+        if trained:
+            best = min(trained, key=lambda m: by[m]["nrmse"])
+            line += (
+                f"; the best row trained from S's identity start: {best} {by[best]['nrmse']:.4g} "
+                f"(one step {by[best]['one_step']:.3g})"
+            )
+        if fitted:
+            best = min(fitted, key=lambda m: by[m]["nrmse"])
+            line += (
+                f"; the best row trained from the fit (`-ls...`): {best} "
+                f"{by[best]['nrmse']:.4g} ({by[best]['nrmse'] / r['nrmse']:.3f}x S alone)"
+            )
+        lines.append(line + ".")
+    rest = [m for m in by if "-sc" not in m and f"{m}-sc" not in by and m != LSTSQ_ONLY]
     rest = [m for m in rest if not any(s.replace("-sc", "") == m for s in by if "-sc" in s)]
     for m in rest:
         r = by[m]
@@ -309,6 +374,73 @@ def findings(table: Sequence[Mapping[str, Any]]) -> list[str]:
             f"x{r['growth']:.2f}, RMS phase error {r['rms_phase']:.2e} rad."
         )
     return lines
+
+
+#: Columns of ``spectral_shortcut_init.csv`` (``--init``: the models before training).
+INIT_COLUMNS = ("model", "seed", "f_over_y", "f_mean_over_rms_y", "S_error", "step_error")
+
+
+@torch.no_grad()
+def init_row(model_name: str, data: BenchData, preset: Preset, seed: int) -> dict[str, Any]:
+    """One model as ``run_row`` builds it (same seed), before training, on the test windows.
+
+    ``f_over_y``: mean ``||f(x)|| / ||y||`` of the increment network's output;
+    ``f_mean_over_rms_y``: its mean over grid and windows over the frames' RMS (the constant
+    part); ``S_error``: the shortcut's (or ``u_last``'s) relative one-step error;
+    ``step_error``: the model's.
+    """
+    torch.manual_seed(seed)
+    model = MODELS[model_name](data, training_preset(preset, model_name)).eval()
+    x, y = data.x_test, data.y_test
+    base = model.net.shortcut(x) if model.net.shortcut is not None else x[:, -1:]
+    f = model.net.inner(x)
+
+    def rel(a: Tensor) -> float:
+        return float((a.flatten(1).norm(dim=1) / y.flatten(1).norm(dim=1)).mean())
+
+    return {
+        "model": model_name,
+        "seed": seed,
+        "f_over_y": rel(f),
+        "f_mean_over_rms_y": float(f.mean() / y.pow(2).mean().sqrt()),
+        "S_error": rel(base - y),
+        "step_error": rel(base + f - y),
+    }
+
+
+def write_init(rows: Sequence[Mapping[str, Any]], out: Path) -> None:
+    """``spectral_shortcut_init.{csv,md,png}``."""
+    csv_path = out / f"{STEM}_init.csv"
+    csv_path.unlink(missing_ok=True)
+    for r in rows:
+        append_row(csv_path, r, INIT_COLUMNS)
+    text = [
+        "# Spectral shortcut on advection: the models before training (issue 13)",
+        "",
+        f"Regenerate: `OMP_NUM_THREADS=1 .venv/bin/python benchmarks/{STEM}.py --init --models "
+        "...`. Each model built as `liponet bench --preset medium --tasks advection_1d` builds "
+        "it (the seed's initial weights, a fitted shortcut where the name says `-ls`), before "
+        "any optimizer step, on the test windows.",
+        "",
+        "Columns: `f_over_y` = mean `||f(x)|| / ||y||` of the increment network's output; "
+        "`f_mean_over_rms_y` = its mean over grid and windows over the frames' RMS (its "
+        "constant part); `S_error` = relative one-step error of the shortcut (or `u_last`) "
+        "alone; `step_error` = the model's.",
+        "",
+        markdown_table(list(rows), list(INIT_COLUMNS)),
+        "",
+    ]
+    (out / f"{STEM}_init.md").write_text("\n".join(text))
+    plt = pyplot()
+    fig, ax = plt.subplots(figsize=(8, 3.5))
+    names = [r["model"] for r in rows]
+    ax.barh(names, [r["f_over_y"] for r in rows], label="||f(x)|| / ||y||")
+    ax.barh(names, [r["S_error"] for r in rows], alpha=0.6, label="shortcut alone: error")
+    ax.set(xscale="log", xlabel="relative to the next frame, before training")
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(out / f"{STEM}_init.png", dpi=110)
+    plt.close(fig)
 
 
 def main() -> None:
@@ -320,6 +452,7 @@ def main() -> None:
     parser.add_argument("--work-dir", type=Path, default=None, help="generated data folder")
     parser.add_argument("--from-csv", action="store_true")
     parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--init", action="store_true", help="the models before training only")
     args = parser.parse_args()
     torch.set_num_threads(1)
     preset = PRESETS["medium"]
@@ -327,6 +460,11 @@ def main() -> None:
         preset = preset_with(PRESETS["tiny"], steps=20)
     out = args.out or (Path(tempfile.mkdtemp()) if args.quick else RESULTS)
     csv_path = out / f"{STEM}.csv"
+    if args.init:
+        data = load_task(TASK, preset, None, args.work_dir or Path(tempfile.mkdtemp()))
+        write_init([init_row(m, data, preset, s) for s in args.seeds for m in args.models], out)
+        print(f"wrote {out / STEM}_init.{{csv,md,png}}")
+        return
     if not args.from_csv:
         work = args.work_dir or Path(tempfile.mkdtemp())
         data = load_task(TASK, preset, None, work)

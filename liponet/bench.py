@@ -58,7 +58,7 @@ from .certify import (
     operator_error_bound,
 )
 from .data import PDEBenchDataset, WellDataset, generate, generate_well
-from .layers import exact_train_norms
+from .layers import SpectralShortcut, exact_train_norms
 from .metrics import pdebench_metrics
 from .models import (
     FNO,
@@ -72,6 +72,7 @@ from .models import (
 from .train import DistContext, TrainConfig, Trainer
 from .train.constraint import ConstraintWarning, resolve_auto_k
 from .train.distributed import resolve_device
+from .train.shortcut_fit import SHORTCUT_INITS, fit_model_shortcut, fit_shortcut
 
 __all__ = [
     "DEFAULT_MODELS",
@@ -625,11 +626,17 @@ def lipfno_builder(**variant: Any) -> Builder:
     pair ratio, of the increments with ``increment=True``, times its margin; estimated).
     ``hidden_factor=f``: the convex-potential blocks' ``hidden = f * preset.width``.
     ``exact_norms=True``: train with exact norms (:func:`liponet.layers.exact_train_norms`).
-    ``increment="spectral"`` gets ``shortcut_size``, the task's grid.
+    ``increment="spectral"`` gets ``shortcut_size``, the task's grid; ``shortcut_init="lstsq"``
+    sets its ``S`` to the least-squares step of the training windows
+    (:meth:`~liponet.layers.SpectralShortcut.fit_`) and ``shortcut_frozen=True`` keeps it there
+    (:func:`init_shortcut`). ``k="auto-residual"`` (with ``shortcut_init="lstsq"``): ``k`` of
+    ``f`` from what ``f`` has left to fit, the residual ``y - S(x)`` of the fitted shortcut
+    (its largest pair ratio against the windows, times the same margin; estimated).
     """
 
     def build(data: BenchData, preset: Preset) -> nn.Module:
         extra = _with_shortcut_size(dict(variant), data)
+        init = {key: extra.pop(key) for key in _SHORTCUT_INIT_KEYS if key in extra}
         exact = extra.pop("exact_norms", False)
         if "hidden_factor" in extra:
             extra["hidden"] = round(extra.pop("hidden_factor") * preset.width)
@@ -637,15 +644,62 @@ def lipfno_builder(**variant: Any) -> Builder:
             windows = TensorDataset(data.x_train, data.y_train)
             extra, _ = resolve_auto_k({**extra, "out_channels": data.out_channels}, windows)
             del extra["out_channels"]
+        elif extra.get("k") == "auto-residual":
+            if init.get("shortcut_init") not in SHORTCUT_INITS:
+                raise ValueError("k='auto-residual' needs shortcut_init='lstsq' or 'lstsq-rel'")
+            residual = TensorDataset(data.x_train, _shortcut_residual(data, init["shortcut_init"]))
+            extra, _ = resolve_auto_k({**extra, "k": "auto", "increment": False}, residual)
+            extra["increment"] = "spectral"
         if extra.get("output_scale") == "auxiliary" and "radius" not in extra:
             norms = data.x_train.pow(2).sum(1).flatten(1).mean(-1).sqrt()
             extra["radius"] = 1.5 * float(norms.max())
         model = _sized(LipFNO, data, preset, extra)
         if exact:
             exact_train_norms(model)
-        return model
+        return init_shortcut(model, data, **init)
 
     return build
+
+
+def fitted_shortcut(data: BenchData, how: str = "lstsq", s: float | None = 1.0) -> SpectralShortcut:
+    """The :data:`SHORTCUT_INITS` fit ``how`` of a shortcut (ball ``s``) to the training windows."""
+    shortcut = SpectralShortcut(data.in_channels, data.out_channels, data.spatial[-1], s=s)
+    return fit_shortcut(shortcut, data.x_train, data.y_train, how)
+
+
+@torch.no_grad()
+def _shortcut_residual(data: BenchData, how: str, batch: int = 4096) -> Tensor:
+    """``y - S(x)`` on the training windows, ``S`` the :func:`fitted_shortcut`."""
+    shortcut = fitted_shortcut(data, how).eval()
+    x, y = data.x_train, data.y_train
+    return torch.cat(
+        [y[i : i + batch] - shortcut(x[i : i + batch]) for i in range(0, len(x), batch)]
+    )
+
+
+#: Builder keywords of :func:`init_shortcut` (not model keywords).
+_SHORTCUT_INIT_KEYS = ("shortcut_init", "shortcut_frozen")
+
+
+def init_shortcut(
+    model: nn.Module,
+    data: BenchData,
+    shortcut_init: str | None = None,
+    shortcut_frozen: bool = False,
+) -> nn.Module:
+    """``model`` with its spectral shortcut fitted to the training windows (and frozen).
+
+    :func:`liponet.train.shortcut_fit.fit_model_shortcut` on ``data.x_train -> data.y_train``
+    (``shortcut_init``: ``"lstsq"`` or ``"lstsq-rel"``, see :data:`SHORTCUT_INITS`), the same
+    fit ``liponet train --set shortcut_init=...`` makes.
+    """
+    if shortcut_init is not None and shortcut_init not in SHORTCUT_INITS:
+        raise ValueError(
+            f"shortcut_init={shortcut_init!r}: expected None or one of {', '.join(SHORTCUT_INITS)}"
+        )
+    if shortcut_init is None and not shortcut_frozen:
+        return model
+    return fit_model_shortcut(model, data.x_train, data.y_train, shortcut_init, shortcut_frozen)
 
 
 def _with_shortcut_size(keywords: dict[str, Any], data: BenchData) -> dict[str, Any]:
@@ -678,7 +732,9 @@ def fno_builder(**keywords: Any) -> Builder:
     """
 
     def build(data: BenchData, preset: Preset) -> nn.Module:
-        return _sized(FNO, data, preset, _with_shortcut_size(dict(keywords), data))
+        extra = _with_shortcut_size(dict(keywords), data)
+        init = {key: extra.pop(key) for key in _SHORTCUT_INIT_KEYS if key in extra}
+        return init_shortcut(_sized(FNO, data, preset, extra), data, **init)
 
     return build
 
@@ -794,12 +850,22 @@ _INC: dict[str, Any] = dict(
 #: (``-sc-inc0.3-d2``), ``LipFNO-inc-d2`` (``-sc-inc-d2``) and ``LipFNO-wide-d2``
 #: (``-sc-wide-d2``, certified ``1 + 1.3``), and with ``k = 0.05`` of ``f`` (``-sc-inc0.05-d2``:
 #: on advection ``S`` carries the step, ``f`` only a correction); ``FNO-sc``: FNO with the
-#: unconstrained shortcut, their fair twin (benchmarks/spectral_shortcut.py).
+#: unconstrained shortcut, their fair twin (benchmarks/spectral_shortcut.py). ``-ls``: the
+#: shortcut starts at the least-squares step of the training windows
+#: (:meth:`liponet.layers.SpectralShortcut.fit_`, :func:`init_shortcut`) and trains on from it;
+#: ``-lsfz``: fitted and frozen (only ``f`` trains), ``LipFNO-sc-inc-d2-ls`` /
+#: ``-lsfz`` and ``FNO-sc-ls`` / ``-lsfz`` alike; ``LipFNO-sc-kres-d2-lsfz``: fitted, frozen,
+#: and ``f``'s ``k`` from the fitted shortcut's residual (``k="auto-residual"``); ``-lsrfz``:
+#: the same with the relative-weighted fit (``shortcut_init="lstsq-rel"``); ``-g``: ``f``
+#: behind a gate that starts at 0 (``gate=True``: the step starts as the fitted ``S``).
 #: ``LocalDeepONet`` /
 #: ``LipLocalDeepONet``: the local-branch DeepONets (:func:`local_deeponet_builder`), whose
 #: outputs are not confined to a low-rank span (2-D diffusion-reaction). Variant rows pin the
 #: keywords they are about, so a change of LipFNO's defaults does not change them. The
 #: learning-rate variants of :data:`MODEL_TRAINING` are added after it, with their base's builder.
+_SC_INC_D2: dict[str, Any] = dict(
+    normalization="clip", k="auto", block="cpl", increment="spectral", budget="last", depth=2
+)
 MODELS: dict[str, Builder] = {
     "neuralop-FNO": _neuralop_fno,
     "FNO": fno_builder(),
@@ -842,6 +908,30 @@ MODELS: dict[str, Builder] = {
         normalization="clip", k=0.05, block="cpl", increment="spectral", budget="last", depth=2
     ),
     "FNO-sc": fno_builder(increment="spectral"),
+    "LipFNO-sc-inc-d2-ls": lipfno_builder(**_SC_INC_D2, shortcut_init="lstsq"),
+    "LipFNO-sc-inc-d2-lsfz": lipfno_builder(
+        **_SC_INC_D2, shortcut_init="lstsq", shortcut_frozen=True
+    ),
+    "LipFNO-sc-kres-d2-lsfz": lipfno_builder(
+        **{**_SC_INC_D2, "k": "auto-residual"}, shortcut_init="lstsq", shortcut_frozen=True
+    ),
+    "LipFNO-sc-kres-d2-lsrfz": lipfno_builder(
+        **{**_SC_INC_D2, "k": "auto-residual"}, shortcut_init="lstsq-rel", shortcut_frozen=True
+    ),
+    "FNO-sc-lsrfz": fno_builder(
+        increment="spectral", shortcut_init="lstsq-rel", shortcut_frozen=True
+    ),
+    "LipFNO-sc-kres-d2-lsfz-g": lipfno_builder(
+        **{**_SC_INC_D2, "k": "auto-residual"},
+        gate=True,
+        shortcut_init="lstsq",
+        shortcut_frozen=True,
+    ),
+    "FNO-sc-lsfz-g": fno_builder(
+        increment="spectral", gate=True, shortcut_init="lstsq", shortcut_frozen=True
+    ),
+    "FNO-sc-ls": fno_builder(increment="spectral", shortcut_init="lstsq"),
+    "FNO-sc-lsfz": fno_builder(increment="spectral", shortcut_init="lstsq", shortcut_frozen=True),
     "DeepONet": deeponet_builder(constrained=False),
     "LipDeepONet": deeponet_builder(constrained=True),
     "LocalDeepONet": local_deeponet_builder(constrained=False),
@@ -888,6 +978,20 @@ MODEL_TRAINING: dict[str, dict[str, Any]] = {
     "LipFNO-sc-inc-d2-lr": {"lr": 1e-2},
     "LipFNO-sc-inc-d2-lr1e-3": {"lr": 1e-3},
     "FNO-sc-lr1e-3": {"lr": 1e-3},
+    # the fitted, frozen shortcut's rows at a lower rate (f only trains; both families)
+    "LipFNO-sc-inc-d2-lsfz-lr1e-3": {"lr": 1e-3},
+    "LipFNO-sc-kres-d2-lsfz-lr1e-3": {"lr": 1e-3},
+    "FNO-sc-lsfz-lr1e-3": {"lr": 1e-3},
+    "LipFNO-sc-kres-d2-lsrfz-lr1e-3": {"lr": 1e-3},
+    "FNO-sc-lsrfz-lr1e-3": {"lr": 1e-3},
+    "LipFNO-sc-kres-d2-lsfz-g-lr1e-3": {"lr": 1e-3},
+    "FNO-sc-lsfz-g-lr1e-3": {"lr": 1e-3},
+    "LipFNO-sc-kres-d2-lsfz-g-lr": {"lr": 1e-2},
+    "FNO-sc-lsfz-g-lr": {"lr": 1e-2},
+    "LipFNO-sc-kres-d2-lsfz-g-lr5e-3": {"lr": 5e-3},
+    "FNO-sc-lsfz-g-lr3e-4": {"lr": 3e-4},
+    "FNO-sc-lsfz-g-lr5e-4": {"lr": 5e-4},
+    "FNO-sc-lsfz-g-lr2e-3": {"lr": 2e-3},
 }
 
 
@@ -924,6 +1028,28 @@ RECIPE_BASES = (
     "LipFNO-sc-inc-d2-lr",
     "LipFNO-sc-inc-d2-lr1e-3",
     "FNO-sc-lr1e-3",
+    "LipFNO-sc-inc-d2-ls",
+    "LipFNO-sc-inc-d2-lsfz",
+    "LipFNO-sc-kres-d2-lsfz",
+    "FNO-sc-ls",
+    "FNO-sc-lsfz",
+    "LipFNO-sc-inc-d2-lsfz-lr1e-3",
+    "LipFNO-sc-kres-d2-lsfz-lr1e-3",
+    "FNO-sc-lsfz-lr1e-3",
+    "LipFNO-sc-kres-d2-lsrfz",
+    "FNO-sc-lsrfz",
+    "LipFNO-sc-kres-d2-lsrfz-lr1e-3",
+    "FNO-sc-lsrfz-lr1e-3",
+    "LipFNO-sc-kres-d2-lsfz-g",
+    "FNO-sc-lsfz-g",
+    "LipFNO-sc-kres-d2-lsfz-g-lr1e-3",
+    "FNO-sc-lsfz-g-lr1e-3",
+    "LipFNO-sc-kres-d2-lsfz-g-lr",
+    "FNO-sc-lsfz-g-lr",
+    "LipFNO-sc-kres-d2-lsfz-g-lr5e-3",
+    "FNO-sc-lsfz-g-lr3e-4",
+    "FNO-sc-lsfz-g-lr5e-4",
+    "FNO-sc-lsfz-g-lr2e-3",
 )
 for _name in RECIPE_BASES:
     for _suffix, _settings in RECIPE_SUFFIXES.items():

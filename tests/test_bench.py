@@ -676,3 +676,71 @@ def test_a_recipe_variant_without_its_fno_takes_its_networks_time() -> None:
     # no FNO-cos-wd0 line: the time is LipFNO-d2's train_s ratio to FNO, not n/a
     assert check["model"] == "LipFNO-d2-cos-wd0" and check["nrmse_met"]
     assert check["train_ratio"] == pytest.approx(1.2) and check["time_source"] == "train_s"
+
+
+@pytest.mark.parametrize("name", ["LipFNO-sc-inc-d2-lsfz", "FNO-sc-ls"])
+def test_shortcut_init_fits_and_freezes(tmp_path: pathlib.Path, name: str) -> None:
+    import liponet.bench as bench
+    from liponet.layers import SpectralShortcut
+
+    tiny = bench.with_overrides(PRESETS["tiny"], steps=6)
+    data = load_task("advection_1d", tiny, None, tmp_path)
+    torch.manual_seed(0)
+    model = bench.MODELS[name](data, tiny)
+    shortcut = next(m for m in model.modules() if isinstance(m, SpectralShortcut))
+    fitted = shortcut.weight.detach().clone()
+    expected = SpectralShortcut(shortcut.in_channels, 1, shortcut.size, s=shortcut.s)
+    expected.fit_(data.x_train, data.y_train)
+    torch.testing.assert_close(fitted, expected.weight.detach(), rtol=0, atol=0)
+    row = bench.run_row(name, data, tiny)
+    trained = next(m for m in row["_model"].modules() if isinstance(m, SpectralShortcut))
+    if name.endswith("lsfz"):  # frozen: training leaves S where the fit put it
+        torch.testing.assert_close(trained.weight.detach(), fitted, rtol=0, atol=0)
+        assert row["lipschitz_certified"] <= 1.0 + row["_model"].net.inner.lipschitz_bound()
+    else:  # trained on from the fit
+        assert not torch.equal(trained.weight.detach(), fitted)
+    with pytest.raises(ValueError, match="one spectral shortcut"):
+        bench.init_shortcut(bench.MODELS["FNO"](data, tiny), data, shortcut_init="lstsq")
+    with pytest.raises(ValueError, match="shortcut_init='svd'"):
+        bench.init_shortcut(model, data, shortcut_init="svd")
+
+
+def test_k_auto_residual_is_the_fitted_shortcuts_residual_constant(tmp_path: pathlib.Path) -> None:
+    import liponet.bench as bench
+    from liponet.train.constraint import AUTO_MARGIN, data_constant
+
+    tiny = PRESETS["tiny"]
+    data = load_task("advection_1d", tiny, None, tmp_path)
+    model = bench.MODELS["LipFNO-sc-kres-d2-lsfz"](data, tiny).eval()
+    residual = bench._shortcut_residual(data, "lstsq")
+    shortcut = model.net.shortcut
+    torch.testing.assert_close(data.y_train - shortcut(data.x_train), residual, rtol=0, atol=1e-5)
+    k = AUTO_MARGIN * data_constant(torch.utils.data.TensorDataset(data.x_train, residual)).value
+    increments = data_constant(
+        torch.utils.data.TensorDataset(data.x_train, data.y_train), increment_channels=1
+    )
+    assert k < AUTO_MARGIN * increments.value  # S carries the step: f has less left to fit
+    assert model.net.inner.lipschitz_bound() <= k * (1 + 1e-6)
+    assert model.lipschitz_bound() <= shortcut.lipschitz_bound() + k * (1 + 1e-6)
+    with pytest.raises(ValueError, match="needs shortcut_init='lstsq' or 'lstsq-rel'"):
+        bench.lipfno_builder(k="auto-residual", increment="spectral", depth=2)(data, tiny)
+
+
+def test_relative_fit_minimizes_the_relative_error(tmp_path: pathlib.Path) -> None:
+    import liponet.bench as bench
+
+    data = load_task("advection_1d", PRESETS["tiny"], None, tmp_path)
+    x, y = data.x_train.double(), data.y_train.double()
+    w = y.flatten(1).norm(dim=1)
+
+    def errors(how: str) -> tuple[float, float]:
+        with torch.no_grad():
+            fit = bench.fitted_shortcut(data, how, s=None)  # no ball: the exact minimizers
+            r = (fit.double().eval()(x) - y).flatten(1).norm(dim=1)
+        return float(r.pow(2).sum()), float((r / w).pow(2).sum())
+
+    (plain_abs, plain_rel), (rel_abs, rel_rel) = errors("lstsq"), errors("lstsq-rel")
+    assert plain_abs <= rel_abs * (1 + 1e-6) and rel_rel <= plain_rel * (1 + 1e-6)
+    assert rel_rel < plain_rel * (1 - 1e-4)  # the weights change the fit
+    with pytest.raises(ValueError, match="shortcut_init='qr'"):
+        bench.fitted_shortcut(data, "qr")

@@ -220,3 +220,110 @@ def test_symmetry_premise_accepts_the_shortcut():
     with pytest.raises(SymmetryPremiseError, match="SpectralShortcut"):
         check_model_symmetry(model.net.shortcut, reflect)
     assert "verified" in check_model_symmetry(SpectralShortcut(2, 1, N).eval(), reflect)
+
+
+def _lstsq_reference(x, y):
+    """Per-mode least squares by numpy-free dense solves: ``S_k = argmin ||S X_k - Y_k||``."""
+    xk = torch.fft.rfft(x.double(), norm="ortho")  # (n, in, K)
+    yk = torch.fft.rfft(y.double(), norm="ortho")  # (n, out, K)
+    rows = []
+    for k in range(xk.shape[-1]):
+        sol = torch.linalg.lstsq(xk[:, :, k], yk[:, :, k]).solution  # (in, out)
+        rows.append(sol.T)
+    return torch.stack(rows)  # (K, out, in)
+
+
+@pytest.mark.parametrize(("in_channels", "out_channels", "size"), [(3, 1, N), (4, 2, 15)])
+def test_fit_is_the_per_mode_least_squares_step(in_channels, out_channels, size):
+    torch.manual_seed(0)
+    x = torch.randn(200, in_channels, size, dtype=torch.float64)
+    target = perturb(SpectralShortcut(in_channels, out_channels, size, s=None), 0.3).double()
+    y = target(x) + 0.05 * torch.randn(200, out_channels, size, dtype=torch.float64)
+    shortcut = SpectralShortcut(in_channels, out_channels, size, s=None).double()
+    shortcut.fit_(x, y, chunk=37)  # chunking changes nothing
+    fitted = torch.view_as_complex(shortcut.weight.detach())
+    reference = _lstsq_reference(x, y)
+    reference[0] = reference[0].real.to(reference.dtype)
+    if size % 2 == 0:
+        reference[-1] = reference[-1].real.to(reference.dtype)
+    torch.testing.assert_close(fitted, reference, rtol=0, atol=1e-10)
+    # the least-squares residual is below the noise's and below any other multiplier's
+    err = (shortcut.eval()(x) - y).pow(2).sum()
+    assert err <= (target.eval()(x) - y).pow(2).sum()
+
+
+def test_fit_projects_to_the_ball_and_stays_certified():
+    torch.manual_seed(1)
+    x = torch.randn(64, 2, N, dtype=torch.float64)
+    y = torch.cat([2 * torch.roll(x[:, -1:], 1, -1), 0.5 * x[:, :1]], 1)  # S_k norms 2 (one
+    free = SpectralShortcut(2, 2, N, s=None).double().fit_(x, y)  # singular value 2, one 0.5)
+    assert free.eval().lipschitz_bound() == pytest.approx(2.0, rel=1e-6)
+    shortcut = SpectralShortcut(2, 2, N, s=1.0).double().fit_(x, y).eval()
+    bound = shortcut.lipschitz_bound()
+    assert 1 - 1e-5 < bound <= 1.0
+    # singular values clipped, not the multiplier scaled: the 0.5 direction is kept
+    sv = torch.linalg.svdvals(shortcut.eval_multipliers())
+    torch.testing.assert_close(sv[1:-1], torch.tensor([[1.0, 0.5]]).double().expand(N // 2 - 1, 2),
+                               rtol=0, atol=1e-5)  # fmt: skip
+    check_jacobian(shortcut, x[:2], "function")
+    check_attack(shortcut, x[:2], "function")
+
+
+def test_fit_nearly_collinear_frames_takes_the_small_solution():
+    # every frame of the window is the same field: the Gram matrix has rank 1 per mode, and the
+    # minimum-norm solution spreads the step over the frames (norm 1 / sqrt(frames))
+    torch.manual_seed(2)
+    u = torch.randn(50, 1, N, dtype=torch.float64)
+    x, y = u.expand(50, 4, N), torch.roll(u, 1, -1)
+    shortcut = SpectralShortcut(4, 1, N).double().fit_(x, y).eval()
+    torch.testing.assert_close(shortcut(x), y, rtol=0, atol=1e-8)
+    assert shortcut.lipschitz_bound() == pytest.approx(0.5, rel=1e-6)
+
+
+def test_fit_errors():
+    shortcut = SpectralShortcut(3, 1, N)
+    x, y = torch.randn(5, 3, N), torch.randn(5, 1, N)
+    with pytest.raises(ValueError, match=r"x must have shape \(n, 3, 16\)"):
+        shortcut.fit_(torch.randn(5, 3, 2 * N), y)
+    with pytest.raises(ValueError, match=r"y must have shape \(5, 1, 16\)"):
+        shortcut.fit_(x, y[:4])
+    with pytest.raises(ValueError, match="no windows"):
+        shortcut.fit_(x[:0], y[:0])
+    with pytest.raises(ValueError, match="rcond"):
+        shortcut.fit_(x, y, rcond=-1.0)
+
+
+@pytest.mark.parametrize("cls", [LipFNO, FNO])
+@pytest.mark.parametrize("increment", [True, "spectral"])
+def test_gate_starts_at_the_shortcut_and_stays_certified(cls, increment):
+    size = N if increment == "spectral" else None
+    torch.manual_seed(0)
+    model = cls(2, 1, (4,), width=4, depth=2, increment=increment, shortcut_size=size, gate=True)
+    x = torch.randn(3, 2, N)
+    base = model.net.shortcut(x) if increment == "spectral" else x[:, -1:]
+    for mode in (True, False):
+        model.train(mode)
+        torch.testing.assert_close(model(x), base, rtol=0, atol=0)  # g = 0: f adds nothing
+    # a trained gate: certified, and its |g| is a factor of f's constant
+    model.train()
+    loss = (model(x) - torch.randn(3, 1, N)).pow(2).mean()
+    loss.backward()
+    gate = model.net.inner[len(model.net.inner) - 1]
+    assert gate.scale.grad is not None and float(gate.scale.grad.abs().max()) > 0
+
+    def make():
+        torch.manual_seed(0)
+        made = cls(2, 1, (4,), width=4, depth=2, increment=increment, shortcut_size=size,
+                   gate=True)  # fmt: skip
+        perturb(made, scale=0.5)
+        with torch.no_grad():
+            made.net.inner[len(made.net.inner) - 1].scale.fill_(0.7)
+        return made
+
+    if increment == "spectral":  # the u_last form differs only by its base: not rechecked
+        check_all(make, x, norm="function")
+    trained = make().double().eval()
+    f_alone = trained.net.inner[0].lipschitz_bound()
+    assert trained.net.inner.lipschitz_bound() == pytest.approx(0.7 * f_alone, rel=1e-6)
+    with pytest.raises(ValueError, match="gate=True scales the increment"):
+        cls(2, 1, (4,), width=4, depth=2, gate=True)

@@ -64,3 +64,28 @@ def test_quick_run_writes_the_results(tmp_path):
     assert float(rows[0]["lipschitz_certified"]) <= 1.3
     text = (tmp_path / "spectral_shortcut.md").read_text()
     assert "LipFNO-sc-inc0.3-d2: nRMSE" in text and (tmp_path / "spectral_shortcut.png").is_file()
+
+
+def test_lstsq_row_beats_the_last_frame(study, data):
+    row = study.lstsq_row(data)
+    assert 0 < row["lipschitz_certified"] <= 1.0 and row["train_s"] == 0.0
+    # the tiny preset's step is a sub-cell shift on 16 cells (aliased): S fits it 4x better
+    # than u_last (0.139 against 0.595 one-step error)
+    s_fit = study.spectra(row["_f"], data)
+    s_last = study.spectra(lambda x: x[:, -1:], data)
+    assert s_fit["one_step"] < 0.3 * s_last["one_step"]
+    measured = study.run(study.LSTSQ_ONLY, data, None, 0)
+    assert measured["nrmse"] == pytest.approx(row["nrmse"], rel=1e-6)
+    assert measured["rms_phase_S"] == pytest.approx(measured["rms_phase"], rel=1e-3)
+
+
+def test_init_rows_before_training(study, data, tmp_path):
+    preset = with_overrides(PRESETS["tiny"], steps=20)
+    gated = study.init_row("LipFNO-sc-kres-d2-lsfz-g", data, preset, 0)
+    free = study.init_row("LipFNO-sc-kres-d2-lsfz", data, preset, 0)
+    identity = study.init_row("LipFNO-sc-inc-d2", data, preset, 0)
+    assert gated["f_over_y"] == 0 and gated["step_error"] == pytest.approx(gated["S_error"])
+    assert free["f_over_y"] > 0 and free["S_error"] == pytest.approx(gated["S_error"])
+    assert identity["S_error"] > gated["S_error"]  # u_last against the fitted S
+    study.write_init([gated, free], tmp_path)
+    assert "LipFNO-sc-kres-d2-lsfz-g" in (tmp_path / "spectral_shortcut_init.md").read_text()

@@ -20,7 +20,12 @@ configuration:
   DeepONets: the channel axis of one input / target sample) and in_features / out_features
   (LipMLP, MLP: its last axis); a value given that contradicts the data is an error. The
   rest must be given when the model has no default (LipFNO/FNO: modes, e.g. [16] in 1-D).
-  With model.kwargs.increment=spectral (LipFNO/FNO), shortcut_size is the data's grid.
+  With model.kwargs.increment=spectral (LipFNO/FNO), shortcut_size is the data's grid;
+  --set shortcut_init=lstsq fits the shortcut to the training windows before the first step
+  (shortcut_frozen=true keeps it there), and model.kwargs.shortcut_bound=auto sizes its ball
+  from that fit (LipFNO; default 1). Example for a linear time stepper (wave, advection):
+    liponet train ... --set model.kwargs.increment=spectral --set shortcut_init=lstsq \
+      --set model.kwargs.shortcut_bound=auto --set model.kwargs.k=auto
   Output: OUT/last.pt, OUT/best.pt (checkpoints) and OUT/log.jsonl (one JSON line per epoch).
   --resume OUT/last.pt continues a run exactly (also from a mid-epoch file, see save_every_steps).
 

@@ -211,6 +211,88 @@ class SpectralShortcut(CertifiedModule):
         stored = self.train_multipliers() if self.training else self.eval_multipliers()
         return shortcut_apply(x, shortcut_multipliers(stored, x.shape[-1]))
 
+    @torch.no_grad()
+    def fit_(
+        self, x: Tensor, y: Tensor, rcond: float = 1e-12, chunk: int = 4096
+    ) -> SpectralShortcut:
+        """Set every ``S_k`` to the least-squares step from windows ``x`` to frames ``y``.
+
+        Per rfft mode ``k`` of the training grid, ``S_k`` minimizes ``sum_i ||S_k X_ik - Y_ik||^2``
+        over the samples (``X = rfft(x)``, ``Y = rfft(y)``, orthonormal FFT): a dynamic-mode-
+        decomposition-style fit of the window-to-frame map, solved in float64 from the per-mode
+        Gram matrices with the minimum-norm pseudo-inverse (eigenvalues below ``rcond`` times
+        the largest of the mode dropped: the frames of a window can be nearly collinear). Modes
+        ``k = 0`` and Nyquist keep the real part (what the forward applies there). With a bound
+        ``s``, every ``S_k`` is then projected to the ball ``||S_k||_2 <= s`` (singular values
+        clipped, the nearest multiplier in Frobenius norm). An initialization: training moves
+        ``S`` on from it, and the certificate is always that of the weights as they are.
+
+        Parameters
+        ----------
+        x
+            Windows ``(n, in_channels, size)`` on the training grid.
+        y
+            Next frames ``(n, out_channels, size)``.
+        rcond
+            Relative cutoff of the pseudo-inverse (``>= 0``).
+        chunk
+            Samples per FFT batch (memory only; the result does not depend on it).
+
+        Returns
+        -------
+        SpectralShortcut
+            ``self``.
+
+        Examples
+        --------
+        >>> import torch
+        >>> x = torch.randn(64, 2, 16)
+        >>> y = torch.roll(x[:, -1:], 1, dims=-1)  # a shift by one cell: a phase per mode
+        >>> shortcut = SpectralShortcut(2, 1, size=16).fit_(x, y).eval()
+        >>> torch.allclose(shortcut(x), y, atol=1e-5), shortcut.lipschitz_bound() <= 1.0
+        (True, True)
+        """
+        shape_x = (self.in_channels, self.size)
+        shape_y = (self.out_channels, self.size)
+        if x.ndim != 3 or tuple(x.shape[1:]) != shape_x:
+            raise ValueError(
+                f"SpectralShortcut.fit_: x must have shape (n, {shape_x[0]}, {shape_x[1]}) "
+                f"(windows on the training grid), got {tuple(x.shape)}"
+            )
+        if y.ndim != 3 or tuple(y.shape[1:]) != shape_y or y.shape[0] != x.shape[0]:
+            raise ValueError(
+                f"SpectralShortcut.fit_: y must have shape ({x.shape[0]}, {shape_y[0]}, "
+                f"{shape_y[1]}) (one frame per window of x), got {tuple(y.shape)}"
+            )
+        if x.shape[0] < 1:
+            raise ValueError("SpectralShortcut.fit_: x holds no windows (n = 0)")
+        if not rcond >= 0 or int(chunk) < 1:
+            raise ValueError(
+                f"SpectralShortcut.fit_: rcond must be >= 0 and chunk >= 1, got {rcond}, {chunk}"
+            )
+        kn = self.size // 2 + 1
+        device = self.weight.device
+        gram = torch.zeros(kn, self.in_channels, self.in_channels, dtype=torch.complex128,
+                           device=device)  # fmt: skip
+        cross = torch.zeros(kn, self.in_channels, self.out_channels, dtype=torch.complex128,
+                            device=device)  # fmt: skip
+        for i in range(0, x.shape[0], int(chunk)):
+            xk = torch.fft.rfft(x[i : i + int(chunk)].to(device, torch.float64), norm="ortho")
+            yk = torch.fft.rfft(y[i : i + int(chunk)].to(device, torch.float64), norm="ortho")
+            gram += torch.einsum("nik,njk->kij", xk.conj(), xk)
+            cross += torch.einsum("nik,nok->kio", xk.conj(), yk)
+        w, v = torch.linalg.eigh(gram)  # Hermitian, ascending eigenvalues per mode
+        keep = w > rcond * w[:, -1:].clamp_min(0.0)
+        inv = torch.where(keep, 1.0 / torch.where(keep, w, torch.ones_like(w)), torch.zeros_like(w))
+        solution = v @ (inv[..., None] * (v.conj().transpose(-2, -1) @ cross))  # (K, in, out)
+        a = _realified(solution.transpose(-2, -1), self.size)  # (K, out, in): S_k X_k = Y_k
+        if self.s is not None:
+            u, sv, vh = torch.linalg.svd(a, full_matrices=False)
+            a = u @ (sv.clamp_max(self.s * TARGET_MARGIN).to(a.dtype)[..., None] * vh)
+            a = _realified(a, self.size)
+        self.weight.copy_(torch.view_as_real(a.to(torch.view_as_complex(self.weight).dtype)))
+        return self
+
     def lipschitz_bound(self) -> float:
         """``max_k ||S'_k||_2`` by float64 SVD of the eval multipliers (cached)."""
         return self._cache.get("bound", [self.weight], self._compute_bound)

@@ -346,6 +346,8 @@ class _FNOBase(CertifiedModule):
         hidden: int | None = None,
         cpl_activation: str = "relu",
         shortcut_size: int | None = None,
+        gate: bool = False,
+        shortcut_bound: float = 1.0,
     ) -> None:
         super().__init__()
         if isinstance(k, str):
@@ -408,6 +410,23 @@ class _FNOBase(CertifiedModule):
             raise ValueError(
                 f"increment='spectral' needs one spatial dimension (got modes={modes}) and "
                 f"shortcut_size = the training grid's points (got {shortcut_size!r})"
+            )
+        if isinstance(shortcut_bound, str) or not (
+            math.isfinite(shortcut_bound) and shortcut_bound > 0
+        ):
+            raise ValueError(
+                f"shortcut_bound must be a finite number > 0 (got {shortcut_bound!r}; 'auto' is "
+                "resolved from the training windows by the Trainer / liponet train)"
+            )
+        if shortcut_bound != 1.0 and not spectral:
+            raise ValueError(
+                f"shortcut_bound={shortcut_bound!r} applies to increment='spectral' only "
+                f"(got increment={increment!r})"
+            )
+        if gate and not increment:
+            raise ValueError(
+                "gate=True scales the increment f of u_last + f / S(x) + f: it needs increment "
+                "True or 'spectral' (got increment=False)"
             )
         if shortcut_size is not None and not spectral:
             raise ValueError(
@@ -483,10 +502,15 @@ class _FNOBase(CertifiedModule):
                 last.linear.bias.fill_(1.0)
             assert isinstance(body, CertifiedSequential)
             body = _FieldAuxiliaryScale(body, aux, float(radius), d)
+        if gate:  # f starts at zero: the step starts as u_last / the shortcut
+            body = CertifiedSequential(body, OutputScale(out_channels, dim=1, init=0.0))
         if spectral:
             assert shortcut_size is not None
             shortcut = SpectralShortcut(
-                in_channels, out_channels, shortcut_size, s=1.0 if self.constrained else None
+                in_channels,
+                out_channels,
+                shortcut_size,
+                s=float(shortcut_bound) if self.constrained else None,
             )
             body = Increment(body, out_channels, shortcut)
         elif increment:
@@ -578,6 +602,16 @@ class LipFNO(_FNOBase):
     shortcut_size
         ``increment="spectral"`` only: points of the training grid (``shortcut_size // 2 + 1``
         multipliers are stored; another grid applies the stored ones, the highest beyond them).
+    shortcut_bound
+        ``increment="spectral"`` only: the ball of the shortcut, ``max_k ||S_k||_2 <= s``
+        (default 1). A wave equation's step needs about ``sqrt 5``; ``"auto"`` in a training
+        run's ``model.kwargs`` reads it from the data (:mod:`liponet.train.shortcut_fit`).
+    gate
+        With an increment form only: ``G`` multiplied by a trainable per-channel gate ``g_c``
+        that starts at 0 (:class:`liponet.layers.OutputScale`), so the step starts exactly as
+        ``u_last`` or ``S(a)``: ``G``'s initial output (a constant offset of a few 1e-3 of the
+        frame on advection) is not noise the training must remove first. Certified with
+        ``max |g_c|`` as a factor of ``L_G``.
 
     Lipschitz constant
     ------------------
@@ -609,7 +643,7 @@ class FNO(_FNOBase):
 
     Parameters
     ----------
-    in_channels, out_channels, modes, width, depth, grid, padding, increment, shortcut_size
+    in_channels, out_channels, modes, width, depth, grid, padding, increment, shortcut_size, gate
         As in :class:`LipFNO` (``increment="spectral"``: the shortcut unconstrained, its exact
         norm ``max_k ||S_k||`` counted).
     activation
@@ -643,6 +677,7 @@ class FNO(_FNOBase):
         padding: float = 0.0,
         increment: bool | str = False,
         shortcut_size: int | None = None,
+        gate: bool = False,
     ) -> None:
         super().__init__(
             in_channels,
@@ -656,4 +691,5 @@ class FNO(_FNOBase):
             increment=increment,
             block="fourier",
             shortcut_size=shortcut_size,
+            gate=gate,
         )

@@ -217,6 +217,14 @@ class TrainConfig:
         wrong windows to the clean next frame, meant to damp the accumulation of its own errors
         in a rollout (``benchmarks/advection_study.py``: on advection, 3e-3 helped one seed of
         LipFNO-d2 and hurt another; over three seeds the change is within the seed spread).
+    shortcut_init
+        ``None`` (default), ``"lstsq"`` or ``"lstsq-rel"``: before the first step, set the model's
+        spectral shortcut (``increment="spectral"``) to the per-mode least-squares step of the
+        training windows (``-rel``: weighted by ``1 / ||y||``), projected to its ball
+        (:mod:`liponet.train.shortcut_fit`). A resumed run loads the checkpoint's weights over it.
+    shortcut_frozen
+        Keep the spectral shortcut where it starts (no gradient); with ``shortcut_init`` the fitted
+        step stays and ``f`` learns what it misses.
     loss
         ``mse`` or ``rel_l2``.
     seed
@@ -258,6 +266,8 @@ class TrainConfig:
     lr_min: float = 0.0
     grad_clip: float = 1.0
     input_noise: float = 0.0
+    shortcut_init: str | None = None
+    shortcut_frozen: bool = False
     loss: str = "mse"
     seed: int = 0
     device: str = "auto"
@@ -291,6 +301,10 @@ class TrainConfig:
             raise ConfigError(f"gamma: must be a finite positive number, got {self.gamma}")
         if not (math.isfinite(self.dist_timeout_s) and self.dist_timeout_s > 0):
             raise ConfigError(f"dist_timeout_s: must be positive, got {self.dist_timeout_s}")
+        if self.shortcut_init is not None:
+            from .shortcut_fit import SHORTCUT_INITS
+
+            _one_of("shortcut_init", self.shortcut_init, SHORTCUT_INITS)
         _one_of("optimizer", self.optimizer, OPTIMIZERS)
         _one_of("scheduler", self.scheduler, SCHEDULERS)
         _one_of("schedule_unit", self.schedule_unit, SCHEDULE_UNITS)

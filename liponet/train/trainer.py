@@ -313,8 +313,10 @@ class Trainer:
     ) -> None:
         from ..models import build_model
         from .constraint import resolve_config, warn_if_binding
+        from .shortcut_fit import fit_model_shortcut, prepare_shortcut
 
         config, data_constant = resolve_config(config, train_data)  # k="auto" -> a number
+        config, windows = prepare_shortcut(config, train_data)  # shortcut_bound="auto" -> a number
         self.config = config
         self.ctx = ctx or DistContext()
         self.normalizer_state = normalizer_state
@@ -332,6 +334,9 @@ class Trainer:
         if model is None:
             model = build_model(config.model.name, **config.model.kwargs)
         self.model: nn.Module = model
+        if config.shortcut_init is not None or config.shortcut_frozen:
+            x, y = windows if windows is not None else (None, None)
+            fit_model_shortcut(model, x, y, config.shortcut_init, config.shortcut_frozen)
         if self.ctx.is_main:  # one ConstraintWarning if the data's constant exceeds the model's
             warn_if_binding(self.model, train_data, data_constant, config.model.kwargs)
         self.model.to(self.ctx.device)
