@@ -49,6 +49,7 @@ from ..functional import (
     cholesky_norm_upper,
     chunks,
     distance_upper,
+    grid_norm_upper,
     isometry_norm_upper,
     perturbed_norm_upper,
     polar_eigh,
@@ -622,22 +623,20 @@ def _svd_all(r: Tensor) -> bool:
     return r.shape[0] * r[0].numel() * min(r.shape[1:]) <= SVD_ALL_WORK
 
 
-#: How far above its estimated norm a ``"clip"`` multiplier's eval bound ``u_k`` is proven
-#: (:meth:`LipSpectralConv._clip_scales`): above the rounding margin of the Cholesky test of
-#: the float32 Gram matrix factorized in float64 (``~2.5e-4`` relative for ``64 x 64``
-#: multipliers; the float32 factorization's, ``~7e-4``, would need twice this). A clipped
-#: multiplier's eval norm is then ``k`` divided by at most about ``1 + CLIP_HEADROOM``.
-CLIP_HEADROOM = 5e-4
+#: How far above the norm a ``"clip"`` multiplier's eval bound ``u_k`` may lie, about
+#: (:meth:`LipSpectralConv._clip_scales`): ``u_k`` is the first level of a grid with
+#: ``2^NORM_GRID_BITS`` levels per octave (spacing ``2.4e-4`` to ``9.8e-4``) that a float32
+#: Cholesky test proves, whose rounding margin is ``~3.5e-4`` relative for ``64 x 64``
+#: multipliers (``6.5e-4`` above the norm on average, ``1e-3`` at most, measured in
+#: ``benchmarks/results/clip_eval_scales.md``). A clipped multiplier's eval norm is then ``k``
+#: divided by at most about ``1 + 2 CLIP_HEADROOM``.
+CLIP_HEADROOM = 1e-3
 
 #: Room below the target that ``"clip"`` leaves for the float32 rounding of its eval weights:
 #: scales ``min(1, k (1 - CLIP_ROUNDING_ROOM) / u_k)``, so that the a-priori rounding bound
 #: (:func:`~liponet.functional.scale_multipliers_error`, a few ``1e-6`` relative at width 64)
 #: certifies ``k`` without comparing hundreds of multipliers with their exact values.
 CLIP_ROUNDING_ROOM = 2.0**-14
-
-#: Multipliers per batched call in :meth:`LipSpectralConv._clip_scales` (:func:`chunks`' size
-#: divided by this): larger batches of small factorizations run faster.
-CLIP_CHUNK = 8
 
 #: Headroom above a multiplier's estimated norm (``eigvalsh`` of its Gram matrix) for the
 #: Cholesky test in the weights' own precision, whose rounding margin is ``~1e-3`` relative for
@@ -656,6 +655,9 @@ class _Memory:
     def __init__(self) -> None:
         #: ``(R, W, lower, upper, proven)`` of :meth:`LipSpectralConv._norms`' last call.
         self.value: tuple[Tensor, Tensor | None, Tensor, Tensor, Tensor] | None = None
+        #: The vectors of ``"clip"``'s last bounds (:meth:`LipSpectralConv._clip_scales`): where
+        #: the next call's search starts (never what it finds).
+        self.vectors: Tensor | None = None
 
 
 def _complex_param(shape: Sequence[int]) -> nn.Parameter:
@@ -685,7 +687,7 @@ class LipSpectralConv(CertifiedModule):
     normalization
         How multipliers are normalized (:data:`NORMALIZATIONS`): ``"global"`` divides all by the
         largest norm (operator norm exactly ``k``, spectrum shape free); ``"clip"`` shrinks each
-        multiplier above ``k`` to ``k`` (in eval, of large layers, to within ~0.06% below ``k``:
+        multiplier above ``k`` to ``k`` (in eval, of large layers, to within ~0.1% below ``k``:
         see "Lipschitz constant"); ``"orthogonal"`` makes every multiplier ``k`` times its
         unitary polar factor (the nearest unitary matrix, what Björck iterations converge to),
         so the linear part is ``k`` times an isometry: one batched Gram eigendecomposition
@@ -728,9 +730,10 @@ class LipSpectralConv(CertifiedModule):
     multiplier, at a fraction of the cost, on a first call as after optimizer steps.
     With ``"clip"`` on a layer above :data:`SVD_ALL_WORK`, eval scales are ``min(1, k' / u_k)``
     with ``u_k`` a proven upper bound of ``||M_k||`` within about :data:`CLIP_HEADROOM` of it
-    (one Gram product, ``eigvalsh`` and Cholesky factorization per multiplier, no SVD;
-    :meth:`_clip_scales`) and ``k' = k (1 - CLIP_ROUNDING_ROOM)``: every eval multiplier is
-    ``<= k'`` by construction, a clipped one shrunk at most about ``0.06%`` more than by its
+    (a grid level proven by a float32 Cholesky test: one Gram product and one or two
+    factorizations per multiplier, no SVD or eigendecomposition; :meth:`_clip_scales`) and
+    ``k' = k (1 - CLIP_ROUNDING_ROOM)``: every eval multiplier is ``<= k'`` by construction, a
+    clipped one shrunk about ``0.06%`` (at most ``0.2%``) more than by its
     exact norm, and the certificate is the a-priori bound ``max_k (s_k u_k + rounding) <= k``.
     The eval weights depend on the current weights only (no call history), as with an SVD.
     With ``"orthogonal"``, ``"polar"``, ``"qr"`` or ``"cayley"`` every multiplier is ``k``
@@ -997,13 +1000,17 @@ class LipSpectralConv(CertifiedModule):
         n = r.shape[0]
         dtype = r.dtype if dtype is None else dtype
         rows = index[index < n]
-        m = r[rows].to(dtype)
         if w is None:
-            return m, 0.0
-        wd = w.to(m.real.dtype).to(dtype)
-        m = m + wd
-        if len(rows) < len(index):
-            m = torch.cat([m, wd.unsqueeze(0)])
+            return r[rows].to(dtype), 0.0
+        wd = w.to(r.real.dtype).to(dtype)
+        if len(index) == n + 1 and bool((index == torch.arange(n + 1, device=index.device)).all()):
+            m = r.new_empty((n + 1, *r.shape[1:]), dtype=dtype)  # every row: one pass
+            torch.add(r.to(dtype), wd, out=m[:n])
+            m[n] = wd
+        else:
+            m = r[rows].to(dtype) + wd
+            if len(rows) < len(index):
+                m = torch.cat([m, wd.unsqueeze(0)])
         u = torch.finfo(m.real.dtype).eps / 2
         return m, u / (1 - u)
 
@@ -1096,31 +1103,36 @@ class LipSpectralConv(CertifiedModule):
         """Eval scales ``min(1, k' / u_k)`` of ``normalization="clip"`` and the bounds ``u_k``.
 
         float64 ``(K [+1],)`` each. ``u_k`` is a proven upper bound of ``||M_k||_2`` (and of
-        ``||W||_2``), a function of the weights alone: the bound
-        :func:`~liponet.functional.cholesky_norm_upper` proves in the weights' precision at
-        :data:`CLIP_HEADROOM` above the norm that ``eigvalsh`` estimates from the computed Gram
-        matrix (deterministic: same weights, same operations; the Gram product in the weights'
-        precision, the factorization in float64), or where that test fails, the
-        float64 SVD norm times ``1 + SVD_RELATIVE_MARGIN``. The scale is ``min(1, k' / u_k)``
-        with ``k' = k (1 - CLIP_ROUNDING_ROOM)``: every scaled multiplier has norm ``<= k'`` by
-        construction, a clipped one at most about ``CLIP_HEADROOM`` below it. A small layer
-        (:data:`SVD_ALL_WORK`) keeps the exact-norm scales ``min(1, k / s_k)`` of its float64
-        SVD norms ``s_k`` (cheaper there, and the eval weights of earlier releases). No
-        memory of earlier calls enters: the eval weights depend on the current weights only.
+        ``||W||_2``), a function of the weights alone: the bound of the first level of a fixed
+        grid that a Cholesky test in the weights' precision proves
+        (:func:`~liponet.functional.grid_norm_upper`; the Gram product and the factorization in
+        float32 for float32 weights, the rounding margin :func:`~liponet.functional.
+        cholesky_rounding_constant` proven), within about :data:`CLIP_HEADROOM` of the norm.
+        The search starts from the vectors remembered from the last call (the training
+        power-iteration vectors on a first call): one Gram product, two matrix-vector products
+        and one or two factorizations per multiplier, no eigendecomposition. The vectors choose
+        where the search begins, never its result (``tests/test_clip_certificate.py``); the
+        float64 SVD decides only where the Gram matrix overflows float32. The scale is ``min(1,
+        k' / u_k)`` with ``k' = k (1 - CLIP_ROUNDING_ROOM)``: every scaled multiplier has norm
+        ``<= k'`` by construction, a clipped one at most about ``2 CLIP_HEADROOM`` below it. A
+        small layer (:data:`SVD_ALL_WORK`) keeps the exact-norm scales ``min(1, k / s_k)`` of
+        its float64 SVD norms ``s_k`` (cheaper there, and the eval weights of earlier
+        releases).
         """
         n_rows = r.shape[0] + int(w is not None)
         if _svd_all(r):  # a small layer: the SVD norms themselves (the exact-norm clip's scales)
             sigma = self._exact_norms(r, w)
             return SCALAR_NORMALIZATIONS["clip"](sigma, k), sigma * (1.0 + SVD_RELATIVE_MARGIN)
-        # NaN or inf fails every test and reaches the SVD, which raises
         x, x_err = self._multipliers_in(r, w, torch.arange(n_rows, device=r.device))
-        upper = torch.empty(n_rows, dtype=torch.float64, device=r.device)
-        for i, j in chunks(n_rows, max(1, x[0].numel() // CLIP_CHUNK)):  # fixed: same floats
-            levels = torch.full((j - i,), math.inf, dtype=torch.float64, device=r.device)
-            upper[i:j] = cholesky_norm_upper(x[i:j], levels, CLIP_HEADROOM, x_err, True)
-        failed = (~torch.isfinite(upper)).nonzero().squeeze(1)
-        if len(failed):  # the estimate was too far off: the SVD norm decides
-            upper[failed] = self._exact_norms(r, w, failed) * (1.0 + SVD_RELATIVE_MARGIN)
+        start = self._norm_memory.vectors  # remembered from the last call, else the training ones
+        if start is None or start.shape[0] != n_rows or start.device != x.device:
+            start = torch.view_as_complex(self.u.detach())
+        try:
+            upper, vectors = grid_norm_upper(x, start, x_err)
+        except ValueError:  # NaN/inf (the SVD raises) or a Gram matrix overflowing float32
+            upper = self._exact_norms(r, w) * (1.0 + SVD_RELATIVE_MARGIN)
+            vectors = None
+        self._norm_memory.vectors = vectors
         return (k * (1.0 - CLIP_ROUNDING_ROOM) / upper).clamp_max(1.0), upper
 
     def _exact_into(
