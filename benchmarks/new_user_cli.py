@@ -642,66 +642,66 @@ def write_ks_results(rows: list[dict[str, Any]], records: dict[str, dict[str, An
     replace_section(out / "new_user_checks.md", KS_START, KS_END, lines)
 
 
-def write_kdv_results(rows: list[dict[str, Any]], records: dict[str, dict[str, Any]], out: Path,
-                      wall: float, cpu: float, samples: int, epochs: int) -> None:  # fmt: skip
-    write_steps_csv(rows, out / "new_user_cli_kdv.csv")
+def write_autoregressive_results(
+    case: str, title: str, pde: str, runs: dict[str, tuple[str, list[str]]],
+    hits: list[str], rows: list[dict[str, Any]], records: dict[str, dict[str, Any]], out: Path,
+    wall: float, cpu: float, epochs: int,
+) -> None:  # fmt: skip
+    """The section of an autoregressive own-data case (KdV, wave): header, steps, ratios, hits."""
+    start, end = f"<!-- new-user-{case}: start -->", f"<!-- new-user-{case}: end -->"
+    write_steps_csv(rows, out / f"new_user_cli_{case}.csv")
     fno = records["FNO"].get("val_nrmse", math.nan)
     lines = [
-        KDV_START,
-        "## A second PDE no issue names: Korteweg-de Vries, autoregressive",
+        start,
+        title,
         "",
-        f"Produced by `.venv/bin/python benchmarks/new_user_cli.py --case kdv` (torch "
+        f"Produced by `.venv/bin/python benchmarks/new_user_cli.py --case {case}` (torch "
         f"{torch.__version__}, {platform.machine()}, 1 thread; wall {wall:.0f} s, CPU {cpu:.0f} "
-        f"s; rows also in `new_user_cli_kdv.csv`). `u_t + u u_x + u_xxx = 0` on the periodic "
-        f"[0, 32 pi], 128 cells, {samples} trajectories of 11 frames over t = 0..10 from the "
-        "script's own ETDRK4 solver (2/3-rule dealiasing; the L2 norm is conserved), written as a "
-        "PDEBench single-array file. The task is PDEBench's autoregressive one: a window of 2 "
-        "frames (as channels) -> the next frame, every window of each trajectory (`--set "
-        f"{KDV_TASK}`); the trainer's defaults ({epochs} epochs, batch 16, lr 1e-3), 16 modes, "
-        "identical settings for every model; val nRMSE is of one step.",
+        f"s; rows also in `new_user_cli_{case}.csv`). {pde} The task is PDEBench's "
+        "autoregressive one: a window of 2 frames (as channels) -> the next frame, every window "
+        f"of each trajectory (`--set {KDV_TASK}`); the trainer's defaults ({epochs} epochs, "
+        "batch 16, lr 1e-3), 16 modes, identical settings for every model; val nRMSE is of one "
+        "step.",
         "",
     ]
     lines += steps_table(rows)
     lines += ["", "Validation nRMSE (one step) against FNO's (same settings):", ""]
-    lines += ratio_lines(KDV_RUNS, records, fno)
-    lines += [
-        "",
-        "What a newcomer hits here:",
-        "",
+    lines += ratio_lines(runs, records, fno)
+    lines += ["", "What a newcomer hits here:", "", *hits, binding_line(rows, records, fno), end]
+    replace_section(out / "new_user_checks.md", start, end, lines)
+
+
+def write_kdv_results(rows: list[dict[str, Any]], records: dict[str, dict[str, Any]], out: Path,
+                      wall: float, cpu: float, samples: int, epochs: int) -> None:  # fmt: skip
+    pde = (
+        f"`u_t + u u_x + u_xxx = 0` on the periodic [0, 32 pi], 128 cells, {samples} "
+        "trajectories of 11 frames over t = 0..10 from the script's own ETDRK4 solver (2/3-rule "
+        "dealiasing; the L2 norm is conserved), written as a PDEBench single-array file."
+    )
+    hits = [
         "- `liponet certify` of an autoregressive checkpoint used to pair frame 0 with the last "
         "frame, as for the step task, and stopped with `input must have 2 channels`. It now "
         "certifies the one-step map the checkpoint learnt, on the windows of the held-out "
         "trajectories (calibration and queries split by trajectory), and refuses `--t-in`/"
-        "`--t-out` and streamed step-pair calibration sets for it, in one line.",
-        binding_line(rows, records, fno),
-        KDV_END,
+        "`--t-out` and streamed step-pair calibration sets for it, in one line."
     ]
-    replace_section(out / "new_user_checks.md", KDV_START, KDV_END, lines)
+    title = "## A second PDE no issue names: Korteweg-de Vries, autoregressive"
+    write_autoregressive_results(
+        "kdv", title, pde, KDV_RUNS, hits, rows, records, out, wall, cpu, epochs
+    )
 
 
 def write_wave_results(rows: list[dict[str, Any]], records: dict[str, dict[str, Any]], out: Path,
                        wall: float, cpu: float, samples: int, epochs: int) -> None:  # fmt: skip
-    write_steps_csv(rows, out / "new_user_cli_wave.csv")
-    fno = records["FNO"].get("val_nrmse", math.nan)
-    lines = [
-        WAVE_START,
-        "## A third PDE no issue names: the linear wave equation, autoregressive",
-        "",
-        f"Produced by `.venv/bin/python benchmarks/new_user_cli.py --case wave` (torch "
-        f"{torch.__version__}, {platform.machine()}, 1 thread; wall {wall:.0f} s, CPU {cpu:.0f} "
-        f"s; rows also in `new_user_cli_wave.csv`). `u_tt = u_xx` on the periodic [0, 32 pi], "
-        f"128 cells, {samples} trajectories of 11 frames over t = 0..10, exact per Fourier mode "
-        "(random sine-series position and velocity), written as a PDEBench single-array file. "
-        "Second order in time: PDEBench's autoregressive task with windows of 2 frames (`--set "
-        f"{KDV_TASK}`); the trainer's defaults ({epochs} epochs, batch 16, lr 1e-3), 16 modes, "
-        "identical settings for every model; val nRMSE is of one step.",
-        "",
-    ]
-    lines += steps_table(rows)
-    lines += ["", "Validation nRMSE (one step) against FNO's (same settings):", ""]
-    lines += ratio_lines(WAVE_RUNS, records, fno)
-    lines += ["", "What a newcomer hits here:", "", binding_line(rows, records, fno), WAVE_END]
-    replace_section(out / "new_user_checks.md", WAVE_START, WAVE_END, lines)
+    pde = (
+        f"`u_tt = u_xx` on the periodic [0, 32 pi], 128 cells, {samples} trajectories of 11 "
+        "frames over t = 0..10, exact per Fourier mode (random sine-series position and "
+        "velocity), written as a PDEBench single-array file. Second order in time."
+    )
+    title = "## A third PDE no issue names: the linear wave equation, autoregressive"
+    write_autoregressive_results(
+        "wave", title, pde, WAVE_RUNS, [], rows, records, out, wall, cpu, epochs
+    )
 
 
 if __name__ == "__main__":

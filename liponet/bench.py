@@ -1115,9 +1115,16 @@ RECIPE_BASES = (
     "FNO-sc-lsfz-g-lr5e-4",
     "FNO-sc-lsfz-g-lr2e-3",
 )
-for _name in RECIPE_BASES:
-    for _suffix, _settings in RECIPE_SUFFIXES.items():
-        MODEL_TRAINING[_name + _suffix] = {**MODEL_TRAINING.get(_name, {}), **_settings}
+
+
+def _add_training_variants(bases: Sequence[str], suffixes: Mapping[str, Mapping[str, Any]]) -> None:
+    """Register ``base + suffix`` in :data:`MODEL_TRAINING`: the base's settings, the suffix's."""
+    for name in bases:
+        for suffix, settings in suffixes.items():
+            MODEL_TRAINING[name + suffix] = {**MODEL_TRAINING.get(name, {}), **settings}
+
+
+_add_training_variants(RECIPE_BASES, RECIPE_SUFFIXES)
 
 #: Symmetry-augmentation suffixes (:mod:`liponet.train.augment`; square 2-D tasks: Darcy):
 #: ``-d4`` trains on a random symmetry of the square per batch (all eight), ``-tr`` on the
@@ -1136,9 +1143,7 @@ AUGMENT_BASES = (
     "LipFNO-wide-lr",
     "LipFNO-m8-lr",
 )
-for _name in AUGMENT_BASES:
-    for _suffix, _settings in AUGMENT_SUFFIXES.items():
-        MODEL_TRAINING[_name + _suffix] = {**MODEL_TRAINING.get(_name, {}), **_settings}
+_add_training_variants(AUGMENT_BASES, AUGMENT_SUFFIXES)
 
 #: The suffixes a training-settings variant's name may end with (its network: the rest).
 _TRAINING_SUFFIXES = ("-lr", "-noise", "-cos", "-wd0", "-d4", "-tr")
