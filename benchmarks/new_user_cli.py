@@ -401,13 +401,8 @@ KDV_RUNS = {
     "LipFNO spectral shortcut": ("LipFNO", ["--set", "model.kwargs.increment=spectral"]),
     "FNO spectral shortcut": ("FNO", ["--set", "model.kwargs.increment=spectral"]),
 }
-#: The wave runs: KdV's, and the spectral shortcut with the budget k=auto chooses.
-WAVE_RUNS = {
-    **KDV_RUNS,
-    "LipFNO spectral shortcut k=auto": (
-        "LipFNO",
-        ["--set", "model.kwargs.increment=spectral", "--set", "model.kwargs.k=auto"],
-    ),
+#: The fitted-shortcut runs (liponet.train.shortcut_fit): KdV and wave.
+FITTED_RUNS = {
     # the shortcut fitted to the windows first, its ball sized by that fit (shortcut_fit),
     # f behind a gate that starts at 0 (the step starts as the fit)
     "LipFNO fitted shortcut": (
@@ -436,6 +431,16 @@ WAVE_RUNS = {
             "model.kwargs.gate=true",
         ],
     ),
+}
+KDV_RUNS.update(FITTED_RUNS)  # KdV's step has a large linear part too
+#: The wave runs: KdV's, and the spectral shortcut with the budget k=auto chooses.
+WAVE_RUNS = {
+    **{name: run for name, run in KDV_RUNS.items() if name not in FITTED_RUNS},
+    "LipFNO spectral shortcut k=auto": (
+        "LipFNO",
+        ["--set", "model.kwargs.increment=spectral", "--set", "model.kwargs.k=auto"],
+    ),
+    **FITTED_RUNS,
 }
 #: KdV's task: windows of 2 frames (as channels) -> the next frame, every window of a trajectory.
 KDV_TASK = "data.kwargs={task: autoregressive, initial_step: 2, windows: all}"

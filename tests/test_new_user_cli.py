@@ -44,7 +44,7 @@ def test_quick_run_writes_the_rows_and_replaces_its_section(tmp_path):
     # the autoregressive KdV checkpoints are certified on their windows (one step)
     kdv = {r["step"]: r for r in csv.DictReader((tmp_path / "new_user_cli_kdv.csv").open())}
     certified = [r for step, r in kdv.items() if step.startswith("certify ")]
-    assert len(certified) == 5 and all(r["rc"] == "0" for r in certified)
+    assert len(certified) == 7 and all(r["rc"] == "0" for r in certified)
     assert all("pairs: windows of 2 frames -> the next frame" in r["figures"] for r in certified)
     # the wave equation's one-step map has constant above 1: the defaults are told so
     wave = {r["step"]: r for r in csv.DictReader((tmp_path / "new_user_cli_wave.csv").open())}
