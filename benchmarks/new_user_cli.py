@@ -518,42 +518,49 @@ def main_ks(samples: int, epochs: int, out: Path) -> None:
     write_ks_results(rows, records, out, wall, cpu, samples, epochs, float(np.median(growth)))
 
 
-def main_kdv(samples: int, epochs: int, out: Path) -> None:
-    """The Korteweg-de Vries case, autoregressive: own solver -> train -> certify."""
+def autoregressive_case(
+    name: str, data: np.ndarray, runs: dict[str, tuple[str, list[str]]], step: str,
+    figures: str, write: Any, samples: int, epochs: int, out: Path,
+) -> None:  # fmt: skip
+    """An autoregressive own-data case: write ``data``, train and certify ``runs``, ``write``."""
     start, cpu0 = time.perf_counter(), resource.getrusage(resource.RUSAGE_CHILDREN).ru_utime
     with tempfile.TemporaryDirectory() as tmp:
-        data = korteweg_de_vries(samples, 128, seed=0)
-        d = data.astype(np.float64)
-        norms = np.sqrt((d**2).mean(-1))
-        change = np.sqrt(((d[:, 1:] - d[:, :-1]) ** 2).mean(-1)) / norms[:, :-1]
-        rows, records = own_solver_case("kdv", data, KDV_TASK, KDV_RUNS, epochs, Path(tmp))
-        rows[0]["figures"] = (
-            f"norm drift {np.abs(norms / norms[:, :1] - 1).max():.1e} max; one frame changes "
-            f"the field by {np.median(change):.2f} of its norm (median)"
-        )
+        rows, records = own_solver_case(name, data, KDV_TASK, runs, epochs, Path(tmp))
+    rows[0]["step"], rows[0]["figures"] = step, figures
     wall = time.perf_counter() - start
     cpu = resource.getrusage(resource.RUSAGE_CHILDREN).ru_utime - cpu0
-    write_kdv_results(rows, records, out, wall, cpu, samples, epochs)
+    write(rows, records, out, wall, cpu, samples, epochs)
+
+
+def main_kdv(samples: int, epochs: int, out: Path) -> None:
+    """The Korteweg-de Vries case, autoregressive: own solver -> train -> certify."""
+    data = korteweg_de_vries(samples, 128, seed=0)
+    d = data.astype(np.float64)
+    norms = np.sqrt((d**2).mean(-1))
+    change = np.sqrt(((d[:, 1:] - d[:, :-1]) ** 2).mean(-1)) / norms[:, :-1]
+    figures = (
+        f"norm drift {np.abs(norms / norms[:, :1] - 1).max():.1e} max; one frame changes "
+        f"the field by {np.median(change):.2f} of its norm (median)"
+    )
+    step = "own solver (ETDRK4) -> kdv.h5"
+    autoregressive_case(
+        "kdv", data, KDV_RUNS, step, figures, write_kdv_results, samples, epochs, out
+    )
 
 
 def main_wave(samples: int, epochs: int, out: Path) -> None:
     """The linear wave equation, autoregressive: exact solution -> train -> certify."""
-    start, cpu0 = time.perf_counter(), resource.getrusage(resource.RUSAGE_CHILDREN).ru_utime
-    with tempfile.TemporaryDirectory() as tmp:
-        data = wave_equation(samples, 128, seed=0)
-        rows, records = own_solver_case("wave", data, KDV_TASK, WAVE_RUNS, epochs, Path(tmp))
-        d = data.astype(np.float64)
-        x = np.concatenate([d[:, :-2], d[:, 1:-1]], -1)  # windows (u(t - 1), u(t))
-        y = d[:, 2:]
-        gain = np.sqrt((y**2).sum(-1) / (x**2).sum(-1))
-        rows[0]["step"] = "exact solution -> wave.h5"
-        rows[0]["figures"] = (
-            f"||u(t + 1)|| / ||(u(t - 1), u(t))|| up to {gain.max():.3g} "
-            f"(median {np.median(gain):.3g})"
-        )
-    wall = time.perf_counter() - start
-    cpu = resource.getrusage(resource.RUSAGE_CHILDREN).ru_utime - cpu0
-    write_wave_results(rows, records, out, wall, cpu, samples, epochs)
+    data = wave_equation(samples, 128, seed=0)
+    d = data.astype(np.float64)
+    x = np.concatenate([d[:, :-2], d[:, 1:-1]], -1)  # windows (u(t - 1), u(t))
+    gain = np.sqrt((d[:, 2:] ** 2).sum(-1) / (x**2).sum(-1))
+    figures = (
+        f"||u(t + 1)|| / ||(u(t - 1), u(t))|| up to {gain.max():.3g} (median {np.median(gain):.3g})"
+    )
+    step = "exact solution -> wave.h5"
+    autoregressive_case(
+        "wave", data, WAVE_RUNS, step, figures, write_wave_results, samples, epochs, out
+    )
 
 
 def binding_line(rows: list[dict[str, Any]], records: dict[str, dict[str, Any]], fno: float) -> str:
