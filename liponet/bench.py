@@ -1145,6 +1145,32 @@ AUGMENT_BASES = (
 )
 _add_training_variants(AUGMENT_BASES, AUGMENT_SUFFIXES)
 
+#: The factored convex-potential rows (issue 13: the wide block's ReLU features without their
+#: FFT cost): ``K = V M``, a ``width``-channel multiplier ``M`` and a pointwise ``V`` to
+#: ``hidden`` features (:class:`liponet.layers.FactoredConvexPotentialBlock`,
+#: ``block="cpl-factored"``), clipped multipliers. ``LipFNO-fw``: ``LipFNO-wide``'s network
+#: with factored blocks (width 20, ``hidden = 2 width``, four blocks, ``k = 1.3``); ``-d3``
+#: three blocks; ``-h3``: ``hidden = 3 width``; ``-k3``: ``k = 3``; ``-m8``: 8 kept modes per
+#: dimension. Their ``-lr`` rows train at 1e-2, ``-lr5e-3`` at 5e-3; recipe suffixes on all,
+#: symmetry suffixes on the Darcy rows.
+_FACTORED: dict[str, Any] = {**_WIDE, "block": "cpl-factored"}
+_FACTORED_NETWORKS: dict[str, dict[str, Any]] = {
+    "LipFNO-fw": {},
+    "LipFNO-fw-d3": {"depth": 3},
+    "LipFNO-fw-h3": {"hidden_factor": 3},
+    "LipFNO-fw-h3-d3": {"hidden_factor": 3, "depth": 3},
+    "LipFNO-fw-k3": {"k": 3.0},
+    "LipFNO-fw-m8": {"modes": 8},
+    "LipFNO-fw-m8-k3": {"modes": 8, "k": 3.0},
+}
+for _name, _extra in _FACTORED_NETWORKS.items():
+    MODELS[_name] = lipfno_builder(**{**_FACTORED, **_extra})
+    MODEL_TRAINING[_name + "-lr"] = {"lr": 1e-2}
+    MODEL_TRAINING[_name + "-lr5e-3"] = {"lr": 5e-3}
+    _rates = (_name, _name + "-lr", _name + "-lr5e-3")
+    _add_training_variants(_rates, RECIPE_SUFFIXES)
+    _add_training_variants(_rates, AUGMENT_SUFFIXES)
+
 #: The suffixes a training-settings variant's name may end with (its network: the rest).
 _TRAINING_SUFFIXES = ("-lr", "-noise", "-cos", "-wd0", "-d4", "-tr")
 

@@ -14,6 +14,8 @@ from .base import CertifiedSequential as CertifiedSequential
 from .base import compose_bounds as compose_bounds
 from .budget import Budget as Budget
 from .budget import BudgetScaled as BudgetScaled
+from .factored import FactoredConvexPotentialBlock as FactoredConvexPotentialBlock
+from .factored import FactoredConvexPotentialChain as FactoredConvexPotentialChain
 from .fourier import NORMALIZATIONS as NORMALIZATIONS
 from .fourier import FourierBlock as FourierBlock
 from .fourier import LipSpectralConv as LipSpectralConv
@@ -44,6 +46,8 @@ __all__ = [
     "ClippedLinear",
     "ConvexPotentialBlock",
     "ConvexPotentialChain",
+    "FactoredConvexPotentialBlock",
+    "FactoredConvexPotentialChain",
     "FourierBlock",
     "FullSort",
     "GroupSort",

@@ -23,6 +23,8 @@ from ..layers import (
     CertifiedSequential,
     ConvexPotentialBlock,
     ConvexPotentialChain,
+    FactoredConvexPotentialBlock,
+    FactoredConvexPotentialChain,
     FourierBlock,
     LipLinear,
     OutputScale,
@@ -48,8 +50,10 @@ __all__ = [
 
 #: Hidden block kinds of the FNOs: ``"fourier"`` (``sigma(W x + K x + b)``,
 #: :class:`~liponet.layers.FourierBlock`) and ``"cpl"`` (the convex-potential residual block
-#: ``x - 2 K^T relu(K x + b)``, :class:`~liponet.layers.ConvexPotentialBlock`).
-BLOCKS: tuple[str, ...] = ("fourier", "cpl")
+#: ``x - 2 K^T relu(K x + b)``, :class:`~liponet.layers.ConvexPotentialBlock`) and
+#: ``"cpl-factored"`` (the same block with ``K = V M``: FFTs on ``width`` channels, the ReLU
+#: features pointwise, :class:`~liponet.layers.FactoredConvexPotentialBlock`).
+BLOCKS: tuple[str, ...] = ("fourier", "cpl", "cpl-factored")
 
 #: Where the constraint's budget ``k`` goes: ``"last"`` (the last projection layer) or
 #: ``"learned"`` (learned factors of the lifting, every block and the projection, product ``k``).
@@ -315,7 +319,7 @@ class _PlainIncrement(nn.Module):
 
 def _modes_of(module: nn.Module) -> tuple[int, ...]:
     for sub in module.modules():
-        if isinstance(sub, (FourierBlock, ConvexPotentialBlock)):
+        if isinstance(sub, (FourierBlock, ConvexPotentialBlock, FactoredConvexPotentialBlock)):
             return sub.conv.modes
     raise ValueError("no Fourier block found")
 
@@ -378,10 +382,10 @@ class _FNOBase(CertifiedModule):
             raise ValueError(f"unknown block {block!r}; available: {', '.join(BLOCKS)}")
         if budget not in BUDGETS:
             raise ValueError(f"unknown budget {budget!r}; available: {', '.join(BUDGETS)}")
-        if hidden is not None and (block != "cpl" or hidden < 1):
+        if hidden is not None and (block == "fourier" or hidden < 1):
             raise ValueError(
-                f"hidden={hidden!r}: the channels of K x exist in block='cpl' only and must be "
-                f">= 1 (got block={block!r})"
+                f"hidden={hidden!r}: the channels of K x exist in block='cpl-factored' or "
+                f"block='cpl' only and must be >= 1 (got block={block!r})"
             )
         if cpl_activation != "relu" and block != "cpl":
             raise ValueError(
@@ -452,6 +456,15 @@ class _FNOBase(CertifiedModule):
                         hidden=hidden,
                         normalization=normalization,
                         activation=cpl_activation,
+                    )
+                    for _ in range(depth)
+                )
+            )
+        elif block == "cpl-factored":  # K = V M: FFTs on width channels only
+            blocks = FactoredConvexPotentialChain(
+                *(
+                    FactoredConvexPotentialBlock(
+                        width, modes, hidden=hidden, normalization=normalization
                     )
                     for _ in range(depth)
                 )
@@ -581,7 +594,10 @@ class LipFNO(_FNOBase):
         Hidden block kind (:data:`BLOCKS`): ``"cpl"`` (default), the convex-potential residual
         block ``x - 2 K^T relu(K x + b)`` (:class:`liponet.layers.ConvexPotentialBlock`, all
         ``depth`` blocks nonlinear, 1-Lipschitz with every singular value of ``K`` free);
-        ``"fourier"``, the fused FNO block ``sigma(W x + K x + b)`` (the last one linear).
+        ``"fourier"``, the fused FNO block ``sigma(W x + K x + b)`` (the last one linear);
+        ``"cpl-factored"``, the convex-potential block with ``K = V M``
+        (:class:`liponet.layers.FactoredConvexPotentialBlock`: a ``width``-channel multiplier
+        ``M`` and a pointwise ``V`` to ``hidden`` ReLU features, FFTs on ``width`` channels).
     increment
         Time-step increment form ``u_last + G(a)`` (:class:`Increment`): the input is a window of
         frames stacked as channels and ``u_last`` its last frame; certified ``1 + L_G``.
@@ -594,8 +610,9 @@ class LipFNO(_FNOBase):
         learned factors of the lifting, every block and the projection with product ``k``
         (:class:`liponet.layers.Budget`).
     hidden
-        ``block="cpl"`` only: channels of ``K x`` inside each convex-potential block (ReLU
-        features per block; default ``width``). Any value keeps every block 1-Lipschitz.
+        ``block="cpl"`` or ``"cpl-factored"`` only: channels of ``K x`` inside each
+        convex-potential block (ReLU features per block; default ``width`` for ``"cpl"``,
+        ``2 * width`` for ``"cpl-factored"``). Any value keeps every block 1-Lipschitz.
     cpl_activation
         Activation inside the convex-potential blocks: ``"relu"`` (default) or ``"softplus"``
         (smooth; both have slopes in ``[0, 1]``, all the certificate needs).
@@ -624,7 +641,8 @@ class LipFNO(_FNOBase):
     :class:`liponet.layers.AuxiliaryScale`), with sup bounds that hold at every resolution.
     ``increment=True`` adds 1, ``increment="spectral"`` the shortcut's ``max_k ||S_k||``. With
     ``block="cpl"`` each block's factor is ``max(1, 2 s^2 - 1)``, ``s`` the float64-SVD bound
-    of its ``||K||`` (``s < 1``: exactly 1).
+    of its ``||K||`` (``s < 1``: exactly 1); with ``"cpl-factored"`` the same with ``s`` the
+    float64-SVD bound of ``||V M||`` (per mode, of the product).
 
     Examples
     --------

@@ -1,0 +1,310 @@
+"""Factored convex-potential block: ``K = V M``, the ReLU features pointwise.
+
+The convex-potential block ``y = x - (2 / s^2) K^T relu(K x + b)``
+(:class:`~liponet.layers.ConvexPotentialBlock`) is 1-Lipschitz for *any* linear ``K`` with
+``s >= ||K||``. With ``K`` a Fourier multiplier from ``width`` to ``hidden`` channels every block
+transforms ``hidden`` channels (the inverse FFT of ``K x``, the FFT of ``relu(.)`` for
+``K^T``). Here ``K = V M``: ``M = W + R_k`` a ``width -> width`` Fourier multiplier with its
+pointwise skip (:class:`~liponet.layers.LipSpectralConv`) and ``V`` a pointwise ``width ->
+hidden`` matrix (:class:`~liponet.layers.LipLinear`), so
+
+``y = x - 2 M^T V^T relu(V M x + b)``
+
+transforms ``width`` channels only; the ``hidden`` ReLU features cost two pointwise products.
+``K^T = M^T V^T`` with ``V^T`` pointwise and ``M^T`` the adjoint multiplier
+(:func:`~liponet.layers.residual.adjoint_weights`).
+
+Normalization. ``M`` and ``V`` are normalized separately to norm
+:data:`~liponet.functional.TARGET_MARGIN` (``M`` by its multiplier normalization, ``clip`` by
+default; ``V`` Björck-orthonormalized, its columns an orthonormal frame when ``hidden >=
+width``), so ``||V M|| <= ||V|| ||M|| < 1``. Nothing is lost by the separate normalization:
+for an orthonormal frame ``V`` (``V^T V = I``) ``||V M_k|| = ||M_k||`` at every mode, and any
+``K`` whose per-mode blocks share a ``width``-dimensional range is ``U (S Q^T M)`` with ``U``
+such a frame. The certificate does not rely on that: it is computed from the product.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torch import Tensor, nn
+
+from ..functional import spectral_norm_upper
+from .base import CertifiedModule, CertifiedSequential
+from .cache import WeightKeyedCache
+from .fourier import (
+    LipSpectralConv,
+    SpectralMultiplier,
+    check_field,
+    from_kept_spectrum,
+    kept_spectrum,
+    mix_modes,
+)
+from .linear import LipLinear
+from .residual import adjoint_weights
+
+__all__ = [
+    "FactoredConvexPotentialBlock",
+    "FactoredConvexPotentialChain",
+    "factored_chain",
+]
+
+
+def _channels(x: Tensor, w: Tensor) -> Tensor:
+    """Real channel matrix on a field: ``(b, in, *S), (out, in) -> (b, out, *S)``."""
+    flat = torch.bmm(w.expand(x.shape[0], -1, -1), x.flatten(2))  # (b,out,in)@(b,in,S)->(b,out,S)
+    return flat.view(x.shape[0], w.shape[0], *x.shape[2:])
+
+
+def _spectrum_channels(xk: Tensor, w: Tensor) -> Tensor:
+    """Real channel matrix on a spectrum: ``(b, in, *kept), (out, in) -> (b, out, *kept)``."""
+    flat = torch.view_as_real(xk).reshape(xk.shape[0], xk.shape[1], -1)  # (b, in, 2 K)
+    out = torch.bmm(w.to(flat.dtype).expand(xk.shape[0], -1, -1), flat)  # (b,out,in)@(b,in,2K)
+    return torch.view_as_complex(out.reshape(out.shape[0], out.shape[1], *xk.shape[2:], 2))
+
+
+def factored_chain(
+    x: Tensor,
+    weights: Sequence[tuple[Tensor, Tensor, Tensor, Tensor | None]],
+    modes: Sequence[int],
+) -> Tensor:
+    """Factored blocks ``x <- x - 2 M_i^T V_i^T relu(V_i M_i x + b_i)`` in turn, sharing FFTs.
+
+    The residual stream is carried as ``x = p + irfftn(S)`` (``p`` physical, ``S`` the kept
+    spectrum of the adjoint multipliers' deferred parts) together with ``X``, the kept spectrum
+    of ``x`` (the recurrence of :func:`~liponet.layers.residual.convex_potential_chain`, with
+    ``M`` in the place of ``K`` and the pointwise ``z = V^T relu(V u + b)`` in the place of
+    ``relu``). Per block one inverse transform (of ``M x``) and one forward transform (of
+    ``z``), all on ``width`` channels, plus one forward transform of the input and one inverse
+    of the output: ``2 n + 2`` for ``n`` blocks. Plain differentiable operations (autograd).
+
+    Parameters
+    ----------
+    x
+        Real ``(batch, width, *spatial)``.
+    weights
+        Per block ``(R_k (*kept, width, width) complex, W (width, width) real, V (hidden,
+        width) real, b (hidden,) or None)``: ``M = W + R_k`` on kept modes and ``W`` elsewhere
+        (Hermitian on the ``k_d = 0`` slice).
+    modes
+        ``(m_1, ..., m_d)``.
+
+    Returns
+    -------
+    Tensor
+        Real ``(batch, width, *spatial)``.
+    """
+    if not weights:
+        return x
+    sizes = tuple(x.shape[2:])
+    ones = [1] * len(modes)
+    p = x  # physical part of the residual stream
+    xk = kept_spectrum(x, modes)  # (b, width, *kept): kept spectrum of the whole stream
+    s: Tensor | None = None  # kept spectrum of the deferred part: x = p + irfftn(s)
+    for i, (r, w, v, b) in enumerate(weights):
+        a = mix_modes(xk, r)  # R X: (b, width, *kept)
+        if s is not None:
+            a = a + _spectrum_channels(s, w)  # + W S (the skip on the deferred part)
+        u = from_kept_spectrum(a, sizes, modes) + _channels(p, w)  # M x: (b, width, *spatial)
+        h = _channels(u, v)  # V M x: (b, hidden, *spatial)
+        if b is not None:
+            h = h + b.view(-1, *ones)
+        z = _channels(torch.relu(h), v.t())  # V^T relu(.): (b, width, *spatial)
+        zk = kept_spectrum(z, modes)  # (b, width, *kept)
+        r_adj, w_adj = adjoint_weights(-2.0 * r, -2.0 * w)  # -2 M^T (exact factor)
+        assert w_adj is not None
+        t = mix_modes(zk, r_adj)  # -2 R^H Z: (b, width, *kept)
+        p = p + _channels(z, w_adj)  # p - 2 W^T z
+        s = t if s is None else s + t
+        if i + 1 < len(weights):  # kept modes of x - 2 M^T z
+            xk = xk + t + _spectrum_channels(zk, w_adj)
+    assert s is not None
+    return p + from_kept_spectrum(s, sizes, modes)
+
+
+class FactoredConvexPotentialBlock(CertifiedModule):
+    """Residual Fourier block ``y = x - 2 M^T V^T relu(V M x + b)``, 1-Lipschitz.
+
+    The convex-potential block with ``K = V M`` (module docstring): ``M`` a ``width -> width``
+    Fourier multiplier plus pointwise skip, ``V`` a pointwise ``width -> hidden`` matrix, each
+    normalized to norm just below 1. Its FFTs act on ``width`` channels whatever ``hidden`` is.
+
+    Parameters
+    ----------
+    width
+        Channels in and out.
+    modes
+        Kept modes per spatial dimension (see :class:`~liponet.layers.LipSpectralConv`).
+    hidden
+        ReLU features (rows of ``V``; default ``2 * width``).
+    normalization
+        Multiplier normalization of ``M`` (:data:`~liponet.layers.fourier.NORMALIZATIONS`;
+        ``"clip"`` by default); each keeps ``||M|| <= 1``.
+
+    Lipschitz constant
+    ------------------
+    ``max(1, 2 s^2 - 1)`` in liponet's function norm at every resolution, with ``s`` a proven
+    upper bound of ``||K|| = max(max_k ||V (W' + R'_k)||, ||V W'||)`` (kept modes and the
+    skip-only rest) of the eval weights: each product formed in float64 from the float32
+    weights (relative rounding ``<= 2^-52 width``, far inside the SVD margin) and bounded by
+    :func:`~liponet.functional.spectral_norm_upper` (float64 SVD). Never ``||V|| ||M||``. Why
+    ``max(1, 2 s^2 - 1)``: the Jacobian ``I - 2 K^T D K`` (``D`` ReLU's slopes in ``[0, 1]``)
+    is symmetric with eigenvalues in ``[1 - 2 ||K||^2, 1]``
+    (:mod:`liponet.layers.residual`). ``V`` and ``M`` are normalized to ``1 - 2^-20`` each, so
+    ``s < 1`` and the certificate is exactly 1.
+
+    Examples
+    --------
+    >>> import torch
+    >>> block = FactoredConvexPotentialBlock(4, modes=(3,), hidden=8).eval()
+    >>> block(torch.randn(2, 4, 16)).shape
+    torch.Size([2, 4, 16])
+    >>> block.lipschitz_bound()
+    1.0
+    >>> s = block.product_norm_upper()  # ||V M|| <= ||V|| ||M|| < 1
+    >>> 0.0 < s < 1.0
+    True
+    """
+
+    def __init__(
+        self,
+        width: int,
+        modes: Sequence[int],
+        hidden: int | None = None,
+        normalization: str = "clip",
+    ) -> None:
+        super().__init__()
+        hidden = 2 * width if hidden is None else hidden
+        if width < 1 or hidden < 1:
+            raise ValueError(f"width and hidden must be >= 1, got {width}, {hidden}")
+        self.width = width
+        self.hidden = hidden
+        self.conv = LipSpectralConv(
+            width, width, modes, k=1.0, skip=True, bias=False, normalization=normalization
+        )
+        self.modes = self.conv.modes
+        self.expand = LipLinear(width, hidden, k=1.0, bias=True, orthogonal=True)
+        self._cache = WeightKeyedCache(self._sources())
+
+    def _sources(self) -> list[Tensor]:
+        return [*self.conv._sources(), self.expand.weight]
+
+    def chain_weights(self) -> tuple[Tensor, Tensor, Tensor, Tensor | None]:
+        """``(R_k, W, V, b)`` as the forward applies them (:func:`factored_chain`).
+
+        Training: normalized with power-iteration estimates and Björck (with gradient); eval:
+        the exact float64 normalizations, cached (the weights certified and exported).
+        """
+        if self.training:
+            r, w = self.conv._train_weights()
+        else:
+            r, w = self.conv.effective_weights()
+        assert w is not None  # M always has its skip
+        return r, w, self.expand.current_weight(), self.expand.bias
+
+    def forward(self, x: Tensor) -> Tensor:
+        """``x - 2 M^T V^T relu(V M x + b)`` on ``(batch, width, *spatial)``."""
+        check_field(x, self.width, self.modes)
+        return factored_chain(x, [self.chain_weights()], self.modes)
+
+    def product_norm_upper(self) -> float:
+        """Proven upper bound ``s`` of ``||V M||`` of the eval weights (float64 SVD; cached)."""
+        return self._cache.get("product", self._sources(), self._compute_product)
+
+    def _compute_product(self, *sources: Tensor) -> float:
+        r, w = self.conv.effective_weights()
+        assert w is not None
+        v = self.expand.effective_weight().to(torch.float64)  # (hidden, width)
+        w64 = w.to(torch.float64)
+        m = r.reshape(-1, self.width, self.width).to(torch.complex128) + w64  # (K, width, width)
+        mats = torch.cat([m, w64.to(torch.complex128).unsqueeze(0)])  # kept modes, skip-only
+        k = torch.matmul(v.to(torch.complex128), mats)  # (K + 1, hidden, width)
+        return float(spectral_norm_upper(k).max())
+
+    def lipschitz_bound(self) -> float:
+        """``max(1, 2 s^2 - 1)`` with ``s`` the float64-SVD bound of ``||V M||``."""
+        s = self.product_norm_upper()
+        return max(1.0, 2.0 * s * s - 1.0)
+
+    def export(self) -> nn.Module:
+        """Plain modules: ``M``, ``M^T`` as frozen :class:`SpectralMultiplier` s, ``V`` a buffer."""
+        r, w = self.conv.effective_weights()
+        r_adj, w_adj = adjoint_weights(r, w)
+        bias = None if self.expand.bias is None else self.expand.bias.detach()
+        return _PlainFactored(
+            SpectralMultiplier(r, w, None, self.modes),
+            SpectralMultiplier(r_adj.resolve_conj(), w_adj, None, self.modes),
+            self.expand.effective_weight(),
+            bias,
+        )
+
+    def extra_repr(self) -> str:
+        """Summarize the configuration."""
+        return f"width={self.width}, hidden={self.hidden}, modes={self.modes}"
+
+
+class FactoredConvexPotentialChain(CertifiedSequential):
+    """Factored convex-potential blocks applied in turn, sharing FFTs between them.
+
+    The same function, certificate and export as ``CertifiedSequential(*blocks)`` (equal up to
+    float rounding; the same parameters under the same names), computed by
+    :func:`factored_chain`: ``2 n + 2`` FFTs on ``width`` channels for ``n`` blocks.
+
+    Parameters
+    ----------
+    blocks
+        :class:`FactoredConvexPotentialBlock` s of one width and one ``modes``.
+
+    Lipschitz constant
+    ------------------
+    The product of the blocks' certified constants (each ``max(1, 2 s_i^2 - 1)``, exactly 1 for
+    normalized blocks), in liponet's function norm: the chain is their composition.
+
+    Examples
+    --------
+    >>> import torch
+    >>> blocks = (FactoredConvexPotentialBlock(4, modes=(3,)) for _ in range(2))
+    >>> chain = FactoredConvexPotentialChain(*blocks).eval()
+    >>> chain(torch.randn(2, 4, 16)).shape
+    torch.Size([2, 4, 16])
+    >>> chain.lipschitz_bound()
+    1.0
+    """
+
+    def __init__(self, *blocks: FactoredConvexPotentialBlock) -> None:
+        if not blocks:
+            raise ValueError("FactoredConvexPotentialChain needs at least one block")
+        for i, block in enumerate(blocks):
+            if not isinstance(block, FactoredConvexPotentialBlock):
+                name = type(block).__name__
+                raise TypeError(f"block {i} is a {name}, not a FactoredConvexPotentialBlock")
+            if (block.width, block.modes) != (blocks[0].width, blocks[0].modes):
+                raise ValueError(
+                    f"block {i} has width {block.width} and modes {block.modes}; block 0 has "
+                    f"{blocks[0].width} and {blocks[0].modes}: a chain needs them equal"
+                )
+        super().__init__(*blocks)
+
+    def forward(self, x: Tensor) -> Tensor:
+        """``B_n(... B_1(x))`` on ``(batch, width, *spatial)``."""
+        blocks: list[FactoredConvexPotentialBlock] = list(self.layers)  # type: ignore[arg-type]
+        check_field(x, blocks[0].width, blocks[0].modes)
+        return factored_chain(x, [block.chain_weights() for block in blocks], blocks[0].modes)
+
+
+class _PlainFactored(nn.Module):
+    def __init__(self, m: nn.Module, m_adjoint: nn.Module, v: Tensor, bias: Tensor | None) -> None:
+        super().__init__()
+        self.m = m
+        self.m_adjoint = m_adjoint
+        self.v: Tensor
+        self.bias: Tensor | None
+        self.register_buffer("v", v.detach().clone())
+        self.register_buffer("bias", None if bias is None else bias.detach().clone())
+
+    def forward(self, x: Tensor) -> Tensor:
+        h = _channels(self.m(x), self.v)  # (b, hidden, *S)
+        if self.bias is not None:
+            h = h + self.bias.view(-1, *([1] * (x.ndim - 2)))
+        return x - 2.0 * self.m_adjoint(_channels(torch.relu(h), self.v.t()))
