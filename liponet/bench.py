@@ -1149,10 +1149,10 @@ _add_training_variants(AUGMENT_BASES, AUGMENT_SUFFIXES)
 #: FFT cost): ``K = V M``, a ``width``-channel multiplier ``M`` and a pointwise ``V`` to
 #: ``hidden`` features (:class:`liponet.layers.FactoredConvexPotentialBlock`,
 #: ``block="cpl-factored"``), clipped multipliers. ``LipFNO-fw``: ``LipFNO-wide``'s network
-#: with factored blocks (width 20, ``hidden = 2 width``, four blocks, ``k = 1.3``); ``-d3``
-#: three blocks; ``-h3``: ``hidden = 3 width``; ``-k3``: ``k = 3``; ``-m8``: 8 kept modes per
-#: dimension. Their ``-lr`` rows train at 1e-2, ``-lr5e-3`` at 5e-3; recipe suffixes on all,
-#: symmetry suffixes on the Darcy rows.
+#: with factored blocks (width 20, ``hidden = 2 width``, four blocks, ``k = 1.3``); ``-d2`` /
+#: ``-d3``: two / three blocks; ``-h3``: ``hidden = 3 width``; ``-k3``: ``k = 3``; ``-m8``: 8
+#: kept modes per dimension. Their ``-lr`` rows train at 1e-2, ``-lr5e-3`` at 5e-3; recipe
+#: suffixes on all, symmetry suffixes on the Darcy rows.
 _FACTORED: dict[str, Any] = {**_WIDE, "block": "cpl-factored"}
 _FACTORED_NETWORKS: dict[str, dict[str, Any]] = {
     "LipFNO-fw": {},
@@ -1162,6 +1162,10 @@ _FACTORED_NETWORKS: dict[str, dict[str, Any]] = {
     "LipFNO-fw-k3": {"k": 3.0},
     "LipFNO-fw-m8": {"modes": 8},
     "LipFNO-fw-m8-k3": {"modes": 8, "k": 3.0},
+    "LipFNO-fw-k3-d3": {"k": 3.0, "depth": 3},
+    "LipFNO-fw-k3-d2": {"k": 3.0, "depth": 2},
+    "LipFNO-fw-m8-k3-d3": {"modes": 8, "k": 3.0, "depth": 3},
+    "LipFNO-fw-m8-k3-d2": {"modes": 8, "k": 3.0, "depth": 2},
 }
 for _name, _extra in _FACTORED_NETWORKS.items():
     MODELS[_name] = lipfno_builder(**{**_FACTORED, **_extra})

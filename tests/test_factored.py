@@ -1,3 +1,4 @@
+import copy
 import math
 
 import pytest
@@ -5,7 +6,7 @@ import torch
 from certcheck import check_all, check_attack, perturb
 
 from liponet.layers import FactoredConvexPotentialBlock, FactoredConvexPotentialChain
-from liponet.layers.factored import factored_chain
+from liponet.layers.factored import _plain_chain, factored_chain
 from liponet.layers.fourier import spectral_apply
 from liponet.layers.residual import adjoint_weights
 from liponet.models import LipFNO
@@ -143,3 +144,29 @@ def test_bad_arguments():
         )
     with pytest.raises(ValueError, match="applies to block='cpl' only"):
         LipFNO(1, 1, modes=(4,), width=4, block="cpl-factored", cpl_activation="softplus")
+
+
+@pytest.mark.parametrize("dim", [1, 2])
+@pytest.mark.parametrize("bias", [True, False])
+def test_fused_backward_equals_autograd_of_the_plain_operations(dim, bias):
+    """Every parameter's and the input's gradient through the hand-written backward."""
+    torch.manual_seed(4)
+    blocks = [_make_block(dim, seed=i).double() for i in range(3)]
+    if not bias:
+        for block in blocks:
+            block.expand.bias = None
+    chain = FactoredConvexPotentialChain(*blocks).train()
+    twin = copy.deepcopy(chain)  # same power-iteration state: the same training weights
+    x = torch.randn(2, 4, *GRIDS[dim], dtype=torch.float64)
+    x1, x2 = x.clone().requires_grad_(), x.clone().requires_grad_()
+    target = torch.randn_like(x)
+    y = chain(x1)  # the fused node
+    (y * target).sum().backward()
+    weights = [block.chain_weights() for block in twin.layers]
+    ref = _plain_chain(x2, weights, MODES[dim])
+    (ref * target).sum().backward()
+    torch.testing.assert_close(y, ref, rtol=0.0, atol=1e-12)
+    torch.testing.assert_close(x1.grad, x2.grad, rtol=0.0, atol=1e-10)
+    for (name, p1), p2 in zip(chain.named_parameters(), twin.parameters(), strict=True):
+        assert p1.grad is not None and p2.grad is not None, name
+        torch.testing.assert_close(p1.grad, p2.grad, rtol=1e-9, atol=1e-10, msg=name)

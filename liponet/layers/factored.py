@@ -26,6 +26,7 @@ such a frame. The certificate does not rely on that: it is computed from the pro
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import torch
 from torch import Tensor, nn
@@ -36,13 +37,17 @@ from .cache import WeightKeyedCache
 from .fourier import (
     LipSpectralConv,
     SpectralMultiplier,
+    _half_weights,
     check_field,
+    clip_train_weights,
+    clip_trains_together,
     from_kept_spectrum,
+    kept_mode_shape,
     kept_spectrum,
     mix_modes,
 )
 from .linear import LipLinear
-from .residual import adjoint_weights
+from .residual import _fft_kept, _fused, _ifft_kept, _spectral_outer, adjoint_weights
 
 __all__ = [
     "FactoredConvexPotentialBlock",
@@ -77,7 +82,10 @@ def factored_chain(
     ``M`` in the place of ``K`` and the pointwise ``z = V^T relu(V u + b)`` in the place of
     ``relu``). Per block one inverse transform (of ``M x``) and one forward transform (of
     ``z``), all on ``width`` channels, plus one forward transform of the input and one inverse
-    of the output: ``2 n + 2`` for ``n`` blocks. Plain differentiable operations (autograd).
+    of the output: ``2 n + 2`` for ``n`` blocks. With gradients in eager float32/float64 the
+    whole recurrence is one autograd node (:class:`_FactoredChainFunction`, its backward
+    written from the blocks' calculus with the same transforms); otherwise (no grad, graph
+    capture, autocast, half precision) plain differentiable operations.
 
     Parameters
     ----------
@@ -97,6 +105,23 @@ def factored_chain(
     """
     if not weights:
         return x
+    if _fused(x) and torch.is_grad_enabled():  # one node with a hand-written backward
+        rs, ws, vs, bs = zip(*weights, strict=True)
+        b = None if any(t is None for t in bs) else torch.stack(bs)
+        r = torch.stack(rs, dim=len(modes))  # (*kept, B, width, width)
+        out: Tensor = _FactoredChainFunction.apply(
+            x, tuple(modes), r, torch.stack(ws), torch.stack(vs), b
+        )
+        return out
+    return _plain_chain(x, weights, modes)
+
+
+def _plain_chain(
+    x: Tensor,
+    weights: Sequence[tuple[Tensor, Tensor, Tensor, Tensor | None]],
+    modes: Sequence[int],
+) -> Tensor:
+    """:func:`factored_chain`'s recurrence as plain differentiable operations."""
     sizes = tuple(x.shape[2:])
     ones = [1] * len(modes)
     p = x  # physical part of the residual stream
@@ -121,6 +146,138 @@ def factored_chain(
             xk = xk + t + _spectrum_channels(zk, w_adj)
     assert s is not None
     return p + from_kept_spectrum(s, sizes, modes)
+
+
+class _FactoredChainFunction(torch.autograd.Function):
+    """:func:`factored_chain` as one autograd node with a hand-written backward.
+
+    The forward is :func:`factored_chain`'s recurrence with kept spectra mode-major ``(K, b,
+    c)``, recorded by no autograd graph. The backward is the block's calculus: for ``y = x - 2
+    M^T phi(M x)``, ``phi(u) = V^T relu(V u + b)``, ``g = dL/dy``, with ``u = M x``, ``r =
+    relu(V u + b)``, ``z = V^T r``, ``d = D V (M g)`` (``D`` ReLU's slopes) and ``e = V^T d``:
+
+    - ``dL/dx = g - 2 M^T e`` (the Jacobian ``I - 2 M^T V^T D V M`` is symmetric),
+    - ``dL/db = -2 sum d``, ``dL/dV = -2 sum (r (M g)^T + d u^T)``,
+    - ``dL/dR_k = -2 c_k sum_batch (E_k X_k^H + Z_k G_k^H)`` and ``dL/dW = -2 sum (e x^T + z
+      g^T)``, as for :class:`~liponet.layers.ConvexPotentialBlock` with ``M`` in the place of
+      ``K`` (``c_k`` the real FFT adjoint's factors),
+
+    with ``g`` carried as ``x`` is in the forward (a physical part plus a deferred kept
+    spectrum), so the backward takes the forward's ``2 n + 2`` transforms, all on ``width``
+    channels. Inputs: ``x`` ``(b, width, *spatial)``, ``modes``, then the blocks' weights stacked
+    on an axis ``B``: ``R_k`` ``(*kept, B, width, width)`` complex, ``W`` ``(B, width, width)``,
+    ``V`` ``(B, hidden, width)``, ``b`` ``(B, hidden)`` or ``None``. First derivatives only.
+    """
+
+    @staticmethod
+    def forward(
+        ctx: Any,
+        x: Tensor,
+        modes: tuple[int, ...],
+        r: Tensor,
+        w: Tensor,
+        v: Tensor,
+        bias: Tensor | None,
+    ) -> Tensor:
+        sizes = tuple(x.shape[2:])
+        batch, n_blocks = x.shape[0], w.shape[0]
+        ctx.r_shape, ctx.has_bias = r.shape, bias is not None
+        r = r.reshape(-1, *r.shape[-3:])  # (K, B, width, width)
+        wc = w.to(r.dtype)  # the skip's products on spectra
+        none = x.new_empty(0)  # "no deferred spectrum yet" in the saved list
+        p = x  # physical part of the residual stream
+        xk = _fft_kept(x, modes)  # (K, b, width): kept spectrum of the whole stream
+        s: Tensor | None = None  # deferred kept spectrum: x = p + irfftn(s)
+        saved: list[Tensor] = []
+        for i in range(n_blocks):
+            ri, wi, vi = r[:, i], w[i], v[i]
+            a = torch.bmm(xk, ri.mT)  # R X: (K,b,w)@(K,w,w)->(K,b,w)
+            if s is not None:
+                a = torch.matmul(s, wc[i].t()).add_(a)  # + W S
+            # u = M x = irfftn(.) + W p: (b,w,S) + (b,w,w)@(b,w,S)
+            u = _ifft_kept(a, sizes, modes).flatten(2)
+            u = torch.baddbmm(u, wi.expand(batch, -1, -1), p.flatten(2))
+            pre = torch.bmm(vi.expand(batch, -1, -1), u)  # V u: (b,h,w)@(b,w,S)->(b,h,S)
+            if bias is not None:
+                pre = pre.add_(bias[i].view(-1, 1))
+            rl = pre.relu_()  # (b, h, S)
+            z = torch.bmm(vi.t().expand(batch, -1, -1), rl).view(x.shape)  # V^T r: (b,w,*S)
+            zk = _fft_kept(z, modes)  # (K, b, width)
+            t = torch.bmm(zk, ri.conj()).mul_(-2.0)  # -2 R^H Z: (K,b,w)@(K,w,w)->(K,b,w)
+            saved += [p, xk, u, rl, z, zk, none if s is None else s]
+            # p - 2 W^T z: (b,w,S) + (b,w,w)@(b,w,S)
+            p = torch.baddbmm(
+                p.flatten(2), wi.t().expand(batch, -1, -1), z.flatten(2), alpha=-2.0
+            ).view(x.shape)
+            s = t if s is None else s + t
+            if i + 1 < n_blocks:  # kept modes of x - 2 M^T z
+                xk = torch.matmul(zk, wc[i]).mul_(-2.0).add_(xk).add_(t)
+        assert s is not None
+        ctx.modes = modes
+        ctx.save_for_backward(r, w, v, *saved)
+        return p + _ifft_kept(s, sizes, modes)
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx: Any, grad: Tensor) -> tuple[Tensor | None, ...]:
+        modes = ctx.modes
+        r, w, v, *saved = ctx.saved_tensors
+        wc = w.to(r.dtype)
+        grad = grad.contiguous()
+        sizes = tuple(grad.shape[2:])
+        batch, n_blocks = grad.shape[0], w.shape[0]
+        c = _half_weights(grad.new_empty(kept_mode_shape(modes)), len(modes))
+        c = c.reshape(r.shape[0], 1, 1)  # (K, 1, 1): the real FFT adjoint's factors
+        g_r, g_w, g_v = torch.empty_like(r), torch.empty_like(w), torch.empty_like(v)
+        g_b = v.new_empty(v.shape[:2])  # (B, hidden)
+        q = grad  # physical part of dL/dx
+        gk = _fft_kept(grad, modes)  # (K, b, width): kept spectrum of dL/dx
+        sg: Tensor | None = None  # deferred kept spectrum: dL/dx = q + irfftn(sg)
+        for i in reversed(range(n_blocks)):
+            ri, wi, vi = r[:, i], w[i], v[i]
+            p, xk, u, rl, z, zk, s_or_none = saved[7 * i : 7 * i + 7]
+            s = s_or_none if s_or_none.numel() else None
+            hk = torch.bmm(gk, ri.mT)  # R G: (K, b, width)
+            if sg is not None:
+                hk = torch.matmul(sg, wc[i].t()).add_(hk)  # + W Sg
+            hx = _ifft_kept(hk, sizes, modes).flatten(2)
+            hx = torch.baddbmm(hx, wi.expand(batch, -1, -1), q.flatten(2))  # M g: (b, w, S)
+            d = torch.bmm(vi.expand(batch, -1, -1), hx)  # V M g: (b, h, S)
+            d = torch.ops.aten.threshold_backward(d, rl, 0.0)  # D V M g
+            e = torch.bmm(vi.t().expand(batch, -1, -1), d).view(grad.shape)  # V^T d
+            ek = _fft_kept(e, modes)  # (K, b, width)
+            g_b[i] = d.sum(dim=(0, 2)).mul_(-2.0)
+            # dL/dV = -2 (r (M g)^T + d u^T): (b,h,S)@(b,S,w)->(b,h,w), summed over the batch
+            gv = torch.bmm(rl, hx.mT).baddbmm_(d, u.mT).sum(0)
+            g_v[i] = gv.mul_(-2.0)
+            # dL/dR_k = -2 c_k (E_k X_k^H + Z_k G_k^H), summed over the batch
+            eck, zck = ek * c, zk * c
+            gr = torch.bmm(eck.mT, xk.conj())  # (K,w,b)@(K,b,w)->(K,w,w)
+            g_r[:, i] = gr.baddbmm_(zck.mT, gk.conj()).mul_(-2.0)
+            # dL/dW = -2 (e x^T + z g^T), x = p + irfftn(s), g = q + irfftn(sg)
+            gw = torch.bmm(e.flatten(2), p.flatten(2).mT)  # (b,w,S)@(b,S,w)->(b,w,w)
+            gw = gw.baddbmm_(z.flatten(2), q.flatten(2).mT).sum(0)
+            if s is not None:
+                gw += _spectral_outer(eck, s)
+            if sg is not None:
+                gw += _spectral_outer(zck, sg)
+            g_w[i] = gw.mul_(-2.0)
+            if i == 0 and not ctx.needs_input_grad[0]:
+                break
+            # dL/dx = g - 2 M^T e: physical part q - 2 W^T e, spectrum - 2 R^H E
+            t = torch.bmm(ek, ri.conj()).mul_(-2.0)  # (K,b,w)@(K,w,w)->(K,b,w)
+            q = torch.baddbmm(
+                q.flatten(2), wi.t().expand(batch, -1, -1), e.flatten(2), alpha=-2.0
+            ).view(q.shape)
+            sg = t if sg is None else sg + t
+            if i > 0:  # kept modes of g - 2 M^T e
+                gk = torch.matmul(ek, wc[i]).mul_(-2.0).add_(gk).add_(t)
+        grad_x = None
+        if ctx.needs_input_grad[0]:
+            assert sg is not None
+            grad_x = q + _ifft_kept(sg, sizes, modes)
+        g_bias = g_b if ctx.has_bias else None
+        return grad_x, None, g_r.reshape(ctx.r_shape), g_w, g_v, g_bias
 
 
 class FactoredConvexPotentialBlock(CertifiedModule):
@@ -249,7 +406,9 @@ class FactoredConvexPotentialChain(CertifiedSequential):
 
     The same function, certificate and export as ``CertifiedSequential(*blocks)`` (equal up to
     float rounding; the same parameters under the same names), computed by
-    :func:`factored_chain`: ``2 n + 2`` FFTs on ``width`` channels for ``n`` blocks.
+    :func:`factored_chain`: ``2 n + 2`` FFTs on ``width`` channels for ``n`` blocks. A
+    training step of ``"clip"`` blocks computes all blocks' multipliers in one autograd node
+    (:func:`~liponet.layers.fourier.clip_train_weights`) and the chain in a second one.
 
     Parameters
     ----------
@@ -289,8 +448,23 @@ class FactoredConvexPotentialChain(CertifiedSequential):
     def forward(self, x: Tensor) -> Tensor:
         """``B_n(... B_1(x))`` on ``(batch, width, *spatial)``."""
         blocks: list[FactoredConvexPotentialBlock] = list(self.layers)  # type: ignore[arg-type]
-        check_field(x, blocks[0].width, blocks[0].modes)
-        return factored_chain(x, [block.chain_weights() for block in blocks], blocks[0].modes)
+        modes = blocks[0].modes
+        check_field(x, blocks[0].width, modes)
+        convs = [block.conv for block in blocks]
+        biases = [block.expand.bias for block in blocks]
+        if (
+            self.training
+            and _fused(x)
+            and torch.is_grad_enabled()
+            and clip_trains_together(convs)
+            and all(b is not None for b in biases)
+        ):  # every M's clip weights in one node, the chain in a second one
+            r, w = clip_train_weights(convs)  # (*kept, B, width, width), (B, width, width)
+            v = torch.stack([block.expand.current_weight() for block in blocks])
+            b = torch.stack(biases)  # type: ignore[arg-type]
+            out: Tensor = _FactoredChainFunction.apply(x, tuple(modes), r, w, v, b)
+            return out
+        return factored_chain(x, [block.chain_weights() for block in blocks], modes)
 
 
 class _PlainFactored(nn.Module):
