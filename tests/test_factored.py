@@ -170,3 +170,27 @@ def test_fused_backward_equals_autograd_of_the_plain_operations(dim, bias):
     for (name, p1), p2 in zip(chain.named_parameters(), twin.parameters(), strict=True):
         assert p1.grad is not None and p2.grad is not None, name
         torch.testing.assert_close(p1.grad, p2.grad, rtol=1e-9, atol=1e-10, msg=name)
+
+
+@pytest.mark.parametrize(
+    ("name", "width", "hidden", "depth", "modes", "k"),
+    [
+        ("LipFNO-fw-lr-cos", None, 2.0, None, None, 1.3),
+        ("LipFNO-fw-m8-k3-h3-d2-lr-tr", None, 3.0, 2, 8, 3.0),
+        ("LipFNO-fw-w12-h36-d3-lr-cos", 12, 3.0, 3, None, 1.3),
+    ],
+)
+def test_bench_rows_build_factored_networks(tmp_path, name, width, hidden, depth, modes, k):
+    from liponet.bench import MODEL_TRAINING, MODELS, PRESETS, load_task
+
+    tiny = PRESETS["tiny"]
+    data = load_task("advection_1d", tiny, None, tmp_path)
+    model = MODELS[name](data, tiny)
+    assert isinstance(model, LipFNO)
+    blocks = [m for m in model.modules() if isinstance(m, FactoredConvexPotentialBlock)]
+    width = tiny.width if width is None else width
+    assert len(blocks) == (tiny.depth if depth is None else depth)
+    assert all(b.width == width and b.hidden == round(hidden * width) for b in blocks)
+    assert all(b.modes == ((modes,) if modes else model.modes) for b in blocks)
+    assert model.eval().lipschitz_bound() <= k * (1 + 1e-5)
+    assert MODEL_TRAINING[name]["lr"] == 1e-2
