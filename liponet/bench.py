@@ -1152,7 +1152,7 @@ _add_training_variants(AUGMENT_BASES, AUGMENT_SUFFIXES)
 #: with factored blocks (width 20, ``hidden = 2 width``, four blocks, ``k = 1.3``); ``-d2`` /
 #: ``-d3``: two / three blocks; ``-h3``: ``hidden = 3 width``; ``-k3``: ``k = 3``; ``-m8``: 8
 #: kept modes per dimension; ``-w12-h36-d3`` / ``-w16-d3``: the factored twins of
-#: ``LipFNO-w12-h36-d3`` / ``LipFNO-wide-w16-d3``. Their ``-lr`` rows train at 1e-2,
+#: ``LipFNO-w12-h36-d3`` / ``LipFNO-wide-w16-d3`` (``-w16-k3-d3``: with ``k = 3``). Their ``-lr`` rows train at 1e-2,
 #: ``-lr5e-3`` at 5e-3; recipe suffixes on all, symmetry suffixes on the Darcy rows.
 _FACTORED: dict[str, Any] = {**_WIDE, "block": "cpl-factored"}
 _FACTORED_NETWORKS: dict[str, dict[str, Any]] = {
@@ -1171,6 +1171,7 @@ _FACTORED_NETWORKS: dict[str, dict[str, Any]] = {
     "LipFNO-fw-m8-k3-h3-d3": {"modes": 8, "k": 3.0, "hidden_factor": 3, "depth": 3},
     "LipFNO-fw-w12-h36-d3": {"width": 12, "hidden_factor": 3, "depth": 3},
     "LipFNO-fw-w16-d3": {"width": 16, "depth": 3},
+    "LipFNO-fw-w16-k3-d3": {"width": 16, "k": 3.0, "depth": 3},
 }
 for _name, _extra in _FACTORED_NETWORKS.items():
     MODELS[_name] = lipfno_builder(**{**_FACTORED, **_extra})
