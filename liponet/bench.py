@@ -1152,8 +1152,9 @@ _add_training_variants(AUGMENT_BASES, AUGMENT_SUFFIXES)
 #: with factored blocks (width 20, ``hidden = 2 width``, four blocks, ``k = 1.3``); ``-d2`` /
 #: ``-d3``: two / three blocks; ``-h3``: ``hidden = 3 width``; ``-k3``: ``k = 3``; ``-m8``: 8
 #: kept modes per dimension; ``-w12-h36-d3`` / ``-w16-d3``: the factored twins of
-#: ``LipFNO-w12-h36-d3`` / ``LipFNO-wide-w16-d3`` (``-w16-k3-d3``: with ``k = 3``). Their ``-lr`` rows train at 1e-2,
-#: ``-lr5e-3`` at 5e-3; recipe suffixes on all, symmetry suffixes on the Darcy rows.
+#: ``LipFNO-w12-h36-d3`` / ``LipFNO-wide-w16-d3`` (``-w16-k3-d3``: with ``k = 3``). Their
+#: ``-lr`` rows train at 1e-2, ``-lr5e-3`` at 5e-3; recipe suffixes on all, symmetry suffixes
+#: on the Darcy rows.
 _FACTORED: dict[str, Any] = {**_WIDE, "block": "cpl-factored"}
 _FACTORED_NETWORKS: dict[str, dict[str, Any]] = {
     "LipFNO-fw": {},
