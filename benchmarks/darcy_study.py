@@ -478,7 +478,8 @@ FINDINGS = """## Findings
   take most of that cost away. Built since (`block="cpl-factored"`, benchmarks/README.md
   "Factored convex-potential blocks"): four factored blocks step at 2.05x FNO's instead of
   3.05x, still over the 1.3x budget, and the factored networks within it (two or three blocks,
-  or a 12- or 16-channel stream) trail LipFNO-m8-lr-tr (seed 0: 0.0453-0.0556 against 0.0412).
+  or a 12- or 16-channel stream) trail LipFNO-m8-lr-tr (seed 0: 0.0453-0.0556 against 0.0412);
+  the four factored blocks themselves reach 0.0392 (LipFNO-fw-lr-tr, seed 0).
 - **Why LipFNO trails, in short:** not a binding budget (the data's estimated constant is 0.53,
   the model is certified at 1.3; k = 6 on the fused blocks is worse than k = 3, k = 3 on the
   8-mode convex-potential blocks a little better than 1.3) and not underfitting wherever the
