@@ -20,7 +20,10 @@ advection_1d``) and measures, on the test windows:
 The model name ``S-lstsq-f0`` (:data:`LSTSQ_ONLY`) is no bench model: ``S`` alone, fitted by
 least squares to the training windows (:meth:`liponet.layers.SpectralShortcut.fit_`, ball
 ``max_k ||S_k|| <= 1``), no ``f``, no training: the best a linear shift-invariant step of the
-window reaches on the data, against which the trained rows are read.
+window reaches on the data, against which the trained rows are read. ``S-rollout-f0``,
+``S-rollout-b1.25-f0``, ``S-rollout-b1.5-f0`` and ``S-rollout-auto-f0`` (:data:`FIT_ONLY`):
+``S`` alone fitted to the rollout of the training trajectories (``shortcut_init="rollout"``)
+in the ball 1, 1.25, 1.5 and free: accuracy against the certified constant.
 
 Summaries weight each mode by its energy in the test frames (``rms_phase``: the energy-weighted
 RMS phase error in radians) and list the phase error at a few modes.
