@@ -304,8 +304,9 @@ class FactoredConvexPotentialBlock(CertifiedModule):
     ``max(1, 2 s^2 - 1)`` in liponet's function norm at every resolution, with ``s`` a proven
     upper bound of ``||K|| = max(max_k ||V (W' + R'_k)||, ||V W'||)`` (kept modes and the
     skip-only rest) of the eval weights: each product formed in float64 from the float32
-    weights (relative rounding ``<= 2^-52 width``, far inside the SVD margin) and bounded by
-    :func:`~liponet.functional.spectral_norm_upper` (float64 SVD). Never ``||V|| ||M||``. Why
+    weights, bounded by :func:`~liponet.functional.spectral_norm_upper` (float64 SVD) plus the
+    product's proven rounding bound (``2 (gamma_width + u (1 + gamma_width)) ||V||_F
+    ||M_k||_F``, ``u = 2^-53``; about ``1e-13`` at width 20). Never ``||V|| ||M||``. Why
     ``max(1, 2 s^2 - 1)``: the Jacobian ``I - 2 K^T D K`` (``D`` ReLU's slopes in ``[0, 1]``)
     is symmetric with eigenvalues in ``[1 - 2 ||K||^2, 1]``
     (:mod:`liponet.layers.residual`). ``V`` and ``M`` are normalized to ``1 - 2^-20`` each, so
@@ -377,7 +378,14 @@ class FactoredConvexPotentialBlock(CertifiedModule):
         m = r.reshape(-1, self.width, self.width).to(torch.complex128) + w64  # (K, width, width)
         mats = torch.cat([m, w64.to(torch.complex128).unsqueeze(0)])  # kept modes, skip-only
         k = torch.matmul(v.to(torch.complex128), mats)  # (K + 1, hidden, width)
-        return float(spectral_norm_upper(k).max())
+        # The float64 rounding of M = R + W (entrywise <= u |M|) and of the product (each entry a
+        # dot product of length width: <= gamma_width |V| |M|, real and imaginary parts apart)
+        # moves ||V M_k||_2 by at most 2 (gamma + u (1 + gamma)) ||V||_F ||M_k||_F.
+        u = 2.0**-53
+        gamma = self.width * u / (1.0 - self.width * u)
+        fro = torch.linalg.matrix_norm(v) * torch.linalg.matrix_norm(mats)  # (K + 1,)
+        rounding = 2.0 * (gamma + u * (1.0 + gamma)) * fro
+        return float((spectral_norm_upper(k) + rounding).max()) * (1.0 + 2.0**-50)
 
     def lipschitz_bound(self) -> float:
         """``max(1, 2 s^2 - 1)`` with ``s`` the float64-SVD bound of ``||V M||``."""
