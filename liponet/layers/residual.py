@@ -445,24 +445,25 @@ class _BlocksFunction(torch.autograd.Function):
         batch, n_blocks = x.shape[0], w.shape[0]
         ctx.r_shape, ctx.has_bias = r.shape, bias is not None
         r = r.reshape(-1, *r.shape[-3:])  # (K, B, h, width)
+        r_adj = r.conj().mul(-2.0)  # -2 R^H (the factor 2 is exact in floats)
+        dc, root = _dc_index(modes), math.sqrt(math.prod(sizes))
         saved: list[Tensor] = []
         for i in range(n_blocks):
             ri, wi = r[:, i], w[i]  # (K, h, width), (h, width)
             xk = _fft_kept(x, modes)  # (K, b, width)
-            u = _ifft_kept(torch.bmm(xk, ri.mT), sizes, modes)  # irfftn(R X): (b, h, *spatial)
-            # + W x: (b,h,S) + (b,h,w)@(b,w,S)
-            u = torch.baddbmm(u.flatten(2), wi.expand(batch, -1, -1), x.flatten(2)).view(u.shape)
-            if bias is not None:
-                u = u.add_(bias[i].view(-1, *([1] * len(modes))))
-            z = torch.relu(u) if activation == "relu" else nn.functional.softplus(u)
+            a = torch.bmm(xk, ri.mT)  # R X: (K,b,w)@(K,w,h)->(K,b,h)
+            if bias is not None:  # + b on the zero frequency: irfftn adds a_0 / sqrt(N)
+                a[dc].real.add_(bias[i], alpha=root)
+            u = _ifft_kept(a, sizes, modes)  # (b, h, *spatial)
+            u.flatten(2).baddbmm_(wi.expand(batch, -1, -1), x.flatten(2))  # + W x, in place
+            z = u.relu_() if activation == "relu" else nn.functional.softplus(u)
             zk = _fft_kept(z, modes)  # (K, b, h)
-            t = torch.bmm(zk, ri.conj()).mul_(-2.0)  # -2 R^H Z: (K,b,h)@(K,h,w)->(K,b,w)
+            t = torch.bmm(zk, r_adj[:, i])  # -2 R^H Z: (K,b,h)@(K,h,w)->(K,b,w)
             saved += [x, xk, z if activation == "relu" else u, zk]
             # x - 2 W^T z - 2 irfftn(R^H Z): (b,w,S) + (b,w,h)@(b,h,S)
-            y = torch.baddbmm(
-                x.flatten(2), wi.t().expand(batch, -1, -1), z.flatten(2), alpha=-2.0
-            ).view(x.shape)
-            x = y.add_(_ifft_kept(t, sizes, modes))
+            y = _ifft_kept(t, sizes, modes)
+            x = y.flatten(2).baddbmm_(wi.t().expand(batch, -1, -1), z.flatten(2), alpha=-2.0)
+            x = x.add_(saved[-4].flatten(2)).view(y.shape)
         ctx.modes, ctx.activation = modes, activation
         ctx.save_for_backward(r, w, *saved)
         return x
@@ -472,39 +473,40 @@ class _BlocksFunction(torch.autograd.Function):
     def backward(ctx: Any, grad: Tensor) -> tuple[Tensor | None, ...]:
         modes, activation = ctx.modes, ctx.activation
         r, w, *saved = ctx.saved_tensors
+        r_adj = r.conj().mul(-2.0)  # -2 R^H
         g = grad.contiguous()
         sizes = tuple(g.shape[2:])
         batch, n_blocks = g.shape[0], w.shape[0]
+        dc, root = _dc_index(modes), math.sqrt(math.prod(sizes))
         c = _half_weights(g.new_empty(kept_mode_shape(modes)), len(modes))
-        c = c.reshape(r.shape[0], 1, 1)  # (K, 1, 1): the real FFT adjoint's factors
+        c_adj = c.reshape(r.shape[0], 1, 1) * -2.0  # (K, 1, 1): -2 x the real FFT adjoint's factors
         g_r, g_w, g_b = torch.empty_like(r), torch.empty_like(w), w.new_empty(w.shape[:2])
         for i in reversed(range(n_blocks)):
             ri, wi = r[:, i], w[i]
             x, xk, zu, zk = saved[4 * i : 4 * i + 4]
             gk = _fft_kept(g, modes)  # (K, b, width)
-            h = _ifft_kept(torch.bmm(gk, ri.mT), sizes, modes).flatten(2)  # irfftn(R G)
-            h = torch.baddbmm(h, wi.expand(batch, -1, -1), g.flatten(2))  # K g: (b, h, S)
+            h = _ifft_kept(torch.bmm(gk, ri.mT), sizes, modes)  # irfftn(R G): (b, h, *spatial)
+            h.flatten(2).baddbmm_(wi.expand(batch, -1, -1), g.flatten(2))  # K g, in place
             if activation == "relu":
-                e = torch.ops.aten.threshold_backward(h, zu.flatten(2), 0.0)  # D K g
-                z = zu
+                e = torch.ops.aten.threshold_backward.grad_input(h, zu, 0.0, grad_input=h)
+                z = zu  # e = D K g, in place
             else:
-                e = torch.ops.aten.softplus_backward(h, zu.flatten(2), 1.0, 20.0)
+                e = torch.ops.aten.softplus_backward(h, zu, 1.0, 20.0)
                 z = nn.functional.softplus(zu)
-            e = e.view(zu.shape)
             ek = _fft_kept(e, modes)  # (K, b, h)
-            g_b[i] = e.flatten(2).sum(dim=(0, 2)).mul_(-2.0)
+            g_b[i] = ek[dc].real.sum(0).mul_(-2.0 * root)  # -2 sum e = -2 sqrt(N) sum Re E_0
             # dL/dR_k = -2 c_k (E_k X_k^H + Z_k G_k^H), summed over the batch
             gr = torch.bmm(ek.mT, xk.conj())  # (K,h,b)@(K,b,w)->(K,h,w)
-            g_r[:, i] = gr.baddbmm_(zk.mT, gk.conj()).mul_(c).mul_(-2.0)
+            g_r[:, i] = gr.baddbmm_(zk.mT, gk.conj()).mul_(c_adj)
             # dL/dW = -2 (e x^T + z g^T)
             gw = torch.bmm(e.flatten(2), x.flatten(2).mT)  # (b,h,S)@(b,S,w)->(b,h,w)
             g_w[i] = gw.baddbmm_(z.flatten(2), g.flatten(2).mT).sum(0).mul_(-2.0)
             if i == 0 and not ctx.needs_input_grad[0]:
                 break
             # dL/dx = g - 2 W^T e - 2 irfftn(R^H E)
-            t = torch.bmm(ek, ri.conj()).mul_(-2.0)  # (K,b,h)@(K,h,w)->(K,b,w)
-            gx = torch.baddbmm(g.flatten(2), wi.t().expand(batch, -1, -1), e.flatten(2), alpha=-2.0)
-            g = gx.view(g.shape).add_(_ifft_kept(t, sizes, modes))
+            gx = _ifft_kept(torch.bmm(ek, r_adj[:, i]), sizes, modes)  # (K,b,h)@(K,h,w)
+            gx.flatten(2).baddbmm_(wi.t().expand(batch, -1, -1), e.flatten(2), alpha=-2.0)
+            g = gx.add_(g)
         grad_x = g if ctx.needs_input_grad[0] else None
         return grad_x, None, None, g_r.reshape(ctx.r_shape), g_w, g_b if ctx.has_bias else None
 
