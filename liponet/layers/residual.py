@@ -361,7 +361,6 @@ class _ChainFunction(torch.autograd.Function):
         sizes = tuple(grad.shape[2:])
         batch, n_blocks = grad.shape[0], w.shape[0]
         n_kept = r.shape[0]
-        dc, root = _dc_index(modes), math.sqrt(math.prod(sizes))
         c = _half_weights(grad.new_empty(kept_mode_shape(modes)), len(modes))
         c = c.reshape(n_kept, 1, 1)  # (K, 1, 1): the real FFT adjoint's factors
         c_adj = c * -2.0
@@ -387,8 +386,7 @@ class _ChainFunction(torch.autograd.Function):
                 e = torch.ops.aten.softplus_backward(hx, zu, 1.0, 20.0)
                 z = nn.functional.softplus(zu)
             ek = _fft_kept(e, modes)  # (K, b, h)
-            # dL/db = -2 sum e over batch and grid = -2 sqrt(N) sum_batch Re E_0
-            g_b[i] = ek[dc].real.sum(0).mul_(-2.0 * root)
+            g_b[i] = e.flatten(2).sum(dim=(0, 2)).mul_(-2.0)  # dL/db = -2 sum e
             # dL/dR_k = -2 c_k (E_k X_k^H + Z_k G_k^H), summed over the batch
             g = torch.bmm(ek.mT, xk.conj())  # (K,h,b)@(K,b,w)->(K,h,w)
             g_r[:, i] = g.baddbmm_(zk.mT, gk.conj()).mul_(c_adj)
@@ -461,9 +459,10 @@ class _BlocksFunction(torch.autograd.Function):
             t = torch.bmm(zk, r_adj[:, i])  # -2 R^H Z: (K,b,h)@(K,h,w)->(K,b,w)
             saved += [x, xk, z if activation == "relu" else u, zk]
             # x - 2 W^T z - 2 irfftn(R^H Z): (b,w,S) + (b,w,h)@(b,h,S)
-            y = _ifft_kept(t, sizes, modes)
-            x = y.flatten(2).baddbmm_(wi.t().expand(batch, -1, -1), z.flatten(2), alpha=-2.0)
-            x = x.add_(saved[-4].flatten(2)).view(y.shape)
+            y = torch.baddbmm(
+                x.flatten(2), wi.t().expand(batch, -1, -1), z.flatten(2), alpha=-2.0
+            ).view(x.shape)
+            x = y.add_(_ifft_kept(t, sizes, modes))
         ctx.modes, ctx.activation = modes, activation
         ctx.save_for_backward(r, w, *saved)
         return x
@@ -477,7 +476,6 @@ class _BlocksFunction(torch.autograd.Function):
         g = grad.contiguous()
         sizes = tuple(g.shape[2:])
         batch, n_blocks = g.shape[0], w.shape[0]
-        dc, root = _dc_index(modes), math.sqrt(math.prod(sizes))
         c = _half_weights(g.new_empty(kept_mode_shape(modes)), len(modes))
         c_adj = c.reshape(r.shape[0], 1, 1) * -2.0  # (K, 1, 1): -2 x the real FFT adjoint's factors
         g_r, g_w, g_b = torch.empty_like(r), torch.empty_like(w), w.new_empty(w.shape[:2])
@@ -494,7 +492,7 @@ class _BlocksFunction(torch.autograd.Function):
                 e = torch.ops.aten.softplus_backward(h, zu, 1.0, 20.0)
                 z = nn.functional.softplus(zu)
             ek = _fft_kept(e, modes)  # (K, b, h)
-            g_b[i] = ek[dc].real.sum(0).mul_(-2.0 * root)  # -2 sum e = -2 sqrt(N) sum Re E_0
+            g_b[i] = e.flatten(2).sum(dim=(0, 2)).mul_(-2.0)  # dL/db = -2 sum e
             # dL/dR_k = -2 c_k (E_k X_k^H + Z_k G_k^H), summed over the batch
             gr = torch.bmm(ek.mT, xk.conj())  # (K,h,b)@(K,b,w)->(K,h,w)
             g_r[:, i] = gr.baddbmm_(zk.mT, gk.conj()).mul_(c_adj)
@@ -504,9 +502,9 @@ class _BlocksFunction(torch.autograd.Function):
             if i == 0 and not ctx.needs_input_grad[0]:
                 break
             # dL/dx = g - 2 W^T e - 2 irfftn(R^H E)
-            gx = _ifft_kept(torch.bmm(ek, r_adj[:, i]), sizes, modes)  # (K,b,h)@(K,h,w)
-            gx.flatten(2).baddbmm_(wi.t().expand(batch, -1, -1), e.flatten(2), alpha=-2.0)
-            g = gx.add_(g)
+            t = torch.bmm(ek, r_adj[:, i])  # (K,b,h)@(K,h,w)->(K,b,w)
+            gx = torch.baddbmm(g.flatten(2), wi.t().expand(batch, -1, -1), e.flatten(2), alpha=-2.0)
+            g = gx.view(g.shape).add_(_ifft_kept(t, sizes, modes))
         grad_x = g if ctx.needs_input_grad[0] else None
         return grad_x, None, None, g_r.reshape(ctx.r_shape), g_w, g_b if ctx.has_bias else None
 
