@@ -96,6 +96,28 @@ def test_medium_step_time_one_task_keeps_the_other_tasks_rows(tmp_path):
     assert bad.returncode == 2 and "nope" in bad.stderr and not (tmp_path / "x").exists()
 
 
+def test_medium_step_time_csv_models_remeasures_every_earlier_model(tmp_path):
+    """``--csv-models``: each task re-measured with every model of its earlier rows."""
+    script = ROOT / "benchmarks" / "medium_step_time.py"
+    shutil.copy(ROOT / "benchmarks" / "results" / "medium_step_time.csv", tmp_path)
+    with (tmp_path / "medium_step_time.csv").open() as fh:
+        old = list(csv.DictReader(fh))
+    proc = run_script(
+        script, "--quick", "--tasks", "diffusion_reaction_1d", "--csv-models",
+        "--out", str(tmp_path),
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    with (tmp_path / "medium_step_time.csv").open() as fh:
+        rows = list(csv.DictReader(fh))
+    task = [r for r in rows if r["task"] == "diffusion_reaction_1d"]
+    earlier = [r["model"] for r in old if r["task"] == "diffusion_reaction_1d"]
+    assert earlier and {r["model"] for r in task} == set(earlier)  # VARIANTS were among them
+    assert all(r not in old for r in task)  # measured now (the quick sizes), not copied
+    assert [r for r in rows if r["task"] != "diffusion_reaction_1d"] == [
+        r for r in old if r["task"] != "diffusion_reaction_1d"
+    ]
+
+
 @pytest.mark.slow
 def test_medium_step_time_lists_each_models_own_kept_modes(tmp_path):
     """``--models LipFNO-m8``: its row says 8 kept modes, the preset's models say the preset's."""
