@@ -41,7 +41,10 @@ def test_parts_rerun_replaces_only_its_rows(tmp_path):
 def test_cpl_speedup_compares_two_trees_in_one_process(tmp_path):
     """``benchmarks/cpl_speedup.py`` loads an earlier commit beside this tree (needs git)."""
     script = ROOT / "benchmarks" / "cpl_speedup.py"
-    proc = run_script(script, "--quick", "--against", "HEAD", "--out", str(tmp_path))
+    proc = run_script(
+        script, "--quick", "--against", "HEAD", "--out", str(tmp_path),
+        "--bench-models", "LipFNO-w12-h36-d3",
+    )  # fmt: skip
     assert proc.returncode == 0, proc.stdout + proc.stderr
     with (tmp_path / "cpl_speedup.csv").open() as fh:
         rows = list(csv.DictReader(fh))
@@ -49,8 +52,11 @@ def test_cpl_speedup_compares_two_trees_in_one_process(tmp_path):
         "medium 1-D, 12 modes",
         "medium 1-D, 64 modes",
         "medium 2-D",
+        "burgers_1d LipFNO-w12-h36-d3",
     ]
     assert all(float(r["LipFNO_over_FNO_now"]) > 0 for r in rows)
+    bad = run_script(script, "--quick", "--against", "HEAD", "--bench-models", "nope")
+    assert bad.returncode == 2 and "nope" in bad.stderr
 
 
 @pytest.mark.slow
