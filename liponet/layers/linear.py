@@ -224,52 +224,46 @@ class _TrainWeight(torch.autograd.Function):
         sigma = torch.linalg.vector_norm(wu)
         w = weight / sigma
         saved: list[Tensor] = []  # per Björck step with gradient: its iterate and Gram product
-        n_detached = 0  # Björck steps after those, whose cubic term is detached
-        rows = orthogonal and w.shape[0] <= w.shape[1]
         if orthogonal:
             beta, maxiter = _deel.DEFAULT_BETA, _deel.DEFAULT_MAXITER_BJORCK
+            rows = w.shape[0] <= w.shape[1]
             for n in range(maxiter):
                 old = w
-                # W <- (1 + beta) W - beta W W^T W, the Gram product on the smaller side
-                if rows:
-                    gram = torch.mm(w, w.t())
-                    w = torch.addmm(w, gram, w, beta=1.0 + beta, alpha=-beta)
-                else:
-                    gram = torch.mm(w.t(), w)
-                    w = torch.addmm(w, w, gram, beta=1.0 + beta, alpha=-beta)
+                gram = torch.mm(w, w.t()) if rows else torch.mm(w.t(), w)
+                cubic = torch.mm(gram, w) if rows else torch.mm(w, gram)
+                w = (1.0 + beta) * w - beta * cubic
                 if n < _deel.DEFAULT_BJORK_DETACH:
                     saved += [old, gram]
                 else:  # deel-torchlip detaches the cubic term from here on
-                    n_detached += 1
-                # stop once the Frobenius change is below eps (or not a number)
-                if not torch.dist(w, old).item() >= _deel.DEFAULT_EPS_BJORCK:
+                    saved += [old.new_empty(0), old.new_empty(0)]
+                if not torch.linalg.norm(w - old) >= _deel.DEFAULT_EPS_BJORCK:
                     break
-        ctx.scale, ctx.rows, ctx.n_detached = scale, rows, n_detached
+        ctx.scale, ctx.rows = scale, orthogonal and w.shape[0] <= w.shape[1]
         ctx.save_for_backward(weight, u, wu, sigma, *saved)
-        return w.mul_(scale)  # w is this node's own tensor (weight / sigma or an iterate)
+        return scale * w
 
     @staticmethod
     @torch.autograd.function.once_differentiable
     def backward(ctx: Any, grad: Tensor) -> tuple[Tensor, None, None, None]:
         weight, u, wu, sigma, *saved = ctx.saved_tensors
         beta = _deel.DEFAULT_BETA
-        # the detached steps (the last ones) pass (1 + beta) G each; then the scale c
-        g = grad * (ctx.scale * (1.0 + beta) ** ctx.n_detached)
+        g = grad * ctx.scale
         for i in reversed(range(0, len(saved), 2)):
             w, gram = saved[i], saved[i + 1]
-            # dL/dW_n = (1 + beta) G - beta (adjoint of W W^T W)(G); rows (A = W W^T):
-            # (G W^T + W G^T) W + A G; columns (B = W^T W): G B + W (G^T W + W^T G)
+            if not w.numel():
+                g = (1.0 + beta) * g
+                continue
+            # adjoint of W W^T W: rows (A = W W^T): (G W^T + W G^T) W + A G;
+            # columns (B = W^T W): G B + W (G^T W + W^T G)
             if ctx.rows:
                 p = torch.mm(g, w.t())
-                g = torch.addmm(g, gram, g, beta=1.0 + beta, alpha=-beta)
-                g = g.addmm_(p + p.t(), w, alpha=-beta)
+                cubic = torch.mm(p + p.t(), w).addmm_(gram, g)
             else:
                 q = torch.mm(g.t(), w)
-                g = torch.addmm(g, g, gram, beta=1.0 + beta, alpha=-beta)
-                g = g.addmm_(w, q + q.t(), alpha=-beta)
-        # through W_0 = W / sigma, sigma = ||W u||: G / sigma - (<G, W> / sigma^3) (W u) u^T
-        inner = torch.dot(g.flatten(), weight.flatten()).div_(sigma.pow(3))
-        return torch.addr(g / sigma, wu * inner.neg_(), u), None, None, None
+                cubic = torch.mm(w, q + q.t()).addmm_(g, gram)
+            g = (1.0 + beta) * g - beta * cubic
+        inner = (g * weight).sum() / sigma**3
+        return g / sigma - inner * torch.outer(wu, u), None, None, None
 
 
 def _power_vector(weight: Tensor, u: Tensor, n_iter: int) -> Tensor:

@@ -256,18 +256,6 @@ def _ifft_kept(a: Tensor, sizes: Sequence[int], modes: Sequence[int]) -> Tensor:
     return torch.fft.irfftn(full, s=tuple(sizes), dim=tuple(range(2, 2 + len(sizes))), norm="ortho")
 
 
-def _dc_index(modes: Sequence[int]) -> int:
-    """Position of the zero frequency in a flattened kept spectrum (the ``K`` axis).
-
-    The leading dimensions are centred (index ``m_i - 1`` is frequency 0), the last one starts
-    at frequency 0.
-    """
-    index = 0
-    for m in modes[:-1]:
-        index = index * (2 * m - 1) + (m - 1)
-    return index * modes[-1]
-
-
 class _ChainFunction(torch.autograd.Function):
     """:func:`convex_potential_chain` on the shared-FFT path as one autograd node.
 
@@ -316,7 +304,7 @@ class _ChainFunction(torch.autograd.Function):
         r_adj = r.conj().mul(-2.0)  # -2 R^H, (K, B, h, width) read as (h, width) per mode
         wc = w.to(r.dtype)  # (B, h, width) as complex: the skip's products on spectra
         wc_adj = wc.mul(-2.0)  # -2 W as complex (the factor 2 is exact in floats)
-        dc, root = _dc_index(modes), math.sqrt(math.prod(sizes))
+        ones = [1] * len(modes)  # the bias's broadcast over the grid
         p = x  # physical part of the residual stream
         xk = _fft_kept(x, modes)  # (K, b, width): kept spectrum of the whole stream
         s: Tensor | None = None  # kept spectrum of the deferred part: x = p + irfftn(s)
@@ -326,11 +314,11 @@ class _ChainFunction(torch.autograd.Function):
             a = torch.bmm(xk, ri.mT)  # R X: (K,b,w)@(K,w,h)->(K,b,h)
             if s is not None:
                 a = torch.matmul(s, wc[i].t()).add_(a)  # + W S: (K,b,w)@(w,h)
-            if bias is not None:  # + b on the zero frequency: irfftn adds a_0 / sqrt(N)
-                a[dc].real.add_(bias[i], alpha=root)
             u = _ifft_kept(a, sizes, modes)  # (b, h, *spatial)
             # u + W p in place: (b,h,S) + (b,h,w)@(b,w,S)
             u.flatten(2).baddbmm_(wi.expand(batch, -1, -1), p.flatten(2))
+            if bias is not None:
+                u.add_(bias[i].view(-1, *ones))
             z = u.relu_() if activation == "relu" else nn.functional.softplus(u)
             zk = _fft_kept(z, modes)  # (K, b, h)
             t = torch.bmm(zk, r_adj[:, i])  # -2 R^H Z: (K,b,h)@(K,h,w)->(K,b,w)
@@ -444,16 +432,16 @@ class _BlocksFunction(torch.autograd.Function):
         ctx.r_shape, ctx.has_bias = r.shape, bias is not None
         r = r.reshape(-1, *r.shape[-3:])  # (K, B, h, width)
         r_adj = r.conj().mul(-2.0)  # -2 R^H (the factor 2 is exact in floats)
-        dc, root = _dc_index(modes), math.sqrt(math.prod(sizes))
+        ones = [1] * len(modes)  # the bias's broadcast over the grid
         saved: list[Tensor] = []
         for i in range(n_blocks):
             ri, wi = r[:, i], w[i]  # (K, h, width), (h, width)
             xk = _fft_kept(x, modes)  # (K, b, width)
             a = torch.bmm(xk, ri.mT)  # R X: (K,b,w)@(K,w,h)->(K,b,h)
-            if bias is not None:  # + b on the zero frequency: irfftn adds a_0 / sqrt(N)
-                a[dc].real.add_(bias[i], alpha=root)
             u = _ifft_kept(a, sizes, modes)  # (b, h, *spatial)
             u.flatten(2).baddbmm_(wi.expand(batch, -1, -1), x.flatten(2))  # + W x, in place
+            if bias is not None:
+                u.add_(bias[i].view(-1, *ones))
             z = u.relu_() if activation == "relu" else nn.functional.softplus(u)
             zk = _fft_kept(z, modes)  # (K, b, h)
             t = torch.bmm(zk, r_adj[:, i])  # -2 R^H Z: (K,b,h)@(K,h,w)->(K,b,w)
