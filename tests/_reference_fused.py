@@ -18,6 +18,7 @@ from liponet.layers.fourier import (
     _gather_modes,
     _half_weights,
     _scatter_modes,
+    hermitian_symmetrize,
     kept_mode_shape,
 )
 
@@ -349,3 +350,76 @@ class _TrainWeight(torch.autograd.Function):
             g = (1.0 + beta) * g - beta * cubic
         inner = (g * weight).sum() / sigma**3
         return g / sigma - inner * torch.outer(wu, u), None, None, None
+
+
+class _ClipTrainWeights(torch.autograd.Function):
+    """Training weights of ``normalization="clip"`` with a skip, in one node with its backward.
+
+    The same function as the generic path (build ``M_k = W + R_k``, estimate ``sigma_k =
+    ||M_k u_k||``, scale each multiplier by ``c_k = 1 / max(1, sigma_k / k)``, restore the
+    Hermitian symmetry, split off ``W' = c_W W``), equal up to float rounding: with ``M``
+    Hermitian-symmetric, symmetrizing ``c_k M_k`` is ``c'_k M_k`` with the scales ``c`` averaged
+    over each conjugate pair (``c'`` = :func:`hermitian_symmetrize` of ``c``), so only a vector of
+    scales is symmetrized. About 25 small tensor operations forward and backward each, without
+    the autograd graph of 60 that the generic path records (the dominant cost of a 1-D step).
+
+    Inputs: ``weight`` ``(*kept, out, in, 2)`` real (the parameter), ``skip`` ``(out, in)``,
+    ``u`` ``(K + 1, in)`` complex power-iteration vectors and ``m`` the stacked multipliers
+    ``(K + 1, out, in)`` built from ``weight`` and ``skip`` (both without gradient), ``k``, ``d``.
+    Outputs: ``R'`` ``(*kept, out, in)`` complex, ``W'`` ``(out, in)``. With a stack of ``B``
+    layers (:func:`clip_train_weights`) every tensor carries a layer axis ``B`` just before
+    ``out`` (``weight`` ``(*kept, B, out, in, 2)``, ``skip`` ``(B, out, in)``, ``u``
+    ``(K + 1, B, in)``, ``m`` ``(K + 1, B, out, in)``): the same operations for all layers
+    at once.
+    """
+
+    @staticmethod
+    def forward(
+        ctx: Any, weight: Tensor, skip: Tensor, u: Tensor, m: Tensor, k: float, d: int
+    ) -> tuple[Tensor, Tensor]:
+        kept_shape = weight.shape[:d]
+        mk = m[:-1]  # M_k = R_k + W (R Hermitian-symmetrized): (K, [B,] out, in)
+        v = (m * u.unsqueeze(-2)).sum(-1, keepdim=True)  # M u: (K + 1, [B,] out, 1)
+        sigma = torch.linalg.vector_norm(v, dim=(-2, -1))  # (K + 1, [B]) estimates
+        c = 1.0 / (sigma / k).clamp_min(1.0)  # (K + 1, [B]) clip scales
+        c_sym = _symmetric_scales(c[:-1], kept_shape, d)  # (K, [B]) averaged over conj. pairs
+        w_out = c[-1][..., None, None] * skip  # W' = c_W W
+        # R' = c'_k M_k - W', on real views (a real factor on a complex tensor is a slow path)
+        r_out = torch.view_as_real(mk) * c_sym[..., None, None, None]
+        r_out[..., 0] -= w_out
+        ctx.save_for_backward(mk, skip, u, v, sigma, c, c_sym)
+        ctx.k, ctx.d, ctx.kept_shape = k, d, kept_shape
+        return torch.view_as_complex(r_out).reshape(*kept_shape, *mk.shape[1:]), w_out
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(
+        ctx: Any, g_r: Tensor, g_w: Tensor
+    ) -> tuple[Tensor, Tensor, None, None, None, None]:
+        mk, skip, u, v, sigma, c, c_sym = ctx.saved_tensors
+        g_r = torch.view_as_real(g_r.resolve_conj().reshape(mk.shape))  # (K, [B,] out, in, 2)
+        # R' = c'_k M_k - c_W W; W' = c_W W (real views of the complex tensors)
+        g_m = g_r * c_sym[..., None, None, None]  # through M_k at fixed scales
+        g_c_sym = (g_r * torch.view_as_real(mk)).sum((-3, -2, -1))  # Re <g, M_k>: (K, [B])
+        g_r_real_sum = g_r[..., 0].sum(0)  # ([B,] out, in)
+        g_c = torch.empty_like(c)
+        g_c[:-1] = _symmetric_scales(g_c_sym, ctx.kept_shape, ctx.d)  # averaging: self-adjoint
+        g_c[-1] = (g_w * skip).sum((-2, -1)) - (g_r_real_sum * skip).sum((-2, -1))
+        g_skip = c[-1][..., None, None] * (g_w - g_r_real_sum)
+        # c = 1 / max(1, sigma / k): dc/dsigma = -c / sigma where clipped (sigma > k), else 0.
+        # A zero multiplier (sigma = 0, e.g. a zeroed skip) is never clipped and has v = 0: its
+        # term is 0, so divide by sigma floored at the smallest normal (0 / 0 would be NaN).
+        sigma = sigma.clamp_min(torch.finfo(sigma.dtype).tiny)
+        g_sigma = torch.where(sigma / ctx.k >= 1.0, -g_c * c / sigma, torch.zeros_like(c))
+        # sigma = ||M u||: d sigma = Re(v^H dM u) / sigma, so dM gets (g_sigma / sigma) v u^H
+        outer = (v * (g_sigma / sigma)[..., None, None]) * u.unsqueeze(-2).conj()  # v u^H
+        g_m = torch.view_as_complex(g_m) + outer[:-1]
+        g_skip = g_skip + outer[-1].real + g_m.real.sum(0)  # M_k = R_k + W
+        g_weight = hermitian_symmetrize(g_m.reshape(*ctx.kept_shape, *mk.shape[1:]), ctx.d)
+        return torch.view_as_real(g_weight), g_skip, None, None, None, None
+
+
+def _symmetric_scales(c: Tensor, kept_shape: Sequence[int], d: int) -> Tensor:
+    """Real per-mode scales ``(K, [B])`` averaged with their conjugate partner on ``k_d = 0``."""
+    shaped = c.reshape(*kept_shape, -1, 1)  # hermitian_symmetrize's (*kept, out, in) layout
+    return hermitian_symmetrize(shaped, d).reshape(c.shape)

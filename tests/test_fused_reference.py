@@ -10,10 +10,11 @@ import pytest
 import torch
 from _reference_fused import _BlocksFunction as RefBlocks
 from _reference_fused import _ChainFunction as RefChain
+from _reference_fused import _ClipTrainWeights as RefClip
 from _reference_fused import _TrainWeight as RefTrainWeight
 
-from liponet.layers import linear, residual
-from liponet.layers.fourier import hermitian_symmetrize
+from liponet.layers import LipSpectralConv, fourier, linear, residual
+from liponet.layers.fourier import clip_train_weights, hermitian_symmetrize
 from liponet.models import LipFNO
 
 CASES = {  # dim: (modes, shared-FFT grid, one-by-one grid)
@@ -83,6 +84,36 @@ def test_train_weight_equals_the_reference(shape, dtype, orthogonal):
 
 @pytest.mark.parametrize("dim", [1, 2])
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+def test_clip_train_weights_equal_the_reference(dim, dtype, monkeypatch):
+    """All blocks' clip training weights and their gradients, current node against the reference."""
+    modes = CASES[dim][0]
+    torch.manual_seed(0)
+    convs = [
+        LipSpectralConv(4, 7, modes, k=1.0, skip=True, normalization="clip").to(dtype)
+        for _ in range(3)
+    ]
+    for conv in convs:
+        with torch.no_grad():
+            conv.weight.mul_(3.0)  # some multipliers above k: clipped
+    start = [conv.u.clone() for conv in convs]
+    results: list[tuple[torch.Tensor, ...]] = []
+    cotangents: list[torch.Tensor] = []  # drawn once: the same for both nodes
+    for node in (fourier._ClipTrainWeights, RefClip):
+        monkeypatch.setattr(fourier, "_ClipTrainWeights", node)
+        for conv, u in zip(convs, start, strict=True):
+            conv.u.copy_(u)
+        r, w = clip_train_weights(convs)
+        cotangents = cotangents or [torch.randn_like(r), torch.randn_like(w)]
+        g_r, g_w = cotangents
+        params = [p for conv in convs for p in (conv.weight, conv.skip)]
+        loss = (torch.view_as_real(r) * torch.view_as_real(g_r)).sum() + (w * g_w).sum()
+        results.append((r, w, *torch.autograd.grad(loss, params)))
+    for got, ref in zip(*results, strict=True):
+        _close(got, ref, dtype)
+
+
+@pytest.mark.parametrize("dim", [1, 2])
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
 @pytest.mark.parametrize("activation", ["relu", "softplus"])
 def test_lipfno_training_step_equals_the_reference(dim, dtype, activation, monkeypatch):
     """A LipFNO's loss and every parameter gradient, current nodes against the reference."""
@@ -102,10 +133,16 @@ def test_lipfno_training_step_equals_the_reference(dim, dtype, activation, monke
         lambda mod, inp, out: seen.append(type(out.grad_fn).__name__)
     )
     results = []
-    for chain, blocks, train_weight in (
-        (residual._ChainFunction, residual._BlocksFunction, linear._TrainWeight),
-        (RefChain, RefBlocks, RefTrainWeight),
+    for chain, blocks, train_weight, clip in (
+        (
+            residual._ChainFunction,
+            residual._BlocksFunction,
+            linear._TrainWeight,
+            fourier._ClipTrainWeights,
+        ),
+        (RefChain, RefBlocks, RefTrainWeight, RefClip),
     ):
+        monkeypatch.setattr(fourier, "_ClipTrainWeights", clip)
         monkeypatch.setattr(residual, "_ChainFunction", chain)
         monkeypatch.setattr(residual, "_BlocksFunction", blocks)
         monkeypatch.setattr(linear, "_TrainWeight", train_weight)
