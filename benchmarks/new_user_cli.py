@@ -37,13 +37,25 @@ in time, so the one-step map ``(u(t - 1), u(t)) -> u(t + 1)`` has constant above
 ``[-1, 2 cos(|q|)]``, norm up to sqrt 5): the binding-constraint warning must fire for the
 defaults, and the spectral shortcut's bound 1 cannot carry the step alone.
 
+A fifth case (``--case ns2d``), two-dimensional: the incompressible Navier-Stokes equations in
+vorticity form ``w_t + u . grad w = nu lap w + f`` on the periodic unit square (``nu = 1e-3``,
+the forcing ``0.1 (sin 2 pi (x + y) + cos 2 pi (x + y))`` and Gaussian random initial vorticity
+``N(0, 7^1.5 (-lap + 49)^-2.5)`` of Li et al.'s FNO paper), solved here pseudo-spectrally on 64 x
+64 (2/3 rule, Crank-Nicolson viscosity, Heun for the rest, dt 0.02; halving dt changes the fields
+by ~2e-6 of their maximum), stored as 2 x 2 cell averages on 32 x 32 in PDEBench's
+group-per-sample layout (``data`` ``(t, x, y, 1)``, ``grid/x``, ``grid/y``, ``grid/t``), 11 frames
+over t = 0..10; the forcing pumps energy in (the field's RMS grows about 5x over the horizon).
+The task: one frame -> the next, every window, with LipFNO's defaults, ``k=auto``, the increment
+form ``u + f`` and FNO, 12 x 12 modes; the spectral shortcut, 1-D only, is refused in one line.
+
 Each command runs as a subprocess (one thread); the table keeps its exit code, the lines it
 wrote on stderr that start with ``liponet`` (errors, warnings), process CPU seconds and the
 figures it printed. Run from the repository root: ``.venv/bin/python benchmarks/new_user_cli.py``
-(``--quick``: 60 samples, 2 epochs; ``--case dr|ks|kdv|wave``: one case). Writes
+(``--quick``: 60 samples, 2 epochs; ``--case dr|ks|kdv|wave|ns2d``: one case). Writes
 ``benchmarks/results/new_user_cli.csv`` (``new_user_cli_ks.csv``, ``new_user_cli_kdv.csv``,
-``new_user_cli_wave.csv``) and the section between the ``new-user-cli`` (``new-user-ks``,
-``new-user-kdv``, ``new-user-wave``) markers of
+``new_user_cli_wave.csv``, ``new_user_cli_ns2d.csv``) and the section between the
+``new-user-cli`` (``new-user-ks``, ``new-user-kdv``, ``new-user-wave``, ``new-user-ns2d``)
+markers of
 ``benchmarks/results/new_user_checks.md`` (run it after ``new_user_checks.py``, which rewrites
 that file).
 """
@@ -81,6 +93,8 @@ WAVE_START, WAVE_END = "<!-- new-user-wave: start -->", "<!-- new-user-wave: end
 WAVE_SPEED = 1.0
 #: Kuramoto-Sivashinsky box length, time step, final time and frames of the file.
 KS_LENGTH, KS_DT, KS_T, KS_FRAMES = 32 * math.pi, 0.05, 10.0, 11
+#: 2-D Navier-Stokes (vorticity) case: viscosity, time step, solver grid, stored grid.
+NS_NU, NS_DT, NS_FINE, NS_GRID = 1e-3, 0.02, 64, 32
 
 
 def steps_table(rows: list[dict]) -> list[str]:
@@ -135,7 +149,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="smoke run")
     parser.add_argument("--out", type=Path, default=RESULTS)
-    parser.add_argument("--case", choices=("all", "dr", "ks", "kdv", "wave"), default="all")
+    parser.add_argument("--case", choices=("all", "dr", "ks", "kdv", "wave", "ns2d"), default="all")
     args = parser.parse_args()
     samples, epochs = (60, 2) if args.quick else (400, 10)
     if args.case in ("all", "ks"):
@@ -144,7 +158,9 @@ def main() -> None:
         main_kdv(samples, epochs, args.out)
     if args.case in ("all", "wave"):
         main_wave(samples, epochs, args.out)
-    if args.case in ("ks", "kdv", "wave"):
+    if args.case in ("all", "ns2d"):
+        main_ns2d(samples, epochs, args.out)
+    if args.case in ("ks", "kdv", "wave", "ns2d"):
         return
     start, cpu0 = time.perf_counter(), resource.getrusage(resource.RUSAGE_CHILDREN).ru_utime
     rows: list[dict[str, Any]] = []
@@ -388,6 +404,74 @@ def write_ks(path: Path, data: np.ndarray) -> None:
         f["t-coordinate"] = np.linspace(0.0, KS_T, KS_FRAMES).astype(np.float32)
 
 
+def gaussian_vorticity(n: int, nx: int, seed: int) -> np.ndarray:
+    """``(n, nx, nx)`` samples of ``N(0, 7^1.5 (-lap + 49)^-2.5)`` on the periodic unit square
+    (zero mean; Li et al.'s initial vorticity), by its Fourier coefficients."""
+    rng = np.random.default_rng(seed)
+    k = np.fft.fftfreq(nx, d=1.0 / nx)
+    kx, ky = np.meshgrid(k, k, indexing="ij")
+    sd = 7**1.5 * (4 * np.pi**2 * (kx**2 + ky**2) + 49.0) ** -1.25
+    sd[0, 0] = 0.0
+    xi = rng.standard_normal((n, nx, nx)) + 1j * rng.standard_normal((n, nx, nx))
+    # white noise of unit variance per grid value, coloured by the covariance's square root
+    return np.fft.ifft2(sd * xi * nx / math.sqrt(2)).real * nx
+
+
+def navier_stokes_2d(n: int, seed: int) -> np.ndarray:
+    """``(n, KS_FRAMES, NS_GRID, NS_GRID)`` float32 vorticity ``w_t + u . grad w = nu lap w + f``.
+
+    Pseudo-spectral on ``NS_FINE``^2 (velocity from the stream function ``-lap psi = w``, the
+    advection term dealiased by the 2/3 rule), Crank-Nicolson for the viscosity and Heun for
+    the rest with step ``NS_DT``; frames every time unit over ``[0, KS_T]``, stored as the means
+    of 2 x 2 fine cells (the coarse cells' averages, cell centres ``(i + 0.5) / NS_GRID``).
+    """
+    nx = NS_FINE
+    k, kr = np.fft.fftfreq(nx, d=1.0 / nx), np.fft.rfftfreq(nx, d=1.0 / nx)
+    kx, ky = np.meshgrid(k, kr, indexing="ij")
+    lap = 4 * np.pi**2 * (kx**2 + ky**2)
+    lap_safe = np.where(lap > 0, lap, 1.0)
+    keep = (np.abs(kx) <= nx / 3) & (np.abs(ky) <= nx / 3)
+    x = (np.arange(nx) + 0.5) / nx
+    xx, yy = np.meshgrid(x, x, indexing="ij")
+    forcing = np.fft.rfft2(0.1 * (np.sin(2 * np.pi * (xx + yy)) + np.cos(2 * np.pi * (xx + yy))))
+
+    def rhs(wh: np.ndarray) -> np.ndarray:  # f - u . grad w, spectral
+        psi = wh / lap_safe
+        grads = [np.fft.irfft2(2j * np.pi * q * a, s=(nx, nx)) for q, a in
+                 ((ky, psi), (kx, -psi), (kx, wh), (ky, wh))]  # fmt: skip
+        u, v, wx, wy = grads
+        return forcing - keep * np.fft.rfft2(u * wx + v * wy)
+
+    damp = 0.5 * NS_DT * NS_NU * lap
+    a, b = (1 - damp) / (1 + damp), NS_DT / (1 + damp)
+    wh = np.fft.rfft2(gaussian_vorticity(n, nx, seed))
+    steps = round(KS_T / NS_DT)
+    every = steps // (KS_FRAMES - 1)
+    frames = [np.fft.irfft2(wh, s=(nx, nx))]
+    for step in range(1, steps + 1):
+        n1 = rhs(wh)
+        n2 = rhs(a * wh + b * n1)
+        wh = a * wh + b * 0.5 * (n1 + n2)
+        wh[..., 0, 0] = 0.0  # the mean stays zero (the forcing has none)
+        if step % every == 0:
+            frames.append(np.fft.irfft2(wh, s=(nx, nx)))
+    w = np.stack(frames, 1)
+    coarse = w.reshape(n, KS_FRAMES, NS_GRID, nx // NS_GRID, NS_GRID, nx // NS_GRID).mean((3, 5))
+    return coarse.astype(np.float32)
+
+
+def write_groups(path: Path, data: np.ndarray) -> None:
+    """PDEBench's group-per-sample layout: ``NNNN/data`` ``(t, x, y, 1)`` and ``NNNN/grid/*``."""
+    nx = data.shape[-1]
+    xs = ((np.arange(nx) + 0.5) / nx).astype(np.float32)
+    with h5py.File(path, "w") as f:
+        for i, sample in enumerate(data):
+            group = f.create_group(f"{i:04d}")
+            group["data"] = sample[..., None]
+            group["grid/x"], group["grid/y"] = xs, xs
+            group["grid/t"] = np.linspace(0.0, KS_T, KS_FRAMES).astype(np.float32)
+
+
 #: The KS runs: step name -> (model, extra ``--set`` settings).
 KS_RUNS = {
     "LipFNO defaults": ("LipFNO", []),
@@ -442,18 +526,30 @@ WAVE_RUNS = {
     ),
     **FITTED_RUNS,
 }
+#: The 2-D Navier-Stokes runs: KS's, the increment form, and the (1-D only) spectral shortcut.
+NS_RUNS = {
+    **KS_RUNS,
+    "LipFNO increment k=auto": (
+        "LipFNO",
+        ["--set", "model.kwargs.increment=true", "--set", "model.kwargs.k=auto"],
+    ),
+    "LipFNO spectral shortcut": ("LipFNO", ["--set", "model.kwargs.increment=spectral"]),
+}
+#: The 2-D task: one frame -> the next, every window of a trajectory.
+NS_TASK = "data.kwargs={task: autoregressive, initial_step: 1, windows: all}"
 #: KdV's task: windows of 2 frames (as channels) -> the next frame, every window of a trajectory.
 KDV_TASK = "data.kwargs={task: autoregressive, initial_step: 2, windows: all}"
 
 
 def own_solver_case(
     name: str, data: np.ndarray, task: str, runs: dict[str, tuple[str, list[str]]], epochs: int,
-    work: Path,
+    work: Path, modes: str = "[16]", writer: Any = None,
 ) -> tuple[list[dict[str, Any]], dict[str, dict[str, Any]]]:  # fmt: skip
-    """Write ``data`` as ``NAME.h5``, then ``liponet generate NAME`` (no such family), train each
-    run with ``--set TASK`` and certify it without pair flags, in ``work``."""
+    """Write ``data`` as ``NAME.h5`` (``writer``, default :func:`write_ks`), then ``liponet
+    generate NAME`` (no such family), train each run with ``--set TASK`` and ``MODES`` kept modes
+    and certify it without pair flags, in ``work``."""
     t0 = time.process_time()
-    write_ks(work / f"{name}.h5", data)
+    (writer or write_ks)(work / f"{name}.h5", data)
     rows: list[dict[str, Any]] = []
     records: dict[str, dict[str, Any]] = {}
     rows.append({"step": f"own solver (ETDRK4) -> {name}.h5", "command": "(in this script)",
@@ -462,7 +558,8 @@ def own_solver_case(
     rows.append({"step": "generate (no such family)", "command": "liponet " + " ".join(gen),
                  **cli(*gen, cwd=work)})  # fmt: skip
     base = ["train", "--data", "pdebench", "--data-path", f"{name}.h5", "--no-progress",
-            "--epochs", str(epochs), "--set", "model.kwargs.modes=[16]", "--set", task]  # fmt: skip
+            "--epochs", str(epochs), "--set", f"model.kwargs.modes={modes}",
+            "--set", task]  # fmt: skip
     for step, (model, extra) in runs.items():
         run = step.replace(" ", "_").replace("=", "")
         argv = [*base, "--model", model, *extra, "--out", run]
@@ -476,6 +573,8 @@ def own_solver_case(
         )
         rows.append({"step": f"train {step}", "command": "liponet " + " ".join(argv), **r})
     for step in runs:
+        if not records[step]:  # refused or failed: its line is in the table, nothing to certify
+            continue
         run = step.replace(" ", "_").replace("=", "")
         argv = ["certify", f"{run}/best.pt", f"{name}.h5"]
         r = cli(*argv, cwd=work)
@@ -489,7 +588,12 @@ def own_solver_case(
 
 
 #: The families a newcomer would try to generate.
-LONG_NAMES = {"ks": "kuramoto_sivashinsky", "kdv": "korteweg_de_vries", "wave": "wave"}
+LONG_NAMES = {
+    "ks": "kuramoto_sivashinsky",
+    "kdv": "korteweg_de_vries",
+    "wave": "wave",
+    "ns2d": "navier_stokes_2d",
+}
 
 
 def main_ks(samples: int, epochs: int, out: Path) -> None:
@@ -520,12 +624,19 @@ def main_ks(samples: int, epochs: int, out: Path) -> None:
 
 def autoregressive_case(
     name: str, data: np.ndarray, runs: dict[str, tuple[str, list[str]]], step: str,
-    figures: str, write: Any, samples: int, epochs: int, out: Path,
+    figures: str, write: Any, samples: int, epochs: int, out: Path, task: str = "",
+    modes: str = "[16]", writer: Any = None,
 ) -> None:  # fmt: skip
-    """An autoregressive own-data case: write ``data``, train and certify ``runs``, ``write``."""
+    """An autoregressive own-data case: write ``data``, train and certify ``runs``, ``write``.
+
+    ``task``: the ``--set`` of the data task (default :data:`KDV_TASK`); ``modes`` and ``writer``
+    as in :func:`own_solver_case`.
+    """
     start, cpu0 = time.perf_counter(), resource.getrusage(resource.RUSAGE_CHILDREN).ru_utime
     with tempfile.TemporaryDirectory() as tmp:
-        rows, records = own_solver_case(name, data, KDV_TASK, runs, epochs, Path(tmp))
+        rows, records = own_solver_case(
+            name, data, task or KDV_TASK, runs, epochs, Path(tmp), modes, writer
+        )
     rows[0]["step"], rows[0]["figures"] = step, figures
     wall = time.perf_counter() - start
     cpu = resource.getrusage(resource.RUSAGE_CHILDREN).ru_utime - cpu0
@@ -561,6 +672,23 @@ def main_wave(samples: int, epochs: int, out: Path) -> None:
     autoregressive_case(
         "wave", data, WAVE_RUNS, step, figures, write_wave_results, samples, epochs, out
     )
+
+
+def main_ns2d(samples: int, epochs: int, out: Path) -> None:
+    """2-D Navier-Stokes (vorticity), one frame -> the next: own solver -> train -> certify."""
+    data = navier_stokes_2d(samples, seed=0)
+    d = data.astype(np.float64).reshape(samples, KS_FRAMES, -1)
+    norms = np.sqrt((d**2).mean(-1))
+    change = np.sqrt(((d[:, 1:] - d[:, :-1]) ** 2).mean(-1)) / norms[:, :-1]
+    figures = (
+        f"RMS x{np.median(norms[:, -1] / norms[:, 0]):.2f} over the horizon (median); one frame "
+        f"changes the field by {np.median(change):.2f} of its norm (median)"
+    )
+    step = "own solver (pseudo-spectral) -> ns2d.h5"
+    autoregressive_case(
+        "ns2d", data, NS_RUNS, step, figures, write_ns2d_results, samples, epochs, out,
+        task=NS_TASK, modes="[12,12]", writer=write_groups,
+    )  # fmt: skip
 
 
 def binding_line(rows: list[dict[str, Any]], records: dict[str, dict[str, Any]], fno: float) -> str:
@@ -657,9 +785,14 @@ def write_ks_results(rows: list[dict[str, Any]], records: dict[str, dict[str, An
 def write_autoregressive_results(
     case: str, title: str, pde: str, runs: dict[str, tuple[str, list[str]]],
     hits: list[str], rows: list[dict[str, Any]], records: dict[str, dict[str, Any]], out: Path,
-    wall: float, cpu: float, epochs: int,
+    wall: float, cpu: float, epochs: int, task: str = "", modes: str = "16",
 ) -> None:  # fmt: skip
-    """The section of an autoregressive own-data case (KdV, wave): header, steps, ratios, hits."""
+    """The section of an autoregressive own-data case (KdV, wave, 2-D Navier-Stokes): header,
+    steps, ratios, hits; ``task`` says what is learnt (default: :data:`KDV_TASK`'s windows)."""
+    task = task or (
+        "a window of 2 frames (as channels) -> the next frame, every window of each trajectory "
+        f"(`--set {KDV_TASK}`)"
+    )
     start, end = f"<!-- new-user-{case}: start -->", f"<!-- new-user-{case}: end -->"
     write_steps_csv(rows, out / f"new_user_cli_{case}.csv")
     fno = records["FNO"].get("val_nrmse", math.nan)
@@ -670,10 +803,9 @@ def write_autoregressive_results(
         f"Produced by `.venv/bin/python benchmarks/new_user_cli.py --case {case}` (torch "
         f"{torch.__version__}, {platform.machine()}, 1 thread; wall {wall:.0f} s, CPU {cpu:.0f} "
         f"s; rows also in `new_user_cli_{case}.csv`). {pde} The task is PDEBench's "
-        "autoregressive one: a window of 2 frames (as channels) -> the next frame, every window "
-        f"of each trajectory (`--set {KDV_TASK}`); the trainer's defaults ({epochs} epochs, "
-        "batch 16, lr 1e-3), 16 modes, identical settings for every model; val nRMSE is of one "
-        "step.",
+        f"autoregressive one: {task}; the trainer's defaults ({epochs} epochs, "
+        f"batch 16, lr 1e-3), {modes} modes, identical settings for every model; val nRMSE is of "
+        "one step.",
         "",
     ]
     lines += steps_table(rows)
@@ -713,6 +845,26 @@ def write_wave_results(rows: list[dict[str, Any]], records: dict[str, dict[str, 
     title = "## A third PDE no issue names: the linear wave equation, autoregressive"
     write_autoregressive_results(
         "wave", title, pde, WAVE_RUNS, [], rows, records, out, wall, cpu, epochs
+    )
+
+
+def write_ns2d_results(rows: list[dict[str, Any]], records: dict[str, dict[str, Any]], out: Path,
+                       wall: float, cpu: float, samples: int, epochs: int) -> None:  # fmt: skip
+    pde = (
+        f"`w_t + u . grad w = 1e-3 lap w + f` on the periodic unit square, {samples} "
+        "trajectories of 11 frames over t = 0..10 from the script's own pseudo-spectral solver "
+        "(64 x 64, stored as 2 x 2 cell averages on 32 x 32), written in PDEBench's "
+        "group-per-sample layout."
+    )
+    task = f"one frame -> the next, every window of each trajectory (`--set {NS_TASK}`)"
+    said = next((r["said"] for r in rows if r["step"] == "train LipFNO spectral shortcut"), "")
+    hits = [
+        "- The spectral shortcut (`increment=spectral`) is 1-D only; in 2-D `liponet train` "
+        f"stops in one line: {said or '(no line: see the table)'}"
+    ]
+    title = "## A fourth PDE no issue names: 2-D Navier-Stokes (vorticity), autoregressive"
+    write_autoregressive_results(
+        "ns2d", title, pde, NS_RUNS, hits, rows, records, out, wall, cpu, epochs, task, "12 x 12"
     )
 
 

@@ -21,6 +21,7 @@ def test_quick_run_writes_the_rows_and_replaces_its_section(tmp_path):
     assert text.count("<!-- new-user-ks: start -->") == 1
     assert text.count("<!-- new-user-kdv: start -->") == 1
     assert text.count("<!-- new-user-wave: start -->") == 1
+    assert text.count("<!-- new-user-ns2d: start -->") == 1
     rows = list(csv.DictReader((tmp_path / "new_user_cli.csv").open()))
     steps = {r["step"]: r for r in rows}
     assert steps["train LipFNO, no settings"]["rc"] == "2"
@@ -50,6 +51,17 @@ def test_quick_run_writes_the_rows_and_replaces_its_section(tmp_path):
     wave = {r["step"]: r for r in csv.DictReader((tmp_path / "new_user_cli_wave.csv").open())}
     assert "binding Lipschitz constraint" in wave["train LipFNO defaults"]["said"]
     assert all(r["rc"] == "0" for step, r in wave.items() if step.startswith(("train", "certify")))
+    # 2-D Navier-Stokes in the group-per-sample layout: every run but the 1-D-only shortcut
+    ns = {r["step"]: r for r in csv.DictReader((tmp_path / "new_user_cli_ns2d.csv").open())}
+    refused = ns["train LipFNO spectral shortcut"]
+    assert refused["rc"] == "2" and "needs one spatial dimension" in refused["said"]
+    assert "certify LipFNO spectral shortcut" not in ns  # nothing to certify
+    ran = [
+        r for step, r in ns.items() if step.startswith(("train", "certify")) and r is not refused
+    ]
+    assert len(ran) == 8 and all(r["rc"] == "0" for r in ran)
+    certified = [r for s, r in ns.items() if s.startswith("certify ")]
+    assert all("pairs: one frame -> the next frame" in r["figures"] for r in certified)
 
 
 def test_wave_solution_is_exact_per_mode():
@@ -66,3 +78,21 @@ def test_wave_solution_is_exact_per_mode():
     x = np.concatenate([u[:, :-2], u[:, 1:-1]], -1)
     pair = np.linalg.norm(u[0, 2:] - u[1, 2:], axis=-1) / np.linalg.norm(x[0] - x[1], axis=-1)
     assert pair.max() > 1.0  # the map a 1-Lipschitz model cannot carry
+
+
+def test_navier_stokes_solution_converges_in_time_and_keeps_zero_mean(monkeypatch):
+    with benchmark_module("new_user_cli") as cli:
+        w = cli.navier_stokes_2d(2, seed=3).astype(np.float64)
+        monkeypatch.setattr(cli, "NS_DT", cli.NS_DT / 2)
+        half = cli.navier_stokes_2d(2, seed=3).astype(np.float64)
+        grid, frames = cli.NS_GRID, cli.KS_FRAMES
+    assert w.shape == (2, frames, grid, grid)
+    # the time step is not what the stored fields show: halving it moves them by < 1e-4
+    assert np.abs(w - half).max() <= 1e-4 * np.abs(w).max()
+    assert np.abs(w.mean((-2, -1))).max() <= 1e-5 * np.abs(w).max()  # no mean vorticity
+    # the forcing pumps energy in: the last frame's RMS is well above the first's
+    rms = np.sqrt((w**2).mean((-2, -1)))
+    assert (rms[:, -1] > 2 * rms[:, 0]).all()
+    # and the solver is not the identity or a pure decay: consecutive frames differ
+    change = np.sqrt(((w[:, 1:] - w[:, :-1]) ** 2).mean((-2, -1))) / rms[:, :-1]
+    assert (change > 0.01).all()

@@ -192,9 +192,14 @@ def _resolve_frames(args: argparse.Namespace, config: dict[str, Any]) -> str:
         f"{' + '.join(sorted(whence))}"
     )
     if autoregressive:
+        window = (
+            "one frame"
+            if args.initial_step == 1
+            else f"windows of {args.initial_step or 'the reader default number of'} frames"
+        )
         return (
-            f"windows of {args.initial_step or 'the reader default number of'} frames -> the "
-            f"next frame (autoregressive, {args.windows} window(s) of each trajectory), {strides}"
+            f"{window} -> the next frame (autoregressive, {args.windows} window(s) of each "
+            f"trajectory), {strides}"
         )
     return f"frame {args.t_in} -> {args.t_out}, {strides}"
 
