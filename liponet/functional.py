@@ -730,7 +730,7 @@ class _GramTest:
         self.g = cholesky_rounding_constant(p, u, x.is_complex())
         #: ``conj(-H)`` ``(K, p, p)`` in row-major layout, so that its transpose ``self.neg``
         #: is ``-H`` in the column-major layout LAPACK factorizes without a transposing copy;
-        #: products with ``-H`` run as ``conj(B conj(v))`` on this one (:meth:`matvec`).
+        #: products with ``-H`` run as ``conj(B conj(v))`` on this one (:meth:`neg_times`).
         self.conj_neg = _negated_gram(x if self.right else conj_t(x))
         #: ``-H`` (the test factorizes ``c I - H``: only its diagonal changes between levels)
         self.neg = self.conj_neg.mT
