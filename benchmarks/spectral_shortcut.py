@@ -20,7 +20,10 @@ advection_1d``) and measures, on the test windows:
 The model name ``S-lstsq-f0`` (:data:`LSTSQ_ONLY`) is no bench model: ``S`` alone, fitted by
 least squares to the training windows (:meth:`liponet.layers.SpectralShortcut.fit_`, ball
 ``max_k ||S_k|| <= 1``), no ``f``, no training: the best a linear shift-invariant step of the
-window reaches on the data, against which the trained rows are read.
+window reaches on the data, against which the trained rows are read. ``S-rollout-f0``,
+``S-rollout-b1.25-f0``, ``S-rollout-b1.5-f0`` and ``S-rollout-auto-f0`` (:data:`FIT_ONLY`):
+``S`` alone fitted to the rollout of the training trajectories (``shortcut_init="rollout"``)
+in the ball 1, 1.25, 1.5 and free: accuracy against the certified constant.
 
 Summaries weight each mode by its energy in the test frames (``rms_phase``: the energy-weighted
 RMS phase error in radians) and list the phase error at a few modes.
@@ -56,6 +59,7 @@ from liponet.bench import (
     PRESETS,
     BenchData,
     Preset,
+    fitted_shortcut,
     load_task,
     rollout_fields,
     run_row,
@@ -137,12 +141,23 @@ def _shortcut(model: torch.nn.Module) -> SpectralShortcut | None:
 #: The study's untrained row: ``S`` alone (``f = 0``), the least-squares step of the training
 #: windows (:meth:`liponet.layers.SpectralShortcut.fit_`, ball ``max_k ||S_k|| <= 1``).
 LSTSQ_ONLY = "S-lstsq-f0"
+#: The untrained rows: ``S`` alone by ``(shortcut_init, ball)``; ``S-rollout-f0``: the rollout
+#: fit (:func:`liponet.train.shortcut_fit.rollout_multipliers`) in the unit ball, ``-b1.25`` /
+#: ``-b1.5``: in the ball of that radius, ``S-rollout-auto-f0``: free (the ball
+#: ``shortcut_bound="auto"`` gives it): accuracy against the certified constant.
+FIT_ONLY: dict[str, tuple[str, float | None]] = {
+    LSTSQ_ONLY: ("lstsq", 1.0),
+    "S-rollout-f0": ("rollout", 1.0),
+    "S-rollout-b1.25-f0": ("rollout", 1.25),
+    "S-rollout-b1.5-f0": ("rollout", 1.5),
+    "S-rollout-auto-f0": ("rollout", None),
+}
 
 
-def lstsq_row(data: BenchData) -> dict[str, Any]:
-    """:data:`LSTSQ_ONLY` as a bench row: test rollout nRMSE, certificate, no training."""
-    shortcut = SpectralShortcut(data.in_channels, data.out_channels, data.spatial[-1])
-    model = shortcut.fit_(data.x_train, data.y_train).eval()
+def lstsq_row(data: BenchData, name: str = LSTSQ_ONLY) -> dict[str, Any]:
+    """A :data:`FIT_ONLY` row as a bench row: test rollout nRMSE, certificate, no training."""
+    how, ball = FIT_ONLY[name]
+    model = fitted_shortcut(data, how, ball).eval()
     traj = data.traj_test
     assert traj is not None
     with torch.no_grad():
@@ -160,8 +175,8 @@ def lstsq_row(data: BenchData) -> dict[str, Any]:
 
 def run(model_name: str, data: BenchData, preset: Preset, seed: int) -> dict[str, Any]:
     """Train one bench model (``run_row``) and measure its per-mode step."""
-    if model_name == LSTSQ_ONLY:
-        row = lstsq_row(data)
+    if model_name in FIT_ONLY:
+        row = lstsq_row(data, model_name)
     else:
         row = run_row(model_name, data, preset, seed)
     model = row["_model"].eval()
@@ -259,6 +274,8 @@ PLOTTED = (
     LSTSQ_ONLY,
     "LipFNO-sc-kres-d2-lsfz-g-cos-wd0",
     "FNO-sc-lsfz-g-lr2e-3-cos-wd0",
+    "S-rollout-f0",
+    "S-rollout-auto-f0",
 )
 PLOT_ALL_UP_TO = 8
 
@@ -361,7 +378,7 @@ def findings(table: Sequence[Mapping[str, Any]]) -> list[str]:
         lines.append(line + ".")
     if LSTSQ_ONLY in by:
         r = by[LSTSQ_ONLY]
-        trained = [m for m in by if m != LSTSQ_ONLY and "-ls" not in m]
+        trained = [m for m in by if m not in FIT_ONLY and "-ls" not in m and "-ro" not in m]
         fitted = [m for m in by if "-ls" in m]
         line = (
             f"- {LSTSQ_ONLY} (S alone, f = 0, no training: the least-squares step of the "
@@ -382,7 +399,22 @@ def findings(table: Sequence[Mapping[str, Any]]) -> list[str]:
                 f"{by[best]['nrmse']:.4g} ({by[best]['nrmse'] / r['nrmse']:.3f}x S alone)"
             )
         lines.append(line + ".")
-    rest = [m for m in by if "-sc" not in m and f"{m}-sc" not in by and m != LSTSQ_ONLY]
+    for name in (m for m in FIT_ONLY if m != LSTSQ_ONLY and m in by):
+        r = by[name]
+        line = (
+            f"- {name} (S alone, f = 0: the rollout fit of the training trajectories, "
+            f'`shortcut_init="rollout"`, ball {FIT_ONLY[name][1] or "auto (free)"}): nRMSE '
+            f"{r['nrmse']:.4g}, one step {r['one_step']:.3g}, growth x{r['growth']:.2f}, "
+            f"certified {r['L']:.3g}"
+        )
+        if LSTSQ_ONLY in by:
+            line += f" ({r['nrmse'] / by[LSTSQ_ONLY]['nrmse']:.3f}x {LSTSQ_ONLY})"
+        fitted = [m for m in by if "-ro" in m and m not in FIT_ONLY]
+        if fitted:
+            best = min(fitted, key=lambda m: by[m]["nrmse"])
+            line += f"; the best row trained from a rollout fit: {best} {by[best]['nrmse']:.4g}"
+        lines.append(line + ".")
+    rest = [m for m in by if "-sc" not in m and f"{m}-sc" not in by and m not in FIT_ONLY]
     rest = [m for m in rest if not any(s.replace("-sc", "") == m for s in by if "-sc" in s)]
     for m in rest:
         r = by[m]

@@ -12,6 +12,7 @@ import torch
 from liponet.bench import DEFAULT_MODELS, MODELS, PRESETS, TASKS, load_task, resolve_task, run_bench
 from liponet.cli import main
 from liponet.data import generate
+from liponet.layers import SpectralShortcut
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 
@@ -748,8 +749,28 @@ def test_k_auto_residual_is_the_fitted_shortcuts_residual_constant(tmp_path: pat
     assert k < AUTO_MARGIN * increments.value  # S carries the step: f has less left to fit
     assert model.net.inner.lipschitz_bound() <= k * (1 + 1e-6)
     assert model.lipschitz_bound() <= shortcut.lipschitz_bound() + k * (1 + 1e-6)
-    with pytest.raises(ValueError, match="needs shortcut_init='lstsq' or 'lstsq-rel'"):
+    with pytest.raises(ValueError, match="needs shortcut_init \\(one of lstsq, lstsq-rel"):
         bench.lipfno_builder(k="auto-residual", increment="spectral", depth=2)(data, tiny)
+
+
+def test_rollout_fitted_rows_share_the_fit_and_keep_the_ball(tmp_path: pathlib.Path) -> None:
+    import liponet.bench as bench
+    from liponet.train.shortcut_fit import rollout_multipliers
+
+    tiny = PRESETS["tiny"]
+    data = load_task("advection_1d", tiny, None, tmp_path)
+    free = rollout_multipliers(data.x_train, data.y_train, data.spatial[-1])
+    norm = float(torch.linalg.matrix_norm(free, ord=2).max())
+    fno = bench.MODELS["FNO-sc-rofz-g"](data, tiny)
+    auto = bench.MODELS["LipFNO-sc-kres-d2-roafz-g"](data, tiny)
+    unit = bench.MODELS["LipFNO-sc-kres-d2-rofz-g"](data, tiny)
+    expected = SpectralShortcut(data.in_channels, 1, data.spatial[-1], s=None).assign_(free)
+    assert torch.equal(fno.net.shortcut.weight, expected.weight)  # FNO's twin: the fit as it is
+    assert auto.net.shortcut.s == pytest.approx(max(1.0, norm), rel=1e-5)
+    assert not auto.net.shortcut.weight.requires_grad and not fno.net.shortcut.weight.requires_grad
+    assert unit.net.shortcut.lipschitz_bound() <= 1.0
+    if norm > 1.0:
+        assert unit.lipschitz_bound() < auto.lipschitz_bound()
 
 
 def test_relative_fit_minimizes_the_relative_error(tmp_path: pathlib.Path) -> None:

@@ -20,7 +20,14 @@ from ..functional import TARGET_MARGIN, spectral_norm_exact, spectral_norm_upper
 from .base import CertifiedModule
 from .cache import WeightKeyedCache
 
-__all__ = ["PlainSpectralShortcut", "SpectralShortcut", "shortcut_apply", "shortcut_multipliers"]
+__all__ = [
+    "PlainSpectralShortcut",
+    "SpectralShortcut",
+    "lstsq_multipliers",
+    "project_multipliers",
+    "shortcut_apply",
+    "shortcut_multipliers",
+]
 
 
 def _realified(a: Tensor, n: int) -> Tensor:
@@ -99,6 +106,68 @@ def shortcut_apply(x: Tensor, multipliers: Tensor) -> Tensor:
     a = multipliers.to(xk.dtype)
     yk = torch.einsum("bik,koi->bok", xk, a)  # (b,in,K),(K,out,in)->(b,out,K)
     return torch.fft.irfft(yk, n=n, norm="ortho")  # (b, out, n)
+
+
+def project_multipliers(a: Tensor, radius: float) -> Tensor:
+    """Each ``(K, out, in)`` multiplier with its singular values clipped to ``radius``.
+
+    The nearest multiplier of norm ``<= radius`` in Frobenius norm (per mode), in ``a``'s dtype.
+
+    Examples
+    --------
+    >>> import torch
+    >>> a = torch.tensor([[[3.0 + 4j]], [[0.5 + 0j]]], dtype=torch.complex128)
+    >>> project_multipliers(a, 1.0).abs().flatten().tolist()
+    [1.0, 0.5]
+    """
+    u, sv, vh = torch.linalg.svd(a, full_matrices=False)
+    return u @ (sv.clamp_max(radius).to(a.dtype)[..., None] * vh)
+
+
+@torch.no_grad()
+def lstsq_multipliers(
+    x: Tensor,
+    y: Tensor,
+    size: int,
+    rcond: float = 1e-12,
+    chunk: int = 4096,
+    device: torch.device | str | None = None,
+) -> Tensor:
+    """The unconstrained per-mode least-squares step from windows ``x`` to frames ``y``.
+
+    Per rfft mode ``k``, ``S_k`` minimizes ``sum_i ||S_k X_ik - Y_ik||^2`` (orthonormal FFT),
+    solved in float64 from the per-mode Gram matrices with the minimum-norm pseudo-inverse
+    (eigenvalues below ``rcond`` times the largest of the mode dropped). Shapes are checked
+    by :meth:`SpectralShortcut.fit_`, its caller.
+
+    Returns
+    -------
+    Tensor
+        Complex128 ``(size // 2 + 1, out, in)``, real at ``k = 0`` and Nyquist.
+
+    Examples
+    --------
+    >>> import torch
+    >>> x = torch.randn(64, 2, 16)
+    >>> a = lstsq_multipliers(x, 0.5 * x[:, -1:], 16)
+    >>> torch.allclose(a[:, 0, 1].real, torch.full((9,), 0.5, dtype=torch.float64))
+    True
+    """
+    kn = size // 2 + 1
+    device = x.device if device is None else device
+    n_in, n_out = x.shape[1], y.shape[1]
+    gram = torch.zeros(kn, n_in, n_in, dtype=torch.complex128, device=device)
+    cross = torch.zeros(kn, n_in, n_out, dtype=torch.complex128, device=device)
+    for i in range(0, x.shape[0], int(chunk)):
+        xk = torch.fft.rfft(x[i : i + int(chunk)].to(device, torch.float64), norm="ortho")
+        yk = torch.fft.rfft(y[i : i + int(chunk)].to(device, torch.float64), norm="ortho")
+        gram += torch.einsum("nik,njk->kij", xk.conj(), xk)  # (n,in,K),(n,in,K)->(K,in,in)
+        cross += torch.einsum("nik,nok->kio", xk.conj(), yk)  # (n,in,K),(n,out,K)->(K,in,out)
+    w, v = torch.linalg.eigh(gram)  # Hermitian, ascending eigenvalues per mode
+    keep = w > rcond * w[:, -1:].clamp_min(0.0)
+    inv = torch.where(keep, 1.0 / torch.where(keep, w, torch.ones_like(w)), torch.zeros_like(w))
+    solution = v @ (inv[..., None] * (v.conj().transpose(-2, -1) @ cross))  # (K, in, out)
+    return _realified(solution.transpose(-2, -1), size)  # (K, out, in): S_k X_k = Y_k
 
 
 def _norms(a: Tensor) -> Tensor:
@@ -270,25 +339,45 @@ class SpectralShortcut(CertifiedModule):
             raise ValueError(
                 f"SpectralShortcut.fit_: rcond must be >= 0 and chunk >= 1, got {rcond}, {chunk}"
             )
-        kn = self.size // 2 + 1
-        device = self.weight.device
-        gram = torch.zeros(kn, self.in_channels, self.in_channels, dtype=torch.complex128,
-                           device=device)  # fmt: skip
-        cross = torch.zeros(kn, self.in_channels, self.out_channels, dtype=torch.complex128,
-                            device=device)  # fmt: skip
-        for i in range(0, x.shape[0], int(chunk)):
-            xk = torch.fft.rfft(x[i : i + int(chunk)].to(device, torch.float64), norm="ortho")
-            yk = torch.fft.rfft(y[i : i + int(chunk)].to(device, torch.float64), norm="ortho")
-            gram += torch.einsum("nik,njk->kij", xk.conj(), xk)
-            cross += torch.einsum("nik,nok->kio", xk.conj(), yk)
-        w, v = torch.linalg.eigh(gram)  # Hermitian, ascending eigenvalues per mode
-        keep = w > rcond * w[:, -1:].clamp_min(0.0)
-        inv = torch.where(keep, 1.0 / torch.where(keep, w, torch.ones_like(w)), torch.zeros_like(w))
-        solution = v @ (inv[..., None] * (v.conj().transpose(-2, -1) @ cross))  # (K, in, out)
-        a = _realified(solution.transpose(-2, -1), self.size)  # (K, out, in): S_k X_k = Y_k
+        solution = lstsq_multipliers(x, y, self.size, rcond, chunk, self.weight.device)
+        return self.assign_(solution)
+
+    @torch.no_grad()
+    def assign_(self, multipliers: Tensor) -> SpectralShortcut:
+        """Set ``S_k`` to ``multipliers`` projected to the ball ``||S_k||_2 <= s``.
+
+        The projection clips each multiplier's singular values (in float64) to ``s`` times
+        :data:`~liponet.functional.TARGET_MARGIN`, the nearest multiplier in Frobenius norm;
+        ``k = 0`` and Nyquist keep the real part (what the forward applies there). With
+        ``s=None`` the multipliers are stored as they are (after that real part).
+
+        Parameters
+        ----------
+        multipliers
+            Complex ``(size // 2 + 1, out_channels, in_channels)``, e.g. an unconstrained fit
+            (:func:`lstsq_multipliers`).
+
+        Returns
+        -------
+        SpectralShortcut
+            ``self``.
+
+        Examples
+        --------
+        >>> import torch
+        >>> a = torch.full((5, 1, 2), 3.0 + 0j, dtype=torch.complex128)
+        >>> SpectralShortcut(2, 1, size=8, s=1.0).assign_(a).lipschitz_bound() <= 1.0
+        True
+        """
+        shape = (self.size // 2 + 1, self.out_channels, self.in_channels)
+        if tuple(multipliers.shape) != shape or not multipliers.is_complex():
+            raise ValueError(
+                f"SpectralShortcut.assign_: multipliers must be complex of shape {shape}, got "
+                f"{multipliers.dtype} {tuple(multipliers.shape)}"
+            )
+        a = _realified(multipliers.to(self.weight.device, torch.complex128), self.size)
         if self.s is not None:
-            u, sv, vh = torch.linalg.svd(a, full_matrices=False)
-            a = u @ (sv.clamp_max(self.s * TARGET_MARGIN).to(a.dtype)[..., None] * vh)
+            a = project_multipliers(a, self.s * TARGET_MARGIN)
             a = _realified(a, self.size)
         self.weight.copy_(torch.view_as_real(a.to(torch.view_as_complex(self.weight).dtype)))
         return self

@@ -342,8 +342,14 @@ class Trainer:
             model = build_model(config.model.name, **config.model.kwargs)
         self.model: nn.Module = model
         if config.shortcut_init is not None or config.shortcut_frozen:
-            x, y = windows if windows is not None else (None, None)
-            fit_model_shortcut(model, x, y, config.shortcut_init, config.shortcut_frozen)
+            fit_model_shortcut(
+                model,
+                None if windows is None else windows.x,
+                None if windows is None else windows.y,
+                config.shortcut_init,
+                config.shortcut_frozen,
+                free=None if windows is None else windows.free,
+            )
         if self.ctx.is_main:  # one ConstraintWarning if the data's constant exceeds the model's
             warn_if_binding(self.model, train_data, data_constant, config.model.kwargs)
         self.model.to(self.ctx.device)
