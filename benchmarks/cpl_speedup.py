@@ -10,16 +10,22 @@ interleaved rounds, one torch thread, median process CPU time. Sizes: the ``medi
 (``liponet.bench.PRESETS["medium"]``: 1-D 128 cells, 10 input frames, width 20, 12 and 64
 modes; 2-D Darcy 32 x 32, 12 x 12 modes, padding 1/8; batch 32, depth 4).
 
+``--bench-models NAME ...`` adds rows for ``liponet bench`` networks (each tree's
+``liponet.bench.MODELS[NAME]`` built for ``--task``'s ``medium`` shapes, e.g. Burgers'
+``LipFNO-w12-h36-d3``), timed the same way beside both trees' bench FNO.
+
 Run from the repository root: ``.venv/bin/python benchmarks/cpl_speedup.py --against REV``
 (a few CPU minutes; ``--quick`` for a smoke run). Writes
-``benchmarks/results/cpl_speedup.{md,csv,png}``.
+``benchmarks/results/cpl_speedup.{md,csv,png}`` (``--out`` another folder).
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import importlib.util
 import io
+import os
 import subprocess
 import sys
 import tarfile
@@ -34,8 +40,9 @@ from _plot import panel_row
 from fno_common import interleaved_ms, markdown_table, write_csv
 from torch import nn
 
+import liponet.bench
 import liponet.models
-from liponet.bench import relative_mse
+from liponet.bench import PRESETS, relative_mse
 
 RESULTS = Path("benchmarks/results")
 CONFIGS = {
@@ -46,7 +53,7 @@ CONFIGS = {
 
 
 def load_before(rev: str, folder: Path) -> ModuleType:
-    """``liponet`` at commit ``rev``, imported as ``liponet_before``."""
+    """``liponet`` at commit ``rev`` as ``liponet_before`` (with ``.models`` and ``.bench``)."""
     archive = subprocess.run(
         ["git", "archive", rev, "liponet"], capture_output=True, check=True
     ).stdout
@@ -65,7 +72,9 @@ def load_before(rev: str, folder: Path) -> ModuleType:
     module = importlib.util.module_from_spec(spec)
     sys.modules["liponet_before"] = module
     spec.loader.exec_module(module)
-    return importlib.import_module("liponet_before.models")
+    importlib.import_module("liponet_before.models")  # the subpackages, as attributes
+    importlib.import_module("liponet_before.bench")
+    return module
 
 
 def train_step(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> Callable[[], None]:
@@ -82,6 +91,41 @@ def train_step(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> Callable[[
     return step
 
 
+def _row(label: str, ms: dict[str, float], lip: str, fno: str) -> dict:
+    """One row: ``lip`` and ``fno`` of both trees (keys ``"NAME before"``, ``"NAME now"``)."""
+    return {
+        "size": label,
+        "LipFNO_before_ms": ms[f"{lip} before"],
+        "LipFNO_now_ms": ms[f"{lip} now"],
+        "FNO_before_ms": ms[f"{fno} before"],
+        "FNO_now_ms": ms[f"{fno} now"],
+        "LipFNO_now_over_before": ms[f"{lip} now"] / ms[f"{lip} before"],
+        "FNO_now_over_before": ms[f"{fno} now"] / ms[f"{fno} before"],
+        "LipFNO_over_FNO_before": ms[f"{lip} before"] / ms[f"{fno} before"],
+        "LipFNO_over_FNO_now": ms[f"{lip} now"] / ms[f"{fno} now"],
+    }
+
+
+def measure_bench(
+    before: ModuleType, names: list[str], task: str, rounds: int, quick: bool
+) -> list[dict]:
+    """Rows of ``liponet bench`` networks (each tree's builder) beside each tree's bench FNO."""
+    from medium_step_time import task_data
+
+    preset = PRESETS["medium"]
+    if quick:
+        preset = dataclasses.replace(preset, nx={task: 32}, width=8, modes=4, batch=4)
+    data = task_data(task, preset, torch.Generator().manual_seed(0))
+    x, y = data.x_train[: preset.batch], data.y_train[: preset.batch]
+    models = {}
+    for tree, bench in (("before", before.bench), ("now", liponet.bench)):
+        for name in ("FNO", *names):
+            torch.manual_seed(0)
+            models[f"{name} {tree}"] = bench.MODELS[name](data, preset)
+    ms = interleaved_ms({k: train_step(m, x, y) for k, m in models.items()}, rounds)
+    return [_row(f"{task} {name}", ms, name, "FNO") for name in names]
+
+
 def measure(before: ModuleType, rounds: int, batch: int, width: int) -> list[dict]:
     rows = []
     for label, cfg in CONFIGS.items():
@@ -89,7 +133,7 @@ def measure(before: ModuleType, rounds: int, batch: int, width: int) -> list[dic
         x = torch.randn(batch, cfg["cin"], *cfg["n"])
         y = torch.randn(batch, 1, *cfg["n"])
         models = {}
-        for tree, mod in (("before", before), ("now", liponet.models)):
+        for tree, mod in (("before", before.models), ("now", liponet.models)):
             for name in ("LipFNO", "FNO"):
                 cls = getattr(mod, name)
                 models[f"{name} {tree}"] = cls(
@@ -97,19 +141,7 @@ def measure(before: ModuleType, rounds: int, batch: int, width: int) -> list[dic
                 )
         fns = {k: train_step(m, x, y) for k, m in models.items()}
         ms = interleaved_ms(fns, rounds)
-        rows.append(
-            {
-                "size": label,
-                "LipFNO_before_ms": ms["LipFNO before"],
-                "LipFNO_now_ms": ms["LipFNO now"],
-                "FNO_before_ms": ms["FNO before"],
-                "FNO_now_ms": ms["FNO now"],
-                "LipFNO_now_over_before": ms["LipFNO now"] / ms["LipFNO before"],
-                "FNO_now_over_before": ms["FNO now"] / ms["FNO before"],
-                "LipFNO_over_FNO_before": ms["LipFNO before"] / ms["FNO before"],
-                "LipFNO_over_FNO_now": ms["LipFNO now"] / ms["FNO now"],
-            }
-        )
+        rows.append(_row(label, ms, "LipFNO", "FNO"))
     return rows
 
 
@@ -130,9 +162,21 @@ def main() -> None:
     parser.add_argument("--against", required=True, help="the earlier commit (git revision)")
     parser.add_argument("--quick", action="store_true", help="smoke run, tiny sizes")
     parser.add_argument("--out", type=Path, default=RESULTS, help="results folder")
+    parser.add_argument(
+        "--bench-models", nargs="+", default=[], help="liponet bench networks to add (rows)"
+    )
+    parser.add_argument("--task", default="burgers_1d", help="the medium task of --bench-models")
+    parser.add_argument("--rounds", type=int, help="interleaved rounds (default 12)")
     args = parser.parse_args()
     torch.set_num_threads(1)
     rounds, batch, width = (3, 2, 8) if args.quick else (12, 32, 20)
+    rounds = args.rounds or rounds
+    unknown = [m for m in args.bench_models if m not in liponet.bench.MODELS]
+    if unknown or args.task not in PRESETS["medium"].tasks:
+        parser.error(
+            f"unknown bench model {unknown} or task {args.task!r}; models: "
+            f"{list(liponet.bench.MODELS)}, tasks: {PRESETS['medium'].tasks}"
+        )
     if args.quick:
         for cfg in CONFIGS.values():
             cfg.update(n=tuple(16 for _ in cfg["n"]), modes=tuple(3 for _ in cfg["modes"]))
@@ -144,16 +188,25 @@ def main() -> None:
     ).stdout.strip()
     with tempfile.TemporaryDirectory() as tmp:
         before = load_before(rev, Path(tmp))
-        start = time.perf_counter()
+        start, load_start = time.perf_counter(), os.getloadavg()[0]
         rows = measure(before, rounds, batch, width)
+        if args.bench_models:
+            rows += measure_bench(before, args.bench_models, args.task, rounds, args.quick)
     args.out.mkdir(parents=True, exist_ok=True)
     write_csv(args.out / "cpl_speedup.csv", rows)
     settings = (
         f"{'quick' if args.quick else 'default'} run: before = commit {rev}, now = this tree "
         f"(HEAD {head} plus uncommitted changes, if any); {rounds} interleaved rounds, 1 torch "
         f"thread, batch {batch}, width {width}, depth 4, LipFNO and FNO defaults; "
-        f"{time.perf_counter() - start:.0f} s"
+        f"{time.perf_counter() - start:.0f} s; the machine's 1-minute load average "
+        f"{load_start:.1f} at the start and {os.getloadavg()[0]:.1f} at the end"
     )
+    if args.bench_models:
+        settings += (
+            f". Rows `{args.task} NAME`: `liponet bench` networks ({', '.join(args.bench_models)}; "
+            f"each tree's `liponet.bench.MODELS` at the `medium` preset's {args.task} shapes"
+            f"{' (quick sizes)' if args.quick else ''}) against each tree's bench FNO, same step"
+        )
     lines = [
         "# Convex-potential train step: this tree against an earlier commit",
         "",

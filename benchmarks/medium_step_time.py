@@ -126,11 +126,17 @@ def trainer_step(
 
 
 def measure(
-    preset: Preset, tasks: tuple[str, ...], rounds: int, variants: tuple[str, ...] = VARIANTS
+    preset: Preset,
+    tasks: tuple[str, ...],
+    rounds: int,
+    variants: tuple[str, ...] | dict[str, tuple[str, ...]] = VARIANTS,
 ) -> list[dict]:
+    """Step times of ``variants`` (one tuple for every task, or a tuple per task) on ``tasks``."""
     rows = []
     generator = torch.Generator().manual_seed(0)
+    per_task = variants if isinstance(variants, dict) else dict.fromkeys(tasks, variants)
     for task in tasks:
+        variants = per_task[task]
         data = task_data(task, preset, generator)
         with tempfile.TemporaryDirectory(prefix="liponet-step-time-") as folder:
             fns = {}
@@ -184,6 +190,11 @@ def main() -> None:
         "--tasks", nargs="+", help="measure only these (the CSV's other tasks' rows are kept)"
     )
     parser.add_argument("--models", nargs="+", default=[], help="bench models besides VARIANTS")
+    parser.add_argument(
+        "--csv-models",
+        action="store_true",
+        help="measure each task's models of the existing CSV too (every model measured before)",
+    )
     args = parser.parse_args()
     torch.set_num_threads(1)
     preset = PRESETS["medium"]
@@ -195,6 +206,14 @@ def main() -> None:
             f"unknown task or model {unknown}; tasks: {preset.tasks}, models: {list(MODELS)}"
         )
     variants = tuple(dict.fromkeys((*VARIANTS, *args.models)))
+    csv_path = args.out / "medium_step_time.csv"
+    per_task: dict[str, tuple[str, ...]] = dict.fromkeys(tasks, variants)
+    if args.csv_models and csv_path.exists():
+        with csv_path.open() as fh:
+            earlier = [r for r in csv.DictReader(fh) if r["model"] in MODELS]
+        for task in tasks:
+            own = [r["model"] for r in earlier if r["task"] == task]
+            per_task[task] = tuple(dict.fromkeys((*variants, *own)))
     rounds = args.rounds
     if args.quick:
         preset = dataclasses.replace(
@@ -206,10 +225,9 @@ def main() -> None:
         )
         rounds = 2
     start, load_start = time.perf_counter(), os.getloadavg()[0]
-    rows = measure(preset, tasks, rounds, variants)
+    rows = measure(preset, tasks, rounds, per_task)
     load_end = os.getloadavg()[0]
     args.out.mkdir(parents=True, exist_ok=True)
-    csv_path = args.out / "medium_step_time.csv"
     kept: list[dict] = []
     if args.tasks and csv_path.exists():  # the other tasks' rows of an earlier run
         with csv_path.open() as fh:
@@ -226,11 +244,14 @@ def main() -> None:
         f"load average {load_start:.1f} at the start and {load_end:.1f} at the end (other "
         "processes' load inflates some models' ratios more than others')"
     )
+    measured = "; ".join(f"{t}: {', '.join(per_task[t])}" for t in tasks)
     if kept:
         settings += (
-            f". This run measured {', '.join(tasks)} (models {', '.join(variants)}); the rows "
+            f". This run measured {', '.join(tasks)} (models {measured}); the rows "
             "of the other tasks are an earlier run's, kept from the CSV"
         )
+    else:
+        settings += f". Models per task: {measured}"
     lines = [
         "# Trainer step time of the `medium` bench models against FNO",
         "",

@@ -910,7 +910,8 @@ _INC: dict[str, Any] = dict(
 #: step time"): ``LipFNO-wide-w16-d3`` (width 16, ``hidden = 32``, three blocks),
 #: ``LipFNO-wide-w12`` / ``-w10`` (width 12 / 10, four blocks), ``LipFNO-h20-d3`` /
 #: ``LipFNO-h30-d3`` (width 20, ``hidden`` 20 / 30, three blocks), ``LipFNO-w12-h36-d3`` (width
-#: 12, ``hidden = 36``, three blocks); ``LipFNO-wide-d2-sp``:
+#: 12, ``hidden = 36``, three blocks), ``LipFNO-w12-h40-d3`` (width 12, ``hidden = 40``, three
+#: blocks: what the cheaper chain of branch burgers13d buys); ``LipFNO-wide-d2-sp``:
 #: ``LipFNO-wide-d2`` with softplus inside the blocks (``cpl_activation``). All at ``k = 1.3``
 #: with clipped multipliers as ``LipFNO-wide``; their ``-lr`` rows train at 1e-2, ``-lr5e-3`` /
 #: ``-lr7e-3`` / ``-lr1.5e-2`` / ``-lr2e-2`` at those rates, ``-lr-wd3e-4`` / ``-lr-wd1e-3`` at
@@ -981,6 +982,7 @@ MODELS: dict[str, Builder] = {
     "LipFNO-h20-d3": lipfno_builder(**{**_WIDE, "hidden_factor": 1}, depth=3),
     "LipFNO-wide-w10": lipfno_builder(**_WIDE, width=10),
     "LipFNO-w12-h36-d3": lipfno_builder(**{**_WIDE, "hidden_factor": 3}, width=12, depth=3),
+    "LipFNO-w12-h40-d3": lipfno_builder(**{**_WIDE, "hidden_factor": 10 / 3}, width=12, depth=3),
     "LipFNO-m8": lipfno_builder(
         normalization="clip", k=3.0, block="cpl", increment=False, budget="last", modes=8
     ),
@@ -1079,6 +1081,7 @@ MODEL_TRAINING: dict[str, dict[str, Any]] = {
     "LipFNO-w12-h36-d3-lr": {"lr": 1e-2},
     "LipFNO-w12-h36-d3-lr7e-3": {"lr": 7e-3},
     "LipFNO-w12-h36-d3-lr1.5e-2": {"lr": 1.5e-2},
+    "LipFNO-w12-h40-d3-lr": {"lr": 1e-2},
     "LipFNO-wide-w16-d3-lr5e-3": {"lr": 5e-3},
     "LipFNO-wide-w12-lr5e-3": {"lr": 5e-3},
     "LipFNO-wide-w16-d3-lr-wd3e-4": {"lr": 1e-2, "weight_decay": 3e-4},
@@ -1152,6 +1155,7 @@ RECIPE_BASES = (
     "LipFNO-w12-h36-d3-lr",
     "LipFNO-w12-h36-d3-lr7e-3",
     "LipFNO-w12-h36-d3-lr1.5e-2",
+    "LipFNO-w12-h40-d3-lr",
     "LipFNO-wide-w16-d3-lr5e-3",
     "LipFNO-wide-w12-lr5e-3",
     "LipFNO-wide-w16-d3-lr-wd3e-4",

@@ -41,7 +41,10 @@ def test_parts_rerun_replaces_only_its_rows(tmp_path):
 def test_cpl_speedup_compares_two_trees_in_one_process(tmp_path):
     """``benchmarks/cpl_speedup.py`` loads an earlier commit beside this tree (needs git)."""
     script = ROOT / "benchmarks" / "cpl_speedup.py"
-    proc = run_script(script, "--quick", "--against", "HEAD", "--out", str(tmp_path))
+    proc = run_script(
+        script, "--quick", "--against", "HEAD", "--out", str(tmp_path),
+        "--bench-models", "LipFNO-w12-h36-d3",
+    )  # fmt: skip
     assert proc.returncode == 0, proc.stdout + proc.stderr
     with (tmp_path / "cpl_speedup.csv").open() as fh:
         rows = list(csv.DictReader(fh))
@@ -49,8 +52,11 @@ def test_cpl_speedup_compares_two_trees_in_one_process(tmp_path):
         "medium 1-D, 12 modes",
         "medium 1-D, 64 modes",
         "medium 2-D",
+        "burgers_1d LipFNO-w12-h36-d3",
     ]
     assert all(float(r["LipFNO_over_FNO_now"]) > 0 for r in rows)
+    bad = run_script(script, "--quick", "--against", "HEAD", "--bench-models", "nope")
+    assert bad.returncode == 2 and "nope" in bad.stderr
 
 
 @pytest.mark.slow
@@ -94,6 +100,28 @@ def test_medium_step_time_one_task_keeps_the_other_tasks_rows(tmp_path):
     assert "This run measured burgers_1d" in (tmp_path / "medium_step_time.md").read_text()
     bad = run_script(script, "--quick", "--models", "nope", "--out", str(tmp_path / "x"))
     assert bad.returncode == 2 and "nope" in bad.stderr and not (tmp_path / "x").exists()
+
+
+def test_medium_step_time_csv_models_remeasures_every_earlier_model(tmp_path):
+    """``--csv-models``: each task re-measured with every model of its earlier rows."""
+    script = ROOT / "benchmarks" / "medium_step_time.py"
+    shutil.copy(ROOT / "benchmarks" / "results" / "medium_step_time.csv", tmp_path)
+    with (tmp_path / "medium_step_time.csv").open() as fh:
+        old = list(csv.DictReader(fh))
+    proc = run_script(
+        script, "--quick", "--tasks", "diffusion_reaction_1d", "--csv-models",
+        "--out", str(tmp_path),
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    with (tmp_path / "medium_step_time.csv").open() as fh:
+        rows = list(csv.DictReader(fh))
+    task = [r for r in rows if r["task"] == "diffusion_reaction_1d"]
+    earlier = [r["model"] for r in old if r["task"] == "diffusion_reaction_1d"]
+    assert earlier and {r["model"] for r in task} == set(earlier)  # VARIANTS were among them
+    assert all(r not in old for r in task)  # measured now (the quick sizes), not copied
+    assert [r for r in rows if r["task"] != "diffusion_reaction_1d"] == [
+        r for r in old if r["task"] != "diffusion_reaction_1d"
+    ]
 
 
 @pytest.mark.slow

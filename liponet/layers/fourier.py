@@ -448,7 +448,7 @@ class _ClipTrainWeights(torch.autograd.Function):
         v = (m * u.unsqueeze(-2)).sum(-1, keepdim=True)  # M u: (K + 1, [B,] out, 1)
         sigma = torch.linalg.vector_norm(v, dim=(-2, -1))  # (K + 1, [B]) estimates
         c = 1.0 / (sigma / k).clamp_min(1.0)  # (K + 1, [B]) clip scales
-        c_sym = _symmetric_scales(c[:-1], kept_shape, d)  # (K, [B]) averaged over conj. pairs
+        c_sym = _train_scales(c[:-1], kept_shape, d)  # (K, [B]) averaged over conj. pairs
         w_out = c[-1][..., None, None] * skip  # W' = c_W W
         # R' = c'_k M_k - W', on real views (a real factor on a complex tensor is a slow path)
         r_out = torch.view_as_real(mk) * c_sym[..., None, None, None]
@@ -469,14 +469,14 @@ class _ClipTrainWeights(torch.autograd.Function):
         g_c_sym = (g_r * torch.view_as_real(mk)).sum((-3, -2, -1))  # Re <g, M_k>: (K, [B])
         g_r_real_sum = g_r[..., 0].sum(0)  # ([B,] out, in)
         g_c = torch.empty_like(c)
-        g_c[:-1] = _symmetric_scales(g_c_sym, ctx.kept_shape, ctx.d)  # averaging: self-adjoint
+        g_c[:-1] = _train_scales(g_c_sym, ctx.kept_shape, ctx.d)  # averaging: self-adjoint
         g_c[-1] = (g_w * skip).sum((-2, -1)) - (g_r_real_sum * skip).sum((-2, -1))
         g_skip = c[-1][..., None, None] * (g_w - g_r_real_sum)
         # c = 1 / max(1, sigma / k): dc/dsigma = -c / sigma where clipped (sigma > k), else 0.
         # A zero multiplier (sigma = 0, e.g. a zeroed skip) is never clipped and has v = 0: its
         # term is 0, so divide by sigma floored at the smallest normal (0 / 0 would be NaN).
         sigma = sigma.clamp_min(torch.finfo(sigma.dtype).tiny)
-        g_sigma = torch.where(sigma / ctx.k >= 1.0, -g_c * c / sigma, torch.zeros_like(c))
+        g_sigma = torch.where(sigma / ctx.k >= 1.0, -g_c * c / sigma, 0.0)
         # sigma = ||M u||: d sigma = Re(v^H dM u) / sigma, so dM gets (g_sigma / sigma) v u^H
         outer = (v * (g_sigma / sigma)[..., None, None]) * u.unsqueeze(-2).conj()  # v u^H
         g_m = torch.view_as_complex(g_m) + outer[:-1]
@@ -489,6 +489,15 @@ def _symmetric_scales(c: Tensor, kept_shape: Sequence[int], d: int) -> Tensor:
     """Real per-mode scales ``(K, [B])`` averaged with their conjugate partner on ``k_d = 0``."""
     shaped = c.reshape(*kept_shape, -1, 1)  # hermitian_symmetrize's (*kept, out, in) layout
     return hermitian_symmetrize(shaped, d).reshape(c.shape)
+
+
+def _train_scales(c: Tensor, kept_shape: Sequence[int], d: int) -> Tensor:
+    """:func:`_symmetric_scales` of the training node: in 1-D ``c`` itself, the same bits.
+
+    In 1-D the ``k_d = 0`` slice is the zero frequency alone, its own partner: ``(c_0 + c_0) /
+    2 = c_0`` exactly in floats for real scales, so the averaging's copies are skipped.
+    """
+    return c if d == 1 else _symmetric_scales(c, kept_shape, d)
 
 
 def _global(m: Tensor, sigma: Tensor, k: float) -> Tensor:

@@ -231,16 +231,16 @@ class _TrainWeight(torch.autograd.Function):
                 old = w
                 gram = torch.mm(w, w.t()) if rows else torch.mm(w.t(), w)
                 cubic = torch.mm(gram, w) if rows else torch.mm(w, gram)
-                w = (1.0 + beta) * w - beta * cubic
+                w = torch.mul(w, 1.0 + beta).sub_(cubic.mul_(beta))  # (1 + b) W - b W W^T W
                 if n < _deel.DEFAULT_BJORK_DETACH:
                     saved += [old, gram]
                 else:  # deel-torchlip detaches the cubic term from here on
                     saved += [old.new_empty(0), old.new_empty(0)]
-                if not torch.linalg.norm(w - old) >= _deel.DEFAULT_EPS_BJORCK:
-                    break
+                if not torch.linalg.norm(w - old).item() >= _deel.DEFAULT_EPS_BJORCK:
+                    break  # the Frobenius change is below eps (or not a number)
         ctx.scale, ctx.rows = scale, orthogonal and w.shape[0] <= w.shape[1]
         ctx.save_for_backward(weight, u, wu, sigma, *saved)
-        return scale * w
+        return w.mul_(scale)  # w is this node's own (weight / sigma or a Björck iterate)
 
     @staticmethod
     @torch.autograd.function.once_differentiable
@@ -251,7 +251,7 @@ class _TrainWeight(torch.autograd.Function):
         for i in reversed(range(0, len(saved), 2)):
             w, gram = saved[i], saved[i + 1]
             if not w.numel():
-                g = (1.0 + beta) * g
+                g = g.mul_(1.0 + beta)  # g is this node's own from its first line on
                 continue
             # adjoint of W W^T W: rows (A = W W^T): (G W^T + W G^T) W + A G;
             # columns (B = W^T W): G B + W (G^T W + W^T G)
@@ -261,9 +261,9 @@ class _TrainWeight(torch.autograd.Function):
             else:
                 q = torch.mm(g.t(), w)
                 cubic = torch.mm(w, q + q.t()).addmm_(g, gram)
-            g = (1.0 + beta) * g - beta * cubic
+            g = g.mul_(1.0 + beta).sub_(cubic.mul_(beta))
         inner = (g * weight).sum() / sigma**3
-        return g / sigma - inner * torch.outer(wu, u), None, None, None
+        return (g / sigma).sub_(torch.outer(wu, u).mul_(inner)), None, None, None
 
 
 def _power_vector(weight: Tensor, u: Tensor, n_iter: int) -> Tensor:

@@ -301,7 +301,10 @@ class _ChainFunction(torch.autograd.Function):
         batch, n_blocks = x.shape[0], w.shape[0]
         ctx.r_shape, ctx.has_bias = r.shape, bias is not None
         r = r.reshape(-1, *r.shape[-3:])  # (K, B, h, width)
+        r_adj = r.conj().mul(-2.0)  # -2 R^H, (K, B, h, width) read as (h, width) per mode
         wc = w.to(r.dtype)  # (B, h, width) as complex: the skip's products on spectra
+        wc_adj = wc.mul(-2.0)  # -2 W as complex (the factor 2 is exact in floats)
+        ones = [1] * len(modes)  # the bias's broadcast over the grid
         p = x  # physical part of the residual stream
         xk = _fft_kept(x, modes)  # (K, b, width): kept spectrum of the whole stream
         s: Tensor | None = None  # kept spectrum of the deferred part: x = p + irfftn(s)
@@ -312,13 +315,13 @@ class _ChainFunction(torch.autograd.Function):
             if s is not None:
                 a = torch.matmul(s, wc[i].t()).add_(a)  # + W S: (K,b,w)@(w,h)
             u = _ifft_kept(a, sizes, modes)  # (b, h, *spatial)
-            # u + W p: (b,h,S) + (b,h,w)@(b,w,S)
-            u = torch.baddbmm(u.flatten(2), wi.expand(batch, -1, -1), p.flatten(2)).view(u.shape)
+            # u + W p in place: (b,h,S) + (b,h,w)@(b,w,S)
+            u.flatten(2).baddbmm_(wi.expand(batch, -1, -1), p.flatten(2))
             if bias is not None:
-                u = u.add_(bias[i].view(-1, *([1] * len(modes))))
-            z = torch.relu(u) if activation == "relu" else nn.functional.softplus(u)
+                u.add_(bias[i].view(-1, *ones))
+            z = u.relu_() if activation == "relu" else nn.functional.softplus(u)
             zk = _fft_kept(z, modes)  # (K, b, h)
-            t = torch.bmm(zk, ri.conj()).mul_(-2.0)  # -2 R^H Z: (K,b,h)@(K,h,w)->(K,b,w)
+            t = torch.bmm(zk, r_adj[:, i])  # -2 R^H Z: (K,b,h)@(K,h,w)->(K,b,w)
             saved += [p, xk, z if activation == "relu" else u, zk]
             if s is not None:
                 saved.append(s)
@@ -328,28 +331,31 @@ class _ChainFunction(torch.autograd.Function):
             ).view(p.shape)
             s = t if s is None else s + t
             if i + 1 < n_blocks:  # kept modes of x - 2 K^T z
-                xk = torch.matmul(zk, wc[i]).mul_(-2.0).add_(xk).add_(t)
+                xk = torch.matmul(zk, wc_adj[i]).add_(xk).add_(t)
         assert s is not None
         ctx.modes, ctx.activation = modes, activation
         ctx.save_for_backward(r, w, *saved)
-        return p + _ifft_kept(s, sizes, modes)
+        return _ifft_kept(s, sizes, modes).add_(p)
 
     @staticmethod
     @torch.autograd.function.once_differentiable
     def backward(ctx: Any, grad: Tensor) -> tuple[Tensor | None, ...]:
         modes, activation = ctx.modes, ctx.activation
         r, w, *saved = ctx.saved_tensors
+        r_adj = r.conj().mul(-2.0)  # -2 R^H
         wc = w.to(r.dtype)
+        wc_adj = wc.mul(-2.0)
         grad = grad.contiguous()
         sizes = tuple(grad.shape[2:])
         batch, n_blocks = grad.shape[0], w.shape[0]
         n_kept = r.shape[0]
         c = _half_weights(grad.new_empty(kept_mode_shape(modes)), len(modes))
         c = c.reshape(n_kept, 1, 1)  # (K, 1, 1): the real FFT adjoint's factors
+        c_adj = c * -2.0
         g_r = torch.empty_like(r)  # (K, B, h, width)
         g_w = torch.empty_like(w)  # (B, h, width)
         g_b = w.new_empty(w.shape[:2])  # (B, h)
-        q = grad  # physical part of dL/dx
+        q = grad  # physical part of dL/dx (the incoming gradient: never written in place)
         gk = _fft_kept(grad, modes)  # (K, b, width): kept spectrum of dL/dx
         sg: Tensor | None = None  # kept spectrum of the deferred part: dL/dx = q + irfftn(sg)
         for i in reversed(range(n_blocks)):
@@ -359,43 +365,44 @@ class _ChainFunction(torch.autograd.Function):
             h = torch.bmm(gk, ri.mT)  # R G: (K, b, h)
             if sg is not None:
                 h = torch.matmul(sg, wc[i].t()).add_(h)  # + W Sg
-            hx = _ifft_kept(h, sizes, modes).flatten(2)
-            hx = torch.baddbmm(hx, wi.expand(batch, -1, -1), q.flatten(2))  # K g: (b, h, S)
+            hx = _ifft_kept(h, sizes, modes)  # (b, h, *spatial)
+            hx.flatten(2).baddbmm_(wi.expand(batch, -1, -1), q.flatten(2))  # K g, in place
             if activation == "relu":
-                e = torch.ops.aten.threshold_backward(hx, zu.flatten(2), 0.0)  # D K g
-                z = zu
+                e = torch.ops.aten.threshold_backward.grad_input(hx, zu, 0.0, grad_input=hx)
+                z = zu  # e = D K g, in place
             else:
-                e = torch.ops.aten.softplus_backward(hx, zu.flatten(2), 1.0, 20.0)
+                e = torch.ops.aten.softplus_backward(hx, zu, 1.0, 20.0)
                 z = nn.functional.softplus(zu)
-            e = e.view(zu.shape)
             ek = _fft_kept(e, modes)  # (K, b, h)
-            g_b[i] = e.flatten(2).sum(dim=(0, 2)).mul_(-2.0)
+            g_b[i] = e.flatten(2).sum(dim=(0, 2)).mul_(-2.0)  # dL/db = -2 sum e
             # dL/dR_k = -2 c_k (E_k X_k^H + Z_k G_k^H), summed over the batch
-            eck, zck = ek * c, zk * c
-            g = torch.bmm(eck.mT, xk.conj())  # (K,h,b)@(K,b,w)->(K,h,w)
-            g_r[:, i] = g.baddbmm_(zck.mT, gk.conj()).mul_(-2.0)
+            g = torch.bmm(ek.mT, xk.conj())  # (K,h,b)@(K,b,w)->(K,h,w)
+            g_r[:, i] = g.baddbmm_(zk.mT, gk.conj()).mul_(c_adj)
             # dL/dW = -2 (e x^T + z g^T), x = p + irfftn(s), g = q + irfftn(sg)
             gw = torch.bmm(e.flatten(2), p.flatten(2).mT)  # (b,h,S)@(b,S,w)->(b,h,w)
             gw = gw.baddbmm_(z.flatten(2), q.flatten(2).mT).sum(0)
             if s is not None:
-                gw += _spectral_outer(eck, s)
+                gw += _spectral_outer(ek, s * c)
             if sg is not None:
-                gw += _spectral_outer(zck, sg)
+                gw += _spectral_outer(zk, sg * c)
             g_w[i] = gw.mul_(-2.0)
             if i == 0 and not ctx.needs_input_grad[0]:
                 break
             # dL/dx = g - 2 K^T e: physical part q - 2 W^T e, spectrum - 2 R^H E
-            t = torch.bmm(ek, ri.conj()).mul_(-2.0)  # (K,b,h)@(K,h,w)->(K,b,w)
-            q = torch.baddbmm(
-                q.flatten(2), wi.t().expand(batch, -1, -1), e.flatten(2), alpha=-2.0
-            ).view(q.shape)
-            sg = t if sg is None else sg + t
+            t = torch.bmm(ek, r_adj[:, i])  # (K,b,h)@(K,h,w)->(K,b,w)
+            # q - 2 W^T e: (b,w,S) + (b,w,h)@(b,h,S) (in place once q is this node's own)
+            wt = wi.t().expand(batch, -1, -1)
+            if q is grad:
+                q = torch.baddbmm(q.flatten(2), wt, e.flatten(2), alpha=-2.0).view(q.shape)
+            else:
+                q.flatten(2).baddbmm_(wt, e.flatten(2), alpha=-2.0)
+            sg = t if sg is None else sg.add_(t)
             if i > 0:  # kept modes of g - 2 K^T e
-                gk = torch.matmul(ek, wc[i]).mul_(-2.0).add_(gk).add_(t)
+                gk = torch.matmul(ek, wc_adj[i]).add_(gk).add_(t)
         grad_x = None
         if ctx.needs_input_grad[0]:
             assert sg is not None
-            grad_x = q + _ifft_kept(sg, sizes, modes)
+            grad_x = _ifft_kept(sg, sizes, modes).add_(q)
         return grad_x, None, None, g_r.reshape(ctx.r_shape), g_w, g_b if ctx.has_bias else None
 
 
@@ -424,18 +431,20 @@ class _BlocksFunction(torch.autograd.Function):
         batch, n_blocks = x.shape[0], w.shape[0]
         ctx.r_shape, ctx.has_bias = r.shape, bias is not None
         r = r.reshape(-1, *r.shape[-3:])  # (K, B, h, width)
+        r_adj = r.conj().mul(-2.0)  # -2 R^H (the factor 2 is exact in floats)
+        ones = [1] * len(modes)  # the bias's broadcast over the grid
         saved: list[Tensor] = []
         for i in range(n_blocks):
             ri, wi = r[:, i], w[i]  # (K, h, width), (h, width)
             xk = _fft_kept(x, modes)  # (K, b, width)
-            u = _ifft_kept(torch.bmm(xk, ri.mT), sizes, modes)  # irfftn(R X): (b, h, *spatial)
-            # + W x: (b,h,S) + (b,h,w)@(b,w,S)
-            u = torch.baddbmm(u.flatten(2), wi.expand(batch, -1, -1), x.flatten(2)).view(u.shape)
+            a = torch.bmm(xk, ri.mT)  # R X: (K,b,w)@(K,w,h)->(K,b,h)
+            u = _ifft_kept(a, sizes, modes)  # (b, h, *spatial)
+            u.flatten(2).baddbmm_(wi.expand(batch, -1, -1), x.flatten(2))  # + W x, in place
             if bias is not None:
-                u = u.add_(bias[i].view(-1, *([1] * len(modes))))
-            z = torch.relu(u) if activation == "relu" else nn.functional.softplus(u)
+                u.add_(bias[i].view(-1, *ones))
+            z = u.relu_() if activation == "relu" else nn.functional.softplus(u)
             zk = _fft_kept(z, modes)  # (K, b, h)
-            t = torch.bmm(zk, ri.conj()).mul_(-2.0)  # -2 R^H Z: (K,b,h)@(K,h,w)->(K,b,w)
+            t = torch.bmm(zk, r_adj[:, i])  # -2 R^H Z: (K,b,h)@(K,h,w)->(K,b,w)
             saved += [x, xk, z if activation == "relu" else u, zk]
             # x - 2 W^T z - 2 irfftn(R^H Z): (b,w,S) + (b,w,h)@(b,h,S)
             y = torch.baddbmm(
@@ -451,37 +460,37 @@ class _BlocksFunction(torch.autograd.Function):
     def backward(ctx: Any, grad: Tensor) -> tuple[Tensor | None, ...]:
         modes, activation = ctx.modes, ctx.activation
         r, w, *saved = ctx.saved_tensors
+        r_adj = r.conj().mul(-2.0)  # -2 R^H
         g = grad.contiguous()
         sizes = tuple(g.shape[2:])
         batch, n_blocks = g.shape[0], w.shape[0]
         c = _half_weights(g.new_empty(kept_mode_shape(modes)), len(modes))
-        c = c.reshape(r.shape[0], 1, 1)  # (K, 1, 1): the real FFT adjoint's factors
+        c_adj = c.reshape(r.shape[0], 1, 1) * -2.0  # (K, 1, 1): -2 x the real FFT adjoint's factors
         g_r, g_w, g_b = torch.empty_like(r), torch.empty_like(w), w.new_empty(w.shape[:2])
         for i in reversed(range(n_blocks)):
             ri, wi = r[:, i], w[i]
             x, xk, zu, zk = saved[4 * i : 4 * i + 4]
             gk = _fft_kept(g, modes)  # (K, b, width)
-            h = _ifft_kept(torch.bmm(gk, ri.mT), sizes, modes).flatten(2)  # irfftn(R G)
-            h = torch.baddbmm(h, wi.expand(batch, -1, -1), g.flatten(2))  # K g: (b, h, S)
+            h = _ifft_kept(torch.bmm(gk, ri.mT), sizes, modes)  # irfftn(R G): (b, h, *spatial)
+            h.flatten(2).baddbmm_(wi.expand(batch, -1, -1), g.flatten(2))  # K g, in place
             if activation == "relu":
-                e = torch.ops.aten.threshold_backward(h, zu.flatten(2), 0.0)  # D K g
-                z = zu
+                e = torch.ops.aten.threshold_backward.grad_input(h, zu, 0.0, grad_input=h)
+                z = zu  # e = D K g, in place
             else:
-                e = torch.ops.aten.softplus_backward(h, zu.flatten(2), 1.0, 20.0)
+                e = torch.ops.aten.softplus_backward(h, zu, 1.0, 20.0)
                 z = nn.functional.softplus(zu)
-            e = e.view(zu.shape)
             ek = _fft_kept(e, modes)  # (K, b, h)
-            g_b[i] = e.flatten(2).sum(dim=(0, 2)).mul_(-2.0)
+            g_b[i] = e.flatten(2).sum(dim=(0, 2)).mul_(-2.0)  # dL/db = -2 sum e
             # dL/dR_k = -2 c_k (E_k X_k^H + Z_k G_k^H), summed over the batch
             gr = torch.bmm(ek.mT, xk.conj())  # (K,h,b)@(K,b,w)->(K,h,w)
-            g_r[:, i] = gr.baddbmm_(zk.mT, gk.conj()).mul_(c).mul_(-2.0)
+            g_r[:, i] = gr.baddbmm_(zk.mT, gk.conj()).mul_(c_adj)
             # dL/dW = -2 (e x^T + z g^T)
             gw = torch.bmm(e.flatten(2), x.flatten(2).mT)  # (b,h,S)@(b,S,w)->(b,h,w)
             g_w[i] = gw.baddbmm_(z.flatten(2), g.flatten(2).mT).sum(0).mul_(-2.0)
             if i == 0 and not ctx.needs_input_grad[0]:
                 break
             # dL/dx = g - 2 W^T e - 2 irfftn(R^H E)
-            t = torch.bmm(ek, ri.conj()).mul_(-2.0)  # (K,b,h)@(K,h,w)->(K,b,w)
+            t = torch.bmm(ek, r_adj[:, i])  # (K,b,h)@(K,h,w)->(K,b,w)
             gx = torch.baddbmm(g.flatten(2), wi.t().expand(batch, -1, -1), e.flatten(2), alpha=-2.0)
             g = gx.view(g.shape).add_(_ifft_kept(t, sizes, modes))
         grad_x = g if ctx.needs_input_grad[0] else None
