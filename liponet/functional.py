@@ -673,16 +673,43 @@ def norm_grid_index(value: Tensor, bits: int = NORM_GRID_BITS) -> Tensor:
     return (exp.to(torch.int64) - 1) * n + i  # i == n is the next octave's first level
 
 
+def _negated_gram(x: Tensor) -> Tensor:
+    """``conj(-H)`` ``(K, n, n)`` row-major, ``H`` the Gram matrix ``X^H X`` of ``x`` ``(K, m, n)``.
+
+    ``H`` is the computed product made exactly Hermitian: its lower triangle and the real parts
+    of its diagonal, mirrored. For complex ``X = A + iB`` the product runs on real matrices:
+    ``Re G = [A; B]^T [A; B]`` (one product of the stacked parts) and ``Im G = T - T^T`` with
+    ``T = A^T B`` (one product; exactly antisymmetric, so the diagonal is real), three quarters
+    of a complex product's multiplications. Every real or imaginary part of an entry is then a
+    real sum of ``2m`` products evaluated in some order (the imaginary one as the difference of
+    two sums of ``m``), so the rounding bound of :func:`gram_norm_upper`'s proof (``gamma_{2m}``
+    times the sum of the products' magnitudes) holds for it unchanged.
+    """
+    k, m, n = x.shape
+    lower = torch.ones(n, n, dtype=torch.bool, device=x.device).tril()
+    if not x.is_complex():
+        g = torch.bmm(x.mT, x)  # (K, n, n)
+        return torch.where(lower, g, g.mT).neg_()  # conj(-H) = -H
+    stacked = torch.view_as_real(x.resolve_conj()).permute(0, 3, 1, 2).reshape(k, 2 * m, n)
+    re = torch.bmm(stacked.mT, stacked)  # A^T A + B^T B: (K, n, n)
+    t = torch.bmm(stacked[:, :m].mT, stacked[:, m:])  # A^T B: (K, n, n)
+    out = torch.empty((k, n, n, 2), dtype=re.dtype, device=x.device)
+    torch.where(lower, re, re.mT, out=out[..., 0])  # Re H: the lower triangle mirrored
+    out[..., 0].neg_()  # Re conj(-H) = -Re H
+    torch.sub(t, t.mT, out=out[..., 1])  # Im conj(-H) = Im H = A^T B - B^T A
+    return torch.view_as_complex(out)
+
+
 class _GramTest:
     """Hermitian Gram matrices of a batch and the Cholesky test of :func:`grid_norm_upper`.
 
     The Gram products ``X^H X`` (or ``X X^H``, the smaller) are computed once in ``x``'s
-    precision (one batched product: each matrix's the same floats in any batch) and made
-    exactly Hermitian from their lower triangle and the real parts of their diagonal (the
-    matrix ``H`` a Cholesky factorization reads): every test of a matrix is then a function of
-    that matrix and the level alone,
-    whichever rows are tested together. Proof of the test: :func:`cholesky_norm_upper`'s, with
-    the factorization in ``x``'s precision and ``g`` = :func:`cholesky_rounding_constant`.
+    precision by :func:`_negated_gram` (batched real products: each matrix's the same floats in
+    any batch) and made exactly Hermitian from their lower triangle and the real parts of their
+    diagonal (the matrix ``H`` a Cholesky factorization reads): every test of a matrix is then a
+    function of that matrix and the level alone, whichever rows are tested together. Proof of
+    the test: :func:`cholesky_norm_upper`'s, with the factorization in ``x``'s precision and
+    ``g`` = :func:`cholesky_rounding_constant`.
     """
 
     def __init__(self, x: Tensor, entry_error: float = 0.0) -> None:
@@ -701,16 +728,15 @@ class _GramTest:
         self.tiny = finfo.tiny
         gamma_g = 2 * q * u / (1 - 2 * q * u)  # the product's rounding
         self.g = cholesky_rounding_constant(p, u, x.is_complex())
-        lower = torch.ones(p, p, dtype=torch.bool, device=x.device).tril()
-        xh = conj_t(x)
-        g = (torch.bmm(xh, x) if self.right else torch.bmm(x, xh)).neg_()  # -G: (K, p, p)
+        #: ``conj(-H)`` ``(K, p, p)`` in row-major layout, so that its transpose ``self.neg``
+        #: is ``-H`` in the column-major layout LAPACK factorizes without a transposing copy;
+        #: products with ``-H`` run as ``conj(B conj(v))`` on this one (:meth:`neg_times`).
+        self.conj_neg = _negated_gram(x if self.right else conj_t(x))
         #: ``-H`` (the test factorizes ``c I - H``: only its diagonal changes between levels)
-        self.neg = neg = torch.where(lower, g, conj_t(g))  # the lower triangle, mirrored
-        if neg.is_complex():
-            neg.diagonal(dim1=-2, dim2=-1).imag.zero_()
+        self.neg = self.conj_neg.mT
         # >= ||H||_F: a sum of 2 p^2 squares in x's precision, within gamma_{2p^2} (< 1e-3)
-        self.h_fro = _frobenius(neg).to(torch.float64) * 1.001
-        diag = -neg.diagonal(dim1=-2, dim2=-1).real.to(torch.float64)  # (K, p) h_ii >= 0
+        self.h_fro = _frobenius(self.conj_neg).to(torch.float64) * 1.001
+        diag = -self.conj_neg.diagonal(dim1=-2, dim2=-1).real.to(torch.float64)  # (K, p) h_ii
         self.h_max = diag.max(-1).values
         self.trace_h = diag.sum(-1)
         slack = 1.0 + 1e-12
@@ -758,24 +784,21 @@ class _GramTest:
 
         ``bound`` float64: the proven bound of ``||X||_2`` where the factorization of ``c I -
         H`` succeeded, ``inf`` where it failed (which proves nothing); ``factor`` the Cholesky
-        factors ``L`` (meaningful where it succeeded).
+        factors ``L`` (lower triangles; meaningful where it succeeded).
         """
         u, g = self.u, self.g
         slack = 1.0 + 1e-12
         c = self.target(rows, level2)
-        a = self.neg if rows is None else self.neg[rows]  # -H (the stored one: restored after)
+        # a copy of -H (column-major, as LAPACK reads it), factorized in place
+        a = (self.conj_neg.clone() if rows is None else self.conj_neg[rows]).mT
         a_diag = a.diagonal(dim1=-2, dim2=-1)
-        neg_h = a_diag.real.clone()
-        a_diag.copy_((c[:, None] + neg_h).to(a.dtype))  # A = c I - H: fl(c - h_ii)
-        try:
-            # info == 0: every pivot was positive and not NaN (LAPACK stops at the first that
-            # is not); cholesky_ex factorizes a copy
-            factor, info = torch.linalg.cholesky_ex(a)
-            done = (info == 0) & (c > 0)
-            trace = a_diag.real.to(torch.float64).sum(-1) * slack
-        finally:
-            if rows is None:
-                a_diag.copy_(neg_h.to(a.dtype))
+        a_diag.copy_((c[:, None] + a_diag.real).to(a.dtype))  # A = c I - H: fl(c - h_ii)
+        trace = a_diag.real.to(torch.float64).sum(-1) * slack
+        info = torch.empty(a.shape[0], dtype=torch.int32, device=a.device)
+        # info == 0: every pivot was positive and not NaN (LAPACK stops at the first that is
+        # not); the factor overwrites A's lower triangle
+        factor, info = torch.linalg.cholesky_ex(a, out=(a, info))
+        done = (info == 0) & (c > 0)
         c64 = c.to(torch.float64)
         e_g, h_max = self._sel(rows, self.e_g), self._sel(rows, self.h_max)
         bound2 = (c64 + (u * (c64 + h_max) + g * trace + e_g + self.absolute) * slack) * slack
@@ -793,16 +816,23 @@ class _GramTest:
         and ``|v^H (fl(H v) - H v)| <= sqrt(2) gamma_{2p} ||H||_F ||v||^2``; the quotient is
         formed in float64 (relative error ``< 1e-12``) and lowered by that.
         """
-        neg = self.neg if rows is None else self.neg[rows]
-        w = _matvec(neg, v).neg_()  # H v: (K, p)
+        w = self.neg_times(rows, v.unsqueeze(-2)).squeeze(-1).neg_()  # H v: (K, p)
         wide = torch.complex128 if w.is_complex() else torch.float64
         v64 = v.to(wide)
         num = torch.linalg.vecdot(v64, w.to(wide)).real  # v^H w (vecdot conjugates v)
-        den = torch.linalg.vector_norm(v64, dim=-1).square()
+        den = _vector_norm(v64).square()
         p, u = self.p, self.u
         err = math.sqrt(2.0) * 2 * p * u / (1 - 2 * p * u) * self._sel(rows, self.h_fro)
         lower = (num / den * (1 - 1e-12) - err * (1 + 1e-12) - p * self.tiny).nan_to_num(0.0)
-        return lower.clamp_min(0.0), torch.nn.functional.normalize(w, dim=-1)
+        return lower.clamp_min(0.0), _unit(w)
+
+    def neg_times(self, rows: Tensor | None, vt: Tensor) -> Tensor:
+        """``-H V`` ``(K, p, s)`` for ``V = vt^T`` (``vt`` ``(K, s, p)``): :func:`_conj_apply`.
+
+        Each part of each component is the same real sum of ``2p`` products as in a product
+        with ``-H`` itself (conjugation only flips signs).
+        """
+        return _conj_apply(self.conj_neg if rows is None else self.conj_neg[rows], vt)
 
 
 #: Power steps ``v <- H v / ||H v||`` on the start vectors of :func:`grid_norm_upper` before the
@@ -891,32 +921,32 @@ GRID_CHUNK_FACTOR = 16
 
 def _grid_chunk(test: _GramTest, start: Tensor | None) -> tuple[Tensor, Tensor]:
     """:func:`grid_norm_upper` on one chunk: ``(bounds, vectors)``."""
-    n_mat, p = test.neg.shape[0], test.p
-    device, dtype = test.neg.device, test.neg.dtype
+    n_mat, p = test.conj_neg.shape[0], test.p
+    device, dtype = test.conj_neg.device, test.conj_neg.dtype
     if not bool(torch.isfinite(test.h_fro).all()):
         raise ValueError(
             "x holds NaN or inf values (or its Gram matrix overflows): no spectral-norm bound "
             "exists in its precision"
         )
     poor = torch.ones(n_mat, dtype=torch.bool, device=device)
-    v = test.neg.new_ones((n_mat, p))
+    v = test.conj_neg.new_ones((n_mat, p))
     lower = torch.zeros(n_mat, dtype=torch.float64, device=device)
     if start is not None:
         v = start.to(device=device, dtype=dtype, copy=True)
         v = torch.where(torch.isfinite(v).all(-1, keepdim=True), v, 1.0)
         for _ in range(GRID_POWER_STEPS):  # v <- -H v (a sign does not matter)
-            v = torch.nn.functional.normalize(_matvec(test.neg, v), dim=-1)
+            v = _unit(test.neg_times(None, v.unsqueeze(-2)).squeeze(-1))
         lower, w = test.rayleigh(None, v)
         # one more power step moves a unit vector close to an eigenvector by about its residual
-        poor = ~(torch.linalg.vector_norm(w - v, dim=-1) < GRID_RESIDUAL)
+        poor = ~(_vector_norm(w - v) < GRID_RESIDUAL)
         rows = poor.nonzero().squeeze(1)
         if len(rows):  # a Krylov space of the start: a close vector for a fraction of eigh's cost
-            v[rows] = _krylov_vector(test.neg[rows], v[rows])
+            v[rows] = _krylov_vector(test, rows, v[rows])
             lower[rows], w = test.rayleigh(rows, v[rows])
-            poor[rows] = ~(torch.linalg.vector_norm(w - v[rows], dim=-1) < GRID_RESIDUAL)
+            poor[rows] = ~(_vector_norm(w - v[rows]) < GRID_RESIDUAL)
     rows = poor.nonzero().squeeze(1)
     if len(rows):
-        v[rows] = _top_eigenvectors(test.neg[rows])
+        v[rows] = _top_eigenvectors(test.conj_neg[rows].mT)
         lower[rows] = test.rayleigh(rows, v[rows])[0]
     nxt = _first_level(test, None, lower)
     bound = torch.full((n_mat,), math.nan, dtype=torch.float64, device=device)
@@ -928,7 +958,7 @@ def _grid_chunk(test: _GramTest, start: Tensor | None) -> tuple[Tensor, Tensor]:
             break
         stuck = pending[(failed[pending] >= GRID_TESTS_BEFORE_EIGH) & fresh[pending]]
         if len(stuck):
-            v[stuck] = _top_eigenvectors(test.neg[stuck])
+            v[stuck] = _top_eigenvectors(test.conj_neg[stuck].mT)
             fresh[stuck] = False
             lower_new = test.rayleigh(stuck, v[stuck])[0]
             nxt[stuck] = torch.maximum(nxt[stuck], _first_level(test, stuck, lower_new))
@@ -939,8 +969,8 @@ def _grid_chunk(test: _GramTest, start: Tensor | None) -> tuple[Tensor, Tensor]:
         bound[pending[ok]] = proved[ok]
         # Where a level was proven, its factor of c I - H (c just above the top eigenvalue)
         # gives a close vector in one inverse-iteration step: the next call's start.
-        v_ok = _inverse_step(factor, v if every else v[pending])
-        v[pending[ok]] = v_ok[ok]
+        done = pending[ok]
+        v[done] = _inverse_step(factor[ok], v[done])
         pending = pending[~ok]
         nxt[pending] += 1
         failed[pending] += 1
@@ -965,18 +995,40 @@ def _first_level(test: _GramTest, rows: Tensor | None, lower: Tensor) -> Tensor:
 
 def _inverse_step(factor: Tensor, v: Tensor) -> Tensor:
     """``(L L^H)^{-1} v`` normalized (``L`` ``(K, p, p)`` Cholesky factors), ``v`` if not finite."""
-    w = torch.cholesky_solve(v.unsqueeze(-1), factor).squeeze(-1)
-    w = torch.nn.functional.normalize(w, dim=-1)
+    w = _unit(torch.cholesky_solve(v.unsqueeze(-1), factor).squeeze(-1))
     return torch.where(torch.isfinite(w).all(-1, keepdim=True), w, v)
 
 
-def _matvec(a: Tensor, v: Tensor) -> Tensor:
-    """``A_k v_k``: ``(K, p, p), (K, p) -> (K, p)``.
+def _conj_apply(b: Tensor, vt: Tensor) -> Tensor:
+    """``conj(B conj(V))`` for ``V = vt^T``: ``(K, p, p), (K, s, p) -> (K, p, s)``.
 
-    The vectors as a transposed ``(K, 1, p)`` view: on a CPU three times faster than a
-    contiguous ``(K, p, 1)`` operand (measured, batched complex64 ``64 x 64``).
+    ``-H V`` for ``B = conj(-H)`` and ``s`` vectors per matrix given as the rows of ``vt``. They
+    enter as the transposed view of a row-major ``(K, s, p)`` (for ``s = 1`` with stride ``p``
+    between vectors): on a CPU three times faster than a contiguous ``(K, p, 1)`` operand
+    (measured, batched complex64 ``64 x 64``).
     """
-    return torch.bmm(a, v.unsqueeze(-2).mT).squeeze(-1)
+    if b.is_complex():
+        vt = vt.conj()
+    vt = vt.resolve_conj()
+    vt = vt.reshape(vt.shape[0], -1).contiguous().unsqueeze(-2) if vt.shape[-2] == 1 else vt
+    out = torch.bmm(b, vt.contiguous().mT)
+    return out.conj().resolve_conj() if b.is_complex() else out
+
+
+def _vector_norm(v: Tensor) -> Tensor:
+    """Euclidean norms of ``(..., p)`` real or complex vectors along the last axis: ``(...)``.
+
+    On the real view of complex vectors: torch's complex ``vector_norm`` along one axis is a
+    slow path (measured 80 times slower for ``(497, 64)`` complex64).
+    """
+    if v.is_complex():
+        return torch.linalg.vector_norm(torch.view_as_real(v), dim=(-2, -1))
+    return torch.linalg.vector_norm(v, dim=-1)
+
+
+def _unit(v: Tensor) -> Tensor:
+    """``v`` normalized along the last axis (as ``torch.nn.functional.normalize``)."""
+    return v / _vector_norm(v).clamp_min(1e-12).unsqueeze(-1)
 
 
 #: Dimension of the Krylov space ``span(v, H v, ..., H^(s-1) v)`` from which
@@ -984,28 +1036,33 @@ def _matvec(a: Tensor, v: Tensor) -> Tensor:
 GRID_KRYLOV = 10
 
 
-def _krylov_vector(neg: Tensor, v: Tensor) -> Tensor:
+def _krylov_vector(test: _GramTest, rows: Tensor, v: Tensor) -> Tensor:
     """Top Ritz vectors ``(K, p)`` of ``H`` in the Krylov space of ``v`` (an estimate only).
 
-    ``-H`` ``(K, p, p)``; the basis ``v, H v, ...`` (each normalized) orthonormalized by a QR
-    factorization, ``H`` projected on it and its top eigenvector (``eigh`` of ``s x s``) lifted.
+    ``H`` of ``test``'s matrices ``rows``; the basis ``v, H v, ...`` (each normalized)
+    orthonormalized by a QR factorization, ``H`` projected on it and its top eigenvector
+    (``eigh`` of ``s x s``) lifted.
     """
+    b = test.conj_neg[rows]
     basis = [v]
-    for _ in range(min(GRID_KRYLOV, v.shape[-1]) - 1):
-        basis.append(torch.nn.functional.normalize(_matvec(neg, basis[-1]), dim=-1))
+    for _ in range(min(GRID_KRYLOV, v.shape[-1]) - 1):  # -H v (the sign does not matter)
+        basis.append(_unit(_conj_apply(b, basis[-1].unsqueeze(-2)).squeeze(-1)))
     q = torch.linalg.qr(torch.stack(basis, -1)).Q  # (K, p, s)
-    t = conj_t(q) @ torch.bmm(neg, q)  # -Q^H H Q: (K, s, s)
+    t = conj_t(q) @ _conj_apply(b, q.mT)  # -Q^H H Q: (K, s, s)
     t = (t + conj_t(t)) / 2
     try:
         y = torch.linalg.eigh(t)[1][..., 0]  # -H's smallest: H's largest
     except torch.linalg.LinAlgError:  # no convergence: keep the start vectors
         return v
-    out = torch.nn.functional.normalize(torch.bmm(q, y.unsqueeze(-1)).squeeze(-1), dim=-1)
+    out = _unit(torch.bmm(q, y.unsqueeze(-1)).squeeze(-1))
     return torch.where(torch.isfinite(out).all(-1, keepdim=True), out, v)
 
 
 def _top_eigenvectors(neg: Tensor) -> Tensor:
-    """Top eigenvectors ``(K, p)`` of ``H`` from ``-H`` ``(K, p, p)`` (``eigh``; an estimate)."""
+    """Top eigenvectors ``(K, p)`` of ``H`` from ``-H`` ``(K, p, p)`` (``eigh``; an estimate).
+
+    ``-H`` in column-major layout (a transposed view) is read by LAPACK without a copy.
+    """
     try:
         return torch.linalg.eigh(neg)[1][..., 0]  # ascending: -H's smallest is H's largest
     except torch.linalg.LinAlgError:  # no convergence in the weights' precision: in float64

@@ -629,6 +629,41 @@ def test_grid_norm_upper_on_width_64_multipliers_after_steps():
         assert torch.equal(grid_norm_upper(m)[0], bound)
 
 
+@pytest.mark.parametrize("dtype", [torch.float32, torch.complex64, torch.complex128])
+@pytest.mark.parametrize("shape", [(40, 24), (24, 40)])
+def test_gram_test_factorizes_the_hermitian_gram_within_its_rounding_bound(dtype, shape):
+    # The test's H (real products for complex X, the lower triangle mirrored) is exactly
+    # Hermitian, within e_G (the proof's rounding bound) of the exact Gram matrix in Frobenius
+    # norm, and its in-place column-major factorization is LAPACK's of a fresh copy, bit for bit.
+    gen = torch.Generator().manual_seed(4)
+    x = torch.randn(6, *shape, generator=gen, dtype=torch.complex128 if dtype.is_complex else None)
+    x = x.to(dtype)
+    test = _GramTest(x)
+    h = -test.neg
+    assert torch.equal(h, h.mH)
+    wide = x.to(torch.complex128 if dtype.is_complex else torch.float64)
+    exact = wide.mH @ wide if shape[1] <= shape[0] else wide @ wide.mH
+    err = torch.linalg.matrix_norm(h.to(exact.dtype) - exact)
+    assert bool((err <= test.e_g).all())
+    assert float((err / test.e_g).max()) > 1e-3  # the bound is not vacuous
+    level2 = torch.linalg.eigvalsh(exact)[:, -1] * torch.linspace(
+        0.999, 1.01, 6, dtype=torch.float64
+    )
+    bound, factor = test.run(None, level2)
+    c = test.target(None, level2)
+    fresh = (
+        c[:, None, None] * torch.eye(h.shape[-1], dtype=h.dtype) - h
+    )  # fl(c - h_ii) on the diagonal
+    fresh.diagonal(dim1=-2, dim2=-1).copy_(
+        (c[:, None] - h.diagonal(dim1=-2, dim2=-1).real).to(h.dtype)
+    )
+    ref, info = torch.linalg.cholesky_ex(fresh.contiguous())
+    assert torch.equal(torch.isfinite(bound), info == 0)
+    assert bool(torch.isfinite(bound).any()) and not bool(torch.isfinite(bound).all())
+    ok = info == 0
+    assert torch.equal(factor.tril()[ok], ref[ok])
+
+
 def test_the_test_without_its_rounding_shift_is_unsound():
     # The check of the tests above can fail: without the rounding shift (g = u = e_G = 0) the
     # float32 Cholesky test "proves" levels below the exact norm of near-rank-one matrices
