@@ -643,12 +643,18 @@ def autoregressive_case(
     write(rows, records, out, wall, cpu, samples, epochs)
 
 
+def frame_norms(data: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``(samples, frames, ...)`` -> each frame's RMS and each step's change relative to it."""
+    d = data.astype(np.float64).reshape(*data.shape[:2], -1)
+    norms = np.sqrt((d**2).mean(-1))
+    change = np.sqrt(((d[:, 1:] - d[:, :-1]) ** 2).mean(-1)) / norms[:, :-1]
+    return norms, change
+
+
 def main_kdv(samples: int, epochs: int, out: Path) -> None:
     """The Korteweg-de Vries case, autoregressive: own solver -> train -> certify."""
     data = korteweg_de_vries(samples, 128, seed=0)
-    d = data.astype(np.float64)
-    norms = np.sqrt((d**2).mean(-1))
-    change = np.sqrt(((d[:, 1:] - d[:, :-1]) ** 2).mean(-1)) / norms[:, :-1]
+    norms, change = frame_norms(data)
     figures = (
         f"norm drift {np.abs(norms / norms[:, :1] - 1).max():.1e} max; one frame changes "
         f"the field by {np.median(change):.2f} of its norm (median)"
@@ -677,9 +683,7 @@ def main_wave(samples: int, epochs: int, out: Path) -> None:
 def main_ns2d(samples: int, epochs: int, out: Path) -> None:
     """2-D Navier-Stokes (vorticity), one frame -> the next: own solver -> train -> certify."""
     data = navier_stokes_2d(samples, seed=0)
-    d = data.astype(np.float64).reshape(samples, KS_FRAMES, -1)
-    norms = np.sqrt((d**2).mean(-1))
-    change = np.sqrt(((d[:, 1:] - d[:, :-1]) ** 2).mean(-1)) / norms[:, :-1]
+    norms, change = frame_norms(data)
     figures = (
         f"RMS x{np.median(norms[:, -1] / norms[:, 0]):.2f} over the horizon (median); one frame "
         f"changes the field by {np.median(change):.2f} of its norm (median)"
