@@ -7,8 +7,9 @@ Two checks, both used by ``tests/test_readme.py``:
   cell by cell: a swapped or stale number names its row and column.
 * **Figures in prose, per section.** Every decimal figure (``0.093``, ``1.75x``, ``6e-3``) in
   a README section (outside code) must be backed by one of the committed results files that
-  section cites by path (``benchmarks/results/NAME.md`` or ``.csv``; a
-  ``benchmarks/results/fno_*.md`` pattern cites every match): some number there rounds to it at
+  section cites by path (``benchmarks/results/NAME.md`` or ``.csv``, also in a subfolder
+  such as ``benchmarks/results/RUN/NAME.md``; a ``benchmarks/results/fno_*.md`` pattern cites
+  every match): some number there rounds to it at
   the precision it is printed with (``0.92`` is backed by ``0.918``). Settings quoted in prose
   must be in the results file's settings line too.
 """
@@ -22,8 +23,8 @@ ROOT = Path(__file__).resolve().parents[1]
 
 #: Section markers of the README (``<!-- section: NAME -->``).
 SECTION = re.compile(r"<!-- section: ([\w-]+) -->")
-#: A results file cited by path (glob patterns allowed).
-CITED = re.compile(r"benchmarks/results/([\w*.{},-]+?\.(?:md|csv))")
+#: A results file cited by path (glob patterns and subfolders allowed).
+CITED = re.compile(r"benchmarks/results/([\w*.{},/-]+?\.(?:md|csv))")
 #: A decimal figure: digits with a decimal point or an exponent (integers are counts/settings).
 FIGURE = re.compile(r"(?<![\w.])(\d+\.\d+(?:e[-+]?\d+)?|\d+e[-+]?\d+)(?![\w.]*\d)")
 

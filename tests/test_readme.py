@@ -59,3 +59,13 @@ def test_an_unbacked_prose_figure_fails():
     changed = readme.replace("(a 2.1 GB file) **1.078x**", "(a 2.1 GB file) **9.87x**")
     problems = unbacked_figures(changed)
     assert len(problems) == 1 and problems[0].startswith("data: 9.87 in")
+
+
+def test_a_results_file_in_a_subfolder_backs_a_figure(tmp_path):
+    sub = tmp_path / "benchmarks" / "results" / "run_b"
+    sub.mkdir(parents=True)
+    (sub / "step_time.md").write_text("| model | ratio |\n| LipFNO | 1.256 |\n")
+    cite = "(`benchmarks/results/run_b/step_time.md`)"
+    assert unbacked_figures(f"<!-- section: s -->\nA step costs 1.26x {cite}.\n", tmp_path) == []
+    problems = unbacked_figures(f"<!-- section: s -->\nA step costs 1.62x {cite}.\n", tmp_path)
+    assert len(problems) == 1 and problems[0].startswith("s: 1.62 in")
