@@ -47,7 +47,14 @@ from .fourier import (
     mix_modes,
 )
 from .linear import LipLinear
-from .residual import _fft_kept, _fused, _ifft_kept, _spectral_outer, adjoint_weights
+from .residual import (
+    _fft_kept,
+    _fused,
+    _ifft_kept,
+    _mix_channels,
+    _spectral_outer,
+    adjoint_weights,
+)
 
 __all__ = [
     "FactoredConvexPotentialBlock",
@@ -60,13 +67,6 @@ def _channels(x: Tensor, w: Tensor) -> Tensor:
     """Real channel matrix on a field: ``(b, in, *S), (out, in) -> (b, out, *S)``."""
     flat = torch.bmm(w.expand(x.shape[0], -1, -1), x.flatten(2))  # (b,out,in)@(b,in,S)->(b,out,S)
     return flat.view(x.shape[0], w.shape[0], *x.shape[2:])
-
-
-def _spectrum_channels(xk: Tensor, w: Tensor) -> Tensor:
-    """Real channel matrix on a spectrum: ``(b, in, *kept), (out, in) -> (b, out, *kept)``."""
-    flat = torch.view_as_real(xk).reshape(xk.shape[0], xk.shape[1], -1)  # (b, in, 2 K)
-    out = torch.bmm(w.to(flat.dtype).expand(xk.shape[0], -1, -1), flat)  # (b,out,in)@(b,in,2K)
-    return torch.view_as_complex(out.reshape(out.shape[0], out.shape[1], *xk.shape[2:], 2))
 
 
 def factored_chain(
@@ -130,7 +130,7 @@ def _plain_chain(
     for i, (r, w, v, b) in enumerate(weights):
         a = mix_modes(xk, r)  # R X: (b, width, *kept)
         if s is not None:
-            a = a + _spectrum_channels(s, w)  # + W S (the skip on the deferred part)
+            a = a + _mix_channels(s, w)  # + W S (the skip on the deferred part)
         u = from_kept_spectrum(a, sizes, modes) + _channels(p, w)  # M x: (b, width, *spatial)
         h = _channels(u, v)  # V M x: (b, hidden, *spatial)
         if b is not None:
@@ -143,7 +143,7 @@ def _plain_chain(
         p = p + _channels(z, w_adj)  # p - 2 W^T z
         s = t if s is None else s + t
         if i + 1 < len(weights):  # kept modes of x - 2 M^T z
-            xk = xk + t + _spectrum_channels(zk, w_adj)
+            xk = xk + t + _mix_channels(zk, w_adj)
     assert s is not None
     return p + from_kept_spectrum(s, sizes, modes)
 

@@ -64,6 +64,11 @@ __all__ = [
 SHORTCUT_INITS = ("lstsq", "lstsq-rel", "rollout", "rollout-rel")
 
 
+def _check_init(how: str) -> None:
+    if how not in SHORTCUT_INITS:
+        raise ValueError(f"shortcut_init={how!r}: expected one of {', '.join(SHORTCUT_INITS)}")
+
+
 def fit_shortcut(
     shortcut: SpectralShortcut, x: Tensor, y: Tensor, how: str = "lstsq"
 ) -> SpectralShortcut:
@@ -82,8 +87,7 @@ def fit_shortcut(
     >>> fit_shortcut(SpectralShortcut(2, 1, 16, s=None), x, y).lipschitz_bound()
     2.0...
     """
-    if how not in SHORTCUT_INITS:
-        raise ValueError(f"shortcut_init={how!r}: expected one of {', '.join(SHORTCUT_INITS)}")
+    _check_init(how)
     if how.startswith("rollout"):
         radius = None if shortcut.s is None else shortcut.s * TARGET_MARGIN
         return shortcut.assign_(
@@ -115,8 +119,7 @@ def free_fit(x: Tensor, y: Tensor, how: str = "lstsq") -> Tensor:
     >>> free_fit(x, 0.5 * x[:, -1:]).shape
     torch.Size([9, 1, 2])
     """
-    if how not in SHORTCUT_INITS:
-        raise ValueError(f"shortcut_init={how!r}: expected one of {', '.join(SHORTCUT_INITS)}")
+    _check_init(how)
     if how.startswith("rollout"):
         return rollout_multipliers(x, y, x.shape[-1], relative=how == "rollout-rel")
     return lstsq_multipliers(*_weighted(x, y, how), x.shape[-1])
