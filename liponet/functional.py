@@ -39,6 +39,7 @@ __all__ = [
     "drifted_norm_bounds",
     "gram_norm_upper",
     "grid_norm_upper",
+    "grid_norm_upper_parts",
     "isometry_norm_upper",
     "norm_grid_index",
     "norm_grid_level",
@@ -421,6 +422,7 @@ def gram_norm_upper(x: Tensor) -> Tensor:
 
 
 _GRAM_DTYPES = (torch.float32, torch.float64, torch.complex64, torch.complex128)
+_REAL_GRAM_DTYPES = (torch.float32, torch.float64)
 
 
 def _top_eigenvalue_estimate(gram: Tensor, trace: Tensor) -> Tensor:
@@ -686,14 +688,26 @@ def _negated_gram(x: Tensor) -> Tensor:
     times the sum of the products' magnitudes) holds for it unchanged.
     """
     k, m, n = x.shape
-    lower = torch.ones(n, n, dtype=torch.bool, device=x.device).tril()
     if not x.is_complex():
         g = torch.bmm(x.mT, x)  # (K, n, n)
+        lower = torch.ones(n, n, dtype=torch.bool, device=x.device).tril()
         return torch.where(lower, g, g.mT).neg_()  # conj(-H) = -H
     stacked = torch.view_as_real(x.resolve_conj()).permute(0, 3, 1, 2).reshape(k, 2 * m, n)
+    return _negated_gram_parts(stacked)
+
+
+def _negated_gram_parts(stacked: Tensor) -> Tensor:
+    """:func:`_negated_gram` of ``X = A + iB`` given as its real parts ``[A; B]`` ``(K, 2m, n)``.
+
+    ``stacked`` contiguous, real: the same floats as ``_negated_gram(X)`` (the same products on
+    the same operands), for callers that build the parts without a complex ``X`` first.
+    """
+    k, m2, n = stacked.shape
+    m = m2 // 2
+    lower = torch.ones(n, n, dtype=torch.bool, device=stacked.device).tril()
     re = torch.bmm(stacked.mT, stacked)  # A^T A + B^T B: (K, n, n)
     t = torch.bmm(stacked[:, :m].mT, stacked[:, m:])  # A^T B: (K, n, n)
-    out = torch.empty((k, n, n, 2), dtype=re.dtype, device=x.device)
+    out = torch.empty((k, n, n, 2), dtype=re.dtype, device=stacked.device)
     torch.where(lower, re, re.mT, out=out[..., 0])  # Re H: the lower triangle mirrored
     out[..., 0].neg_()  # Re conj(-H) = -Re H
     torch.sub(t, t.mT, out=out[..., 1])  # Im conj(-H) = Im H = A^T B - B^T A
@@ -712,26 +726,38 @@ class _GramTest:
     ``g`` = :func:`cholesky_rounding_constant`.
     """
 
-    def __init__(self, x: Tensor, entry_error: float = 0.0) -> None:
-        if x.ndim != 3 or x.dtype not in _GRAM_DTYPES or x.shape[0] == 0:
+    def __init__(self, x: Tensor, entry_error: float = 0.0, parts: bool = False) -> None:
+        if parts:  # x holds the real parts [A; B] (K, 2m, n) of a complex X = A + iB, m >= n
+            ok = x.ndim == 3 and x.dtype in _REAL_GRAM_DTYPES and x.shape[0] > 0
+            ok = ok and x.shape[1] % 2 == 0 and x.shape[1] >= 2 * x.shape[2] and x.is_contiguous()
+            if not ok:
+                raise ValueError(
+                    f"parts must be contiguous float32/float64 real parts [A; B] of shape "
+                    f"(K, 2m, n) with K >= 1 and m >= n; got {x.dtype} {tuple(x.shape)}"
+                )
+        elif x.ndim != 3 or x.dtype not in _GRAM_DTYPES or x.shape[0] == 0:
             raise ValueError(
                 f"x must be float32/float64 or their complex types, of shape (K, m, n) with "
                 f"K >= 1; got {x.dtype} {tuple(x.shape)}"
             )
-        m, n = x.shape[-2:]
+        is_complex = parts or x.is_complex()
+        m, n = (x.shape[1] // 2, x.shape[2]) if parts else x.shape[-2:]
         p, q = min(m, n), max(m, n)
-        self.p, self.entry_error, self.complex = p, entry_error, x.is_complex()
+        self.p, self.entry_error, self.complex = p, entry_error, is_complex
         #: Whether the Gram matrix is ``X^H X`` (right vectors) or ``X X^H`` (left vectors).
         self.right = n <= m
         finfo = torch.finfo(x.real.dtype if x.is_complex() else x.dtype)
         self.u = u = finfo.eps / 2
         self.tiny = finfo.tiny
         gamma_g = 2 * q * u / (1 - 2 * q * u)  # the product's rounding
-        self.g = cholesky_rounding_constant(p, u, x.is_complex())
+        self.g = cholesky_rounding_constant(p, u, is_complex)
         #: ``conj(-H)`` ``(K, p, p)`` in row-major layout, so that its transpose ``self.neg``
         #: is ``-H`` in the column-major layout LAPACK factorizes without a transposing copy;
         #: products with ``-H`` run as ``conj(B conj(v))`` on this one (:meth:`neg_times`).
-        self.conj_neg = _negated_gram(x if self.right else conj_t(x))
+        if parts:
+            self.conj_neg = _negated_gram_parts(x)
+        else:
+            self.conj_neg = _negated_gram(x if self.right else conj_t(x))
         #: ``-H`` (the test factorizes ``c I - H``: only its diagonal changes between levels)
         self.neg = self.conj_neg.mT
         # >= ||H||_F: a sum of 2 p^2 squares in x's precision, within gamma_{2p^2} (< 1e-3)
@@ -903,15 +929,66 @@ def grid_norm_upper(
             f"x must be float32/float64 or their complex types, of shape (K, m, n) with K >= 1; "
             f"got {x.dtype} {tuple(x.shape)}"
         )
-    p = min(x.shape[-2:])
+    return _grid_norm_upper(x, start, entry_error, parts=False)
+
+
+def grid_norm_upper_parts(
+    parts: Tensor, start: Tensor | None = None, entry_error: float = 0.0
+) -> tuple[Tensor, Tensor]:
+    """:func:`grid_norm_upper` of complex ``X = A + iB`` given as its real parts ``[A; B]``.
+
+    The same bounds and vectors, bit for bit, as ``grid_norm_upper(X, start, entry_error)``
+    (the Gram products run on the stacked parts either way), for callers that can write the
+    parts straight from their own storage: no complex copy of ``X`` and no restacking.
+
+    Parameters
+    ----------
+    parts
+        Contiguous real ``(K, 2m, n)`` (float32 or float64), ``m >= n``: rows ``:m`` of each
+        matrix are ``A = Re X``, rows ``m:`` are ``B = Im X``.
+    start, entry_error
+        As in :func:`grid_norm_upper` (``start`` complex ``(K, n)``).
+
+    Returns
+    -------
+    tuple
+        ``(b (K,) float64, vectors (K, n) complex)`` as :func:`grid_norm_upper`.
+
+    Raises
+    ------
+    ValueError
+        If ``parts`` holds NaN or inf values or has a wrong shape, layout or dtype.
+
+    Examples
+    --------
+    >>> import torch
+    >>> x = torch.randn(3, 4, 4, dtype=torch.complex64)
+    >>> parts = torch.view_as_real(x).permute(0, 3, 1, 2).reshape(3, 8, 4)
+    >>> torch.equal(grid_norm_upper_parts(parts)[0], grid_norm_upper(x)[0])
+    True
+    """
+    ok = parts.ndim == 3 and parts.dtype in _REAL_GRAM_DTYPES and parts.shape[0] > 0
+    if not (ok and parts.shape[1] % 2 == 0 and parts.shape[1] >= 2 * parts.shape[2]):
+        raise ValueError(
+            f"parts must be float32/float64 real parts [A; B] of shape (K, 2m, n) with K >= 1 "
+            f"and m >= n; got {parts.dtype} {tuple(parts.shape)}"
+        )
+    return _grid_norm_upper(parts.contiguous(), start, entry_error, parts=True)
+
+
+def _grid_norm_upper(
+    x: Tensor, start: Tensor | None, entry_error: float, parts: bool
+) -> tuple[Tensor, Tensor]:
+    """:func:`grid_norm_upper` (``parts``: of :func:`grid_norm_upper_parts`) in fixed chunks."""
+    p = x.shape[-1] if parts else min(x.shape[-2:])
     if start is not None and start.shape != (x.shape[0], p):
         start = None
     bound = torch.empty(x.shape[0], dtype=torch.float64, device=x.device)
-    vectors = x.new_empty((x.shape[0], p))
-    parts = chunks(x.shape[0], max(1, p * p // GRID_CHUNK_FACTOR))  # fixed chunks
-    for i, j in parts:
+    dtype = torch.complex64 if x.dtype == torch.float32 else torch.complex128
+    vectors = x.new_empty((x.shape[0], p), dtype=dtype if parts else x.dtype)
+    for i, j in chunks(x.shape[0], max(1, p * p // GRID_CHUNK_FACTOR)):  # fixed chunks
         part = None if start is None else start[i:j]
-        bound[i:j], vectors[i:j] = _grid_chunk(_GramTest(x[i:j], entry_error), part)
+        bound[i:j], vectors[i:j] = _grid_chunk(_GramTest(x[i:j], entry_error, parts), part)
     return bound, vectors
 
 

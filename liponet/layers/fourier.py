@@ -50,6 +50,7 @@ from ..functional import (
     chunks,
     distance_upper,
     grid_norm_upper,
+    grid_norm_upper_parts,
     isometry_norm_upper,
     perturbed_norm_upper,
     polar_eigh,
@@ -597,8 +598,10 @@ EXACT_NORMS_NEEDED: dict[str, Callable[[Tensor, Tensor, float], Tensor]] = {
 
 
 #: What a scalar normalization's certificate needs: ``(R (K, out, in), W or None, upper bounds of
-#: ||R_k + W|| (and ||W||) (K [+1],), float64 scales (K [+1],))``.
-_Scaled = tuple[Tensor, Tensor | None, Tensor, Tensor]
+#: ||R_k + W|| (and ||W||) (K [+1],), float64 scales (K [+1],))``; ``R`` is ``None`` where the
+#: eval state was built without it (:meth:`LipSpectralConv._clip_state_from_parts`): rebuilt
+#: from the weights if the certificate needs it.
+_Scaled = tuple[Tensor | None, Tensor | None, Tensor, Tensor]
 
 
 #: The threshold below which a multiplier cannot change ``"global"``'s scale or its
@@ -938,6 +941,10 @@ class LipSpectralConv(CertifiedModule):
         self, weight: Tensor, skip: Tensor | None = None
     ) -> tuple[tuple[Tensor, Tensor | None], _Scaled | None]:
         with torch.no_grad():
+            if self.k is not None and self.normalization == "clip":
+                skip = None if skip is None else skip.detach()
+                if skip is not None and self._clips_from_parts(weight, skip):
+                    return self._clip_state_from_parts(weight.detach(), skip, self._target())
             r = self._symmetric_spectral(weight.detach())
             skip = None if skip is None else skip.detach()
             if self.k is None:
@@ -967,6 +974,108 @@ class LipSpectralConv(CertifiedModule):
             target = self._target()
             normalized = NORMALIZATIONS[self.normalization](m, sigma, target)
             return self._split(normalized, symmetrize=True), None
+
+    def _clips_from_parts(self, weight: Tensor, skip: Tensor | None) -> bool:
+        """Whether ``"clip"``'s eval state is built from the raw weights' real parts.
+
+        A large layer (:data:`SVD_ALL_WORK`) with a skip, ``out >= in`` (the Gram matrix
+        ``M^H M``) and real float32/float64 weights: :meth:`_clip_state_from_parts`, the same
+        floats as the general path with fewer passes over the weights.
+        """
+        return (
+            skip is not None
+            and self.out_channels >= self.in_channels
+            and weight.dtype in (torch.float32, torch.float64)
+            and skip.dtype == weight.dtype
+            and weight.is_contiguous()
+            and self._large()
+        )
+
+    def _large(self) -> bool:
+        """Not :func:`_svd_all` for this layer's multipliers ``(K, out, in)``."""
+        o, i = self.out_channels, self.in_channels
+        return math.prod(self.kept_shape) * o * i * min(o, i) > SVD_ALL_WORK
+
+    def _zero_slice(self, weight: Tensor) -> Tensor:
+        """The symmetrized ``k_d = 0`` slice of ``R`` ``(*kept_lead, out, in)`` complex.
+
+        The same floats as that slice of :func:`hermitian_symmetrize` (the same operations).
+        """
+        d = len(self.modes)
+        zero = torch.view_as_complex(weight).select(d - 1, 0)  # (*kept_lead, out, in)
+        mirrored = zero.flip(dims=tuple(range(d - 1))) if d > 1 else zero
+        return (zero + mirrored.conj()) / 2
+
+    def _parts(self, weight: Tensor, w: Tensor) -> tuple[Tensor, float]:
+        """``[Re M_k; Im M_k]`` ``(K + 1, 2 out, in)`` real, ``M_k = R_k + W`` and ``M_K = W``.
+
+        Written from the raw weights ``(*kept, out, in, 2)`` in one pass (the ``k_d = 0`` slice
+        symmetrized first, as :func:`hermitian_symmetrize` does): the same floats as the real
+        and imaginary parts of :meth:`_multipliers_in` (``fl(Re R_k + W)``, ``Im R_k + 0``),
+        without the complex sum and its restacked copy. Returns the parts and the sum's relative
+        rounding ``e`` (as :meth:`_multipliers_in`).
+        """
+        d, o, i = len(self.modes), self.out_channels, self.in_channels
+        n = math.prod(self.kept_shape)
+        parts = weight.new_empty((n + 1, 2, o, i))
+        mk = parts[:n].view(*self.kept_shape, 2, o, i)
+        rest_in = weight.narrow(d - 1, 1, self.kept_shape[-1] - 1)  # (*lead, m_d - 1, o, i, 2)
+        rest_out = mk.narrow(d - 1, 1, self.kept_shape[-1] - 1)  # (*lead, m_d - 1, 2, o, i)
+        torch.add(rest_in[..., 0], w, out=rest_out.select(-3, 0))  # Re R_k + W
+        torch.add(rest_in[..., 1], 0.0, out=rest_out.select(-3, 1))  # Im R_k + 0 (+0 for -0)
+        zero = self._zero_slice(weight)  # (*lead, o, i) complex
+        zero_out = mk.select(d - 1, 0)  # (*lead, 2, o, i)
+        torch.add(zero.real, w, out=zero_out.select(-3, 0))
+        torch.add(zero.imag, 0.0, out=zero_out.select(-3, 1))
+        parts[n, 0] = w
+        parts[n, 1] = 0.0
+        u = torch.finfo(weight.dtype).eps / 2
+        return parts.view(n + 1, 2 * o, i), u / (1 - u)
+
+    def _clip_state_from_parts(
+        self, weight: Tensor, w: Tensor, k: float
+    ) -> tuple[tuple[Tensor, Tensor | None], _Scaled]:
+        """:meth:`_compute_eval_state` of ``"clip"`` on a large layer, from the raw weights.
+
+        The same floats as the general path (:meth:`_clip_scales` on :meth:`_multipliers_in`,
+        then :func:`~liponet.functional.scale_multipliers`): the Gram products run on
+        :meth:`_parts` (:func:`~liponet.functional.grid_norm_upper_parts`), the eval weights
+        ``R'_k = fl(s_k) R_k + fl(s_k - s_W) W`` are written from the raw weights, and ``R``
+        itself is never assembled (the certificate rebuilds it only if the a-priori bound does
+        not settle it, :meth:`_scaled_bound`).
+        """
+        d, o, i = len(self.modes), self.out_channels, self.in_channels
+        n = math.prod(self.kept_shape)
+        start = self._norm_memory.vectors  # remembered from the last call, else the training ones
+        if start is None or start.shape[0] != n + 1 or start.device != weight.device:
+            start = torch.view_as_complex(self.u.detach())
+        try:
+            parts, x_err = self._parts(weight, w)
+            upper, vectors = grid_norm_upper_parts(parts, start, x_err)
+        except ValueError:  # NaN/inf (the SVD raises) or a Gram matrix overflowing float32
+            r = self._symmetric_spectral(weight).reshape(n, o, i)
+            upper = self._exact_norms(r, w) * (1.0 + SVD_RELATIVE_MARGIN)
+            vectors = None
+        self._norm_memory.vectors = vectors
+        scale = (k * (1.0 - CLIP_ROUNDING_ROOM) / upper).clamp_max(1.0)
+        pairs = _symmetric_scales(scale[:n], self.kept_shape, d)
+        scale = torch.cat([pairs, scale[n:]])
+        # scale_multipliers(R, W, scale) written from the raw weights: the same products
+        s = scale.to(weight.dtype)
+        s_kept = s[:n].view(*self.kept_shape, 1, 1, 1)
+        real = weight.new_empty((*self.kept_shape, o, i, 2))
+        m_rest = self.kept_shape[-1] - 1
+        torch.mul(
+            weight.narrow(d - 1, 1, m_rest), s_kept.narrow(d - 1, 1, m_rest),
+            out=real.narrow(d - 1, 1, m_rest),
+        )  # fmt: skip
+        zero = torch.view_as_real(self._zero_slice(weight))
+        torch.mul(zero, s_kept.select(d - 1, 0), out=real.select(d - 1, 0))
+        diff = (scale[:n] - scale[n]).to(weight.dtype)  # (K,) s_k - s_W
+        if bool(diff.any()):  # the real parts round once (the imaginary ones gain an exact 0)
+            real.view(n, o, i, 2)[..., 0].add_(diff[:, None, None] * w)
+        weights = (torch.view_as_complex(real), w * s[n])
+        return weights, (None, w, upper, scale)
 
     @staticmethod
     def _multipliers64(r: Tensor, w: Tensor | None, index: Tensor | None = None) -> Tensor:
@@ -1221,7 +1330,7 @@ class LipSpectralConv(CertifiedModule):
         self,
         r_eval: Tensor,
         w_eval: Tensor | None,
-        r: Tensor,
+        r: Tensor | None,
         w: Tensor | None,
         upper: Tensor,
         scale: Tensor,
@@ -1233,16 +1342,18 @@ class LipSpectralConv(CertifiedModule):
         sqrt(min(out, in)) ||M_k||_2 + ||W||_F``); it is computed from the weights
         (:func:`~liponet.functional.perturbed_norm_upper`, float64) only for the multipliers
         whose a-priori bound exceeds the computed bound of the largest: the others provably
-        cannot set the maximum, so the result equals computing every one.
+        cannot set the maximum, so the result equals computing every one. ``r`` ``None``: the
+        symmetrized spectral weights of the current parameters, assembled only if needed.
         """
-        n = r.shape[0]
-        r_eval = r_eval.reshape(r.shape)
+        o, i = self.out_channels, self.in_channels
+        n = math.prod(self.kept_shape)
+        r_eval = r_eval.reshape(n, o, i)
         b_norm = upper * scale  # (K [+1],) bounds of ||B_k||
         w_fro = None
         if w is not None:
             w_fro = torch.linalg.vector_norm(w, dtype=torch.float64) * (1.0 + 1e-6)
-        r_fro = math.sqrt(min(r.shape[1:])) * upper[:n] + (0.0 if w_fro is None else w_fro)
-        err = scale_multipliers_error(r_fro, w_fro, scale, r.real.dtype, r[0].numel())
+        r_fro = math.sqrt(min(o, i)) * upper[:n] + (0.0 if w_fro is None else w_fro)
+        err = scale_multipliers_error(r_fro, w_fro, scale, r_eval.real.dtype, o * i)
         prior = b_norm * (1.0 + 1e-12) + err  # rigorous per-multiplier bounds of ||A_k||
         if not bool(torch.isfinite(prior).all()):
             raise ValueError("the weights hold NaN or inf values: no spectral-norm bound exists")
@@ -1254,10 +1365,14 @@ class LipSpectralConv(CertifiedModule):
             # against B_k = s_k (R_k + W); their float64 rounding is within ROUNDING_SLACK.
             bound = 0.0
             rows = index[index < n]
-            for i, j in chunks(len(rows), r[0].numel()):
-                sel = rows[i:j]
+            spectral = r
+            if spectral is None and len(rows):  # built from the parameters' parts: R now
+                spectral = self._symmetric_spectral(self.weight.detach()).reshape(n, o, i)
+            for a0, a1 in chunks(len(rows), o * i):
+                assert spectral is not None
+                sel = rows[a0:a1]
                 a = r_eval[sel].to(torch.complex128)
-                b = r[sel].to(torch.complex128)
+                b = spectral[sel].to(torch.complex128)
                 if w128 is not None and w128_eval is not None:
                     a, b = a + w128_eval, b + w128
                 b = b * scale[sel, None, None]
@@ -1268,7 +1383,7 @@ class LipSpectralConv(CertifiedModule):
                 bound = max(bound, float(skip_bound.max()))
             return bound
 
-        large = not _svd_all(r)
+        large = self._large()
         if self.normalization == "clip" and large and float(prior.max()) <= (self.k or 0.0):
             # Clipped norms lie between about k' / (1 + CLIP_HEADROOM) and k' (_clip_scales):
             # the a-priori bounds already certify k, and comparing hundreds of multipliers
