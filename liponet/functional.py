@@ -893,7 +893,12 @@ def grid_norm_upper(
     Krylov space of it (:data:`GRID_KRYLOV`) replaces it, and where that is far off too, or its
     first :data:`GRID_TESTS_BEFORE_EIGH` levels fail, the top eigenvector of ``H`` (``eigh`` in
     ``x``'s precision). The vectors returned take one inverse-iteration step with the factor of
-    the proven level (close to the top eigenvector: the next call's start).
+    the proven level (close to the top eigenvector: the next call's start). Start *blocks* of
+    two vectors per matrix are remembered as a pair: the search starts from the top Ritz
+    vector of their span (after one power step), and the pair returned takes one
+    subspace-iteration step with the same factor (the top two eigenvectors, about): where the
+    top two eigenvalues are close and cross as the weights move (training), the pair's span
+    still holds the new top vector, where one remembered vector would be far off.
 
     Parameters
     ----------
@@ -901,7 +906,7 @@ def grid_norm_upper(
         Real or complex ``(K, m, n)`` (float32 or float64 parts); entries taken as exact values.
     start
         ``(K, n)`` start vectors (right singular vectors when ``n <= m``, else ``(K, m)`` left
-        ones), or ``None`` (``eigh``'s).
+        ones), ``(K, 2, n)`` start blocks (two vectors each), or ``None`` (``eigh``'s).
     entry_error
         Relative error of ``x``'s entries to allow for, as in :func:`cholesky_norm_upper`.
 
@@ -909,7 +914,7 @@ def grid_norm_upper(
     -------
     tuple
         ``(b (K,) float64, vectors (K, p))``: the bounds ``b_k >= ||X_k||_2`` and the improved
-        vectors (a start for the next call).
+        vectors (a start for the next call; ``(K, 2, p)`` blocks for start blocks).
 
     Raises
     ------
@@ -981,11 +986,12 @@ def _grid_norm_upper(
 ) -> tuple[Tensor, Tensor]:
     """:func:`grid_norm_upper` (``parts``: of :func:`grid_norm_upper_parts`) in fixed chunks."""
     p = x.shape[-1] if parts else min(x.shape[-2:])
-    if start is not None and start.shape != (x.shape[0], p):
+    if start is not None and start.shape not in ((x.shape[0], p), (x.shape[0], 2, p)):
         start = None
     bound = torch.empty(x.shape[0], dtype=torch.float64, device=x.device)
     dtype = torch.complex64 if x.dtype == torch.float32 else torch.complex128
-    vectors = x.new_empty((x.shape[0], p), dtype=dtype if parts else x.dtype)
+    shape = (x.shape[0], p) if start is None else start.shape
+    vectors = x.new_empty(shape, dtype=dtype if parts else x.dtype)
     for i, j in chunks(x.shape[0], max(1, p * p // GRID_CHUNK_FACTOR)):  # fixed chunks
         part = None if start is None else start[i:j]
         bound[i:j], vectors[i:j] = _grid_chunk(_GramTest(x[i:j], entry_error, parts), part)
@@ -997,7 +1003,11 @@ GRID_CHUNK_FACTOR = 16
 
 
 def _grid_chunk(test: _GramTest, start: Tensor | None) -> tuple[Tensor, Tensor]:
-    """:func:`grid_norm_upper` on one chunk: ``(bounds, vectors)``."""
+    """:func:`grid_norm_upper` on one chunk: ``(bounds, vectors)``.
+
+    ``start`` ``(K, p)`` vectors or ``(K, 2, p)`` blocks (then the vectors returned are blocks:
+    the top vector and a second one, :func:`_ritz_start`).
+    """
     n_mat, p = test.conj_neg.shape[0], test.p
     device, dtype = test.conj_neg.device, test.conj_neg.dtype
     if not bool(torch.isfinite(test.h_fro).all()):
@@ -1007,12 +1017,16 @@ def _grid_chunk(test: _GramTest, start: Tensor | None) -> tuple[Tensor, Tensor]:
         )
     poor = torch.ones(n_mat, dtype=torch.bool, device=device)
     v = test.conj_neg.new_ones((n_mat, p))
+    second: Tensor | None = None
     lower = torch.zeros(n_mat, dtype=torch.float64, device=device)
     if start is not None:
         v = start.to(device=device, dtype=dtype, copy=True)
-        v = torch.where(torch.isfinite(v).all(-1, keepdim=True), v, 1.0)
-        for _ in range(GRID_POWER_STEPS):  # v <- -H v (a sign does not matter)
-            v = _unit(test.neg_times(None, v.unsqueeze(-2)).squeeze(-1))
+        v = torch.where(torch.isfinite(v).flatten(1).all(-1).view(-1, *[1] * (v.ndim - 1)), v, 1.0)
+        if v.ndim == 3:  # a block: the top Ritz vector of its span, after one power step
+            v, second = _ritz_start(test, v)
+        else:
+            for _ in range(GRID_POWER_STEPS):  # v <- -H v (a sign does not matter)
+                v = _unit(test.neg_times(None, v.unsqueeze(-2)).squeeze(-1))
         lower, w = test.rayleigh(None, v)
         # one more power step moves a unit vector close to an eigenvector by about its residual
         poor = ~(_vector_norm(w - v) < GRID_RESIDUAL)
@@ -1023,7 +1037,9 @@ def _grid_chunk(test: _GramTest, start: Tensor | None) -> tuple[Tensor, Tensor]:
             poor[rows] = ~(_vector_norm(w - v[rows]) < GRID_RESIDUAL)
     rows = poor.nonzero().squeeze(1)
     if len(rows):
-        v[rows] = _top_eigenvectors(test.conj_neg[rows].mT)
+        v[rows], top2 = _top_eigenvectors(test.conj_neg[rows].mT)
+        if second is not None:
+            second[rows] = top2
         lower[rows] = test.rayleigh(rows, v[rows])[0]
     nxt = _first_level(test, None, lower)
     bound = torch.full((n_mat,), math.nan, dtype=torch.float64, device=device)
@@ -1035,7 +1051,9 @@ def _grid_chunk(test: _GramTest, start: Tensor | None) -> tuple[Tensor, Tensor]:
             break
         stuck = pending[(failed[pending] >= GRID_TESTS_BEFORE_EIGH) & fresh[pending]]
         if len(stuck):
-            v[stuck] = _top_eigenvectors(test.conj_neg[stuck].mT)
+            v[stuck], top2 = _top_eigenvectors(test.conj_neg[stuck].mT)
+            if second is not None:
+                second[stuck] = top2
             fresh[stuck] = False
             lower_new = test.rayleigh(stuck, v[stuck])[0]
             nxt[stuck] = torch.maximum(nxt[stuck], _first_level(test, stuck, lower_new))
@@ -1047,13 +1065,77 @@ def _grid_chunk(test: _GramTest, start: Tensor | None) -> tuple[Tensor, Tensor]:
         # Where a level was proven, its factor of c I - H (c just above the top eigenvalue)
         # gives a close vector in one inverse-iteration step: the next call's start.
         done = pending[ok]
-        v[done] = _inverse_step(factor[ok], v[done])
+        if second is None:
+            v[done] = _inverse_step(factor[ok], v[done])
+        else:
+            v[done], second[done] = _inverse_block_step(factor[ok], v[done], second[done])
         pending = pending[~ok]
         nxt[pending] += 1
         failed[pending] += 1
     if len(pending):  # unreachable for finite input (the tests succeed above the norm)
         raise RuntimeError("grid_norm_upper: no level was proven")
-    return bound, v
+    return bound, v if second is None else torch.stack([v, second], 1)
+
+
+def _ritz_start(test: _GramTest, block: Tensor) -> tuple[Tensor, Tensor]:
+    """Start vectors from blocks ``(K, 2, p)``: ``(v, second)``, each ``(K, p)`` (estimates only).
+
+    The top Ritz pair of ``H`` on the span of each block (the two vectors orthonormalized, the
+    ``2 x 2`` projection's top eigenvector in closed form), ``v`` its Ritz vector after one
+    power step (``H z``, from the same product) and ``second`` the other Ritz vector. Where the
+    top two eigenvalues of ``H`` are close and cross between calls, the remembered top vector
+    alone is far off while their span is not. Rows whose arithmetic is not finite keep the
+    first vector of their block.
+    """
+    v1 = _unit(block[:, 0])
+    basis = torch.stack([v1, _orthogonal_unit(v1, block[:, 1])], 1)  # (K, 2, p), orthonormal
+    neg_hv = test.neg_times(None, basis)  # -H V: (K, p, 2)
+    t = -(basis.conj() @ neg_hv)  # V^H H V: (K, 2, 2)
+    a, d, b = t[:, 0, 0].real, t[:, 1, 1].real, (t[:, 1, 0] + t[:, 0, 1].conj()) / 2
+    top = (a + d) / 2 + torch.sqrt(((a - d) / 2).square() + b.abs().square())
+    y = torch.where(
+        (a >= d).unsqueeze(-1),
+        torch.stack([(top - d).to(b.dtype), b], -1),
+        torch.stack([b.conj(), (top - a).to(b.dtype)], -1),
+    )  # (K, 2): the top eigenvector of [[a, conj(b)], [b, d]]
+    y = _unit(y)
+    other = torch.stack([-y[:, 1].conj(), y[:, 0].conj()], -1)  # orthogonal to y
+    z1 = -(neg_hv @ y.unsqueeze(-1)).squeeze(-1)  # H (V y): one power step on the Ritz vector
+    z2 = (basis.mT @ other.unsqueeze(-1)).squeeze(-1)  # V y_2
+    ok = (torch.isfinite(z1).all(-1) & torch.isfinite(z2).all(-1)).unsqueeze(-1)
+    ok = ok & (_vector_norm(z1) > 0).unsqueeze(-1)
+    return torch.where(ok, _unit(z1), v1), torch.where(ok, _unit(z2), basis[:, 1])
+
+
+def _inverse_block_step(factor: Tensor, v: Tensor, second: Tensor) -> tuple[Tensor, Tensor]:
+    """:func:`_inverse_step` on ``v`` and ``second`` together, ``second`` made orthogonal to ``v``.
+
+    One subspace-iteration step with ``(c I - H)^{-1}`` (its top two eigenvalues: the top two
+    of ``H``): across calls the pair tracks the top two eigenvectors (where non-finite, the
+    vectors given are kept).
+    """
+    w = torch.cholesky_solve(torch.stack([v, second], -1), factor)  # (K, p, 2)
+    w1 = _unit(w[..., 0])
+    w2 = _orthogonal_unit(w1, w[..., 1])
+    ok = (torch.isfinite(w1).all(-1) & torch.isfinite(w2).all(-1)).unsqueeze(-1)
+    return torch.where(ok, w1, v), torch.where(ok, w2, second)
+
+
+def _orthogonal_unit(v: Tensor, b: Tensor) -> Tensor:
+    """``b`` made orthogonal to the unit ``v`` and normalized, rows ``(K, p)`` (an estimate).
+
+    Where ``b`` is (nearly) parallel to ``v`` (or zero), ``v`` shifted by one entry with
+    alternating signs takes its place, so that a remembered pair never collapses to one vector.
+    """
+    b = _unit(b)
+    rest = b - torch.linalg.vecdot(v, b).unsqueeze(-1) * v  # v^H b: vecdot conjugates v
+    small = (_vector_norm(rest) < 1e-3).unsqueeze(-1)
+    if bool(small.any()):
+        signs = 1.0 - 2.0 * (torch.arange(v.shape[-1], device=v.device) % 2)
+        shifted = v.roll(1, -1) * signs.to(v.real.dtype)
+        alt = shifted - torch.linalg.vecdot(v, shifted).unsqueeze(-1) * v
+        rest = torch.where(small, alt, rest)
+    return _unit(rest)
 
 
 def _first_level(test: _GramTest, rows: Tensor | None, lower: Tensor) -> Tensor:
@@ -1135,16 +1217,18 @@ def _krylov_vector(test: _GramTest, rows: Tensor, v: Tensor) -> Tensor:
     return torch.where(torch.isfinite(out).all(-1, keepdim=True), out, v)
 
 
-def _top_eigenvectors(neg: Tensor) -> Tensor:
-    """Top eigenvectors ``(K, p)`` of ``H`` from ``-H`` ``(K, p, p)`` (``eigh``; an estimate).
+def _top_eigenvectors(neg: Tensor) -> tuple[Tensor, Tensor]:
+    """Top two eigenvectors ``(K, p)`` each of ``H`` from ``-H`` ``(K, p, p)`` (``eigh``).
 
-    ``-H`` in column-major layout (a transposed view) is read by LAPACK without a copy.
+    Estimates only. ``-H`` in column-major layout (a transposed view) is read by LAPACK without
+    a copy. For ``p = 1`` the second is the first.
     """
     try:
-        return torch.linalg.eigh(neg)[1][..., 0]  # ascending: -H's smallest is H's largest
+        vectors = torch.linalg.eigh(neg)[1]  # ascending: -H's smallest is H's largest
     except torch.linalg.LinAlgError:  # no convergence in the weights' precision: in float64
         wide = torch.complex128 if neg.is_complex() else torch.float64
-        return torch.linalg.eigh(neg.to(wide))[1][..., 0].to(neg.dtype)
+        vectors = torch.linalg.eigh(neg.to(wide))[1].to(neg.dtype)
+    return vectors[..., 0], vectors[..., min(1, vectors.shape[-1] - 1)]
 
 
 def _frobenius64(w: Tensor) -> Tensor:

@@ -3,6 +3,7 @@ import math
 import pytest
 import torch
 
+import liponet.functional as functional
 from liponet.functional import (
     NORM_GRID_BITS,
     _GramTest,
@@ -16,6 +17,7 @@ from liponet.functional import (
     drifted_norm_bounds,
     gram_norm_upper,
     grid_norm_upper,
+    grid_norm_upper_parts,
     isometry_norm_upper,
     norm_grid_index,
     norm_grid_level,
@@ -606,6 +608,16 @@ def test_grid_norm_upper_is_a_close_upper_bound_whatever_the_start(dtype):
     ]
     for start in starts:  # the start chooses where the search begins, never its result
         assert torch.equal(grid_norm_upper(m, start)[0], bound)
+    blocks = [  # start blocks (two vectors per matrix): the same
+        torch.stack([vectors, starts[2]], 1),
+        torch.stack([starts[1], starts[1]], 1),  # a degenerate pair
+        torch.stack([starts[2], torch.full_like(vectors, math.nan)], 1),
+        torch.randn(7, 2, p, generator=gen).to(m.dtype),
+    ]
+    for block in blocks:
+        result, pairs = grid_norm_upper(m, block)
+        assert torch.equal(result, bound) and pairs.shape == (7, 2, p)
+        assert bool(torch.isfinite(pairs).all())
     tiny = grid_norm_upper(_hard_matrices(dtype)[7:])[0]
     assert float(tiny[0]) >= 1e-30
 
@@ -619,6 +631,7 @@ def test_grid_norm_upper_on_width_64_multipliers_after_steps():
         torch.complex64
     )
     bound, vectors = grid_norm_upper(m)
+    pairs = torch.stack([vectors, vectors.roll(1, -1)], 1)
     for _ in range(3):
         step = torch.randn(m.shape, generator=gen, dtype=torch.complex128)
         m = m + (1e-4 * (step.real.sign() + 1j * step.imag.sign())).to(m.dtype)
@@ -627,6 +640,82 @@ def test_grid_norm_upper_on_width_64_multipliers_after_steps():
         assert bool((bound >= exact).all())
         assert float((bound / exact).max()) <= 1 + 2e-3
         assert torch.equal(grid_norm_upper(m)[0], bound)
+        by_pairs, pairs = grid_norm_upper(m, pairs)
+        assert torch.equal(by_pairs, bound)
+        parts = torch.view_as_real(m).permute(0, 3, 1, 2).reshape(24, 128, 64)
+        assert torch.equal(grid_norm_upper_parts(parts, pairs)[0], bound)
+
+
+def _crossing(top: float, second: float, seed: int = 8) -> torch.Tensor:
+    # (K, 32, 32) complex64 with singular values top, second, then <= 0.6, the same singular
+    # vectors for every call: swapping top and second makes the top vector the second one
+    gen = torch.Generator().manual_seed(seed)
+    k, p = 16, 32
+    u = torch.linalg.qr(torch.randn(k, p, p, generator=gen, dtype=torch.complex128))[0]
+    v = torch.linalg.qr(torch.randn(k, p, p, generator=gen, dtype=torch.complex128))[0]
+    s = torch.linspace(0.6, 0.1, p, dtype=torch.float64)
+    s[0], s[1] = top, second
+    return ((u * s.to(u.dtype)) @ v.mH).to(torch.complex64)
+
+
+def _tested_rows(monkeypatch) -> list[int]:
+    rows: list[int] = []
+    run = functional._GramTest.run
+
+    def counting(self, which, level2):
+        rows.append(self.conj_neg.shape[0] if which is None else len(which))
+        return run(self, which, level2)
+
+    monkeypatch.setattr(functional._GramTest, "run", counting)
+    return rows
+
+
+def test_grid_norm_upper_start_pairs_follow_crossing_top_singular_values(monkeypatch):
+    # Two top singular values that cross between calls (training moves near-tied ones past
+    # each other): the remembered top vector is now the second one, ~1% low in its Rayleigh
+    # quotient (several failed levels, then eigh); the remembered pair still spans the new top
+    # vector (one or two tests each). The bounds are the same either way.
+    before, after = _crossing(1.0, 0.99), _crossing(0.99, 1.0)
+    _, vector = grid_norm_upper(before, torch.ones(16, 32, dtype=torch.complex64))
+    _, pair = grid_norm_upper(before, torch.ones(16, 2, 32, dtype=torch.complex64))  # ones twice
+    _, pair = grid_norm_upper(before, pair)  # a second call: the pair tracks the top two
+    rows = _tested_rows(monkeypatch)
+    by_vector = grid_norm_upper(after, vector)[0]
+    single = sum(rows)
+    rows.clear()
+    by_pair = grid_norm_upper(after, pair)[0]
+    assert torch.equal(by_pair, by_vector)
+    assert sum(rows) <= 2 * 16 < single
+
+
+def test_grid_norm_upper_with_history_in_its_lower_bounds_fails_the_check(monkeypatch):
+    # Start pairs (and vectors) may only choose where the search begins: every skipped level
+    # is ruled out by a lower bound proven for the matrices as they are. The check (the same
+    # bounds as a call with no start) is not vacuous: a variant that also skips the levels
+    # below the last call's bounds (history taken for a proof) gives other bounds once the
+    # norms drop, here on near-rank-one matrices.
+    gen = torch.Generator().manual_seed(2)
+    a = torch.randn(64, 48, 1, generator=gen, dtype=torch.complex128)
+    b = torch.randn(64, 1, 48, generator=gen, dtype=torch.complex128)
+    noise = torch.randn(64, 48, 48, generator=gen, dtype=torch.complex128)
+    x = (a @ b / 48 + 1e-3 * noise).to(torch.complex64)
+    exact = spectral_norm_exact(x)
+    bound, pairs = grid_norm_upper(x)
+    assert bool((bound >= exact).all())
+    assert torch.equal(grid_norm_upper(x, pairs)[0], bound)
+
+    defined = grid_norm_upper(x * 0.99)[0]
+    assert torch.equal(grid_norm_upper(x * 0.99, pairs)[0], defined)
+    first_level = functional._first_level
+
+    def stale(test, rows, lower):  # the last call's bounds taken as proven lower bounds
+        remembered = bound if rows is None else bound[rows]
+        return first_level(test, rows, torch.maximum(lower, remembered.square()))
+
+    monkeypatch.setattr(functional, "_first_level", stale)
+    smaller = grid_norm_upper(x * 0.99, pairs)[0]  # the norms dropped by 1%
+    assert bool((smaller >= spectral_norm_exact(x * 0.99)).all())  # still upper bounds,
+    assert bool((smaller > defined).any())  # but not the defined ones
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.complex64, torch.complex128])

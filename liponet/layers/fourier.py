@@ -667,8 +667,8 @@ class _Memory:
     def __init__(self) -> None:
         #: ``(R, W, lower, upper, proven)`` of :meth:`LipSpectralConv._norms`' last call.
         self.value: tuple[Tensor, Tensor | None, Tensor, Tensor, Tensor] | None = None
-        #: The vectors of ``"clip"``'s last bounds (:meth:`LipSpectralConv._clip_scales`): where
-        #: the next call's search starts (never what it finds).
+        #: The vector pairs of ``"clip"``'s last bounds (:meth:`LipSpectralConv._clip_scales`):
+        #: where the next call's search starts (never what it finds).
         self.vectors: Tensor | None = None
 
 
@@ -975,6 +975,19 @@ class LipSpectralConv(CertifiedModule):
             normalized = NORMALIZATIONS[self.normalization](m, sigma, target)
             return self._split(normalized, symmetrize=True), None
 
+    def _start_pairs(self, n_rows: int, device: torch.device) -> Tensor:
+        """Start pairs ``(K [+1], 2, p)`` of ``"clip"``'s search (:meth:`_clip_scales`).
+
+        The pairs remembered from the last call, else the training power-iteration vectors
+        and each of them shifted by one entry (:func:`~liponet.functional.grid_norm_upper`:
+        they choose where the search begins, never its result).
+        """
+        start = self._norm_memory.vectors
+        if start is None or start.shape[0] != n_rows or start.ndim != 3 or start.device != device:
+            u = torch.view_as_complex(self.u.detach())  # (K [+1], in)
+            start = torch.stack([u, u.roll(1, -1)], 1)
+        return start
+
     def _clips_from_parts(self, weight: Tensor, skip: Tensor | None) -> bool:
         """Whether ``"clip"``'s eval state is built from the raw weights' real parts.
 
@@ -1046,9 +1059,7 @@ class LipSpectralConv(CertifiedModule):
         """
         d, o, i = len(self.modes), self.out_channels, self.in_channels
         n = math.prod(self.kept_shape)
-        start = self._norm_memory.vectors  # remembered from the last call, else the training ones
-        if start is None or start.shape[0] != n + 1 or start.device != weight.device:
-            start = torch.view_as_complex(self.u.detach())
+        start = self._start_pairs(n + 1, weight.device)
         try:
             parts, x_err = self._parts(weight, w)
             upper, vectors = grid_norm_upper_parts(parts, start, x_err)
@@ -1226,9 +1237,12 @@ class LipSpectralConv(CertifiedModule):
         (:func:`~liponet.functional.grid_norm_upper`; the Gram product and the factorization in
         float32 for float32 weights, the rounding margin :func:`~liponet.functional.
         cholesky_rounding_constant` proven), within about :data:`CLIP_HEADROOM` of the norm.
-        The search starts from the vectors remembered from the last call (the training
-        power-iteration vectors on a first call): one Gram product, two matrix-vector products
-        and one or two factorizations per multiplier, no eigendecomposition. The vectors choose
+        The search starts from the pairs of vectors remembered from the last call (the top
+        two eigenvectors of each Gram matrix, about; on a first call the training
+        power-iteration vectors, :meth:`_start_pairs`): one Gram product, two matrix-vector
+        products (of two columns and one) and one or two factorizations per multiplier, no
+        eigendecomposition; a pair, not one vector, because near-tied top singular values
+        cross as training moves them. The vectors choose
         where the search begins, never its result (``tests/test_clip_certificate.py``); the
         float64 SVD decides only where the Gram matrix overflows float32. The scale is ``min(1,
         k' / u_k)`` with ``k' = k (1 - CLIP_ROUNDING_ROOM)``: every scaled multiplier has norm
@@ -1242,9 +1256,7 @@ class LipSpectralConv(CertifiedModule):
             sigma = self._exact_norms(r, w)
             return SCALAR_NORMALIZATIONS["clip"](sigma, k), sigma * (1.0 + SVD_RELATIVE_MARGIN)
         x, x_err = self._multipliers_in(r, w, torch.arange(n_rows, device=r.device))
-        start = self._norm_memory.vectors  # remembered from the last call, else the training ones
-        if start is None or start.shape[0] != n_rows or start.device != x.device:
-            start = torch.view_as_complex(self.u.detach())
+        start = self._start_pairs(n_rows, x.device)
         try:
             upper, vectors = grid_norm_upper(x, start, x_err)
         except ValueError:  # NaN/inf (the SVD raises) or a Gram matrix overflowing float32
