@@ -97,12 +97,16 @@ def measure(model: LipFNO, make: type[LipFNO] | object, x: torch.Tensor, steps: 
         finally:
             fourier.SVD_ALL_WORK = saved
         new_scales = fourier.LipSpectralConv._clip_scales
+        from_parts = fourier.LipSpectralConv._clips_from_parts
         try:
             fourier.LipSpectralConv._clip_scales = _previous_clip_scales  # type: ignore[method-assign]
+            # the general path, the one that goes through _clip_scales
+            fourier.LipSpectralConv._clips_from_parts = lambda *args: False  # type: ignore[method-assign]
             y_prev = previous(x)
             scales_prev = [c._eval_state()[1][3] for c in _convs(previous)]
         finally:
             fourier.LipSpectralConv._clip_scales = new_scales  # type: ignore[method-assign]
+            fourier.LipSpectralConv._clips_from_parts = from_parts  # type: ignore[method-assign]
         for conv, ref, prev in zip(_convs(model), scales_ref, scales_prev, strict=True):
             ratios.append(conv._eval_state()[1][3] / ref)
             ratios_prev.append(conv._eval_state()[1][3] / prev)
