@@ -39,10 +39,13 @@ from burgers_study import _fmt, append, one_step_error, read, summarize
 from torch import nn
 
 from liponet.bench import (
+    MODEL_TRAINING,
+    MODELS,
     PRESETS,
     BenchData,
     Builder,
     Preset,
+    append_row,
     fno_builder,
     lipfno_builder,
     load_task,
@@ -309,6 +312,10 @@ def markdown(
         "|---|---|---|",
     ]
     for name in dict.fromkeys(r["config"] for r in rows):
+        if name not in CONFIGS and name in MODELS:  # a bench model (--bench-models)
+            settings_ = ", ".join(f"{k}={v}" for k, v in MODEL_TRAINING.get(name, {}).items())
+            lines.append(f"| {name} | bench model; {settings_} | `liponet.bench` row |")
+            continue
         keywords, why = CONFIGS.get(name, (None, "(no longer defined)"))
         kw = "bench FNO" if keywords is None else ", ".join(f"{k}={v}" for k, v in keywords.items())
         lines.append(f"| {name} | {kw} | {why} |")
@@ -523,14 +530,39 @@ def quick_preset() -> Preset:
 def main() -> None:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="smoke run (tiny Darcy)")
-    parser.add_argument("--configs", nargs="+", default=list(CONFIGS), choices=tuple(CONFIGS))
+    parser.add_argument(
+        "--configs",
+        nargs="+",
+        default=None,
+        choices=tuple(CONFIGS),
+        help="study configurations (default: all, or none with --bench-models)",
+    )
     parser.add_argument("--seeds", nargs="+", type=int, default=[0])
     parser.add_argument("--steps", type=int, default=None, help="override the preset's steps")
     parser.add_argument("--work-dir", default=None, help="generated data (reused when present)")
     parser.add_argument("--out", default=str(RESULTS))
     parser.add_argument("--from-csv", action="store_true", help="only rebuild md/png")
     parser.add_argument("--no-fno", action="store_true", help="do not add the FNO reference")
+    parser.add_argument(
+        "--bench-models",
+        nargs="+",
+        default=[],
+        metavar="NAME",
+        help="also run these liponet bench models (their MODEL_TRAINING settings on the "
+        "medium preset): a study row named after the model, and with --bench-csv its bench row",
+    )
+    parser.add_argument(
+        "--bench-csv",
+        default=None,
+        help="append the --bench-models rows to this bench CSV (e.g. "
+        "benchmarks/results/bench_medium.csv; the same row `liponet bench --append` writes)",
+    )
     args = parser.parse_args()
+    unknown = [name for name in args.bench_models if name not in MODELS]
+    if unknown:
+        parser.error(f"--bench-models: unknown liponet bench model {unknown[0]!r}")
+    if args.bench_csv and (args.steps is not None or args.quick):
+        parser.error("--bench-csv: bench rows run the medium preset as it is (no --steps/--quick)")
     torch.set_num_threads(1)
     preset = with_overrides(quick_preset() if args.quick else PRESETS["medium"], steps=args.steps)
     out = Path(args.out)
@@ -555,7 +587,8 @@ def main() -> None:
             if r["status"] == "ok"
         }
         first = [] if args.no_fno else ["FNO"]
-        configs = [*first, *(c for c in args.configs if c not in first)]
+        chosen = args.configs if args.configs is not None else [] if args.bench_models else CONFIGS
+        configs = [*first, *(c for c in chosen if c not in first), *args.bench_models]
         with tempfile.TemporaryDirectory(prefix="liponet-darcy-") as tmp:
             data = load_task(TASK, preset, None, args.work_dir or tmp, 0)
             steps = per_task(preset.steps, TASK)
@@ -567,9 +600,18 @@ def main() -> None:
                     if (config, steps, seed) in done:
                         continue
                     start = time.perf_counter()
-                    r = run_row(
-                        config, data, config_preset(preset, config), seed, builder=builder(config)
-                    )
+                    if config in args.bench_models:  # registered: its MODEL_TRAINING settings
+                        r = run_row(config, data, preset, seed)
+                        if args.bench_csv:
+                            append_row(args.bench_csv, r)
+                    else:
+                        r = run_row(
+                            config,
+                            data,
+                            config_preset(preset, config),
+                            seed,
+                            builder=builder(config),
+                        )
                     fno = [
                         f
                         for f in read(csv_path)
