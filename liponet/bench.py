@@ -233,7 +233,8 @@ class Preset:
     optimizer steps (per task, or one number) rounded up to whole epochs (or ``epochs`` over the
     training windows when set), batch ``batch``, relative training-input noise ``input_noise``
     (:class:`~liponet.train.TrainConfig`; 0 = none), symmetry augmentation ``augment``
-    (``none``, ``transpose``, ``d4``: :mod:`liponet.train.augment`), learning rate halved
+    (``none``, ``transpose``, ``d4``: :mod:`liponet.train.augment`), weight averaging ``ema``
+    (the decay, 0 = none; :mod:`liponet.train.averaging`), learning rate halved
     ``lr_halvings`` times at equal intervals (``scheduler "step"``; PDEBench: every 100 of 500
     epochs) or cosine-annealed to 0 (``"cosine"``), stepped once per epoch (``schedule_unit
     "epoch"``) or after every optimizer step (``"step"``). ``models``: the rows a run trains by
@@ -255,6 +256,7 @@ class Preset:
     weight_decay: float = 1e-4
     input_noise: float = 0.0
     augment: str = "none"
+    ema: float = 0.0
     lr_halvings: int = 4
     scheduler: str = "step"
     schedule_unit: str = "epoch"
@@ -1242,13 +1244,16 @@ AUGMENT_BASES = (
 )
 _add_training_variants(AUGMENT_BASES, AUGMENT_SUFFIXES)
 
-#: Training-only regularization of the Darcy ``-tr`` rows (issue 13: LipFNO fits the training
-#: set as well as FNO and generalizes worse, benchmarks/results/darcy_study.md): ``-noise3e-2``
-#: adds white noise of 3e-2 times each training input's RMS (``input_noise``; the evaluated map
-#: and its certificate are the network's own, the noise never reaches them). Given to both
-#: families' best rows, so each is compared at its best.
+#: Regularizing recipes of the Darcy ``-tr`` rows (issue 13: LipFNO fits the training set as
+#: well as FNO and generalizes worse, benchmarks/results/darcy_study.md): ``-noise3e-2`` adds
+#: white noise of 3e-2 times each training input's RMS (``input_noise``; training only: the
+#: evaluated map and its certificate are the network's own); ``-ema`` deploys an exponential
+#: moving average of the weights, decay 0.998 (``ema``, horizon about 500 of Darcy's 1508
+#: steps; the certificate is the averaged model's own, :mod:`liponet.train.averaging`). Given
+#: to both families' best rows, so each is compared at its best.
 REGULARIZER_SUFFIXES: dict[str, dict[str, Any]] = {
     "-noise3e-2": {"input_noise": 3e-2},
+    "-ema": {"ema": 0.998},
 }
 #: The ``-tr`` rows with :data:`REGULARIZER_SUFFIXES` entries.
 REGULARIZER_BASES = ("FNO-lr2e-2-tr", "LipFNO-m8-lr-tr")
@@ -1292,14 +1297,14 @@ for _name, _extra in _FACTORED_NETWORKS.items():
     _add_training_variants(_rates, AUGMENT_SUFFIXES)
 
 #: The suffixes a training-settings variant's name may end with (its network: the rest).
-_TRAINING_SUFFIXES = ("-lr", "-noise", "-cos", "-wd0", "-d4", "-tr")
+_TRAINING_SUFFIXES = ("-lr", "-noise", "-cos", "-wd0", "-d4", "-tr", "-ema")
 
 
 def _base_model(name: str) -> str:
     """The network a training-settings variant builds: its name less its settings suffixes.
 
     Suffixes: ``-lr...``, ``-noise...``, ``-cos``, ``-wd0`` (:data:`RECIPE_SUFFIXES`), ``-d4``,
-    ``-tr`` (:data:`AUGMENT_SUFFIXES`).
+    ``-tr`` (:data:`AUGMENT_SUFFIXES`), ``-ema`` (:data:`REGULARIZER_SUFFIXES`).
     """
     while name in MODEL_TRAINING or name not in MODELS:
         head, sep, _ = max(
@@ -1425,6 +1430,7 @@ def train_config(
         grad_clip=0.0,
         input_noise=preset.input_noise,
         augment=preset.augment,
+        ema=preset.ema,
         loss="rel_l2",
         seed=seed,
         device=device,
@@ -1670,7 +1676,7 @@ def recipe(preset: Preset) -> str:
     """The training recipe a row ran with, as its ``recipe`` column states it.
 
     Optimizer (always Adam), learning rate, weight decay, schedule and its unit, input noise,
-    symmetry augmentation.
+    symmetry augmentation, weight averaging.
 
     Examples
     --------
@@ -1684,7 +1690,8 @@ def recipe(preset: Preset) -> str:
         schedule += f" halvings={max(0, preset.lr_halvings)}"
     text = f"adam lr={preset.lr:g} wd={preset.weight_decay:g} {schedule}"
     text += f" noise={preset.input_noise:g}" if preset.input_noise else ""
-    return text + (f" augment={preset.augment}" if preset.augment != "none" else "")
+    text += f" augment={preset.augment}" if preset.augment != "none" else ""
+    return text + (f" ema={preset.ema:g}" if preset.ema else "")
 
 
 def _fill_recipes(rows: Sequence[Mapping[str, Any]], preset: Preset) -> list[dict[str, Any]]:

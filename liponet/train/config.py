@@ -224,6 +224,13 @@ class TrainConfig:
         square); one random element per batch, applied to inputs and targets alike. Only for
         square 2-D scalar fields whose true operator has that symmetry (e.g. Darcy flow on its
         generator's grid); validation and test data are never transformed.
+    ema
+        Weight averaging (:mod:`liponet.train.averaging`): the decay of an exponential moving
+        average of the parameters, updated after every optimizer step (horizon about
+        ``1 / (1 - ema)`` steps, warmed up over the first steps); 0 (default) disables it.
+        With it the trainer validates, certifies and checkpoints the averaged model (the
+        checkpoint's model weights are the average; the training weights ride along for
+        resuming), and the model holds the averaged weights when training ends.
     shortcut_init
         ``None`` (default), ``"lstsq"`` or ``"lstsq-rel"``: before the first step, set the model's
         spectral shortcut (``increment="spectral"``) to the per-mode least-squares step of the
@@ -274,6 +281,7 @@ class TrainConfig:
     grad_clip: float = 1.0
     input_noise: float = 0.0
     augment: str = "none"
+    ema: float = 0.0
     shortcut_init: str | None = None
     shortcut_frozen: bool = False
     loss: str = "mse"
@@ -305,6 +313,10 @@ class TrainConfig:
             value = getattr(self, key)
             if not (math.isfinite(value) and value >= 0):
                 raise ConfigError(f"{key}: must be a finite number >= 0, got {value}")
+        if not (math.isfinite(self.ema) and 0 <= self.ema < 1):
+            raise ConfigError(
+                f"ema: the averaging decay must be in [0, 1) (0: off; e.g. 0.99), got {self.ema}"
+            )
         if not (math.isfinite(self.gamma) and self.gamma > 0):
             raise ConfigError(f"gamma: must be a finite positive number, got {self.gamma}")
         if not (math.isfinite(self.dist_timeout_s) and self.dist_timeout_s > 0):
