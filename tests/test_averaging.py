@@ -4,12 +4,21 @@ import copy
 
 import pytest
 import torch
+import yaml
 from certcheck import check_all
 from torch.utils.data import TensorDataset
 from trainfixtures import tiny_config
 
 from liponet.bench import MODEL_TRAINING, MODELS, PRESETS, train_config, training_preset
-from liponet.train import ConfigError, Trainer, build_dataset, config_from_dict, load_checkpoint
+from liponet.cli import main
+from liponet.train import (
+    ConfigError,
+    Trainer,
+    build_dataset,
+    config_from_dict,
+    load_checkpoint,
+    load_model,
+)
 from liponet.train.averaging import WeightAverage, ema_weight
 
 
@@ -199,3 +208,20 @@ def test_bench_ema_rows_train_their_network_with_averaging():
         == MODEL_TRAINING["LipFNO-m8-lr-tr-ema"]["ema"]
     )
     assert train_config(Data, PRESETS["medium"], 0, "unused", "cpu").ema == 0.0
+
+
+def test_cli_train_with_ema_deploys_the_average(tmp_path, capsys):
+    cfg = tiny_config(tmp_path / "run", epochs=2)
+    (tmp_path / "c.yaml").write_text(yaml.safe_dump(cfg))
+    argv = ["train", "--config", str(tmp_path / "c.yaml"), "--no-progress", "--set", "ema=0.9"]
+    assert main(argv) == 0
+    capsys.readouterr()
+    model, ckpt = load_model(tmp_path / "run" / "last.pt")
+    assert ckpt.config["ema"] == 0.9 and ckpt.extra["ema_updates"] == 12
+    training = ckpt.extra["ema_training_weights"]
+    for name, p in model.named_parameters():  # the loaded model is the average
+        assert torch.equal(p.detach(), ckpt.model_state[name])
+    assert any(not torch.equal(training[n], ckpt.model_state[n]) for n in training)
+    assert main([*argv[:-1], "ema=1.0"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "ema: the averaging decay must be in [0, 1)" in err and len(err.splitlines()) == 1
