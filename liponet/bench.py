@@ -922,7 +922,8 @@ _INC: dict[str, Any] = dict(
 #: ``LipFNO-m8``: LipFNO's four convex-potential blocks (clip) with 8 kept modes per dimension
 #: instead of the preset's 12 and slack ``k = 3``: on Darcy the kept spectrum's products are
 #: what a convex-potential block costs beyond an FNO block, so the step drops to 1.25x
-#: FNO's (benchmarks/darcy_study.py; ``LipFNO-m8-lr``: at learning rate 1e-2).
+#: FNO's (benchmarks/darcy_study.py; ``LipFNO-m8-lr``: at learning rate 1e-2; ``-lr1.5e-2`` /
+#: ``-lr2e-2``: at 1.5e-2 / 2e-2). ``LipFNO-m8-k4``: the same network with ``k = 4``.
 #: ``LipFNO-sc-...``: the spectral shortcut (``increment="spectral"``, ``S(x) + f(x)``: a learned
 #: full-band linear step ``S`` of the window, every rfft mode of the grid, ``max_k ||S_k|| <=
 #: 1``, in place of ``u_last``; :class:`liponet.layers.SpectralShortcut`) on ``LipFNO-inc0.3-d2``
@@ -988,6 +989,9 @@ MODELS: dict[str, Builder] = {
     "LipFNO-w12-h40-d3": lipfno_builder(**{**_WIDE, "hidden_factor": 10 / 3}, width=12, depth=3),
     "LipFNO-m8": lipfno_builder(
         normalization="clip", k=3.0, block="cpl", increment=False, budget="last", modes=8
+    ),
+    "LipFNO-m8-k4": lipfno_builder(
+        normalization="clip", k=4.0, block="cpl", increment=False, budget="last", modes=8
     ),
     "LipFNO-sc-inc0.3-d2": lipfno_builder(
         normalization="clip", k=0.3, block="cpl", increment="spectral", budget="last", depth=2
@@ -1100,6 +1104,7 @@ MODEL_TRAINING: dict[str, dict[str, Any]] = {
     "LipFNO-m8-lr": {"lr": 1e-2},
     "LipFNO-m8-lr1.5e-2": {"lr": 1.5e-2},
     "LipFNO-m8-lr2e-2": {"lr": 2e-2},
+    "LipFNO-m8-k4-lr": {"lr": 1e-2},
     # the spectral-shortcut rows' rates, screened under the per-step recipe (both families)
     "LipFNO-sc-inc-d2-lr": {"lr": 1e-2},
     "LipFNO-sc-inc-d2-lr1e-3": {"lr": 1e-3},
@@ -1241,6 +1246,7 @@ AUGMENT_BASES = (
     "LipFNO-m8-lr",
     "LipFNO-m8-lr1.5e-2",
     "LipFNO-m8-lr2e-2",
+    "LipFNO-m8-k4-lr",
 )
 _add_training_variants(AUGMENT_BASES, AUGMENT_SUFFIXES)
 
