@@ -923,7 +923,8 @@ _INC: dict[str, Any] = dict(
 #: instead of the preset's 12 and slack ``k = 3``: on Darcy the kept spectrum's products are
 #: what a convex-potential block costs beyond an FNO block, so the step drops to 1.25x
 #: FNO's (benchmarks/darcy_study.py; ``LipFNO-m8-lr``: at learning rate 1e-2; ``-lr1.5e-2`` /
-#: ``-lr2e-2``: at 1.5e-2 / 2e-2). ``LipFNO-m8-k4``: the same network with ``k = 4``.
+#: ``-lr2e-2`` / ``-lr7e-3``: at 1.5e-2 / 2e-2 / 7e-3). ``LipFNO-m8-k4``: the same network
+#: with ``k = 4``; ``LipFNO-m10``: with 10 kept modes (step about 1.35x FNO's).
 #: ``LipFNO-sc-...``: the spectral shortcut (``increment="spectral"``, ``S(x) + f(x)``: a learned
 #: full-band linear step ``S`` of the window, every rfft mode of the grid, ``max_k ||S_k|| <=
 #: 1``, in place of ``u_last``; :class:`liponet.layers.SpectralShortcut`) on ``LipFNO-inc0.3-d2``
@@ -989,6 +990,9 @@ MODELS: dict[str, Builder] = {
     "LipFNO-w12-h40-d3": lipfno_builder(**{**_WIDE, "hidden_factor": 10 / 3}, width=12, depth=3),
     "LipFNO-m8": lipfno_builder(
         normalization="clip", k=3.0, block="cpl", increment=False, budget="last", modes=8
+    ),
+    "LipFNO-m10": lipfno_builder(
+        normalization="clip", k=3.0, block="cpl", increment=False, budget="last", modes=10
     ),
     "LipFNO-m8-k4": lipfno_builder(
         normalization="clip", k=4.0, block="cpl", increment=False, budget="last", modes=8
@@ -1105,6 +1109,8 @@ MODEL_TRAINING: dict[str, dict[str, Any]] = {
     "LipFNO-m8-lr1.5e-2": {"lr": 1.5e-2},
     "LipFNO-m8-lr2e-2": {"lr": 2e-2},
     "LipFNO-m8-k4-lr": {"lr": 1e-2},
+    "LipFNO-m8-lr7e-3": {"lr": 7e-3},
+    "LipFNO-m10-lr": {"lr": 1e-2},
     # the spectral-shortcut rows' rates, screened under the per-step recipe (both families)
     "LipFNO-sc-inc-d2-lr": {"lr": 1e-2},
     "LipFNO-sc-inc-d2-lr1e-3": {"lr": 1e-3},
@@ -1247,6 +1253,8 @@ AUGMENT_BASES = (
     "LipFNO-m8-lr1.5e-2",
     "LipFNO-m8-lr2e-2",
     "LipFNO-m8-k4-lr",
+    "LipFNO-m8-lr7e-3",
+    "LipFNO-m10-lr",
 )
 _add_training_variants(AUGMENT_BASES, AUGMENT_SUFFIXES)
 
