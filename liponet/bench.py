@@ -924,8 +924,8 @@ _INC: dict[str, Any] = dict(
 #: what a convex-potential block costs beyond an FNO block, so the step drops to 1.25x
 #: FNO's (benchmarks/darcy_study.py; ``LipFNO-m8-lr``: at learning rate 1e-2; ``-lr1.5e-2`` /
 #: ``-lr2e-2`` / ``-lr7e-3``: at 1.5e-2 / 2e-2 / 7e-3). ``LipFNO-m8-k4``: the same network
-#: with ``k = 4``; ``LipFNO-m10`` / ``LipFNO-m6``: with 10 / 6 kept modes (step about 1.35x /
-#: 1.1x FNO's).
+#: with ``k = 4``; ``LipFNO-m6`` / ``-m9`` / ``-m10``: with 6 / 9 / 10 kept modes
+#: (benchmarks/results/darcy_step_time_13e/).
 #: ``LipFNO-sc-...``: the spectral shortcut (``increment="spectral"``, ``S(x) + f(x)``: a learned
 #: full-band linear step ``S`` of the window, every rfft mode of the grid, ``max_k ||S_k|| <=
 #: 1``, in place of ``u_last``; :class:`liponet.layers.SpectralShortcut`) on ``LipFNO-inc0.3-d2``
@@ -994,6 +994,9 @@ MODELS: dict[str, Builder] = {
     ),
     "LipFNO-m6": lipfno_builder(
         normalization="clip", k=3.0, block="cpl", increment=False, budget="last", modes=6
+    ),
+    "LipFNO-m9": lipfno_builder(
+        normalization="clip", k=3.0, block="cpl", increment=False, budget="last", modes=9
     ),
     "LipFNO-m10": lipfno_builder(
         normalization="clip", k=3.0, block="cpl", increment=False, budget="last", modes=10
@@ -1116,6 +1119,7 @@ MODEL_TRAINING: dict[str, dict[str, Any]] = {
     "LipFNO-m8-lr7e-3": {"lr": 7e-3},
     "LipFNO-m10-lr": {"lr": 1e-2},
     "LipFNO-m6-lr": {"lr": 1e-2},
+    "LipFNO-m9-lr": {"lr": 1e-2},
     # the spectral-shortcut rows' rates, screened under the per-step recipe (both families)
     "LipFNO-sc-inc-d2-lr": {"lr": 1e-2},
     "LipFNO-sc-inc-d2-lr1e-3": {"lr": 1e-3},
@@ -1261,6 +1265,7 @@ AUGMENT_BASES = (
     "LipFNO-m8-lr7e-3",
     "LipFNO-m10-lr",
     "LipFNO-m6-lr",
+    "LipFNO-m9-lr",
 )
 _add_training_variants(AUGMENT_BASES, AUGMENT_SUFFIXES)
 
