@@ -400,6 +400,28 @@ def plot(rows: Sequence[Mapping[str, Any]], path: Path) -> Path | None:
 #: What the committed rows show (the tables below hold every figure); not written for --quick.
 FINDINGS = """## Findings
 
+- **Nothing tried around LipFNO-m8-lr-tr beats it; the seed-0 screen cannot separate them**
+  (branch darcy13e; seed 0, 1500 steps, all with the transpose; the bench rows of the same
+  names are in `bench_medium.md`; `FNO-lr2e-2-tr` reproduced its seed-0 row there to every
+  digit, 0.0324). With the transpose the Lipschitz model no longer fits the training set as
+  well as FNO (training rel. L2 0.0342 against `FNO-lr2e-2-tr`'s 0.029; test / train 1.21
+  against 1.12), so training-only regularizers, which trade training fit for generalization,
+  do not help: input noise of 3e-2 of each input's RMS (`-noise3e-2`) 0.0413 (training 0.0343:
+  no effect), weight averaging (`-ema`: `TrainConfig.ema` = 0.998, the averaged model deployed
+  and certified at 3) 0.0474 (training 0.042: an average over the last ~500 steps lags the
+  cosine's final annealing, which already does what an average would). Other rates fit worse:
+  7e-3 0.0425, 1.5e-2 0.0423 (training 0.0372), 2e-2 0.0479 (0.0426); k = 4 0.0433 (0.0362).
+  Kept modes: 6 / 9 / 10 reach 0.0436 / 0.0448 / 0.0392 (training 0.0359 / 0.0362 / 0.0308)
+  at 1.12x / 1.28x / 1.35x FNO's step (8 modes: 1.23x; `darcy_step_time_13e/medium_step_time.md`,
+  measured side by side at load 10-12). The 10-mode model's seed 0 looked like progress
+  (1.21x `FNO-lr2e-2-tr` on that seed, against 1.27x) but over three seeds `LipFNO-m10-lr-tr`
+  reaches 0.0419 ± 0.0032 (seeds 0.0392 / 0.0454 / 0.0411), no better than `LipFNO-m8-lr-tr`'s
+  0.0409 ± 0.0013 and over the time target: single-seed differences of 5-10% are within the
+  seed spread here. The best Lipschitz model within 1.3x FNO's step stays `LipFNO-m8-lr-tr`,
+  1.24x the best FNO: the Darcy target (1.0x) is missed by 24%. Not tried: channel dropout
+  between blocks (it would need a training-mode path in the convex-potential chain, and every
+  training-only regularizer measured here cost training fit, which the transposed model already
+  lacks).
 - **Symmetry augmentation helps both families alike; the ratio stays.** Darcy's solver
   commutes with the eight symmetries of the square to rounding on its 64 x 64 grid, but the
   bench reads every second cell from cell 0, and on that read only the transpose stays exact:
