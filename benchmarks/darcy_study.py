@@ -409,7 +409,8 @@ FINDINGS = """## Findings
   do not help: input noise of 3e-2 of each input's RMS (`-noise3e-2`) 0.0413 (training 0.0343:
   no effect), weight averaging (`-ema`: `TrainConfig.ema` = 0.998, the averaged model deployed
   and certified at 3) 0.0474 (training 0.042: an average over the last ~500 steps lags the
-  cosine's final annealing, which already does what an average would). Other rates fit worse:
+  cosine's final annealing, which already does what an average would; FNO's twin
+  `FNO-lr2e-2-tr-ema` loses more, 0.0407 against 0.0324, training 0.0376). Other rates fit worse:
   7e-3 0.0425, 1.5e-2 0.0423 (training 0.0372), 2e-2 0.0479 (0.0426); k = 4 0.0433 (0.0362).
   Kept modes: 6 / 9 / 10 reach 0.0436 / 0.0448 / 0.0392 (training 0.0359 / 0.0362 / 0.0308)
   at 1.12x / 1.28x / 1.35x FNO's step (8 modes: 1.23x; `darcy_step_time_13e/medium_step_time.md`,
