@@ -22,6 +22,7 @@ from torch import Tensor, nn
 from ..metrics import METRIC_NAMES
 from .augment import AUGMENTATIONS
 from .schedule import WarmupCosineLR
+from .unroll import UNROLL_GRADIENTS
 
 __all__ = [
     "LOSSES",
@@ -227,10 +228,25 @@ class TrainConfig:
     ema
         Weight averaging (:mod:`liponet.train.averaging`): the decay of an exponential moving
         average of the parameters, updated after every optimizer step (horizon about
-        ``1 / (1 - ema)`` steps, warmed up over the first steps); 0 (default) disables it.
+        ``1 / (1 - ema)`` steps, normalized over the steps taken); 0 (default) disables it.
         With it the trainer validates, certifies and checkpoints the averaged model (the
         checkpoint's model weights are the average; the training weights ride along for
         resuming), and the model holds the averaged weights when training ends.
+    unroll
+        Autoregressive frames per training sample (:mod:`liponet.train.unroll`): 1 (default)
+        trains one-step windows; ``K > 1`` trains on the model's own ``K``-step rollout from
+        each window, whose ``K`` true next frames the training targets hold, stacked
+        frame-major (``(K * C, *spatial)``: ``data.kwargs.target_frames=K`` for the PDEBench
+        datasets; ``liponet train --unroll K`` sets both). Validation rolls out as many
+        frames as its targets hold. A step costs about ``K`` one-step steps (``all``), or
+        ``K - 1`` forward passes more than one (``last``).
+    unroll_gradient
+        ``all`` (default: the mean of the ``K`` frames' losses, differentiated through the
+        whole rollout) or ``last`` (the pushforward trick: the first ``K - 1`` frames predicted
+        without gradient, only the last frame's loss).
+    unroll_curriculum
+        Optimizer steps over which the unrolled frames grow from 1 to ``unroll`` (equal shares;
+        0, the default: ``unroll`` from the first step).
     shortcut_init
         ``None`` (default), ``"lstsq"`` or ``"lstsq-rel"``: before the first step, set the model's
         spectral shortcut (``increment="spectral"``) to the per-mode least-squares step of the
@@ -282,6 +298,9 @@ class TrainConfig:
     input_noise: float = 0.0
     augment: str = "none"
     ema: float = 0.0
+    unroll: int = 1
+    unroll_gradient: str = "all"
+    unroll_curriculum: int = 0
     shortcut_init: str | None = None
     shortcut_frozen: bool = False
     loss: str = "mse"
@@ -295,11 +314,11 @@ class TrainConfig:
     dist_timeout_s: float = 300.0
 
     def __post_init__(self) -> None:
-        positive_ints = ("epochs", "batch_size", "step_size")
+        positive_ints = ("epochs", "batch_size", "step_size", "unroll")
         for key in positive_ints:
             if getattr(self, key) < 1:
                 raise ConfigError(f"{key}: must be >= 1, got {getattr(self, key)}")
-        for key in ("save_every_steps", "num_workers", "seed", "warmup_steps"):
+        for key in ("save_every_steps", "num_workers", "seed", "warmup_steps", "unroll_curriculum"):
             if getattr(self, key) < 0:
                 raise ConfigError(f"{key}: must be >= 0, got {getattr(self, key)}")
         if not (math.isfinite(self.lr) and self.lr > 0):
@@ -344,6 +363,12 @@ class TrainConfig:
             )
         _one_of("loss", self.loss, LOSSES)
         _one_of("augment", self.augment, AUGMENTATIONS)
+        _one_of("unroll_gradient", self.unroll_gradient, UNROLL_GRADIENTS)
+        if self.unroll_curriculum and self.unroll == 1:
+            raise ConfigError(
+                f"unroll_curriculum: grows the unrolled frames up to unroll, which is 1; set "
+                f"unroll above 1 or unroll_curriculum=0, got {self.unroll_curriculum}"
+            )
         _one_of("device", self.device, ("auto", "cpu", "cuda"))
         _one_of("monitor", self.monitor, MONITORS)
 
