@@ -225,6 +225,13 @@ class TrainConfig:
         square); one random element per batch, applied to inputs and targets alike. Only for
         square 2-D scalar fields whose true operator has that symmetry (e.g. Darcy flow on its
         generator's grid); validation and test data are never transformed.
+    ema
+        Weight averaging (:mod:`liponet.train.averaging`): the decay of an exponential moving
+        average of the parameters, updated after every optimizer step (horizon about
+        ``1 / (1 - ema)`` steps, normalized over the steps taken); 0 (default) disables it.
+        With it the trainer validates, certifies and checkpoints the averaged model (the
+        checkpoint's model weights are the average; the training weights ride along for
+        resuming), and the model holds the averaged weights when training ends.
     unroll
         Autoregressive frames per training sample (:mod:`liponet.train.unroll`): 1 (default)
         trains one-step windows; ``K > 1`` trains on the model's own ``K``-step rollout from
@@ -290,6 +297,7 @@ class TrainConfig:
     grad_clip: float = 1.0
     input_noise: float = 0.0
     augment: str = "none"
+    ema: float = 0.0
     unroll: int = 1
     unroll_gradient: str = "all"
     unroll_curriculum: int = 0
@@ -324,6 +332,10 @@ class TrainConfig:
             value = getattr(self, key)
             if not (math.isfinite(value) and value >= 0):
                 raise ConfigError(f"{key}: must be a finite number >= 0, got {value}")
+        if not (math.isfinite(self.ema) and 0 <= self.ema < 1):
+            raise ConfigError(
+                f"ema: the averaging decay must be in [0, 1) (0: off; e.g. 0.99), got {self.ema}"
+            )
         if not (math.isfinite(self.gamma) and self.gamma > 0):
             raise ConfigError(f"gamma: must be a finite positive number, got {self.gamma}")
         if not (math.isfinite(self.dist_timeout_s) and self.dist_timeout_s > 0):

@@ -28,6 +28,7 @@ from ..layers import CertifiedModule
 from ..metrics import PDEBenchMetrics
 from . import checkpoint as _ckpt
 from .augment import augment_pair, check_augmentation
+from .averaging import WeightAverage
 from .checkpoint import (
     check_finite_weights,
     load_checkpoint,
@@ -78,6 +79,7 @@ RESUME_KEYS = (
     "grad_clip",
     "input_noise",
     "augment",
+    "ema",
     "unroll",
     "unroll_gradient",
     "unroll_curriculum",
@@ -91,6 +93,7 @@ _RESUME_DEFAULTS: dict[str, Any] = {
     "warmup_steps": 0,
     "lr_min": 0.0,
     "augment": "none",
+    "ema": 0.0,
     "unroll": 1,
     "unroll_gradient": "all",
     "unroll_curriculum": 0,
@@ -366,6 +369,7 @@ class Trainer:
         self.optimizer = OPTIMIZERS[config.optimizer](
             self.model.parameters(), config.lr, config.weight_decay
         )
+        self.average = WeightAverage(self.model, config.ema) if config.ema > 0 else None
         self.loss_fn = LOSSES[config.loss]
         self.sample_loss_fn = SAMPLE_LOSSES[config.loss]
         self.train_data = train_data
@@ -488,21 +492,36 @@ class Trainer:
         if not self.ctx.is_main or self.folder is None:
             return None
         try:
-            return save_checkpoint(
-                self.out_dir / name,
-                self.model,
-                config=config_to_dict(self.config),
-                optimizer=self.optimizer,
-                scheduler=self.scheduler,
-                normalizer_state=self.normalizer_state,
-                epoch=self.epoch,
-                extra=extra,
-            )
+            with self._deployed() as training:  # the model file holds the averaged weights
+                if training is not None and self.average is not None:
+                    extra.update(ema_training_weights=training, ema_updates=self.average.updates)
+                return save_checkpoint(
+                    self.out_dir / name,
+                    self.model,
+                    config=config_to_dict(self.config),
+                    optimizer=self.optimizer,
+                    scheduler=self.scheduler,
+                    normalizer_state=self.normalizer_state,
+                    epoch=self.epoch,
+                    extra=extra,
+                )
         except OSError as err:
             raise RunFolderError(
                 f"out_dir {self.out_dir}: cannot write {name} "
                 f"({err.strerror or type(err).__name__}); the previous {name} is kept"
             ) from None
+
+    @contextlib.contextmanager
+    def _deployed(self) -> Iterator[dict[str, Tensor] | None]:
+        """The model holds the weights it deploys inside.
+
+        With ``ema``: the average (yields the training weights); else its own (yields ``None``).
+        """
+        if self.average is None:
+            yield None
+            return
+        with self.average.applied() as training:
+            yield training
 
     def _resume(self, path: str | Path) -> str | None:
         """Load ``path``; refuse a finished run or changed settings. Returns its run id."""
@@ -550,6 +569,12 @@ class Trainer:
                 f"it with the same number (now {self.ctx.world_size}) or from an epoch-end file"
             )
         self.model.load_state_dict(ckpt.model_state)
+        if self.average is not None:  # the file's model is the average; training weights beside
+            training = extra.get("ema_training_weights")
+            if not isinstance(training, dict):
+                raise ValueError(f"{ckpt.path}: holds no ema_training_weights to resume from")
+            averaged = {name: p.detach().clone() for name, p in self.average.params.items()}
+            self.average.load(averaged, training, int(extra.get("ema_updates", 0)))
         if ckpt.optimizer_state is not None:
             self.optimizer.load_state_dict(ckpt.optimizer_state)
         if ckpt.scheduler_state is not None:
@@ -824,6 +849,11 @@ class Trainer:
             out.update({f"val_{k}": float(v) for k, v in field_metric.compute().items()})
         return out
 
+    def _deployed_scores(self) -> dict[str, Any]:
+        """Validation scores and certified bound of the deployed (with ``ema``: averaged) model."""
+        with self._deployed():
+            return {**self.evaluate(), **self._certified_bound()}
+
     def _state_checksum(self) -> float:
         """A float64 fingerprint of every parameter and buffer (power-iteration vectors too)."""
         total = 0.0
@@ -981,6 +1011,8 @@ class Trainer:
                 weight = 1.0 if batch is not None else 0.0
                 lr = self.optimizer.param_groups[0]["lr"]
                 local_sum = self._train_step(x, y, n_global, weight)
+                if self.average is not None:
+                    self.average.update()
                 if self.per_step_schedule:
                     self.scheduler.step()
                     self.last_lr = lr
@@ -1003,6 +1035,8 @@ class Trainer:
             record = self._end_epoch(time.perf_counter() - start)
             if self.epoch < self.config.epochs and self._agree(None)[2]:
                 self._interrupt(save=False)  # last.pt was just written
+        if self.average is not None:
+            self.average.apply()  # the trained model is the averaged one
         self._emit("end", record)
         return record
 
@@ -1040,8 +1074,7 @@ class Trainer:
             "step": self.global_step,
             "train_loss": float(sums[0] / max(float(sums[1]), 1.0)),
             "train_samples": int(sums[1]),
-            **self.evaluate(),
-            **self._certified_bound(),
+            **self._deployed_scores(),
             "lr": lr,
             "time_s": seconds,
             "run_id": self.run_id,
