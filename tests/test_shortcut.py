@@ -172,8 +172,9 @@ def test_models_with_spectral_shortcut_are_certified(cls):
 def test_spectral_increment_errors():
     with pytest.raises(ValueError, match="shortcut_size"):
         LipFNO(2, 1, (4,), increment="spectral")
-    with pytest.raises(ValueError, match="one spatial dimension"):
-        LipFNO(2, 1, (4, 4), increment="spectral", shortcut_size=N)
+    for size in (N, [N], [N, 0], [N, N, N], "16"):  # one count >= 1 per spatial dimension
+        with pytest.raises(ValueError, match=r"one count >= 1 per spatial dimension \(2, from"):
+            LipFNO(2, 1, (4, 4), increment="spectral", shortcut_size=size)
     with pytest.raises(ValueError, match="applies to increment='spectral' only"):
         LipFNO(2, 1, (4,), increment=True, shortcut_size=N)
     with pytest.raises(ValueError, match="expected False, True"):
