@@ -23,7 +23,7 @@ two norms, so the certificate ``max_k ||S_k||`` covers it.
 
 from __future__ import annotations
 
-import functools
+import math
 from collections.abc import Sequence
 
 import torch
@@ -80,25 +80,22 @@ def shortcut_modes(size: int | Sequence[int]) -> tuple[int, ...]:
     return (*grid[:-1], grid[-1] // 2 + 1)
 
 
-@functools.lru_cache(maxsize=64)
-def _mirror(grid: tuple[int, ...]) -> tuple[Tensor, Tensor]:
-    """Flat mode index of each mode's mirror ``-k`` and the mask of Hermitian-read modes.
+def _mirrored(a: Tensor, axes: int) -> Tensor:
+    """``a`` at ``-k``: index ``i -> (-i) mod n`` along each of its first ``axes`` axes."""
+    for axis in range(axes):
+        a = torch.roll(torch.flip(a, [axis]), 1, axis)
+    return a
 
-    Over the flattened :func:`shortcut_modes` of ``grid``: ``mirror[i]`` is the mode at ``-k``
-    in the same last-axis slice (the identity off the Hermitian slices); ``mask[i]`` marks the
-    slices ``k_d = 0`` and ``k_d = n_d / 2`` (``n_d`` even), which ``irfftn`` reads as Hermitian.
+
+def _mirror(grid: tuple[int, ...]) -> Tensor:
+    """Flat mode index of each mode's mirror ``-k`` over the flattened :func:`shortcut_modes`.
+
+    The mirror in the same last-axis slice on the slices ``irfftn`` reads as Hermitian
+    (``k_d = 0`` and, ``n_d`` even, ``n_d / 2``); the mode itself elsewhere.
     """
     modes = shortcut_modes(grid)
-    index = torch.arange(int(torch.tensor(modes).prod())).reshape(modes)
-    last = torch.arange(modes[-1])
-    hermitian = last == 0
-    if grid[-1] % 2 == 0:
-        hermitian = hermitian | (last == grid[-1] // 2)
-    mirrored = index
-    for axis, n in enumerate(grid[:-1]):  # i -> (-i) mod n along every non-last axis
-        mirrored = mirrored.index_select(axis, (-torch.arange(n)) % n)
-    mirror = torch.where(hermitian, mirrored, index)
-    return mirror.flatten(), hermitian.expand(modes).flatten()
+    index = torch.arange(math.prod(modes)).reshape(modes)
+    return _hermitian_form(index[..., None, None], grid, take=True).flatten()
 
 
 def hermitian_multipliers(a: Tensor, size: int | Sequence[int]) -> Tensor:
@@ -119,17 +116,32 @@ def hermitian_multipliers(a: Tensor, size: int | Sequence[int]) -> Tensor:
     >>> torch.equal(hermitian_multipliers(h, (4, 4)), h)
     True
     """
-    grid = shortcut_grid(size)
-    if len(grid) == 1:  # the mirror of k = 0 and of Nyquist is the mode itself: Re A_k
+    return _hermitian_form(a, shortcut_grid(size), take=False)
+
+
+def _hermitian_form(a: Tensor, grid: tuple[int, ...], take: bool) -> Tensor:
+    """:func:`hermitian_multipliers`; ``take``: each Hermitian-slice entry is its mirror's.
+
+    (``take`` maps mode indices to their mirrors' indices in those slices.)
+    """
+    d = len(grid)
+    if d == 1 and not take:  # the mirror of k = 0 and of Nyquist is the mode itself: Re A_k
         keep = torch.ones(a.shape[0], 1, 1, dtype=a.real.dtype, device=a.device)
         keep[0] = 0.0
         if grid[0] % 2 == 0:
             keep[-1] = 0.0
         return torch.complex(a.real, a.imag * keep)
-    mirror, mask = (t.to(a.device) for t in _mirror(grid))
-    flat = a.flatten(0, len(grid) - 1)  # (K, out, in)
-    paired = 0.5 * (flat + flat.index_select(0, mirror).conj())
-    return torch.where(mask[:, None, None], paired, flat).reshape(a.shape)
+
+    def form(part: Tensor) -> Tensor:  # one Hermitian slice
+        mirrored = _mirrored(part, d - 1)
+        return mirrored if take else 0.5 * (part + mirrored.conj())
+
+    kn = a.shape[d - 1]
+    nyquist = grid[-1] % 2 == 0 and kn > 1
+    parts = [form(a.narrow(d - 1, 0, 1)), a.narrow(d - 1, 1, kn - 1 - nyquist)]
+    if nyquist:
+        parts.append(form(a.narrow(d - 1, kn - 1, 1)))
+    return torch.cat(parts, d - 1)
 
 
 def shortcut_multipliers(stored: Tensor, n: int | Sequence[int]) -> Tensor:
@@ -284,7 +296,7 @@ def lstsq_multipliers(
     grid = shortcut_grid(size)
     modes = shortcut_modes(grid)
     dims = tuple(range(-len(grid), 0))
-    kn = int(torch.tensor(modes).prod())
+    kn = math.prod(modes)
     device = x.device if device is None else device
     n_in, n_out = x.shape[1], y.shape[1]
     gram = torch.zeros(kn, n_in, n_in, dtype=torch.complex128, device=device)

@@ -437,7 +437,7 @@ def rollout_multipliers(
     if init is None:
         init = lstsq_multipliers(x, y, grid)
     shape = init.shape
-    mirror = _mirror(grid)[0] if len(grid) > 1 else None
+    mirror = _mirror(grid) if len(grid) > 1 else None
 
     def hermitian(a: Tensor) -> Tensor:  # on the flat (K, out, in) multipliers
         return hermitian_multipliers(a.reshape(*modes, *a.shape[1:]), grid).flatten(0, -3)
