@@ -54,7 +54,7 @@ def test_quick_run_writes_the_rows_and_replaces_its_section(tmp_path):
     # 2-D Navier-Stokes in the group-per-sample layout: every run, the spectral shortcut's too
     ns = {r["step"]: r for r in csv.DictReader((tmp_path / "new_user_cli_ns2d.csv").open())}
     ran = [r for step, r in ns.items() if step.startswith(("train", "certify"))]
-    assert len(ran) == 16 and all(r["rc"] == "0" for r in ran)
+    assert len(ran) == 18 and all(r["rc"] == "0" for r in ran)
     assert "certified L" in ns["train LipFNO rollout-fitted shortcut"]["figures"]
     certified = [r for s, r in ns.items() if s.startswith("certify ")]
     assert all("pairs: one frame -> the next frame" in r["figures"] for r in certified)
