@@ -950,6 +950,20 @@ def write_ns2d_results(rows: list[dict[str, Any]], records: dict[str, dict[str, 
     )
     task = f"one frame -> the next, every window of each trajectory (`--set {NS_TASK}`)"
     hits = [shortcut_line(records)]
+    gated = [
+        r["step"].removeprefix("train ")
+        for r in rows
+        if r["step"].startswith("train ") and "gate=true" in r.get("command", "")
+        and "binding Lipschitz constraint" in r["said"]
+    ]  # fmt: skip
+    if gated:
+        hits.append(
+            f"- The binding-constraint warning of {', '.join(gated)} was a false alarm: with "
+            "`gate=True` the increment starts at 0, so the model starts certified at its "
+            "shortcut's norm, and training raises the gate freely. Those rows predate the fix; "
+            "`liponet train` no longer warns for `gate=True` (`liponet.train.constraint."
+            "is_capped`)."
+        )
     title = "## A fourth PDE no issue names: 2-D Navier-Stokes (vorticity), autoregressive"
     write_autoregressive_results(
         "ns2d", title, pde, NS_RUNS, hits, rows, records, out, wall, cpu, epochs, task, "12 x 12",
