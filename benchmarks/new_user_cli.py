@@ -960,7 +960,7 @@ def write_ns2d_results(rows: list[dict[str, Any]], records: dict[str, dict[str, 
         hits.append(
             f"- The binding-constraint warning of {', '.join(gated)} was a false alarm: with "
             "`gate=True` the increment starts at 0, so the model starts certified at its "
-            "shortcut's norm, and training raises the gate freely. Those rows predate the fix; "
+            "shortcut's norm, and training raises the gate freely. Run before the fix: "
             "`liponet train` no longer warns for `gate=True` (`liponet.train.constraint."
             "is_capped`)."
         )
