@@ -136,8 +136,8 @@ def _hermitian_form(a: Tensor, grid: tuple[int, ...], take: bool) -> Tensor:
         mirrored = _mirrored(part, d - 1)
         return mirrored if take else 0.5 * (part + mirrored.conj())
 
-    kn = a.shape[d - 1]
-    nyquist = grid[-1] % 2 == 0 and kn > 1
+    kn = grid[-1] // 2 + 1  # a.shape[d - 1], from the grid (plain ints under jit.trace)
+    nyquist = int(grid[-1] % 2 == 0 and kn > 1)
     parts = [form(a.narrow(d - 1, 0, 1)), a.narrow(d - 1, 1, kn - 1 - nyquist)]
     if nyquist:
         parts.append(form(a.narrow(d - 1, kn - 1, 1)))
