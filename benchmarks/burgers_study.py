@@ -308,6 +308,13 @@ FINDINGS = """## Findings
   and hidden channels double two of them: 2.6-2.8x FNO's CPU time per step with `hidden = 2
   width` (the defaults 2.1x); the issue's 1.3x train-time target is out of reach for this block
   family without a cheaper adjoint path.
+- **Training on the rollout closes the gap** (not a configuration of this script: the bench's
+  `-ur2` / `-ur4` rows, `bench_medium.md`; `benchmarks/README.md`, "Unrolled training on
+  Burgers"). Trained on its own 2-step rollout, `LipFNO-w12-h36-d3-lr-cos` reaches 0.0165 over
+  three seeds (one-step: 0.0215) against FNO's 0.0154 trained the same way (one-step: 0.0178):
+  1.07x. Unrolling helps the certified model more (-23% against -14%), and at four steps one of
+  FNO's seeds diverged in the rollout (0.032) while the Lipschitz model's stayed at
+  0.0144-0.0157.
 - **Not run** (defined in `CONFIGS`, no CPU left): FNO with ReLU and FNO at width 28 (the
   parameter count of `hidden = 2 width`: how much of the gain is parameters), learned budget,
   increment forms, global normalization, output scales, depth 6, 1.5x features; the other

@@ -104,8 +104,13 @@ def task_data(task: str, preset: Preset, generator: torch.Generator) -> BenchDat
 def trainer_step(
     model: torch.nn.Module, data: BenchData, preset: Preset, folder: str
 ) -> Callable[[], None]:
-    """One optimizer step of the bench's Trainer on the first batch of ``data``."""
-    train_set = torch.utils.data.TensorDataset(data.x_train, data.y_train)
+    """One optimizer step of the bench's Trainer on the first batch of ``data``.
+
+    An unrolled variant (``preset.unroll = K``) steps on ``K`` target frames (the frame
+    repeated: a step's cost does not depend on the values).
+    """
+    y_train = data.y_train.repeat(1, preset.unroll, *(1,) * (data.y_train.ndim - 2))
+    train_set = torch.utils.data.TensorDataset(data.x_train, y_train)
     config = train_config(data, preset, 0, folder, "cpu")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConstraintWarning)
@@ -117,7 +122,7 @@ def trainer_step(
             model=model,
             progress=False,
         )
-    x, y = data.x_train[: preset.batch], data.y_train[: preset.batch]
+    x, y = data.x_train[: preset.batch], y_train[: preset.batch]
 
     def step() -> None:
         trainer._train_step(x, y, len(x))

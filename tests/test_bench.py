@@ -791,3 +791,92 @@ def test_relative_fit_minimizes_the_relative_error(tmp_path: pathlib.Path) -> No
     assert rel_rel < plain_rel * (1 - 1e-4)  # the weights change the fit
     with pytest.raises(ValueError, match="shortcut_init='qr'"):
         bench.fitted_shortcut(data, "qr")
+
+
+def test_unroll_suffixes_for_both_families_and_their_recipe() -> None:
+    from liponet.bench import (
+        MODEL_TRAINING,
+        UNROLL_BASES,
+        network_of,
+        recipe,
+        train_config,
+        training_preset,
+    )
+
+    medium = PRESETS["medium"]
+    for base in ("FNO-cos", "LipFNO-w12-h36-d3-lr-cos"):
+        assert base in UNROLL_BASES
+        for suffix, k, gradient in (("-ur2", 2, "all"), ("-ur4pf", 4, "last")):
+            name = base + suffix
+            assert MODEL_TRAINING[name] == {
+                **MODEL_TRAINING[base], "unroll": k,
+                **({"unroll_gradient": "last"} if gradient == "last" else {}),
+            }  # fmt: skip
+            assert MODELS[name] is MODELS[network_of(base)]
+    assert network_of("LipFNO-w12-h36-d3-lr-cos-ur4pf") == "LipFNO-w12-h36-d3"
+    assert recipe(training_preset(medium, "FNO-cos-ur4")) == (
+        "adam lr=0.003 wd=0.0001 cosine/step unroll=4"
+    )
+    assert recipe(training_preset(medium, "FNO-cos-ur2pf")).endswith(" unroll=2/last")
+    assert not any(name.endswith("-ur2") for name in DEFAULT_MODELS)
+
+    class Data:  # 10 trajectories of 12 frames, 4 input frames: 8 one-step windows each
+        x_train = torch.zeros(80, 4, 8)
+        traj_test = torch.zeros(2, 12, 1, 8)
+        initial_step = 4
+        task = TASKS["burgers_1d"]
+
+    cfg = train_config(Data(), training_preset(medium, "FNO-cos-ur4pf"), 0, "", "cpu")  # type: ignore[arg-type]
+    # 10 * (8 - 3) = 50 windows with 4 frames after them: 2 batches of 32 per epoch
+    assert (cfg.unroll, cfg.unroll_gradient, cfg.epochs) == (4, "last", 2000)
+
+
+def test_unrolled_rows_read_k_frame_windows_and_train(tmp_path: pathlib.Path) -> None:
+    import liponet.bench as bench
+
+    tiny = bench.with_overrides(PRESETS["tiny"], steps=4)
+    data = load_task("advection_1d", tiny, None, tmp_path)
+    per = data.traj_test.shape[1] - data.initial_step  # one-step windows per trajectory
+    x, y = bench.training_windows(data, bench.with_overrides(tiny, unroll=3))
+    n_traj = data.x_train.shape[0] // per
+    assert x.shape[0] == n_traj * (per - 2) and y.shape[1] == 3 * data.y_train.shape[1]
+    for i, (j, start) in enumerate((a, s) for a in range(n_traj) for s in range(per - 2)):
+        if i % 3:
+            continue
+        one = j * per + start  # the same window among the one-step windows
+        torch.testing.assert_close(x[i], data.x_train[one], rtol=0, atol=0)
+        for f in range(3):  # frame f after it: the target of the window f steps later
+            torch.testing.assert_close(y[i, f : f + 1], data.y_train[one + f], rtol=0, atol=0)
+    row = bench.run_row("FNO-cos-ur2pf", data, tiny)
+    assert row["status"] == "ok" and row["recipe"].endswith("unroll=2/last")
+    with pytest.raises(ValueError, match="unroll: 2 needs an autoregressive task"):
+        bench.training_windows(
+            bench.BenchData(**{**data.__dict__, "traj_test": None}),
+            bench.with_overrides(tiny, unroll=2),
+        )
+
+
+def test_an_unrolled_best_fno_sets_the_time_it_is_judged_by() -> None:
+    from liponet.bench import summarize, target_checks
+
+    def row(model: str, seed: int, nrmse: float, train_s: float) -> dict[str, object]:
+        return {**_fake_row("burgers_1d", model, seed, nrmse, train_s), "lipschitz_certified": 1.3}
+
+    rows = [row(m, s, v, t) for s in range(3) for m, v, t in (
+        ("FNO", 0.020, 10.0), ("FNO-cos", 0.018, 10.0), ("FNO-cos-ur4", 0.014, 40.0),
+        ("LipFNO-w12-h36-d3-lr-cos", 0.021, 12.0), ("LipFNO-w12-h36-d3-lr-cos-ur4", 0.016, 50.0),
+    )]  # fmt: skip
+    steps = {("burgers_1d", "FNO"): 1.0, ("burgers_1d", "LipFNO-w12-h36-d3"): 1.2}
+    (check,) = target_checks(summarize(rows), steps)
+    assert check["fno_model"] == "FNO-cos-ur4"
+    # the unrolled LipFNO's time is its own (train_s 5x FNO's), never its network's step 1.2,
+    # and it is judged against the unrolled FNO's 4x: 1.25
+    assert check["model"] == "LipFNO-w12-h36-d3-lr-cos-ur4"
+    assert check["train_ratio"] == pytest.approx(5.0 / 4.0)
+    assert check["time_source"] == "train_s"
+    # the one-step LipFNO takes 1.2 / 4 of the unrolled FNO's time
+    assert check["fast_model"] == "LipFNO-w12-h36-d3-lr-cos-ur4"
+    steps[("burgers_1d", "FNO-cos-ur4")] = 3.0  # a measured step of the unrolled FNO
+    steps[("burgers_1d", "LipFNO-w12-h36-d3-lr-cos-ur4")] = 3.9
+    (check,) = target_checks(summarize(rows), steps)
+    assert check["train_ratio"] == pytest.approx(1.3) and check["time_source"] == "step"

@@ -36,6 +36,13 @@ learning-rate schedule:
   (optionally after --warmup-steps N of linear warmup). Example:
     liponet train ... --epochs 6 --schedule-unit step --warmup-steps 100 --weight-decay 0
 
+unrolled training (autoregressive data):
+  --unroll K trains each window on the model's own K-step rollout (loss averaged over the K
+  frames, gradient through all of them; --set unroll_gradient=last: the pushforward trick,
+  only the last frame's loss; --set unroll_curriculum=N grows K over the first N steps). It
+  sets data.kwargs.target_frames=K (pdebench, pdebench-stream, toy-shift), so both splits hold
+  K frames after each window and validation scores the K-step rollout. A step costs about K.
+
 run folders:
   OUT belongs to one run: a second run into it while the first is alive is refused, and a
   folder holding a finished or stopped run is refused unless --resume OUT/last.pt (same
@@ -84,6 +91,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--augment",
         metavar="GROUP",
         help="symmetry augmentation of square 2-D training pairs: none, transpose or d4",
+    )
+    parser.add_argument(
+        "--unroll",
+        metavar="K",
+        help="train on the model's own K-step rollout from each window (default 1: one step); "
+        "sets data.kwargs.target_frames=K too",
     )
     parser.add_argument("--device", help="auto, cpu or cuda")
     parser.add_argument("--out", help="run folder (checkpoints, log)")
@@ -167,9 +180,29 @@ def build_config(args: argparse.Namespace) -> Any:
         "warmup_steps": args.warmup_steps,
         "lr_min": args.lr_min,
         "augment": args.augment,
+        "unroll": args.unroll,
     }
     flags = [f"{key}={value}" for key, value in schedule.items() if value is not None]
-    return config_from_dict(apply_overrides(data, [*flags, *args.overrides]))
+    merged = apply_overrides(data, [*flags, *args.overrides])
+    return config_from_dict(_with_target_frames(merged))
+
+
+#: Datasets whose ``data.kwargs.target_frames`` gives the ``K`` target frames of ``unroll``.
+TARGET_FRAME_DATASETS = ("pdebench", "pdebench-stream", "toy-shift")
+
+
+def _with_target_frames(data: dict[str, Any]) -> dict[str, Any]:
+    """``unroll = K > 1`` without ``data.kwargs.target_frames``: set it to ``K`` (when known)."""
+    unroll = data.get("unroll")
+    source = data.get("data")
+    if not (isinstance(unroll, int) and unroll > 1 and isinstance(source, dict)):
+        return data
+    kwargs = source.get("kwargs")
+    if source.get("name") not in TARGET_FRAME_DATASETS or not isinstance(kwargs, dict | None):
+        return data
+    if kwargs is None or "target_frames" not in kwargs:
+        source["kwargs"] = {**(kwargs or {}), "target_frames": unroll}
+    return data
 
 
 #: Model keywords the data determine: name -> (which tensor, which axis of one sample).
@@ -227,6 +260,8 @@ def infer_data_sizes(config: Any, data: Any) -> dict[str, int | list[int]]:
             if not shape:
                 continue
             size = int(shape[axis])
+            if which == "targets" and axis == 0 and config.unroll > 1:
+                size //= config.unroll  # unroll's K target frames stacked as channels
             if key not in kwargs:
                 kwargs[key] = filled[key] = size
             elif kwargs[key] != size:

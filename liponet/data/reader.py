@@ -87,20 +87,22 @@ def _selection(samples: range | Sequence[int]) -> slice | list[int]:
 
 
 def _items_plan(
-    windows: list[list[int]],
-) -> tuple[list[int], dict[int, int], slice | list[int], int, list[int] | None]:
+    windows: list[list[int]], n_in: int
+) -> tuple[list[int], dict[int, int], slice | list[int], int | list[int], list[int] | None]:
     """What :meth:`PDEBenchDataset.read_items` reads and picks, from the windows' frames.
 
     ``(needed positions, position -> index in the read, the first window's inputs (a slice
-    when they are a prefix: a view), its target's index, its frames' indices or None when they
-    are every frame read)``.
+    when they are a prefix: a view), its target's index (a list of indices for several target
+    frames), its frames' indices or None when they are every frame read)``; each window is
+    ``n_in`` input positions, then its target positions.
     """
     needed = sorted({p for w in windows for p in w})
     where = {p: i for i, p in enumerate(needed)}
     w = [where[p] for p in windows[0]]
-    x_sel: slice | list[int] = w[:-1] if w[:-1] != list(range(len(w) - 1)) else slice(len(w) - 1)
+    x_sel: slice | list[int] = w[:n_in] if w[:n_in] != list(range(n_in)) else slice(n_in)
+    y_sel: int | list[int] = w[n_in] if len(w) == n_in + 1 else w[n_in:]
     ok_sel = None if sorted(w) == list(range(len(needed))) else w
-    return needed, where, x_sel, w[-1], ok_sel
+    return needed, where, x_sel, y_sel, ok_sel
 
 
 def finite_rows(a: np.ndarray) -> np.ndarray:
@@ -120,21 +122,37 @@ def _choice(name: str, value: object, choices: Sequence[object]) -> None:
 
 
 def autoregressive_windows(
-    path: str | os.PathLike[str], initial_step: int, n_frames: int, windows: str
+    path: str | os.PathLike[str],
+    initial_step: int,
+    n_frames: int,
+    windows: str,
+    target_frames: int = 1,
 ) -> list[list[int]]:
-    """Frame indices of each window (``initial_step`` inputs + the next frame) of one trajectory.
+    """Frame indices of each window of one trajectory: ``initial_step`` inputs + the targets.
 
-    ``windows="all"``: every start (teacher forcing); otherwise the first window only. Raises
+    The targets are the ``target_frames`` frames after the inputs. ``windows="all"``: every
+    start whose targets lie inside the trajectory (teacher forcing; ``n_frames - initial_step
+    - target_frames + 1`` windows); otherwise the first window only. Raises
     :class:`EmptySelectionError` (naming ``path``) when the selected frames hold no window.
+
+    Examples
+    --------
+    >>> autoregressive_windows("f.h5", 2, 5, "all")
+    [[0, 1, 2], [1, 2, 3], [2, 3, 4]]
+    >>> autoregressive_windows("f.h5", 2, 5, "all", target_frames=2)
+    [[0, 1, 2, 3], [1, 2, 3, 4]]
     """
-    if not 1 <= initial_step < n_frames:
+    if not (isinstance(target_frames, int | np.integer) and target_frames >= 1):
+        raise ValueError(f"target_frames must be an integer >= 1, got {target_frames!r}")
+    if not 1 <= initial_step < n_frames or initial_step + target_frames > n_frames:
         raise EmptySelectionError(
             path,
-            f"initial_step={initial_step} needs more than {initial_step} frames, the time "
-            f"stride leaves {n_frames}",
+            f"initial_step={initial_step} and target_frames={target_frames} need "
+            f"{initial_step + target_frames} frames, the time stride leaves {n_frames}",
         )
-    n_starts = n_frames - initial_step if windows == "all" else 1
-    return [list(range(s, s + initial_step + 1)) for s in range(n_starts)]
+    span = initial_step + target_frames
+    n_starts = n_frames - span + 1 if windows == "all" else 1
+    return [list(range(s, s + span)) for s in range(n_starts)]
 
 
 class PDEBenchDataset(Dataset[tuple[Tensor, Tensor]]):
@@ -159,6 +177,11 @@ class PDEBenchDataset(Dataset[tuple[Tensor, Tensor]]):
     windows
         Autoregressive task: ``"first"`` (one item per sample: frames ``[0, k)`` -> ``k``) or
         ``"all"`` (every window ``[s, s + k)`` -> ``s + k``; items ordered sample-major).
+    target_frames
+        Autoregressive task: frames each target holds, ``k .. k + target_frames - 1`` after the
+        window, stacked frame-major as channels (``y``: ``(target_frames * fields,
+        *spatial)``; the training targets of :attr:`liponet.train.TrainConfig.unroll`). The
+        windows are those whose targets lie inside the trajectory. Default 1: the next frame.
     reduced_resolution, reduced_resolution_t
         Strides in space (all axes) and time (ignored for Darcy), as PDEBench.
     num_samples_max
@@ -217,6 +240,7 @@ class PDEBenchDataset(Dataset[tuple[Tensor, Tensor]]):
         t_out: int = -1,
         initial_step: int | None = None,
         windows: str = "first",
+        target_frames: int = 1,
         reduced_resolution: int = 1,
         reduced_resolution_t: int = 1,
         num_samples_max: int | None = None,
@@ -275,10 +299,17 @@ class PDEBenchDataset(Dataset[tuple[Tensor, Tensor]]):
         if task == "autoregressive":
             if initial_step is None:
                 initial_step = 1 if isinstance(lay, DarcyLayout) else (5 if rho else 10)
-            self._windows = autoregressive_windows(self.path, initial_step, n_sel, windows)
+            self._windows = autoregressive_windows(
+                self.path, initial_step, n_sel, windows, target_frames
+            )
             self.initial_step = initial_step
             self.in_channels = initial_step * n_fields
         else:
+            if target_frames != 1:
+                raise ValueError(
+                    f"target_frames: only the autoregressive task has several target frames "
+                    f"(task={task!r}), got {target_frames!r}"
+                )
             pair = (0, 1) if task == "coefficient" else (t_in, t_out)
             for name, t in zip(("t_in", "t_out"), pair, strict=True):
                 if not -n_sel <= t < n_sel:
@@ -289,6 +320,8 @@ class PDEBenchDataset(Dataset[tuple[Tensor, Tensor]]):
             self._windows = [[pair[0] % n_sel, pair[1] % n_sel]]
             self.in_channels = n_fields
         self.out_channels = n_fields
+        self.target_frames = target_frames
+        self._n_in = len(self._windows[0]) - target_frames
         if len(self.indices) == 0:
             raise EmptySelectionError(
                 self.path, f"split {split!r} is empty ({n} samples, val_fraction={val_fraction})"
@@ -378,7 +411,7 @@ class PDEBenchDataset(Dataset[tuple[Tensor, Tensor]]):
         """
         plan = self.__dict__.get("_items_plan")
         if plan is None:  # the same for every read (a stream reads per batch): work it out once
-            plan = self._items_plan = _items_plan(self._windows)
+            plan = self._items_plan = _items_plan(self._windows, self._n_in)
         needed, where, x_sel, y_pos, ok_sel = plan
         if self._direct is not None:
             stored = self.__dict__.get("_needed_frames")
@@ -389,19 +422,20 @@ class PDEBenchDataset(Dataset[tuple[Tensor, Tensor]]):
             block, frame_ok = self.read_checked(samples, needed)
         # block: (n, len(needed), fields, *spatial)
         n = block.shape[0]
+        n_in = self._n_in
         if len(self._windows) == 1:
             x = block[:, x_sel].reshape(n, -1, *block.shape[3:])  # (n, k * fields, *spatial)
-            y = block[:, y_pos]
+            y = block[:, y_pos].reshape(n, -1, *block.shape[3:])  # (n, frames * fields, ...)
             ok = np.asarray((frame_ok if ok_sel is None else frame_ok[:, ok_sel]).all(1))
         else:
             xs, ys, oks = [], [], []
             for win in self._windows:
                 w = [where[p] for p in win]
-                xs.append(block[:, w[:-1]])
-                ys.append(block[:, w[-1]])
+                xs.append(block[:, w[:n_in]])
+                ys.append(block[:, w[n_in:]])
                 oks.append(frame_ok[:, w].all(1))
             x = einops.rearrange(np.stack(xs, 1), "n w k f ... -> (n w) (k f) ...")
-            y = einops.rearrange(np.stack(ys, 1), "n w f ... -> (n w) f ...")
+            y = einops.rearrange(np.stack(ys, 1), "n w t f ... -> (n w) (t f) ...")
             ok = np.asarray(np.stack(oks, 1).reshape(-1))
         ids = np.asarray(samples)
         ids = ids if len(self._windows) == 1 else np.repeat(ids, len(self._windows))
@@ -439,10 +473,13 @@ class PDEBenchDataset(Dataset[tuple[Tensor, Tensor]]):
         sample = self.indices[item // len(self._windows)]
         w = self._windows[item % len(self._windows)]
         block, ok = self.read_checked(range(sample, sample + 1), w)
-        block = block[0]  # (k + 1, fields, *spatial)
+        block = block[0]  # (k + target frames, fields, *spatial)
         self.check_finite(np.asarray(ok.all(axis=1)), np.array([sample]))
-        x = einops.rearrange(block[:-1], "k f ... -> (k f) ...")
-        return torch.from_numpy(np.ascontiguousarray(x)), torch.from_numpy(block[-1])
+        x = einops.rearrange(block[: self._n_in], "k f ... -> (k f) ...")
+        if self.target_frames == 1:
+            return torch.from_numpy(np.ascontiguousarray(x)), torch.from_numpy(block[-1])
+        y = einops.rearrange(block[self._n_in :], "t f ... -> (t f) ...")
+        return torch.from_numpy(np.ascontiguousarray(x)), torch.from_numpy(np.ascontiguousarray(y))
 
     def to_tensors(self) -> tuple[Tensor, Tensor]:
         """Every item of the split stacked: ``X`` ``(items, in_channels, *spatial)``, ``Y``."""

@@ -32,6 +32,7 @@ from .trainer import Trainer as Trainer
 from .trainer import TrainingInterrupted as TrainingInterrupted
 from .trainer import noisy_inputs as noisy_inputs
 from .trainer import seed_everything as seed_everything
+from .unroll import unrolled_sample_loss as unrolled_sample_loss
 
 __all__ = [
     "Checkpoint",
@@ -65,5 +66,6 @@ __all__ = [
     "resolve_auto_k",
     "save_checkpoint",
     "seed_everything",
+    "unrolled_sample_loss",
     "warmup_cosine_lr",
 ]

@@ -22,6 +22,7 @@ from torch import Tensor, nn
 from ..metrics import METRIC_NAMES
 from .augment import AUGMENTATIONS
 from .schedule import WarmupCosineLR
+from .unroll import UNROLL_GRADIENTS
 
 __all__ = [
     "LOSSES",
@@ -224,6 +225,21 @@ class TrainConfig:
         square); one random element per batch, applied to inputs and targets alike. Only for
         square 2-D scalar fields whose true operator has that symmetry (e.g. Darcy flow on its
         generator's grid); validation and test data are never transformed.
+    unroll
+        Autoregressive frames per training sample (:mod:`liponet.train.unroll`): 1 (default)
+        trains one-step windows; ``K > 1`` trains on the model's own ``K``-step rollout from
+        each window, whose ``K`` true next frames the training targets hold, stacked
+        frame-major (``(K * C, *spatial)``: ``data.kwargs.target_frames=K`` for the PDEBench
+        datasets; ``liponet train --unroll K`` sets both). Validation rolls out as many
+        frames as its targets hold. A step costs about ``K`` one-step steps (``all``), or
+        ``K - 1`` forward passes more than one (``last``).
+    unroll_gradient
+        ``all`` (default: the mean of the ``K`` frames' losses, differentiated through the
+        whole rollout) or ``last`` (the pushforward trick: the first ``K - 1`` frames predicted
+        without gradient, only the last frame's loss).
+    unroll_curriculum
+        Optimizer steps over which the unrolled frames grow from 1 to ``unroll`` (equal shares;
+        0, the default: ``unroll`` from the first step).
     shortcut_init
         ``None`` (default), ``"lstsq"`` or ``"lstsq-rel"``: before the first step, set the model's
         spectral shortcut (``increment="spectral"``) to the per-mode least-squares step of the
@@ -274,6 +290,9 @@ class TrainConfig:
     grad_clip: float = 1.0
     input_noise: float = 0.0
     augment: str = "none"
+    unroll: int = 1
+    unroll_gradient: str = "all"
+    unroll_curriculum: int = 0
     shortcut_init: str | None = None
     shortcut_frozen: bool = False
     loss: str = "mse"
@@ -287,11 +306,11 @@ class TrainConfig:
     dist_timeout_s: float = 300.0
 
     def __post_init__(self) -> None:
-        positive_ints = ("epochs", "batch_size", "step_size")
+        positive_ints = ("epochs", "batch_size", "step_size", "unroll")
         for key in positive_ints:
             if getattr(self, key) < 1:
                 raise ConfigError(f"{key}: must be >= 1, got {getattr(self, key)}")
-        for key in ("save_every_steps", "num_workers", "seed", "warmup_steps"):
+        for key in ("save_every_steps", "num_workers", "seed", "warmup_steps", "unroll_curriculum"):
             if getattr(self, key) < 0:
                 raise ConfigError(f"{key}: must be >= 0, got {getattr(self, key)}")
         if not (math.isfinite(self.lr) and self.lr > 0):
@@ -332,6 +351,12 @@ class TrainConfig:
             )
         _one_of("loss", self.loss, LOSSES)
         _one_of("augment", self.augment, AUGMENTATIONS)
+        _one_of("unroll_gradient", self.unroll_gradient, UNROLL_GRADIENTS)
+        if self.unroll_curriculum and self.unroll == 1:
+            raise ConfigError(
+                f"unroll_curriculum: grows the unrolled frames up to unroll, which is 1; set "
+                f"unroll above 1 or unroll_curriculum=0, got {self.unroll_curriculum}"
+            )
         _one_of("device", self.device, ("auto", "cpu", "cuda"))
         _one_of("monitor", self.monitor, MONITORS)
 

@@ -143,21 +143,27 @@ def _toy_shift(config: DataConfig, seed: int, rank: int, world_size: int) -> Dat
     """In-memory periodic shift (exact advection) fields: no file, for tests and smoke runs.
 
     Options (``data.kwargs``): ``n_train`` (64), ``n_val`` (16), ``grid`` (32), ``shift`` (3),
-    ``seed`` (0; independent of the training seed, so every run sees the same data).
+    ``seed`` (0; independent of the training seed, so every run sees the same data),
+    ``target_frames`` (1: the field shifted once; ``K``: the ``K`` fields shifted ``1, ..., K``
+    times, stacked as channels, the targets of an unrolled run, ``TrainConfig.unroll = K``).
     """
-    options = {"n_train": 64, "n_val": 16, "grid": 32, "shift": 3, "seed": 0}
+    options = {"n_train": 64, "n_val": 16, "grid": 32, "shift": 3, "seed": 0, "target_frames": 1}
     unknown = sorted(set(config.kwargs) - set(options))
     if unknown:
         raise ValueError(
             f"data.kwargs: unknown option {unknown[0]!r} for toy-shift; valid: {', '.join(options)}"
         )
     options.update(config.kwargs)
-    for key in ("n_train", "n_val", "grid"):
+    for key in ("n_train", "n_val", "grid", "target_frames"):
         if not (isinstance(options[key], int) and options[key] >= 1):
             raise ValueError(f"data.kwargs.{key}: must be a positive integer, got {options[key]!r}")
     generator = torch.Generator().manual_seed(int(options["seed"]))
     n_train, n_val = int(options["n_train"]), int(options["n_val"])
-    a, u = shifted_fields(n_train + n_val, int(options["grid"]), int(options["shift"]), generator)
+    shift = int(options["shift"])
+    a, u = shifted_fields(n_train + n_val, int(options["grid"]), shift, generator)
+    if options["target_frames"] > 1:  # the exact later frames: the field shifted again
+        frames = range(1, int(options["target_frames"]) + 1)
+        u = torch.cat([torch.roll(a, shifts=j * shift, dims=-1) for j in frames], 1)
     return DataBundle(
         train=TensorDataset(a[:n_train], u[:n_train]),
         val=TensorDataset(a[n_train:], u[n_train:]),

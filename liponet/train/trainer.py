@@ -46,6 +46,7 @@ from .config import (
 from .distributed import DistContext, all_gather_floats, all_reduce_sum
 from .runfolder import RunFolder, RunFolderError, atomic_copy
 from .schedule import WarmupCosineLR
+from .unroll import curriculum_frames, one_step_view, unrolled_sample_loss
 
 __all__ = [
     "RESUME_KEYS",
@@ -77,6 +78,9 @@ RESUME_KEYS = (
     "grad_clip",
     "input_noise",
     "augment",
+    "unroll",
+    "unroll_gradient",
+    "unroll_curriculum",
     "loss",
     "monitor",
 )
@@ -87,6 +91,9 @@ _RESUME_DEFAULTS: dict[str, Any] = {
     "warmup_steps": 0,
     "lr_min": 0.0,
     "augment": "none",
+    "unroll": 1,
+    "unroll_gradient": "all",
+    "unroll_curriculum": 0,
 }
 
 #: ``callback(event, record)`` with event ``"step"`` (after each optimizer step), ``"epoch"``
@@ -322,8 +329,10 @@ class Trainer:
         from .constraint import resolve_config, warn_if_binding
         from .shortcut_fit import fit_model_shortcut, prepare_shortcut
 
-        config, data_constant = resolve_config(config, train_data)  # k="auto" -> a number
-        config, windows = prepare_shortcut(config, train_data)  # shortcut_bound="auto" -> a number
+        # the one-step parts read (window, next frame) pairs: the first of unroll's frames
+        one_step = one_step_view(train_data, config.unroll)
+        config, data_constant = resolve_config(config, one_step)  # k="auto" -> a number
+        config, windows = prepare_shortcut(config, one_step)  # shortcut_bound="auto" -> a number
         self.config = config
         self.ctx = ctx or DistContext()
         self.normalizer_state = normalizer_state
@@ -351,7 +360,7 @@ class Trainer:
                 free=None if windows is None else windows.free,
             )
         if self.ctx.is_main:  # one ConstraintWarning if the data's constant exceeds the model's
-            warn_if_binding(self.model, train_data, data_constant, config.model.kwargs)
+            warn_if_binding(self.model, one_step, data_constant, config.model.kwargs)
         self.model.to(self.ctx.device)
         self.ddp: nn.Module = self.model  # in DistributedDataParallel during fit() only
         self.optimizer = OPTIMIZERS[config.optimizer](
@@ -621,10 +630,31 @@ class Trainer:
         finally:
             self.model.train(was_training)
             torch.set_rng_state(rng)
-        if tuple(out.shape[1:]) != tuple(y.shape):
+        if tuple(out.shape[1:]) != tuple(y.shape) and not _frames_of(out[0], x, y):
             raise ConfigError(
                 f"model.kwargs: {spec} outputs {tuple(out.shape[1:])} per sample, the data's "
                 f"targets are {tuple(y.shape)}"
+            )
+        self._check_unroll_targets(tuple(out.shape[1:]))
+
+    def _check_unroll_targets(self, frame: tuple[int, ...]) -> None:
+        """The training targets hold ``unroll`` frames shaped as the model's output ``frame``."""
+        k = self.config.unroll
+        if k == 1 or isinstance(self.train_data, IterableDataset):
+            return  # one-step targets: the validation sample's check covers them
+        x, y = self.train_data[0]
+        want = (k * frame[0], *frame[1:])
+        if tuple(y.shape) != want or x.shape[0] % frame[0]:
+            hint = (
+                f"; build the training split with {k} target frames (pdebench, "
+                f"pdebench-stream, toy-shift: data.kwargs.target_frames={k}; liponet train "
+                f"--unroll {k} sets it)"
+            )
+            raise ConfigError(
+                f"unroll: {k} needs training targets of {k} frames of the model's output "
+                f"{frame}, stacked as {want} per sample, after an input window of whole "
+                f"frames; the training split gives inputs {tuple(x.shape)} and targets "
+                f"{tuple(y.shape)}{hint}"
             )
 
     def _prepare_folder(self, resumed_id: str | None, resuming: bool, overwrite: bool) -> None:
@@ -718,10 +748,7 @@ class Trainer:
         if self.config.input_noise > 0:
             x = noisy_inputs(x, self.config.input_noise)
         self.ddp.train()
-        autocast = device.type == "cuda" and self.config.bf16
-        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=autocast):
-            pred = self.ddp(x)
-        per_sample = self.sample_loss_fn(pred.float(), y.float()) * weight
+        per_sample = self._sample_losses(x, y) * weight
         local_sum = per_sample.sum()
         # DDP averages gradients over ranks: scaled so that the step's gradient is that of the
         # mean per-sample loss over the n_global real samples of the global batch
@@ -743,6 +770,37 @@ class Trainer:
         self.optimizer.step()
         return sum_value
 
+    def _sample_losses(self, x: Tensor, y: Tensor) -> Tensor:
+        """Per-sample training loss ``(batch,)``: one step, or the unrolled rollout's."""
+        autocast = self.ctx.device.type == "cuda" and self.config.bf16
+        cfg = self.config
+        with torch.autocast(self.ctx.device.type, dtype=torch.bfloat16, enabled=autocast):
+            if cfg.unroll == 1:
+                pred = self.ddp(x)
+                return self.sample_loss_fn(pred.float(), y.float())
+            frames = curriculum_frames(cfg.unroll, cfg.unroll_curriculum, self.global_step)
+            return unrolled_sample_loss(
+                self.ddp, x, y, frames, self.sample_loss_fn,
+                target_frames=cfg.unroll, gradient=cfg.unroll_gradient,
+            )  # fmt: skip
+
+    def _predict_frames(self, x: Tensor, y: Tensor) -> Tensor:
+        """The eval model's prediction of ``y``: one frame, or a rollout of as many as it holds.
+
+        A validation target of ``F`` frames of the model's ``C`` output channels
+        (``(batch, F * C, *spatial)``) is compared with the ``F``-step rollout from ``x``.
+        """
+        pred = self.model(x)
+        channels = pred.shape[1]
+        if y.ndim < 3 or y.shape[1] == channels or y.shape[1] % channels:
+            return pred
+        frames = [pred]
+        window = x
+        for _ in range(y.shape[1] // channels - 1):
+            window = torch.cat([window[:, channels:], frames[-1].to(window.dtype)], 1)
+            frames.append(self.model(window))
+        return torch.cat(frames, 1)
+
     @torch.no_grad()
     def evaluate(self) -> dict[str, float]:
         """Validation loss and metrics of the eval-mode model, synchronized over ranks."""
@@ -754,7 +812,7 @@ class Trainer:
         for x, y in self.val_loader:
             x, y = x.to(device), y.to(device)
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=autocast):
-                pred = self.model(x)
+                pred = self._predict_frames(x, y)
             pred = pred.float()
             loss_metric.update(self.loss_fn(pred, y.float()), weight=x.shape[0])
             if y.ndim >= 3:
@@ -1016,6 +1074,17 @@ class Trainer:
         record["rank"] = self.ctx.rank
         self._emit("epoch", record)
         return record
+
+
+def _frames_of(frame: Tensor, x: Tensor, y: Tensor) -> bool:
+    """Whether the target ``y`` is several frames shaped as ``frame``, after whole-frame ``x``."""
+    c = frame.shape[0]
+    return (
+        frame.ndim == y.ndim >= 2
+        and tuple(frame.shape[1:]) == tuple(y.shape[1:])
+        and y.shape[0] % c == 0
+        and x.shape[0] % c == 0
+    )
 
 
 def _data_fingerprint(path: str | None) -> dict[str, Any] | None:
