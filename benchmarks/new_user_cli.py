@@ -46,12 +46,17 @@ by ~2e-6 of their maximum), stored as 2 x 2 cell averages on 32 x 32 in PDEBench
 group-per-sample layout (``data`` ``(t, x, y, 1)``, ``grid/x``, ``grid/y``, ``grid/t``), 11 frames
 over t = 0..10; the forcing pumps energy in (the field's RMS grows about 5x over the horizon).
 The task: one frame -> the next, every window, with LipFNO's defaults, ``k=auto``, the increment
-form ``u + f`` and FNO, 12 x 12 modes; the spectral shortcut, 1-D only, is refused in one line.
+form ``u + f`` and FNO, 12 x 12 modes; and the spectral shortcut ``S(x) + f`` (a multiplier at
+every ``rfftn`` mode of the 32 x 32 grid): LipFNO ``k=auto`` with it as it starts (``u_last``),
+fitted to the training windows first (one-step least squares, or the rollout fit), and FNO's
+twins (the shortcut as it starts, and with the least-squares fit).
 
 Each command runs as a subprocess (one thread); the table keeps its exit code, the lines it
 wrote on stderr that start with ``liponet`` (errors, warnings), process CPU seconds and the
 figures it printed. Run from the repository root: ``.venv/bin/python benchmarks/new_user_cli.py``
-(``--quick``: 60 samples, 2 epochs; ``--case dr|ks|kdv|wave|ns2d``: one case). Writes
+(``--quick``: 60 samples, 2 epochs; ``--case dr|ks|kdv|wave|ns2d``: one case; ``--case ns2d
+--runs NAME ...``: train and certify only those runs, keeping the other rows of
+``new_user_cli_ns2d.csv`` from its earlier run, and saying so in the section). Writes
 ``benchmarks/results/new_user_cli.csv`` (``new_user_cli_ks.csv``, ``new_user_cli_kdv.csv``,
 ``new_user_cli_wave.csv``, ``new_user_cli_ns2d.csv``) and the section between the
 ``new-user-cli`` (``new-user-ks``, ``new-user-kdv``, ``new-user-wave``, ``new-user-ns2d``)
@@ -150,7 +155,15 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="smoke run")
     parser.add_argument("--out", type=Path, default=RESULTS)
     parser.add_argument("--case", choices=("all", "dr", "ks", "kdv", "wave", "ns2d"), default="all")
+    parser.add_argument(
+        "--runs",
+        nargs="+",
+        choices=sorted(NS_RUNS),
+        help="--case ns2d only: train and certify these runs; keep the CSV's other rows",
+    )
     args = parser.parse_args()
+    if args.runs and args.case != "ns2d":
+        parser.error("--runs applies to --case ns2d only")
     samples, epochs = (60, 2) if args.quick else (400, 10)
     if args.case in ("all", "ks"):
         main_ks(samples, epochs, args.out)
@@ -159,7 +172,7 @@ def main() -> None:
     if args.case in ("all", "wave"):
         main_wave(samples, epochs, args.out)
     if args.case in ("all", "ns2d"):
-        main_ns2d(samples, epochs, args.out)
+        main_ns2d(samples, epochs, args.out, args.runs)
     if args.case in ("ks", "kdv", "wave", "ns2d"):
         return
     start, cpu0 = time.perf_counter(), resource.getrusage(resource.RUSAGE_CHILDREN).ru_utime
@@ -526,14 +539,29 @@ WAVE_RUNS = {
     ),
     **FITTED_RUNS,
 }
-#: The 2-D Navier-Stokes runs: KS's, the increment form, and the (1-D only) spectral shortcut.
+#: The 2-D Navier-Stokes runs: KS's, the increment form, and the spectral shortcut with
+#: ``k=auto``: as it starts, fitted by least squares or by the rollout fit, and FNO's twins
+#: (the shortcut as it starts, and fitted by least squares).
 NS_RUNS = {
     **KS_RUNS,
     "LipFNO increment k=auto": (
         "LipFNO",
         ["--set", "model.kwargs.increment=true", "--set", "model.kwargs.k=auto"],
     ),
-    "LipFNO spectral shortcut": ("LipFNO", ["--set", "model.kwargs.increment=spectral"]),
+    "LipFNO spectral shortcut k=auto": WAVE_RUNS["LipFNO spectral shortcut k=auto"],
+    "FNO spectral shortcut": KDV_RUNS["FNO spectral shortcut"],
+    "LipFNO fitted shortcut": FITTED_RUNS["LipFNO fitted shortcut"],
+    "LipFNO rollout-fitted shortcut": (
+        "LipFNO",
+        [
+            *FITTED_RUNS["LipFNO fitted shortcut"][1][:6],
+            "--set",
+            "shortcut_init=rollout",
+            "--set",
+            "model.kwargs.gate=true",
+        ],
+    ),
+    "FNO fitted shortcut": FITTED_RUNS["FNO fitted shortcut"],
 }
 #: The 2-D task: one frame -> the next, every window of a trajectory.
 NS_TASK = "data.kwargs={task: autoregressive, initial_step: 1, windows: all}"
@@ -625,22 +653,75 @@ def main_ks(samples: int, epochs: int, out: Path) -> None:
 def autoregressive_case(
     name: str, data: np.ndarray, runs: dict[str, tuple[str, list[str]]], step: str,
     figures: str, write: Any, samples: int, epochs: int, out: Path, task: str = "",
-    modes: str = "[16]", writer: Any = None,
+    modes: str = "[16]", writer: Any = None, only: list[str] | None = None,
 ) -> None:  # fmt: skip
     """An autoregressive own-data case: write ``data``, train and certify ``runs``, ``write``.
 
     ``task``: the ``--set`` of the data task (default :data:`KDV_TASK`); ``modes`` and ``writer``
-    as in :func:`own_solver_case`.
+    as in :func:`own_solver_case`. ``only``: train and certify those runs alone, the others'
+    rows kept from the case's CSV in ``out`` (:func:`merge_rows`); ``write`` gets a ``note``
+    saying which rows are new.
     """
     start, cpu0 = time.perf_counter(), resource.getrusage(resource.RUSAGE_CHILDREN).ru_utime
+    chosen = runs if only is None else {k: v for k, v in runs.items() if k in only}
     with tempfile.TemporaryDirectory() as tmp:
         rows, records = own_solver_case(
-            name, data, task or KDV_TASK, runs, epochs, Path(tmp), modes, writer
+            name, data, task or KDV_TASK, chosen, epochs, Path(tmp), modes, writer
         )
     rows[0]["step"], rows[0]["figures"] = step, figures
     wall = time.perf_counter() - start
     cpu = resource.getrusage(resource.RUSAGE_CHILDREN).ru_utime - cpu0
-    write(rows, records, out, wall, cpu, samples, epochs)
+    if only is None:
+        write(rows, records, out, wall, cpu, samples, epochs)
+        return
+    rows, records, kept = merge_rows(rows, records, runs, out / f"new_user_cli_{name}.csv")
+    note = (
+        f"Wall and CPU are of the rows of {', '.join(only)} (`--runs`); the rows of "
+        f"{', '.join(kept) or 'no other run'} are kept from earlier runs of this case (same "
+        "data, seed and settings; each row's CPU seconds are its own)."
+    )
+    write(rows, records, out, wall, cpu, samples, epochs, note=note)
+
+
+def merge_rows(
+    rows: list[dict[str, Any]], records: dict[str, dict[str, Any]],
+    runs: dict[str, tuple[str, list[str]]], path: Path,
+) -> tuple[list[dict[str, Any]], dict[str, dict[str, Any]], list[str]]:  # fmt: skip
+    """The rows of the runs just made, with every other run's rows from the CSV at ``path``.
+
+    Order: the data steps (new), then ``train RUN`` and ``certify RUN`` in ``runs`` order.
+    Kept runs' records (val nRMSE, certified L) are read back from their ``figures``. Returns
+    the rows, the records of every run (``{}`` where none) and the names of the kept runs.
+    """
+    old = {}
+    if path.exists():
+        with path.open(newline="") as f:
+            old = {r["step"]: {**r, "cpu_s": float(r["cpu_s"])} for r in csv.DictReader(f)}
+    new = {r["step"]: r for r in rows}
+    made = set(records)
+    merged = [r for r in rows if not r["step"].startswith(("train ", "certify "))]
+    kept = []
+    for verb in ("train", "certify"):
+        for run in runs:
+            step = f"{verb} {run}"
+            row = new.get(step) if run in made else old.get(step)
+            if row is not None:
+                merged.append(row)
+    out = dict(records)
+    for run in runs:
+        if run in made:
+            continue
+        found = re.search(
+            r"val_nrmse (\S+), certified L (\S+)", old.get(f"train {run}", {}).get("figures", "")
+        )
+        out[run] = (
+            {"val_nrmse": float(found.group(1)), "lipschitz_bound": float(found.group(2))}
+            if found
+            else {}
+        )
+        if f"train {run}" in old:
+            kept.append(run)
+    return merged, out, kept
 
 
 def frame_norms(data: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -680,8 +761,11 @@ def main_wave(samples: int, epochs: int, out: Path) -> None:
     )
 
 
-def main_ns2d(samples: int, epochs: int, out: Path) -> None:
-    """2-D Navier-Stokes (vorticity), one frame -> the next: own solver -> train -> certify."""
+def main_ns2d(samples: int, epochs: int, out: Path, only: list[str] | None = None) -> None:
+    """2-D Navier-Stokes (vorticity), one frame -> the next: own solver -> train -> certify.
+
+    ``only``: the runs to train and certify (the others' rows kept; :func:`merge_rows`).
+    """
     data = navier_stokes_2d(samples, seed=0)
     norms, change = frame_norms(data)
     figures = (
@@ -691,7 +775,7 @@ def main_ns2d(samples: int, epochs: int, out: Path) -> None:
     step = "own solver (pseudo-spectral) -> ns2d.h5"
     autoregressive_case(
         "ns2d", data, NS_RUNS, step, figures, write_ns2d_results, samples, epochs, out,
-        task=NS_TASK, modes="[12,12]", writer=write_groups,
+        task=NS_TASK, modes="[12,12]", writer=write_groups, only=only,
     )  # fmt: skip
 
 
@@ -789,10 +873,11 @@ def write_ks_results(rows: list[dict[str, Any]], records: dict[str, dict[str, An
 def write_autoregressive_results(
     case: str, title: str, pde: str, runs: dict[str, tuple[str, list[str]]],
     hits: list[str], rows: list[dict[str, Any]], records: dict[str, dict[str, Any]], out: Path,
-    wall: float, cpu: float, epochs: int, task: str = "", modes: str = "16",
+    wall: float, cpu: float, epochs: int, task: str = "", modes: str = "16", note: str = "",
 ) -> None:  # fmt: skip
     """The section of an autoregressive own-data case (KdV, wave, 2-D Navier-Stokes): header,
-    steps, ratios, hits; ``task`` says what is learnt (default: :data:`KDV_TASK`'s windows)."""
+    steps, ratios, hits; ``task`` says what is learnt (default: :data:`KDV_TASK`'s windows);
+    ``note`` follows the header (which rows a ``--runs`` rerun made)."""
     task = task or (
         "a window of 2 frames (as channels) -> the next frame, every window of each trajectory "
         f"(`--set {KDV_TASK}`)"
@@ -812,6 +897,8 @@ def write_autoregressive_results(
         "one step.",
         "",
     ]
+    if note:
+        lines += [note, ""]
     lines += steps_table(rows)
     lines += ["", "Validation nRMSE (one step) against FNO's (same settings):", ""]
     lines += ratio_lines(runs, records, fno)
@@ -853,7 +940,8 @@ def write_wave_results(rows: list[dict[str, Any]], records: dict[str, dict[str, 
 
 
 def write_ns2d_results(rows: list[dict[str, Any]], records: dict[str, dict[str, Any]], out: Path,
-                       wall: float, cpu: float, samples: int, epochs: int) -> None:  # fmt: skip
+                       wall: float, cpu: float, samples: int, epochs: int,
+                       note: str = "") -> None:  # fmt: skip
     pde = (
         f"`w_t + u . grad w = 1e-3 lap w + f` on the periodic unit square, {samples} "
         "trajectories of 11 frames over t = 0..10 from the script's own pseudo-spectral solver "
@@ -861,14 +949,51 @@ def write_ns2d_results(rows: list[dict[str, Any]], records: dict[str, dict[str, 
         "group-per-sample layout."
     )
     task = f"one frame -> the next, every window of each trajectory (`--set {NS_TASK}`)"
-    said = next((r["said"] for r in rows if r["step"] == "train LipFNO spectral shortcut"), "")
-    hits = [
-        "- The spectral shortcut (`increment=spectral`) is 1-D only; in 2-D `liponet train` "
-        f"stops in one line: {said or '(no line: see the table)'}"
-    ]
+    hits = [shortcut_line(records)]
+    gated = [
+        r["step"].removeprefix("train ")
+        for r in rows
+        if r["step"].startswith("train ") and "gate=true" in r.get("command", "")
+        and "binding Lipschitz constraint" in r["said"]
+    ]  # fmt: skip
+    if gated:
+        hits.append(
+            f"- The binding-constraint warning of {', '.join(gated)} was a false alarm: with "
+            "`gate=True` the increment starts at 0, so the model starts certified at its "
+            "shortcut's norm, and training raises the gate freely. Run before the fix: "
+            "`liponet train` no longer warns for `gate=True` (`liponet.train.constraint."
+            "is_capped`)."
+        )
     title = "## A fourth PDE no issue names: 2-D Navier-Stokes (vorticity), autoregressive"
     write_autoregressive_results(
-        "ns2d", title, pde, NS_RUNS, hits, rows, records, out, wall, cpu, epochs, task, "12 x 12"
+        "ns2d", title, pde, NS_RUNS, hits, rows, records, out, wall, cpu, epochs, task, "12 x 12",
+        note,
+    )  # fmt: skip
+
+
+def shortcut_line(records: dict[str, dict[str, Any]]) -> str:
+    """Whether LipFNO's best spectral-shortcut run beats FNO (and its twin) on 2-D NS."""
+    fno = records.get("FNO", {}).get("val_nrmse", math.nan)
+    twins = [
+        f"{name} {rec['val_nrmse']:.4g} = {rec['val_nrmse'] / fno:.3g}x"
+        for name, rec in records.items()
+        if rec and name.startswith("FNO ") and "shortcut" in name
+    ]
+    done = {
+        name: rec
+        for name, rec in records.items()
+        if rec and name.startswith("LipFNO") and "shortcut" in name
+    }
+    if not done:
+        return "- (no LipFNO spectral-shortcut run finished; see the table)"
+    best = min(done, key=lambda name: done[name]["val_nrmse"])
+    err, bound = done[best]["val_nrmse"], done[best]["lipschitz_bound"]
+    verdict = "beats" if err < fno else "does not beat"
+    return (
+        f"- The spectral shortcut (`increment=spectral`) now runs in 2-D (a multiplier at every "
+        f"`rfftn` mode of the 32 x 32 grid; `shortcut_size` filled from the data). LipFNO's "
+        f"best shortcut run, {best}, {verdict} FNO: {err:.4g} = {err / fno:.3g}x FNO's "
+        f"{fno:.4g}, certified L {bound:.4g} (FNO's twins: {'; '.join(twins) or 'none ran'})."
     )
 
 

@@ -706,7 +706,7 @@ def fitted_shortcut(data: BenchData, how: str = "lstsq", s: float | None = 1.0) 
     The rollout fits (tens of seconds) are computed once per data set and ball
     (:func:`_free_fit`): a ball that holds the unconstrained fit takes it as it is.
     """
-    shortcut = SpectralShortcut(data.in_channels, data.out_channels, data.spatial[-1], s=s)
+    shortcut = SpectralShortcut(data.in_channels, data.out_channels, data.spatial, s=s)
     if not how.startswith("rollout"):
         return fit_shortcut(shortcut, data.x_train, data.y_train, how)
     free = _free_fit(data, how)
@@ -785,9 +785,10 @@ def init_shortcut(
 
 
 def _with_shortcut_size(keywords: dict[str, Any], data: BenchData) -> dict[str, Any]:
-    """``keywords`` with ``shortcut_size`` = the task's (1-D) grid when ``increment="spectral"``."""
+    """``keywords`` with ``shortcut_size`` = the task's grid when ``increment="spectral"``."""
     if keywords.get("increment") == "spectral" and "shortcut_size" not in keywords:
-        keywords["shortcut_size"] = data.spatial[-1]
+        grid = tuple(data.spatial)
+        keywords["shortcut_size"] = grid[0] if len(grid) == 1 else grid
     return keywords
 
 

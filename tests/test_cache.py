@@ -7,7 +7,7 @@ import copy
 import pytest
 import torch
 
-from liponet.layers import LipLinear, LipSpectralConv
+from liponet.layers import LipLinear, LipSpectralConv, SpectralShortcut
 from liponet.layers.cache import WeightKeyedCache, same_bits
 from liponet.models import LipDeepONet, LipFNO, LipMLP
 
@@ -72,10 +72,23 @@ def _pairs() -> list[tuple[str, torch.nn.Module, torch.nn.Module, tuple[torch.Te
             LipDeepONet(8, ([0.0], [1.0]), n_basis=4, width=8, depth=2),
             (torch.randn(3, 1, 8), torch.rand(5, 1)),
         ),
+        (
+            "SpectralShortcut-2d",
+            SpectralShortcut(2, 1, (8, 6)),
+            _random_weights(SpectralShortcut(2, 1, (8, 6))),
+            (torch.randn(2, 2, 8, 6),),
+        ),
     ]
 
 
-@pytest.mark.parametrize("case", range(4))
+def _random_weights(module: torch.nn.Module) -> torch.nn.Module:
+    with torch.no_grad():
+        for p in module.parameters():
+            p.normal_()
+    return module
+
+
+@pytest.mark.parametrize("case", range(5))
 def test_data_writes_reach_the_eval_forward_and_the_certificate(case):
     name, model, other, inputs = _pairs()[case]
     model.eval()

@@ -83,3 +83,23 @@ def test_spectral_shortcut_size_comes_from_the_grid(adv, tmp_path, capsys):
     assert main(args(adv, out, kw)) == 0, capsys.readouterr()
     kwargs = load_checkpoint(out / "last.pt").config["model"]["kwargs"]
     assert (kwargs["increment"], kwargs["shortcut_size"]) == ("spectral", 16)
+
+
+def test_spectral_shortcut_runs_on_a_2d_grid_and_a_wrong_size_is_one_line(tmp_path, capsys):
+    data = generate("advection_2d", tmp_path / "a2.h5", n_samples=12, nx=8, nt=3)
+    base = ["train", "--no-progress", "--model", "LipFNO", "--data", "pdebench",
+            "--data-path", str(data), "--epochs", "1", "--batch-size", "4", "--device", "cpu",
+            "--set", "data.kwargs={task: autoregressive, initial_step: 1}",
+            "--set", "shortcut_init=rollout"]  # fmt: skip
+    kw = "model.kwargs={modes: [3, 3], width: 4, depth: 1, increment: spectral}"
+    out = tmp_path / "run"
+    assert main([*base, "--out", str(out), "--set", kw]) == 0, capsys.readouterr()
+    kwargs = load_checkpoint(out / "last.pt").config["model"]["kwargs"]
+    assert kwargs["shortcut_size"] == [8, 8]  # the data's grid, one count per axis
+    # a size that is not the data's dimension: refused in one line, nothing written
+    bad = tmp_path / "bad"
+    wrong = kw.replace("}", ", shortcut_size: 8}")
+    assert main([*base, "--out", str(bad), "--set", wrong]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "one count >= 1 per spatial dimension" in err, err
+    assert not bad.exists()

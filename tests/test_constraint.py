@@ -193,10 +193,20 @@ def test_defaults_with_auto_k_match_fno_on_an_expanding_operator(tmp_path):
 
 @pytest.mark.parametrize(
     ("name", "extra"),
-    [("FNO", {}), ("LipFNO", {"free_last_layer": True}), ("LipFNO", {"output_scale": "vector"})],
+    [
+        ("FNO", {}),
+        ("LipFNO", {"free_last_layer": True}),
+        ("LipFNO", {"output_scale": "vector"}),
+        ("LipFNO", {"increment": True, "gate": True}),
+    ],
 )
 def test_no_warning_when_training_can_raise_the_constant(tmp_path, name, extra):
-    """Unconstrained twins and free output scales start below the data's constant: no warning."""
+    """Unconstrained twins, free output scales and gates start below the data's constant.
+
+    A gate (``gate=True``) starts at 0, so the model starts certified ``1`` (``u_last``) or
+    ``L_S`` (a fitted shortcut): training raises ``|g|`` freely (the 2-D Navier-Stokes case of
+    ``benchmarks/new_user_cli.py`` got the warning as a false alarm). No warning.
+    """
     cfg = reaction_config(tmp_path / "run", 0.5, **extra)
     cfg["model"]["name"] = name
     if name == "FNO":
@@ -207,5 +217,5 @@ def test_no_warning_when_training_can_raise_the_constant(tmp_path, name, extra):
         warnings.simplefilter("error")
         trainer = Trainer(cfg, data.train, data.val, progress=False)
     trainer.model.eval()
-    if name == "FNO":  # the premise: at initialization its certificate is below the data's
+    if name == "FNO" or "gate" in extra:  # the premise: at initialization it is below the data's
         assert trainer.model.lipschitz_bound() < data_constant(data.train).value

@@ -17,11 +17,14 @@ def _cases() -> list[tuple[str, torch.nn.Module, tuple[torch.Tensor, ...]]]:
     onet = LipDeepONet(8, ([0.0], [1.0]), n_basis=4, width=8, depth=2).eval()
     x1, x2 = torch.randn(2, 1, 16), torch.randn(2, 2, 8, 10)
     u, y = torch.randn(3, 1, 8), torch.rand(5, 1)
+    fno2s = LipFNO(2, 1, (3, 3), width=4, depth=1, increment="spectral", shortcut_size=(8, 10))
     return [
         ("LipFNO-1d", fno1, (x1,)),
         ("LipFNO-1d.export()", fno1.export(), (x1,)),
         ("LipFNO-2d", fno2, (x2,)),
         ("LipFNO-2d.export()", fno2.export(), (x2,)),
+        ("LipFNO-2d-spectral-shortcut", fno2s.eval(), (x2,)),
+        ("LipFNO-2d-spectral-shortcut.export()", fno2s.export(), (x2,)),
         ("LipDeepONet", onet, (u, y)),
         ("LipDeepONet.export()", onet.export(), (u, y)),
     ]

@@ -51,15 +51,11 @@ def test_quick_run_writes_the_rows_and_replaces_its_section(tmp_path):
     wave = {r["step"]: r for r in csv.DictReader((tmp_path / "new_user_cli_wave.csv").open())}
     assert "binding Lipschitz constraint" in wave["train LipFNO defaults"]["said"]
     assert all(r["rc"] == "0" for step, r in wave.items() if step.startswith(("train", "certify")))
-    # 2-D Navier-Stokes in the group-per-sample layout: every run but the 1-D-only shortcut
+    # 2-D Navier-Stokes in the group-per-sample layout: every run, the spectral shortcut's too
     ns = {r["step"]: r for r in csv.DictReader((tmp_path / "new_user_cli_ns2d.csv").open())}
-    refused = ns["train LipFNO spectral shortcut"]
-    assert refused["rc"] == "2" and "needs one spatial dimension" in refused["said"]
-    assert "certify LipFNO spectral shortcut" not in ns  # nothing to certify
-    ran = [
-        r for step, r in ns.items() if step.startswith(("train", "certify")) and r is not refused
-    ]
-    assert len(ran) == 8 and all(r["rc"] == "0" for r in ran)
+    ran = [r for step, r in ns.items() if step.startswith(("train", "certify"))]
+    assert len(ran) == 18 and all(r["rc"] == "0" for r in ran)
+    assert "certified L" in ns["train LipFNO rollout-fitted shortcut"]["figures"]
     certified = [r for s, r in ns.items() if s.startswith("certify ")]
     assert all("pairs: one frame -> the next frame" in r["figures"] for r in certified)
 
@@ -96,3 +92,30 @@ def test_navier_stokes_solution_converges_in_time_and_keeps_zero_mean(monkeypatc
     # and the solver is not the identity or a pure decay: consecutive frames differ
     change = np.sqrt(((w[:, 1:] - w[:, :-1]) ** 2).mean((-2, -1))) / rms[:, :-1]
     assert (change > 0.01).all()
+
+
+def test_runs_rerun_keeps_the_other_rows(tmp_path):
+    # --runs: the rows of the runs made replace theirs; every other run's rows come from the CSV
+    with benchmark_module("new_user_cli") as cli:
+        runs = {"FNO": ("FNO", []), "LipFNO k=auto": ("LipFNO", []), "new": ("LipFNO", [])}
+        old = [
+            {"step": "own solver", "rc": 0, "cpu_s": 1.0},
+            {"step": "train FNO", "rc": 0, "figures": "val_nrmse 0.5, certified L 7", "cpu_s": 2.0},
+            {"step": "train LipFNO k=auto", "rc": 0, "figures": "val_nrmse 0.25, certified L 2",
+             "cpu_s": 3.0},
+            {"step": "certify FNO", "rc": 0, "figures": "plain: x", "cpu_s": 4.0},
+        ]  # fmt: skip
+        cli.write_steps_csv(old, tmp_path / "c.csv")
+        made = [
+            {"step": "own solver", "rc": 0, "cpu_s": 9.0},
+            {"step": "train new", "rc": 0, "figures": "val_nrmse 0.125, certified L 3",
+             "cpu_s": 5.0},
+            {"step": "certify new", "rc": 0, "figures": "plain: y", "cpu_s": 6.0},
+        ]  # fmt: skip
+        records = {"new": {"val_nrmse": 0.125, "lipschitz_bound": 3.0}}
+        rows, recs, kept = cli.merge_rows(made, records, runs, tmp_path / "c.csv")
+    assert [r["step"] for r in rows] == ["own solver", "train FNO", "train LipFNO k=auto",
+                                         "train new", "certify FNO", "certify new"]  # fmt: skip
+    assert rows[0]["cpu_s"] == 9.0 and rows[1]["cpu_s"] == 2.0
+    assert recs["FNO"] == {"val_nrmse": 0.5, "lipschitz_bound": 7.0}
+    assert recs["new"] == records["new"] and kept == ["FNO", "LipFNO k=auto"]

@@ -6,7 +6,7 @@ from certcheck import check_all, check_attack, check_jacobian, perturb
 
 from liponet.certify import jacobian_lipschitz
 from liponet.layers import SpectralShortcut
-from liponet.layers.shortcut import shortcut_apply, shortcut_multipliers
+from liponet.layers.shortcut import hermitian_multipliers, shortcut_apply, shortcut_multipliers
 from liponet.models import FNO, LipFNO
 from liponet.train.checkpoint import load_model, save_checkpoint
 
@@ -172,8 +172,9 @@ def test_models_with_spectral_shortcut_are_certified(cls):
 def test_spectral_increment_errors():
     with pytest.raises(ValueError, match="shortcut_size"):
         LipFNO(2, 1, (4,), increment="spectral")
-    with pytest.raises(ValueError, match="one spatial dimension"):
-        LipFNO(2, 1, (4, 4), increment="spectral", shortcut_size=N)
+    for size in (N, [N], [N, 0], [N, N, N], "16"):  # one count >= 1 per spatial dimension
+        with pytest.raises(ValueError, match=r"one count >= 1 per spatial dimension \(2, from"):
+            LipFNO(2, 1, (4, 4), increment="spectral", shortcut_size=size)
     with pytest.raises(ValueError, match="applies to increment='spectral' only"):
         LipFNO(2, 1, (4,), increment=True, shortcut_size=N)
     with pytest.raises(ValueError, match="expected False, True"):
@@ -327,3 +328,191 @@ def test_gate_starts_at_the_shortcut_and_stays_certified(cls, increment):
     assert trained.net.inner.lipschitz_bound() == pytest.approx(0.7 * f_alone, rel=1e-6)
     with pytest.raises(ValueError, match="gate=True scales the increment"):
         cls(2, 1, (4,), width=4, depth=2, gate=True)
+
+
+# -- any number of spatial dimensions -------------------------------------------------------
+
+GRIDS = [(6, 8), (5, 7), (4, 3, 6)]  # even and odd counts (Nyquist or none), 2-D and 3-D
+
+
+def _full_spectrum_step(stored, x):
+    """``S(x)`` by the definition: the complex FFT of the whole grid, ``S_{-k} = conj S_k``.
+
+    Every mode of the full spectrum gets the multiplier of its ``rfftn`` mode or the conjugate of
+    its mirror's; the inverse FFT's imaginary part must vanish. An independent path to what the
+    Hermitian form of the stored multipliers promises.
+    """
+    grid = tuple(x.shape[2:])
+    d = len(grid)
+    full = torch.zeros(*grid, *stored.shape[-2:], dtype=stored.dtype)
+    kd = grid[-1] // 2 + 1
+    full[..., :kd, :, :] = stored
+    for j in range(kd, grid[-1]):  # k_d > n_d / 2: the conjugate of the mirrored rfftn mode
+        mirror = stored[..., grid[-1] - j, :, :]
+        for axis in range(d - 1):
+            mirror = torch.roll(torch.flip(mirror, [axis]), 1, axis)
+        full[..., j, :, :] = mirror.conj()
+    dims = tuple(range(-d, 0))
+    xk = torch.fft.fftn(x.to(full.dtype), dim=dims, norm="ortho").flatten(2)
+    yk = torch.einsum("bik,koi->bok", xk, full.flatten(0, d - 1))  # (b,in,K),(K,out,in)
+    y = torch.fft.ifftn(yk.unflatten(2, grid), dim=dims, norm="ortho")
+    return y.real, y.imag
+
+
+@pytest.mark.parametrize("grid", GRIDS)
+@pytest.mark.parametrize("s", [1.0, None])
+def test_nd_shortcut_is_certified_and_tight(grid, s):
+    def make():
+        torch.manual_seed(0)
+        return perturb(SpectralShortcut(2, 1, grid, s=s), scale=0.8)
+
+    x = torch.randn(2, 2, *grid)
+    check_all(make, x, norm="function")
+    model = make().double().eval()
+    bound = model.lipschitz_bound()
+    if s is not None:
+        assert s * (1 - 1e-5) < bound <= s  # the clip binds
+    exact = float(jacobian_lipschitz(model, x.double()[:1], "function").max())
+    assert exact == pytest.approx(bound, rel=1e-6)
+    # other grids, finer, coarser and odd: other multipliers (or averages), none larger
+    for other in (tuple(2 * n for n in grid), tuple(max(1, n // 2) for n in grid),
+                  tuple(n + 1 for n in grid)):  # fmt: skip
+        check_jacobian(model, torch.randn(1, 2, *other, dtype=torch.float64), "function")
+
+
+@pytest.mark.parametrize("grid", GRIDS)
+def test_nd_stored_multipliers_are_the_applied_map(grid):
+    torch.manual_seed(1)
+    model = perturb(SpectralShortcut(2, 2, grid, s=0.9), scale=0.8).double()
+    x = torch.randn(3, 2, *grid, dtype=torch.float64)
+    for mode in (True, False):
+        model.train(mode)
+        stored = model.train_multipliers() if mode else model.eval_multipliers()
+        real, imag = _full_spectrum_step(stored.detach(), x)
+        assert float(imag.abs().max()) < 1e-12  # Hermitian: the definition's output is real
+        torch.testing.assert_close(model(x), real, rtol=0, atol=1e-12)
+    # the Hermitian slices hold mirrored conjugates exactly (the eval multipliers as stored)
+    a = model.eval().eval_multipliers()
+    mirrored = a[..., 0, :, :]
+    for axis in range(len(grid) - 1):
+        mirrored = torch.roll(torch.flip(mirrored, [axis]), 1, axis)
+    assert torch.equal(a[..., 0, :, :], mirrored.conj())
+
+
+def test_nd_resolution_rule():
+    torch.manual_seed(0)
+    shortcut = perturb(SpectralShortcut(1, 1, (6, 8)), scale=0.5).double().eval()
+    stored = shortcut.eval_multipliers()  # (6, 5, 1, 1): frequencies 0, 1, 2, -3, -2, -1 x 0..4
+    fine = shortcut_multipliers(stored, (12, 16))  # (12, 9, 1, 1)
+    fine_f = torch.fft.fftfreq(12, 1 / 12).long()  # 0..5, -6..-1
+    for i, f in enumerate(fine_f.tolist()):
+        g = max(-3, min(3, f)) % 6  # clamped to the stored range; +-3 both the stored Nyquist
+        for k in range(1, 9):  # off the Hermitian slices: the stored multiplier itself
+            if k == 8:
+                continue  # the fine grid's Nyquist slice: Hermitian form, checked below
+            torch.testing.assert_close(fine[i, k], stored[g, min(k, 4)])
+    # a single complex exponential mode (f, k) = (5, 6) of the fine grid goes through S[3, 4]
+    t = torch.arange(12, dtype=torch.float64)[:, None] / 12
+    u = torch.arange(16, dtype=torch.float64)[None, :] / 16
+    x = torch.cos(2 * math.pi * (5 * t + 6 * u))[None, None]
+    expected = (stored[3, 4, 0, 0] * torch.exp(2j * math.pi * (5 * t + 6 * u))).real
+    torch.testing.assert_close(shortcut(x)[0, 0], expected)
+    # every applied multiplier on any grid has norm <= the certificate
+    bound = shortcut.lipschitz_bound()
+    for other in ((12, 16), (3, 4), (7, 9), (6, 8)):
+        applied = shortcut_multipliers(stored, other)
+        assert float(applied.abs().max()) <= bound
+    with pytest.raises(ValueError, match="one count per stored axis"):
+        shortcut_multipliers(stored, 8)
+
+
+def _lstsq_reference_nd(x, y):
+    """Dense per-mode least squares over the flattened ``rfftn`` modes."""
+    dims = tuple(range(2, x.ndim))
+    xk = torch.fft.rfftn(x.double(), dim=dims, norm="ortho")
+    yk = torch.fft.rfftn(y.double(), dim=dims, norm="ortho")
+    modes = xk.shape[2:]
+    xk, yk = xk.flatten(2), yk.flatten(2)
+    rows = [torch.linalg.lstsq(xk[:, :, k], yk[:, :, k]).solution.T for k in range(xk.shape[-1])]
+    return torch.stack(rows).reshape(*modes, y.shape[1], x.shape[1])
+
+
+@pytest.mark.parametrize("grid", [(8, 6), (5, 7)])
+def test_nd_fits_recover_a_known_multiplier(grid):
+    # windows of 2 frames -> 1 frame through a random complex step (norm above 1) plus noise:
+    # the fit is the dense per-mode least squares, and without noise it recovers the step
+    torch.manual_seed(0)
+    target = perturb(SpectralShortcut(2, 1, grid, s=None), 0.5).double().eval()
+    x = torch.randn(300, 2, *grid, dtype=torch.float64)
+    exact = target(x)
+    noisy = exact + 0.05 * torch.randn_like(exact)
+    fitted = SpectralShortcut(2, 1, grid, s=None).double().fit_(x, noisy, chunk=70)
+    reference = _lstsq_reference_nd(x, noisy)
+    # the reference's mirrored modes differ by rounding only; the stored form averages them
+    expected = hermitian_multipliers(reference, grid)
+    torch.testing.assert_close(fitted.eval().eval_multipliers(), expected, rtol=0, atol=1e-10)
+    recovered = SpectralShortcut(2, 1, grid, s=None).double().fit_(x, exact).eval()
+    truth = target.eval_multipliers()
+    torch.testing.assert_close(recovered.eval_multipliers(), truth, rtol=0, atol=1e-9)
+    # in the ball: certified and inside it
+    ball = SpectralShortcut(2, 1, grid, s=0.5).double().fit_(x, exact).eval()
+    assert ball.lipschitz_bound() <= 0.5
+    check_jacobian(ball, x[:1], "function")
+
+
+def test_nd_rollout_fit_recovers_a_shift():
+    from liponet.train.shortcut_fit import rollout_multipliers
+
+    # a shift by (1, 2) cells per frame: trajectories of 6 frames, windows of one frame
+    u = torch.randn(5, 8, 6, dtype=torch.float64)
+    frames = torch.stack([torch.roll(u, (t, 2 * t), dims=(-2, -1)) for t in range(6)], 1)
+    x = frames[:, :-1].flatten(0, 1)[:, None]  # (25, 1, 8, 6), trajectory after trajectory
+    y = frames[:, 1:].flatten(0, 1)[:, None]
+    k1 = torch.fft.fftfreq(8, 1 / 8, dtype=torch.float64)[:, None]
+    k2 = torch.arange(4, dtype=torch.float64)[None, :]
+    shift = torch.exp(-2j * math.pi * (k1 / 8 + 2 * k2 / 6))[..., None, None]
+    for radius in (None, 1.0):
+        step = rollout_multipliers(x, y, (8, 6), radius=radius)
+        torch.testing.assert_close(step, hermitian_multipliers(shift, (8, 6)), rtol=0, atol=1e-8)
+
+
+@pytest.mark.parametrize("cls", [LipFNO, FNO])
+def test_nd_models_with_spectral_shortcut_are_certified(cls):
+    grid = (8, 6)
+
+    def make():
+        torch.manual_seed(0)
+        made = cls(2, 1, (3, 3), width=4, depth=1, increment="spectral", shortcut_size=list(grid))
+        return perturb(made, scale=0.5)
+
+    x = torch.randn(2, 2, *grid)
+    check_all(make, x, norm="function")
+    model = make().double().eval()
+    check_attack(model, torch.randn(2, 2, 10, 12, dtype=torch.float64), "function")
+    shortcut = model.net.shortcut
+    assert model.lipschitz_bound() == pytest.approx(
+        shortcut.lipschitz_bound() + model.net.inner.lipschitz_bound()
+    )
+    if cls is LipFNO:
+        assert shortcut.lipschitz_bound() <= 1.0
+    else:
+        assert shortcut.lipschitz_bound() > 1.0  # unconstrained: its own norm counts
+
+
+def test_nd_checkpoint_round_trip_and_symmetry(tmp_path):
+    from liponet.certify.symmetry import SymmetryGroup, check_model_symmetry
+
+    kwargs = dict(in_channels=1, out_channels=1, modes=[3, 3], width=4, depth=1, grid=False,
+                  increment="spectral", shortcut_size=[8, 6])  # fmt: skip
+    torch.manual_seed(0)
+    model = perturb(LipFNO(**kwargs), scale=0.5).eval()
+    config = {"model": {"name": "LipFNO", "kwargs": kwargs}}
+    path = save_checkpoint(tmp_path / "m.pt", model, config=config)
+    loaded, _ = load_model(path)
+    x = torch.randn(2, 1, 8, 6)
+    torch.testing.assert_close(loaded(x), model(x), rtol=0, atol=0)
+    assert loaded.lipschitz_bound() == model.lipschitz_bound()
+    assert "verified" in check_model_symmetry(model.double(), SymmetryGroup((0, 1)))
+    shifted = model(torch.roll(x.double(), (3, 2), dims=(-2, -1)))
+    torch.testing.assert_close(shifted, torch.roll(model(x.double()), (3, 2), dims=(-2, -1)),
+                               rtol=0, atol=1e-12)  # fmt: skip

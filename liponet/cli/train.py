@@ -229,7 +229,7 @@ def _first_sample(data: Any) -> tuple[Any, Any] | None:
     return None
 
 
-def infer_data_sizes(config: Any, data: Any) -> dict[str, int]:
+def infer_data_sizes(config: Any, data: Any) -> dict[str, int | list[int]]:
     """Fill the model's channel / feature sizes from the data; return what was filled in.
 
     The registered model's constructor names the sizes it takes (:data:`DATA_SIZES`); one
@@ -251,7 +251,7 @@ def infer_data_sizes(config: Any, data: Any) -> dict[str, int]:
     kwargs = config.model.kwargs
     keys = [key for key in DATA_SIZES if key in wanted]
     sample = _first_sample(data) if keys or "modes" in wanted else None
-    filled: dict[str, int] = {}
+    filled: dict[str, int | list[int]] = {}
     if sample is not None:
         tensors = {"inputs": sample[0], "targets": sample[1]}
         for key in keys:
@@ -276,9 +276,11 @@ def infer_data_sizes(config: Any, data: Any) -> dict[str, int]:
         and "shortcut_size" in wanted
         and "shortcut_size" not in kwargs
         and sample is not None
-        and sample[0].ndim == 2
-    ):  # the spectral shortcut stores every mode of the data's (1-D) grid
-        kwargs["shortcut_size"] = filled["shortcut_size"] = int(sample[0].shape[-1])
+        and sample[0].ndim >= 2
+    ):  # the spectral shortcut stores every mode of the data's grid (an int in 1-D)
+        grid = [int(n) for n in sample[0].shape[1:]]
+        kwargs["shortcut_size"] = grid[0] if len(grid) == 1 else grid
+        filled["shortcut_size"] = kwargs["shortcut_size"]
     required = [
         key for key, p in wanted.items()
         if p.default is inspect.Parameter.empty and key not in kwargs

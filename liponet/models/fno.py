@@ -317,6 +317,17 @@ class _PlainIncrement(nn.Module):
         return base + self.inner(x)
 
 
+def _is_grid(size: object, d: int) -> bool:
+    """Whether ``size`` is a grid of ``d`` axes: an int >= 1 (``d = 1``) or ``d`` of them."""
+    if isinstance(size, bool):
+        return False
+    if isinstance(size, int):
+        return d == 1 and size >= 1
+    if not isinstance(size, Sequence) or isinstance(size, str) or len(size) != d:
+        return False
+    return all(isinstance(n, int) and not isinstance(n, bool) and n >= 1 for n in size)
+
+
 def _modes_of(module: nn.Module) -> tuple[int, ...]:
     for sub in module.modules():
         if isinstance(sub, (FourierBlock, ConvexPotentialBlock, FactoredConvexPotentialBlock)):
@@ -349,7 +360,7 @@ class _FNOBase(CertifiedModule):
         budget: str = "last",
         hidden: int | None = None,
         cpl_activation: str = "relu",
-        shortcut_size: int | None = None,
+        shortcut_size: int | Sequence[int] | None = None,
         gate: bool = False,
         shortcut_bound: float = 1.0,
     ) -> None:
@@ -410,10 +421,11 @@ class _FNOBase(CertifiedModule):
                 "stacked as channels)"
             )
         spectral = increment == "spectral"
-        if spectral and (len(modes) != 1 or shortcut_size is None or shortcut_size < 1):
+        if spectral and not _is_grid(shortcut_size, len(modes)):
             raise ValueError(
-                f"increment='spectral' needs one spatial dimension (got modes={modes}) and "
-                f"shortcut_size = the training grid's points (got {shortcut_size!r})"
+                f"increment='spectral' needs shortcut_size = the training grid's points, one "
+                f"count >= 1 per spatial dimension ({len(modes)}, from modes={list(modes)}; an "
+                f"int in 1-D), got {shortcut_size!r}"
             )
         if isinstance(shortcut_bound, str) or not (
             math.isfinite(shortcut_bound) and shortcut_bound > 0
@@ -603,8 +615,8 @@ class LipFNO(_FNOBase):
         frames stacked as channels and ``u_last`` its last frame; certified ``1 + L_G``.
         ``"spectral"``: ``S(a) + G(a)`` with a learned full-band linear step ``S``
         (:class:`liponet.layers.SpectralShortcut`: a multiplier ``S_k`` from the window to the
-        frame at every rfft mode of the training grid, ``max_k ||S_k|| <= 1``, initialized to
-        ``u_last``); certified ``L_S + L_G <= 1 + L_G``. One spatial dimension.
+        frame at every ``rfftn`` mode of the training grid, ``max_k ||S_k|| <= 1``, initialized
+        to ``u_last``); certified ``L_S + L_G <= 1 + L_G``. Any number of spatial dimensions.
     budget
         Where ``k`` goes (:data:`BUDGETS`): ``"last"``, the last projection layer; ``"learned"``,
         learned factors of the lifting, every block and the projection with product ``k``
@@ -617,8 +629,10 @@ class LipFNO(_FNOBase):
         Activation inside the convex-potential blocks: ``"relu"`` (default) or ``"softplus"``
         (smooth; both have slopes in ``[0, 1]``, all the certificate needs).
     shortcut_size
-        ``increment="spectral"`` only: points of the training grid (``shortcut_size // 2 + 1``
-        multipliers are stored; another grid applies the stored ones, the highest beyond them).
+        ``increment="spectral"`` only: points of the training grid, one count per spatial axis
+        (an ``int`` in 1-D; a multiplier is stored per ``rfftn`` mode of that grid, and another
+        grid applies the stored ones, the highest beyond them:
+        :func:`liponet.layers.shortcut.shortcut_multipliers`).
     shortcut_bound
         ``increment="spectral"`` only: the ball of the shortcut, ``max_k ||S_k||_2 <= s``
         (default 1). A wave equation's step needs about ``sqrt 5``; ``"auto"`` in a training
@@ -694,7 +708,7 @@ class FNO(_FNOBase):
         grid: bool = True,
         padding: float = 0.0,
         increment: bool | str = False,
-        shortcut_size: int | None = None,
+        shortcut_size: int | Sequence[int] | None = None,
         gate: bool = False,
     ) -> None:
         super().__init__(

@@ -226,13 +226,15 @@ def is_capped(model: Any, model_kwargs: dict[str, Any] | None = None) -> bool:
     """Whether training cannot raise the model's certified constant above its initial one.
 
     True for the constrained families (``constrained = True``: LipMLP, LipFNO, LipDeepONet...)
-    unless a variant frees the output scale (``free_last_layer=True`` or an ``output_scale``);
-    unconstrained twins start small and grow, so a comparison at initialization means nothing.
+    unless a variant frees the output scale (``free_last_layer=True``, an ``output_scale``, or
+    the increment's trainable ``gate=True``, which starts at 0); unconstrained twins start small
+    and grow, so a comparison at initialization means nothing.
     """
     if not (hasattr(model, "lipschitz_bound") and getattr(model, "constrained", False)):
         return False
     kwargs = model_kwargs or {}
-    return not kwargs.get("free_last_layer") and kwargs.get("output_scale", "none") == "none"
+    free = kwargs.get("free_last_layer") or kwargs.get("gate")
+    return not free and kwargs.get("output_scale", "none") == "none"
 
 
 def warn_if_binding(

@@ -28,7 +28,7 @@ accumulated in chunks; the windows themselves are stacked first).
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import torch
@@ -38,9 +38,12 @@ from torch.utils.data import DataLoader, Dataset
 from ..functional import TARGET_MARGIN
 from ..layers.shortcut import (
     SpectralShortcut,
-    _realified,
+    _mirror,
+    hermitian_multipliers,
     lstsq_multipliers,
     project_multipliers,
+    shortcut_grid,
+    shortcut_modes,
 )
 
 if TYPE_CHECKING:
@@ -101,13 +104,15 @@ def _weighted(x: Tensor, y: Tensor, how: str) -> tuple[Tensor, Tensor]:
     if how != "lstsq-rel":
         return x, y
     w = y.flatten(1).norm(dim=1).clamp_min(torch.finfo(y.dtype).tiny).reciprocal()
-    return x * w[:, None, None], y * w[:, None, None]
+    w = w.reshape(-1, *([1] * (y.ndim - 1)))
+    return x * w, y * w
 
 
 def free_fit(x: Tensor, y: Tensor, how: str = "lstsq") -> Tensor:
     """The unconstrained :data:`SHORTCUT_INITS` fit ``how`` of ``x -> y`` (float64 multipliers).
 
-    Complex128 ``(size // 2 + 1, out, in)``: what :func:`fit_shortcut` computes before the
+    Complex128 ``(*shortcut_modes(grid), out, in)`` (the grid: ``x``'s spatial axes): what
+    :func:`fit_shortcut` computes before the
     projection to the ball. For the one-step fits, projecting it (:meth:`~liponet.layers.
     SpectralShortcut.assign_`) is the fit inside the ball; the rollout fit inside a ball
     projects every iterate instead (the same where the ball does not bind).
@@ -121,8 +126,8 @@ def free_fit(x: Tensor, y: Tensor, how: str = "lstsq") -> Tensor:
     """
     _check_init(how)
     if how.startswith("rollout"):
-        return rollout_multipliers(x, y, x.shape[-1], relative=how == "rollout-rel")
-    return lstsq_multipliers(*_weighted(x, y, how), x.shape[-1])
+        return rollout_multipliers(x, y, tuple(x.shape[2:]), relative=how == "rollout-rel")
+    return lstsq_multipliers(*_weighted(x, y, how), tuple(x.shape[2:]))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -222,7 +227,7 @@ def resolve_shortcut_bound(
         )
     if free is None:
         free = free_fit(x, y, how)
-    stored = SpectralShortcut(x.shape[1], y.shape[1], x.shape[-1], s=None).assign_(free)
+    stored = SpectralShortcut(x.shape[1], y.shape[1], tuple(x.shape[2:]), s=None).assign_(free)
     bound = max(1.0, stored.lipschitz_bound())
     out["shortcut_bound"] = bound
     return out, bound
@@ -288,12 +293,14 @@ def window_chains(x: Tensor, y: Tensor) -> list[tuple[int, int]]:
 def _rollout_problem(
     x: Tensor, y: Tensor, horizon: int | None, relative: bool
 ) -> tuple[Tensor, Tensor, Tensor]:
-    """Start windows, targets and weights of the rollout objective, per rfft mode.
+    """Start windows, targets and weights of the rollout objective, per ``rfftn`` mode.
 
-    Returns complex128 ``w0 (K, m, in)`` (rfft of each segment's first window), ``targets
-    (K, m, H, out)`` (the next ``H`` frames, zero beyond a segment's end) and float64 weights
-    ``(m, H)`` (0 beyond a segment's end; ``relative``: ``1 / ||targets of the segment||^2``).
+    Returns complex128 ``w0 (K, m, in)`` (``rfftn`` of each segment's first window, its ``K``
+    modes flattened), ``targets (K, m, H, out)`` (the next ``H`` frames, zero beyond a
+    segment's end) and float64 weights ``(m, H)`` (0 beyond a segment's end; ``relative``:
+    ``1 / ||targets of the segment||^2``).
     """
+    dims = tuple(range(2 - x.ndim, 0))  # the spatial axes
     starts, lengths = [], []
     for first, count in window_chains(x, y):
         step = count if horizon is None else horizon
@@ -304,13 +311,15 @@ def _rollout_problem(
     idx = torch.tensor(starts)[:, None] + torch.arange(h)[None, :]  # (m, H)
     valid = torch.arange(h)[None, :] < torch.tensor(lengths)[:, None]
     idx = torch.where(valid, idx, torch.zeros_like(idx))
-    frames = y.to(torch.float64)[idx] * valid[:, :, None, None]  # (m, H, out, n)
+    mask = valid.reshape(*valid.shape, *([1] * (y.ndim - 1)))
+    frames = y.to(torch.float64)[idx] * mask  # (m, H, out, *grid)
     weight = valid.to(torch.float64)
     if relative:
         energy = frames.pow(2).flatten(1).sum(1).clamp_min(torch.finfo(torch.float64).tiny)
         weight = weight / energy[:, None]
-    w0 = torch.fft.rfft(x[torch.tensor(starts)].to(torch.float64), norm="ortho")  # (m, in, K)
-    targets = torch.fft.rfft(frames, norm="ortho")  # (m, H, out, K)
+    w0 = torch.fft.rfftn(x[torch.tensor(starts)].to(torch.float64), dim=dims, norm="ortho")
+    targets = torch.fft.rfftn(frames, dim=dims, norm="ortho")  # (m, H, out, *modes)
+    w0, targets = w0.flatten(2), targets.flatten(3)  # (m, in, K), (m, H, out, K)
     return w0.permute(2, 0, 1), targets.permute(3, 0, 1, 2), weight
 
 
@@ -359,7 +368,7 @@ def _rollout_terms(
 def rollout_multipliers(
     x: Tensor,
     y: Tensor,
-    size: int,
+    size: int | Sequence[int],
     radius: float | None = None,
     horizon: int | None = None,
     relative: bool = False,
@@ -374,19 +383,22 @@ def rollout_multipliers(
     out over the chain's frames, feeding its own predictions back, and
     ``sum ||rollout - frames||^2`` (``relative``: each segment weighted by ``1 / ||its
     frames||^2``) is minimized. The shortcut is linear per mode, so the objective splits into
-    one small problem per rfft mode (``out * in`` complex unknowns), solved in float64 by
+    one small problem per ``rfftn`` mode (``out * in`` complex unknowns), solved in float64 by
     Levenberg-Marquardt with the exact forward Jacobian of the rollout, starting from the
     one-step least-squares fit (:func:`~liponet.layers.shortcut.lstsq_multipliers`, weighted
     alike) or ``init``. With a ``radius`` every iterate is projected to the ball
     ``||S_k||_2 <= radius`` (a step is kept only where it lowers the mode's objective).
-    ``horizon=1`` is the one-step least-squares problem itself.
+    ``horizon=1`` is the one-step least-squares problem itself. On a grid of several axes the
+    mirrored modes of a Hermitian slice solve conjugate problems: a step is kept there only
+    where both improve, and every iterate is in the Hermitian form
+    (:func:`~liponet.layers.shortcut.hermitian_multipliers`).
 
     Parameters
     ----------
     x, y
-        Windows ``(n, in, size)`` and next frames ``(n, out, size)``, trajectories in order.
+        Windows ``(n, in, *size)`` and next frames ``(n, out, *size)``, trajectories in order.
     size
-        Points of the grid.
+        The grid (points per spatial axis; an ``int`` in 1-D).
     radius
         Ball of every multiplier (``None``: unconstrained).
     horizon
@@ -394,14 +406,15 @@ def rollout_multipliers(
     relative
         Weight each segment by the inverse of its frames' energy.
     init
-        Complex ``(size // 2 + 1, out, in)`` start (default: the one-step fit).
+        Complex ``(*shortcut_modes(size), out, in)`` start (default: the one-step fit).
     max_iter, tol
         Iterations at most; stop once no mode's objective falls by more than ``tol`` relative.
 
     Returns
     -------
     Tensor
-        Complex128 ``(size // 2 + 1, out, in)``, real at ``k = 0`` and Nyquist.
+        Complex128 ``(*shortcut_modes(size), out, in)`` in the Hermitian form (real at
+        ``k = 0`` and Nyquist in 1-D).
 
     Examples
     --------
@@ -418,12 +431,20 @@ def rollout_multipliers(
         raise ValueError(f"rollout fit: horizon must be >= 1 or None, got {horizon}")
     if radius is not None and not radius > 0:
         raise ValueError(f"rollout fit: radius must be > 0 or None, got {radius}")
+    grid = shortcut_grid(size)
+    modes = shortcut_modes(grid)
     w0, targets, weight = _rollout_problem(x, y, horizon, relative)
     if init is None:
-        init = lstsq_multipliers(x, y, size)
-    s = _realified(init.to(torch.complex128), size)
+        init = lstsq_multipliers(x, y, grid)
+    shape = init.shape
+    mirror = _mirror(grid) if len(grid) > 1 else None
+
+    def hermitian(a: Tensor) -> Tensor:  # on the flat (K, out, in) multipliers
+        return hermitian_multipliers(a.reshape(*modes, *a.shape[1:]), grid).flatten(0, -3)
+
+    s = hermitian(init.to(torch.complex128).flatten(0, -3))
     if radius is not None:
-        s = _realified(project_multipliers(s, radius), size)
+        s = hermitian(project_multipliers(s, radius))
     loss, gram, grad = _rollout_terms(s, w0, targets, weight, jacobian=True)
     assert gram is not None and grad is not None
     diag_scale = gram.diagonal(dim1=-2, dim2=-1).real.amax(-1).clamp_min(1e-300)
@@ -433,11 +454,13 @@ def rollout_multipliers(
     for _ in range(int(max_iter)):
         damped = gram + (lam * diag_scale)[:, None, None] * eye
         step = torch.linalg.solve(damped, -grad[..., None])[..., 0]
-        trial = _realified(s + step.reshape(s.shape), size)
+        trial = hermitian(s + step.reshape(s.shape))
         if radius is not None:
-            trial = _realified(project_multipliers(trial, radius), size)
+            trial = hermitian(project_multipliers(trial, radius))
         trial_loss, _, _ = _rollout_terms(trial, w0, targets, weight, jacobian=False)
         better = trial_loss < loss
+        if mirror is not None:  # a mode and its mirror move together (the form is kept)
+            better = better & better[mirror]
         gain = torch.where(better, (loss - trial_loss) / loss.clamp_min(1e-300), 0.0)
         lam = torch.where(better, lam / 3.0, lam * 4.0).clamp(1e-12, 1e12)
         if bool(better.any()):
@@ -447,4 +470,4 @@ def rollout_multipliers(
         stalled = stalled + 1 if float(gain.max()) < tol else 0
         if stalled >= 2:
             break
-    return s
+    return s.reshape(shape)
