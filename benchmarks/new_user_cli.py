@@ -51,16 +51,22 @@ every ``rfftn`` mode of the 32 x 32 grid): LipFNO ``k=auto`` with it as it start
 fitted to the training windows first (one-step least squares, or the rollout fit), and FNO's
 twins (the shortcut as it starts, and with the least-squares fit).
 
+A sixth case (``--case ac``), Allen-Cahn ``u_t = 4 u_xx + u - u^3`` on the same box and initial
+fields (ETDRK4 with the cubic term in place of Burgers'), one frame -> the next: the linear part
+amplifies the long waves, so the one-step map's pair ratios exceed 1 (the defaults' warning must
+fire); LipFNO's defaults, ``k=auto``, the increment form and FNO, then LipFNO ``k=auto`` and FNO
+trained on their two-step rollouts (``--unroll 2``).
+
 Each command runs as a subprocess (one thread); the table keeps its exit code, the lines it
 wrote on stderr that start with ``liponet`` (errors, warnings), process CPU seconds and the
 figures it printed. Run from the repository root: ``.venv/bin/python benchmarks/new_user_cli.py``
-(``--quick``: 60 samples, 2 epochs; ``--case dr|ks|kdv|wave|ns2d``: one case; ``--case ns2d
+(``--quick``: 60 samples, 2 epochs; ``--case dr|ks|kdv|wave|ns2d|ac``: one case; ``--case ns2d
 --runs NAME ...``: train and certify only those runs, keeping the other rows of
 ``new_user_cli_ns2d.csv`` from its earlier run, and saying so in the section). Writes
 ``benchmarks/results/new_user_cli.csv`` (``new_user_cli_ks.csv``, ``new_user_cli_kdv.csv``,
 ``new_user_cli_wave.csv``, ``new_user_cli_ns2d.csv``) and the section between the
-``new-user-cli`` (``new-user-ks``, ``new-user-kdv``, ``new-user-wave``, ``new-user-ns2d``)
-markers of
+``new-user-cli`` (``new-user-ks``, ``new-user-kdv``, ``new-user-wave``, ``new-user-ns2d``,
+``new-user-ac``) markers of
 ``benchmarks/results/new_user_checks.md`` (run it after ``new_user_checks.py``, which rewrites
 that file).
 """
@@ -79,6 +85,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -100,6 +107,8 @@ WAVE_SPEED = 1.0
 KS_LENGTH, KS_DT, KS_T, KS_FRAMES = 32 * math.pi, 0.05, 10.0, 11
 #: 2-D Navier-Stokes (vorticity) case: viscosity, time step, solver grid, stored grid.
 NS_NU, NS_DT, NS_FINE, NS_GRID = 1e-3, 0.02, 64, 32
+#: Allen-Cahn case: the diffusion coefficient (interfaces about sqrt(2 AC_D) = 2.8 wide, 3.6 cells).
+AC_D = 4.0
 
 
 def steps_table(rows: list[dict]) -> list[str]:
@@ -154,7 +163,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="smoke run")
     parser.add_argument("--out", type=Path, default=RESULTS)
-    parser.add_argument("--case", choices=("all", "dr", "ks", "kdv", "wave", "ns2d"), default="all")
+    parser.add_argument(
+        "--case", choices=("all", "dr", "ks", "kdv", "wave", "ns2d", "ac"), default="all"
+    )
     parser.add_argument(
         "--runs",
         nargs="+",
@@ -173,7 +184,9 @@ def main() -> None:
         main_wave(samples, epochs, args.out)
     if args.case in ("all", "ns2d"):
         main_ns2d(samples, epochs, args.out, args.runs)
-    if args.case in ("ks", "kdv", "wave", "ns2d"):
+    if args.case in ("all", "ac"):
+        main_ac(samples, epochs, args.out)
+    if args.case in ("ks", "kdv", "wave", "ns2d", "ac"):
         return
     start, cpu0 = time.perf_counter(), resource.getrusage(resource.RUSAGE_CHILDREN).ru_utime
     rows: list[dict[str, Any]] = []
@@ -321,16 +334,18 @@ def sine_fields(n: int, nx: int, seed: int) -> np.ndarray:
 
 
 def etdrk4(
-    u: np.ndarray, lin: np.ndarray, t_end: float, frames: int, dealias: bool = False
-) -> np.ndarray:
+    u: np.ndarray, lin: np.ndarray, t_end: float, frames: int, dealias: bool = False,
+    term: Callable[[np.ndarray], np.ndarray] | None = None,
+) -> np.ndarray:  # fmt: skip
     """Trajectories of ``u_t = L u - (u^2 / 2)_x`` on the periodic ``[0, KS_LENGTH]``.
 
     ``u``: ``(n, nx)`` initial fields; ``lin``: the symbol of ``L`` on the rfft wavenumbers
     (real for KS, imaginary for KdV). ETDRK4 (Kassam & Trefethen 2005) with step ``KS_DT``, its
     coefficients by contour integrals on 32 points (a half circle for a real symbol);
     ``dealias``: the nonlinear term keeps the lowest two thirds of the wavenumbers (the 2/3 rule;
-    a conservative equation has no damping to absorb the aliasing of ``u^2``). Returns
-    ``(n, frames, nx)`` float32 at ``frames`` equal times over ``[0, t_end]``.
+    a conservative equation has no damping to absorb the aliasing of ``u^2``); ``term``: a
+    pointwise nonlinear term ``N(u)`` in place of ``-(u^2 / 2)_x`` (Allen-Cahn's ``-u^3``).
+    Returns ``(n, frames, nx)`` float32 at ``frames`` equal times over ``[0, t_end]``.
     """
     nx, dt = u.shape[-1], KS_DT
     q = 2 * np.pi * np.fft.rfftfreq(nx, d=1.0 / nx) / KS_LENGTH
@@ -349,6 +364,8 @@ def etdrk4(
         g[np.arange(q.size) > nx // 3] = 0
 
     def nonlinear(v: np.ndarray) -> np.ndarray:
+        if term is not None:
+            return np.fft.rfft(term(np.fft.irfft(v, n=nx)))
         return g * np.fft.rfft(np.fft.irfft(v, n=nx) ** 2)
 
     v = np.fft.rfft(u)
@@ -366,6 +383,19 @@ def etdrk4(
         if step % every == 0:
             out.append(np.fft.irfft(v, n=nx))
     return np.stack(out, 1).astype(np.float32)
+
+
+def allen_cahn(n: int, nx: int, seed: int) -> np.ndarray:
+    """``(n, KS_FRAMES, nx)`` float32 trajectories of ``u_t = AC_D u_xx + u - u^3`` (ETDRK4).
+
+    The same box and initial fields as KS: the unstable state 0 splits into the phases -1 and
+    +1 separated by interfaces about ``sqrt(2 AC_D)`` wide, which then drift and merge. The
+    linear part ``1 - AC_D q^2`` amplifies the modes below ``q = 1 / sqrt(AC_D)``.
+    """
+    q = box_wavenumbers(nx)
+    return etdrk4(
+        sine_fields(n, nx, seed), 1.0 - AC_D * q**2, KS_T, KS_FRAMES, term=lambda u: -(u**3)
+    )
 
 
 def box_wavenumbers(nx: int) -> np.ndarray:
@@ -621,6 +651,7 @@ LONG_NAMES = {
     "kdv": "korteweg_de_vries",
     "wave": "wave",
     "ns2d": "navier_stokes_2d",
+    "ac": "allen_cahn",
 }
 
 
@@ -777,6 +808,60 @@ def main_ns2d(samples: int, epochs: int, out: Path, only: list[str] | None = Non
         "ns2d", data, NS_RUNS, step, figures, write_ns2d_results, samples, epochs, out,
         task=NS_TASK, modes="[12,12]", writer=write_groups, only=only,
     )  # fmt: skip
+
+
+#: The Allen-Cahn runs: KS's, the increment form, and both families trained on their own
+#: two-step rollouts (``--unroll 2``: their validation nRMSE is of two steps, so they are
+#: compared with each other).
+AC_RUNS = {
+    **KS_RUNS,
+    "LipFNO increment k=auto": (
+        "LipFNO",
+        ["--set", "model.kwargs.increment=true", "--set", "model.kwargs.k=auto"],
+    ),
+    "LipFNO k=auto unroll 2": ("LipFNO", ["--set", "model.kwargs.k=auto", "--unroll", "2"]),
+    "FNO unroll 2": ("FNO", ["--unroll", "2"]),
+}
+
+
+def main_ac(samples: int, epochs: int, out: Path) -> None:
+    """Allen-Cahn, one frame -> the next: own solver -> train -> certify."""
+    data = allen_cahn(samples, 128, seed=0)
+    _, change = frame_norms(data)
+    figures = (
+        f"max |u| {np.abs(data).max():.2f}; one frame changes the field by "
+        f"{np.median(change):.3f} of its norm (median), {change[:, 0].max():.2f} at most in the "
+        "first"
+    )
+    step = "own solver (ETDRK4) -> ac.h5"
+    autoregressive_case(
+        "ac", data, AC_RUNS, step, figures, write_ac_results, samples, epochs, out, task=NS_TASK
+    )
+
+
+def write_ac_results(rows: list[dict[str, Any]], records: dict[str, dict[str, Any]], out: Path,
+                     wall: float, cpu: float, samples: int, epochs: int) -> None:  # fmt: skip
+    pde = (
+        f"`u_t = {AC_D:g} u_xx + u - u^3` on the periodic [0, 32 pi], 128 cells, {samples} "
+        "trajectories of 11 frames over t = 0..10 from the script's own ETDRK4 solver (halving "
+        "its step changes the fields by about 2e-4), written as a PDEBench single-array file: "
+        "the unstable state 0 splits into the phases -1 and +1, whose interfaces then drift."
+    )
+    task = f"one frame -> the next, every window of each trajectory (`--set {NS_TASK}`)"
+    lip, fno = records.get("LipFNO k=auto unroll 2"), records.get("FNO unroll 2")
+    hits = []
+    if lip and fno:
+        hits.append(
+            f"- Trained on their own two-step rollouts (`--unroll 2`, validation nRMSE of two "
+            f"steps): LipFNO k=auto {lip['val_nrmse']:.4g} against FNO {fno['val_nrmse']:.4g}, "
+            f"**{lip['val_nrmse'] / fno['val_nrmse']:.3g}x**, certified "
+            f"{lip['lipschitz_bound']:.4g} against {fno['lipschitz_bound']:.4g} (the ratio "
+            "lines above divide these two-step figures by FNO's one-step one: read this line)."
+        )
+    title = "## A fifth PDE no issue names: Allen-Cahn, autoregressive"
+    write_autoregressive_results(
+        "ac", title, pde, AC_RUNS, hits, rows, records, out, wall, cpu, epochs, task
+    )
 
 
 def binding_line(rows: list[dict[str, Any]], records: dict[str, dict[str, Any]], fno: float) -> str:

@@ -10,7 +10,7 @@ from trainfixtures import ROOT, benchmark_module, run_script
 SCRIPT = ROOT / "benchmarks" / "new_user_cli.py"
 
 
-@pytest.mark.slow  # 26 CLI subprocesses (about 130 s CPU, 3-8 min on 2 loaded cores)
+@pytest.mark.slow  # 38 CLI subprocesses (about 190 s CPU, 4-10 min on 2 loaded cores)
 def test_quick_run_writes_the_rows_and_replaces_its_section(tmp_path):
     (tmp_path / "new_user_checks.md").write_text("# kept\n")
     for _ in range(2):  # a rerun replaces the section instead of appending a second one
@@ -22,6 +22,7 @@ def test_quick_run_writes_the_rows_and_replaces_its_section(tmp_path):
     assert text.count("<!-- new-user-kdv: start -->") == 1
     assert text.count("<!-- new-user-wave: start -->") == 1
     assert text.count("<!-- new-user-ns2d: start -->") == 1
+    assert text.count("<!-- new-user-ac: start -->") == 1
     rows = list(csv.DictReader((tmp_path / "new_user_cli.csv").open()))
     steps = {r["step"]: r for r in rows}
     assert steps["train LipFNO, no settings"]["rc"] == "2"
@@ -58,6 +59,13 @@ def test_quick_run_writes_the_rows_and_replaces_its_section(tmp_path):
     assert "certified L" in ns["train LipFNO rollout-fitted shortcut"]["figures"]
     certified = [r for s, r in ns.items() if s.startswith("certify ")]
     assert all("pairs: one frame -> the next frame" in r["figures"] for r in certified)
+    # Allen-Cahn: the defaults are told the map expands; the unrolled runs train and certify
+    ac = {r["step"]: r for r in csv.DictReader((tmp_path / "new_user_cli_ac.csv").open())}
+    assert "binding Lipschitz constraint" in ac["train LipFNO defaults"]["said"]
+    ran = [r for step, r in ac.items() if step.startswith(("train", "certify"))]
+    assert len(ran) == 12 and all(r["rc"] == "0" for r in ran)
+    assert "--unroll 2" in ac["train FNO unroll 2"]["command"]
+    assert "pairs: one frame -> the next frame" in ac["certify LipFNO k=auto unroll 2"]["figures"]
 
 
 def test_wave_solution_is_exact_per_mode():
@@ -119,3 +127,33 @@ def test_runs_rerun_keeps_the_other_rows(tmp_path):
     assert rows[0]["cpu_s"] == 9.0 and rows[1]["cpu_s"] == 2.0
     assert recs["FNO"] == {"val_nrmse": 0.5, "lipschitz_bound": 7.0}
     assert recs["new"] == records["new"] and kept == ["FNO", "LipFNO k=auto"]
+
+
+def test_etdrk4_term_is_exact_for_a_linear_symbol():
+    # with N(u) = 0 every mode evolves as exp(L t): the generic nonlinear term's path is exact
+    with benchmark_module("new_user_cli") as cli:
+        u0 = cli.sine_fields(2, 64, seed=1)
+        lin = 1.0 - cli.AC_D * cli.box_wavenumbers(64) ** 2
+        u = cli.etdrk4(u0, lin, cli.KS_T, cli.KS_FRAMES, term=np.zeros_like).astype(np.float64)
+        t = np.linspace(0.0, cli.KS_T, cli.KS_FRAMES)[None, :, None]
+    exact = np.fft.irfft(np.fft.rfft(u0)[:, None] * np.exp(lin * t), n=64)
+    assert np.abs(u - exact).max() <= 1e-5 * np.abs(exact).max()
+
+
+def test_allen_cahn_converges_in_time_separates_phases_and_expands(monkeypatch):
+    with benchmark_module("new_user_cli") as cli:
+        u = cli.allen_cahn(8, 128, seed=2).astype(np.float64)
+        monkeypatch.setattr(cli, "KS_DT", cli.KS_DT / 2)
+        half = cli.allen_cahn(8, 128, seed=2).astype(np.float64)
+    assert u.shape == (8, 11, 128)
+    assert np.abs(u - half).max() <= 1e-3 * np.abs(u).max()  # the step is not in the fields
+    # the phases -1 and +1: the share of cells within 0.1 of one of them grows (0.10 at t = 0,
+    # 0.59 at t = 10 for this seed), and the maximum principle pulls |u| from 2.4 below 1
+    near = (np.abs(np.abs(u) - 1) < 0.1).mean((0, 2))
+    assert near[-1] > 0.5 and near[-1] > 3 * near[0]
+    assert np.abs(u[:, 0]).max() > 1.5 and np.abs(u[:, -1]).max() <= 1 + 1e-4
+    # the one-step map expands some pairs (the long waves grow): k = 1 cannot carry it
+    x, y = u[:, :-1].reshape(-1, 128), u[:, 1:].reshape(-1, 128)
+    i, j = np.triu_indices(len(x), 1)
+    ratio = np.linalg.norm(y[i] - y[j], axis=1) / np.linalg.norm(x[i] - x[j], axis=1)
+    assert ratio.max() > 1.1

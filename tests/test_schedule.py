@@ -4,6 +4,7 @@ import math
 
 import pytest
 import torch
+from trainfixtures import fit_config as fit
 from trainfixtures import tiny_config as tiny
 
 from liponet.cli import main
@@ -18,13 +19,6 @@ from liponet.train import (
 )
 
 STEPS_PER_EPOCH = 6  # tiny(): 24 training samples, batch 4
-
-
-def fit(cfg_dict, resume=None, callbacks=()):
-    cfg = config_from_dict(cfg_dict)
-    data = build_dataset(cfg.data, cfg.seed)
-    trainer = Trainer(cfg, data.train, data.val, callbacks=callbacks, progress=False)
-    return trainer, trainer.fit(resume_from=resume)
 
 
 def rates(records):

@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 import torch
 from torch.utils.data import TensorDataset
+from trainfixtures import fit_config as _fit
 from trainfixtures import tiny_config
 
 from liponet.cli import main
@@ -197,13 +198,6 @@ def _fno_config(out_dir, k=2, **changes):
     cfg["data"]["kwargs"]["target_frames"] = k
     cfg["unroll"] = k
     return cfg
-
-
-def _fit(cfg_dict, resume=None, callbacks=()):
-    cfg = config_from_dict(cfg_dict)
-    data = build_dataset(cfg.data, cfg.seed)
-    trainer = Trainer(cfg, data.train, data.val, callbacks=callbacks, progress=False)
-    return trainer, trainer.fit(resume_from=resume)
 
 
 def _losses(seen):

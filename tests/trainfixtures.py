@@ -37,6 +37,18 @@ def tiny_config(out_dir: Any, **changes: Any) -> dict[str, Any]:
     return data
 
 
+def fit_config(
+    cfg_dict: dict[str, Any], resume: Any = None, callbacks: Any = ()
+) -> tuple[Any, dict[str, Any]]:
+    """Build the config's data and Trainer (no progress bar) and fit; ``(trainer, record)``."""
+    from liponet.train import Trainer, build_dataset, config_from_dict
+
+    cfg = config_from_dict(cfg_dict)
+    data = build_dataset(cfg.data, cfg.seed)
+    trainer = Trainer(cfg, data.train, data.val, callbacks=callbacks, progress=False)
+    return trainer, trainer.fit(resume_from=resume)
+
+
 def run_script(
     script: Path, *args: str, timeout: float = 600
 ) -> "subprocess.CompletedProcess[str]":
