@@ -26,6 +26,7 @@ from tqdm.auto import tqdm
 
 from ..layers import CertifiedModule
 from ..metrics import PDEBenchMetrics
+from ..models.rollout import rollout
 from . import checkpoint as _ckpt
 from .augment import augment_pair, check_augmentation
 from .averaging import WeightAverage
@@ -819,12 +820,9 @@ class Trainer:
         channels = pred.shape[1]
         if y.ndim < 3 or y.shape[1] == channels or y.shape[1] % channels:
             return pred
-        frames = [pred]
-        window = x
-        for _ in range(y.shape[1] // channels - 1):
-            window = torch.cat([window[:, channels:], frames[-1].to(window.dtype)], 1)
-            frames.append(self.model(window))
-        return torch.cat(frames, 1)
+        window = torch.cat([x[:, channels:], pred.to(x.dtype)], 1)
+        rest = rollout(self.model, window, y.shape[1] // channels - 1)
+        return torch.cat([pred, rest.flatten(1, 2)], 1)
 
     @torch.no_grad()
     def evaluate(self) -> dict[str, float]:
