@@ -1075,6 +1075,44 @@ class LipSpectralConv(CertifiedModule):
         u = torch.finfo(weight.dtype).eps / 2
         return parts.view(-1, 2 * o, i), u / (1 - u)
 
+    def _clip_parts_path(self) -> bool:
+        """Whether this layer's eval state is ``"clip"``'s from the raw weights' parts."""
+        return (
+            self.k is not None
+            and self.normalization == "clip"
+            and self.skip is not None
+            and self._clips_from_parts(self.weight.detach(), self.skip.detach())
+        )
+
+    def _clip_scaled(self) -> _Scaled:
+        """``(None, W, u, s)`` of :meth:`_clip_state_from_parts`: what the certificate needs.
+
+        Cached on its own, so that :meth:`lipschitz_bound` needs neither the eval weights nor
+        ``R`` (the a-priori rounding bound of :meth:`_scaled_bound` settles ``"clip"``); the
+        eval weights are written from the same scales when first needed (forward, export).
+        """
+        return self._cache.get("clip_scaled", self._sources(), self._compute_clip_scaled)
+
+    def _compute_clip_scaled(self, weight: Tensor, skip: Tensor) -> _Scaled:
+        with torch.no_grad():
+            weight, w, k = weight.detach(), skip.detach(), self._target()
+            d, o, i = len(self.modes), self.out_channels, self.in_channels
+            n = math.prod(self.kept_shape)
+            rows, where = self._pair_rows()
+            start = self._start_pairs(len(rows), weight.device, rows)
+            try:
+                parts, x_err = self._parts(weight, w)
+                bounds, vectors = grid_norm_upper_parts(parts, start, x_err)
+                upper = bounds[where.to(bounds.device)]
+            except ValueError:  # NaN/inf (the SVD raises) or a Gram matrix overflowing float32
+                r = self._symmetric_spectral(weight).reshape(n, o, i)
+                upper = self._exact_norms(r, w) * (1.0 + SVD_RELATIVE_MARGIN)
+                vectors = None
+            self._norm_memory.vectors = vectors
+            scale = (k * (1.0 - CLIP_ROUNDING_ROOM) / upper).clamp_max(1.0)
+            pairs = _symmetric_scales(scale[:n], self.kept_shape, d)
+            return None, w, upper, torch.cat([pairs, scale[n:]])
+
     def _clip_state_from_parts(
         self, weight: Tensor, w: Tensor, k: float
     ) -> tuple[tuple[Tensor, Tensor | None], _Scaled]:
@@ -1086,25 +1124,14 @@ class LipSpectralConv(CertifiedModule):
         each conjugate pair, :meth:`_pair_rows`, whose bound is its partner's bit for bit), the
         eval weights ``R'_k = fl(s_k) R_k + fl(s_k - s_W) W`` are written from the raw weights,
         and ``R`` itself is never assembled (the certificate rebuilds it only if the a-priori
-        bound does not settle it, :meth:`_scaled_bound`).
+        bound does not settle it, :meth:`_scaled_bound`). The bounds and scales are
+        :meth:`_clip_scaled`'s (``k`` is the layer's target).
         """
         d, o, i = len(self.modes), self.out_channels, self.in_channels
         n = math.prod(self.kept_shape)
-        rows, where = self._pair_rows()
-        start = self._start_pairs(len(rows), weight.device, rows)
+        scaled = self._clip_scaled()
+        scale = scaled[3]
         zero_slice = self._zero_slice(weight)
-        try:
-            parts, x_err = self._parts(weight, w, zero_slice)
-            bounds, vectors = grid_norm_upper_parts(parts, start, x_err)
-            upper = bounds[where.to(bounds.device)]
-        except ValueError:  # NaN/inf (the SVD raises) or a Gram matrix overflowing float32
-            r = self._symmetric_spectral(weight).reshape(n, o, i)
-            upper = self._exact_norms(r, w) * (1.0 + SVD_RELATIVE_MARGIN)
-            vectors = None
-        self._norm_memory.vectors = vectors
-        scale = (k * (1.0 - CLIP_ROUNDING_ROOM) / upper).clamp_max(1.0)
-        pairs = _symmetric_scales(scale[:n], self.kept_shape, d)
-        scale = torch.cat([pairs, scale[n:]])
         # scale_multipliers(R, W, scale) written from the raw weights: the same products
         s = scale.to(weight.dtype)
         s_kept = s[:n].view(*self.kept_shape, 1, 1, 1)
@@ -1120,7 +1147,7 @@ class LipSpectralConv(CertifiedModule):
         if bool(diff.any()):  # the real parts round once (the imaginary ones gain an exact 0)
             real.view(n, o, i, 2)[..., 0].add_(diff[:, None, None] * w)
         weights = (torch.view_as_complex(real), w * s[n])
-        return weights, (None, w, upper, scale)
+        return weights, scaled
 
     @staticmethod
     def _multipliers64(r: Tensor, w: Tensor | None, index: Tensor | None = None) -> Tensor:
@@ -1345,6 +1372,8 @@ class LipSpectralConv(CertifiedModule):
         return self._cache.get("bound", self._sources(), self._compute_bound)
 
     def _compute_bound(self, *sources: Tensor) -> float:
+        if self._clip_parts_path():  # the bounds and scales only: no eval weights needed
+            return self._scaled_bound(None, None, *self._clip_scaled())
         (r_eval, w_eval), scaled = self._eval_state()
         if scaled is not None:  # no SVD here: the norms of M_k are bounded, the scales known
             return self._scaled_bound(r_eval, w_eval, *scaled)
@@ -1379,7 +1408,7 @@ class LipSpectralConv(CertifiedModule):
 
     def _scaled_bound(
         self,
-        r_eval: Tensor,
+        r_eval: Tensor | None,
         w_eval: Tensor | None,
         r: Tensor | None,
         w: Tensor | None,
@@ -1394,20 +1423,30 @@ class LipSpectralConv(CertifiedModule):
         (:func:`~liponet.functional.perturbed_norm_upper`, float64) only for the multipliers
         whose a-priori bound exceeds the computed bound of the largest: the others provably
         cannot set the maximum, so the result equals computing every one. ``r`` ``None``: the
-        symmetrized spectral weights of the current parameters, assembled only if needed.
+        symmetrized spectral weights of the current parameters, assembled only if needed;
+        ``r_eval`` ``None``: the eval weights, of the weights' dtype, built only if needed.
         """
         o, i = self.out_channels, self.in_channels
         n = math.prod(self.kept_shape)
-        r_eval = r_eval.reshape(n, o, i)
+        eval_dtype = self.weight.dtype if r_eval is None else r_eval.real.dtype
         b_norm = upper * scale  # (K [+1],) bounds of ||B_k||
         w_fro = None
         if w is not None:
             w_fro = torch.linalg.vector_norm(w, dtype=torch.float64) * (1.0 + 1e-6)
         r_fro = math.sqrt(min(o, i)) * upper[:n] + (0.0 if w_fro is None else w_fro)
-        err = scale_multipliers_error(r_fro, w_fro, scale, r_eval.real.dtype, o * i)
+        err = scale_multipliers_error(r_fro, w_fro, scale, eval_dtype, o * i)
         prior = b_norm * (1.0 + 1e-12) + err  # rigorous per-multiplier bounds of ||A_k||
         if not bool(torch.isfinite(prior).all()):
             raise ValueError("the weights hold NaN or inf values: no spectral-norm bound exists")
+        large = self._large()
+        if self.normalization == "clip" and large and float(prior.max()) <= (self.k or 0.0):
+            # Clipped norms lie between about k' / (1 + CLIP_HEADROOM) and k' (_clip_scales):
+            # the a-priori bounds already certify k, and comparing hundreds of multipliers
+            # near the top with their exact values would cost more than the rest.
+            return float(prior.max())
+        if r_eval is None:
+            r_eval, w_eval = self.effective_weights()
+        r_eval = r_eval.reshape(n, o, i)
         w128 = None if w is None else w.to(torch.float64).to(torch.complex128)
         w128_eval = None if w_eval is None else w_eval.to(torch.float64).to(torch.complex128)
 
@@ -1434,12 +1473,6 @@ class LipSpectralConv(CertifiedModule):
                 bound = max(bound, float(skip_bound.max()))
             return bound
 
-        large = self._large()
-        if self.normalization == "clip" and large and float(prior.max()) <= (self.k or 0.0):
-            # Clipped norms lie between about k' / (1 + CLIP_HEADROOM) and k' (_clip_scales):
-            # the a-priori bounds already certify k, and comparing hundreds of multipliers
-            # near the top with their exact values would cost more than the rest.
-            return float(prior.max())
         first = b_norm.argmax().reshape(1)
         bound = exact(first)
         near = prior > bound
