@@ -54,6 +54,7 @@ from ..functional import (
     cholesky_norm_upper,
     chunks,
     distance_upper,
+    distance_upper_fast,
     grid_norm_upper,
     grid_norm_upper_parts,
     isometry_norm_upper,
@@ -1202,7 +1203,9 @@ class LipSpectralConv(CertifiedModule):
         ):
             r_prev, w_prev, lower0, upper0, proven = memory
             proven = proven.clone()
-            dist = distance_upper(r, r_prev)  # (K,) bounds of ||R_k - R^P_k||_F
+            dist = distance_upper_fast(r, r_prev)  # (K,) bounds of ||R_k - R^P_k||_F
+            if not bool(torch.isfinite(dist).all()):  # a square overflowed, or NaN/inf
+                dist = distance_upper(r, r_prev)
             if w is not None and w_prev is not None:
                 dw = distance_upper(w.unsqueeze(0), w_prev.unsqueeze(0))  # (1,)
                 dist = torch.cat([add_up(dist, dw), dw])
