@@ -691,6 +691,52 @@ class _Memory:
         self.vectors: Tensor | None = None
 
 
+class _Contenders:
+    """One chunk of ``"global"``'s contenders: their Gram matrices and estimates of their norms.
+
+    ``rows`` the multipliers' indices, ``test`` their :class:`~liponet.functional._GramTest`,
+    ``v`` start vectors, ``rho`` float64 Rayleigh quotients (zero until :meth:`estimate`),
+    ``reliable`` where the quotient is close to the top eigenvalue.
+    """
+
+    def __init__(self, rows: Tensor, test: _GramTest, v: Tensor) -> None:
+        self.rows, self.test, self.v = rows, test, v
+        self.rho = torch.zeros(len(rows), dtype=torch.float64, device=rows.device)
+        self.reliable = torch.zeros(len(rows), dtype=torch.bool, device=rows.device)
+        self.known = torch.zeros(len(rows), dtype=torch.bool, device=rows.device)
+
+    def estimate(self, index: Tensor | None = None) -> None:
+        """Rayleigh quotients after one power step from ``v`` (``index`` only; all if None).
+
+        A proven lower bound of each computed Gram matrix's top eigenvalue, used as an estimate
+        of the squared norm; reliable where one more power step moves the vector by less than
+        :data:`~liponet.functional.GRID_RESIDUAL` (close to an eigenvector).
+        """
+        if index is None:
+            index = torch.arange(len(self.rows), device=self.rows.device)
+        index = index[~self.known[index]]
+        if not len(index):
+            return
+        every = len(index) == len(self.rows)
+        rows = None if every else index
+        v = self.test.rayleigh(rows, self.v[index])[1]  # one power step
+        rho, step = self.test.rayleigh(rows, v)
+        self.rho[index] = rho
+        self.reliable[index] = _vector_norm(step - v) < GRID_RESIDUAL
+        self.v[index] = v
+        self.known[index] = True
+
+    def level(self, cap: float) -> Tensor:
+        """The estimated levels ``min(cap, (1 + ESTIMATE_HEADROOM) rho^(1/2))``.
+
+        No lower than :data:`STEP_BELOW_CAP` below ``cap`` where the estimate is not reliable
+        (it may lie far below the norm).
+        """
+        level = self.rho.sqrt() * (1.0 + ESTIMATE_HEADROOM)
+        level = torch.where(self.reliable, level, level.clamp_min(cap * (1 - STEP_BELOW_CAP)))
+        return level.clamp_max(cap)
+
+
 def _complex_param(shape: Sequence[int]) -> nn.Parameter:
     # Complex tensors are stored as real (..., 2) so that .double()/.to(dtype) convert them.
     return nn.Parameter(torch.zeros(*shape, 2))
@@ -1229,8 +1275,9 @@ class LipSpectralConv(CertifiedModule):
             if likely is None:  # a first call: every Gram matrix, Rayleigh quotients to choose
                 tests = self._gram_tests(r, w, need.nonzero().squeeze(1))
                 likely = torch.zeros_like(lower)
-                for sel, _, rho, _ in tests:
-                    likely[sel] = rho
+                for c in tests:
+                    c.estimate()
+                    likely[c.rows] = c.rho
             # The likeliest largest first: its exact norm sets the threshold.
             first = torch.where(need, likely, -math.inf).argmax().reshape(1)
             self._exact_into(r, w, first, sigma, lower, upper, proven)
@@ -1241,8 +1288,8 @@ class LipSpectralConv(CertifiedModule):
                 if bool(need.any()):
                     tests = self._gram_tests(r, w, need.nonzero().squeeze(1))
             for attempt in range(1 + RETHRESHOLDS):
-                for sel, test, rho, reliable in tests:
-                    self._prove_below(sel, test, rho, reliable, first, cap, lower, upper, proven)
+                for c in tests:
+                    self._prove_below(c, first, cap, lower, upper, proven)
                 need = rule(lower, upper, k)
                 need[first] = False
                 failed = need & (lower < cap)
@@ -1252,9 +1299,10 @@ class LipSpectralConv(CertifiedModule):
                 # quotients after one power step) gets an SVD; if it is larger, a higher
                 # threshold for the others.
                 likely = torch.full_like(lower, -math.inf)
-                for sel, _, rho, _ in tests:
-                    pos = failed[sel].nonzero().squeeze(1)
-                    likely[sel[pos]] = rho[pos]
+                for c in tests:
+                    pos = failed[c.rows].nonzero().squeeze(1)
+                    c.estimate(pos)
+                    likely[c.rows[pos]] = c.rho[pos]
                 nxt = likely.argmax().reshape(1)
                 if not bool(torch.isfinite(likely[nxt]).all()):
                     break
@@ -1283,21 +1331,16 @@ class LipSpectralConv(CertifiedModule):
         self._norm_memory.value = (r, w_copy, lower, upper, proven)
         return sigma, upper
 
-    def _gram_tests(
-        self, r: Tensor, w: Tensor | None, rows: Tensor
-    ) -> list[tuple[Tensor, _GramTest, Tensor, Tensor]]:
-        """Gram matrices of the multipliers ``rows``, in chunks: ``(rows, test, rho, reliable)``.
+    def _gram_tests(self, r: Tensor, w: Tensor | None, rows: Tensor) -> list[_Contenders]:
+        """Gram matrices of the multipliers ``rows``, in chunks (:class:`_Contenders`).
 
         :class:`~liponet.functional._GramTest` (the Cholesky test of
         :func:`~liponet.functional.cholesky_norm_upper`, its rounding proven there) on ``M_k =
         fl(R_k + W)`` in the weights' precision, the sum's rounding allowed for. With ``out >=
         in`` the products run on the real parts ``[Re M_k; Im M_k]``, written in one pass (the
-        same floats as :meth:`_multipliers_in`'s). ``rho`` float64: the Rayleigh quotients of
-        the training power-iteration vectors ``u_k`` (``M_k u_k`` where the Gram matrix is
-        ``M M^H``) after one power step, proven lower bounds of the computed Gram matrices'
-        top eigenvalues and estimates of the squared norms; ``reliable`` where the vector
-        moved less than :data:`~liponet.functional.GRID_RESIDUAL` in one more power step
-        (close to an eigenvector: the quotient is then close to the top eigenvalue, about).
+        same floats as :meth:`_multipliers_in`'s). The start vectors of the Rayleigh quotients
+        are the training power-iteration vectors ``u_k`` (``M_k u_k`` where the Gram matrix is
+        ``M M^H``).
         """
         n = r.shape[0]
         o, i = self.out_channels, self.in_channels
@@ -1329,40 +1372,36 @@ class LipSpectralConv(CertifiedModule):
             v = u[sel].to(test.conj_neg.dtype)  # right vectors (K [+1], in)
             if not test.right:  # the Gram matrix M M^H: left vectors M u
                 v = torch.bmm(x, v.unsqueeze(-1)).squeeze(-1)
-            v = test.rayleigh(None, v)[1]  # one power step
-            rho, step = test.rayleigh(None, v)
-            reliable = _vector_norm(step - v) < GRID_RESIDUAL
-            out.append((sel, test, rho, reliable))
+            out.append(_Contenders(sel, test, v))
         return out
 
     def _prove_below(
         self,
-        sel: Tensor,
-        test: _GramTest,
-        rho: Tensor,
-        reliable: Tensor,
+        c: _Contenders,
         first: Tensor,
         cap: float,
         lower: Tensor,
         upper: Tensor,
         proven: Tensor,
     ) -> None:
-        """Cholesky tests proving the multipliers ``sel`` below levels ``<= cap``, in place.
+        """Cholesky tests proving the multipliers ``c.rows`` below levels ``<= cap``, in place.
 
         Each contender (``upper >= max(lower)``, ``lower < cap``, not in ``first``) is tested
         at up to three levels, each above the last tried: ``min(cap, proven)`` (the level last
         proven) and ``min(cap, e)`` with ``e = (1 + ESTIMATE_HEADROOM) rho^(1/2)`` (``rho`` the
-        Rayleigh quotient of :meth:`_gram_tests`), the estimate first where it is
-        ``reliable`` and tightens the last level by more than ``2 ESTIMATE_HEADROOM`` (or
-        none was proven), then ``cap``. A success gives ``upper`` the bound it proves and
-        ``proven`` the level. Of the levels proven only at ``cap`` (which may lie far above
-        the norm), a few (:data:`ESTIMATE_MIN_ROWS`, :data:`ESTIMATE_FRACTION`) are tightened
-        by one more test, one :data:`ESTIMATE_HEADROOM` above ``eigvalsh``'s top eigenvalue of
-        the Gram matrix, so that later calls' drifted bounds exclude them by Weyl's inequality
-        alone. Where every test fails nothing changes. The estimates only choose levels; a
-        level that ``rho`` (a proven lower bound of the computed Gram matrix's top eigenvalue)
-        rules out is not tried (:meth:`~liponet.functional._GramTest.fails_surely`).
+        Rayleigh quotient of :meth:`_Contenders.estimate`; where it is not reliable, ``e`` no
+        lower than :data:`STEP_BELOW_CAP` below ``cap``), the estimate first where none was
+        proven or the last level is ``cap``, then ``cap``. A success gives ``upper`` the bound
+        it proves and ``proven`` the level. Of the levels proven only at ``cap`` (which may lie
+        far above the norm), a few (:data:`ESTIMATE_MIN_ROWS`, :data:`ESTIMATE_FRACTION`) are
+        tightened by one more test, one :data:`ESTIMATE_HEADROOM` above ``eigvalsh``'s top
+        eigenvalue of the Gram matrix, so that later calls' drifted bounds exclude them by
+        Weyl's inequality alone. Where every test fails nothing changes. The estimates only
+        choose levels; a level that ``rho`` (a proven lower bound of the computed Gram matrix's
+        top eigenvalue, where computed) rules out is not tried
+        (:meth:`~liponet.functional._GramTest.fails_surely`).
         """
+        sel, test = c.rows, c.test
         rule = EXACT_NORMS_NEEDED[self.normalization]
         contend = rule(lower, upper, 0.0) & (lower < cap)
         contend[first] = False
@@ -1372,27 +1411,23 @@ class LipSpectralConv(CertifiedModule):
         device = lower.device
         caps = torch.full((len(sel),), cap, dtype=torch.float64, device=device)
         last = torch.minimum(caps, proven[sel])  # inf where none was proven: cap
-        estimate = rho.sqrt() * (1.0 + ESTIMATE_HEADROOM)
-        # an unreliable estimate may lie far below the norm: no lower than STEP_BELOW_CAP
-        estimate = torch.where(reliable, estimate, estimate.clamp_min(cap * (1 - STEP_BELOW_CAP)))
-        estimate = torch.minimum(caps, estimate)
-        ahead = ~torch.isfinite(proven[sel]) | (
-            (reliable | (last >= caps)) & (estimate * (1.0 + 2 * ESTIMATE_HEADROOM) < last)
-        )
+        ahead = live & (last >= caps)  # no level proven below the cap: estimates first
+        c.estimate(ahead.nonzero().squeeze(1))
         done = ~live
         tried = torch.zeros(len(sel), dtype=torch.float64, device=device)
         at_cap = torch.zeros_like(done)
         for stage in ("first", "second", "cap", "tighten"):
             if stage == "first":
-                levels = torch.where(ahead, estimate, last)
+                levels = torch.where(ahead, c.level(cap), last)
             elif stage == "second":
-                levels = torch.where(ahead, last, estimate)
+                c.estimate((~done & ~ahead).nonzero().squeeze(1))
+                levels = torch.where(ahead, last, c.level(cap))
             elif stage == "cap":
                 levels = caps
             else:  # a few levels proven at the cap, tightened (eigvalsh: an estimate)
                 index = at_cap.nonzero().squeeze(1)
                 budget = max(ESTIMATE_MIN_ROWS, int(ESTIMATE_FRACTION * len(lower)))
-                index = index[rho[index].argsort()[:budget]]  # the farthest below the cap
+                index = index[c.rho[index].argsort()[:budget]]  # the farthest below the cap
                 if not len(index):
                     break
                 top = _top_eigenvalue_estimate(-test.conj_neg[index].mT, test.trace_h[index])
@@ -1402,7 +1437,7 @@ class LipSpectralConv(CertifiedModule):
                 done[index] = False
                 tried[index] = math.inf
             todo = ~done & (levels < tried) if stage == "tighten" else ~done & (levels > tried)
-            todo &= ~test.fails_surely(None, levels.square(), rho)
+            todo &= ~test.fails_surely(None, levels.square(), c.rho)
             index = todo.nonzero().squeeze(1)
             if not len(index):
                 continue
