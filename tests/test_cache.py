@@ -161,3 +161,113 @@ def test_eval_weights_do_not_depend_on_the_callers_autocast(make):
     assert model.lipschitz_bound() == twin.lipschitz_bound()
     with torch.no_grad():
         assert torch.equal(model(x), twin(x))
+
+
+# ------------------------------------------------------------ the eager fast check (issue 15)
+
+
+def _count_full_checks(monkeypatch, cache: WeightKeyedCache) -> list[int]:
+    calls: list[int] = []
+    full = cache._get
+
+    def counted(*args, **kwargs):
+        calls.append(1)
+        return full(*args, **kwargs)
+
+    monkeypatch.setattr(cache, "_get", counted)
+    return calls
+
+
+def test_fast_check_serves_unchanged_weights_without_the_full_check(monkeypatch):
+    w = torch.randn(4, 3)
+    cache = WeightKeyedCache([w])
+    compute = lambda w: w * 2  # noqa: E731
+    first = cache.get("v", [w], compute)
+    calls = _count_full_checks(monkeypatch, cache)
+    assert cache.get("v", [w], compute) is first
+    assert calls == [] and cache.misses == 1
+    assert cache.get("other", [w], compute) is not first  # a new name: the full path
+    assert calls == [1] and cache.misses == 2
+
+
+@pytest.mark.parametrize("where", [0, -1])
+def test_fast_check_sees_one_ulp_anywhere(where):
+    w = torch.randn(64, 33)
+    cache = WeightKeyedCache([w])
+    cache.get("v", [w], lambda w: w.clone())
+    flat = w.data.view(-1)
+    flat[where] = torch.nextafter(flat[where], torch.tensor(float("inf")))  # first or last byte
+    assert torch.equal(cache.get("v", [w], lambda w: w.clone()), w)
+    assert cache.misses == 2
+
+
+def test_fast_check_declines_what_it_cannot_compare(monkeypatch):
+    """Views that are not plain memory (transposed, lazily conjugated) take the full check."""
+    w = torch.randn(5, 3)
+    z = torch.randn(3, 2, dtype=torch.complex64)
+    cache = WeightKeyedCache([w.t(), z.conj()])
+    compute = lambda a, b: float(a.sum()) + float(b.imag.sum())  # noqa: E731
+    expected = cache.get("v", [w.t(), z.conj()], compute)
+    calls = _count_full_checks(monkeypatch, cache)
+    assert cache.get("v", [w.t(), z.conj()], compute) == expected
+    assert calls == [1] and cache.misses == 1  # full check, same bits: no recomputation
+    z.data[0, 0] += 1j
+    assert cache.get("v", [w.t(), z.conj()], compute) != expected
+    assert cache.misses == 2
+
+
+def test_fast_check_compares_values_not_storage():
+    w = torch.randn(6)
+    cache = WeightKeyedCache([w])
+    cache.get("v", [w], lambda w: float(w.sum()))
+    same = w.clone()  # another tensor, the same bits: the cached value holds
+    cache.get("v", [same], lambda w: float(w.sum()))
+    assert cache.misses == 1
+    other = w.clone()
+    other[3] = -other[3]
+    assert cache.get("v", [other], lambda w: float(w.sum())) == pytest.approx(float(other.sum()))
+    assert cache.misses == 2
+
+
+@pytest.mark.parametrize("name", ["LipFNO", "LipDeepONet"])
+def test_eval_forward_is_bitwise_the_recomputed_one(name):
+    """Served from the fast check or recomputed from scratch: the same bits."""
+    _, model, _, inputs = next(p for p in _pairs() if p[0] == name)
+    model.eval()
+    with torch.no_grad():
+        model(*inputs)
+        served = model(*inputs)
+        recomputed = copy.deepcopy(model)(*inputs)  # fresh caches
+    assert torch.equal(served, recomputed)
+
+
+@pytest.mark.slow
+@pytest.mark.filterwarnings("ignore:`torch.jit:DeprecationWarning")
+@pytest.mark.filterwarnings("ignore:Torchinductor does not support code generation for complex")
+def test_compiled_eval_forward_follows_data_writes():
+    """Under torch.compile the check runs outside the graph on every call."""
+    torch.manual_seed(0)
+    model = LipFNO(1, 1, (4,), width=8, depth=2).eval()
+    other = LipFNO(1, 1, (4,), width=8, depth=2).eval()
+    x = torch.randn(2, 1, 16)
+    compiled = torch.compile(model)
+    with torch.no_grad():
+        before = compiled(x)
+        _data_write(model, other)
+        after = compiled(x)
+        assert not torch.allclose(before, after)
+        torch.testing.assert_close(after, other(x), rtol=1e-5, atol=1e-6)
+
+
+def test_fast_check_of_a_deep_copy_compares_with_its_own_copies():
+    """A copied cache must not compare with the original's snapshot (which may move on)."""
+    w = torch.randn(8)
+    cache = WeightKeyedCache([w])
+    cache.get("v", [w], lambda w: w.clone())
+    w2 = w.clone()
+    copied = copy.deepcopy(cache)
+    new = torch.randn(8)
+    w.data.copy_(new)
+    cache.get("v", [w], lambda w: w.clone())  # the original's snapshot now holds `new`
+    w2.data.copy_(new)  # the copy's weights become `new` too: its cached value is stale
+    assert torch.equal(copied.get("v", [w2], lambda w: w.clone()), new)

@@ -18,6 +18,14 @@ def _cases() -> list[tuple[str, torch.nn.Module, tuple[torch.Tensor, ...]]]:
     x1, x2 = torch.randn(2, 1, 16), torch.randn(2, 2, 8, 10)
     u, y = torch.randn(3, 1, 8), torch.rand(5, 1)
     fno2s = LipFNO(2, 1, (3, 3), width=4, depth=1, increment="spectral", shortcut_size=(8, 10))
+    # LipFNO's defaults (cpl+clip) in 2-D with padding and in 3-D; the fused block with
+    # "global" (the eval-forward benchmark's model) in 1-D
+    fno2d = LipFNO(1, 1, (3, 3), width=6, depth=2, padding=0.125).eval()
+    fno3 = LipFNO(1, 1, (2, 3, 2), width=4, depth=2).eval()
+    fno1f = LipFNO(1, 1, (4,), width=8, depth=2, block="fourier", normalization="global").eval()
+    x2d, x3 = torch.randn(2, 1, 9, 8), torch.randn(2, 1, 6, 7, 5)
+    onet2 = LipDeepONet(6, ([0.0, 0.0], [1.0, 2.0]), 2, 2, n_basis=3, width=8, harmonics=2)
+    u2, y2 = torch.randn(3, 2, 6), torch.rand(3, 4, 2) * torch.tensor([1.0, 2.0])
     return [
         ("LipFNO-1d", fno1, (x1,)),
         ("LipFNO-1d.export()", fno1.export(), (x1,)),
@@ -27,6 +35,14 @@ def _cases() -> list[tuple[str, torch.nn.Module, tuple[torch.Tensor, ...]]]:
         ("LipFNO-2d-spectral-shortcut.export()", fno2s.export(), (x2,)),
         ("LipDeepONet", onet, (u, y)),
         ("LipDeepONet.export()", onet.export(), (u, y)),
+        ("LipFNO-2d-defaults-padded", fno2d, (x2d,)),
+        ("LipFNO-2d-defaults-padded.export()", fno2d.export(), (x2d,)),
+        ("LipFNO-3d-defaults", fno3, (x3,)),
+        ("LipFNO-3d-defaults.export()", fno3.export(), (x3,)),
+        ("LipFNO-1d-fourier-global", fno1f, (x1,)),
+        ("LipFNO-1d-fourier-global.export()", fno1f.export(), (x1,)),
+        ("LipDeepONet-2d-harmonics-batched-points", onet2.eval(), (u2, y2)),
+        ("LipDeepONet-2d-harmonics-batched-points.export()", onet2.export(), (u2, y2)),
     ]
 
 
