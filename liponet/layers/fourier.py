@@ -797,14 +797,16 @@ class LipSpectralConv(CertifiedModule):
     applies them (``W' + R'_k`` summed in float64). Constrained multipliers are normalized to
     ``k`` times :data:`~liponet.functional.TARGET_MARGIN` (``1 - 2^-20``), so the float32
     rounding of the eval weights keeps the certificate ``<= k``.
-    With ``"global"``, a multiplier whose norm provably cannot matter (below the largest) is
-    bounded without an SVD: by Weyl's inequality from the last computed state (Frobenius
-    distances), else by a Cholesky factorization that proves it below a level
-    (:func:`~liponet.functional.cholesky_norm_upper`, in the weights' precision, then in
-    float64); the eval weights' float32 rounding is bounded a priori
-    (:func:`~liponet.functional.scale_multipliers_error`) and measured only for the
-    multipliers near the largest. The certificate is the same number as with an SVD of every
-    multiplier, at a fraction of the cost, on a first call as after optimizer steps.
+    With ``"global"``, only the likeliest largest multiplier (and near-ties) gets an SVD; every
+    other one is proven below it without: by Weyl's inequality from the last computed state
+    (Frobenius distances), else by a Cholesky factorization of ``c I - M^H M`` that proves it
+    below a level (the test of :func:`~liponet.functional.cholesky_norm_upper`, on one Gram
+    matrix per multiplier in the weights' precision, then in float64; the levels chosen from
+    the last proven ones and Rayleigh quotients of the training power-iteration vectors,
+    which never enter a bound: :meth:`_norms`); the eval weights' float32 rounding is bounded
+    a priori (:func:`~liponet.functional.scale_multipliers_error`) and measured only for the
+    multipliers near the largest. The eval weights and the certificate are those of an SVD
+    of every multiplier, at a fraction of the cost, on a first call as after optimizer steps.
     With ``"clip"`` on a layer above :data:`SVD_ALL_WORK`, eval scales are ``min(1, k' / u_k)``
     with ``u_k`` a proven upper bound of ``||M_k||`` within about :data:`CLIP_HEADROOM` of it
     (a grid level proven by a float32 Cholesky test: one Gram product and one or two
