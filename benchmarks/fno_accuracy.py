@@ -48,7 +48,7 @@ from fno_common import RESULTS, build, markdown_table, write_csv
 from liponet.certify import estimate_lipschitz
 from liponet.data import PDEBenchDataset, generate
 from liponet.functional import batched_norm
-from liponet.layers import LipSpectralConv
+from liponet.layers import LipSpectralConv, warm_polar_train
 from liponet.metrics import pdebench_metrics
 
 WIDTH, DEPTH = 32, 4
@@ -70,6 +70,16 @@ MODELS = {
     "LipFNO fused (k=1, orthogonal)": (
         "LipFNO",
         {"block": "fourier", "normalization": "orthogonal"},
+    ),
+    # the same two orthogonal models trained with warm-started polar factors
+    # (liponet.layers.warm_polar_train: an opt-in training device; eval weights unchanged)
+    "LipFNO a (k=1, orthogonal, warm polar)": (
+        "LipFNO",
+        {"normalization": "orthogonal", "warm_polar": True},
+    ),
+    "LipFNO fused (k=1, orthogonal, warm polar)": (
+        "LipFNO",
+        {"block": "fourier", "normalization": "orthogonal", "warm_polar": True},
     ),
     "LipFNO fused (k=1, qr)": ("LipFNO", {"block": "fourier", "normalization": "qr"}),
     "LipFNO fused (k=1, cayley)": ("LipFNO", {"block": "fourier", "normalization": "cayley"}),
@@ -100,7 +110,10 @@ def build_model(builder: str, modes: int, kw: dict):
     with the other normalizations), both times ``init_scale``."""
     kw = dict(kw)
     init_scale = kw.pop("init_scale", None)
+    warm = kw.pop("warm_polar", False)
     model = build(builder, 1, 1, (modes,), WIDTH, DEPTH, **kw)
+    if model is not None and warm:
+        warm_polar_train(model)
     if model is not None and init_scale is not None:
         with torch.no_grad():
             for conv in model.modules():
@@ -228,13 +241,22 @@ def main() -> None:
                 torch.manual_seed(args.seed)
                 model = build_model(builder, modes, kw)
                 seconds = train(model, data, args.epochs, args.batch, seed=args.seed + 1, lr=lr)
+                # how many training calls of the layers took warm polar factors
+                memory = [c._warm_polar for c in model.modules() if hasattr(c, "_warm_polar")]
+                memory = [w for w in memory if w is not None]
+                warm = (
+                    f"{sum(w.warm_calls for w in memory)} of {sum(w.calls for w in memory)}"
+                    if memory
+                    else ""
+                )
                 val = validation_nrmse(model, data)
-                print(f"{pde} {name} lr {lr:g}: validation nRMSE {val:.4g}", flush=True)
+                print(f"{pde} {name} lr {lr:g}: validation nRMSE {val:.4g} {warm}", flush=True)
                 if best is None or val < best[0]:
-                    best = (val, lr, dict(model=model, seconds=seconds))
+                    best = (val, lr, dict(model=model, seconds=seconds, warm=warm))
             assert best is not None
             val, lr, kept = best
             row = dict(pde=pde, model=name, modes=modes, lr=lr, train_cpu_s=kept["seconds"])
+            row["warm_polar_calls"] = kept["warm"]
             row.update(evaluate(name, kept["model"], data, n_attack=16))
             row["val_nrmse"] = val
             rows.append(row)
@@ -250,6 +272,8 @@ def main() -> None:
         "pde", "model", "modes", "lr", "val_nrmse", "nrmse", "nrmse_vs_best_unconstrained",
         "certified_bound", "estimated_lower", "train_cpu_s",
     ]  # fmt: skip
+    if any(r["warm_polar_calls"] for r in rows):  # warm_polar_train's models: calls warm
+        cols.append("warm_polar_calls")
     n_train = rows and data["x_train"].shape[0]
     text = [
         "# FNO accuracy at equal training budget (1-D advection and Burgers)",

@@ -72,7 +72,7 @@ from torch import nn
 from liponet.bench import relative_mse
 from liponet.certify import field_operator
 from liponet.data import PDEBenchDataset, generate
-from liponet.layers import residual
+from liponet.layers import residual, warm_polar_train
 from liponet.models import FNO, DeepONet, LipDeepONet, LipFNO
 
 RESULTS = Path("benchmarks/results")
@@ -351,6 +351,9 @@ FUSED = {"block": "fourier", "normalization": "global"}
 ND_MODELS = {
     "LipFNO global": ("LipFNO", FUSED),
     "LipFNO orthogonal": ("LipFNO", {**FUSED, "normalization": "orthogonal"}),
+    # the same model trained with warm-started polar factors (liponet.layers.warm_polar_train,
+    # an opt-in training device: first order around the last exact basis while it is close)
+    "LipFNO orthogonal warm": ("LipFNO", {**FUSED, "normalization": "orthogonal", "warm": True}),
     "LipFNO polar": ("LipFNO", {**FUSED, "normalization": "polar"}),
     "LipFNO qr": ("LipFNO", {**FUSED, "normalization": "qr"}),
     "LipFNO cayley": ("LipFNO", {**FUSED, "normalization": "cayley"}),
@@ -361,7 +364,12 @@ ND_MODELS = {
 
 def _nd_model(name: str, cfg: dict) -> nn.Module | None:
     kind, kw = ND_MODELS[name]
-    return build(kind, 1, 1, cfg["modes"], cfg["width"], 4, **kw)
+    kw = dict(kw)
+    warm = kw.pop("warm", False)
+    model = build(kind, 1, 1, cfg["modes"], cfg["width"], 4, **kw)
+    if model is not None and warm:
+        warm_polar_train(model)
+    return model
 
 
 def _field(cfg: dict, dim: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -558,7 +566,7 @@ def _certify_row(cfg: dict, measure: str, ms: float, step_ms: float) -> dict:
     }
 
 
-def part_certify_nd(rounds: int) -> list[dict]:
+def part_certify_nd(rounds: int, orthogonal_only: bool = False) -> list[dict]:
     """``lipschitz_bound()`` after optimizer steps (cold), again (cached), on a fresh model.
 
     Each round of the issue's model and of LipFNO's defaults: one Adam step, then the cold call
@@ -567,6 +575,8 @@ def part_certify_nd(rounds: int) -> list[dict]:
     weights (nothing remembered). The rounds continue one training run. Reported: the median
     and the largest cost over the rounds, each against the median train step of the run.
     ``orthogonal`` (no remembered state: every call is a first call) keeps the one-step rounds.
+    ``orthogonal_only``: only those rounds (``--certify-nd-orthogonal-only``; the rerun replaces
+    only the rows it measures).
     """
     rows = []
     cfg = CERTIFY_CONFIG
@@ -580,7 +590,7 @@ def part_certify_nd(rounds: int) -> list[dict]:
         fn()
         return time.process_time() - c
 
-    for name, kw in CERTIFY_MODELS.items():
+    for name, kw in ({} if orthogonal_only else CERTIFY_MODELS).items():
         model = make(kw)
         step = train_step(model, x, y)
         step()
@@ -745,12 +755,15 @@ PARTS = (
 )
 
 
-def merge_previous(rows: list[dict], settings: str) -> tuple[list[dict], str]:
+def merge_previous(
+    rows: list[dict], settings: str, by_measure: bool = False
+) -> tuple[list[dict], str]:
     """Put freshly measured rows in place of their parts' rows in the committed results.
 
     The rows of parts not rerun are kept as they are (from ``performance.csv``), and the
     settings line says what was rerun and keeps the original run's line and the notes of
-    earlier reruns of other parts.
+    earlier reruns of other parts. ``by_measure``: a fresh row replaces only the old row of its
+    part with its measure (the part's other rows are kept; new measures go at its end).
     """
     csv_path, md_path = RESULTS / "performance.csv", RESULTS / "performance.md"
     if not csv_path.exists():
@@ -762,8 +775,16 @@ def merge_previous(rows: list[dict], settings: str) -> tuple[list[dict], str]:
             r[key] = int(r[key])
         for key in ("ms", "baseline_ms", "ratio"):
             r[key] = float(r[key])
+    if by_measure:
+        fresh_rows = {(r["part"], r["measure"]): r for r in rows}
+        merged = [fresh_rows.pop((r["part"], r["measure"]), r) for r in old]
+        for r in fresh_rows.values():  # new measures: after the last row of their part
+            last = max((i for i, m in enumerate(merged) if m["part"] == r["part"]), default=None)
+            merged.insert(len(merged) if last is None else last + 1, r)
+        rows = merged
+        old = []
     fresh = {r["part"] for r in rows}
-    merged: list[dict] = []
+    merged = []
     placed: set[str] = set()
     for r in old:
         if r["part"] not in fresh:
@@ -897,6 +918,11 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=None, help="results folder")
     parser.add_argument("--note", default="", help="why the parts were rerun (settings line)")
     parser.add_argument(
+        "--certify-nd-orthogonal-only",
+        action="store_true",
+        help="certify-nd: measure only the orthogonal rows and replace only those",
+    )
+    parser.add_argument(
         "--parts",
         default=",".join(PARTS),
         help=f"comma-separated parts to run (default all): {', '.join(PARTS)}; the rows of the "
@@ -940,7 +966,7 @@ def main() -> None:
         runs: dict[str, Callable[[], list[dict]]] = {
             "train-nd": lambda: part_train_nd([1, 2, 3], rounds),
             "eval-nd": lambda: part_eval_nd([1, 2, 3], rounds),
-            "certify-nd": lambda: part_certify_nd(rounds),
+            "certify-nd": lambda: part_certify_nd(rounds, args.certify_nd_orthogonal_only),
             "scaling": lambda: part_scaling(grids, rounds),
             "train": lambda: part_train(train_sizes, rounds),
             "inference": lambda: part_inference(train_sizes, rounds),
@@ -963,7 +989,12 @@ def main() -> None:
     )
     if parts != list(PARTS):
         note = f" ({args.note})" if args.note else ""
-        rows, settings = merge_previous(rows, f"parts {', '.join(parts)} rerun{note}: {settings}")
+        only = " (orthogonal rows only)" if args.certify_nd_orthogonal_only else ""
+        rows, settings = merge_previous(
+            rows,
+            f"parts {', '.join(parts)}{only} rerun{note}: {settings}",
+            by_measure=args.certify_nd_orthogonal_only,
+        )
     write(rows, settings)
     for r in rows:
         print(

@@ -22,6 +22,7 @@ from .fourier import LipSpectralConv as LipSpectralConv
 from .fourier import PaddedDomain as PaddedDomain
 from .fourier import SpectralMultiplier as SpectralMultiplier
 from .fourier import exact_train_norms as exact_train_norms
+from .fourier import warm_polar_train as warm_polar_train
 from .linear import ClippedLinear as ClippedLinear
 from .linear import LipLinear as LipLinear
 from .residual import ConvexPotentialBlock as ConvexPotentialBlock
@@ -64,4 +65,5 @@ __all__ = [
     "exact_train_norms",
     "make_activation",
     "sup_norm_bound",
+    "warm_polar_train",
 ]

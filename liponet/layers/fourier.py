@@ -44,10 +44,14 @@ from torch import Tensor, nn
 from ..functional import (
     SVD_RELATIVE_MARGIN,
     TARGET_MARGIN,
+    _frobenius64,
+    _polar_backward,
+    _polar_parts,
     add_up,
     cayley_unitary,
     cholesky_norm_upper,
     chunks,
+    conj_t,
     distance_upper,
     grid_norm_upper,
     grid_norm_upper_parts,
@@ -77,6 +81,7 @@ __all__ = [
     "hermitian_symmetrize",
     "kept_mode_shape",
     "spectral_apply",
+    "warm_polar_train",
 ]
 
 
@@ -486,6 +491,205 @@ class _ClipTrainWeights(torch.autograd.Function):
         return torch.view_as_real(g_weight), g_skip, None, None, None, None
 
 
+#: Default of :func:`warm_polar_train`: the largest relative off-diagonal entry
+#: ``|S_ij| / (S_ii + S_jj)`` of the Gram matrix in the warm basis that a warm step accepts.
+#: The first-order polar factor is then within about ``10 tol^2`` of the exact one entrywise
+#: (``1e-4`` here, ``tests/test_warm_polar.py``); at ``1e-3`` (``1e-5``, the float32 ``eigh``
+#: path's own error) Adam steps of ``1e-4`` are accepted only every other call.
+WARM_POLAR_TOL = 3e-3
+
+#: Exact calls before the next warm attempt when the first one after a refresh is rejected
+#: (steps too large for the warm basis: its two products would be wasted every call).
+WARM_POLAR_COOLDOWN = 4
+
+
+class _WarmPolar:
+    """The warm basis of one layer's ``"orthogonal"`` training forward (not model state).
+
+    ``v0`` ``(B, q, q)``: the right singular vectors of the multipliers at the last exact call
+    (``None`` before the first). :meth:`attempt` computes the polar factors of tall ``A``
+    ``(B, p, q)`` to first order around that basis, or returns ``None`` (the caller computes
+    them exactly and calls :meth:`refresh`). ``calls`` and ``warm_calls`` count attempts-or-
+    exact calls and accepted warm ones (for benchmarks).
+    """
+
+    def __init__(self, tol: float) -> None:
+        self.tol = tol
+        self.v0: Tensor | None = None
+        self.cooldown = 0
+        self.fresh = True
+        self.calls = 0
+        self.warm_calls = 0
+
+    def refresh(self, vh: Tensor) -> None:
+        self.v0 = conj_t(vh).resolve_conj()
+        self.fresh = True
+
+    def attempt(self, a: Tensor) -> tuple[Tensor, tuple[Tensor, ...]] | None:
+        self.calls += 1
+        v0 = self.v0
+        if v0 is None or v0.shape != (a.shape[0], a.shape[-1], a.shape[-1]):
+            return None
+        if v0.dtype != a.dtype or v0.device != a.device:
+            return None
+        if self.cooldown > 0:
+            self.cooldown -= 1
+            return None
+        result = _warm_polar(a, v0, self.tol)
+        if result is None:
+            self.cooldown = WARM_POLAR_COOLDOWN if self.fresh else 0
+            return None
+        self.fresh = False
+        self.warm_calls += 1
+        return result
+
+
+def _warm_polar(a: Tensor, v0: Tensor, tol: float) -> tuple[Tensor, tuple[Tensor, ...]] | None:
+    """Polar factors of tall ``a`` ``(B, p, q)`` to first order around the basis ``v0``.
+
+    ``Z = A V0``, ``S = Z^H Z = V0^H (A^H A) V0`` (nearly diagonal when ``V0`` is the right
+    singular basis of nearby matrices), and ``S^(-1/2) ~ T = D^(-1/2) - (S - D) o Phi`` with
+    ``D = diag(S)`` and the divided differences of ``x^(-1/2)``, ``Phi_ij = 1 / (s_i s_j (s_i +
+    s_j))``, ``s = sqrt(diag S)`` (Daleckii-Krein; no division by eigenvalue gaps). ``Q = Z T
+    V0^H``: the polar factor ``A (A^H A)^(-1/2)`` up to second order in ``(S - D) / D``.
+    ``None`` when some ``|S_ij| / (S_ii + S_jj)`` (``i != j``) exceeds ``tol``, or ``S`` has a
+    non-positive or non-finite diagonal. Also returns the factors ``(U ~ Z T, s, V0^H)`` at
+    which the backward takes the polar factor's closed form
+    (:func:`~liponet.functional._polar_backward`): the polar factor's gradient up to first
+    order in ``(S - D) / D`` (not the exact gradient of this first-order map, whose extra
+    terms cost more than the ``eigh`` saved).
+    """
+    z = a @ v0
+    s = conj_t(z) @ z
+    d = s.diagonal(dim1=-2, dim2=-1).real
+    off = s.abs() / (d.unsqueeze(-1) + d.unsqueeze(-2))
+    off.diagonal(dim1=-2, dim2=-1).zero_()
+    if not bool((d.amin() > 0) & (off.amax() <= tol)):  # NaN compares False: rejected
+        return None
+    sd = d.sqrt()
+    ssum = sd.unsqueeze(-1) + sd.unsqueeze(-2)
+    phi = 1.0 / (sd.unsqueeze(-1) * sd.unsqueeze(-2) * ssum)
+    t = torch.view_as_complex(torch.view_as_real(s) * (-phi).unsqueeze(-1))
+    t.diagonal(dim1=-2, dim2=-1).copy_(1.0 / sd)
+    x = z @ t  # the left factor U, to the same order
+    vh = conj_t(v0)
+    return x @ vh, (x, sd, vh)
+
+
+#: Whether ``"orthogonal"`` trains through :class:`_OrthogonalTrainWeights` (one node).
+FUSED_ORTHOGONAL_TRAIN = True
+
+
+class _OrthogonalTrainWeights(torch.autograd.Function):
+    """``"orthogonal"``'s training weights of one layer as one autograd node (no glue graph).
+
+    The same function as :meth:`LipSpectralConv._train_norm_free` with
+    :func:`~liponet.functional.polar_eigh` (the same floats forward): the independent
+    multipliers ``M = [(Z_l + conj Z_{L-1-l}) / 2 + W (l >= half); R_k + W (k_d > 0); W]``
+    written once into one buffer, their unitary polar factors ``Q`` (one batched ``eigh`` of
+    the Gram matrices), and ``R' = k Q - W'``, ``W' = Re(k Q_W)``, the mirrored half of the
+    ``k_d = 0`` slice filled with conjugates. The backward is the adjoint of each step written
+    out (the polar factor's closed form, as :func:`~liponet.functional.polar_eigh`'s, and the
+    mirror / symmetrization / skip sums), so the slices, concatenations and broadcasts of the
+    generic path record no autograd nodes of their own (about 6% of a 2-D train step).
+
+    With ``warm`` (:func:`warm_polar_train`) the polar factors may instead be first order
+    around the last exact call's basis (:func:`_warm_polar`), the backward the same closed
+    form at those factors; a rejected warm attempt falls back to the exact factors.
+
+    Inputs: ``weight`` ``(*kept, out, in, 2)`` real (the parameter), ``skip`` ``(out, in)`` or
+    an empty tensor (no skip), ``k``, ``n_lead`` (the product of the leading kept sizes, odd),
+    ``m_d`` (the last kept size), ``warm`` (``None``: exact). Outputs: ``R'`` ``(n_lead, m_d,
+    out, in)`` complex and ``W'`` ``(out, in)`` real (empty without a skip).
+    """
+
+    @staticmethod
+    def forward(
+        ctx: Any,
+        weight: Tensor,
+        skip: Tensor,
+        k: float,
+        n_lead: int,
+        m_d: int,
+        warm: _WarmPolar | None = None,
+    ) -> tuple[Tensor, Tensor]:
+        o, i = weight.shape[-3:-1]
+        half = (n_lead - 1) // 2
+        n_top, n_rest = n_lead - half, n_lead * (m_d - 1)
+        has_skip = skip.numel() > 0  # an empty ``skip``: none
+        raw = torch.view_as_complex(weight).reshape(n_lead, m_d, o, i)
+        m = raw.new_empty(n_top + n_rest + int(has_skip), o, i)
+        zero = raw[:, 0]
+        top = m[:n_top]
+        torch.add(zero[half:], zero[: half + 1].flip(0).conj(), out=top)
+        top.div_(2)
+        rest = m[n_top : n_top + n_rest].view(n_lead, m_d - 1, o, i)
+        if has_skip:
+            w = skip.to(raw.dtype)
+            top.add_(w)
+            torch.add(raw[:, 1:], w, out=rest)
+            m[-1] = w
+        else:
+            rest.copy_(raw[:, 1:])
+        wide = o < i
+        a = conj_t(m) if wide else m  # tall or square
+        warm_result = None if warm is None else warm.attempt(a)
+        if warm_result is None:  # the exact polar factors (one eigh); the next warm basis
+            u, s, vh = _polar_parts(a)
+            q = u @ vh
+            saved: tuple[Tensor, ...] = (u, s, vh)
+            if warm is not None:
+                warm.refresh(vh)
+        else:
+            q, saved = warm_result
+        if wide:
+            q = conj_t(q)
+        q = k * q
+        r_out = raw.new_empty(n_lead, m_d, o, i)
+        w_out = q[-1].real if has_skip else q.real.new_empty(0)
+        sub = w_out if has_skip else 0.0
+        torch.sub(q[n_top : n_top + n_rest].view(n_lead, m_d - 1, o, i), sub, out=r_out[:, 1:])
+        torch.sub(q[:n_top], sub, out=r_out[half:, 0])
+        r_out[:half, 0] = r_out[half + 1 :, 0].flip(0).conj()
+        ctx.save_for_backward(*saved)
+        ctx.k, ctx.dims, ctx.has_skip = k, (n_lead, m_d, o, i), has_skip
+        ctx.weight_shape = weight.shape
+        return r_out, w_out.clone()
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(
+        ctx: Any, g_r: Tensor, g_w: Tensor
+    ) -> tuple[Tensor, Tensor | None, None, None, None, None]:
+        n_lead, m_d, o, i = ctx.dims
+        half = (n_lead - 1) // 2
+        n_top, n_rest = n_lead - half, n_lead * (m_d - 1)
+        g_r = g_r.resolve_conj()
+        g_q = g_r.new_empty(n_top + n_rest + int(ctx.has_skip), o, i)
+        g_q[n_top : n_top + n_rest].view(n_lead, m_d - 1, o, i).copy_(g_r[:, 1:])
+        g_top = g_q[:n_top]
+        g_top.copy_(g_r[half:, 0])
+        g_top[1:] += g_r[:half, 0].flip(0).conj()
+        if ctx.has_skip:  # W' = Re(k Q_W) enters every R' = k Q - W' with a minus sign
+            g_q[-1] = g_w - torch.view_as_real(g_r)[..., 0].sum((0, 1))
+        g_q.mul_(ctx.k)
+        wide = o < i
+        u, s, vh = ctx.saved_tensors
+        g_m = _polar_backward(u, s, vh, conj_t(g_q) if wide else g_q)
+        if wide:
+            g_m = conj_t(g_m)
+        g_weight = g_m.new_empty(n_lead, m_d, o, i)
+        g_weight[:, 1:] = g_m[n_top : n_top + n_rest].view(n_lead, m_d - 1, o, i)
+        g_up = g_m[:n_top] / 2  # the symmetrized zero slice: (Z_l + conj Z_{L-1-l}) / 2
+        g_zero = g_weight[:, 0]
+        g_zero[half:] = g_up
+        g_zero[:half] = 0.0
+        g_zero[: half + 1] += g_up.flip(0).conj()
+        g_skip = g_m.real.sum(0) if ctx.has_skip else None
+        g_weight = torch.view_as_real(g_weight).reshape(ctx.weight_shape)
+        return g_weight, g_skip, None, None, None, None
+
+
 def _symmetric_scales(c: Tensor, kept_shape: Sequence[int], d: int) -> Tensor:
     """Real per-mode scales ``(K, [B])`` averaged with their conjugate partner on ``k_d = 0``."""
     shaped = c.reshape(*kept_shape, -1, 1)  # hermitian_symmetrize's (*kept, out, in) layout
@@ -762,7 +966,9 @@ class LipSpectralConv(CertifiedModule):
     Those eval weights are the ones certified and exported.
     :func:`exact_train_norms` makes training forwards normalize by the exact norms instead (the
     top singular vectors from a float64 eigendecomposition every step): the function trained
-    is then the one evaluated, at some cost per step.
+    is then the one evaluated, at some cost per step. ``"orthogonal"`` trains on the exact
+    polar factors (float32 ``eigh``) unless :func:`warm_polar_train` lets it take first-order
+    ones around the last exact basis while the weights stay close (a cheaper training device).
 
     Examples
     --------
@@ -810,6 +1016,11 @@ class LipSpectralConv(CertifiedModule):
         #: Training forwards normalize by exact norms instead of power-iteration estimates
         #: (:func:`exact_train_norms`); eval and the certificate do not depend on it.
         self.exact_train_norms = False
+        #: ``"orthogonal"``: training forwards take first-order polar factors around the last
+        #: exact basis while its Gram stays this close to diagonal (:func:`warm_polar_train`;
+        #: 0: every call exact); eval and the certificate do not depend on it.
+        self.warm_polar_tol = 0.0
+        self._warm_polar: _WarmPolar | None = None
         self.kept_shape = kept_mode_shape(modes)
         n_kept = math.prod(self.kept_shape)
         self.weight = _complex_param((*self.kept_shape, out_channels, in_channels))
@@ -907,6 +1118,15 @@ class LipSpectralConv(CertifiedModule):
         """
         o, i = self.out_channels, self.in_channels
         n_lead, m_d = math.prod(self.kept_shape[:-1]), self.kept_shape[-1]
+        if self.normalization == "orthogonal" and FUSED_ORTHOGONAL_TRAIN:
+            skip = self.weight.new_empty(0) if self.skip is None else self.skip
+            warm = None
+            if self.warm_polar_tol > 0.0 and not self.exact_train_norms:
+                if self._warm_polar is None or self._warm_polar.tol != self.warm_polar_tol:
+                    self._warm_polar = _WarmPolar(self.warm_polar_tol)
+                warm = self._warm_polar
+            r_out, w_out = _OrthogonalTrainWeights.apply(self.weight, skip, k, n_lead, m_d, warm)
+            return r_out.reshape(*self.kept_shape, o, i), None if self.skip is None else w_out
         half = (n_lead - 1) // 2  # mirrored zero-slice entries: l < half
         raw = torch.view_as_complex(self.weight).reshape(n_lead, m_d, o, i)
         zero = raw[:, 0]  # (L, out, in)
@@ -967,11 +1187,16 @@ class LipSpectralConv(CertifiedModule):
                 # What the certificate needs: R, W, upper bounds of ||R_k + W|| (and ||W||), s.
                 return weights, (rk, skip, upper, scale)
             m = self._stacked(r, skip)  # (K [+1], out, in)
-            if self.normalization in NORM_FREE:  # no norm needed
-                sigma = m.real.new_ones(m.shape[0])
-            else:
-                sigma = spectral_norm_exact(m).to(m.real.dtype)  # (K [+1],)
             target = self._target()
+            if self.normalization in NORM_FREE:  # no norm needed; one map per multiplier
+                # chunk by chunk (the same floats: every step is per matrix), so the float64
+                # polishing's temporaries stay in cache (several times faster at width 64)
+                fn, normalized = NORMALIZATIONS[self.normalization], torch.empty_like(m)
+                ones = m.real.new_ones(m.shape[0])
+                for i, j in chunks(len(m), m[0].numel()):
+                    normalized[i:j] = fn(m[i:j], ones[i:j], target)
+                return self._split(normalized, symmetrize=True), None
+            sigma = spectral_norm_exact(m).to(m.real.dtype)  # (K [+1],)
             normalized = NORMALIZATIONS[self.normalization](m, sigma, target)
             return self._split(normalized, symmetrize=True), None
 
@@ -1326,12 +1551,15 @@ class LipSpectralConv(CertifiedModule):
         the norm (a multiplier far from a multiple of an isometry), the SVD bound instead.
         """
         mats = mk if w is None else torch.cat([mk, w.to(mk.dtype).unsqueeze(0)])
-        if not bool(torch.isfinite(mats).all()):
-            raise ValueError("the weights hold NaN or inf values: no spectral-norm bound exists")
         bound = torch.empty(mats.shape[0], dtype=torch.float64, device=mats.device)
         for i, j in chunks(len(mats), mats[0].numel()):
             bound[i:j] = isometry_norm_upper(mats[i:j])
-        lower = torch.linalg.vector_norm(mats, dim=(-2, -1)) / math.sqrt(min(mats.shape[1:]))
+        # Frobenius norms over the real view (the complex reduction is ~15x slower); a NaN or
+        # inf entry makes its matrix's norm non-finite (the sum of squares is inf or NaN), as
+        # does an overflowing sum: no bound is claimed then
+        lower = _frobenius64(mats) / math.sqrt(min(mats.shape[1:]))
+        if not bool(torch.isfinite(lower).all()):
+            raise ValueError("the weights hold NaN or inf values: no spectral-norm bound exists")
         loose = bound > lower * (1.0 + 1e-6)
         if bool(loose.any()):
             index = loose.nonzero().squeeze(1)
@@ -1538,6 +1766,60 @@ def exact_train_norms(model: nn.Module, enabled: bool = True) -> int:
     convs = [m for m in model.modules() if isinstance(m, LipSpectralConv) and m.k is not None]
     for conv in convs:
         conv.exact_train_norms = enabled
+    return len(convs)
+
+
+def warm_polar_train(model: nn.Module, tol: float = WARM_POLAR_TOL, enabled: bool = True) -> int:
+    """Warm-start the polar factors of every ``"orthogonal"`` layer's training forward.
+
+    A ``"orthogonal"`` training forward computes ``k`` times the unitary polar factor of every
+    multiplier by a batched ``eigh`` of its Gram matrix, about two thirds of the layer's step in
+    2-D. With this, a layer keeps the right singular basis ``V0`` of its last exact call and,
+    while the weights stay close, applies the first-order polar factor around it instead
+    (:func:`_warm_polar`: four batched products, no ``eigh``; its own exact gradient): accepted
+    only while every off-diagonal entry of ``V0^H M^H M V0`` is at most ``tol`` relative to its
+    diagonal, which keeps it within about ``10 tol^2`` of the exact factor entrywise; otherwise
+    the call is exact and refreshes ``V0``. A training device, like the power iteration of
+    ``"clip"`` and ``"global"``: eval weights and the certificate never depend on it (the
+    float64-polished exact factors). The basis is not model state: a model rebuilt from a
+    checkpoint starts exact (a resumed run is not bitwise the uninterrupted one), and
+    :func:`exact_train_norms` overrides it. Pays off when optimizer steps are small (Adam at
+    ``1e-4``: most calls warm; at ``1e-3`` a single step already exceeds ``tol = 1e-3``, see
+    ``benchmarks/results/warm_polar.md``).
+
+    Parameters
+    ----------
+    model
+        Any module; its :class:`LipSpectralConv` submodules with ``k`` set and
+        ``normalization="orthogonal"`` are switched.
+    tol
+        The acceptance threshold (> 0).
+    enabled
+        ``False``: every training call exact again (the default of every layer).
+
+    Returns
+    -------
+    int
+        How many layers were switched.
+
+    Examples
+    --------
+    >>> from liponet.models import LipFNO
+    >>> model = LipFNO(1, 1, modes=(4,), width=8, depth=2, normalization="orthogonal",
+    ...                block="fourier")
+    >>> warm_polar_train(model)
+    2
+    """
+    if not (math.isfinite(tol) and tol > 0.0):
+        raise ValueError(f"tol must be a finite positive number, got {tol}")
+    convs = [
+        m
+        for m in model.modules()
+        if isinstance(m, LipSpectralConv) and m.k is not None and m.normalization == "orthogonal"
+    ]
+    for conv in convs:
+        conv.warm_polar_tol = tol if enabled else 0.0
+        conv._warm_polar = None
     return len(convs)
 
 
