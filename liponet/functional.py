@@ -753,9 +753,14 @@ def _negated_gram(x: Tensor) -> Tensor:
     """
     k, m, n = x.shape
     if not x.is_complex():
-        g = torch.bmm(x.mT, x)  # (K, n, n)
         lower = torch.ones(n, n, dtype=torch.bool, device=x.device).tril()
-        return torch.where(lower, g, g.mT).neg_()  # conj(-H) = -H
+        out = x.new_empty((k, n, n))
+        g = x.new_empty((min(k, _gram_step(n)), n, n))
+        for i, j in chunks(k, n * n):  # the products chunk by chunk (see _negated_gram_parts)
+            gg, xs = g[: j - i], x[i:j]
+            torch.bmm(xs.mT, xs, out=gg)
+            torch.where(lower, gg, gg.mT, out=out[i:j]).neg_()  # conj(-H) = -H
+        return out
     stacked = torch.view_as_real(x.resolve_conj()).permute(0, 3, 1, 2).reshape(k, 2 * m, n)
     return _negated_gram_parts(stacked)
 
@@ -769,14 +774,26 @@ def _negated_gram_parts(stacked: Tensor) -> Tensor:
     k, m2, n = stacked.shape
     m = m2 // 2
     lower = torch.ones(n, n, dtype=torch.bool, device=stacked.device).tril()
-    # -(A^T A + B^T B): (K, n, n), the product negated (exactly: a sign) in the same call
-    neg_re = torch.baddbmm(stacked.new_empty((k, n, n)), stacked.mT, stacked, beta=0, alpha=-1)
-    t = torch.bmm(stacked[:, :m].mT, stacked[:, m:])  # A^T B: (K, n, n)
-    out = torch.empty((k, n, n, 2), dtype=neg_re.dtype, device=stacked.device)
-    # Re conj(-H) = -Re H: the lower triangle mirrored
-    torch.where(lower, neg_re, neg_re.mT, out=out[..., 0])
-    torch.sub(t, t.mT, out=out[..., 1])  # Im conj(-H) = Im H = A^T B - B^T A
+    out = torch.empty((k, n, n, 2), dtype=stacked.dtype, device=stacked.device)
+    # The products chunk by chunk into two small buffers that stay in cache and are reused:
+    # whole-batch temporaries (megabytes) cost fresh pages on every call, about as much as the
+    # products themselves. Each matrix's product is the same batched call's (the same floats).
+    step = min(k, _gram_step(n))
+    neg_re, t = stacked.new_empty((step, n, n)), stacked.new_empty((step, n, n))
+    for i, j in chunks(k, n * n):
+        s, nr, tt = stacked[i:j], neg_re[: j - i], t[: j - i]
+        # -(A^T A + B^T B): the product negated (exactly: a sign) in the same call
+        torch.baddbmm(nr, s.mT, s, beta=0, alpha=-1, out=nr)
+        torch.bmm(s[:, :m].mT, s[:, m:], out=tt)  # A^T B
+        # Re conj(-H) = -Re H: the lower triangle mirrored
+        torch.where(lower, nr, nr.mT, out=out[i:j, ..., 0])
+        torch.sub(tt, tt.mT, out=out[i:j, ..., 1])  # Im conj(-H) = Im H = A^T B - B^T A
     return torch.view_as_complex(out)
+
+
+def _gram_step(n: int) -> int:
+    """Matrices per chunk of :func:`_negated_gram` on ``n x n`` Gram matrices (:func:`chunks`)."""
+    return max(1, CHUNK_ELEMENTS // (n * n))
 
 
 #: LAPACK's routines by the type letter of their matrices (``s d c z``).

@@ -754,6 +754,31 @@ def test_grid_norm_upper_with_history_in_its_lower_bounds_fails_the_check(monkey
     assert bool((smaller > defined).any())  # but not the defined ones
 
 
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.complex64])
+def test_gram_products_chunk_by_chunk_are_the_whole_batch_ones(dtype):
+    # _negated_gram runs its products chunk by chunk into reused buffers: each matrix's -H is
+    # the one a single batched product of the whole batch gives (the same floats), across the
+    # chunk boundaries and in a last partial chunk; the upper triangle mirrors the lower.
+    gen = torch.Generator().manual_seed(7)
+    n = 24
+    step = functional._gram_step(n)
+    k = 2 * step + 3  # two whole chunks and a partial one
+    x = torch.randn(k, 40, n, generator=gen, dtype=torch.complex128 if dtype.is_complex else None)
+    x = (x * torch.rand(k, 1, 1, generator=gen, dtype=torch.float64)).to(dtype)
+    got = functional._negated_gram(x)
+    lower = torch.ones(n, n, dtype=torch.bool).tril()
+    if dtype.is_complex:
+        stacked = torch.view_as_real(x).permute(0, 3, 1, 2).reshape(k, 80, n)
+        re = torch.bmm(stacked.mT, stacked)
+        t = torch.bmm(stacked[:, :40].mT, stacked[:, 40:])
+        want = torch.complex(-torch.where(lower, re, re.mT), t - t.mT)
+    else:
+        g = torch.bmm(x.mT, x)
+        want = -torch.where(lower, g, g.mT)
+    assert torch.equal(got, want)
+    assert torch.equal(got, got.mH)  # exactly Hermitian
+
+
 @pytest.mark.parametrize("dtype", [torch.float32, torch.complex64, torch.complex128])
 @pytest.mark.parametrize("shape", [(40, 24), (24, 40)])
 def test_gram_test_factorizes_the_hermitian_gram_within_its_rounding_bound(dtype, shape):
