@@ -881,6 +881,36 @@ def _complex_param(shape: Sequence[int]) -> nn.Parameter:
     return nn.Parameter(torch.zeros(*shape, 2))
 
 
+def _isometry_bound_of(
+    fetch: Callable[[Tensor], Tensor], n: int, rows: int, cols: int, device: torch.device
+) -> float:
+    """``max_j ||A_j||_2`` of ``n`` complex128 ``(rows, cols)`` matrices near isometries' multiples.
+
+    ``fetch(index)`` returns the matrices ``index`` (an increasing range of ``0..n-1``), one
+    chunk at a time. :func:`~liponet.functional.isometry_norm_upper` bounds each (one Gram
+    product, guaranteed); where that is not within ``1e-6`` of the lower bound ``||A||_F /
+    sqrt(min(rows, cols))`` of the norm (a matrix far from a multiple of an isometry), the SVD
+    bound of :func:`~liponet.functional.spectral_norm_upper` instead.
+    """
+    bound = torch.empty(n, dtype=torch.float64, device=device)
+    lower = torch.empty(n, dtype=torch.float64, device=device)
+    for i, j in chunks(n, rows * cols):
+        a = fetch(torch.arange(i, j, device=device))
+        bound[i:j] = isometry_norm_upper(a)
+        # Frobenius norms over the real view (the complex reduction is ~15x slower); a NaN or
+        # inf entry makes its matrix's norm non-finite (the sum of squares is inf or NaN), as
+        # does an overflowing sum: no bound is claimed then
+        lower[i:j] = _frobenius64(a)
+    lower = lower / math.sqrt(min(rows, cols))
+    if not bool(torch.isfinite(lower).all()):
+        raise ValueError("the weights hold NaN or inf values: no spectral-norm bound exists")
+    loose = bound > lower * (1.0 + 1e-6)
+    if bool(loose.any()):
+        index = loose.nonzero().squeeze(1)
+        bound[index] = torch.minimum(bound[index], spectral_norm_upper(fetch(index)))
+    return float(bound.max())
+
+
 class LipSpectralConv(CertifiedModule):
     """N-d spectral convolution with a certified operator norm, optionally fused with a 1x1 skip.
 
@@ -1534,13 +1564,49 @@ class LipSpectralConv(CertifiedModule):
         (r_eval, w_eval), scaled = self._eval_state()
         if scaled is not None:  # no SVD here: the norms of M_k are bounded, the scales known
             return self._scaled_bound(r_eval, w_eval, *scaled)
-        mk, w = self.multipliers()
         if self.k is not None and self.normalization in NORM_FREE:
-            return self._isometry_bound(mk, w)
+            return self._eval_isometry_bound(r_eval, w_eval)
+        mk, w = self.multipliers()
         bound = float(spectral_norm_upper(mk).max())
         if w is not None:
             bound = max(bound, float(spectral_norm_upper(w)))
         return bound
+
+    def _pair_rows(self) -> Tensor:
+        """The multipliers of :meth:`_stacked`'s ``K`` with one of each conjugate pair.
+
+        On the ``k_d = 0`` slice the eval weights satisfy ``R'_{-k} = conj(R'_k)`` exactly
+        (:func:`hermitian_symmetrize`'s ``(A_k + conj(A_{-k})) / 2`` is its partner's conjugate
+        bit for bit) and ``W'`` is real, so ``W' + R'_{-k} = conj(W' + R'_k)``: the same
+        singular values. Returns the flattened indices of the zero slice's leading indices
+        ``l >= (L - 1) // 2`` (the partner of ``l`` is ``L - 1 - l``) and of every ``k_d > 0``
+        multiplier, in order.
+        """
+        lead, m_d = math.prod(self.kept_shape[:-1]), self.kept_shape[-1]
+        grid = torch.arange(lead * m_d).view(lead, m_d)
+        return torch.cat([grid[(lead - 1) // 2 :, 0], grid[:, 1:].reshape(-1)]).sort().values
+
+    def _eval_isometry_bound(self, r: Tensor, w: Tensor | None) -> float:
+        """:meth:`_isometry_bound` of the eval weights ``W' + R'_k`` (and ``W'``), chunk by chunk.
+
+        Each multiplier is formed in complex128 as :meth:`multipliers` forms it (the same
+        floats, ``fl(R'_k + W')``) one chunk at a time, without the full float64 copy, and
+        only one of each conjugate pair (:meth:`_pair_rows`: the same norm) is bounded.
+        """
+        o, i = self.out_channels, self.in_channels
+        rk = r.reshape(-1, o, i)
+        rows = self._pair_rows().to(rk.device)
+        w128 = None if w is None else w.to(torch.float64).to(torch.complex128)
+
+        def fetch(index: Tensor) -> Tensor:
+            if w128 is not None and bool((index == len(rows)).any()):
+                # the skip W' alone: the last row
+                head = rk[rows[index[:-1]]].to(torch.complex128) + w128
+                return torch.cat([head, w128.unsqueeze(0)])
+            a = rk[rows[index]].to(torch.complex128)
+            return a if w128 is None else a + w128
+
+        return _isometry_bound_of(fetch, len(rows) + int(w is not None), o, i, rk.device)
 
     @staticmethod
     def _isometry_bound(mk: Tensor, w: Tensor | None) -> float:
@@ -1551,20 +1617,8 @@ class LipSpectralConv(CertifiedModule):
         the norm (a multiplier far from a multiple of an isometry), the SVD bound instead.
         """
         mats = mk if w is None else torch.cat([mk, w.to(mk.dtype).unsqueeze(0)])
-        bound = torch.empty(mats.shape[0], dtype=torch.float64, device=mats.device)
-        for i, j in chunks(len(mats), mats[0].numel()):
-            bound[i:j] = isometry_norm_upper(mats[i:j])
-        # Frobenius norms over the real view (the complex reduction is ~15x slower); a NaN or
-        # inf entry makes its matrix's norm non-finite (the sum of squares is inf or NaN), as
-        # does an overflowing sum: no bound is claimed then
-        lower = _frobenius64(mats) / math.sqrt(min(mats.shape[1:]))
-        if not bool(torch.isfinite(lower).all()):
-            raise ValueError("the weights hold NaN or inf values: no spectral-norm bound exists")
-        loose = bound > lower * (1.0 + 1e-6)
-        if bool(loose.any()):
-            index = loose.nonzero().squeeze(1)
-            bound[index] = torch.minimum(bound[index], spectral_norm_upper(mats[index]))
-        return float(bound.max())
+        rows, cols = mats.shape[1:]
+        return _isometry_bound_of(lambda index: mats[index], len(mats), rows, cols, mats.device)
 
     def _scaled_bound(
         self,
