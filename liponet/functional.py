@@ -36,6 +36,7 @@ __all__ = [
     "chunks",
     "conj_t",
     "distance_upper",
+    "distance_upper_fast",
     "drifted_norm_bounds",
     "gram_norm_upper",
     "grid_norm_upper",
@@ -291,6 +292,69 @@ def distance_upper(a: Tensor, b: Tensor) -> Tensor:
             d = torch.view_as_real(d)
         out[i:j] = torch.linalg.vector_norm(d.reshape(j - i, -1), dim=1, dtype=torch.float64)
     return (out * (1.0 + DISTANCE_RELATIVE_MARGIN)).reshape(batch)
+
+
+def distance_upper_fast(a: Tensor, b: Tensor) -> Tensor:
+    """:func:`distance_upper` with the squares summed in the inputs' precision: about twice faster.
+
+    Guaranteed upper bound of ``||A - B||_F`` (hence of ``||A - B||_2``) for each matrix pair,
+    within about ``N 2**-24`` (relative) of it for float32 inputs with ``N`` real entries per
+    matrix (``5e-4`` at ``64 x 64`` complex), where :func:`distance_upper` is within ``1e-6``;
+    differences whose squares underflow (below ``~1e-19`` in float32) add up to ``sqrt(N)``
+    times ``2**-74.5`` absolute.
+
+    Parameters
+    ----------
+    a, b
+        Real or complex ``(..., m, n)`` of one shape and dtype (float32/float64 or their complex
+        types); their entries are taken as exact values.
+
+    Returns
+    -------
+    Tensor
+        float64 ``(...)``; non-finite where the inputs are, or where a square overflows the
+        inputs' precision (callers check; :func:`distance_upper` accumulates in float64).
+
+    Notes
+    -----
+    Proof (``u`` the unit roundoff of the inputs' precision, ``N`` the real entries per matrix,
+    ``gamma_j = j u / (1 - j u)``). Each entry (each real part) of ``fl(A - B)`` is one rounded
+    subtraction, ``|x - y| <= |fl(x - y)| / (1 - u)`` (exact in the subnormal range). Each
+    square ``fl(d^2)`` is within ``u d^2`` of ``d^2`` plus, in the subnormal range, at most the
+    smallest subnormal ``t``; their sum, in any order, is within ``gamma_(N - 1)`` of the sum
+    of its terms (Higham 2002, Lemma 3.4 and 4.2). So ``sum d^2 <= (s + N t) / (1 -
+    gamma_N)`` for the computed ``s``, and the bound is ``sqrt((s + N t) / (1 - gamma_N)) / (1
+    - u)``, evaluated in float64 (a few operations on exact float32 values, relative error
+    below ``1e-15``) and raised by ``1 + 1e-12``.
+
+    Examples
+    --------
+    >>> import torch
+    >>> a = torch.eye(2)
+    >>> float(distance_upper_fast(a, 0 * a)) >= 2**0.5  # ||I||_F
+    True
+    """
+    if a.shape != b.shape or a.dtype != b.dtype or a.ndim < 2:
+        raise ValueError(
+            f"a and b must be batches of matrices of one shape and dtype, got "
+            f"{tuple(a.shape)} {a.dtype}, {tuple(b.shape)} {b.dtype}"
+        )
+    batch = a.shape[:-2]
+    a2, b2 = a.reshape(-1, *a.shape[-2:]), b.reshape(-1, *b.shape[-2:])
+    real = a.real.dtype if a.is_complex() else a.dtype
+    finfo = torch.finfo(real)
+    u, t = finfo.eps / 2, finfo.smallest_normal * finfo.eps
+    n_real = a2[0].numel() * (2 if a.is_complex() else 1)
+    out = torch.empty(a2.shape[0], dtype=real, device=a.device)
+    for i, j in chunks(a2.shape[0], a2[0].numel()):  # small temporaries: no page faults
+        d = a2[i:j] - b2[i:j]
+        if d.is_complex():
+            d = torch.view_as_real(d)
+        d = d.reshape(j - i, -1)
+        torch.sum(d * d, dim=1, out=out[i:j])
+    gamma = n_real * u / (1 - n_real * u)
+    s = (out.to(torch.float64) + n_real * t) / (1 - gamma)
+    return (s.sqrt() / (1 - u) * (1.0 + 1e-12)).reshape(batch)
 
 
 #: Elements per chunk of the batched passes over many matrices (:func:`chunks`).

@@ -14,6 +14,7 @@ from liponet.functional import (
     cholesky_rounding_constant,
     chunks,
     distance_upper,
+    distance_upper_fast,
     drifted_norm_bounds,
     gram_norm_upper,
     grid_norm_upper,
@@ -245,6 +246,41 @@ def test_distance_upper_bounds_the_exact_distance_when_the_subtraction_rounds(dt
     assert bound.shape == (3, 70) and bool((bound >= exact).all())
     with pytest.raises(ValueError, match="one shape and dtype"):
         distance_upper(x, y.to(torch.complex128))
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.complex64, torch.float64])
+def test_distance_upper_fast_bounds_the_exact_distance(dtype):
+    # The squares summed in float32: within N 2**-24 of the exact distance, never below it,
+    # also where the subtraction rounds down, across a wide dynamic range and in the subnormal
+    # range; a plain float32 sum of squares (no margin) falls below the exact distance.
+    real = torch.float64 if dtype == torch.float64 else torch.float32
+    n_real = 64 * 64 * (2 if dtype.is_complex else 1)
+    gen = torch.Generator().manual_seed(1)
+    for exponent in (-30, -10, 0, 10, 15):
+        x = torch.randn(50, 64, 64, generator=gen, dtype=dtype) * 10.0**exponent
+        y = x + torch.randn(50, 64, 64, generator=gen, dtype=dtype) * 1e-3 * 10.0**exponent
+        exact = torch.linalg.matrix_norm(x.to(torch.complex128) - y.to(torch.complex128))
+        bound = distance_upper_fast(x, y)
+        assert bool((bound >= exact).all())
+        u = torch.finfo(real).eps / 2
+        if exponent > -30 or real == torch.float64:  # (float32: squares of 1e-33 underflow)
+            assert float((bound / exact).max()) < 1 + 2 * n_real * u + 2e-12
+    a = torch.ones(40, 6, 5, dtype=real)
+    tiny = 3.1e-8 if real == torch.float32 else 3.1e-17
+    b = torch.full_like(a, tiny)
+    exact = torch.linalg.matrix_norm(a.double() - b.double())
+    assert bool((distance_upper_fast(a, b) >= exact).all())
+    sub = torch.full((3, 4, 4), 1e-44 if real == torch.float32 else 1e-320, dtype=real)
+    assert bool((distance_upper_fast(sub, 0 * sub) > 0).all())  # squares underflow to 0
+    if real == torch.float32:  # without the margin the float32 sum can fall below the exact
+        diff = torch.view_as_real(x - y) if dtype.is_complex else x - y
+        plain = torch.linalg.vector_norm(diff.reshape(50, -1), dim=1)
+        exact = torch.linalg.matrix_norm(x.to(torch.complex128) - y.to(torch.complex128))
+        assert bool((plain.double() < exact).any())
+        huge = torch.full((2, 3, 3), 1e30, dtype=dtype)
+        assert not bool(torch.isfinite(distance_upper_fast(huge, -huge)).all())  # overflow
+    with pytest.raises(ValueError, match="one shape and dtype"):
+        distance_upper_fast(a, a.to(torch.complex128))
 
 
 def test_chunks_cover_the_range_once():

@@ -173,3 +173,30 @@ def test_loader_section_quotes_the_streaming_figures_from_data_loader(tmp_path):
     assert rows
     for r in rows:
         assert f"{r['sample_KB']} KB {r['storage']}: {float(r['cpu_ratio']):.3g}x" in section
+
+
+@pytest.mark.slow
+def test_eval_parts_time_every_side_with_and_without_the_weight_check(tmp_path):
+    for suffix in ("csv", "md"):
+        shutil.copy(ROOT / "benchmarks" / "results" / f"performance.{suffix}", tmp_path)
+    proc = run_script(SCRIPT, "--quick", "--parts", "eval-nd,inference", "--out", str(tmp_path))
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    with (tmp_path / "performance.csv").open() as fh:
+        rows = list(csv.DictReader(fh))
+    evals = [r["measure"] for r in rows if r["part"] == "eval forward"]
+    assert evals == [
+        f"{d}-D {m}"
+        for d in (1, 2, 3)
+        for m in (
+            "LipFNO eval / FNO twin",
+            "LipFNO.export() / FNO twin",
+            "LipFNO eval, check skipped / FNO twin",
+            "FNO twin, check skipped / FNO twin",
+        )
+    ]
+    inference = [r for r in rows if r["part"] == "inference"]
+    assert len(inference) == 8 and all(float(r["ratio"]) > 0 for r in inference)
+    assert {r["measure"] for r in inference} >= {
+        "LipDeepONet eval, check skipped / DeepONet twin",
+        "LipDeepONet.export() / DeepONet twin (GELU)",
+    }
