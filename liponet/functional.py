@@ -15,7 +15,7 @@ All functions are batched over leading dimensions and accept real or complex mat
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 from torch import Tensor
@@ -769,13 +769,148 @@ def _negated_gram_parts(stacked: Tensor) -> Tensor:
     k, m2, n = stacked.shape
     m = m2 // 2
     lower = torch.ones(n, n, dtype=torch.bool, device=stacked.device).tril()
-    re = torch.bmm(stacked.mT, stacked)  # A^T A + B^T B: (K, n, n)
+    # -(A^T A + B^T B): (K, n, n), the product negated (exactly: a sign) in the same call
+    neg_re = torch.baddbmm(stacked.new_empty((k, n, n)), stacked.mT, stacked, beta=0, alpha=-1)
     t = torch.bmm(stacked[:, :m].mT, stacked[:, m:])  # A^T B: (K, n, n)
-    out = torch.empty((k, n, n, 2), dtype=re.dtype, device=stacked.device)
-    torch.where(lower, re, re.mT, out=out[..., 0])  # Re H: the lower triangle mirrored
-    out[..., 0].neg_()  # Re conj(-H) = -Re H
+    out = torch.empty((k, n, n, 2), dtype=neg_re.dtype, device=stacked.device)
+    # Re conj(-H) = -Re H: the lower triangle mirrored
+    torch.where(lower, neg_re, neg_re.mT, out=out[..., 0])
     torch.sub(t, t.mT, out=out[..., 1])  # Im conj(-H) = Im H = A^T B - B^T A
     return torch.view_as_complex(out)
+
+
+#: LAPACK's routines by the type letter of their matrices (``s d c z``).
+_LAPACK_LETTERS = {
+    torch.float32: "s",
+    torch.float64: "d",
+    torch.complex64: "c",
+    torch.complex128: "z",
+}
+
+
+class _Lapack:
+    """``?copy``, ``?potrf`` and ``?potrs`` of the LAPACK that ``torch.linalg.cholesky_ex`` calls.
+
+    Torch's CPU builds link MKL's LAPACK statically into ``libtorch_cpu`` and export its
+    symbols: called per matrix through ``ctypes``, the factorization is the very routine that
+    ``torch.linalg.cholesky_ex`` runs on each matrix of a batch (the same floats, checked once
+    per dtype on a few matrices, :meth:`get`), without the batched call's copies: each matrix is
+    copied into one small work array that stays in cache, factorized, and its right-hand sides
+    solved at once.
+    """
+
+    _loaded: ClassVar[dict[tuple[torch.dtype, int], _Lapack | None]] = {}
+
+    def __init__(self, lib: Any, letter: str, dtype: torch.dtype) -> None:
+        import ctypes
+
+        self.ctypes = ctypes
+        ptr, num = ctypes.c_void_p, ctypes.POINTER(ctypes.c_int)
+        self.copy = getattr(lib, f"{letter}copy_")
+        self.copy.argtypes, self.copy.restype = [num, ptr, num, ptr, num], None
+        self.potrf = getattr(lib, f"{letter}potrf_")
+        self.potrf.argtypes, self.potrf.restype = [ctypes.c_char_p, num, ptr, num, num], None
+        self.potrs = getattr(lib, f"{letter}potrs_")
+        self.potrs.argtypes = [ctypes.c_char_p, num, num, ptr, num, ptr, num, num]
+        self.potrs.restype = None
+        self.dtype = dtype
+        self.item = torch.empty((), dtype=dtype).element_size()
+
+    @classmethod
+    def get(cls, dtype: torch.dtype, p: int) -> _Lapack | None:
+        """The routines for ``p x p`` matrices of ``dtype``, or ``None`` (then torch's batch).
+
+        Loaded once per dtype and order; kept only if factorizations through them equal
+        ``torch.linalg.cholesky_ex``'s bit for bit, and succeed and fail where it does, on a
+        few ``p x p`` matrices (not so for every build and dtype: float64 on MKL builds
+        differs in the last bits, and is left to torch).
+        """
+        key = (dtype, p)
+        if key not in cls._loaded:
+            cls._loaded[key] = None
+            try:
+                lapack = cls._load(dtype)
+                if lapack is not None and lapack._agrees(p):
+                    cls._loaded[key] = lapack
+            except (OSError, AttributeError, RuntimeError, ValueError):
+                pass
+        return cls._loaded[key]
+
+    @classmethod
+    def _load(cls, dtype: torch.dtype) -> _Lapack | None:
+        import ctypes
+        import pathlib
+
+        if dtype not in _LAPACK_LETTERS or not torch.backends.mkl.is_available():
+            return None
+        path = pathlib.Path(torch.__file__).parent / "lib" / "libtorch_cpu.so"
+        if not path.exists():
+            return None
+        return cls(ctypes.CDLL(str(path)), _LAPACK_LETTERS[dtype], dtype)
+
+    def _agrees(self, p: int) -> bool:
+        """Whether :meth:`factor` gives ``torch.linalg.cholesky_ex``'s factors and outcomes.
+
+        On four ``p x p`` matrices: well and badly conditioned positive definite ones, one
+        that fails at its last pivot and one that fails at its first.
+        """
+        gen = torch.Generator().manual_seed(0)
+        x = torch.randn(4, p, p, generator=gen, dtype=self.dtype)
+        a = x @ x.mH
+        eye = torch.eye(p, dtype=self.dtype)
+        top = torch.linalg.eigvalsh(a)[:, -1].to(self.dtype)[:, None, None]
+        shift = torch.tensor([1.0, 1e-3, -1e-3, -2.0], dtype=torch.float64)
+        a = a + shift.to(self.dtype)[:, None, None] * top * eye
+        a[2, -1, -1] = a[2, -1, -1] - top[2, 0, 0] * (1.0 if p > 1 else 2.0)
+        ref, info = torch.linalg.cholesky_ex(a)
+        conj_a = a.conj().resolve_conj().contiguous()  # row-major conj(A): A column-major
+        diag = conj_a.diagonal(dim1=-2, dim2=-1).clone()
+        rhs = torch.ones(4, 2, p, dtype=self.dtype)
+        solved = rhs.clone()
+        ok, factors = self.factor(conj_a, torch.arange(4), diag, solved, keep=True)
+        if not torch.equal(ok, info == 0) or not bool(ok[:2].all()) or bool(ok[2:].any()):
+            return False
+        if not torch.equal(factors[:2].mT.tril(), ref[:2]):
+            return False
+        want = torch.cholesky_solve(rhs[:1].mT, ref[:1]).mT
+        return bool(torch.allclose(solved[:1], want, rtol=1e-3, atol=0.0))
+
+    def factor(
+        self, mats: Tensor, rows: Tensor, diag: Tensor, rhs: Tensor | None, keep: bool = False
+    ) -> tuple[Tensor, Tensor]:
+        """Factorize ``A_j``: matrix ``rows[j]`` of ``mats`` with the diagonal ``diag[j]``.
+
+        ``mats`` contiguous ``(K, p, p)`` whose rows are read as columns (the column-major
+        ``A`` whose lower triangle LAPACK reads: ``mats[k]`` is ``conj(A)`` row-major, or for a
+        Hermitian ``A`` its transpose); ``diag`` contiguous ``(R, p)``; ``rhs`` contiguous ``(R,
+        s, p)`` (each block ``s`` columns of length ``p``) overwritten with ``(L L^H)^{-1}`` times
+        it where the factorization succeeded. Returns ``(succeeded (R,) bool, factors)``:
+        ``factors`` ``(R, p, p)`` (column-major lower triangles) with ``keep``, else empty.
+        """
+        c = self.ctypes
+        k, p = len(rows), mats.shape[-1]
+        work = mats.new_empty((k if keep else 1, p, p))
+        n, nn, one, step = c.c_int(p), c.c_int(p * p), c.c_int(1), c.c_int(p + 1)
+        info, info2 = c.c_int(0), c.c_int(0)
+        s = 0 if rhs is None else rhs.shape[1]
+        ns = c.c_int(s)
+        size, item = p * p * self.item, self.item
+        base, d0, w0 = mats.data_ptr(), diag.data_ptr(), work.data_ptr()
+        r0 = 0 if rhs is None else rhs.data_ptr()
+        stride = mats.stride(0) * item
+        ok = torch.zeros(k, dtype=torch.bool)
+        flags = ok.numpy()
+        copy, potrf, potrs, lower = self.copy, self.potrf, self.potrs, b"L"
+        for j, i in enumerate(rows.tolist()):
+            w = w0 + j * size if keep else w0
+            copy(nn, base + i * stride, one, w, one)
+            copy(n, d0 + j * p * item, one, w, step)
+            potrf(lower, n, w, n, info)
+            if info.value == 0:
+                flags[j] = True
+                if s:
+                    potrs(lower, n, ns, w, n, r0 + j * s * p * item, n, info2)
+        return ok, work if keep else work[:0]
 
 
 class _GramTest:
@@ -869,33 +1004,63 @@ class _GramTest:
         top = c + (u * (c + self._sel(rows, self.h_max)) + g * trace_a + self.absolute)
         return (lower > top * (1.0 + 1e-12)) | (c <= 0)
 
-    def run(self, rows: Tensor | None, level2: Tensor) -> tuple[Tensor, Tensor]:
+    def run(
+        self, rows: Tensor | None, level2: Tensor, rhs: Tensor | None = None
+    ) -> tuple[Tensor, Tensor]:
         """Test ``rows`` (all if ``None``) at squared levels ``level2``: ``(bound, factor)``.
 
         ``bound`` float64: the proven bound of ``||X||_2`` where the factorization of ``c I -
         H`` succeeded, ``inf`` where it failed (which proves nothing); ``factor`` the Cholesky
         factors ``L`` (lower triangles; meaningful where it succeeded).
+
+        With ``rhs`` ``(R, s, p)`` (``s`` vectors per tested matrix), ``(bound, solved)``
+        instead: ``solved`` is ``(L L^H)^{-1}`` times each vector where the factorization
+        succeeded (one inverse-iteration step), ``rhs`` elsewhere, and on a CPU the matrices
+        are factorized one by one by the routine ``torch.linalg.cholesky_ex`` calls
+        (:class:`_Lapack`), without a batched copy of them: the same floats, the same
+        outcomes.
         """
         u, g = self.u, self.g
         slack = 1.0 + 1e-12
         c = self.target(rows, level2)
-        # a copy of -H (column-major, as LAPACK reads it), factorized in place
-        a = (self.conj_neg.clone() if rows is None else self.conj_neg[rows]).mT
-        a_diag = a.diagonal(dim1=-2, dim2=-1)
-        a_diag.copy_((c[:, None] + a_diag.real).to(a.dtype))  # A = c I - H: fl(c - h_ii)
-        trace = a_diag.real.to(torch.float64).sum(-1) * slack
-        info = torch.empty(a.shape[0], dtype=torch.int32, device=a.device)
-        # info == 0: every pivot was positive and not NaN (LAPACK stops at the first that is
-        # not); the factor overwrites A's lower triangle
-        factor, info = torch.linalg.cholesky_ex(a, out=(a, info))
-        done = (info == 0) & (c > 0)
+        lapack = None
+        if rhs is not None and self.conj_neg.device.type == "cpu":
+            if self.conj_neg.is_contiguous():
+                lapack = _Lapack.get(self.conj_neg.dtype, self.p)
+        if lapack is not None:
+            neg_diag = self.conj_neg.diagonal(dim1=-2, dim2=-1).real  # -h_ii
+            neg_diag = neg_diag if rows is None else neg_diag[rows]
+            diag = (c[:, None] + neg_diag).to(self.conj_neg.dtype)  # fl(c - h_ii), as below
+            trace = diag.real.to(torch.float64).sum(-1) * slack
+            every = torch.arange(len(c)) if rows is None else rows
+            assert rhs is not None
+            solved = rhs.to(self.conj_neg.dtype, copy=True).contiguous()
+            factored, _ = lapack.factor(self.conj_neg, every, diag, solved)
+            done = factored & (c > 0)
+            out = solved
+        else:
+            # a copy of -H (column-major, as LAPACK reads it), factorized in place
+            a = (self.conj_neg.clone() if rows is None else self.conj_neg[rows]).mT
+            a_diag = a.diagonal(dim1=-2, dim2=-1)
+            a_diag.copy_((c[:, None] + a_diag.real).to(a.dtype))  # A = c I - H: fl(c - h_ii)
+            trace = a_diag.real.to(torch.float64).sum(-1) * slack
+            info = torch.empty(a.shape[0], dtype=torch.int32, device=a.device)
+            # info == 0: every pivot was positive and not NaN (LAPACK stops at the first that
+            # is not); the factor overwrites A's lower triangle
+            factor, info = torch.linalg.cholesky_ex(a, out=(a, info))
+            done = (info == 0) & (c > 0)
+            out = factor
+            if rhs is not None:
+                out = rhs.clone()
+                ok = done.nonzero().squeeze(1)
+                out[ok] = torch.cholesky_solve(rhs[ok].mT, factor[ok]).mT
         c64 = c.to(torch.float64)
         e_g, h_max = self._sel(rows, self.e_g), self._sel(rows, self.h_max)
         bound2 = (c64 + (u * (c64 + h_max) + g * trace + e_g + self.absolute) * slack) * slack
         bound = bound2.sqrt() * slack
         if self.entry_error:
             bound = add_up(bound, self.entry_error * self._sel(rows, self.fro2).sqrt() * slack)
-        return torch.where(done, bound, torch.full_like(bound, math.inf)), factor
+        return torch.where(done, bound, torch.full_like(bound, math.inf)), out
 
     def rayleigh(self, rows: Tensor | None, v: Tensor) -> tuple[Tensor, Tensor]:
         """Guaranteed lower bounds ``v^H H v / ||v||^2 <= lambda_max(H)`` and ``H v`` normalized.
@@ -1123,16 +1288,18 @@ def _grid_chunk(test: _GramTest, start: Tensor | None) -> tuple[Tensor, Tensor]:
             nxt[stuck] = torch.maximum(nxt[stuck], _first_level(test, stuck, lower_new))
         level = norm_grid_level(nxt[pending])
         every = len(pending) == n_mat  # all rows, in order: no copy of the selection
-        proved, factor = test.run(None if every else pending, level.square())
+        # Where a level is proven, its factor of c I - H (c just above the top eigenvalue)
+        # gives a close vector in one inverse-iteration step: the next call's start.
+        rhs = v if every else v[pending]
+        rhs = rhs.unsqueeze(1) if second is None else torch.stack([rhs, second[pending]], 1)
+        proved, solved = test.run(None if every else pending, level.square(), rhs)
         ok = proved <= level
         bound[pending[ok]] = proved[ok]
-        # Where a level was proven, its factor of c I - H (c just above the top eigenvalue)
-        # gives a close vector in one inverse-iteration step: the next call's start.
         done = pending[ok]
         if second is None:
-            v[done] = _inverse_step(factor[ok], v[done])
+            v[done] = _inverse_step(solved[ok, 0], v[done])
         else:
-            v[done], second[done] = _inverse_block_step(factor[ok], v[done], second[done])
+            v[done], second[done] = _inverse_block_step(solved[ok], v[done], second[done])
         pending = pending[~ok]
         nxt[pending] += 1
         failed[pending] += 1
@@ -1171,16 +1338,15 @@ def _ritz_start(test: _GramTest, block: Tensor) -> tuple[Tensor, Tensor]:
     return torch.where(ok, _unit(z1), v1), torch.where(ok, _unit(z2), basis[:, 1])
 
 
-def _inverse_block_step(factor: Tensor, v: Tensor, second: Tensor) -> tuple[Tensor, Tensor]:
+def _inverse_block_step(solved: Tensor, v: Tensor, second: Tensor) -> tuple[Tensor, Tensor]:
     """:func:`_inverse_step` on ``v`` and ``second`` together, ``second`` made orthogonal to ``v``.
 
     One subspace-iteration step with ``(c I - H)^{-1}`` (its top two eigenvalues: the top two
-    of ``H``): across calls the pair tracks the top two eigenvectors (where non-finite, the
-    vectors given are kept).
+    of ``H``), ``solved`` ``(K, 2, p)`` the solutions (:meth:`_GramTest.run`): across calls the
+    pair tracks the top two eigenvectors (where non-finite, the vectors given are kept).
     """
-    w = torch.cholesky_solve(torch.stack([v, second], -1), factor)  # (K, p, 2)
-    w1 = _unit(w[..., 0])
-    w2 = _orthogonal_unit(w1, w[..., 1])
+    w1 = _unit(solved[:, 0])
+    w2 = _orthogonal_unit(w1, solved[:, 1])
     ok = (torch.isfinite(w1).all(-1) & torch.isfinite(w2).all(-1)).unsqueeze(-1)
     return torch.where(ok, w1, v), torch.where(ok, w2, second)
 
@@ -1216,9 +1382,9 @@ def _first_level(test: _GramTest, rows: Tensor | None, lower: Tensor) -> Tensor:
     return j
 
 
-def _inverse_step(factor: Tensor, v: Tensor) -> Tensor:
-    """``(L L^H)^{-1} v`` normalized (``L`` ``(K, p, p)`` Cholesky factors), ``v`` if not finite."""
-    w = _unit(torch.cholesky_solve(v.unsqueeze(-1), factor).squeeze(-1))
+def _inverse_step(solved: Tensor, v: Tensor) -> Tensor:
+    """``(L L^H)^{-1} v`` (``solved``, :meth:`_GramTest.run`) normalized, ``v`` if not finite."""
+    w = _unit(solved)
     return torch.where(torch.isfinite(w).all(-1, keepdim=True), w, v)
 
 

@@ -12,7 +12,7 @@ import torch
 from certcheck import check_all, check_attack, check_jacobian
 
 import liponet.layers.fourier as fourier
-from liponet.functional import TARGET_MARGIN, spectral_norm_exact
+from liponet.functional import TARGET_MARGIN, grid_norm_upper, spectral_norm_exact
 from liponet.layers import LipSpectralConv
 from liponet.layers.fourier import CLIP_HEADROOM, CLIP_ROUNDING_ROOM, _power_vectors
 
@@ -183,6 +183,35 @@ def test_clip_state_from_parts_is_the_general_path_bit_for_bit(
         assert mine.dtype == theirs.dtype and torch.equal(mine, theirs)
     assert torch.equal(vectors, general._norm_memory.vectors)
     assert bound == general.lipschitz_bound()
+
+
+@pytest.mark.parametrize("spectrum", SPECTRA)
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("modes", [(4, 3), (5,), (3, 2, 2)])
+@pytest.mark.parametrize("skip", [True, False])
+def test_clip_bounds_one_per_conjugate_pair_are_every_multipliers_own(
+    spectrum, dtype, modes, skip, cholesky_path
+):
+    # One multiplier of each conjugate pair on the k_d = 0 slice is bounded and its bound
+    # given to its partner: the same bounds, bit for bit, as grid_norm_upper of every
+    # multiplier itself (so the same scales and eval weights), and M_{-k} = conj(M_k) exactly.
+    conv = _conv(spectrum, seed=8, modes=modes).to(dtype)
+    if not skip:
+        conv = LipSpectralConv(6, 6, modes, k=1.0, normalization="clip").to(dtype).eval()
+        with torch.no_grad():
+            conv.weight.copy_(_conv(spectrum, seed=8, modes=modes).weight.to(dtype))
+    _, (_, _, upper, _) = conv._eval_state()
+    r = conv._symmetric_spectral(conv.weight.detach()).reshape(-1, 6, 6)
+    w = None if conv.skip is None else conv.skip.detach()
+    every = torch.arange(r.shape[0] + int(w is not None))
+    x, x_err = conv._multipliers_in(r, w, every)
+    assert torch.equal(grid_norm_upper(x, None, x_err)[0], upper)
+    rows, where = conv._pair_rows()
+    lead = math.prod(conv.kept_shape[:-1])
+    zero = x[: r.shape[0]].view(lead, conv.kept_shape[-1], 6, 6)[:, 0]
+    assert torch.equal(zero.flip(0), zero.conj())  # partners: exact conjugates
+    assert len(rows) == r.shape[0] + 1 - (lead - 1) // 2  # the skip last, with or without one
+    assert torch.equal(where[rows], torch.arange(len(rows)))
 
 
 def test_clip_certificate_from_parts_rebuilds_r_when_the_prior_does_not_settle_it(

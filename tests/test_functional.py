@@ -698,9 +698,9 @@ def _tested_rows(monkeypatch) -> list[int]:
     rows: list[int] = []
     run = functional._GramTest.run
 
-    def counting(self, which, level2):
+    def counting(self, which, level2, rhs=None):
         rows.append(self.conj_neg.shape[0] if which is None else len(which))
-        return run(self, which, level2)
+        return run(self, which, level2, rhs)
 
     monkeypatch.setattr(functional._GramTest, "run", counting)
     return rows
@@ -789,10 +789,12 @@ def test_gram_test_factorizes_the_hermitian_gram_within_its_rounding_bound(dtype
     assert torch.equal(factor.tril()[ok], ref[ok])
 
 
-def test_the_test_without_its_rounding_shift_is_unsound():
+@pytest.mark.parametrize("one_by_one", [False, True])
+def test_the_test_without_its_rounding_shift_is_unsound(one_by_one):
     # The check of the tests above can fail: without the rounding shift (g = u = e_G = 0) the
     # float32 Cholesky test "proves" levels below the exact norm of near-rank-one matrices
     # (the factorization of c I - H cannot see a negative eigenvalue ~1e-9 c); with it, none.
+    # The same with the one-by-one factorization of the tests that take an inverse step.
     gen = torch.Generator().manual_seed(2)
     a = torch.randn(128, 64, 1, generator=gen, dtype=torch.complex128)
     b = torch.randn(128, 1, 64, generator=gen, dtype=torch.complex128)
@@ -801,12 +803,61 @@ def test_the_test_without_its_rounding_shift_is_unsound():
     exact = spectral_norm_exact(x)
     level2 = exact.square() * (1 - 1e-9)
     test = _GramTest(x)
-    sound = test.run(None, level2)[0]
+    rhs = torch.ones(128, 1, 64, dtype=x.dtype) if one_by_one else None
+    sound = test.run(None, level2, rhs)[0]
     assert bool((sound >= exact).all())  # inf: nothing proven below the norm
     test.g, test.u, test.absolute = 0.0, 0.0, 0.0
     test.e_g = torch.zeros_like(test.e_g)
-    unsound = test.run(None, level2)[0]
+    unsound = test.run(None, level2, rhs)[0]
     assert bool((unsound < exact).any())
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.complex64, torch.complex128])
+def test_gram_test_one_by_one_factorization_is_the_batched_one(dtype):
+    # The tests that take an inverse step (rhs given) factorize each matrix through torch's
+    # own LAPACK routine (_Lapack, one small work array, no batched copy): the same outcomes
+    # and bounds, bit for bit, as torch.linalg.cholesky_ex on the batch, and solutions of
+    # (L L^H) w = v where the factorization succeeded.
+    if functional._Lapack.get(dtype, 32) is None:
+        pytest.skip("torch's LAPACK symbols are not exported here (the batched path runs)")
+    gen = torch.Generator().manual_seed(5)
+    x = torch.randn(40, 48, 32, generator=gen, dtype=dtype)
+    test = _GramTest(x)
+    exact = spectral_norm_exact(x)
+    level2 = exact.square() * torch.linspace(0.9995, 1.003, 40, dtype=torch.float64)
+    rows = torch.arange(3, 40, 2)
+    for which in (None, rows):
+        lv = level2 if which is None else level2[which]
+        bound = test.run(which, lv)[0]
+        rhs = torch.randn(len(lv), 2, 32, generator=gen, dtype=dtype)
+        one_by_one, solved = test.run(which, lv, rhs)
+        assert torch.equal(one_by_one, bound)  # the same floats: inf where it failed
+        ok = torch.isfinite(bound)
+        assert bool(ok.any()) and not bool(ok.all())
+        h = -test.neg if which is None else -test.neg[which]
+        c = test.target(which, lv)
+        a = c[:, None, None] * torch.eye(32, dtype=torch.float64) - h.to(torch.complex128)
+        residual = a[ok] @ solved[ok].mT.to(torch.complex128) - rhs[ok].mT.to(torch.complex128)
+        rel = torch.linalg.vector_norm(residual, dim=(-2, -1)) / torch.linalg.vector_norm(
+            rhs[ok], dim=(-2, -1)
+        )
+        assert float(rel.max()) < 1e-2  # a solve (of a near-singular A: loose, an estimate)
+        assert torch.equal(solved[~ok], rhs[~ok])  # untouched where nothing was proven
+
+
+def test_grid_norm_upper_without_the_one_by_one_factorization_is_the_same(monkeypatch):
+    # grid_norm_upper's bounds through the one-by-one factorization (_Lapack) and through
+    # torch's batched one: the same, bit for bit (the vectors may differ: estimates).
+    gen = torch.Generator().manual_seed(6)
+    x = torch.randn(60, 64, 64, generator=gen, dtype=torch.complex64) / 8
+    x[:30] += (
+        2
+        * torch.randn(30, 64, 1, generator=gen, dtype=torch.complex64)
+        @ torch.randn(30, 1, 64, generator=gen, dtype=torch.complex64)
+    )
+    fast = grid_norm_upper(x)[0]
+    monkeypatch.setattr(functional._Lapack, "get", classmethod(lambda cls, dtype, p: None))
+    assert torch.equal(grid_norm_upper(x)[0], fast)
 
 
 def test_grid_norm_upper_rejects_bad_input():

@@ -1297,16 +1297,18 @@ class LipSpectralConv(CertifiedModule):
             normalized = NORMALIZATIONS[self.normalization](m, sigma, target)
             return self._split(normalized, symmetrize=True), None
 
-    def _start_pairs(self, n_rows: int, device: torch.device) -> Tensor:
+    def _start_pairs(self, n_rows: int, device: torch.device, rows: Tensor | None = None) -> Tensor:
         """Start pairs ``(K [+1], 2, p)`` of ``"clip"``'s search (:meth:`_clip_scales`).
 
         The pairs remembered from the last call, else the training power-iteration vectors
-        and each of them shifted by one entry (:func:`~liponet.functional.grid_norm_upper`:
-        they choose where the search begins, never its result).
+        (of the multipliers ``rows`` if given) and each of them shifted by one entry
+        (:func:`~liponet.functional.grid_norm_upper`: they choose where the search begins,
+        never its result).
         """
         start = self._norm_memory.vectors
         if start is None or start.shape[0] != n_rows or start.ndim != 3 or start.device != device:
             u = torch.view_as_complex(self.u.detach())  # (K [+1], in)
+            u = u if rows is None else u[rows.to(u.device)]
             start = torch.stack([u, u.roll(1, -1)], 1)
         return start
 
@@ -1341,31 +1343,97 @@ class LipSpectralConv(CertifiedModule):
         mirrored = zero.flip(dims=tuple(range(d - 1))) if d > 1 else zero
         return (zero + mirrored.conj()) / 2
 
-    def _parts(self, weight: Tensor, w: Tensor) -> tuple[Tensor, float]:
-        """``[Re M_k; Im M_k]`` ``(K + 1, 2 out, in)`` real, ``M_k = R_k + W`` and ``M_K = W``.
+    def _pair_rows(self) -> tuple[Tensor, Tensor]:
+        """Which multipliers :meth:`_parts` writes, and where each multiplier's bound is.
 
-        Written from the raw weights ``(*kept, out, in, 2)`` in one pass (the ``k_d = 0`` slice
-        symmetrized first, as :func:`hermitian_symmetrize` does): the same floats as the real
-        and imaginary parts of :meth:`_multipliers_in` (``fl(Re R_k + W)``, ``Im R_k + 0``),
-        without the complex sum and its restacked copy. Returns the parts and the sum's relative
-        rounding ``e`` (as :meth:`_multipliers_in`).
+        On the ``k_d = 0`` slice ``M_{-k} = conj(M_k)`` exactly (the slice is symmetrized, the
+        skip is real): the same norm, and the same grid bound bit for bit (the Gram products
+        and the factorization see the same floats up to signs, :func:`~liponet.functional.
+        grid_norm_upper`'s definition), so only one of each pair is bounded. Returns ``(rows,
+        where)``: ``rows`` ``(R,)`` the multipliers of :meth:`_parts`' rows (indices into the
+        ``K + 1`` of :meth:`_stacked`: the zero slice's flattened leading indices ``l >= (L -
+        1) // 2``, then every ``k_d > 0`` multiplier in order, then the skip ``K``), ``where``
+        ``(K + 1,)`` the row holding each multiplier's bound.
         """
-        d, o, i = len(self.modes), self.out_channels, self.in_channels
-        n = math.prod(self.kept_shape)
-        parts = weight.new_empty((n + 1, 2, o, i))
-        mk = parts[:n].view(*self.kept_shape, 2, o, i)
-        rest_in = weight.narrow(d - 1, 1, self.kept_shape[-1] - 1)  # (*lead, m_d - 1, o, i, 2)
-        rest_out = mk.narrow(d - 1, 1, self.kept_shape[-1] - 1)  # (*lead, m_d - 1, 2, o, i)
+        lead, m_d = math.prod(self.kept_shape[:-1]), self.kept_shape[-1]
+        half = (lead - 1) // 2
+        n = lead * m_d
+        grid = torch.arange(n).view(lead, m_d)
+        rows = torch.cat([grid[half:, 0], grid[:, 1:].reshape(-1), torch.tensor([n])])
+        where = torch.empty(n + 1, dtype=torch.int64)
+        where[rows] = torch.arange(len(rows))
+        mirror = grid[:half, 0]  # l < half: the partner L - 1 - l is a row
+        where[mirror] = where[grid[half:, 0].flip(0)[:half]]
+        return rows, where
+
+    def _parts(
+        self, weight: Tensor, w: Tensor, zero_slice: Tensor | None = None
+    ) -> tuple[Tensor, float]:
+        """``[Re M_k; Im M_k]`` ``(R, 2 out, in)`` real for the rows of :meth:`_pair_rows`.
+
+        ``M_k = R_k + W``, the skip ``W`` last. Written from the raw weights ``(*kept, out, in,
+        2)`` in one pass (the ``k_d = 0`` slice symmetrized first, as
+        :func:`hermitian_symmetrize` does): the same floats as the real and imaginary parts of
+        :meth:`_multipliers_in` (``fl(Re R_k + W)``, ``Im R_k + 0``), without the complex sum
+        and its restacked copy. Returns the parts and the sum's relative rounding ``e`` (as
+        :meth:`_multipliers_in`). ``zero_slice``: :meth:`_zero_slice` of ``weight`` if at hand.
+        """
+        o, i = self.out_channels, self.in_channels
+        lead, m_d = math.prod(self.kept_shape[:-1]), self.kept_shape[-1]
+        half = (lead - 1) // 2
+        n_zero, n_rest = lead - half, lead * (m_d - 1)
+        parts = weight.new_empty((n_zero + n_rest + 1, 2, o, i))
+        rest_in = weight.view(lead, m_d, o, i, 2)[:, 1:]  # (L, m_d - 1, o, i, 2)
+        rest_out = parts[n_zero : n_zero + n_rest].view(lead, m_d - 1, 2, o, i)
         torch.add(rest_in[..., 0], w, out=rest_out.select(-3, 0))  # Re R_k + W
         torch.add(rest_in[..., 1], 0.0, out=rest_out.select(-3, 1))  # Im R_k + 0 (+0 for -0)
-        zero = self._zero_slice(weight)  # (*lead, o, i) complex
-        zero_out = mk.select(d - 1, 0)  # (*lead, 2, o, i)
+        zero_slice = self._zero_slice(weight) if zero_slice is None else zero_slice
+        zero = zero_slice.reshape(lead, o, i)[half:]  # (lead - half, o, i)
+        zero_out = parts[:n_zero]
         torch.add(zero.real, w, out=zero_out.select(-3, 0))
         torch.add(zero.imag, 0.0, out=zero_out.select(-3, 1))
-        parts[n, 0] = w
-        parts[n, 1] = 0.0
+        parts[-1, 0] = w
+        parts[-1, 1] = 0.0
         u = torch.finfo(weight.dtype).eps / 2
-        return parts.view(n + 1, 2 * o, i), u / (1 - u)
+        return parts.view(-1, 2 * o, i), u / (1 - u)
+
+    def _clip_parts_path(self) -> bool:
+        """Whether this layer's eval state is ``"clip"``'s from the raw weights' parts."""
+        return (
+            self.k is not None
+            and self.normalization == "clip"
+            and self.skip is not None
+            and self._clips_from_parts(self.weight.detach(), self.skip.detach())
+        )
+
+    def _clip_scaled(self) -> _Scaled:
+        """``(None, W, u, s)`` of :meth:`_clip_state_from_parts`: what the certificate needs.
+
+        Cached on its own, so that :meth:`lipschitz_bound` needs neither the eval weights nor
+        ``R`` (the a-priori rounding bound of :meth:`_scaled_bound` settles ``"clip"``); the
+        eval weights are written from the same scales when first needed (forward, export).
+        """
+        return self._cache.get("clip_scaled", self._sources(), self._compute_clip_scaled)
+
+    def _compute_clip_scaled(self, weight: Tensor, skip: Tensor) -> _Scaled:
+        with torch.no_grad():
+            weight, w, k = weight.detach(), skip.detach(), self._target()
+            d, o, i = len(self.modes), self.out_channels, self.in_channels
+            n = math.prod(self.kept_shape)
+            rows, where = self._pair_rows()
+            start = self._start_pairs(len(rows), weight.device, rows)
+            try:
+                parts, x_err = self._parts(weight, w)
+                bounds, vectors = grid_norm_upper_parts(parts, start, x_err)
+                upper = bounds[where.to(bounds.device)]
+            except ValueError:  # NaN/inf (the SVD raises) or a Gram matrix overflowing float32
+                r = self._symmetric_spectral(weight).reshape(n, o, i)
+                upper = self._exact_norms(r, w) * (1.0 + SVD_RELATIVE_MARGIN)
+                vectors = None
+            self._norm_memory.vectors = vectors
+            scale = (k * (1.0 - CLIP_ROUNDING_ROOM) / upper).clamp_max(1.0)
+            pairs = _symmetric_scales(scale[:n], self.kept_shape, d)
+            return None, w, upper, torch.cat([pairs, scale[n:]])
 
     def _clip_state_from_parts(
         self, weight: Tensor, w: Tensor, k: float
@@ -1374,25 +1442,18 @@ class LipSpectralConv(CertifiedModule):
 
         The same floats as the general path (:meth:`_clip_scales` on :meth:`_multipliers_in`,
         then :func:`~liponet.functional.scale_multipliers`): the Gram products run on
-        :meth:`_parts` (:func:`~liponet.functional.grid_norm_upper_parts`), the eval weights
-        ``R'_k = fl(s_k) R_k + fl(s_k - s_W) W`` are written from the raw weights, and ``R``
-        itself is never assembled (the certificate rebuilds it only if the a-priori bound does
-        not settle it, :meth:`_scaled_bound`).
+        :meth:`_parts` (:func:`~liponet.functional.grid_norm_upper_parts`; one multiplier of
+        each conjugate pair, :meth:`_pair_rows`, whose bound is its partner's bit for bit), the
+        eval weights ``R'_k = fl(s_k) R_k + fl(s_k - s_W) W`` are written from the raw weights,
+        and ``R`` itself is never assembled (the certificate rebuilds it only if the a-priori
+        bound does not settle it, :meth:`_scaled_bound`). The bounds and scales are
+        :meth:`_clip_scaled`'s (``k`` is the layer's target).
         """
         d, o, i = len(self.modes), self.out_channels, self.in_channels
         n = math.prod(self.kept_shape)
-        start = self._start_pairs(n + 1, weight.device)
-        try:
-            parts, x_err = self._parts(weight, w)
-            upper, vectors = grid_norm_upper_parts(parts, start, x_err)
-        except ValueError:  # NaN/inf (the SVD raises) or a Gram matrix overflowing float32
-            r = self._symmetric_spectral(weight).reshape(n, o, i)
-            upper = self._exact_norms(r, w) * (1.0 + SVD_RELATIVE_MARGIN)
-            vectors = None
-        self._norm_memory.vectors = vectors
-        scale = (k * (1.0 - CLIP_ROUNDING_ROOM) / upper).clamp_max(1.0)
-        pairs = _symmetric_scales(scale[:n], self.kept_shape, d)
-        scale = torch.cat([pairs, scale[n:]])
+        scaled = self._clip_scaled()
+        scale = scaled[3]
+        zero_slice = self._zero_slice(weight)
         # scale_multipliers(R, W, scale) written from the raw weights: the same products
         s = scale.to(weight.dtype)
         s_kept = s[:n].view(*self.kept_shape, 1, 1, 1)
@@ -1402,13 +1463,13 @@ class LipSpectralConv(CertifiedModule):
             weight.narrow(d - 1, 1, m_rest), s_kept.narrow(d - 1, 1, m_rest),
             out=real.narrow(d - 1, 1, m_rest),
         )  # fmt: skip
-        zero = torch.view_as_real(self._zero_slice(weight))
+        zero = torch.view_as_real(zero_slice)
         torch.mul(zero, s_kept.select(d - 1, 0), out=real.select(d - 1, 0))
         diff = (scale[:n] - scale[n]).to(weight.dtype)  # (K,) s_k - s_W
         if bool(diff.any()):  # the real parts round once (the imaginary ones gain an exact 0)
             real.view(n, o, i, 2)[..., 0].add_(diff[:, None, None] * w)
         weights = (torch.view_as_complex(real), w * s[n])
-        return weights, (None, w, upper, scale)
+        return weights, scaled
 
     @staticmethod
     def _multipliers64(r: Tensor, w: Tensor | None, index: Tensor | None = None) -> Tensor:
@@ -1731,16 +1792,21 @@ class LipSpectralConv(CertifiedModule):
         ``<= k'`` by construction, a clipped one at most about ``2 CLIP_HEADROOM`` below it. A
         small layer (:data:`SVD_ALL_WORK`) keeps the exact-norm scales ``min(1, k / s_k)`` of
         its float64 SVD norms ``s_k`` (cheaper there, and the eval weights of earlier
-        releases).
+        releases). Of each conjugate pair on the ``k_d = 0`` slice only one multiplier is
+        bounded (:meth:`_pair_rows`: the other's bound is the same, bit for bit).
         """
-        n_rows = r.shape[0] + int(w is not None)
         if _svd_all(r):  # a small layer: the SVD norms themselves (the exact-norm clip's scales)
             sigma = self._exact_norms(r, w)
             return SCALAR_NORMALIZATIONS["clip"](sigma, k), sigma * (1.0 + SVD_RELATIVE_MARGIN)
-        x, x_err = self._multipliers_in(r, w, torch.arange(n_rows, device=r.device))
-        start = self._start_pairs(n_rows, x.device)
+        rows, where = self._pair_rows()  # one of each conjugate pair (the same bound)
+        if w is None:
+            rows, where = rows[:-1], where[:-1]
+        rows, where = rows.to(r.device), where.to(r.device)
+        x, x_err = self._multipliers_in(r, w, rows)
+        start = self._start_pairs(len(rows), x.device, rows)
         try:
-            upper, vectors = grid_norm_upper(x, start, x_err)
+            bounds, vectors = grid_norm_upper(x, start, x_err)
+            upper = bounds[where]
         except ValueError:  # NaN/inf (the SVD raises) or a Gram matrix overflowing float32
             upper = self._exact_norms(r, w) * (1.0 + SVD_RELATIVE_MARGIN)
             vectors = None
@@ -1788,6 +1854,8 @@ class LipSpectralConv(CertifiedModule):
         return self._cache.get("bound", self._sources(), self._compute_bound)
 
     def _compute_bound(self, *sources: Tensor) -> float:
+        if self._clip_parts_path():  # the bounds and scales only: no eval weights needed
+            return self._scaled_bound(None, None, *self._clip_scaled())
         (r_eval, w_eval), scaled = self._eval_state()
         if scaled is not None:  # no SVD here: the norms of M_k are bounded, the scales known
             return self._scaled_bound(r_eval, w_eval, *scaled)
@@ -1799,30 +1867,19 @@ class LipSpectralConv(CertifiedModule):
             bound = max(bound, float(spectral_norm_upper(w)))
         return bound
 
-    def _conjugate_pair_rows(self) -> Tensor:
-        """The multipliers of :meth:`_stacked`'s ``K`` with one of each conjugate pair.
-
-        On the ``k_d = 0`` slice the eval weights satisfy ``R'_{-k} = conj(R'_k)`` exactly
-        (:func:`hermitian_symmetrize`'s ``(A_k + conj(A_{-k})) / 2`` is its partner's conjugate
-        bit for bit) and ``W'`` is real, so ``W' + R'_{-k} = conj(W' + R'_k)``: the same
-        singular values. Returns the flattened indices of the zero slice's leading indices
-        ``l >= (L - 1) // 2`` (the partner of ``l`` is ``L - 1 - l``) and of every ``k_d > 0``
-        multiplier, in order.
-        """
-        lead, m_d = math.prod(self.kept_shape[:-1]), self.kept_shape[-1]
-        grid = torch.arange(lead * m_d).view(lead, m_d)
-        return torch.cat([grid[(lead - 1) // 2 :, 0], grid[:, 1:].reshape(-1)]).sort().values
-
     def _eval_isometry_bound(self, r: Tensor, w: Tensor | None) -> float:
         """:meth:`_isometry_bound` of the eval weights ``W' + R'_k`` (and ``W'``), chunk by chunk.
 
         Each multiplier is formed in complex128 as :meth:`multipliers` forms it (the same
         floats, ``fl(R'_k + W')``) one chunk at a time, without the full float64 copy, and
-        only one of each conjugate pair (:meth:`_conjugate_pair_rows`: the same norm) is bounded.
+        only one of each conjugate pair is bounded (:meth:`_pair_rows`: the eval weights satisfy
+        ``R'_{-k} = conj(R'_k)`` exactly on the ``k_d = 0`` slice, :func:`hermitian_symmetrize`'s
+        average being its partner's conjugate bit for bit, and ``W'`` is real, so ``W' +
+        R'_{-k} = conj(W' + R'_k)``: the same singular values).
         """
         o, i = self.out_channels, self.in_channels
         rk = r.reshape(-1, o, i)
-        rows = self._conjugate_pair_rows().to(rk.device)
+        rows = self._pair_rows()[0][:-1].to(rk.device)  # the skip W' is fetched on its own
         w128 = None if w is None else w.to(torch.float64).to(torch.complex128)
 
         def fetch(index: Tensor) -> Tensor:
@@ -1849,7 +1906,7 @@ class LipSpectralConv(CertifiedModule):
 
     def _scaled_bound(
         self,
-        r_eval: Tensor,
+        r_eval: Tensor | None,
         w_eval: Tensor | None,
         r: Tensor | None,
         w: Tensor | None,
@@ -1864,20 +1921,30 @@ class LipSpectralConv(CertifiedModule):
         (:func:`~liponet.functional.perturbed_norm_upper`, float64) only for the multipliers
         whose a-priori bound exceeds the computed bound of the largest: the others provably
         cannot set the maximum, so the result equals computing every one. ``r`` ``None``: the
-        symmetrized spectral weights of the current parameters, assembled only if needed.
+        symmetrized spectral weights of the current parameters, assembled only if needed;
+        ``r_eval`` ``None``: the eval weights, of the weights' dtype, built only if needed.
         """
         o, i = self.out_channels, self.in_channels
         n = math.prod(self.kept_shape)
-        r_eval = r_eval.reshape(n, o, i)
+        eval_dtype = self.weight.dtype if r_eval is None else r_eval.real.dtype
         b_norm = upper * scale  # (K [+1],) bounds of ||B_k||
         w_fro = None
         if w is not None:
             w_fro = torch.linalg.vector_norm(w, dtype=torch.float64) * (1.0 + 1e-6)
         r_fro = math.sqrt(min(o, i)) * upper[:n] + (0.0 if w_fro is None else w_fro)
-        err = scale_multipliers_error(r_fro, w_fro, scale, r_eval.real.dtype, o * i)
+        err = scale_multipliers_error(r_fro, w_fro, scale, eval_dtype, o * i)
         prior = b_norm * (1.0 + 1e-12) + err  # rigorous per-multiplier bounds of ||A_k||
         if not bool(torch.isfinite(prior).all()):
             raise ValueError("the weights hold NaN or inf values: no spectral-norm bound exists")
+        large = self._large()
+        if self.normalization == "clip" and large and float(prior.max()) <= (self.k or 0.0):
+            # Clipped norms lie between about k' / (1 + CLIP_HEADROOM) and k' (_clip_scales):
+            # the a-priori bounds already certify k, and comparing hundreds of multipliers
+            # near the top with their exact values would cost more than the rest.
+            return float(prior.max())
+        if r_eval is None:
+            r_eval, w_eval = self.effective_weights()
+        r_eval = r_eval.reshape(n, o, i)
         w128 = None if w is None else w.to(torch.float64).to(torch.complex128)
         w128_eval = None if w_eval is None else w_eval.to(torch.float64).to(torch.complex128)
 
@@ -1904,12 +1971,6 @@ class LipSpectralConv(CertifiedModule):
                 bound = max(bound, float(skip_bound.max()))
             return bound
 
-        large = self._large()
-        if self.normalization == "clip" and large and float(prior.max()) <= (self.k or 0.0):
-            # Clipped norms lie between about k' / (1 + CLIP_HEADROOM) and k' (_clip_scales):
-            # the a-priori bounds already certify k, and comparing hundreds of multipliers
-            # near the top with their exact values would cost more than the rest.
-            return float(prior.max())
         first = b_norm.argmax().reshape(1)
         bound = exact(first)
         near = prior > bound
