@@ -548,6 +548,8 @@ CERTIFY_CONFIG = dict(batch=8, n=64, modes=(16, 16), width=64)
 #: The models certified round by round (``part_certify_nd``): the issue's (fused block, global
 #: normalization) and LipFNO's defaults (convex-potential blocks, clip), which users get.
 CERTIFY_MODELS = {"LipFNO global": FUSED, "LipFNO defaults (cpl+clip)": {}}
+#: The norm-free normalizations certified in one-step rounds (``part_certify_nd``).
+NORM_FREE_CERTIFIED = ("orthogonal", "cayley")
 #: Adam steps between the two cold calls of a round: 1, then this many more (as a trainer that
 #: certifies once per epoch calls it after many steps).
 CERTIFY_GAP = 8
@@ -574,7 +576,8 @@ def part_certify_nd(rounds: int, orthogonal_only: bool = False) -> list[dict]:
     without certifying, the cold call again, and the first call of a fresh model with the same
     weights (nothing remembered). The rounds continue one training run. Reported: the median
     and the largest cost over the rounds, each against the median train step of the run.
-    ``orthogonal`` (no remembered state: every call is a first call) keeps the one-step rounds.
+    The norm-free normalizations ``orthogonal`` and ``cayley`` (no remembered state: every call
+    is a first call) keep the one-step rounds, each model its own training run.
     ``orthogonal_only``: only those rounds (``--certify-nd-orthogonal-only``; the rerun replaces
     only the rows it measures).
     """
@@ -618,7 +621,7 @@ def part_certify_nd(rounds: int, orthogonal_only: bool = False) -> list[dict]:
             for stat, fn in (("median", statistics.median), ("max", max)):
                 measure = f"{name} lipschitz_bound() {label} ({stat} of {rounds}) / train step"
                 rows.append(_certify_row(cfg, measure, 1e3 * fn(cpu[key]), step_ms))
-    for normalization in ("orthogonal",):
+    for normalization in NORM_FREE_CERTIFIED:
         model = make({**FUSED, "normalization": normalization})
         step = train_step(model, x, y)
         step()
@@ -920,7 +923,7 @@ def main() -> None:
     parser.add_argument(
         "--certify-nd-orthogonal-only",
         action="store_true",
-        help="certify-nd: measure only the orthogonal rows and replace only those",
+        help="certify-nd: measure only the norm-free (orthogonal, cayley) rows, replace only those",
     )
     parser.add_argument(
         "--parts",
@@ -989,7 +992,7 @@ def main() -> None:
     )
     if parts != list(PARTS):
         note = f" ({args.note})" if args.note else ""
-        only = " (orthogonal rows only)" if args.certify_nd_orthogonal_only else ""
+        only = " (orthogonal and cayley rows only)" if args.certify_nd_orthogonal_only else ""
         rows, settings = merge_previous(
             rows,
             f"parts {', '.join(parts)}{only} rerun{note}: {settings}",

@@ -247,6 +247,16 @@ def perturbed_norm_upper(a: Tensor, b: Tensor, b_norm_upper: Tensor) -> Tensor:
 DISTANCE_RELATIVE_MARGIN = 1e-6
 
 
+def _matrix_pairs(a: Tensor, b: Tensor) -> tuple[torch.Size, Tensor, Tensor]:
+    """``(batch shape, a, b)`` with the batch flattened: pairs of matrices of one shape, dtype."""
+    if a.shape != b.shape or a.dtype != b.dtype or a.ndim < 2:
+        raise ValueError(
+            f"a and b must be batches of matrices of one shape and dtype, got "
+            f"{tuple(a.shape)} {a.dtype}, {tuple(b.shape)} {b.dtype}"
+        )
+    return a.shape[:-2], a.reshape(-1, *a.shape[-2:]), b.reshape(-1, *b.shape[-2:])
+
+
 def distance_upper(a: Tensor, b: Tensor) -> Tensor:
     """Guaranteed upper bound of ``||A - B||_F`` (hence of ``||A - B||_2``) for each matrix pair.
 
@@ -278,13 +288,7 @@ def distance_upper(a: Tensor, b: Tensor) -> Tensor:
     >>> float(distance_upper(a, 0 * a)) >= 2**0.5  # ||I||_F
     True
     """
-    if a.shape != b.shape or a.dtype != b.dtype or a.ndim < 2:
-        raise ValueError(
-            f"a and b must be batches of matrices of one shape and dtype, got "
-            f"{tuple(a.shape)} {a.dtype}, {tuple(b.shape)} {b.dtype}"
-        )
-    batch = a.shape[:-2]
-    a2, b2 = a.reshape(-1, *a.shape[-2:]), b.reshape(-1, *b.shape[-2:])
+    batch, a2, b2 = _matrix_pairs(a, b)
     out = torch.empty(a2.shape[0], dtype=torch.float64, device=a.device)
     for i, j in chunks(a2.shape[0], a2[0].numel()):  # small temporaries: no page faults
         d = a2[i:j] - b2[i:j]
@@ -334,13 +338,7 @@ def distance_upper_fast(a: Tensor, b: Tensor) -> Tensor:
     >>> float(distance_upper_fast(a, 0 * a)) >= 2**0.5  # ||I||_F
     True
     """
-    if a.shape != b.shape or a.dtype != b.dtype or a.ndim < 2:
-        raise ValueError(
-            f"a and b must be batches of matrices of one shape and dtype, got "
-            f"{tuple(a.shape)} {a.dtype}, {tuple(b.shape)} {b.dtype}"
-        )
-    batch = a.shape[:-2]
-    a2, b2 = a.reshape(-1, *a.shape[-2:]), b.reshape(-1, *b.shape[-2:])
+    batch, a2, b2 = _matrix_pairs(a, b)
     real = a.real.dtype if a.is_complex() else a.dtype
     finfo = torch.finfo(real)
     u, t = finfo.eps / 2, finfo.smallest_normal * finfo.eps

@@ -721,6 +721,44 @@ def test_isometry_bound_falls_back_to_the_svd_far_from_isometries():
         LipSpectralConv._isometry_bound(mk * float("nan"), w)
 
 
+@pytest.mark.parametrize("normalization", sorted(NORM_FREE))
+@pytest.mark.parametrize(("modes", "skip"), [((6,), True), ((4, 3), True), ((5, 4, 3), False)])
+def test_isometry_certificate_from_the_eval_weights_is_the_full_one_bit_for_bit(
+    normalization, modes, skip
+):
+    # lipschitz_bound() bounds W' + R'_k chunk by chunk, one of each conjugate pair: the same
+    # float as the bound of every multiplier of multipliers(), and above the exact SVD norms.
+    conv = LipSpectralConv(6, 6, modes, k=1.5, skip=skip, normalization=normalization)
+    conv = _randomize(conv, seed=3).eval()
+    bound = conv.lipschitz_bound()
+    mk, w = conv.multipliers()
+    assert bound == LipSpectralConv._isometry_bound(mk, w)
+    exact = float(spectral_norm_exact(mk).max())
+    exact = exact if w is None else max(exact, float(spectral_norm_exact(w)))
+    assert exact <= bound <= exact * (1 + 1e-6)
+
+
+@pytest.mark.parametrize("modes", [(6,), (4, 3), (5, 4, 3), (3, 4, 2)])
+def test_pair_rows_cover_every_multiplier_up_to_conjugation(modes):
+    # Every multiplier is bounded itself or is the exact conjugate of one that is; an unsound
+    # choice of rows (every other one) leaves multipliers with no bounded partner.
+    conv = LipSpectralConv(3, 3, modes, k=1.0, skip=True, normalization="cayley")
+    conv = _randomize(conv, seed=4).eval()
+    mk, _w = conv.multipliers()
+
+    def covered(rows):
+        kept = mk[rows]
+        return all(
+            bool(((mk[j] == kept).all((-2, -1)) | (mk[j].conj() == kept).all((-2, -1))).any())
+            for j in range(len(mk))
+        )
+
+    rows = conv._pair_rows()[0][:-1]  # the multipliers of the K kept modes
+    assert len(rows) < len(mk) or len(modes) == 1
+    assert covered(rows)
+    assert not covered(rows[::2])
+
+
 def test_orthogonal_training_weights_follow_the_eval_weights_in_float32():
     # Training (float32 eigh, gradient) and eval (the same, then a float64 polishing step)
     # apply the same multipliers up to float32 rounding.

@@ -20,7 +20,9 @@ def test_orthogonal_only_certify_rerun_replaces_only_its_rows(tmp_path):
         after = list(csv.DictReader(fh))
 
     def orthogonal(r: dict) -> bool:
-        return r["part"] == "certification 2-D" and r["measure"].startswith("LipFNO orthogonal")
+        return r["part"] == "certification 2-D" and r["measure"].startswith(
+            ("LipFNO orthogonal", "LipFNO cayley")
+        )
 
     assert [r for r in after if not orthogonal(r)] == [r for r in before if not orthogonal(r)]
     fresh = [r for r in after if orthogonal(r)]
@@ -30,4 +32,4 @@ def test_orthogonal_only_certify_rerun_replaces_only_its_rows(tmp_path):
         i for i, r in enumerate(before) if orthogonal(r)
     ]  # in place
     md = (tmp_path / "performance.md").read_text()
-    assert "parts certify-nd (orthogonal rows only) rerun: quick run" in md
+    assert "parts certify-nd (orthogonal and cayley rows only) rerun: quick run" in md

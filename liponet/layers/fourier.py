@@ -946,6 +946,36 @@ def _complex_param(shape: Sequence[int]) -> nn.Parameter:
     return nn.Parameter(torch.zeros(*shape, 2))
 
 
+def _isometry_bound_of(
+    fetch: Callable[[Tensor], Tensor], n: int, rows: int, cols: int, device: torch.device
+) -> float:
+    """``max_j ||A_j||_2`` of ``n`` complex128 ``(rows, cols)`` matrices near isometries' multiples.
+
+    ``fetch(index)`` returns the matrices ``index`` (an increasing range of ``0..n-1``), one
+    chunk at a time. :func:`~liponet.functional.isometry_norm_upper` bounds each (one Gram
+    product, guaranteed); where that is not within ``1e-6`` of the lower bound ``||A||_F /
+    sqrt(min(rows, cols))`` of the norm (a matrix far from a multiple of an isometry), the SVD
+    bound of :func:`~liponet.functional.spectral_norm_upper` instead.
+    """
+    bound = torch.empty(n, dtype=torch.float64, device=device)
+    lower = torch.empty(n, dtype=torch.float64, device=device)
+    for i, j in chunks(n, rows * cols):
+        a = fetch(torch.arange(i, j, device=device))
+        bound[i:j] = isometry_norm_upper(a)
+        # Frobenius norms over the real view (the complex reduction is ~15x slower); a NaN or
+        # inf entry makes its matrix's norm non-finite (the sum of squares is inf or NaN), as
+        # does an overflowing sum: no bound is claimed then
+        lower[i:j] = _frobenius64(a)
+    lower = lower / math.sqrt(min(rows, cols))
+    if not bool(torch.isfinite(lower).all()):
+        raise ValueError("the weights hold NaN or inf values: no spectral-norm bound exists")
+    loose = bound > lower * (1.0 + 1e-6)
+    if bool(loose.any()):
+        index = loose.nonzero().squeeze(1)
+        bound[index] = torch.minimum(bound[index], spectral_norm_upper(fetch(index)))
+    return float(bound.max())
+
+
 class LipSpectralConv(CertifiedModule):
     """N-d spectral convolution with a certified operator norm, optionally fused with a 1x1 skip.
 
@@ -1829,13 +1859,38 @@ class LipSpectralConv(CertifiedModule):
         (r_eval, w_eval), scaled = self._eval_state()
         if scaled is not None:  # no SVD here: the norms of M_k are bounded, the scales known
             return self._scaled_bound(r_eval, w_eval, *scaled)
-        mk, w = self.multipliers()
         if self.k is not None and self.normalization in NORM_FREE:
-            return self._isometry_bound(mk, w)
+            return self._eval_isometry_bound(r_eval, w_eval)
+        mk, w = self.multipliers()
         bound = float(spectral_norm_upper(mk).max())
         if w is not None:
             bound = max(bound, float(spectral_norm_upper(w)))
         return bound
+
+    def _eval_isometry_bound(self, r: Tensor, w: Tensor | None) -> float:
+        """:meth:`_isometry_bound` of the eval weights ``W' + R'_k`` (and ``W'``), chunk by chunk.
+
+        Each multiplier is formed in complex128 as :meth:`multipliers` forms it (the same
+        floats, ``fl(R'_k + W')``) one chunk at a time, without the full float64 copy, and
+        only one of each conjugate pair is bounded (:meth:`_pair_rows`: the eval weights satisfy
+        ``R'_{-k} = conj(R'_k)`` exactly on the ``k_d = 0`` slice, :func:`hermitian_symmetrize`'s
+        average being its partner's conjugate bit for bit, and ``W'`` is real, so ``W' +
+        R'_{-k} = conj(W' + R'_k)``: the same singular values).
+        """
+        o, i = self.out_channels, self.in_channels
+        rk = r.reshape(-1, o, i)
+        rows = self._pair_rows()[0][:-1].to(rk.device)  # the skip W' is fetched on its own
+        w128 = None if w is None else w.to(torch.float64).to(torch.complex128)
+
+        def fetch(index: Tensor) -> Tensor:
+            if w128 is not None and bool((index == len(rows)).any()):
+                # the skip W' alone: the last row
+                head = rk[rows[index[:-1]]].to(torch.complex128) + w128
+                return torch.cat([head, w128.unsqueeze(0)])
+            a = rk[rows[index]].to(torch.complex128)
+            return a if w128 is None else a + w128
+
+        return _isometry_bound_of(fetch, len(rows) + int(w is not None), o, i, rk.device)
 
     @staticmethod
     def _isometry_bound(mk: Tensor, w: Tensor | None) -> float:
@@ -1846,20 +1901,8 @@ class LipSpectralConv(CertifiedModule):
         the norm (a multiplier far from a multiple of an isometry), the SVD bound instead.
         """
         mats = mk if w is None else torch.cat([mk, w.to(mk.dtype).unsqueeze(0)])
-        bound = torch.empty(mats.shape[0], dtype=torch.float64, device=mats.device)
-        for i, j in chunks(len(mats), mats[0].numel()):
-            bound[i:j] = isometry_norm_upper(mats[i:j])
-        # Frobenius norms over the real view (the complex reduction is ~15x slower); a NaN or
-        # inf entry makes its matrix's norm non-finite (the sum of squares is inf or NaN), as
-        # does an overflowing sum: no bound is claimed then
-        lower = _frobenius64(mats) / math.sqrt(min(mats.shape[1:]))
-        if not bool(torch.isfinite(lower).all()):
-            raise ValueError("the weights hold NaN or inf values: no spectral-norm bound exists")
-        loose = bound > lower * (1.0 + 1e-6)
-        if bool(loose.any()):
-            index = loose.nonzero().squeeze(1)
-            bound[index] = torch.minimum(bound[index], spectral_norm_upper(mats[index]))
-        return float(bound.max())
+        rows, cols = mats.shape[1:]
+        return _isometry_bound_of(lambda index: mats[index], len(mats), rows, cols, mats.device)
 
     def _scaled_bound(
         self,
@@ -2082,9 +2125,11 @@ def warm_polar_train(model: nn.Module, tol: float = WARM_POLAR_TOL, enabled: boo
     ``"clip"`` and ``"global"``: eval weights and the certificate never depend on it (the
     float64-polished exact factors). The basis is not model state: a model rebuilt from a
     checkpoint starts exact (a resumed run is not bitwise the uninterrupted one), and
-    :func:`exact_train_norms` overrides it. Pays off when optimizer steps are small (Adam at
-    ``1e-4``: most calls warm; at ``1e-3`` a single step already exceeds ``tol = 1e-3``, see
-    ``benchmarks/results/warm_polar.md``).
+    :func:`exact_train_norms` overrides it. Pays off when optimizer steps are small: on 1-D
+    advection (Adam at ``1e-3`` with cosine decay, the default ``tol``) 2551 of 2720 layer calls
+    were warm at the same test error (``benchmarks/results/fno_accuracy_advection_orthogonal.md``),
+    and the 2-D train step fell from 1.70x to 1.35x neuraloperator's
+    (``benchmarks/results/performance.md``).
 
     Parameters
     ----------
