@@ -1,5 +1,6 @@
 """Trainer, checkpoints and distributed training (``torchrun``)."""
 
+from .allocator import tune_cpu_allocator as tune_cpu_allocator
 from .checkpoint import Checkpoint as Checkpoint
 from .checkpoint import CheckpointError as CheckpointError
 from .checkpoint import load_checkpoint as load_checkpoint
@@ -66,6 +67,7 @@ __all__ = [
     "resolve_auto_k",
     "save_checkpoint",
     "seed_everything",
+    "tune_cpu_allocator",
     "unrolled_sample_loss",
     "warmup_cosine_lr",
 ]
