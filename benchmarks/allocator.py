@@ -11,7 +11,9 @@ Models (one torch thread, batch and grid as in ``performance.py``): the certific
 ``performance.py`` (2-D, 64², width 64, 16×16 modes, depth 4) as LipFNO's defaults
 (convex-potential blocks, ``clip``) and with the fused block and ``global``; neuraloperator's FNO
 matched to it (``fno_common.neuralop_n_modes``); the 1-D model of the N-d parts (256 points,
-width 32, 12 modes) as LipFNO's defaults and neuraloperator's FNO.
+width 32, 12 modes) as LipFNO's defaults and neuraloperator's FNO; the 2-D model of the N-d
+parts (64², width 32, 12×12 modes, the fused block) with ``orthogonal`` and ``cayley`` and
+neuraloperator's FNO.
 
 Run: ``OMP_NUM_THREADS=1 .venv/bin/python benchmarks/allocator.py`` (about 6 minutes); results
 in ``benchmarks/results/allocator.{md,csv,png}``.
@@ -37,12 +39,17 @@ RESULTS = Path(__file__).resolve().parent / "results"
 STEPS, CERTS = 6, 3
 CERT_2D = {"dim": 2, "batch": 8, "n": 64, "modes": (16, 16), "width": 64}
 ND_1D = {"dim": 1, "batch": 16, "n": 256, "modes": (12,), "width": 32}
+ND_2D = {"dim": 2, "batch": 8, "n": 64, "modes": (12, 12), "width": 32}
+FUSED = {"block": "fourier"}
 MODELS = {
     "LipFNO defaults 2-D": ("lip", CERT_2D, {}),
     "LipFNO global 2-D": ("lip", CERT_2D, {"block": "fourier", "normalization": "global"}),
     "neuralop FNO 2-D": ("neuralop", CERT_2D, {}),
     "LipFNO defaults 1-D": ("lip", ND_1D, {}),
     "neuralop FNO 1-D": ("neuralop", ND_1D, {}),
+    "LipFNO orthogonal 2-D w32": ("lip", ND_2D, {**FUSED, "normalization": "orthogonal"}),
+    "LipFNO cayley 2-D w32": ("lip", ND_2D, {**FUSED, "normalization": "cayley"}),
+    "neuralop FNO 2-D w32": ("neuralop", ND_2D, {}),
 }
 SETTINGS = ("glibc default", "tuned")
 
@@ -139,7 +146,9 @@ def summarize(runs: list[dict]) -> list[dict]:
     for r in rows:
         plain = by[(r["model"], SETTINGS[0])]
         r["step_vs_default"] = r["step_ms"] / plain["step_ms"]
-        base = "neuralop FNO 2-D" if "2-D" in r["model"] else "neuralop FNO 1-D"
+        cfg = MODELS[r["model"]][1]
+        same = [n for n, (kind, c, _) in MODELS.items() if kind == "neuralop" and c is cfg]
+        base = same[0] if same else ""
         if (base, r["setting"]) in by:
             r["step_vs_neuralop"] = r["step_ms"] / by[(base, r["setting"])]["step_ms"]
         if "cert_ms" in r:
