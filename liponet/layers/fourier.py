@@ -2105,10 +2105,21 @@ def exact_train_norms(model: nn.Module, enabled: bool = True) -> int:
     >>> exact_train_norms(model) > 0
     True
     """
-    convs = [m for m in model.modules() if isinstance(m, LipSpectralConv) and m.k is not None]
+    convs = _constrained_convs(model)
     for conv in convs:
         conv.exact_train_norms = enabled
     return len(convs)
+
+
+def _constrained_convs(model: nn.Module, normalization: str | None = None) -> list[LipSpectralConv]:
+    """The :class:`LipSpectralConv` submodules with ``k`` set (and this normalization, if given)."""
+    return [
+        m
+        for m in model.modules()
+        if isinstance(m, LipSpectralConv)
+        and m.k is not None
+        and (normalization is None or m.normalization == normalization)
+    ]
 
 
 def warm_polar_train(model: nn.Module, tol: float = WARM_POLAR_TOL, enabled: bool = True) -> int:
@@ -2156,11 +2167,7 @@ def warm_polar_train(model: nn.Module, tol: float = WARM_POLAR_TOL, enabled: boo
     """
     if not (math.isfinite(tol) and tol > 0.0):
         raise ValueError(f"tol must be a finite positive number, got {tol}")
-    convs = [
-        m
-        for m in model.modules()
-        if isinstance(m, LipSpectralConv) and m.k is not None and m.normalization == "orthogonal"
-    ]
+    convs = _constrained_convs(model, "orthogonal")
     for conv in convs:
         conv.warm_polar_tol = tol if enabled else 0.0
         conv._warm_polar = None
