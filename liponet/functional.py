@@ -15,6 +15,7 @@ All functions are batched over leading dimensions and accept real or complex mat
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from typing import Any, ClassVar
 
 import torch
@@ -763,23 +764,61 @@ def _negated_gram(x: Tensor) -> Tensor:
     return _negated_gram_parts(stacked)
 
 
-def _negated_gram_parts(stacked: Tensor) -> Tensor:
+class _PartRows:
+    """Real parts ``[A; B]`` ``(K, 2m, n)`` of complex matrices, written chunk by chunk on demand.
+
+    ``write(i, j, out)`` writes the parts of matrices ``i..j-1`` into ``out`` (contiguous ``(j -
+    i, 2m, n)``, a small work array reused from chunk to chunk). :func:`_negated_gram_parts`
+    takes it in place of the whole stacked tensor: each chunk's parts are written just before
+    its products read them, while they are in cache, and the whole tensor never exists (the
+    same operands, so the same floats).
+    """
+
+    def __init__(
+        self,
+        write: Callable[[int, int, Tensor], None],
+        shape: tuple[int, int, int],
+        dtype: torch.dtype,
+        device: torch.device,
+        start: int = 0,
+    ) -> None:
+        self.write, self.shape, self.dtype, self.device = write, shape, dtype, device
+        self.start = start
+
+    def rows(self, i: int, j: int) -> _PartRows:
+        """The matrices ``i..j-1`` (``0 <= i < j <= K``)."""
+        m2, n = self.shape[1:]
+        return _PartRows(self.write, (j - i, m2, n), self.dtype, self.device, self.start + i)
+
+    def fill(self, i: int, j: int, out: Tensor) -> Tensor:
+        """The parts of matrices ``i..j-1`` written into ``out[: j - i]``; returns that view."""
+        view = out[: j - i]
+        self.write(self.start + i, self.start + j, view)
+        return view
+
+
+def _negated_gram_parts(stacked: Tensor | _PartRows) -> Tensor:
     """:func:`_negated_gram` of ``X = A + iB`` given as its real parts ``[A; B]`` ``(K, 2m, n)``.
 
     ``stacked`` contiguous, real: the same floats as ``_negated_gram(X)`` (the same products on
-    the same operands), for callers that build the parts without a complex ``X`` first.
+    the same operands), for callers that build the parts without a complex ``X`` first; or a
+    :class:`_PartRows` that writes them chunk by chunk (the same chunks, the same floats).
     """
     k, m2, n = stacked.shape
     m = m2 // 2
-    lower = torch.ones(n, n, dtype=torch.bool, device=stacked.device).tril()
-    out = torch.empty((k, n, n, 2), dtype=stacked.dtype, device=stacked.device)
+    device = stacked.device
+    lower = torch.ones(n, n, dtype=torch.bool, device=device).tril()
+    out = torch.empty((k, n, n, 2), dtype=stacked.dtype, device=device)
     # The products chunk by chunk into two small buffers that stay in cache and are reused:
     # whole-batch temporaries (megabytes) cost fresh pages on every call, about as much as the
     # products themselves. Each matrix's product is the same batched call's (the same floats).
     step = min(k, _gram_step(n))
-    neg_re, t = stacked.new_empty((step, n, n)), stacked.new_empty((step, n, n))
+    neg_re = torch.empty((step, n, n), dtype=stacked.dtype, device=device)
+    t = torch.empty_like(neg_re)
+    parts = t.new_empty((step if isinstance(stacked, _PartRows) else 0, m2, n))  # work array
     for i, j in chunks(k, n * n):
-        s, nr, tt = stacked[i:j], neg_re[: j - i], t[: j - i]
+        s = stacked.fill(i, j, parts) if isinstance(stacked, _PartRows) else stacked[i:j]
+        nr, tt = neg_re[: j - i], t[: j - i]
         # -(A^T A + B^T B): the product negated (exactly: a sign) in the same call
         torch.baddbmm(nr, s.mT, s, beta=0, alpha=-1, out=nr)
         torch.bmm(s[:, :m].mT, s[:, m:], out=tt)  # A^T B
@@ -940,7 +979,18 @@ class _GramTest:
     ``g`` = :func:`cholesky_rounding_constant`.
     """
 
-    def __init__(self, x: Tensor, entry_error: float = 0.0, parts: bool = False) -> None:
+    def __init__(
+        self, x: Tensor | _PartRows, entry_error: float = 0.0, parts: bool = False
+    ) -> None:
+        if isinstance(x, _PartRows):  # parts [A; B], written chunk by chunk (:class:`_PartRows`)
+            k, m2, n = x.shape
+            if not (x.dtype in _REAL_GRAM_DTYPES and k > 0 and m2 % 2 == 0 and m2 >= 2 * n):
+                raise ValueError(
+                    f"parts must be float32/float64 real parts [A; B] of shape (K, 2m, n) with "
+                    f"K >= 1 and m >= n; got {x.dtype} {x.shape}"
+                )
+            self._finish(_negated_gram_parts(x), m2 // 2, n, x.dtype, True, entry_error)
+            return
         if parts:  # x holds the real parts [A; B] (K, 2m, n) of a complex X = A + iB, m >= n
             ok = x.ndim == 3 and x.dtype in _REAL_GRAM_DTYPES and x.shape[0] > 0
             ok = ok and x.shape[1] % 2 == 0 and x.shape[1] >= 2 * x.shape[2] and x.is_contiguous()
@@ -956,11 +1006,28 @@ class _GramTest:
             )
         is_complex = parts or x.is_complex()
         m, n = (x.shape[1] // 2, x.shape[2]) if parts else x.shape[-2:]
+        real = x.real.dtype if x.is_complex() else x.dtype
+        if parts:
+            conj_neg = _negated_gram_parts(x)
+        else:
+            conj_neg = _negated_gram(x if n <= m else conj_t(x))
+        self._finish(conj_neg, m, n, real, is_complex, entry_error)
+
+    def _finish(
+        self,
+        conj_neg: Tensor,
+        m: int,
+        n: int,
+        real: torch.dtype,
+        is_complex: bool,
+        entry_error: float,
+    ) -> None:
+        """The constants of the test on ``conj(-H)`` ``conj_neg`` of ``(m, n)`` matrices."""
         p, q = min(m, n), max(m, n)
         self.p, self.entry_error, self.complex = p, entry_error, is_complex
         #: Whether the Gram matrix is ``X^H X`` (right vectors) or ``X X^H`` (left vectors).
         self.right = n <= m
-        finfo = torch.finfo(x.real.dtype if x.is_complex() else x.dtype)
+        finfo = torch.finfo(real)
         self.u = u = finfo.eps / 2
         self.tiny = finfo.tiny
         gamma_g = 2 * q * u / (1 - 2 * q * u)  # the product's rounding
@@ -968,10 +1035,7 @@ class _GramTest:
         #: ``conj(-H)`` ``(K, p, p)`` in row-major layout, so that its transpose ``self.neg``
         #: is ``-H`` in the column-major layout LAPACK factorizes without a transposing copy;
         #: products with ``-H`` run as ``conj(B conj(v))`` on this one (:meth:`neg_times`).
-        if parts:
-            self.conj_neg = _negated_gram_parts(x)
-        else:
-            self.conj_neg = _negated_gram(x if self.right else conj_t(x))
+        self.conj_neg = conj_neg
         #: ``-H`` (the test factorizes ``c I - H``: only its diagonal changes between levels)
         self.neg = self.conj_neg.mT
         # >= ||H||_F: a sum of 2 p^2 squares in x's precision, within gamma_{2p^2} (< 1e-3)
@@ -1020,7 +1084,11 @@ class _GramTest:
         return (lower > top * (1.0 + 1e-12)) | (c <= 0)
 
     def run(
-        self, rows: Tensor | None, level2: Tensor, rhs: Tensor | None = None
+        self,
+        rows: Tensor | None,
+        level2: Tensor,
+        rhs: Tensor | None = None,
+        need_factor: bool = True,
     ) -> tuple[Tensor, Tensor]:
         """Test ``rows`` (all if ``None``) at squared levels ``level2``: ``(bound, factor)``.
 
@@ -1033,13 +1101,14 @@ class _GramTest:
         succeeded (one inverse-iteration step), ``rhs`` elsewhere, and on a CPU the matrices
         are factorized one by one by the routine ``torch.linalg.cholesky_ex`` calls
         (:class:`_Lapack`), without a batched copy of them: the same floats, the same
-        outcomes.
+        outcomes. So too with ``need_factor=False`` (the bounds alone, the second item empty):
+        no copy of the tested matrices, each factorized in one small work array.
         """
         u, g = self.u, self.g
         slack = 1.0 + 1e-12
         c = self.target(rows, level2)
         lapack = None
-        if rhs is not None and self.conj_neg.device.type == "cpu":
+        if (rhs is not None or not need_factor) and self.conj_neg.device.type == "cpu":
             if self.conj_neg.is_contiguous():
                 lapack = _Lapack.get(self.conj_neg.dtype, self.p)
         if lapack is not None:
@@ -1048,11 +1117,10 @@ class _GramTest:
             diag = (c[:, None] + neg_diag).to(self.conj_neg.dtype)  # fl(c - h_ii), as below
             trace = diag.real.to(torch.float64).sum(-1) * slack
             every = torch.arange(len(c)) if rows is None else rows
-            assert rhs is not None
-            solved = rhs.to(self.conj_neg.dtype, copy=True).contiguous()
-            factored, _ = lapack.factor(self.conj_neg, every, diag, solved)
+            solved = None if rhs is None else rhs.to(self.conj_neg.dtype, copy=True).contiguous()
+            factored, out = lapack.factor(self.conj_neg, every, diag, solved)
             done = factored & (c > 0)
-            out = solved
+            out = out if solved is None else solved
         else:
             # a copy of -H (column-major, as LAPACK reads it), factorized in place
             a = (self.conj_neg.clone() if rows is None else self.conj_neg[rows]).mT
@@ -1226,19 +1294,23 @@ def grid_norm_upper_parts(
 
 
 def _grid_norm_upper(
-    x: Tensor, start: Tensor | None, entry_error: float, parts: bool
+    x: Tensor | _PartRows, start: Tensor | None, entry_error: float, parts: bool
 ) -> tuple[Tensor, Tensor]:
-    """:func:`grid_norm_upper` (``parts``: of :func:`grid_norm_upper_parts`) in fixed chunks."""
+    """:func:`grid_norm_upper` (``parts``: of :func:`grid_norm_upper_parts`) in fixed chunks.
+
+    ``x`` a :class:`_PartRows` (``parts``): the parts written chunk by chunk, the same bounds.
+    """
     p = x.shape[-1] if parts else min(x.shape[-2:])
     if start is not None and start.shape not in ((x.shape[0], p), (x.shape[0], 2, p)):
         start = None
     bound = torch.empty(x.shape[0], dtype=torch.float64, device=x.device)
     dtype = torch.complex64 if x.dtype == torch.float32 else torch.complex128
     shape = (x.shape[0], p) if start is None else start.shape
-    vectors = x.new_empty(shape, dtype=dtype if parts else x.dtype)
+    vectors = torch.empty(shape, dtype=dtype if parts else x.dtype, device=x.device)
     for i, j in chunks(x.shape[0], max(1, p * p // GRID_CHUNK_FACTOR)):  # fixed chunks
         part = None if start is None else start[i:j]
-        bound[i:j], vectors[i:j] = _grid_chunk(_GramTest(x[i:j], entry_error, parts), part)
+        rows = x.rows(i, j) if isinstance(x, _PartRows) else x[i:j]
+        bound[i:j], vectors[i:j] = _grid_chunk(_GramTest(rows, entry_error, parts), part)
     return bound, vectors
 
 

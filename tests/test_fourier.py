@@ -504,9 +504,9 @@ def test_certificate_after_optimizer_steps_is_a_fresh_layers_and_holds(
     monkeypatch.setattr(fourier, "cholesky_norm_upper", counted)
     run = fourier._GramTest.run
 
-    def counted_run(self, rows, level2, rhs=None):
+    def counted_run(self, rows, level2, rhs=None, need_factor=True):
         tests.append(len(level2))
-        return run(self, rows, level2, rhs)
+        return run(self, rows, level2, rhs, need_factor)
 
     monkeypatch.setattr(fourier._GramTest, "run", counted_run)
     monkeypatch.setattr(fourier, "SVD_ALL_WORK", 0)  # the passes that skip SVDs, on a small layer
@@ -650,9 +650,9 @@ def test_global_cholesky_passes_give_the_eval_weights_of_an_svd_of_every_multipl
     tests = []
     run = fourier._GramTest.run
 
-    def counted(self, rows, level2):
+    def counted(self, rows, level2, rhs=None, need_factor=True):
         tests.append(len(level2))
-        return run(self, rows, level2)
+        return run(self, rows, level2, rhs, need_factor)
 
     monkeypatch.setattr(fourier._GramTest, "run", counted)
     for bound, weights, exact, svd_bound, svd_weights in _global_calls(
@@ -670,7 +670,7 @@ def test_global_certificate_fails_with_levels_taken_unproven(monkeypatch):
     # Cholesky factorization (as a power-iteration estimate would be). The promoted multiplier
     # is then taken to be below the old largest, and the certificate falls below the exact norm
     # of what the forward applies: the check above catches it.
-    def unproven(self, rows, level2):
+    def unproven(self, rows, level2, rhs=None, need_factor=True):
         return level2.sqrt(), None
 
     monkeypatch.setattr(fourier._GramTest, "run", unproven)
@@ -889,3 +889,23 @@ def test_clip_training_gradients_are_finite_with_a_zeroed_skip(modes):
     reference(x).square().sum().backward()
     torch.testing.assert_close(conv.weight.grad, reference.weight.grad)
     torch.testing.assert_close(conv.skip.grad, reference.skip.grad)
+
+
+@pytest.mark.parametrize("skip", [True, False])
+def test_global_gram_parts_written_chunk_by_chunk_are_the_multipliers_parts(skip):
+    # The global contenders' parts [Re M_k; Im M_k], written chunk by chunk for any rows
+    # (the skip W last where it contends): those of _multipliers_in, bit for bit.
+    conv = _randomize(LipSpectralConv(6, 6, (7, 5), skip=skip, normalization="global"), seed=4)
+    r = conv._symmetric_spectral(conv.weight.detach()).reshape(-1, 6, 6)
+    w = None if conv.skip is None else conv.skip.detach()
+    n = r.shape[0]
+    sel = torch.tensor([0, 3, 4, 9, 20, 33, n - 1] + ([n] if skip else []))
+    x, _ = conv._multipliers_in(r, w, sel)
+    want = torch.view_as_real(x).permute(0, 3, 1, 2).reshape(len(sel), 12, 6)
+    write = conv._gram_parts_writer(r, w, sel)
+    for step in (1, 3, len(sel)):
+        got = torch.full((len(sel), 12, 6), math.nan)
+        for a in range(0, len(sel), step):
+            b = min(a + step, len(sel))
+            write(a, b, got[a:b])
+        assert torch.equal(got, want)

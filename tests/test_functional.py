@@ -698,9 +698,9 @@ def _tested_rows(monkeypatch) -> list[int]:
     rows: list[int] = []
     run = functional._GramTest.run
 
-    def counting(self, which, level2, rhs=None):
+    def counting(self, which, level2, rhs=None, need_factor=True):
         rows.append(self.conj_neg.shape[0] if which is None else len(which))
-        return run(self, which, level2, rhs)
+        return run(self, which, level2, rhs, need_factor)
 
     monkeypatch.setattr(functional._GramTest, "run", counting)
     return rows
@@ -814,7 +814,7 @@ def test_gram_test_factorizes_the_hermitian_gram_within_its_rounding_bound(dtype
     assert torch.equal(factor.tril()[ok], ref[ok])
 
 
-@pytest.mark.parametrize("one_by_one", [False, True])
+@pytest.mark.parametrize("one_by_one", [False, True, "bounds only"])
 def test_the_test_without_its_rounding_shift_is_unsound(one_by_one):
     # The check of the tests above can fail: without the rounding shift (g = u = e_G = 0) the
     # float32 Cholesky test "proves" levels below the exact norm of near-rank-one matrices
@@ -828,12 +828,13 @@ def test_the_test_without_its_rounding_shift_is_unsound(one_by_one):
     exact = spectral_norm_exact(x)
     level2 = exact.square() * (1 - 1e-9)
     test = _GramTest(x)
-    rhs = torch.ones(128, 1, 64, dtype=x.dtype) if one_by_one else None
-    sound = test.run(None, level2, rhs)[0]
+    rhs = torch.ones(128, 1, 64, dtype=x.dtype) if one_by_one is True else None
+    need_factor = one_by_one != "bounds only"  # no factor kept: one by one as well
+    sound = test.run(None, level2, rhs, need_factor)[0]
     assert bool((sound >= exact).all())  # inf: nothing proven below the norm
     test.g, test.u, test.absolute = 0.0, 0.0, 0.0
     test.e_g = torch.zeros_like(test.e_g)
-    unsound = test.run(None, level2, rhs)[0]
+    unsound = test.run(None, level2, rhs, need_factor)[0]
     assert bool((unsound < exact).any())
 
 
@@ -860,6 +861,8 @@ def test_gram_test_one_by_one_factorization_is_the_batched_one(dtype):
         rhs = torch.randn(len(lv), 2, 32, generator=gen, dtype=dtype)
         one_by_one, solved = test.run(which, lv, rhs)
         assert torch.equal(one_by_one, bound)  # the same floats: inf where it failed
+        alone, none = test.run(which, lv, need_factor=False)  # the bounds alone, one by one
+        assert torch.equal(alone, bound) and none.numel() == 0
         ok = torch.isfinite(bound)
         assert bool(ok.any()) and not bool(ok.all())
         h = -test.neg if which is None else -test.neg[which]
@@ -871,6 +874,38 @@ def test_gram_test_one_by_one_factorization_is_the_batched_one(dtype):
         )
         assert float(rel.max()) < 1e-2  # a solve (of a near-singular A: loose, an estimate)
         assert torch.equal(solved[~ok], rhs[~ok])  # untouched where nothing was proven
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_gram_test_of_parts_written_chunk_by_chunk_is_the_whole_tensors(dtype):
+    # _PartRows writes each chunk's parts just before its products read them: the same Gram
+    # matrices, constants and bounds, bit for bit, as the parts stacked in one tensor, over
+    # several chunks (70 matrices, 32 per chunk at 64 x 64) and for a slice of them.
+    gen = torch.Generator().manual_seed(9)
+    x = torch.randn(70, 64, 64, generator=gen, dtype=torch.complex128).to(
+        torch.complex64 if dtype == torch.float32 else torch.complex128
+    )
+    parts = torch.view_as_real(x).permute(0, 3, 1, 2).reshape(70, 128, 64).contiguous()
+    calls = []
+
+    def write(a, b, out):
+        calls.append((a, b))
+        out.copy_(parts[a:b])
+
+    rows = functional._PartRows(write, (70, 128, 64), dtype, parts.device)
+    for a, b, chunked in ((0, 70, rows), (10, 60, rows.rows(10, 60))):
+        ref = _GramTest(parts[a:b], 1e-7, parts=True)
+        test = _GramTest(chunked, 1e-7, parts=True)
+        for name in ("conj_neg", "h_fro", "h_max", "trace_h", "fro2", "e_g"):
+            assert torch.equal(getattr(ref, name), getattr(test, name)), name
+        level2 = spectral_norm_exact(x[a:b]).square() * 1.001
+        assert torch.equal(ref.run(None, level2)[0], test.run(None, level2)[0])
+    assert calls[:3] == [(0, 32), (32, 64), (64, 70)] and calls[3] == (10, 42)
+    with pytest.raises(ValueError, match="m >= n"):
+        _GramTest(functional._PartRows(write, (70, 64, 64), dtype, parts.device))
+    wide = functional._PartRows(write, (70, 128, 64), dtype, parts.device)
+    bound, _ = functional._grid_norm_upper(wide, None, 0.0, parts=True)
+    assert torch.equal(bound, grid_norm_upper_parts(parts)[0])
 
 
 def test_grid_norm_upper_without_the_one_by_one_factorization_is_the_same(monkeypatch):

@@ -48,6 +48,8 @@ from ..functional import (
     TARGET_MARGIN,
     _frobenius64,
     _GramTest,
+    _grid_norm_upper,
+    _PartRows,
     _polar_backward,
     _polar_parts,
     _top_eigenvalue_estimate,
@@ -60,7 +62,6 @@ from ..functional import (
     distance_upper,
     distance_upper_fast,
     grid_norm_upper,
-    grid_norm_upper_parts,
     isometry_norm_upper,
     perturbed_norm_upper,
     polar_eigh,
@@ -1368,34 +1369,51 @@ class LipSpectralConv(CertifiedModule):
 
     def _parts(
         self, weight: Tensor, w: Tensor, zero_slice: Tensor | None = None
-    ) -> tuple[Tensor, float]:
+    ) -> tuple[_PartRows, float]:
         """``[Re M_k; Im M_k]`` ``(R, 2 out, in)`` real for the rows of :meth:`_pair_rows`.
 
         ``M_k = R_k + W``, the skip ``W`` last. Written from the raw weights ``(*kept, out, in,
-        2)`` in one pass (the ``k_d = 0`` slice symmetrized first, as
-        :func:`hermitian_symmetrize` does): the same floats as the real and imaginary parts of
-        :meth:`_multipliers_in` (``fl(Re R_k + W)``, ``Im R_k + 0``), without the complex sum
-        and its restacked copy. Returns the parts and the sum's relative rounding ``e`` (as
+        2)`` chunk by chunk as the Gram products read them (:class:`~liponet.functional.
+        _PartRows`; the ``k_d = 0`` slice symmetrized first, as :func:`hermitian_symmetrize`
+        does): the same floats as the real and imaginary parts of :meth:`_multipliers_in`
+        (``fl(Re R_k + W)``, ``Im R_k + 0``), without the complex sum, its restacked copy or a
+        whole copy of the parts. Returns the parts and the sum's relative rounding ``e`` (as
         :meth:`_multipliers_in`). ``zero_slice``: :meth:`_zero_slice` of ``weight`` if at hand.
         """
         o, i = self.out_channels, self.in_channels
         lead, m_d = math.prod(self.kept_shape[:-1]), self.kept_shape[-1]
         half = (lead - 1) // 2
         n_zero, n_rest = lead - half, lead * (m_d - 1)
-        parts = weight.new_empty((n_zero + n_rest + 1, 2, o, i))
         rest_in = weight.view(lead, m_d, o, i, 2)[:, 1:]  # (L, m_d - 1, o, i, 2)
-        rest_out = parts[n_zero : n_zero + n_rest].view(lead, m_d - 1, 2, o, i)
-        torch.add(rest_in[..., 0], w, out=rest_out.select(-3, 0))  # Re R_k + W
-        torch.add(rest_in[..., 1], 0.0, out=rest_out.select(-3, 1))  # Im R_k + 0 (+0 for -0)
         zero_slice = self._zero_slice(weight) if zero_slice is None else zero_slice
         zero = zero_slice.reshape(lead, o, i)[half:]  # (lead - half, o, i)
-        zero_out = parts[:n_zero]
-        torch.add(zero.real, w, out=zero_out.select(-3, 0))
-        torch.add(zero.imag, 0.0, out=zero_out.select(-3, 1))
-        parts[-1, 0] = w
-        parts[-1, 1] = 0.0
+
+        def write(a: int, b: int, out: Tensor) -> None:
+            x = out.view(b - a, 2, o, i)
+            pos = a
+            while pos < b:  # segments: the zero slice's rows, each l's k_d > 0 rows, W
+                if pos < n_zero:
+                    end = min(b, n_zero)
+                    src = zero[pos:end]
+                    re, im = src.real, src.imag
+                elif pos < n_zero + n_rest:
+                    lead_i, d = divmod(pos - n_zero, m_d - 1)
+                    end = min(b, n_zero + (lead_i + 1) * (m_d - 1))
+                    src = rest_in[lead_i, d : d + end - pos]
+                    re, im = src[..., 0], src[..., 1]
+                else:  # the skip W: M = W + 0i
+                    x[pos - a, 0] = w
+                    x[pos - a, 1] = 0.0
+                    pos += 1
+                    continue
+                dst = x[pos - a : end - a]
+                torch.add(re, w, out=dst[:, 0])  # Re R_k + W
+                torch.add(im, 0.0, out=dst[:, 1])  # Im R_k + 0 (+0 for -0)
+                pos = end
+
+        rows = _PartRows(write, (n_zero + n_rest + 1, 2 * o, i), weight.dtype, weight.device)
         u = torch.finfo(weight.dtype).eps / 2
-        return parts.view(-1, 2 * o, i), u / (1 - u)
+        return rows, u / (1 - u)
 
     def _clip_parts_path(self) -> bool:
         """Whether this layer's eval state is ``"clip"``'s from the raw weights' parts."""
@@ -1424,7 +1442,7 @@ class LipSpectralConv(CertifiedModule):
             start = self._start_pairs(len(rows), weight.device, rows)
             try:
                 parts, x_err = self._parts(weight, w)
-                bounds, vectors = grid_norm_upper_parts(parts, start, x_err)
+                bounds, vectors = _grid_norm_upper(parts, start, x_err, parts=True)
                 upper = bounds[where.to(bounds.device)]
             except ValueError:  # NaN/inf (the SVD raises) or a Gram matrix overflowing float32
                 r = self._symmetric_spectral(weight).reshape(n, o, i)
@@ -1655,35 +1673,25 @@ class LipSpectralConv(CertifiedModule):
         :class:`~liponet.functional._GramTest` (the Cholesky test of
         :func:`~liponet.functional.cholesky_norm_upper`, its rounding proven there) on ``M_k =
         fl(R_k + W)`` in the weights' precision, the sum's rounding allowed for. With ``out >=
-        in`` the products run on the real parts ``[Re M_k; Im M_k]``, written in one pass (the
-        same floats as :meth:`_multipliers_in`'s). The start vectors of the Rayleigh quotients
-        are the training power-iteration vectors ``u_k`` (``M_k u_k`` where the Gram matrix is
-        ``M M^H``).
+        in`` the products run on the real parts ``[Re M_k; Im M_k]``, written chunk by chunk as
+        the products read them (the same floats as :meth:`_multipliers_in`'s). The start vectors
+        of the Rayleigh quotients are the training power-iteration vectors ``u_k`` (``M_k u_k``
+        where the Gram matrix is ``M M^H``).
         """
-        n = r.shape[0]
         o, i = self.out_channels, self.in_channels
         parts = o >= i and r.is_complex()
         u = torch.view_as_complex(self.u.detach())
         out = []
         for a, b in chunks(len(rows), max(1, o * i // GRID_CHUNK_FACTOR)):
             sel = rows[a:b]
-            if parts:
-                x = r.real.new_empty((len(sel), 2, o, i))
-                rr = torch.view_as_real(r).permute(0, 3, 1, 2)  # (K, 2, out, in) view
-                spectral = sel[sel < n]
+            if parts:  # written chunk by chunk as the products read them (_PartRows)
                 x_err = 0.0
-                if w is None:
-                    x.copy_(rr[spectral])
-                else:
-                    m = len(spectral)
-                    torch.add(rr[spectral, 0], w, out=x[:m, 0])  # fl(Re R_k + W)
-                    torch.add(rr[spectral, 1], 0.0, out=x[:m, 1])  # Im R_k + 0
-                    if m < len(sel):  # W itself
-                        x[m:, 0] = w
-                        x[m:, 1] = 0.0
-                    eps = torch.finfo(x.dtype).eps / 2
+                if w is not None:
+                    eps = torch.finfo(r.real.dtype).eps / 2
                     x_err = eps / (1 - eps)
-                test = _GramTest(x.view(len(sel), 2 * o, i), x_err, parts=True)
+                write = self._gram_parts_writer(r, w, sel)
+                x_rows = _PartRows(write, (len(sel), 2 * o, i), r.real.dtype, r.device)
+                test = _GramTest(x_rows, x_err, parts=True)
             else:
                 x, x_err = self._multipliers_in(r, w, sel)
                 test = _GramTest(x, x_err)
@@ -1692,6 +1700,37 @@ class LipSpectralConv(CertifiedModule):
                 v = torch.bmm(x, v.unsqueeze(-1)).squeeze(-1)
             out.append(_Contenders(sel, test, v))
         return out
+
+    @staticmethod
+    def _gram_parts_writer(
+        r: Tensor, w: Tensor | None, sel: Tensor
+    ) -> Callable[[int, int, Tensor], None]:
+        """Writes ``[Re M_k; Im M_k]`` of the multipliers ``sel[a:b]`` (:class:`_PartRows`).
+
+        ``M_k = fl(R_k + W)`` (``k = K``: ``W``), as :meth:`_multipliers_in` sums it: the real
+        parts ``fl(Re R_k + W)``, the imaginary ones ``Im R_k + 0`` (the sum's, ``-0``
+        becoming ``+0``); without a skip the parts of ``R_k`` themselves.
+        """
+        n, o, i = r.shape
+        rr = torch.view_as_real(r)  # (K, out, in, 2)
+
+        def write(a: int, b: int, out: Tensor) -> None:
+            x = out.view(b - a, 2, o, i)
+            index = sel[a:b]
+            spectral = index[index < n]
+            m = len(spectral)
+            g = rr.index_select(0, spectral)  # (m, out, in, 2), a small copy in cache
+            if w is None:
+                x[:, 0].copy_(g[..., 0])
+                x[:, 1].copy_(g[..., 1])
+                return
+            torch.add(g[..., 0], w, out=x[:m, 0])  # fl(Re R_k + W)
+            torch.add(g[..., 1], 0.0, out=x[:m, 1])  # Im R_k + 0
+            if m < b - a:  # W itself
+                x[m:, 0] = w
+                x[m:, 1] = 0.0
+
+        return write
 
     def _prove_below(
         self,
@@ -1760,7 +1799,8 @@ class LipSpectralConv(CertifiedModule):
             if not len(index):
                 continue
             every = len(index) == len(sel)
-            proved = test.run(None if every else index, levels[index].square())[0]
+            rows = None if every else index
+            proved = test.run(rows, levels[index].square(), need_factor=False)[0]
             ok = proved <= levels[index]
             if stage != "tighten":
                 tried[index] = levels[index]
