@@ -908,6 +908,26 @@ def test_gram_test_of_parts_written_chunk_by_chunk_is_the_whole_tensors(dtype):
     assert torch.equal(bound, grid_norm_upper_parts(parts)[0])
 
 
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.complex64])
+def test_all_finite_by_a_sum_misses_no_nan_or_inf(dtype):
+    # A finite sum proves every entry finite; one NaN or inf anywhere (or +inf and -inf
+    # together) is found, and finite entries whose sum overflows are still finite.
+    gen = torch.Generator().manual_seed(11)
+    x = torch.randn(50, 8, 8, generator=gen, dtype=dtype)
+    assert functional._all_finite(x)
+    for bad in (math.nan, math.inf, -math.inf):
+        for index in ((0, 0, 0), (17, 3, 5), (49, 7, 7)):
+            y = x.clone()
+            y[index] = bad if not dtype.is_complex else complex(0.0, bad)
+            assert not functional._all_finite(y)
+    y = x.clone()
+    y[1, 1, 1], y[2, 2, 2] = math.inf, -math.inf  # the sum is NaN
+    assert not functional._all_finite(y)
+    huge = torch.full((4, 4), torch.finfo(x.real.dtype).max / 2, dtype=dtype)
+    assert functional._all_finite(huge)  # the sum overflows: the entries tested one by one
+    assert functional._all_finite(torch.arange(3))  # integers are finite
+
+
 def test_grid_norm_upper_without_the_one_by_one_factorization_is_the_same(monkeypatch):
     # grid_norm_upper's bounds through the one-by-one factorization (_Lapack) and through
     # torch's batched one: the same, bit for bit (the vectors may differ: estimates).

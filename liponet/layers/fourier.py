@@ -46,6 +46,7 @@ from ..functional import (
     GRID_RESIDUAL,
     SVD_RELATIVE_MARGIN,
     TARGET_MARGIN,
+    _all_finite,
     _frobenius64,
     _GramTest,
     _grid_norm_upper,
@@ -1729,8 +1730,7 @@ class LipSpectralConv(CertifiedModule):
             lower, upper = lower0 - dist, add_up(upper0, dist)  # Weyl: ||M - P||_2 <= ||.||_F
             likely: Tensor | None = lower
         else:  # a first call: every multiplier in contention
-            finite = bool(torch.isfinite(r).all()) and (w is None or bool(torch.isfinite(w).all()))
-            if not finite:
+            if not (_all_finite(r) and (w is None or _all_finite(w))):
                 raise ValueError("the weights hold NaN or inf values: no bound exists")
             zeros = torch.zeros(n_rows, dtype=torch.float64, device=r.device)
             lower, upper, proven = zeros, zeros + math.inf, zeros + math.inf
