@@ -228,7 +228,7 @@ def main() -> None:
     parser.add_argument("--before", default="7351526", help="git revision of the code before")
     args = parser.parse_args()
     torch.set_num_threads(1)
-    rounds = 2 if args.quick else 6
+    rounds = 2 if args.quick else 10
     start = time.perf_counter()
     load0 = " ".join(f"{v:.2f}" for v in os.getloadavg())
     rows = measure(rounds, load_before(args.before))

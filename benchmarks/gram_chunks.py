@@ -88,10 +88,7 @@ def _compatible(before: Any) -> dict[str, Any]:
         def run(self, rows: Any, level2: Any, rhs: Any = None, need_factor: bool = True) -> Any:
             return super().run(rows, level2, rhs)
 
-    def grid(x: Any, *args: Any, **kwargs: Any) -> Any:
-        return before._grid_norm_upper(_whole(x), *args, **kwargs)
-
-    return {"_GramTest": GramTest, "_grid_norm_upper": grid}
+    return {"_GramTest": GramTest}
 
 
 def sides(before: Any) -> dict[str, dict[str, Any]]:

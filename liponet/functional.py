@@ -780,20 +780,13 @@ class _PartRows:
         shape: tuple[int, int, int],
         dtype: torch.dtype,
         device: torch.device,
-        start: int = 0,
     ) -> None:
         self.write, self.shape, self.dtype, self.device = write, shape, dtype, device
-        self.start = start
-
-    def rows(self, i: int, j: int) -> _PartRows:
-        """The matrices ``i..j-1`` (``0 <= i < j <= K``)."""
-        m2, n = self.shape[1:]
-        return _PartRows(self.write, (j - i, m2, n), self.dtype, self.device, self.start + i)
 
     def fill(self, i: int, j: int, out: Tensor) -> Tensor:
         """The parts of matrices ``i..j-1`` written into ``out[: j - i]``; returns that view."""
         view = out[: j - i]
-        self.write(self.start + i, self.start + j, view)
+        self.write(i, j, view)
         return view
 
 
@@ -1294,23 +1287,19 @@ def grid_norm_upper_parts(
 
 
 def _grid_norm_upper(
-    x: Tensor | _PartRows, start: Tensor | None, entry_error: float, parts: bool
+    x: Tensor, start: Tensor | None, entry_error: float, parts: bool
 ) -> tuple[Tensor, Tensor]:
-    """:func:`grid_norm_upper` (``parts``: of :func:`grid_norm_upper_parts`) in fixed chunks.
-
-    ``x`` a :class:`_PartRows` (``parts``): the parts written chunk by chunk, the same bounds.
-    """
+    """:func:`grid_norm_upper` (``parts``: of :func:`grid_norm_upper_parts`) in fixed chunks."""
     p = x.shape[-1] if parts else min(x.shape[-2:])
     if start is not None and start.shape not in ((x.shape[0], p), (x.shape[0], 2, p)):
         start = None
     bound = torch.empty(x.shape[0], dtype=torch.float64, device=x.device)
     dtype = torch.complex64 if x.dtype == torch.float32 else torch.complex128
     shape = (x.shape[0], p) if start is None else start.shape
-    vectors = torch.empty(shape, dtype=dtype if parts else x.dtype, device=x.device)
+    vectors = x.new_empty(shape, dtype=dtype if parts else x.dtype)
     for i, j in chunks(x.shape[0], max(1, p * p // GRID_CHUNK_FACTOR)):  # fixed chunks
         part = None if start is None else start[i:j]
-        rows = x.rows(i, j) if isinstance(x, _PartRows) else x[i:j]
-        bound[i:j], vectors[i:j] = _grid_chunk(_GramTest(rows, entry_error, parts), part)
+        bound[i:j], vectors[i:j] = _grid_chunk(_GramTest(x[i:j], entry_error, parts), part)
     return bound, vectors
 
 

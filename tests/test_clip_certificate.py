@@ -227,29 +227,3 @@ def test_clip_certificate_from_parts_rebuilds_r_when_the_prior_does_not_settle_i
     general.load_state_dict(conv.state_dict())
     monkeypatch.setattr(LipSpectralConv, "_clips_from_parts", lambda *args: False)
     assert general.eval().lipschitz_bound() == bound > 1.0
-
-
-@pytest.mark.parametrize("modes", [(12, 9), (40,), (5, 4, 6)])
-def test_clip_parts_written_chunk_by_chunk_are_the_multipliers_parts(modes):
-    # _parts writes [Re M_k; Im M_k] of _pair_rows' multipliers chunk by chunk (the zero
-    # slice's rows, then each leading index's k_d > 0 rows, then W): every chunk boundary and
-    # segment, compared with the parts of _multipliers_in (fl(Re R_k + W), Im R_k + 0).
-    conv = LipSpectralConv(6, 6, modes, k=1.0, skip=True, normalization="clip")
-    gen = torch.Generator().manual_seed(3)
-    with torch.no_grad():
-        conv.weight.copy_(torch.randn(conv.weight.shape, generator=gen))
-        conv.skip.copy_(torch.randn(6, 6, generator=gen))
-    weight, w = conv.weight.detach(), conv.skip.detach()
-    r = conv._symmetric_spectral(weight).reshape(-1, 6, 6)
-    rows, _ = conv._pair_rows()
-    x, x_err = conv._multipliers_in(r, w, rows)
-    want = torch.view_as_real(x).permute(0, 3, 1, 2).reshape(len(rows), 12, 6)
-    parts, err = conv._parts(weight, w)
-    assert parts.shape == (len(rows), 12, 6) and err == x_err
-    for step in (1, 7, 32, len(rows)):  # chunk sizes cutting the segments anywhere
-        got = torch.full((len(rows), 12, 6), math.nan)
-        for a in range(0, len(rows), step):
-            b = min(a + step, len(rows))
-            parts.fill(a, b, got[a:])
-        assert torch.equal(got, want)
-        assert not bool(torch.signbit(got[:, 6:][got[:, 6:] == 0]).any())  # +0, as the sum's

@@ -49,7 +49,6 @@ from ..functional import (
     _all_finite,
     _frobenius64,
     _GramTest,
-    _grid_norm_upper,
     _PartRows,
     _polar_backward,
     _polar_parts,
@@ -63,6 +62,7 @@ from ..functional import (
     distance_upper,
     distance_upper_fast,
     grid_norm_upper,
+    grid_norm_upper_parts,
     isometry_norm_upper,
     perturbed_norm_upper,
     polar_eigh,
@@ -1503,51 +1503,34 @@ class LipSpectralConv(CertifiedModule):
 
     def _parts(
         self, weight: Tensor, w: Tensor, zero_slice: Tensor | None = None
-    ) -> tuple[_PartRows, float]:
+    ) -> tuple[Tensor, float]:
         """``[Re M_k; Im M_k]`` ``(R, 2 out, in)`` real for the rows of :meth:`_pair_rows`.
 
         ``M_k = R_k + W``, the skip ``W`` last. Written from the raw weights ``(*kept, out, in,
-        2)`` chunk by chunk as the Gram products read them (:class:`~liponet.functional.
-        _PartRows`; the ``k_d = 0`` slice symmetrized first, as :func:`hermitian_symmetrize`
-        does): the same floats as the real and imaginary parts of :meth:`_multipliers_in`
-        (``fl(Re R_k + W)``, ``Im R_k + 0``), without the complex sum, its restacked copy or a
-        whole copy of the parts. Returns the parts and the sum's relative rounding ``e`` (as
+        2)`` in one pass (the ``k_d = 0`` slice symmetrized first, as
+        :func:`hermitian_symmetrize` does): the same floats as the real and imaginary parts of
+        :meth:`_multipliers_in` (``fl(Re R_k + W)``, ``Im R_k + 0``), without the complex sum
+        and its restacked copy. Returns the parts and the sum's relative rounding ``e`` (as
         :meth:`_multipliers_in`). ``zero_slice``: :meth:`_zero_slice` of ``weight`` if at hand.
         """
         o, i = self.out_channels, self.in_channels
         lead, m_d = math.prod(self.kept_shape[:-1]), self.kept_shape[-1]
         half = (lead - 1) // 2
         n_zero, n_rest = lead - half, lead * (m_d - 1)
+        parts = weight.new_empty((n_zero + n_rest + 1, 2, o, i))
         rest_in = weight.view(lead, m_d, o, i, 2)[:, 1:]  # (L, m_d - 1, o, i, 2)
+        rest_out = parts[n_zero : n_zero + n_rest].view(lead, m_d - 1, 2, o, i)
+        torch.add(rest_in[..., 0], w, out=rest_out.select(-3, 0))  # Re R_k + W
+        torch.add(rest_in[..., 1], 0.0, out=rest_out.select(-3, 1))  # Im R_k + 0 (+0 for -0)
         zero_slice = self._zero_slice(weight) if zero_slice is None else zero_slice
         zero = zero_slice.reshape(lead, o, i)[half:]  # (lead - half, o, i)
-
-        def write(a: int, b: int, out: Tensor) -> None:
-            x = out.view(b - a, 2, o, i)
-            pos = a
-            while pos < b:  # segments: the zero slice's rows, each l's k_d > 0 rows, W
-                if pos < n_zero:
-                    end = min(b, n_zero)
-                    src = zero[pos:end]
-                    re, im = src.real, src.imag
-                elif pos < n_zero + n_rest:
-                    lead_i, d = divmod(pos - n_zero, m_d - 1)
-                    end = min(b, n_zero + (lead_i + 1) * (m_d - 1))
-                    src = rest_in[lead_i, d : d + end - pos]
-                    re, im = src[..., 0], src[..., 1]
-                else:  # the skip W: M = W + 0i
-                    x[pos - a, 0] = w
-                    x[pos - a, 1] = 0.0
-                    pos += 1
-                    continue
-                dst = x[pos - a : end - a]
-                torch.add(re, w, out=dst[:, 0])  # Re R_k + W
-                torch.add(im, 0.0, out=dst[:, 1])  # Im R_k + 0 (+0 for -0)
-                pos = end
-
-        rows = _PartRows(write, (n_zero + n_rest + 1, 2 * o, i), weight.dtype, weight.device)
+        zero_out = parts[:n_zero]
+        torch.add(zero.real, w, out=zero_out.select(-3, 0))
+        torch.add(zero.imag, 0.0, out=zero_out.select(-3, 1))
+        parts[-1, 0] = w
+        parts[-1, 1] = 0.0
         u = torch.finfo(weight.dtype).eps / 2
-        return rows, u / (1 - u)
+        return parts.view(-1, 2 * o, i), u / (1 - u)
 
     def _clip_parts_path(self) -> bool:
         """Whether this layer's eval state is ``"clip"``'s from the raw weights' parts."""
@@ -1576,7 +1559,7 @@ class LipSpectralConv(CertifiedModule):
             start = self._start_pairs(len(rows), weight.device, rows)
             try:
                 parts, x_err = self._parts(weight, w)
-                bounds, vectors = _grid_norm_upper(parts, start, x_err, parts=True)
+                bounds, vectors = grid_norm_upper_parts(parts, start, x_err)
                 upper = bounds[where.to(bounds.device)]
             except ValueError:  # NaN/inf (the SVD raises) or a Gram matrix overflowing float32
                 r = self._symmetric_spectral(weight).reshape(n, o, i)
