@@ -1993,15 +1993,20 @@ def polished_isometry_bound(q: Tensor, k: float) -> tuple[Tensor, Tensor]:
         f = _frobenius64(x.resolve_conj()) * rel  # >= ||X||_F
         e_g = 1.5 * gamma * f**2 + 2 * r * p * p * tiny  # >= ||G - G_c||_F
         parts = torch.view_as_real(g) if g.is_complex() else g.unsqueeze(-1)
-        rows = parts.abs().sum((-2, -1)).amax(-1) * (1.0 + 4 * (2 * p + 2) * u)
+        rows = torch.linalg.vector_norm(parts, 1, dim=(-2, -1)).amax(-1)
+        rows = rows * (1.0 + 4 * (2 * p + 2) * u)
         premise = rows * (1.0 + 4 * u) + math.sqrt(p) * e_g <= 4.0  # ||X||_2 <= 2; NaN: False
         g_fro = f**2 + e_g  # >= ||G_c||_F
         h_fro = f * g_fro * (1.0 + 1.5 * gamma) + 2 * r * p * r * tiny  # >= ||H_c||_F
         e_p = 0.75 * gamma * f * (g_fro + f**2) + 2.01 * u * (1.5 * f + 0.5 * h_fro)
         e_p = e_p + f * r * p * p * tiny + 4 * m * n * tiny
-        real = (lambda t: torch.view_as_real(t)) if q.is_complex() else (lambda t: t)
-        d = torch.linalg.vector_norm(real(kp) - real(out), dim=tuple(range(-q.is_complex() - 2, 0)))
-        d = d * (rel / (1.0 - u))
+        if out is kp:  # no rounding (float64 q)
+            d = torch.zeros_like(f)
+        else:  # kp - out in place (kp is not needed after)
+            diff = torch.view_as_real(kp) if q.is_complex() else kp
+            diff.sub_(torch.view_as_real(out) if q.is_complex() else out)
+            d = torch.linalg.vector_norm(diff, dim=tuple(range(-q.is_complex() - 2, 0)))
+            d = d * (rel / (1.0 - u))
         k = abs(k)
         bound = (k * (1.0 + e_p) + u * k * (math.sqrt(p) + e_p) + d) * (1.0 + 1e-12)
         bound = bound + 4 * m * n * tiny

@@ -728,7 +728,8 @@ def _orthogonal(m: Tensor, sigma: Tensor, k: float) -> Tensor:
     What Björck iterations converge to (:func:`~liponet.functional.polar_eigh`, one pass, with
     the polar decomposition's closed-form backward). Eval weights (no gradient) get one float64
     Newton-Schulz step (:func:`~liponet.functional.polish_isometry`) and are rounded once, so
-    their singular values are ``k`` up to that rounding.
+    their singular values are ``k`` up to that rounding; the layer's eval path computes them
+    through :data:`POLISHED_EVAL` (the same floats, with bounds of their norms).
     """
     if m.requires_grad and torch.is_grad_enabled():
         return k * polar_eigh(m)
@@ -795,7 +796,8 @@ POLISHED_EVAL: dict[str, Callable[[Tensor, float], tuple[Tensor, Tensor]]] = {
 
 #: Normalizations that use no norm estimate (training skips the power iteration): each makes
 #: every multiplier ``k`` times an isometry, so its certificate is the isometry bound of
-#: :func:`~liponet.functional.isometry_norm_upper` (an SVD only where that is loose).
+#: :func:`~liponet.functional.isometry_norm_upper` (an SVD only where that is loose), or for
+#: :data:`POLISHED_EVAL` the bounds that come with the eval weights.
 NORM_FREE = frozenset({"orthogonal", "polar", "qr", "cayley"})
 
 
@@ -1933,10 +1935,12 @@ class LipSpectralConv(CertifiedModule):
         <= sqrt(p) c_k`` and ``||A_k||_F <= ||C_k||_F + ||A_k - C_k||_F``; the difference
         rounded once per entry; the sum of squares as in
         :func:`~liponet.functional.isometry_norm_upper`), a few float64 operations covered by
-        ``1 + 1e-12``. Where a bound is not within ``1e-6`` of the lower bound ``||A||_F /
-        sqrt(min(out, in))`` (loose: far from a multiple of an isometry, or ``b`` infinite),
-        :func:`_isometry_bound_of` (a Gram product, else an SVD) bounds that multiplier. NaN or
-        inf weights raise ``ValueError``.
+        ``1 + 1e-12``. The certificate is the largest of these bounds where it is within
+        ``1e-6`` of the lower bound ``||A||_F / sqrt(min(out, in))`` of the multiplier with the
+        largest bound (so of the largest norm; every bound of near-isometries is); the
+        multipliers above that (``b`` infinite: its premise unproven, or far from multiples of
+        isometries) get :func:`_isometry_bound_of` (a Gram product, else an SVD). NaN or inf
+        weights raise ``ValueError``.
         """
         o, i = self.out_channels, self.in_channels
         p = min(o, i)
@@ -1949,14 +1953,13 @@ class LipSpectralConv(CertifiedModule):
         w64 = None if w is None else w.to(torch.float64)
         grid_r, grid_q = r.reshape(lead, m_d, o, i), q[:n].view(lead, m_d, o, i)
         grid_b = norms[:n].view(lead, m_d)
-        bounds, lowers = [], []
+        bounds = []
 
         def measure(a32: Tensor, near: Tensor, c: Tensor) -> None:
             # A = R' + W' in float64 (real view), then A - C; c the bounds of ||C||_2
             a = torch.view_as_real(a32).to(torch.float64, copy=True)  # never a view of R'
             if w64 is not None:
                 a[..., 0] += w64
-            lowers.append(torch.linalg.vector_norm(a, dim=(-3, -2, -1)))
             dist = torch.linalg.vector_norm(a.sub_(near), dim=(-3, -2, -1)) * rel
             dist = dist * (1.0 + 2 * u) + 2.02 * u * (2 * math.sqrt(p) * c + dist)
             bounds.append((c + dist + slack) * (1.0 + 1e-12))
@@ -1973,30 +1976,29 @@ class LipSpectralConv(CertifiedModule):
         for s, e in chunks(lead, (m_d - 1) * o * i) if m_d > 1 else []:  # k_d > 0: C = Q'_k
             near = torch.view_as_real(grid_q[s:e, 1:]).reshape(-1, o, i, 2)
             measure(grid_r[s:e, 1:].reshape(-1, o, i), near, grid_b[s:e, 1:].reshape(-1))
-        bound, lower = torch.cat(bounds), torch.cat(lowers)
-        if w64 is not None:  # W' = Re Q'_W: ||W'|| <= b_W
-            bound = torch.cat([bound, norms[-1:]])
-            lower = torch.cat([lower, torch.linalg.vector_norm(w64).unsqueeze(0)])
-        lower = lower / math.sqrt(p)
-        if not bool(torch.isfinite(lower).all()):
+        bound = torch.cat(bounds if w64 is None else [*bounds, norms[-1:]])  # ||W'|| <= b_W
+        rows = self._pair_rows()[0].to(q.device)  # the order above: zero slice, k_d > 0, skip
+        w128 = None if w64 is None else w64.to(torch.complex128)
+
+        def fetch(index: Tensor) -> Tensor:  # the multipliers A of rows[index]
+            pick = rows[index]
+            a = r.reshape(n, o, i)[pick.clamp_max(n - 1)].to(torch.complex128)
+            if w128 is not None:
+                a = a + w128
+                a[pick == n] = w128
+            return a
+
+        # a lower bound of the largest norm: ||A||_F / sqrt(p) of the row with the largest bound
+        top = bound.nan_to_num(math.inf).argmax().reshape(1)
+        lower = float(_frobenius64(fetch(top))) / math.sqrt(p)
+        if not math.isfinite(lower):
             raise ValueError("the weights hold NaN or inf values: no spectral-norm bound exists")
         tight = bound <= lower * (1.0 + 1e-6)  # NaN or inf: False
         result = float(bound[tight].max()) if bool(tight.any()) else 0.0
         loose = (~tight).nonzero().squeeze(1)
-        if len(loose):  # the rows in the order above: zero slice l >= half, k_d > 0, skip
-            rows = self._pair_rows()[0].to(q.device)
-            index = rows[loose]
-            w128 = None if w64 is None else w64.to(torch.complex128)
-
-            def fetch(sel: Tensor) -> Tensor:
-                pick = index[sel]
-                a = r.reshape(n, o, i)[pick.clamp_max(n - 1)].to(torch.complex128)
-                if w128 is not None:
-                    a = a + w128
-                    a[pick == n] = w128
-                return a
-
-            result = max(result, _isometry_bound_of(fetch, len(loose), o, i, q.device))
+        if len(loose):
+            fallback = _isometry_bound_of(lambda sel: fetch(loose[sel]), len(loose), o, i, q.device)
+            result = max(result, fallback)
         return result
 
     @staticmethod
