@@ -68,6 +68,7 @@ from ..functional import (
     polar_eigh,
     polar_factor,
     polish_isometry,
+    polished_isometry_bound,
     qr_unitary,
     scale_multipliers,
     scale_multipliers_error,
@@ -844,7 +845,8 @@ def _orthogonal(m: Tensor, sigma: Tensor, k: float) -> Tensor:
     What Björck iterations converge to (:func:`~liponet.functional.polar_eigh`, one pass, with
     the polar decomposition's closed-form backward). Eval weights (no gradient) get one float64
     Newton-Schulz step (:func:`~liponet.functional.polish_isometry`) and are rounded once, so
-    their singular values are ``k`` up to that rounding.
+    their singular values are ``k`` up to that rounding; the layer's eval path computes them
+    through :data:`POLISHED_EVAL` (the same floats, with bounds of their norms).
     """
     if m.requires_grad and torch.is_grad_enabled():
         return k * polar_eigh(m)
@@ -900,9 +902,19 @@ NORMALIZATIONS: dict[str, Callable[[Tensor, Tensor, float], Tensor]] = {
     "cayley": _cayley,
 }
 
+#: Norm-free normalizations whose eval weights are a float64 Newton-Schulz step rounded once
+#: (:func:`_polished`): name -> f(multipliers, k) -> (the eval multipliers, the same floats as
+#: :data:`NORMALIZATIONS`' under no grad, and float64 upper bounds of their norms). Their
+#: certificate needs no product of its own (:meth:`LipSpectralConv._polished_bound`).
+POLISHED_EVAL: dict[str, Callable[[Tensor, float], tuple[Tensor, Tensor]]] = {
+    "orthogonal": lambda m, k: polished_isometry_bound(polar_eigh(m), k),
+    "polar": lambda m, k: polished_isometry_bound(polar_factor(m), k),
+}
+
 #: Normalizations that use no norm estimate (training skips the power iteration): each makes
 #: every multiplier ``k`` times an isometry, so its certificate is the isometry bound of
-#: :func:`~liponet.functional.isometry_norm_upper` (an SVD only where that is loose).
+#: :func:`~liponet.functional.isometry_norm_upper` (an SVD only where that is loose), or for
+#: :data:`POLISHED_EVAL` the bounds that come with the eval weights.
 NORM_FREE = frozenset({"orthogonal", "polar", "qr", "cayley"})
 
 
@@ -1385,13 +1397,17 @@ class LipSpectralConv(CertifiedModule):
         """Eval-mode ``(R'_k (*kept, out, in) complex, W' (out, in) or None)``; cached, no grad."""
         return self._eval_state()[0]
 
-    def _eval_state(self) -> tuple[tuple[Tensor, Tensor | None], _Scaled | None]:
-        """Eval weights and, for scalar normalizations, ``(m, norms of m, float64 scales)``."""
+    def _eval_state(self) -> tuple[tuple[Tensor, Tensor | None], _Scaled | float | None]:
+        """Eval weights and, for scalar normalizations, ``(m, norms of m, float64 scales)``.
+
+        For the normalizations of :data:`POLISHED_EVAL` instead the certificate itself (a
+        float, :meth:`_polished_bound`), computed with the weights at little cost.
+        """
         return self._cache.get("eval_state", self._sources(), self._compute_eval_state)
 
     def _compute_eval_state(
         self, weight: Tensor, skip: Tensor | None = None
-    ) -> tuple[tuple[Tensor, Tensor | None], _Scaled | None]:
+    ) -> tuple[tuple[Tensor, Tensor | None], _Scaled | float | None]:
         with torch.no_grad():
             if self.k is not None and self.normalization == "clip":
                 skip = None if skip is None else skip.detach()
@@ -1425,9 +1441,17 @@ class LipSpectralConv(CertifiedModule):
                 # polishing's temporaries stay in cache (several times faster at width 64)
                 fn, normalized = NORMALIZATIONS[self.normalization], torch.empty_like(m)
                 ones = m.real.new_ones(m.shape[0])
+                polished = POLISHED_EVAL.get(self.normalization)
+                norms = torch.empty(len(m), dtype=torch.float64, device=m.device)
                 for i, j in chunks(len(m), m[0].numel()):
-                    normalized[i:j] = fn(m[i:j], ones[i:j], target)
-                return self._split(normalized, symmetrize=True), None
+                    if polished is None:
+                        normalized[i:j] = fn(m[i:j], ones[i:j], target)
+                    else:  # the same floats, and bounds of their norms
+                        normalized[i:j], norms[i:j] = polished(m[i:j], target)
+                weights = self._split(normalized, symmetrize=True)
+                if polished is None:
+                    return weights, None
+                return weights, self._polished_bound(normalized, norms, *weights)
             sigma = spectral_norm_exact(m).to(m.real.dtype)  # (K [+1],)
             normalized = NORMALIZATIONS[self.normalization](m, sigma, target)
             return self._split(normalized, symmetrize=True), None
@@ -2013,6 +2037,8 @@ class LipSpectralConv(CertifiedModule):
         if self._clip_parts_path():  # the bounds and scales only: no eval weights needed
             return self._scaled_bound(None, None, *self._clip_scaled())
         (r_eval, w_eval), scaled = self._eval_state()
+        if isinstance(scaled, float):  # certified with the eval weights (_polished_bound)
+            return scaled
         if scaled is not None:  # no SVD here: the norms of M_k are bounded, the scales known
             return self._scaled_bound(r_eval, w_eval, *scaled)
         if self.k is not None and self.normalization in NORM_FREE:
@@ -2047,6 +2073,89 @@ class LipSpectralConv(CertifiedModule):
             return a if w128 is None else a + w128
 
         return _isometry_bound_of(fetch, len(rows) + int(w is not None), o, i, rk.device)
+
+    def _polished_bound(self, q: Tensor, norms: Tensor, r: Tensor, w: Tensor | None) -> float:
+        """The certificate of :data:`POLISHED_EVAL`'s eval weights from their construction.
+
+        ``q`` ``(K [+1], out, in)`` the rounded multipliers ``Q'_j`` before :meth:`_split`,
+        ``norms`` upper bounds ``b_j`` of their norms
+        (:func:`~liponet.functional.polished_isometry_bound`), ``r``, ``w`` the eval weights
+        ``R'_k``, ``W'``. One of each conjugate pair is bounded (:meth:`_pair_rows`, as in
+        :meth:`_eval_isometry_bound`). Proof: ``W' = Re Q'_W`` exactly, and ``||Re Z||_2 <=
+        (||Z||_2 + ||conj Z||_2) / 2``: ``||W'|| <= b_W``. A multiplier ``A_k = R'_k + W'``,
+        ``R'_k = fl(B_k - W')``, is close to ``C_k``: ``B_k = C_k = Q'_k`` for ``k_d > 0``, and
+        on the ``k_d = 0`` slice ``B_k = fl(C_k)``, ``C_k = (Q'_k + conj Q'_{-k}) / 2``
+        (:func:`hermitian_symmetrize`), of norm ``<= max(b_k, b_{-k})`` =: ``c_k``. So
+        ``||A_k||_2 <= c_k + ||A_k - C_k||_F``; the distance is computed in float64 (``A_k``
+        and ``C_k`` formed with one rounding per entry each, ``u ||.||_F`` apiece with ``||C_k||_F
+        <= sqrt(p) c_k`` and ``||A_k||_F <= ||C_k||_F + ||A_k - C_k||_F``; the difference
+        rounded once per entry; the sum of squares as in
+        :func:`~liponet.functional.isometry_norm_upper`), a few float64 operations covered by
+        ``1 + 1e-12``. The certificate is the largest of these bounds where it is within
+        ``1e-6`` of the lower bound ``||A||_F / sqrt(min(out, in))`` of the multiplier with the
+        largest bound (so of the largest norm; every bound of near-isometries is); the
+        multipliers above that (``b`` infinite: its premise unproven, or far from multiples of
+        isometries) get :func:`_isometry_bound_of` (a Gram product, else an SVD). NaN or inf
+        weights raise ``ValueError``.
+        """
+        o, i = self.out_channels, self.in_channels
+        p = min(o, i)
+        lead, m_d = math.prod(self.kept_shape[:-1]), self.kept_shape[-1]
+        half = (lead - 1) // 2
+        n = lead * m_d
+        u = 2.0**-53
+        rel = (1.0 + 2 * (2 * o * i + 2) * u) / (1.0 - u)
+        slack = 4 * o * i * torch.finfo(torch.float64).tiny
+        w64 = None if w is None else w.to(torch.float64)
+        grid_r, grid_q = r.reshape(lead, m_d, o, i), q[:n].view(lead, m_d, o, i)
+        grid_b = norms[:n].view(lead, m_d)
+        bounds = []
+
+        def measure(a32: Tensor, near: Tensor, c: Tensor) -> None:
+            # A = R' + W' in float64 (real view), then A - C; c the bounds of ||C||_2
+            a = torch.view_as_real(a32).to(torch.float64, copy=True)  # never a view of R'
+            if w64 is not None:
+                a[..., 0] += w64
+            dist = torch.linalg.vector_norm(a.sub_(near), dim=(-3, -2, -1)) * rel
+            dist = dist * (1.0 + 2 * u) + 2.02 * u * (2 * math.sqrt(p) * c + dist)
+            bounds.append((c + dist + slack) * (1.0 + 1e-12))
+
+        zero_q, zero_b = grid_q[:, 0], grid_b[:, 0]
+        for s, e in chunks(lead - half, o * i):  # the k_d = 0 slice, l >= half
+            # C = (Q'_l + conj Q'_{L-1-l}) / 2, formed as conj(conj Q'_l + Q'_{L-1-l}) / 2
+            own, mirror = slice(half + s, half + e), slice(half - e + 1, half - s + 1)
+            near = torch.view_as_real(zero_q[own]).to(torch.float64, copy=True)
+            near[..., 1].neg_()
+            near.add_(torch.view_as_real(zero_q[mirror].flip(0))).div_(2)
+            near[..., 1].neg_()
+            measure(grid_r[own, 0], near, torch.maximum(zero_b[own], zero_b[mirror].flip(0)))
+        for s, e in chunks(lead, (m_d - 1) * o * i) if m_d > 1 else []:  # k_d > 0: C = Q'_k
+            near = torch.view_as_real(grid_q[s:e, 1:]).reshape(-1, o, i, 2)
+            measure(grid_r[s:e, 1:].reshape(-1, o, i), near, grid_b[s:e, 1:].reshape(-1))
+        bound = torch.cat(bounds if w64 is None else [*bounds, norms[-1:]])  # ||W'|| <= b_W
+        rows = self._pair_rows()[0].to(q.device)  # the order above: zero slice, k_d > 0, skip
+        w128 = None if w64 is None else w64.to(torch.complex128)
+
+        def fetch(index: Tensor) -> Tensor:  # the multipliers A of rows[index]
+            pick = rows[index]
+            a = r.reshape(n, o, i)[pick.clamp_max(n - 1)].to(torch.complex128)
+            if w128 is not None:
+                a = a + w128
+                a[pick == n] = w128
+            return a
+
+        # a lower bound of the largest norm: ||A||_F / sqrt(p) of the row with the largest bound
+        top = bound.nan_to_num(math.inf).argmax().reshape(1)
+        lower = float(_frobenius64(fetch(top))) / math.sqrt(p)
+        if not math.isfinite(lower):
+            raise ValueError("the weights hold NaN or inf values: no spectral-norm bound exists")
+        tight = bound <= lower * (1.0 + 1e-6)  # NaN or inf: False
+        result = float(bound[tight].max()) if bool(tight.any()) else 0.0
+        loose = (~tight).nonzero().squeeze(1)
+        if len(loose):
+            fallback = _isometry_bound_of(lambda sel: fetch(loose[sel]), len(loose), o, i, q.device)
+            result = max(result, fallback)
+        return result
 
     @staticmethod
     def _isometry_bound(mk: Tensor, w: Tensor | None) -> float:
