@@ -225,7 +225,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="smoke run, 2 rounds")
     parser.add_argument("--out", type=Path, default=RESULTS, help="results folder")
-    parser.add_argument("--before", default="7351526", help="git revision of the code before")
+    parser.add_argument("--before", default="af8a242", help="git revision of the code before")
     args = parser.parse_args()
     torch.set_num_threads(1)
     rounds = 2 if args.quick else 10
