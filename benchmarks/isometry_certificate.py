@@ -1,22 +1,30 @@
 """Cold ``lipschitz_bound()`` of the norm-free normalizations: two certificate paths (issue 15).
 
-``normalization="cayley"`` and ``"orthogonal"`` make every multiplier ``k`` times an isometry;
-their certificate bounds each eval multiplier ``W' + R'_k`` by one float64 Gram product
-(:func:`liponet.functional.isometry_norm_upper`). Right after an optimizer step the call
-computes the eval weights (float64 Cayley inverse, or float32 polar factor by ``eigh`` and a
-float64 polishing step) and then that bound. Two ways of the bound, on the same models:
+``normalization="cayley"`` and ``"orthogonal"`` make every multiplier ``k`` times an isometry.
+Right after an optimizer step the call computes the eval weights (float64 Cayley inverse, or
+float32 polar factor by ``eigh`` and a float64 Newton-Schulz step) and then the certificate.
+Two ways of the certificate, on the same models:
 
-- ``full``: the previous path: every multiplier of :meth:`LipSpectralConv.multipliers` (one
-  complex128 copy of all of them), joined with the skip by one more copy, then the Gram bounds.
-- ``chunked``: the library's path now: the eval weights formed into ``fl(R'_k + W')`` chunk by
-  chunk, one multiplier of each conjugate pair on the ``k_d = 0`` slice (the other is its exact
-  conjugate: the same norm). The same float as ``full`` (checked every round).
+- ``gram``: the previous path (``cayley``'s now): the eval weights alone, then one float64 Gram
+  product per multiplier (:func:`liponet.functional.isometry_norm_upper`), the eval weights
+  formed into ``fl(R'_k + W')`` chunk by chunk, one multiplier of each conjugate pair on the
+  ``k_d = 0`` slice (:meth:`LipSpectralConv._eval_isometry_bound`).
+- ``polished`` (``orthogonal`` only; the library's path now): the certificate comes with the
+  eval weights: the Newton-Schulz step never lifts a singular value above 1
+  (:func:`liponet.functional.polished_isometry_bound`: the float32 rounding measured, no extra
+  product), then each ``W' + R'_k`` against its polished multiplier in ``O(out in)``
+  (:meth:`LipSpectralConv._polished_bound`). The eval weights are checked bitwise equal to the
+  ``gram`` way's every round.
 
 Model: issue 15's (``LipFNO(1, 1, (16, 16), width=64, depth=4, block="fourier")``, 2-D 64 x 64,
 batch 8). Each round: one Adam step of the training model, then, in alternating order, each way
 on a fresh copy of the weights (nothing cached): the cold call, split into the eval weights
-(``effective_weights()`` of every layer) and the bound. Reported: medians of process CPU time,
-one thread, against the median train step.
+(``effective_weights()`` of every layer; for ``polished`` the certificate's pass included) and
+the bound. Also timed every round on the same weights (``polished`` rows, not part of the cold
+call's split): the float32 polar factors (``polar_eigh`` of every multiplier) and their
+batched ``eigh`` alone, the floor that remains. Reported: medians of process CPU time, one
+thread, against the median train step; after the rounds, each way's certificate over ``k``
+minus 1 and the exact (float64 SVD) largest norm over ``k`` minus 1, largest over the layers.
 
 Run from the repository root: ``.venv/bin/python benchmarks/isometry_certificate.py`` (about two
 minutes; ``--quick`` for a smoke run). Writes ``benchmarks/results/isometry_certificate.{md,csv,
@@ -30,43 +38,94 @@ import os
 import platform
 import statistics
 import time
-from collections.abc import Callable
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import torch
 from _plot import panel_row, pyplot
 from fno_common import markdown_table, write_csv
 
-from liponet.functional import cayley_unitary, isometry_norm_upper
+from liponet.functional import (
+    cayley_unitary,
+    chunks,
+    conj_t,
+    isometry_norm_upper,
+    polar_eigh,
+    spectral_norm_exact,
+)
+from liponet.layers import fourier
 from liponet.layers.fourier import LipSpectralConv
 from liponet.models import LipFNO
 
 RESULTS = Path("benchmarks/results")
 CONFIG = dict(batch=8, n=64, modes=(16, 16), width=64)
 NORMALIZATIONS = ("cayley", "orthogonal")
+#: The ways measured per normalization (``polished`` exists for ``orthogonal`` only).
+WAYS = {"cayley": ("gram",), "orthogonal": ("gram", "polished")}
 #: ``float32_cayley``'s figures on the cayley model after the rounds.
 EXPERIMENT: dict[str, float] = {}
+#: Each way's certificate and the exact norm over ``k``, minus 1 (after the rounds).
+TIGHTNESS: list[dict] = []
 
 
-def _full_bound(layer: LipSpectralConv) -> float:
-    """The previous certificate path of a norm-free layer (all multipliers in complex128)."""
-    mk, w = layer.multipliers()
-    return LipSpectralConv._isometry_bound(mk, w)
+@contextmanager
+def _way(way: str) -> Iterator[None]:
+    """``gram``: the library without :data:`~liponet.layers.fourier.POLISHED_EVAL` (before)."""
+    saved = fourier.POLISHED_EVAL
+    if way == "gram":
+        fourier.POLISHED_EVAL = {}
+    try:
+        yield
+    finally:
+        fourier.POLISHED_EVAL = saved
 
 
-def _chunked_bound(layer: LipSpectralConv) -> float:
-    r, w = layer.effective_weights()
-    return layer._eval_isometry_bound(r, w)
+def _bound(layer: LipSpectralConv, way: str) -> float:
+    if way == "gram":
+        r, w = layer.effective_weights()
+        return layer._eval_isometry_bound(r, w)
+    return layer.lipschitz_bound()
 
 
-WAYS: dict[str, Callable[[LipSpectralConv], float]] = {
-    "full": _full_bound,
-    "chunked": _chunked_bound,
-}
+def _same(a: torch.Tensor | None, b: torch.Tensor | None) -> bool:
+    """Whether two eval weights (or two ``None``) are equal bit for bit."""
+    if a is None or b is None:
+        return a is None and b is None
+    if a.is_complex():
+        a, b = torch.view_as_real(a), torch.view_as_real(b)
+    return a.dtype == b.dtype and torch.equal(a, b)
+
+
+def _multipliers(layers: list[LipSpectralConv]) -> list[torch.Tensor]:
+    out = []
+    with torch.no_grad():
+        for layer in layers:
+            skip = None if layer.skip is None else layer.skip.detach()
+            out.append(layer._stacked(layer._symmetric_spectral(layer.weight.detach()), skip))
+    return out
+
+
+def _polar_floor(layers: list[LipSpectralConv]) -> tuple[float, float]:
+    """CPU seconds of the float32 polar factors of every multiplier, and of their ``eigh``."""
+    mats = _multipliers(layers)
+    c = time.process_time()
+    with torch.no_grad():
+        for m in mats:
+            for i, j in chunks(len(m), m[0].numel()):
+                polar_eigh(m[i:j])
+    polar = time.process_time() - c
+    grams = [[conj_t(m[i:j]) @ m[i:j] for i, j in chunks(len(m), m[0].numel())] for m in mats]
+    c = time.process_time()
+    for per_layer in grams:
+        for g in per_layer:
+            torch.linalg.eigh(g)
+    return polar, time.process_time() - c
 
 
 def measure(normalization: str, cfg: dict, rounds: int) -> list[dict]:
     torch.manual_seed(0)
+    ways = WAYS[normalization]
 
     def make() -> LipFNO:
         return LipFNO(
@@ -87,40 +146,50 @@ def measure(normalization: str, cfg: dict, rounds: int) -> list[dict]:
 
     step()
     cpu: dict[str, list[float]] = {"step": []}
-    for way in WAYS:
+    for way in ways:
         cpu[f"{way} eval weights"], cpu[f"{way} bound"], cpu[f"{way} cold"] = [], [], []
+    if "polished" in ways:
+        cpu["polished float32 polar factors (floor)"], cpu["polished eigh alone (floor)"] = [], []
     for i in range(rounds):
         c = time.process_time()
         step()
         cpu["step"].append(time.process_time() - c)
-        bounds = {}
-        order = list(WAYS) if i % 2 == 0 else list(reversed(WAYS))
+        weights = {}
+        order = list(ways) if i % 2 == 0 else list(reversed(ways))
         for way in order:
             fresh = make()
             fresh.load_state_dict(model.state_dict())
             fresh.eval()
             layers = [m for m in fresh.modules() if isinstance(m, LipSpectralConv)]
-            c = time.process_time()
-            for layer in layers:
-                layer.effective_weights()
-            t_eval = time.process_time() - c
-            c = time.process_time()
-            bounds[way] = max(WAYS[way](layer) for layer in layers)
-            t_bound = time.process_time() - c
+            with _way(way):
+                c = time.process_time()
+                weights[way] = [layer.effective_weights() for layer in layers]
+                t_eval = time.process_time() - c
+                c = time.process_time()
+                max(_bound(layer, way) for layer in layers)
+                t_bound = time.process_time() - c
             cpu[f"{way} eval weights"].append(t_eval)
             cpu[f"{way} bound"].append(t_bound)
             cpu[f"{way} cold"].append(t_eval + t_bound)
-        if len(set(bounds.values())) != 1:
-            raise AssertionError(f"the ways disagree: {bounds}")
+        if "polished" in ways:
+            for a, b in zip(weights["gram"], weights["polished"], strict=True):
+                if not all(_same(ta, tb) for ta, tb in zip(a, b, strict=True)):
+                    raise AssertionError("the ways' eval weights differ")
+            layers = [m for m in model.modules() if isinstance(m, LipSpectralConv)]
+            polar, eigh = _polar_floor(layers)
+            cpu["polished float32 polar factors (floor)"].append(polar)
+            cpu["polished eigh alone (floor)"].append(eigh)
     step_ms = 1e3 * statistics.median(cpu["step"])
     if normalization == "cayley":
         EXPERIMENT.update(float32_cayley(model))
+    TIGHTNESS.extend(tightness(model, normalization, ways))
     rows = []
     for key, values in cpu.items():
         if key == "step":
             continue
         ms = 1e3 * statistics.median(values)
         way, part = key.split(" ", 1)
+        base = cpu.get(f"gram {part}")
         rows.append(
             dict(
                 normalization=normalization,
@@ -129,10 +198,38 @@ def measure(normalization: str, cfg: dict, rounds: int) -> list[dict]:
                 ms=ms,
                 step_ms=step_ms,
                 train_steps=ms / step_ms,
-                ratio_to_full=ms / (1e3 * statistics.median(cpu[f"full {part}"])),
+                ratio_to_gram=ms / (1e3 * statistics.median(base)) if base else float("nan"),
             )
         )
     return rows
+
+
+def tightness(model: LipFNO, normalization: str, ways: tuple[str, ...]) -> list[dict]:
+    """Each way's certificate and the exact largest norm (float64 SVD) over ``k``, minus 1."""
+    out = []
+    layers = [m for m in model.modules() if isinstance(m, LipSpectralConv)]
+    for way in ways:
+        worst = {"bound / k - 1": -1.0, "exact / k - 1": -1.0, "bound / exact - 1": 0.0}
+        for layer in layers:
+            assert layer.k is not None
+            fresh = LipSpectralConv(
+                layer.in_channels, layer.out_channels, layer.modes, k=layer.k,
+                skip=layer.skip is not None, normalization=normalization,
+            )  # fmt: skip
+            fresh.load_state_dict(layer.state_dict())
+            fresh.eval()
+            with _way(way):
+                bound = _bound(fresh, way)
+            mk, w = fresh.multipliers()
+            exact = float(spectral_norm_exact(mk).max())
+            exact = exact if w is None else max(exact, float(spectral_norm_exact(w)))
+            if exact > bound:
+                raise AssertionError(f"{way}: the certificate {bound} is below the norm {exact}")
+            worst["bound / k - 1"] = max(worst["bound / k - 1"], bound / layer.k - 1.0)
+            worst["exact / k - 1"] = max(worst["exact / k - 1"], exact / layer.k - 1.0)
+            worst["bound / exact - 1"] = max(worst["bound / exact - 1"], bound / exact - 1.0)
+        out.append({"normalization": normalization, "way": way, **worst})
+    return out
 
 
 def float32_cayley(model: LipFNO) -> dict:
@@ -165,7 +262,7 @@ def plot(rows: list[dict], path: Path) -> None:
     with panel_row(path, len(NORMALIZATIONS), (4.5, 3.5)) as axes:
         for ax, normalization in zip(axes, NORMALIZATIONS, strict=True):
             sub = [r for r in rows if r["normalization"] == normalization]
-            labels = [f"{r['way']}\n{r['part']}" for r in sub]
+            labels = [f"{r['way']}\n{r['part']}".replace(" (floor)", "") for r in sub]
             ax.bar(labels, [r["train_steps"] for r in sub], color="tab:blue")
             ax.axhline(0.2, color="grey", lw=0.5)
             ax.set_ylabel("train steps")
@@ -196,19 +293,26 @@ def main() -> None:
         f"{platform.machine()}, torch {torch.__version__}; load average at the end "
         f"{os.getloadavg()[0]:.2f} on {os.cpu_count()} cores; {time.perf_counter() - start:.0f} s"
     )
-    cols = ["normalization", "way", "part", "ms", "step_ms", "train_steps", "ratio_to_full"]
+    cols = ["normalization", "way", "part", "ms", "step_ms", "train_steps", "ratio_to_gram"]
     lines = [
         "# Cold lipschitz_bound() of the norm-free normalizations",
         "",
         f"Settings: {settings}",
         "",
         "`ms` = median CPU milliseconds of the cold call right after an Adam step on a fresh copy "
-        "of the weights (`eval weights`: every layer's `effective_weights()`, `bound`: the "
-        "certificate from them, `cold`: both); `train_steps` against the median train step "
-        "`step_ms`; `ratio_to_full` against the previous path. Both ways gave the same float "
-        "every round. See the script's docstring.",
+        "of the weights (`eval weights`: every layer's `effective_weights()`, for `polished` "
+        "with the certificate's pass; `bound`: the certificate after them; `cold`: both); "
+        "`train_steps` against the median train step `step_ms`; `ratio_to_gram` against the "
+        "`gram` way. The `(floor)` rows: the float32 polar factors of every multiplier and "
+        "their batched `eigh` alone, on the same weights. Both ways' eval weights were equal bit "
+        "for bit every round. See the script's docstring.",
         "",
         markdown_table(rows, cols),
+        "",
+        "Tightness after the rounds (largest over the layers; every certificate above the exact "
+        "float64 SVD norm of what the forward applies):",
+        "",
+        markdown_table(TIGHTNESS, list(TIGHTNESS[0])),
         "",
         "Experiment (not the library's path): `cayley`'s eval weights from a float32 inverse, the "
         "training forward's (`k * cayley_unitary(M)` in complex64), on the cayley model after "

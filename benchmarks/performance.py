@@ -350,10 +350,10 @@ ND_CONFIGS[1] = dict(batch=16, n=256, modes=(12,), width=32)
 FUSED = {"block": "fourier", "normalization": "global"}
 ND_MODELS = {
     "LipFNO global": ("LipFNO", FUSED),
+    # the default: warm-started polar factors (first order around the last exact basis while it
+    # is close; liponet.layers.warm_polar_train), and the exact polar factors every call
     "LipFNO orthogonal": ("LipFNO", {**FUSED, "normalization": "orthogonal"}),
-    # the same model trained with warm-started polar factors (liponet.layers.warm_polar_train,
-    # an opt-in training device: first order around the last exact basis while it is close)
-    "LipFNO orthogonal warm": ("LipFNO", {**FUSED, "normalization": "orthogonal", "warm": True}),
+    "LipFNO orthogonal exact": ("LipFNO", {**FUSED, "normalization": "orthogonal", "warm": False}),
     "LipFNO polar": ("LipFNO", {**FUSED, "normalization": "polar"}),
     "LipFNO qr": ("LipFNO", {**FUSED, "normalization": "qr"}),
     "LipFNO cayley": ("LipFNO", {**FUSED, "normalization": "cayley"}),
@@ -365,10 +365,10 @@ ND_MODELS = {
 def _nd_model(name: str, cfg: dict) -> nn.Module | None:
     kind, kw = ND_MODELS[name]
     kw = dict(kw)
-    warm = kw.pop("warm", False)
+    warm = kw.pop("warm", True)
     model = build(kind, 1, 1, cfg["modes"], cfg["width"], 4, **kw)
-    if model is not None and warm:
-        warm_polar_train(model)
+    if model is not None and not warm:
+        warm_polar_train(model, enabled=False)
     return model
 
 

@@ -2524,7 +2524,9 @@ def _plot(
         ax.set_xticks([i + 0.4 - width / 2 for i in range(len(tasks))])
         ax.set_xticklabels(tasks, rotation=20, fontsize=8)
         ax.set_title(title + ("" if len(ok) == len(models) * len(tasks) else ", seeds min-max"))
-    axes[0].legend(fontsize=7, ncol=1 + len(models) // 24)  # long lists in columns
+    # A fixed place: loc="best" searches the data and warns when that takes over a second (a
+    # loaded machine), which a caller treating warnings as errors sees as a failed run.
+    axes[0].legend(fontsize=7, ncol=1 + len(models) // 24, loc="upper left")
     fig.tight_layout()
     fig.savefig(path, dpi=90)
     plt.close(fig)

@@ -811,10 +811,12 @@ def test_isometry_bound_falls_back_to_the_svd_far_from_isometries():
 @pytest.mark.parametrize("normalization", sorted(NORM_FREE))
 @pytest.mark.parametrize(("modes", "skip"), [((6,), True), ((4, 3), True), ((5, 4, 3), False)])
 def test_isometry_certificate_from_the_eval_weights_is_the_full_one_bit_for_bit(
-    normalization, modes, skip
+    normalization, modes, skip, monkeypatch
 ):
     # lipschitz_bound() bounds W' + R'_k chunk by chunk, one of each conjugate pair: the same
     # float as the bound of every multiplier of multipliers(), and above the exact SVD norms.
+    # (The Gram path: "orthogonal" and "polar" take it without POLISHED_EVAL.)
+    monkeypatch.setattr(fourier, "POLISHED_EVAL", {})
     conv = LipSpectralConv(6, 6, modes, k=1.5, skip=skip, normalization=normalization)
     conv = _randomize(conv, seed=3).eval()
     bound = conv.lipschitz_bound()
@@ -822,6 +824,81 @@ def test_isometry_certificate_from_the_eval_weights_is_the_full_one_bit_for_bit(
     assert bound == LipSpectralConv._isometry_bound(mk, w)
     exact = float(spectral_norm_exact(mk).max())
     exact = exact if w is None else max(exact, float(spectral_norm_exact(w)))
+    assert exact <= bound <= exact * (1 + 1e-6)
+
+
+def _exact_multiplier_norm(conv):
+    mk, w = conv.multipliers()
+    exact = float(spectral_norm_exact(mk).max())
+    return exact if w is None else max(exact, float(spectral_norm_exact(w)))
+
+
+def _same_bits(a, b):
+    if a is None or b is None:
+        return a is None and b is None
+    real = torch.view_as_real if a.is_complex() else (lambda t: t)
+    return a.dtype == b.dtype and torch.equal(real(a), real(b))
+
+
+@pytest.mark.parametrize("normalization", sorted(fourier.POLISHED_EVAL))
+@pytest.mark.parametrize(("modes", "skip"), [((6,), True), ((4, 3), True), ((5, 4, 3), False)])
+@pytest.mark.parametrize("shape", [(6, 6), (4, 6), (6, 4)])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_polished_certificate_keeps_the_eval_weights_and_bounds_them(
+    normalization, modes, skip, shape, dtype, monkeypatch
+):
+    # The certificate comes with the eval weights (polished_isometry_bound, then the distance
+    # of each W' + R'_k to its polished multiplier): no Gram product, no SVD; above the exact
+    # SVD norms, within 1e-6 of them, below k; the eval weights those of the plain path.
+    conv = LipSpectralConv(*shape, modes, k=1.5, skip=skip, normalization=normalization)
+    conv = _randomize(conv.to(dtype), seed=3).eval()
+    calls = []
+    for name in ("isometry_norm_upper", "spectral_norm_upper"):
+        fn = getattr(fourier, name)
+        monkeypatch.setattr(fourier, name, lambda w, fn=fn: calls.append(1) or fn(w))
+    bound = conv.lipschitz_bound()
+    assert not calls
+    exact = _exact_multiplier_norm(conv)
+    assert exact <= bound <= exact * (1 + 1e-6)
+    assert bound <= 1.5
+    monkeypatch.setattr(fourier, "POLISHED_EVAL", {})  # the plain path: normalize, then split
+    plain = LipSpectralConv(*shape, modes, k=1.5, skip=skip, normalization=normalization)
+    plain = plain.to(dtype)
+    plain.load_state_dict(conv.state_dict())
+    plain.eval()
+    for a, b in zip(plain.effective_weights(), conv.effective_weights(), strict=True):
+        assert _same_bits(a, b)
+
+
+def test_polished_certificate_needs_the_rounding_terms():
+    # The unsound variant: the eval weights' norms taken as the target k (1 - 2^-20), what the
+    # Newton-Schulz step gives in exact arithmetic: the float32 eval weights exceed it.
+    conv = LipSpectralConv(16, 16, (4, 3), k=1.0, skip=True, normalization="orthogonal")
+    conv = _randomize(conv, seed=4).eval()
+    exact = _exact_multiplier_norm(conv)
+    assert exact > conv._target() * (1 + 1e-9)
+    assert exact <= conv.lipschitz_bound() <= 1.0
+
+
+def test_polished_certificate_falls_back_where_no_bound_is_proven(monkeypatch):
+    # Multipliers whose polish proves nothing (norm bound inf: ||X|| <= 2 unproven) get the
+    # Gram bound (or an SVD) instead; the certificate stays above the exact norms.
+    polished = fourier.POLISHED_EVAL["orthogonal"]
+
+    def partial(m, k):
+        out, norms = polished(m, k)
+        norms[::2] = math.inf
+        return out, norms
+
+    monkeypatch.setitem(fourier.POLISHED_EVAL, "orthogonal", partial)
+    calls = []
+    gram = fourier.isometry_norm_upper
+    monkeypatch.setattr(fourier, "isometry_norm_upper", lambda a: calls.append(len(a)) or gram(a))
+    conv = LipSpectralConv(6, 6, (4, 3), k=1.5, skip=True, normalization="orthogonal")
+    conv = _randomize(conv, seed=5).eval()
+    bound = conv.lipschitz_bound()
+    assert calls and sum(calls) < len(conv.multipliers()[0])  # only the unproven ones
+    exact = _exact_multiplier_norm(conv)
     assert exact <= bound <= exact * (1 + 1e-6)
 
 

@@ -26,6 +26,7 @@ from liponet.functional import (
     polar_eigh,
     polar_factor,
     polish_isometry,
+    polished_isometry_bound,
     power_iteration,
     qr_unitary,
     scale_multipliers,
@@ -518,6 +519,52 @@ def test_polish_isometry_squares_the_departure_and_never_exceeds_one():
         sv = torch.linalg.svdvals(p)
         assert float(sv.max()) <= 1.0 + 1e-15
         assert float((sv - 1).abs().max()) <= 1.6e-6  # 1 - s (3 - s^2) / 2 ~ 3/2 (1e-3)^2
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.complex64, torch.float64, torch.complex128])
+def test_polished_isometry_bound_is_sound_tight_and_the_polish_bit_for_bit(dtype):
+    gen = torch.Generator().manual_seed(9)
+    wide = torch.complex128 if dtype.is_complex else torch.float64
+    k = 1.5 * (1 - 2.0**-20)
+    for shape in ((16, 24, 24), (8, 12, 5), (8, 5, 12)):
+        q = polar_factor(torch.randn(shape, generator=gen, dtype=wide)).to(dtype)  # rounded
+        m = torch.randn(shape, generator=gen, dtype=wide)
+        # singular values spread over [0, 2] (far from an isometry, premise still holds)
+        u, _, vh = torch.linalg.svd(m, full_matrices=False)
+        s = 2 * (1 - 1e-6) * torch.rand(u.shape[0], u.shape[-1], generator=gen, dtype=torch.float64)
+        spread = ((u * s.to(wide).unsqueeze(-2)) @ vh).to(dtype)
+        for x in (q, 1.9 * q, (1 + 1e-3) * q, q + 1e-4 * m.to(dtype), spread):
+            out, bound = polished_isometry_bound(x, k)
+            same = (k * polish_isometry(x.to(wide))).to(dtype)  # the eval weights' floats
+            assert torch.equal(torch.view_as_real(out) if dtype.is_complex else out,
+                               torch.view_as_real(same) if dtype.is_complex else same)  # fmt: skip
+            exact = spectral_norm_exact(out.to(wide))
+            if x is spread:  # ||X||_2 <= 2 not proven by the row sums of |G|: no bound claimed
+                assert bool(torch.isinf(bound).any())
+                bound = torch.where(torch.isinf(bound), exact, bound)
+            assert bool((bound >= exact).all()), (bound - exact).min()
+            assert float(bound.max()) <= k * (1 + 1e-6)  # every s (3 - s^2) / 2 <= 1
+        out, bound = polished_isometry_bound(q, k)
+        tight = bound / spectral_norm_exact(out.to(wide))
+        assert float(tight.max()) <= 1 + 5e-7  # the rounding to float32 (none in float64)
+    x = torch.diag(torch.tensor([2.5, 1.0], dtype=torch.float64)).to(dtype).unsqueeze(0)
+    out, bound = polished_isometry_bound(x, 1.0)  # ||X|| > 2: f(2.5) = -4.06, no bound
+    assert float(spectral_norm_exact(out.to(wide))) > 4.0 and math.isinf(float(bound))
+    nan = torch.full((1, 3, 3), float("nan"), dtype=dtype)
+    assert math.isinf(float(polished_isometry_bound(nan, 1.0)[1]))
+
+
+def test_polished_isometry_bound_needs_its_rounding_term():
+    # The unsound variant: the Newton-Schulz step's exact-arithmetic claim ``||Q'|| <= k`` (the
+    # float64 step's rounding included, the float32 rounding d left out) is below the exact
+    # norms of float32 polished factors; the bound is not.
+    gen = torch.Generator().manual_seed(10)
+    k = 1.0 - 2.0**-20
+    q = polar_factor(torch.randn(64, 32, 32, generator=gen, dtype=torch.complex128))
+    out, bound = polished_isometry_bound(q.to(torch.complex64), k)
+    exact = spectral_norm_exact(out.to(torch.complex128))
+    assert float(exact.max()) > k * (1 + 1e-9)  # above the claim without rounding
+    assert bool((bound >= exact).all())
 
 
 def test_isometry_norm_upper_bounds_random_near_isometric_and_other_matrices():

@@ -1,5 +1,6 @@
 import json
 import math
+import shutil
 import signal
 import subprocess
 import sys
@@ -11,6 +12,7 @@ from trainfixtures import ENV, ROOT, WORKER, tiny_config
 
 from liponet.cli import main
 from liponet.train import (
+    CheckpointError,
     ConfigError,
     NonFiniteLossError,
     Trainer,
@@ -218,3 +220,95 @@ def test_sigkill_mid_epoch_then_resume_gives_identical_weights(tmp_path):
     assert [json.loads(x)["train_loss"] for x in new_log] == [
         json.loads(x)["train_loss"] for x in ref_log
     ]
+
+
+# ----------------------------------------------------------------------------- warm polar state
+
+
+def _orthogonal_config(out_dir, **changes):
+    """A tiny 1-D orthogonal LipFNO (warm polar factors by default) on toy-shift, lr 1e-3."""
+    kwargs = {"in_channels": 1, "out_channels": 1, "modes": [3], "width": 4, "depth": 2}
+    kwargs.update(block="fourier", normalization="orthogonal")
+    model = {"name": "LipFNO", "kwargs": kwargs}
+    return tiny_config(out_dir, model=model, lr=1e-3, epochs=2, save_every_steps=2, **changes)
+
+
+def _cli(cfg):
+    kw, dk = cfg["model"]["kwargs"], cfg["data"]["kwargs"]
+    flow = lambda d: "{" + ", ".join(f"{k}: {v}" for k, v in d.items()) + "}"  # noqa: E731
+    return ["train", "--no-progress", "--model", "LipFNO", "--data", "toy-shift",
+            "--epochs", str(cfg["epochs"]), "--batch-size", str(cfg["batch_size"]),
+            "--lr", str(cfg["lr"]), "--device", "cpu", "--out", cfg["out_dir"],
+            "--set", "monitor=val_nrmse", "--set", "save_every_steps=2",
+            "--set", f"model.kwargs={flow(kw)}", "--set", f"data.kwargs={flow(dk)}"]  # fmt: skip
+
+
+def _stop_at_step(n):
+    def callback(event, record):
+        if event == "step" and record["step"] == n:
+            raise KeyboardInterrupt
+
+    return callback
+
+
+def _rewrite(path, change):
+    """The checkpoint at ``path`` with ``change(model_state)`` applied (written in place)."""
+    payload = torch.load(path, weights_only=True)
+    change(payload["model"])
+    torch.save(payload, path)
+
+
+def test_orthogonal_lipfno_cli_resume_is_bitwise_with_the_warm_default(tmp_path, capsys):
+    # the warm polar basis is model state: resumed mid-epoch through the CLI, the run is
+    # bitwise the uninterrupted one; the same checkpoint without it (as written before the warm
+    # default) still resumes, but starts exact and so is not
+    ref, _ = run_in_process(_orthogonal_config(tmp_path / "ref"))
+    warm = [c.warm_polar for c in ref.model.modules() if getattr(c, "warm_polar", None)]
+    assert len(warm) == 2 and all(0 < w.warm_calls < w.calls for w in warm)
+    with pytest.raises(KeyboardInterrupt):  # stopped after step 9; last.pt holds step 8
+        run_in_process(_orthogonal_config(tmp_path / "part"), callbacks=[_stop_at_step(9)])
+    shutil.copytree(tmp_path / "part", tmp_path / "old")
+    saved = load_checkpoint(tmp_path / "part" / "last.pt")
+    keys = [k for k in saved.model_state if k.endswith("warm_polar._extra_state")]
+    assert len(keys) == 2 and all(saved.model_state[k]["v0"] is not None for k in keys)
+    _rewrite(tmp_path / "old" / "last.pt", lambda s: [s.pop(k) for k in keys])
+    for name in ("part", "old"):
+        cfg = _orthogonal_config(tmp_path / name)
+        code = main([*_cli(cfg), "--resume", str(tmp_path / name / "last.pt")])
+        assert code == 0, capsys.readouterr().err
+    a, b = state(tmp_path / "ref" / "last.pt"), state(tmp_path / "part" / "last.pt")
+    assert a.keys() == b.keys()
+    for key in a:
+        if key in keys:  # the extra state: plain data and the basis
+            assert {k: v for k, v in a[key].items() if k != "v0"} == {
+                k: v for k, v in b[key].items() if k != "v0"
+            }
+            assert torch.equal(a[key]["v0"], b[key]["v0"]), key
+        else:
+            torch.testing.assert_close(b[key], a[key], rtol=0, atol=0, msg=key)
+    old = state(tmp_path / "old" / "last.pt")
+    assert not torch.equal(_first_weight(old), _first_weight(a))
+    model, _ = load_model(tmp_path / "old" / "last.pt")  # an old checkpoint loads
+    assert model is not None
+
+
+def _first_weight(state):
+    return next(v for k, v in state.items() if k.endswith("conv.weight"))
+
+
+def test_malformed_warm_state_in_a_checkpoint_is_refused(tmp_path, capsys):
+    with pytest.raises(KeyboardInterrupt):
+        run_in_process(_orthogonal_config(tmp_path / "run"), callbacks=[_stop_at_step(3)])
+    path = tmp_path / "run" / "last.pt"
+
+    def non_unitary(model_state):
+        key = next(k for k in model_state if k.endswith("warm_polar._extra_state"))
+        model_state[key]["v0"] = 2 * model_state[key]["v0"]
+
+    _rewrite(path, non_unitary)
+    with pytest.raises(CheckpointError, match=r"last\.pt: .*warm_polar\._extra_state.*unitary"):
+        load_model(path)
+    code = main([*_cli(_orthogonal_config(tmp_path / "run")), "--resume", str(path)])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and len(err.splitlines()) == 1, err
+    assert "last.pt" in err and "not unitary" in err, err

@@ -680,7 +680,9 @@ def _plot(bound: Any, observed: Tensor, others: list[Any], path: Path) -> None:
     ax.plot([lo, hi], [lo, hi], "k-", lw=0.8, label="bound = observed")
     ax.set_xlabel("observed error")
     ax.set_ylabel("bound")
-    ax.legend(fontsize=7)
+    # bounds lie on or above the diagonal: the lower right is empty (and a fixed place never
+    # warns, as loc="best" does when its search takes over a second on a loaded machine)
+    ax.legend(fontsize=7, loc="lower right")
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=120)

@@ -66,6 +66,7 @@ from ..functional import (
     polar_eigh,
     polar_factor,
     polish_isometry,
+    polished_isometry_bound,
     qr_unitary,
     scale_multipliers,
     scale_multipliers_error,
@@ -509,26 +510,65 @@ WARM_POLAR_TOL = 3e-3
 WARM_POLAR_COOLDOWN = 4
 
 
-class _WarmPolar:
-    """The warm basis of one layer's ``"orthogonal"`` training forward (not model state).
+#: Layout version of :class:`_WarmPolar`'s extra state (``state_dict`` key
+#: ``<layer>.warm_polar._extra_state``).
+WARM_POLAR_STATE_VERSION = 1
 
-    ``v0`` ``(B, q, q)``: the right singular vectors of the multipliers at the last exact call
-    (``None`` before the first). :meth:`attempt` computes the polar factors of tall ``A``
-    ``(B, p, q)`` to first order around that basis, or returns ``None`` (the caller computes
-    them exactly and calls :meth:`refresh`). ``calls`` and ``warm_calls`` count attempts-or-
-    exact calls and accepted warm ones (for benchmarks).
+#: Largest entry of ``|V0^H V0 - I|`` a loaded warm basis may have (an ``eigh`` basis in float32
+#: is unitary to a few ``1e-7``): a basis further from unitary is refused, not used.
+WARM_POLAR_UNITARY_TOL = 1e-3
+
+
+class _WarmPolar(nn.Module):
+    """The warm basis of one layer's ``"orthogonal"`` training forward, as module state.
+
+    ``v0`` ``(B, q, q)``: the right singular vectors of the layer's ``B`` independent
+    multipliers (``q`` the smaller channel count) at the last exact call (``None`` before the
+    first). :meth:`attempt` computes the polar factors of tall ``A`` ``(B, p, q)`` to first
+    order around that basis, or returns ``None`` (the caller computes them exactly and calls
+    :meth:`refresh`). ``tol`` (0: off, every call exact), ``v0``, ``cooldown`` and ``fresh``
+    decide every later call, so they are the module's extra state (``state_dict()`` key
+    ``warm_polar._extra_state``, plain data and one complex tensor): a run resumed from a
+    checkpoint takes bitwise the calls of the uninterrupted one. A state dict without the key
+    (a checkpoint written before the warm default) loads, strict or not, and the layer starts
+    exact (``v0 = None``, the constructor's ``tol``); a malformed one (other keys, types,
+    shape, a non-finite or non-unitary basis) is refused with a ``ValueError`` naming the key.
+    ``calls`` and ``warm_calls`` count attempts-or-exact calls and accepted warm ones (for
+    benchmarks; not state). The basis is not moved by ``.to()``: on another device or dtype
+    than the weights the next call is exact and refreshes it.
+
+    Examples
+    --------
+    >>> warm = _WarmPolar(WARM_POLAR_TOL, n_matrices=5, size=3)
+    >>> sorted(warm.state_dict())
+    ['_extra_state']
+    >>> warm.get_extra_state()["v0"] is None
+    True
     """
 
-    def __init__(self, tol: float) -> None:
+    #: A state dict may lack this module's key (checkpoints from before the warm default):
+    #: :func:`liponet.train.check_state_shapes` does not require it.
+    state_optional = True
+
+    def __init__(self, tol: float, n_matrices: int, size: int) -> None:
+        super().__init__()
         self.tol = tol
+        self.shape = (n_matrices, size, size)
         self.v0: Tensor | None = None
         self.cooldown = 0
         self.fresh = True
         self.calls = 0
         self.warm_calls = 0
 
+    def reset(self) -> None:
+        """Forget the basis: the next call is exact (and sets a new one)."""
+        self.v0 = None
+        self.cooldown = 0
+        self.fresh = True
+
     def refresh(self, vh: Tensor) -> None:
-        self.v0 = conj_t(vh).resolve_conj()
+        # contiguous, as a loaded copy is: the products see the same layout either way
+        self.v0 = conj_t(vh).resolve_conj().contiguous()
         self.fresh = True
 
     def attempt(self, a: Tensor) -> tuple[Tensor, tuple[Tensor, ...]] | None:
@@ -548,6 +588,81 @@ class _WarmPolar:
         self.fresh = False
         self.warm_calls += 1
         return result
+
+    def get_extra_state(self) -> dict[str, Any]:
+        return {
+            "version": WARM_POLAR_STATE_VERSION,
+            "tol": float(self.tol),
+            "v0": self.v0,
+            "cooldown": int(self.cooldown),
+            "fresh": bool(self.fresh),
+        }
+
+    def set_extra_state(self, state: Any) -> None:
+        keys = {"version", "tol", "v0", "cooldown", "fresh"}
+        if not isinstance(state, dict) or set(state) != keys:
+            got = sorted(map(str, state)) if isinstance(state, dict) else type(state).__name__
+            raise ValueError(f"expected a dict with keys {sorted(keys)}, got {got}")
+        if type(state["version"]) is not int or state["version"] != WARM_POLAR_STATE_VERSION:
+            raise ValueError(
+                f"version {state['version']!r} is not supported (this liponet reads "
+                f"{WARM_POLAR_STATE_VERSION})"
+            )
+        tol, cooldown, fresh, v0 = state["tol"], state["cooldown"], state["fresh"], state["v0"]
+        if type(tol) is not float or not (math.isfinite(tol) and tol >= 0.0):
+            raise ValueError(f"tol must be a finite float >= 0, got {tol!r}")
+        if type(cooldown) is not int or not 0 <= cooldown <= WARM_POLAR_COOLDOWN:
+            raise ValueError(
+                f"cooldown must be an int in [0, {WARM_POLAR_COOLDOWN}], got {cooldown!r}"
+            )
+        if type(fresh) is not bool:
+            raise ValueError(f"fresh must be a bool, got {fresh!r}")
+        if v0 is not None:
+            if not isinstance(v0, Tensor) or v0.dtype not in (torch.complex64, torch.complex128):
+                what = v0.dtype if isinstance(v0, Tensor) else type(v0).__name__
+                raise ValueError(f"v0 must be None or a complex tensor, got {what}")
+            if tuple(v0.shape) != self.shape:
+                raise ValueError(
+                    f"v0 has shape {tuple(v0.shape)}, the layer's basis is {self.shape}"
+                )
+            if not bool(torch.isfinite(torch.view_as_real(v0)).all()):
+                raise ValueError("v0 has NaN or infinite entries")
+            eye = torch.eye(self.shape[-1], dtype=v0.dtype, device=v0.device)
+            gap = float((conj_t(v0) @ v0 - eye).abs().max()) if v0.numel() else 0.0
+            if not gap <= WARM_POLAR_UNITARY_TOL:
+                raise ValueError(
+                    f"v0 is not unitary (max |V0^H V0 - I| = {gap:.3g} > "
+                    f"{WARM_POLAR_UNITARY_TOL:g})"
+                )
+            v0 = v0.clone(memory_format=torch.contiguous_format)
+        self.tol, self.v0, self.cooldown, self.fresh = tol, v0, cooldown, fresh
+
+    def _load_from_state_dict(
+        self,
+        state_dict: Any,
+        prefix: str,
+        local_metadata: Any,
+        strict: bool,
+        missing_keys: list[str],
+        unexpected_keys: list[str],
+        error_msgs: list[str],
+    ) -> None:
+        key = prefix + "_extra_state"
+        present = key in state_dict
+        try:
+            super()._load_from_state_dict(
+                state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys,
+                error_msgs,
+            )  # fmt: skip
+        except ValueError as err:
+            raise ValueError(f"state_dict key {key!r}: malformed warm polar state: {err}") from None
+        if not present:  # a checkpoint from before the warm default: start exact
+            self.reset()
+            if key in missing_keys:
+                missing_keys.remove(key)
+
+    def extra_repr(self) -> str:
+        return f"tol={self.tol:g}"
 
 
 def _warm_polar(a: Tensor, v0: Tensor, tol: float) -> tuple[Tensor, tuple[Tensor, ...]] | None:
@@ -599,9 +714,10 @@ class _OrthogonalTrainWeights(torch.autograd.Function):
     mirror / symmetrization / skip sums), so the slices, concatenations and broadcasts of the
     generic path record no autograd nodes of their own (about 6% of a 2-D train step).
 
-    With ``warm`` (:func:`warm_polar_train`) the polar factors may instead be first order
-    around the last exact call's basis (:func:`_warm_polar`), the backward the same closed
-    form at those factors; a rejected warm attempt falls back to the exact factors.
+    With ``warm`` (the layer's default, :func:`warm_polar_train`) the polar factors may
+    instead be first order around the last exact call's basis (:func:`_warm_polar`), the
+    backward the same closed form at those factors; a rejected warm attempt falls back to the
+    exact factors.
 
     Inputs: ``weight`` ``(*kept, out, in, 2)`` real (the parameter), ``skip`` ``(out, in)`` or
     an empty tensor (no skip), ``k``, ``n_lead`` (the product of the leading kept sizes, odd),
@@ -727,7 +843,8 @@ def _orthogonal(m: Tensor, sigma: Tensor, k: float) -> Tensor:
     What Björck iterations converge to (:func:`~liponet.functional.polar_eigh`, one pass, with
     the polar decomposition's closed-form backward). Eval weights (no gradient) get one float64
     Newton-Schulz step (:func:`~liponet.functional.polish_isometry`) and are rounded once, so
-    their singular values are ``k`` up to that rounding.
+    their singular values are ``k`` up to that rounding; the layer's eval path computes them
+    through :data:`POLISHED_EVAL` (the same floats, with bounds of their norms).
     """
     if m.requires_grad and torch.is_grad_enabled():
         return k * polar_eigh(m)
@@ -783,9 +900,19 @@ NORMALIZATIONS: dict[str, Callable[[Tensor, Tensor, float], Tensor]] = {
     "cayley": _cayley,
 }
 
+#: Norm-free normalizations whose eval weights are a float64 Newton-Schulz step rounded once
+#: (:func:`_polished`): name -> f(multipliers, k) -> (the eval multipliers, the same floats as
+#: :data:`NORMALIZATIONS`' under no grad, and float64 upper bounds of their norms). Their
+#: certificate needs no product of its own (:meth:`LipSpectralConv._polished_bound`).
+POLISHED_EVAL: dict[str, Callable[[Tensor, float], tuple[Tensor, Tensor]]] = {
+    "orthogonal": lambda m, k: polished_isometry_bound(polar_eigh(m), k),
+    "polar": lambda m, k: polished_isometry_bound(polar_factor(m), k),
+}
+
 #: Normalizations that use no norm estimate (training skips the power iteration): each makes
 #: every multiplier ``k`` times an isometry, so its certificate is the isometry bound of
-#: :func:`~liponet.functional.isometry_norm_upper` (an SVD only where that is loose).
+#: :func:`~liponet.functional.isometry_norm_upper` (an SVD only where that is loose), or for
+#: :data:`POLISHED_EVAL` the bounds that come with the eval weights.
 NORM_FREE = frozenset({"orthogonal", "polar", "qr", "cayley"})
 
 
@@ -1079,8 +1206,9 @@ class LipSpectralConv(CertifiedModule):
     :func:`exact_train_norms` makes training forwards normalize by the exact norms instead (the
     top singular vectors from a float64 eigendecomposition every step): the function trained
     is then the one evaluated, at some cost per step. ``"orthogonal"`` trains on the exact
-    polar factors (float32 ``eigh``) unless :func:`warm_polar_train` lets it take first-order
-    ones around the last exact basis while the weights stay close (a cheaper training device).
+    polar factors (float32 ``eigh``) or, by default, first-order ones around the last exact
+    basis while the weights stay close (a cheaper training device whose basis is module state,
+    ``warm_polar``; :func:`warm_polar_train` switches it off).
 
     Examples
     --------
@@ -1128,12 +1256,18 @@ class LipSpectralConv(CertifiedModule):
         #: Training forwards normalize by exact norms instead of power-iteration estimates
         #: (:func:`exact_train_norms`); eval and the certificate do not depend on it.
         self.exact_train_norms = False
-        #: ``"orthogonal"``: training forwards take first-order polar factors around the last
-        #: exact basis while its Gram stays this close to diagonal (:func:`warm_polar_train`;
-        #: 0: every call exact); eval and the certificate do not depend on it.
-        self.warm_polar_tol = 0.0
-        self._warm_polar: _WarmPolar | None = None
         self.kept_shape = kept_mode_shape(modes)
+        #: ``"orthogonal"`` (``k`` set): training forwards take first-order polar factors
+        #: around the last exact basis while its Gram stays within ``warm_polar.tol`` of
+        #: diagonal (default :data:`WARM_POLAR_TOL`; :func:`warm_polar_train`); the basis is
+        #: module state. ``None`` for the other layers. Eval and the certificate never use it.
+        self.warm_polar: _WarmPolar | None = None
+        if k is not None and normalization == "orthogonal":
+            n_lead = math.prod(self.kept_shape[:-1])
+            n_multipliers = n_lead - (n_lead - 1) // 2 + n_lead * (self.kept_shape[-1] - 1)
+            self.warm_polar = _WarmPolar(
+                WARM_POLAR_TOL, n_multipliers + int(skip), min(in_channels, out_channels)
+            )
         n_kept = math.prod(self.kept_shape)
         self.weight = _complex_param((*self.kept_shape, out_channels, in_channels))
         self.skip = nn.Parameter(torch.empty(out_channels, in_channels)) if skip else None
@@ -1147,6 +1281,19 @@ class LipSpectralConv(CertifiedModule):
         #: multipliers and bounds of their norms, so the next one needs SVDs only where the
         #: weights moved enough to matter (:meth:`_norms`).
         self._norm_memory = _Memory()
+
+    @property
+    def warm_polar_tol(self) -> float:
+        """The warm polar factors' tolerance (``0.0``: every training call exact, or no basis)."""
+        return 0.0 if self.warm_polar is None else self.warm_polar.tol
+
+    @warm_polar_tol.setter
+    def warm_polar_tol(self, tol: float) -> None:
+        if self.warm_polar is None:
+            if tol != 0.0:
+                raise ValueError("only constrained 'orthogonal' layers take warm polar factors")
+            return
+        self.warm_polar.tol = float(tol)
 
     def _init_weights(self) -> None:
         with torch.no_grad():
@@ -1232,11 +1379,9 @@ class LipSpectralConv(CertifiedModule):
         n_lead, m_d = math.prod(self.kept_shape[:-1]), self.kept_shape[-1]
         if self.normalization == "orthogonal" and FUSED_ORTHOGONAL_TRAIN:
             skip = self.weight.new_empty(0) if self.skip is None else self.skip
-            warm = None
-            if self.warm_polar_tol > 0.0 and not self.exact_train_norms:
-                if self._warm_polar is None or self._warm_polar.tol != self.warm_polar_tol:
-                    self._warm_polar = _WarmPolar(self.warm_polar_tol)
-                warm = self._warm_polar
+            warm = self.warm_polar
+            if warm is not None and (warm.tol <= 0.0 or self.exact_train_norms):
+                warm = None
             r_out, w_out = _OrthogonalTrainWeights.apply(self.weight, skip, k, n_lead, m_d, warm)
             return r_out.reshape(*self.kept_shape, o, i), None if self.skip is None else w_out
         half = (n_lead - 1) // 2  # mirrored zero-slice entries: l < half
@@ -1265,13 +1410,17 @@ class LipSpectralConv(CertifiedModule):
         """Eval-mode ``(R'_k (*kept, out, in) complex, W' (out, in) or None)``; cached, no grad."""
         return self._eval_state()[0]
 
-    def _eval_state(self) -> tuple[tuple[Tensor, Tensor | None], _Scaled | None]:
-        """Eval weights and, for scalar normalizations, ``(m, norms of m, float64 scales)``."""
+    def _eval_state(self) -> tuple[tuple[Tensor, Tensor | None], _Scaled | float | None]:
+        """Eval weights and, for scalar normalizations, ``(m, norms of m, float64 scales)``.
+
+        For the normalizations of :data:`POLISHED_EVAL` instead the certificate itself (a
+        float, :meth:`_polished_bound`), computed with the weights at little cost.
+        """
         return self._cache.get("eval_state", self._sources(), self._compute_eval_state)
 
     def _compute_eval_state(
         self, weight: Tensor, skip: Tensor | None = None
-    ) -> tuple[tuple[Tensor, Tensor | None], _Scaled | None]:
+    ) -> tuple[tuple[Tensor, Tensor | None], _Scaled | float | None]:
         with torch.no_grad():
             if self.k is not None and self.normalization == "clip":
                 skip = None if skip is None else skip.detach()
@@ -1305,9 +1454,17 @@ class LipSpectralConv(CertifiedModule):
                 # polishing's temporaries stay in cache (several times faster at width 64)
                 fn, normalized = NORMALIZATIONS[self.normalization], torch.empty_like(m)
                 ones = m.real.new_ones(m.shape[0])
+                polished = POLISHED_EVAL.get(self.normalization)
+                norms = torch.empty(len(m), dtype=torch.float64, device=m.device)
                 for i, j in chunks(len(m), m[0].numel()):
-                    normalized[i:j] = fn(m[i:j], ones[i:j], target)
-                return self._split(normalized, symmetrize=True), None
+                    if polished is None:
+                        normalized[i:j] = fn(m[i:j], ones[i:j], target)
+                    else:  # the same floats, and bounds of their norms
+                        normalized[i:j], norms[i:j] = polished(m[i:j], target)
+                weights = self._split(normalized, symmetrize=True)
+                if polished is None:
+                    return weights, None
+                return weights, self._polished_bound(normalized, norms, *weights)
             sigma = spectral_norm_exact(m).to(m.real.dtype)  # (K [+1],)
             normalized = NORMALIZATIONS[self.normalization](m, sigma, target)
             return self._split(normalized, symmetrize=True), None
@@ -1936,6 +2093,8 @@ class LipSpectralConv(CertifiedModule):
         if self._clip_parts_path():  # the bounds and scales only: no eval weights needed
             return self._scaled_bound(None, None, *self._clip_scaled())
         (r_eval, w_eval), scaled = self._eval_state()
+        if isinstance(scaled, float):  # certified with the eval weights (_polished_bound)
+            return scaled
         if scaled is not None:  # no SVD here: the norms of M_k are bounded, the scales known
             return self._scaled_bound(r_eval, w_eval, *scaled)
         if self.k is not None and self.normalization in NORM_FREE:
@@ -1970,6 +2129,89 @@ class LipSpectralConv(CertifiedModule):
             return a if w128 is None else a + w128
 
         return _isometry_bound_of(fetch, len(rows) + int(w is not None), o, i, rk.device)
+
+    def _polished_bound(self, q: Tensor, norms: Tensor, r: Tensor, w: Tensor | None) -> float:
+        """The certificate of :data:`POLISHED_EVAL`'s eval weights from their construction.
+
+        ``q`` ``(K [+1], out, in)`` the rounded multipliers ``Q'_j`` before :meth:`_split`,
+        ``norms`` upper bounds ``b_j`` of their norms
+        (:func:`~liponet.functional.polished_isometry_bound`), ``r``, ``w`` the eval weights
+        ``R'_k``, ``W'``. One of each conjugate pair is bounded (:meth:`_pair_rows`, as in
+        :meth:`_eval_isometry_bound`). Proof: ``W' = Re Q'_W`` exactly, and ``||Re Z||_2 <=
+        (||Z||_2 + ||conj Z||_2) / 2``: ``||W'|| <= b_W``. A multiplier ``A_k = R'_k + W'``,
+        ``R'_k = fl(B_k - W')``, is close to ``C_k``: ``B_k = C_k = Q'_k`` for ``k_d > 0``, and
+        on the ``k_d = 0`` slice ``B_k = fl(C_k)``, ``C_k = (Q'_k + conj Q'_{-k}) / 2``
+        (:func:`hermitian_symmetrize`), of norm ``<= max(b_k, b_{-k})`` =: ``c_k``. So
+        ``||A_k||_2 <= c_k + ||A_k - C_k||_F``; the distance is computed in float64 (``A_k``
+        and ``C_k`` formed with one rounding per entry each, ``u ||.||_F`` apiece with ``||C_k||_F
+        <= sqrt(p) c_k`` and ``||A_k||_F <= ||C_k||_F + ||A_k - C_k||_F``; the difference
+        rounded once per entry; the sum of squares as in
+        :func:`~liponet.functional.isometry_norm_upper`), a few float64 operations covered by
+        ``1 + 1e-12``. The certificate is the largest of these bounds where it is within
+        ``1e-6`` of the lower bound ``||A||_F / sqrt(min(out, in))`` of the multiplier with the
+        largest bound (so of the largest norm; every bound of near-isometries is); the
+        multipliers above that (``b`` infinite: its premise unproven, or far from multiples of
+        isometries) get :func:`_isometry_bound_of` (a Gram product, else an SVD). NaN or inf
+        weights raise ``ValueError``.
+        """
+        o, i = self.out_channels, self.in_channels
+        p = min(o, i)
+        lead, m_d = math.prod(self.kept_shape[:-1]), self.kept_shape[-1]
+        half = (lead - 1) // 2
+        n = lead * m_d
+        u = 2.0**-53
+        rel = (1.0 + 2 * (2 * o * i + 2) * u) / (1.0 - u)
+        slack = 4 * o * i * torch.finfo(torch.float64).tiny
+        w64 = None if w is None else w.to(torch.float64)
+        grid_r, grid_q = r.reshape(lead, m_d, o, i), q[:n].view(lead, m_d, o, i)
+        grid_b = norms[:n].view(lead, m_d)
+        bounds = []
+
+        def measure(a32: Tensor, near: Tensor, c: Tensor) -> None:
+            # A = R' + W' in float64 (real view), then A - C; c the bounds of ||C||_2
+            a = torch.view_as_real(a32).to(torch.float64, copy=True)  # never a view of R'
+            if w64 is not None:
+                a[..., 0] += w64
+            dist = torch.linalg.vector_norm(a.sub_(near), dim=(-3, -2, -1)) * rel
+            dist = dist * (1.0 + 2 * u) + 2.02 * u * (2 * math.sqrt(p) * c + dist)
+            bounds.append((c + dist + slack) * (1.0 + 1e-12))
+
+        zero_q, zero_b = grid_q[:, 0], grid_b[:, 0]
+        for s, e in chunks(lead - half, o * i):  # the k_d = 0 slice, l >= half
+            # C = (Q'_l + conj Q'_{L-1-l}) / 2, formed as conj(conj Q'_l + Q'_{L-1-l}) / 2
+            own, mirror = slice(half + s, half + e), slice(half - e + 1, half - s + 1)
+            near = torch.view_as_real(zero_q[own]).to(torch.float64, copy=True)
+            near[..., 1].neg_()
+            near.add_(torch.view_as_real(zero_q[mirror].flip(0))).div_(2)
+            near[..., 1].neg_()
+            measure(grid_r[own, 0], near, torch.maximum(zero_b[own], zero_b[mirror].flip(0)))
+        for s, e in chunks(lead, (m_d - 1) * o * i) if m_d > 1 else []:  # k_d > 0: C = Q'_k
+            near = torch.view_as_real(grid_q[s:e, 1:]).reshape(-1, o, i, 2)
+            measure(grid_r[s:e, 1:].reshape(-1, o, i), near, grid_b[s:e, 1:].reshape(-1))
+        bound = torch.cat(bounds if w64 is None else [*bounds, norms[-1:]])  # ||W'|| <= b_W
+        rows = self._pair_rows()[0].to(q.device)  # the order above: zero slice, k_d > 0, skip
+        w128 = None if w64 is None else w64.to(torch.complex128)
+
+        def fetch(index: Tensor) -> Tensor:  # the multipliers A of rows[index]
+            pick = rows[index]
+            a = r.reshape(n, o, i)[pick.clamp_max(n - 1)].to(torch.complex128)
+            if w128 is not None:
+                a = a + w128
+                a[pick == n] = w128
+            return a
+
+        # a lower bound of the largest norm: ||A||_F / sqrt(p) of the row with the largest bound
+        top = bound.nan_to_num(math.inf).argmax().reshape(1)
+        lower = float(_frobenius64(fetch(top))) / math.sqrt(p)
+        if not math.isfinite(lower):
+            raise ValueError("the weights hold NaN or inf values: no spectral-norm bound exists")
+        tight = bound <= lower * (1.0 + 1e-6)  # NaN or inf: False
+        result = float(bound[tight].max()) if bool(tight.any()) else 0.0
+        loose = (~tight).nonzero().squeeze(1)
+        if len(loose):
+            fallback = _isometry_bound_of(lambda sel: fetch(loose[sel]), len(loose), o, i, q.device)
+            result = max(result, fallback)
+        return result
 
     @staticmethod
     def _isometry_bound(mk: Tensor, w: Tensor | None) -> float:
@@ -2202,23 +2444,32 @@ def _constrained_convs(model: nn.Module, normalization: str | None = None) -> li
 
 
 def warm_polar_train(model: nn.Module, tol: float = WARM_POLAR_TOL, enabled: bool = True) -> int:
-    """Warm-start the polar factors of every ``"orthogonal"`` layer's training forward.
+    """Set (or switch off) the warm-started polar factors of ``"orthogonal"`` training forwards.
 
     A ``"orthogonal"`` training forward computes ``k`` times the unitary polar factor of every
     multiplier by a batched ``eigh`` of its Gram matrix, about two thirds of the layer's step in
-    2-D. With this, a layer keeps the right singular basis ``V0`` of its last exact call and,
-    while the weights stay close, applies the first-order polar factor around it instead
-    (:func:`_warm_polar`: four batched products, no ``eigh``; its own exact gradient): accepted
-    only while every off-diagonal entry of ``V0^H M^H M V0`` is at most ``tol`` relative to its
-    diagonal, which keeps it within about ``10 tol^2`` of the exact factor entrywise; otherwise
-    the call is exact and refreshes ``V0``. A training device, like the power iteration of
-    ``"clip"`` and ``"global"``: eval weights and the certificate never depend on it (the
-    float64-polished exact factors). The basis is not model state: a model rebuilt from a
-    checkpoint starts exact (a resumed run is not bitwise the uninterrupted one), and
-    :func:`exact_train_norms` overrides it. Pays off when optimizer steps are small: on 1-D
-    advection (Adam at ``1e-3`` with cosine decay, the default ``tol``) 2551 of 2720 layer calls
-    were warm at the same test error (``benchmarks/results/fno_accuracy_advection_orthogonal.md``),
-    and the 2-D train step fell from 1.70x to 1.35x neuraloperator's
+    2-D. By default (every constrained ``"orthogonal"`` layer, ``tol =``
+    :data:`WARM_POLAR_TOL`) a layer keeps the right singular basis ``V0`` of its last exact
+    call and, while the weights stay close, applies the first-order polar factor around it
+    instead (:func:`_warm_polar`: four batched products, no ``eigh``; its own exact gradient):
+    accepted only while every off-diagonal entry of ``V0^H M^H M V0`` is at most ``tol``
+    relative to its diagonal, which keeps it within about ``10 tol^2`` of the exact factor
+    entrywise; otherwise the call is exact and refreshes ``V0``. A training device, like the
+    power iteration of ``"clip"`` and ``"global"``: eval weights and the certificate never
+    depend on it (the float64-polished exact factors). ``enabled=False`` (or
+    :func:`exact_train_norms`, which overrides it) trains on the exact factors every call.
+
+    The basis, its cooldown, freshness and ``tol`` are module state
+    (``<layer>.warm_polar._extra_state`` in ``state_dict()``), so a run resumed from a
+    checkpoint is bitwise the uninterrupted one. Cost: one complex64 ``q x q`` matrix per
+    independent multiplier, about the size of the layer's weights: a checkpoint with Adam's
+    moments 1.30x to 1.33x the size (``benchmarks/results/warm_polar_state.md``). A checkpoint
+    written before the warm default (no such key) still loads, strict or not: its layers start
+    exact (no basis) with the constructor's ``tol``, so that resume is not bitwise the run
+    that wrote it, which trained exact. Pays off when optimizer steps are small: on 1-D
+    advection and Burgers (Adam at ``1e-3`` with cosine decay) most layer calls are warm at the
+    test error of exact training (``benchmarks/results/fno_accuracy_orthogonal_warm_default.md``),
+    and the 2-D train step falls from 1.70x to 1.35x neuraloperator's
     (``benchmarks/results/performance.md``).
 
     Parameters
@@ -2229,7 +2480,8 @@ def warm_polar_train(model: nn.Module, tol: float = WARM_POLAR_TOL, enabled: boo
     tol
         The acceptance threshold (> 0).
     enabled
-        ``False``: every training call exact again (the default of every layer).
+        ``False``: every training call exact (``warm_polar.tol = 0``, saved with the state).
+        Either way the basis is forgotten: the next training call is exact.
 
     Returns
     -------
@@ -2241,15 +2493,18 @@ def warm_polar_train(model: nn.Module, tol: float = WARM_POLAR_TOL, enabled: boo
     >>> from liponet.models import LipFNO
     >>> model = LipFNO(1, 1, modes=(4,), width=8, depth=2, normalization="orthogonal",
     ...                block="fourier")
-    >>> warm_polar_train(model)
+    >>> [type(m).__name__ for m in model.modules()].count("_WarmPolar")  # on by default
+    2
+    >>> warm_polar_train(model, enabled=False)  # exact polar factors every training call
     2
     """
     if not (math.isfinite(tol) and tol > 0.0):
         raise ValueError(f"tol must be a finite positive number, got {tol}")
     convs = _constrained_convs(model, "orthogonal")
     for conv in convs:
-        conv.warm_polar_tol = tol if enabled else 0.0
-        conv._warm_polar = None
+        if conv.warm_polar is not None:
+            conv.warm_polar.tol = tol if enabled else 0.0
+            conv.warm_polar.reset()
     return len(convs)
 
 

@@ -50,6 +50,8 @@ CHECKPOINT_FORMAT = "liponet-checkpoint"
 CHECKPOINT_VERSION = 1
 
 _PLAIN = (str, int, float, bool, type(None), Tensor)
+#: The ``state_dict`` key suffix of a module's extra state (``get_extra_state``).
+_EXTRA_STATE = "_extra_state"
 
 
 class CheckpointError(ValueError):
@@ -401,7 +403,14 @@ def check_state_shapes(
     except (RuntimeError, NotImplementedError):
         return False  # a constructor that computes with tensor values
     expected = shell.state_dict()
-    missing = [k for k in expected if k not in state]
+    # extra states a checkpoint may lack (its layers then start afresh: e.g. the warm polar
+    # basis of an "orthogonal" layer, absent from checkpoints written before it was state)
+    optional = {
+        f"{name}.{_EXTRA_STATE}" if name else _EXTRA_STATE
+        for name, module in shell.named_modules()
+        if getattr(module, "state_optional", False)
+    }
+    missing = [k for k in expected if k not in state and k not in optional]
     unexpected = [k for k in state if k not in expected]
     if missing or unexpected:
         key = (missing or unexpected)[0]
@@ -471,7 +480,7 @@ def load_model(
         raise CheckpointError(f"{ckpt.path}: {err}") from None
     try:
         model.load_state_dict(ckpt.model_state)
-    except RuntimeError as err:
+    except (RuntimeError, ValueError) as err:  # ValueError: a malformed extra state
         raise CheckpointError(
             f"{ckpt.path}: weights do not fit model {spec['name']!r}: "
             f"{str(err).strip().splitlines()[0]}"

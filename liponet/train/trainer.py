@@ -31,6 +31,7 @@ from . import checkpoint as _ckpt
 from .augment import augment_pair, check_augmentation
 from .averaging import WeightAverage
 from .checkpoint import (
+    CheckpointError,
     check_finite_weights,
     load_checkpoint,
     restore_rng_state,
@@ -569,7 +570,10 @@ class Trainer:
                 f"{ckpt.path}: written mid-epoch by {extra.get('world_size')} processes; resume "
                 f"it with the same number (now {self.ctx.world_size}) or from an epoch-end file"
             )
-        self.model.load_state_dict(ckpt.model_state)
+        try:
+            self.model.load_state_dict(ckpt.model_state)
+        except ValueError as err:  # a malformed extra state (e.g. a layer's warm polar basis)
+            raise CheckpointError(f"{ckpt.path}: {err}") from None
         if self.average is not None:  # the file's model is the average; training weights beside
             training = extra.get("ema_training_weights")
             if not isinstance(training, dict):
@@ -856,6 +860,8 @@ class Trainer:
         """A float64 fingerprint of every parameter and buffer (power-iteration vectors too)."""
         total = 0.0
         for tensor in self.model.state_dict().values():
+            if not isinstance(tensor, Tensor):  # an extra state (e.g. warm polar bases)
+                continue
             flat = tensor.detach().flatten().to(torch.float64)
             weights = torch.linspace(
                 1.0, 2.0, flat.numel(), dtype=torch.float64, device=flat.device

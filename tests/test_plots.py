@@ -1,0 +1,60 @@
+"""The library's own figures place their legends without ``loc="best"``.
+
+``loc="best"`` searches the plotted data and warns ("Creating legend with loc='best' can be slow")
+when the search takes over a second, as on a loaded machine; under ``-W error`` (and this suite's
+``filterwarnings = error``) that warning failed ``liponet bench`` once. The search is made to
+raise here, so a figure that still asks for it fails every time, not only under load.
+"""
+
+from __future__ import annotations
+
+import pathlib
+from types import SimpleNamespace
+
+import pytest
+import torch
+
+pytest.importorskip("matplotlib")
+from matplotlib.legend import Legend
+
+from liponet import bench
+from liponet.cli import certify
+
+
+@pytest.fixture
+def no_best_search(monkeypatch: pytest.MonkeyPatch) -> None:
+    def refuse(self: Legend, *args: object, **kwargs: object) -> None:
+        raise AssertionError('legend placed with loc="best"')
+
+    monkeypatch.setattr(Legend, "_find_best_position", refuse)
+
+
+def test_the_search_refusal_catches_a_best_legend(
+    no_best_search: None, tmp_path: pathlib.Path
+) -> None:
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots()
+    ax.plot([0, 1], [0, 1], label="a")
+    ax.legend()
+    with pytest.raises(AssertionError, match="best"):
+        fig.savefig(tmp_path / "best.png")
+    plt.close(fig)
+
+
+def test_bench_figure_has_a_fixed_legend(no_best_search: None, tmp_path: pathlib.Path) -> None:
+    rows = [
+        {"status": "ok", "model": m, "task": t, "nrmse": 0.1 + i, "lipschitz_certified": 1.0,
+         "train_s": 2.0}
+        for i, m in enumerate(("LipFNO", "FNO")) for t in ("advection", "burgers")
+    ]  # fmt: skip
+    path = bench._plot(rows, ["advection", "burgers"], tmp_path / "bench.png")
+    assert path is not None and path.stat().st_size > 0
+
+
+def test_certify_figure_has_a_fixed_legend(no_best_search: None, tmp_path: pathlib.Path) -> None:
+    observed = torch.tensor([0.1, 0.2, 0.3])
+    bound = SimpleNamespace(bound=observed * 2, name="pairwise", label="certified")
+    other = SimpleNamespace(bound=observed * 3, name="global", label="certified")
+    certify._plot(bound, observed, [other], tmp_path / "certify.png")
+    assert (tmp_path / "certify.png").stat().st_size > 0
