@@ -2527,7 +2527,9 @@ def _plot(
     # A fixed place: loc="best" searches the data and warns when that takes over a second (a
     # loaded machine), which a caller treating warnings as errors sees as a failed run.
     axes[0].legend(fontsize=7, ncol=1 + len(models) // 24, loc="upper left")
-    fig.tight_layout()
+    with warnings.catch_warnings():  # a layout it cannot tighten is cosmetic, not a failed run
+        warnings.filterwarnings("ignore", "Tight layout not applied", UserWarning)
+        fig.tight_layout()
     fig.savefig(path, dpi=90)
     plt.close(fig)
     return path

@@ -1,3 +1,4 @@
+import copy
 import json
 import math
 
@@ -15,6 +16,7 @@ from liponet.models import (
     LocalDeepONet,
     available_models,
     build_model,
+    deeponet,
 )
 from liponet.models.deeponet import PeriodicEmbedding, extract_patches
 
@@ -417,3 +419,49 @@ def test_local_deeponet_fits_a_local_operator():
             errors[name] = float((f(xt) - target(xt)).norm() / target(xt).norm())
     assert errors["local"] < 0.1, errors
     assert errors["global"] > 0.5, errors
+
+
+def _export64(module: nn.Module, x: Tensor) -> Tensor:
+    """The float64 evaluation the certificates made before ``_plain64``: export, copy, convert."""
+    with torch.no_grad():
+        return copy.deepcopy(module.export()).double().eval()(x)
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        _maker(**VARIANTS["a_k3"]),
+        _maker(**VARIANTS["b_free_last"]),
+        _maker(**VARIANTS["c_vector"]),
+        _maker(**VARIANTS["d_auxiliary"]),
+        _maker(DeepONet, activation="gelu"),
+        _maker(activation="maxmin"),
+        _maker(activation="abs"),
+        _maker(activation="relu"),
+        _maker(domain=DOMAIN_2D, harmonics=2, activation="fullsort"),
+        _local_maker(LipLocalDeepONet, (3, 4), 3, 2, 2),
+        _local_maker(LocalDeepONet, (4, 4), 3, 2, 1),
+    ],
+)
+def test_float64_trunk_evaluation_is_the_exported_ones_bit_for_bit(make):
+    # basis_sup_bound evaluates the trunk in float64 from the eval weights directly
+    # (deeponet._plain64); the certificate must be the one of the exported, converted network.
+    model = make()
+    model.train()  # eval weights are what is exported, whatever the mode
+    x = torch.randn(5, model.trunk.in_features, dtype=torch.float64)
+    with torch.no_grad():
+        fast = deeponet._plain64(model.trunk, x)
+    assert fast.dtype == torch.float64
+    assert torch.equal(fast, _export64(model.trunk, x))
+    with torch.no_grad():
+        if isinstance(model, LipLocalDeepONet | LocalDeepONet):
+            t = _export64(model.trunk, model.coords.double())
+            t = t.reshape(-1, model.out_channels, model.n_basis)
+            expected = float(torch.linalg.vector_norm(t, dim=2).max()) * deeponet._EVAL_SLACK
+        else:
+            centre = model.centre.unsqueeze(0)
+            v = _export64(model.trunk, centre)[0].reshape(model.out_channels, model.n_basis)
+            at_centre = float(torch.linalg.vector_norm(v, dim=1).max())
+            bound = model.trunk.lipschitz_bound()
+            expected = (at_centre + bound * model.radius) * deeponet._EVAL_SLACK
+    assert model.basis_sup_bound() == expected

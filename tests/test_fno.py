@@ -8,7 +8,7 @@ from certcheck import check_all, check_attack, check_jacobian, perturb
 
 from liponet.certify import ErrorBound, rollout_error_bound
 from liponet.functional import batched_norm
-from liponet.layers import LipSpectralConv
+from liponet.layers import LipLinear, LipSpectralConv
 from liponet.models import (
     FNO,
     LipFNO,
@@ -17,6 +17,7 @@ from liponet.models import (
     get_model_class,
     rollout,
 )
+from liponet.models.fno import FieldLinear
 
 VARIANTS = {
     "a_k1": dict(k=1.0),
@@ -338,3 +339,16 @@ def test_learned_budget_keeps_the_product():
         LipFNO(1, 1, modes=(4,), budget="first")
     with pytest.raises(ValueError, match="excludes"):
         LipFNO(1, 1, modes=(4,), budget="learned", free_last_layer=True)
+
+
+def test_field_linear_certificate_without_a_grid_is_the_layers_own():
+    # no grid: every column acts on the input function, the layer's certificate (a proven level
+    # for a large constrained one) bounds the exact norm; with a grid: the SVD of its columns
+    torch.manual_seed(0)
+    field = FieldLinear(LipLinear(96, 160)).eval()
+    exact = float(torch.linalg.matrix_norm(field.linear.effective_weight().double(), 2))
+    assert field.lipschitz_bound() == field.linear.lipschitz_bound()
+    assert exact <= field.lipschitz_bound() <= 1.0
+    lift = FieldLinear(LipLinear(98, 160), grid=2).eval()
+    w = lift.linear.effective_weight().double()[:, :96]
+    assert lift.lipschitz_bound() == pytest.approx(float(torch.linalg.matrix_norm(w, 2)), rel=1e-9)

@@ -678,6 +678,93 @@ def test_global_certificate_fails_with_levels_taken_unproven(monkeypatch):
     assert any(exact > bound * (1 + 1e-9) for bound, _, exact, _, _ in results)
 
 
+def _one_svd_calls(dtype, out_channels, monkeypatch, svds=None):
+    """A small ``"global"`` layer on the one-SVD pass (``ONE_SVD_WORK = 0``) through a first
+    call and weight changes, each followed by a fresh layer with the same weights certified by
+    the SVD of every multiplier: ``(bound, eval weights, exact norm, fresh bound, weights)``.
+    ``svds``: the list of :func:`_svd_rows`, replaced by the SVD'd rows of each call of the
+    layer, then of the fresh one."""
+    torch.manual_seed(4)
+    make = lambda: LipSpectralConv(6, out_channels, (4, 3), k=1.0, skip=True).to(dtype).eval()  # noqa: E731
+    conv = make()
+    with torch.no_grad():  # norms ~1 +- 0.1: many contenders near the largest
+        conv.weight.normal_(0.0, 0.05)
+    gen = torch.Generator().manual_seed(3)
+    results = []
+    per_call = []
+    for change in ("none", "small", "promote", "small"):
+        with torch.no_grad():
+            if change == "small":
+                step = torch.randn(conv.weight.shape, generator=gen, dtype=dtype)
+                conv.weight.data.add_(3e-3 * step)
+            elif change == "promote":  # the last call's largest is no longer the largest
+                norms = spectral_norm_exact(conv._stacked(conv._symmetric_spectral()))[:-1]
+                median = int(norms.argsort()[len(norms) // 2])
+                index = torch.unravel_index(torch.tensor(median), conv.kept_shape)
+                conv.weight.data[tuple(int(i) for i in index)] *= 4.0
+        monkeypatch.setattr(fourier, "ONE_SVD_WORK", 0)
+        bound = conv.lipschitz_bound()
+        if svds is not None:
+            per_call.append(sum(svds))
+            svds.clear()
+        weights = [t.clone() for t in conv.effective_weights()]
+        mk, w = conv.multipliers()
+        exact = max(float(spectral_norm_exact(mk).max()), float(spectral_norm_exact(w)))
+        monkeypatch.setattr(fourier, "ONE_SVD_WORK", 1 << 62)
+        fresh = make()
+        fresh.load_state_dict(conv.state_dict())
+        results.append((bound, weights, exact, fresh.lipschitz_bound(), fresh.effective_weights()))
+        if svds is not None:
+            per_call.append(sum(svds))
+            svds.clear()
+    if svds is not None:
+        svds[:] = per_call
+    return results
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("out_channels", [6, 4, 8])  # M^H M on real parts, M M^H, M^H M
+def test_one_svd_pass_gives_the_eval_weights_and_certificate_of_every_svd(
+    dtype, out_channels, monkeypatch
+):
+    # Small layers SVD the likeliest largest multiplier and test the others once below it:
+    # the eval weights and the certificate must be bit for bit those of the SVD of every
+    # multiplier (first call, small steps, and a multiplier promoted past the remembered
+    # largest), the certificate within 1e-6 above the exact norm of what the forward applies.
+    svds = _svd_rows(monkeypatch)
+    results = _one_svd_calls(dtype, out_channels, monkeypatch, svds)
+    for bound, weights, exact, svd_bound, svd_weights in results:
+        assert exact <= bound <= exact * (1 + 1e-6)
+        assert bound == svd_bound
+        for mine, theirs in zip(weights, svd_weights, strict=True):
+            assert torch.equal(mine, theirs)
+    # each call of the one-SVD pass SVD'd fewer multipliers than the fresh layer (all of them)
+    n_all = math.prod(kept_mode_shape((4, 3))) + 1
+    assert svds[1::2] == [n_all] * len(results)
+    assert all(rows < n_all // 2 for rows in svds[0::2]), svds
+
+
+def test_one_svd_pass_fails_with_levels_taken_unproven(monkeypatch):
+    # The unsound variant: the cap accepted as every other multiplier's bound without its
+    # Cholesky factorization (as a power-iteration estimate would be): the promoted
+    # multiplier is taken to lie below the remembered largest, and the certificate falls
+    # below the exact norm of what the forward applies.
+    def unproven(self, rows, level2, rhs=None):
+        return level2.sqrt(), None
+
+    monkeypatch.setattr(fourier._GramTest, "run", unproven)
+    results = _one_svd_calls(torch.float64, 6, monkeypatch)
+    assert any(exact > bound * (1 + 1e-9) for bound, _, exact, _, _ in results)
+
+
+def test_one_svd_pass_takes_the_layers_between_its_thresholds():
+    assert fourier.ONE_SVD_WORK < fourier.SVD_ALL_WORK
+    width64 = torch.zeros(12, 64, 64, dtype=torch.complex64)  # LipFNO width 64, 12 modes
+    width32 = torch.zeros(12, 32, 32, dtype=torch.complex64)
+    assert fourier._svd_all(width64) and fourier._one_svd(width64)
+    assert fourier._svd_all(width32) and not fourier._one_svd(width32)
+
+
 @pytest.mark.parametrize("normalization", sorted(SCALAR_NORMALIZATIONS))
 @pytest.mark.parametrize("remembered", [False, True])
 def test_non_finite_weights_have_no_certificate(normalization, remembered):

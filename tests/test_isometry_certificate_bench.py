@@ -24,3 +24,4 @@ def test_quick_study_rows(tmp_path):
     md = (tmp_path / "isometry_certificate.md").read_text()
     assert "Settings: quick run" in md and "| float32 bound / k - 1 |" in md
     assert "| bound / exact - 1 |" in md  # the tightness table (every bound above the norm)
+    assert "| mixed / library | entries changed | largest change |" in md

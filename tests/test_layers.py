@@ -50,6 +50,83 @@ def test_liplinear_float32_certificate_is_at_most_k(k, orthogonal):
         assert k * (1 - 1e-5) < bound <= k, (seed, bound)
 
 
+def _level_layers(dtype, orthogonal, k=1.0, shapes=((96, 96), (160, 80), (80, 160)), seeds=3):
+    """Constrained layers above LEVEL_TEST_WORK, moved off their init, with their exact norms."""
+    for shape in shapes:
+        for seed in range(seeds):
+            torch.manual_seed(seed)
+            layer = LipLinear(*shape, k=k, orthogonal=orthogonal).to(dtype)
+            with torch.no_grad():
+                layer.weight.add_(0.05 * torch.randn_like(layer.weight))
+            layer.eval()
+            assert shape[0] * shape[1] * min(shape) >= liplinear_module.LEVEL_TEST_WORK
+            exact = float(torch.linalg.matrix_norm(layer.effective_weight().double(), 2))
+            yield layer, exact
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("orthogonal", [True, False])
+@pytest.mark.parametrize("k", [1.0, 2.5])
+def test_liplinear_level_certificate_against_exact_norms(dtype, orthogonal, k, monkeypatch):
+    # Large constrained layers certify their eval weight by a float64 Cholesky test at a level
+    # just above the target (no SVD): a bound of the exact SVD norm, within 8 epsilons of the
+    # target and <= k.
+    def no_svd(a):
+        raise AssertionError("an SVD certified the eval weight")
+
+    monkeypatch.setattr(liplinear_module, "spectral_norm_upper", no_svd)
+    eps = 2.0**-23 if dtype == torch.float32 else 1e-10
+    target = k * TARGET_MARGIN
+    for layer, exact in _level_layers(dtype, orthogonal, k):
+        bound = layer.lipschitz_bound()
+        assert exact <= bound <= min(k, target * (1 + 8 * eps)), (exact, bound)
+        assert bound <= exact * (1 + 8 * eps)
+
+
+def test_liplinear_level_certificate_is_a_jacobian_bound():
+    torch.manual_seed(0)
+    x = torch.randn(6, 96)
+
+    def make():
+        torch.manual_seed(1)
+        return LipLinear(96, 96, k=2.0)
+
+    check_all(make, x)
+
+
+@pytest.mark.parametrize("variant", ["power iteration", "levels unproven"])
+def test_liplinear_level_certificate_fails_without_the_cholesky_test(variant, monkeypatch):
+    # The unsound variants: a power-iteration estimate of the eval weight's norm in place of
+    # the proven level, or the first level accepted without its factorization. Both fall
+    # below the exact norm of some layer, which the check above catches.
+    def power(a, target):
+        u = torch.ones(a.shape[1], dtype=a.dtype) / a.shape[1] ** 0.5
+        return float(power_iteration(a, u, 3)[0])
+
+    def unproven(a, target):
+        return target * (1 + liplinear_module.LEVEL_STEPS[0] * 2.0**-23)
+
+    fake = power if variant == "power iteration" else unproven
+    monkeypatch.setattr(liplinear_module, "level_norm_upper", fake)
+    layers = _level_layers(torch.float32, True, shapes=((160, 160), (160, 80)), seeds=4)
+    assert any(exact > layer.lipschitz_bound() for layer, exact in layers)
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+def test_level_norm_upper_declines_other_precisions(dtype):
+    assert liplinear_module.level_norm_upper(torch.eye(4, dtype=dtype), 1.0) is None
+
+
+def test_level_norm_upper_declines_a_norm_above_its_levels():
+    # A weight not normalized to the target (norm 1 + 1e-5): no level proven, the SVD decides
+    q = torch.linalg.qr(torch.randn(90, 90, dtype=torch.float64))[0]
+    assert liplinear_module.level_norm_upper((q * (1 + 1e-5)).float(), 1.0) is None
+    assert liplinear_module.level_norm_upper(q.float(), 1.0) is not None
+    nan = q.float().clone()
+    nan[3, 4] = float("nan")
+    assert liplinear_module.level_norm_upper(nan, 1.0) is None
+
+
 def test_liplinear_eval_weight_follows_optimizer_steps():
     torch.manual_seed(0)
     layer = LipLinear(4, 4, k=1.0, orthogonal=False)

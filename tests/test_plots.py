@@ -58,3 +58,30 @@ def test_certify_figure_has_a_fixed_legend(no_best_search: None, tmp_path: pathl
     other = SimpleNamespace(bound=observed * 3, name="global", label="certified")
     certify._plot(bound, observed, [other], tmp_path / "certify.png")
     assert (tmp_path / "certify.png").stat().st_size > 0
+
+
+@pytest.fixture
+def untightenable(monkeypatch: pytest.MonkeyPatch) -> None:
+    """``tight_layout`` warns as matplotlib does when decorations leave no room."""
+    import warnings
+
+    from matplotlib.figure import Figure
+
+    def warn(self: Figure, *args: object, **kwargs: object) -> None:
+        warnings.warn("Tight layout not applied. tight_layout cannot make axes width small",
+                      UserWarning, stacklevel=2)  # fmt: skip
+
+    monkeypatch.setattr(Figure, "tight_layout", warn)
+
+
+def test_a_layout_that_cannot_be_tightened_does_not_fail_the_figures(
+    untightenable: None, tmp_path: pathlib.Path
+) -> None:
+    # this suite turns warnings into errors, as a caller running with -W error would
+    rows = [{"status": "ok", "model": "LipFNO", "task": "advection", "nrmse": 0.1,
+             "lipschitz_certified": 1.0, "train_s": 2.0}]  # fmt: skip
+    assert bench._plot(rows, ["advection"], tmp_path / "bench.png") is not None
+    observed = torch.tensor([0.1, 0.2])
+    bound = SimpleNamespace(bound=observed * 2, name="pairwise", label="certified")
+    certify._plot(bound, observed, [], tmp_path / "certify.png")
+    assert (tmp_path / "certify.png").exists()

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -683,7 +684,9 @@ def _plot(bound: Any, observed: Tensor, others: list[Any], path: Path) -> None:
     # bounds lie on or above the diagonal: the lower right is empty (and a fixed place never
     # warns, as loc="best" does when its search takes over a second on a loaded machine)
     ax.legend(fontsize=7, loc="lower right")
-    fig.tight_layout()
+    with warnings.catch_warnings():  # a layout it cannot tighten is cosmetic, not a failed run
+        warnings.filterwarnings("ignore", "Tight layout not applied", UserWarning)
+        fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=120)
     plt.close(fig)

@@ -987,6 +987,18 @@ def _svd_all(r: Tensor) -> bool:
     return r.shape[0] * r[0].numel() * min(r.shape[1:]) <= SVD_ALL_WORK
 
 
+#: From this much SVD work on (and below :data:`SVD_ALL_WORK`), ``"global"`` SVDs only the
+#: likeliest largest multiplier and tests every other once below it by a Cholesky
+#: factorization (:meth:`LipSpectralConv._norms_one_svd`: the same scale and certificate);
+#: below it, every multiplier's SVD is cheaper.
+ONE_SVD_WORK = 1 << 20
+
+
+def _one_svd(r: Tensor) -> bool:
+    """Whether ``"global"`` SVDs one multiplier of ``r`` first (:data:`ONE_SVD_WORK`)."""
+    return r.shape[0] * r[0].numel() * min(r.shape[1:]) >= ONE_SVD_WORK
+
+
 #: How far above the norm a ``"clip"`` multiplier's eval bound ``u_k`` may lie, about
 #: (:meth:`LipSpectralConv._clip_scales`): ``u_k`` is the first level of a grid with
 #: ``2^NORM_GRID_BITS`` levels per octave (spacing ``2.4e-4`` to ``9.8e-4``) that a float32
@@ -1169,7 +1181,10 @@ class LipSpectralConv(CertifiedModule):
     which never enter a bound: :meth:`_norms`); the eval weights' float32 rounding is bounded
     a priori (:func:`~liponet.functional.scale_multipliers_error`) and measured only for the
     multipliers near the largest. The eval weights and the certificate are those of an SVD
-    of every multiplier, at a fraction of the cost, on a first call as after optimizer steps.
+    of every multiplier, at a fraction of the cost, on a first call as after optimizer steps. A
+    layer below :data:`SVD_ALL_WORK` SVDs every multiplier, or, from :data:`ONE_SVD_WORK` on,
+    the likeliest largest one and those a batched Cholesky test does not prove below it
+    (:meth:`_norms_one_svd`, one test pass: the same eval weights and certificate).
     With ``"clip"`` on a layer above :data:`SVD_ALL_WORK`, eval scales are ``min(1, k' / u_k)``
     with ``u_k`` a proven upper bound of ``||M_k||`` within about :data:`CLIP_HEADROOM` of it
     (a grid level proven by a float32 Cholesky test: one Gram product and one or two
@@ -1692,7 +1707,9 @@ class LipSpectralConv(CertifiedModule):
         (certified). ``sigma`` is the exact float64 SVD norm where the normalization's scales
         need it (:data:`EXACT_NORMS_NEEDED`) and ``upper`` elsewhere, which gives the same
         scale: a multiplier left out is provably below the largest norm. A small layer
-        (:data:`SVD_ALL_WORK`) has every norm computed by SVD. Otherwise: (1) with a remembered
+        (:data:`SVD_ALL_WORK`) has every norm computed by SVD, from :data:`ONE_SVD_WORK` on
+        those of the likeliest largest and of the multipliers one Cholesky pass does not prove
+        below it (:meth:`_norms_one_svd`). Otherwise: (1) with a remembered
         state (the last call's, same shape, dtype and device) its bounds move by the distance
         the weights moved (Weyl's inequality, as in
         :func:`~liponet.functional.drifted_norm_bounds`: ``||M_k - P_k||_2 <= ||R_k -
@@ -1711,6 +1728,8 @@ class LipSpectralConv(CertifiedModule):
         """
         memory = self._norm_memory.value
         w_copy = None if w is None else w.clone()  # the skip's storage is the parameter's
+        if _svd_all(r) and _one_svd(r):
+            return self._norms_one_svd(r, w, memory, w_copy)
         if _svd_all(r):
             sigma = self._exact_norms(r, w)
             lower, upper = sigma, sigma * (1.0 + SVD_RELATIVE_MARGIN)
@@ -1804,6 +1823,66 @@ class LipSpectralConv(CertifiedModule):
             if len(rest):
                 self._exact_into(r, w, rest, sigma, lower, upper, proven)
         # A copy of the skip: the parameter's own storage would move with it.
+        self._norm_memory.value = (r, w_copy, lower, upper, proven)
+        return sigma, upper
+
+    def _norms_one_svd(
+        self, r: Tensor, w: Tensor | None, memory: Any, w_copy: Tensor | None
+    ) -> tuple[Tensor, Tensor]:
+        """:meth:`_norms` of a small layer from :data:`ONE_SVD_WORK` on: one SVD, one test pass.
+
+        The likeliest largest multiplier (the largest SVD norm of the last call, remembered with
+        the same shapes; on a first call the largest Rayleigh quotient of the training
+        power-iteration vectors after one power step, :class:`_Contenders`) gets a float64 SVD;
+        every multiplier is then tested once at the cap ``(1 - CHOLESKY_GAP)`` times that norm
+        (one Gram matrix and one Cholesky factorization each, in the weights' precision,
+        batched: :meth:`_gram_tests`, the proof of :func:`~liponet.functional.
+        cholesky_norm_upper`), and every one the test does not prove below the cap (the SVD'd
+        one, near-ties, a larger norm) gets an SVD too. A multiplier proven below the cap is
+        below the largest norm, so the scale ``k / max`` is that of the SVD of every
+        multiplier, bit for bit (each SVD is the same LAPACK call on the same floats, alone or
+        in a batch), and so is the certificate: :meth:`_scaled_bound` compares only the
+        multipliers whose bounds reach the largest's, which are the SVD'd ones in both cases
+        (a bound at the cap lies ``CHOLESKY_GAP`` below it). The estimates choose which
+        multiplier is SVD'd first, never a bound. Returns ``(sigma, upper)`` as :meth:`_norms`.
+        """
+        n_rows = r.shape[0] + int(w is not None)
+        finite = bool(torch.isfinite(torch.view_as_real(r) if r.is_complex() else r).all())
+        if not finite or (w is not None and not bool(torch.isfinite(w).all())):
+            raise ValueError("the weights hold NaN or inf values: no bound exists")
+        device = r.device
+        tests = self._gram_tests(r, w, torch.arange(n_rows, device=device))
+        if (
+            memory is not None
+            and memory[0].shape == r.shape
+            and memory[0].dtype == r.dtype
+            and memory[0].device == device
+            and (memory[1] is None) == (w is None)
+        ):
+            likely = memory[2]  # the last call's lower bounds: its SVD norms, zeros elsewhere
+        else:
+            likely = torch.zeros(n_rows, dtype=torch.float64, device=device)
+            for c in tests:
+                c.estimate()
+                likely[c.rows] = c.rho
+        sigma = torch.zeros(n_rows, dtype=torch.float64, device=device)
+        lower, upper, proven = sigma.clone(), sigma + math.inf, sigma + math.inf
+        first = likely.argmax().reshape(1)
+        self._exact_into(r, w, first, sigma, lower, upper, proven)
+        cap = float(lower[first]) * (1.0 - CHOLESKY_GAP)
+        for c in tests:
+            level2 = torch.full((len(c.rows),), cap * cap, dtype=torch.float64, device=device)
+            bound = c.test.run(None, level2)[0]
+            hit = c.rows[torch.isfinite(bound)]
+            upper[hit] = torch.minimum(upper[hit], bound[torch.isfinite(bound)])
+            proven[hit] = cap
+        exact = ~torch.isfinite(upper)
+        exact[first] = False
+        rest = exact.nonzero().squeeze(1)
+        if len(rest):
+            self._exact_into(r, w, rest, sigma, lower, upper, proven)
+        exact[first] = True
+        sigma = torch.where(exact, sigma, upper)
         self._norm_memory.value = (r, w_copy, lower, upper, proven)
         return sigma, upper
 

@@ -112,7 +112,9 @@ class FieldLinear(CertifiedModule):
     ------------------
     In liponet's function norm: the spectral norm of the eval weight's columns acting on the
     input function (``W[:, :channels]``): the appended grid is the same constant for every
-    input, so it cancels in differences. Certified by float64 SVD; ``<= linear``'s bound.
+    input, so it cancels in differences. Certified by float64 SVD; ``<= linear``'s bound. Without
+    a grid, ``linear``'s own certificate (a proven level for large constrained layers,
+    :func:`~liponet.layers.linear.level_norm_upper`).
 
     Examples
     --------
@@ -137,6 +139,8 @@ class FieldLinear(CertifiedModule):
         return self._cache.get("bound", [self.linear.weight], self._compute_bound)
 
     def _compute_bound(self, weight: Tensor) -> float:
+        if not self.grid:  # every column: the layer's own certificate (a proven level if large)
+            return self.linear._compute_bound(weight)
         w = self.linear.effective_weight()
         return float(spectral_norm_upper(w[:, : w.shape[1] - self.grid]))
 
