@@ -41,7 +41,7 @@ from torch import nn
 import liponet.certify
 import liponet.models
 from liponet.bench import relative_mse
-from liponet.layers import LipLinear
+from liponet.layers import LipLinear, LipSpectralConv
 
 RESULTS = Path("benchmarks/results")
 NX, BATCH, MODES = 256, 16, (12,)
@@ -58,6 +58,14 @@ def _models(tree: ModuleType, width: int, nx: int) -> dict[str, nn.Module]:
         nx, ([0.0], [1.0]), n_basis=32, width=2 * width, depth=3
     )
     return models
+
+
+def _multipliers128(conv: LipSpectralConv) -> torch.Tensor:
+    """A spectral layer's multipliers ``W + R_k`` (and ``W``) in complex128 ``(K [+1], o, i)``."""
+    with torch.no_grad():
+        r = conv._symmetric_spectral(conv.weight.detach())
+        rk = r.reshape(-1, conv.out_channels, conv.in_channels)
+        return conv._multipliers64(rk, None if conv.skip is None else conv.skip.detach())
 
 
 def _step(model: nn.Module, op: Callable, x: torch.Tensor, y: torch.Tensor) -> Callable[[], None]:
@@ -87,7 +95,7 @@ def measure(before: ModuleType, widths: list[int], nx: int, rounds: int) -> list
             assert all(torch.equal(a[k], b[k]) for k in a), "the trees built different weights"
             steps = {t: _step(m, ops[t], x, y) for t, m in sides.items()}
             cpu: dict[str, list[float]] = {f"{t} {k}": [] for t in sides for k in ("step", "cert")}
-            same, change, floor = True, 0.0, []
+            same, change, floor, svd_floor = True, 0.0, [], []
             for r in range(rounds + 2):
                 bounds = {}
                 for t in ("before", "now") if r % 2 == 0 else ("now", "before"):
@@ -100,6 +108,15 @@ def measure(before: ModuleType, widths: list[int], nx: int, rounds: int) -> list
                     if r >= 2:  # two warm-up rounds
                         cpu[f"{t} step"].append(s)
                         cpu[f"{t} cert"].append(cert)
+                    if t == "now" and r >= 2 and name == "LipFNO":
+                        # the floor of an SVD of every multiplier: each spectral layer's
+                        # complex128 multipliers (formed untimed) through one batched SVD
+                        convs = [m for m in sides[t].modules() if isinstance(m, LipSpectralConv)]
+                        mults = [_multipliers128(m) for m in convs]
+                        c = time.process_time()
+                        for m128 in mults:
+                            torch.linalg.svdvals(m128)
+                        svd_floor.append(time.process_time() - c)
                     if t == "now" and r >= 2 and name == "LipDeepONet":
                         # the floor: the dense layers' eval weights alone (exact SVD norm of
                         # each weight, then Björck), recomputed from the same weights
@@ -132,6 +149,12 @@ def measure(before: ModuleType, widths: list[int], nx: int, rounds: int) -> list
                     "now_eval_weights_over_step": (
                         statistics.median(floor) / statistics.median(cpu["now step"])
                         if floor
+                        else float("nan")
+                    ),
+                    # LipFNO: an SVD of every spectral multiplier alone, in train steps
+                    "now_svd_all_over_step": (
+                        statistics.median(svd_floor) / statistics.median(cpu["now step"])
+                        if svd_floor
                         else float("nan")
                     ),
                     "eval_outputs_equal": same,
@@ -198,7 +221,10 @@ def main() -> None:
         "eval outputs of both trees bit for bit in every round; `bound_max_rel_change`: the "
         "largest relative change of the certificate; `now_eval_weights_over_step` "
         "(LipDeepONet): its dense layers' eval weights alone (the exact SVD norm of each "
-        "weight and Björck), recomputed after the certificate, in train steps: the floor.",
+        "weight and Björck), recomputed after the certificate, in train steps: the floor; "
+        "`now_svd_all_over_step` (LipFNO): one complex128 SVD of every spectral layer's "
+        'multipliers alone (what the general path of small `"global"` layers computes), '
+        "timed after the certificate, in train steps.",
         "",
         markdown_table(rows, list(rows[0])),
         "",

@@ -999,6 +999,18 @@ def _one_svd(r: Tensor) -> bool:
     return r.shape[0] * r[0].numel() * min(r.shape[1:]) >= ONE_SVD_WORK
 
 
+#: ``"global"`` layers below :data:`ONE_SVD_WORK` compute their eval weights and certificate in
+#: one pass (:meth:`LipSpectralConv._small_global_state`: the same floats as the general path,
+#: about half the time in ``performance.md``'s 1-D certification case). ``False``: the general
+#: path (for tests and benchmarks comparing the two).
+LEAN_SMALL_GLOBAL = True
+
+#: From this ``min(out, in)`` on, :meth:`LipSpectralConv._small_global_state` SVDs only the
+#: likeliest largest multiplier and proves the others below it by Cholesky tests
+#: (:meth:`LipSpectralConv._small_norms`); below it, an SVD of every multiplier is cheaper.
+LEAN_ONE_SVD_MIN = 24
+
+
 #: How far above the norm a ``"clip"`` multiplier's eval bound ``u_k`` may lie, about
 #: (:meth:`LipSpectralConv._clip_scales`): ``u_k`` is the first level of a grid with
 #: ``2^NORM_GRID_BITS`` levels per octave (spacing ``2.4e-4`` to ``9.8e-4``) that a float32
@@ -1029,6 +1041,8 @@ class _Memory:
     """
 
     def __init__(self) -> None:
+        #: The row of the largest SVD norm of :meth:`LipSpectralConv._small_norms`' last call.
+        self.top: int | None = None
         #: ``(R, W, lower, upper, proven)`` of :meth:`LipSpectralConv._norms`' last call.
         self.value: tuple[Tensor, Tensor | None, Tensor, Tensor, Tensor] | None = None
         #: The vector pairs of ``"clip"``'s last bounds (:meth:`LipSpectralConv._clip_scales`):
@@ -1432,6 +1446,10 @@ class LipSpectralConv(CertifiedModule):
             skip = None if skip is None else skip.detach()
             if self.k is None:
                 return (r, skip), None
+            if self.normalization == "global" and LEAN_SMALL_GLOBAL:
+                lean = self._small_global_state(r, skip)
+                if lean is not None:
+                    return lean
             if self.normalization in SCALAR_NORMALIZATIONS:
                 target = self._target()
                 rk = r.reshape(-1, self.out_channels, self.in_channels)  # (K, out, in)
@@ -1470,6 +1488,113 @@ class LipSpectralConv(CertifiedModule):
             sigma = spectral_norm_exact(m).to(m.real.dtype)  # (K [+1],)
             normalized = NORMALIZATIONS[self.normalization](m, sigma, target)
             return self._split(normalized, symmetrize=True), None
+
+    def _small_global_state(
+        self, r: Tensor, w: Tensor | None
+    ) -> tuple[tuple[Tensor, Tensor | None], float] | None:
+        """``"global"``'s eval weights and certificate of a small layer in one pass, or ``None``.
+
+        A layer below :data:`ONE_SVD_WORK` (:func:`_svd_all`, not :func:`_one_svd`): the same
+        floats as the general path (:meth:`_norms`, :func:`scale_multipliers`,
+        :meth:`_scaled_bound`) with far fewer operations. ``r`` the symmetrized spectral
+        weights, ``w`` the skip (detached). The norms of the multipliers ``M_k = R_k + W``
+        (and ``W``), formed in complex128 as :meth:`_exact_norms` forms them, come from one
+        SVD of all (below :data:`LEAN_ONE_SVD_MIN`) or from :meth:`_small_norms`; the scale is
+        ``s = k' / max sigma`` for every multiplier. The general path averages each
+        conjugate pair's scales, ``(s + s) / 2 = s`` exactly (no overflow below ``2^1023``:
+        else ``None`` and the general path), and :func:`scale_multipliers` adds no skip term
+        (``s_k - s_W = 0``), so ``R' = fl(R fl(s))``, ``W' = fl(W fl(s))``. The certificate is
+        :meth:`_scaled_bound`'s: the largest
+        :func:`~liponet.functional.perturbed_norm_upper` bound (proven for each row) over the
+        row of the largest ``||B_k||`` bound and every row whose a-priori bound exceeds it,
+        computed for all rows in one batch (``A_k = R'_k + W'`` in complex128, ``B_k = s M_k``
+        from the SVD's own multipliers: the floats :meth:`_scaled_bound` forms; each row's
+        norm reduced alone, so the same value, tested bit for bit against the general path).
+        NaN or inf weights raise ``ValueError`` (one sum each of ``R`` and ``W``:
+        :func:`~liponet.functional._all_finite`; ``M`` is finite exactly when they are).
+        """
+        o, i = self.out_channels, self.in_channels
+        rk = r.reshape(-1, o, i)  # (K, out, in)
+        if not _svd_all(rk) or _one_svd(rk):
+            return None
+        n = rk.shape[0]
+        if not (_all_finite(rk) and (w is None or _all_finite(w))):
+            raise ValueError("the weights hold NaN or inf values: no bound exists")
+        m = self._multipliers64(rk, w)  # (K [+1], out, in) complex128, as _exact_norms
+        if min(o, i) >= LEAN_ONE_SVD_MIN:
+            sigma, upper = self._small_norms(m)
+        else:
+            sigma = spectral_norm_exact(m)
+            upper = sigma * (1.0 + SVD_RELATIVE_MARGIN)
+        s = self._target() / sigma.max()  # SCALAR_NORMALIZATIONS["global"]'s expression
+        if not bool(s <= 2.0**1023):
+            return None
+        scale = s.expand(len(m))
+        dtype = rk.real.dtype
+        s_eval = s.to(dtype)  # the factor rounded once, as in scale_multipliers
+        r_eval = torch.view_as_complex(torch.view_as_real(rk) * s_eval)
+        w_eval = None if w is None else w * s_eval
+        weights = (r_eval.reshape(r.shape), w_eval)
+        # _scaled_bound's certificate
+        b_norm = upper * scale
+        w_fro = None
+        if w is not None:
+            w_fro = torch.linalg.vector_norm(w, dtype=torch.float64) * (1.0 + 1e-6)
+        r_fro = math.sqrt(min(o, i)) * upper[:n] + (0.0 if w_fro is None else w_fro)
+        err = scale_multipliers_error(r_fro, w_fro, scale, dtype, o * i)
+        prior = b_norm * (1.0 + 1e-12) + err
+        if not bool(torch.isfinite(prior).all()):
+            raise ValueError("the weights hold NaN or inf values: no spectral-norm bound exists")
+        # A_k = R'_k + W' as the forward applies them, B_k = s_k M_k (the skip's row: s_W W),
+        # every row's perturbed_norm_upper at once (each row's floats as one at a time)
+        a_all = r_eval.to(torch.complex128)
+        if w_eval is not None:
+            w128_eval = w_eval.to(torch.float64).to(torch.complex128)
+            a_all = torch.cat([a_all + w128_eval, w128_eval.unsqueeze(0)])
+        exact = perturbed_norm_upper(a_all, m * scale[:, None, None], b_norm)
+        # _scaled_bound's value: the largest ||B_k|| bound's row, and every row whose a-priori
+        # bound exceeds that row's computed bound
+        first = b_norm.argmax()
+        keep = prior > exact[first]
+        keep[first] = True
+        bound = float(exact[keep].max())
+        return weights, bound
+
+    def _small_norms(self, m: Tensor) -> tuple[Tensor, Tensor]:
+        """``(sigma, upper)`` of the complex128 multipliers ``m`` with one SVD where it suffices.
+
+        The likeliest largest (the last call's largest, else the largest ``||M_j u_j||`` of
+        the training power-iteration vectors: a choice, never a bound) gets a float64 SVD,
+        norm ``sigma_t``; every multiplier is then tested below the cap ``(1 - CHOLESKY_GAP)
+        sigma_t`` by one complex128 Cholesky factorization
+        (:func:`~liponet.functional.cholesky_norm_upper`, proven), and those it does not prove
+        (near-ties, a larger one) get SVDs too. A multiplier proven below the cap is below the
+        largest norm, so ``sigma.max()`` is the SVD of every multiplier's, bit for bit (each
+        SVD the same LAPACK call on the same floats, alone or in a batch), and the certificate
+        of :meth:`_small_global_state` too: a proven row's bound lies ``CHOLESKY_GAP`` below
+        the largest, far more than the eval weights' rounding, so it never sets the maximum,
+        which the SVD'd rows set as before. ``sigma``: the SVD norms of the SVD'd rows and the
+        proven bounds elsewhere; ``upper``: ``sigma (1 + SVD_RELATIVE_MARGIN)`` and the
+        proven bounds.
+        """
+        memory = self._norm_memory
+        top = memory.top
+        if top is None or top >= len(m):
+            u = torch.view_as_complex(self.u).to(m.dtype).unsqueeze(-1)  # (K [+1], in, 1)
+            top = int(torch.linalg.vector_norm(m @ u, dim=(-2, -1)).argmax())
+        s_top = spectral_norm_exact(m[top : top + 1])
+        cap = s_top * (1.0 - CHOLESKY_GAP)
+        proven = cholesky_norm_upper(m, cap.expand(len(m)))
+        svd = ~torch.isfinite(proven)
+        svd[top] = False
+        sigma = proven.clone()
+        sigma[top] = s_top[0]
+        if bool(svd.any()):
+            rows = svd.nonzero().squeeze(1)
+            sigma[rows] = spectral_norm_exact(m[rows])
+        svd[top] = True
+        memory.top = int(torch.where(svd, sigma, -math.inf).argmax())
+        return sigma, torch.where(svd, sigma * (1.0 + SVD_RELATIVE_MARGIN), proven)
 
     def _start_pairs(self, n_rows: int, device: torch.device, rows: Tensor | None = None) -> Tensor:
         """Start pairs ``(K [+1], 2, p)`` of ``"clip"``'s search (:meth:`_clip_scales`).
