@@ -1000,15 +1000,21 @@ def _one_svd(r: Tensor) -> bool:
 
 
 #: ``"global"`` layers below :data:`ONE_SVD_WORK` compute their eval weights and certificate in
-#: one pass (:meth:`LipSpectralConv._small_global_state`: the same floats as the general path,
-#: about half the time in ``performance.md``'s 1-D certification case). ``False``: the general
-#: path (for tests and benchmarks comparing the two).
+#: one pass (:meth:`LipSpectralConv._small_global_state`: the same floats as the general path
+#: with far fewer operations and SVDs, side by side in ``benchmarks/results/
+#: small_certificates.md``). ``False``: the general path (for tests and benchmarks).
 LEAN_SMALL_GLOBAL = True
 
-#: From this ``min(out, in)`` on, :meth:`LipSpectralConv._small_global_state` SVDs only the
-#: likeliest largest multiplier and proves the others below it by Cholesky tests
-#: (:meth:`LipSpectralConv._small_norms`); below it, an SVD of every multiplier is cheaper.
-LEAN_ONE_SVD_MIN = 24
+#: :meth:`LipSpectralConv._small_global_state` after a first call: an SVD of the likeliest
+#: largest multiplier and of those the last call's bounds, moved by the distance the weights
+#: moved, do not prove below it (:meth:`LipSpectralConv._small_norms`). ``False``: an SVD of
+#: every multiplier on every call (the same floats; for tests and benchmarks).
+LEAN_DRIFT = True
+
+#: An absolute term added to each complex128 distance of :meth:`LipSpectralConv._small_norms`:
+#: squares of differences below ``2^-511`` may lose up to ``2^-1074`` each to underflow in the
+#: float64 sum, at most ``sqrt(N) 2^-537`` in the distance for ``N <= 2^60`` terms.
+DRIFT_FLOOR = 2.0**-500
 
 
 #: How far above the norm a ``"clip"`` multiplier's eval bound ``u_k`` may lie, about
@@ -1041,8 +1047,9 @@ class _Memory:
     """
 
     def __init__(self) -> None:
-        #: The row of the largest SVD norm of :meth:`LipSpectralConv._small_norms`' last call.
-        self.top: int | None = None
+        #: ``(M, upper)`` of :meth:`LipSpectralConv._small_norms`' last call: the complex128
+        #: multipliers and proven upper bounds of their norms.
+        self.small: tuple[Tensor, Tensor] | None = None
         #: ``(R, W, lower, upper, proven)`` of :meth:`LipSpectralConv._norms`' last call.
         self.value: tuple[Tensor, Tensor | None, Tensor, Tensor, Tensor] | None = None
         #: The vector pairs of ``"clip"``'s last bounds (:meth:`LipSpectralConv._clip_scales`):
@@ -1499,7 +1506,7 @@ class LipSpectralConv(CertifiedModule):
         :meth:`_scaled_bound`) with far fewer operations. ``r`` the symmetrized spectral
         weights, ``w`` the skip (detached). The norms of the multipliers ``M_k = R_k + W``
         (and ``W``), formed in complex128 as :meth:`_exact_norms` forms them, come from one
-        SVD of all (below :data:`LEAN_ONE_SVD_MIN`) or from :meth:`_small_norms`; the scale is
+        SVD of all (without :data:`LEAN_DRIFT`) or from :meth:`_small_norms`; the scale is
         ``s = k' / max sigma`` for every multiplier. The general path averages each
         conjugate pair's scales, ``(s + s) / 2 = s`` exactly (no overflow below ``2^1023``:
         else ``None`` and the general path), and :func:`scale_multipliers` adds no skip term
@@ -1521,7 +1528,7 @@ class LipSpectralConv(CertifiedModule):
         if not (_all_finite(rk) and (w is None or _all_finite(w))):
             raise ValueError("the weights hold NaN or inf values: no bound exists")
         m = self._multipliers64(rk, w)  # (K [+1], out, in) complex128, as _exact_norms
-        if min(o, i) >= LEAN_ONE_SVD_MIN:
+        if LEAN_DRIFT:
             sigma, upper = self._small_norms(m)
         else:
             sigma = spectral_norm_exact(m)
@@ -1561,40 +1568,51 @@ class LipSpectralConv(CertifiedModule):
         return weights, bound
 
     def _small_norms(self, m: Tensor) -> tuple[Tensor, Tensor]:
-        """``(sigma, upper)`` of the complex128 multipliers ``m`` with one SVD where it suffices.
+        """``(sigma, upper)`` of the complex128 multipliers ``m``, SVDs only where they matter.
 
-        The likeliest largest (the last call's largest, else the largest ``||M_j u_j||`` of
-        the training power-iteration vectors: a choice, never a bound) gets a float64 SVD,
-        norm ``sigma_t``; every multiplier is then tested below the cap ``(1 - CHOLESKY_GAP)
-        sigma_t`` by one complex128 Cholesky factorization
-        (:func:`~liponet.functional.cholesky_norm_upper`, proven), and those it does not prove
-        (near-ties, a larger one) get SVDs too. A multiplier proven below the cap is below the
-        largest norm, so ``sigma.max()`` is the SVD of every multiplier's, bit for bit (each
-        SVD the same LAPACK call on the same floats, alone or in a batch), and the certificate
-        of :meth:`_small_global_state` too: a proven row's bound lies ``CHOLESKY_GAP`` below
-        the largest, far more than the eval weights' rounding, so it never sets the maximum,
-        which the SVD'd rows set as before. ``sigma``: the SVD norms of the SVD'd rows and the
-        proven bounds elsewhere; ``upper``: ``sigma (1 + SVD_RELATIVE_MARGIN)`` and the
-        proven bounds.
+        A first call (or one whose remembered multipliers differ in shape, dtype or device):
+        one SVD of every multiplier. Otherwise the last call's proven bounds ``b_j`` of
+        ``||P_j||_2`` (:attr:`_Memory.small`) move by the distance the multipliers moved
+        (Weyl's inequality: ``||M_j||_2 <= ||P_j||_2 + ||M_j - P_j||_F``; the distance by
+        :func:`~liponet.functional.distance_upper` plus :data:`DRIFT_FLOOR`, the sums rounded
+        up by :func:`~liponet.functional.add_up`); the multiplier with the largest bound gets
+        an SVD, norm ``sigma_t``, and so does every one whose moved bound is not below the cap
+        ``(1 - CHOLESKY_GAP) sigma_t``. A multiplier left out is below the largest norm, so
+        ``sigma.max()`` is the SVD of every multiplier's, bit for bit (each SVD the same LAPACK
+        call on the same floats, alone or in a batch), and the certificate of
+        :meth:`_small_global_state` too: a left-out row's bound lies ``CHOLESKY_GAP`` below the
+        largest, far more than the eval weights' rounding, so it never sets the maximum, which
+        the SVD'd rows set as before. A bound that drifts up to the cap gets an SVD and is
+        tight again. ``sigma``: the SVD norms of the SVD'd rows, the moved bounds elsewhere;
+        ``upper``: ``sigma (1 + SVD_RELATIVE_MARGIN)`` and the moved bounds. The choice of
+        rows never enters a bound.
         """
         memory = self._norm_memory
-        top = memory.top
-        if top is None or top >= len(m):
-            u = torch.view_as_complex(self.u).to(m.dtype).unsqueeze(-1)  # (K [+1], in, 1)
-            top = int(torch.linalg.vector_norm(m @ u, dim=(-2, -1)).argmax())
+        last = memory.small
+        if last is None or last[0].shape != m.shape or last[0].dtype != m.dtype:
+            sigma = spectral_norm_exact(m)
+            upper = sigma * (1.0 + SVD_RELATIVE_MARGIN)
+            memory.small = (m, upper)
+            return sigma, upper
+        m_prev, upper_prev = last
+        if m_prev.device != m.device:
+            memory.small = None
+            return self._small_norms(m)
+        drift = distance_upper(m, m_prev)
+        bound = add_up(upper_prev, add_up(drift, torch.full_like(drift, DRIFT_FLOOR)))
+        top = int(bound.argmax())
         s_top = spectral_norm_exact(m[top : top + 1])
-        cap = s_top * (1.0 - CHOLESKY_GAP)
-        proven = cholesky_norm_upper(m, cap.expand(len(m)))
-        svd = ~torch.isfinite(proven)
+        svd = ~(bound < s_top * (1.0 - CHOLESKY_GAP))  # NaN: an SVD (it raises or is caught)
         svd[top] = False
-        sigma = proven.clone()
+        sigma = bound.clone()
         sigma[top] = s_top[0]
         if bool(svd.any()):
             rows = svd.nonzero().squeeze(1)
             sigma[rows] = spectral_norm_exact(m[rows])
         svd[top] = True
-        memory.top = int(torch.where(svd, sigma, -math.inf).argmax())
-        return sigma, torch.where(svd, sigma * (1.0 + SVD_RELATIVE_MARGIN), proven)
+        upper = torch.where(svd, sigma * (1.0 + SVD_RELATIVE_MARGIN), bound)
+        memory.small = (m, upper)
+        return sigma, upper
 
     def _start_pairs(self, n_rows: int, device: torch.device, rows: Tensor | None = None) -> Tensor:
         """Start pairs ``(K [+1], 2, p)`` of ``"clip"``'s search (:meth:`_clip_scales`).
