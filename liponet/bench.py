@@ -2490,7 +2490,12 @@ def write_results(
 def _plot(
     rows: Sequence[Mapping[str, Any]], tasks: Sequence[str], path: pathlib.Path
 ) -> pathlib.Path | None:
-    """Bars per task and model: mean over seeds, error bars from the smallest to the largest."""
+    """One row of bars per model (named on the left), one bar per task, three metrics across.
+
+    Bars: the mean over seeds; error bars: the smallest to the largest. Presets run from a few
+    models to over a hundred (``tiny``), so the models are rows of a figure whose height grows
+    with them, and the legend names only the tasks (colours).
+    """
     try:
         import matplotlib
 
@@ -2502,34 +2507,38 @@ def _plot(
     if not ok:
         return None
     models = list(dict.fromkeys(r["model"] for r in ok))
-    fig, axes = plt.subplots(1, 3, figsize=(16, 4.5))
-    width = 0.8 / max(1, len(models))
+    height = 0.8 / max(1, len(tasks))
+    fig_h = max(2.6, 1.5 + 0.16 * len(models) * max(1, len(tasks)) ** 0.5)
+    fig, axes = plt.subplots(1, 3, figsize=(15, fig_h), sharey=True)
     columns = ("nrmse", "lipschitz_certified", "train_s")
     titles = ("test nRMSE (rollout)", "certified Lipschitz bound", "train time (s)")
-    for j, m in enumerate(models):
-        for ax, column in zip(axes, columns, strict=True):
-            xs, mid, lo, hi = [], [], [], []
-            for i, t in enumerate(tasks):
+    for ax, column, title in zip(axes, columns, titles, strict=True):
+        for j, t in enumerate(tasks):
+            ys, mid, lo, hi = [], [], [], []
+            for i, m in enumerate(models):
                 vals = [float(r[column]) for r in ok if r["task"] == t and r["model"] == m]
-                vals = [v for v in vals if math.isfinite(v)]
+                vals = [v for v in vals if math.isfinite(v) and v > 0]  # a log axis
                 if vals:
                     mean = sum(vals) / len(vals)
-                    xs.append(i + j * width)
+                    ys.append(i + (j - (len(tasks) - 1) / 2) * height)
                     mid.append(mean)
                     lo.append(mean - min(vals))
                     hi.append(max(vals) - mean)
-            ax.bar(xs, mid, width, yerr=[lo, hi], capsize=2, label=m)
-    for ax, title in zip(axes, titles, strict=True):
-        ax.set_yscale("log")
-        ax.set_xticks([i + 0.4 - width / 2 for i in range(len(tasks))])
-        ax.set_xticklabels(tasks, rotation=20, fontsize=8)
+            ax.barh(ys, mid, height, xerr=[lo, hi], capsize=1.5, color=f"C{j % 10}", label=t)
+        ax.set_xscale("log")
         ax.set_title(title + ("" if len(ok) == len(models) * len(tasks) else ", seeds min-max"))
-    # A fixed place: loc="best" searches the data and warns when that takes over a second (a
-    # loaded machine), which a caller treating warnings as errors sees as a failed run.
-    axes[0].legend(fontsize=7, ncol=1 + len(models) // 24, loc="upper left")
+        ax.grid(axis="x", which="both", lw=0.3, alpha=0.5)
+    axes[0].set_yticks(range(len(models)))
+    axes[0].set_yticklabels(models, fontsize=7)
+    axes[0].set_ylim(len(models) - 0.5, -0.5)  # the first model at the top, as in the tables
+    # The tasks' colours above the panels: a fixed place, over no bar (loc="best" searches the
+    # data and warns when that takes over a second on a loaded machine, which a caller treating
+    # warnings as errors sees as a failed run).
+    handles, labels = axes[0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="upper center", ncol=min(len(tasks), 8), fontsize=8)
     with warnings.catch_warnings():  # a layout it cannot tighten is cosmetic, not a failed run
         warnings.filterwarnings("ignore", "Tight layout not applied", UserWarning)
-        fig.tight_layout()
+        fig.tight_layout(rect=(0.0, 0.0, 1.0, 1.0 - 0.4 / fig_h))
     fig.savefig(path, dpi=90)
     plt.close(fig)
     return path

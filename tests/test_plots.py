@@ -85,3 +85,17 @@ def test_a_layout_that_cannot_be_tightened_does_not_fail_the_figures(
     bound = SimpleNamespace(bound=observed * 2, name="pairwise", label="certified")
     certify._plot(bound, observed, [], tmp_path / "certify.png")
     assert (tmp_path / "certify.png").exists()
+
+
+def test_bench_figure_grows_with_the_models(no_best_search: None, tmp_path: pathlib.Path) -> None:
+    """Presets run over a hundred models (``tiny``): one row each, not one legend entry each."""
+    from matplotlib.image import imread
+
+    def height(n_models: int) -> int:
+        rows = [{"status": "ok", "model": f"m{i}", "task": "advection", "nrmse": 0.1,
+                 "lipschitz_certified": 1.0, "train_s": 1.0} for i in range(n_models)]  # fmt: skip
+        path = bench._plot(rows, ["advection"], tmp_path / f"bench{n_models}.png")
+        assert path is not None
+        return int(imread(path).shape[0])
+
+    assert height(120) > 4 * height(3)
