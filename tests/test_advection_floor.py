@@ -1,5 +1,6 @@
 """``benchmarks/advection_floor.py``: its trajectories, the smooth draw's exact step, quick run."""
 
+import pytest
 from trainfixtures import ROOT, benchmark_module, run_script
 
 from liponet.layers import SpectralShortcut
@@ -23,6 +24,7 @@ def test_draws_are_exact_shifts_and_smooth_sines_have_a_linear_step():
         assert study.score(step, jumpy)["rollout_nrmse"] > 1e-4
 
 
+@pytest.mark.slow  # a benchmark script's smoke run (~10-30 s)
 def test_quick_run_writes_the_results(tmp_path):
     done = run_script(SCRIPT, "--quick", "--out", str(tmp_path))
     assert done.returncode == 0, done.stderr

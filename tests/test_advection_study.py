@@ -67,6 +67,7 @@ def test_exact_norm_configuration_trains_with_the_norms_eval_applies(study, data
     assert study.config_preset(preset, "d2").input_noise == 0.0
 
 
+@pytest.mark.slow  # a benchmark script's smoke run (~10-30 s)
 def test_quick_study_rows_certificates_and_tables_rebuild(tmp_path):
     configs = ("FNO-lr3e-4", "d2", "d2-k1.05")
     proc = run_script(SCRIPT, "--quick", "--out", str(tmp_path), "--configs", *configs)

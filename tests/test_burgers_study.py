@@ -15,6 +15,7 @@ def _run(*args: str):
     return run_script(SCRIPT, *args, timeout=300)
 
 
+@pytest.mark.slow  # a benchmark script's smoke run (~10-30 s)
 def test_quick_study_rows_and_tables_rebuild(tmp_path):
     configs = ("cpl k=1", "cpl hidden=2w k=1.3", "cpl inc k=0.5")
     proc = _run("--quick", "--out", str(tmp_path), "--configs", *configs)

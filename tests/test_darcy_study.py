@@ -25,6 +25,7 @@ def _rows(path):
         return {r["config"]: r for r in csv.DictReader(fh)}
 
 
+@pytest.mark.slow  # a benchmark script's smoke run (~10-30 s)
 def test_quick_study_rows_ratios_and_tables_rebuild(tmp_path):
     configs = ("cpl k=1", "fourier k=3", "fourier padding=0 k=3", "fourier lr=1e-2 k=3")
     proc = _run("--quick", "--out", str(tmp_path), "--configs", *configs)

@@ -2,11 +2,13 @@
 
 import csv
 
+import pytest
 from trainfixtures import ROOT, run_script
 
 SCRIPT = ROOT / "benchmarks" / "gram_chunks.py"
 
 
+@pytest.mark.slow  # a benchmark script's smoke run (~10-30 s)
 def test_quick_study_rows(tmp_path):
     proc = run_script(SCRIPT, "--quick", "--out", str(tmp_path), timeout=600)
     assert proc.returncode == 0, proc.stdout + proc.stderr

@@ -3,6 +3,7 @@
 import csv
 import math
 
+import pytest
 from trainfixtures import ROOT, run_script
 
 SCRIPT = ROOT / "benchmarks" / "lipschitz_front.py"
@@ -14,6 +15,7 @@ def _run(*args: str):
     return run_script(SCRIPT, *args, timeout=300)
 
 
+@pytest.mark.slow  # a benchmark script's smoke run (~10-30 s)
 def test_quick_front_rows_respect_their_budgets_and_tables_rebuild(tmp_path):
     proc = _run("--quick", "--out", str(tmp_path), "--bench-csv", str(tmp_path / "none.csv"))
     assert proc.returncode == 0, proc.stdout + proc.stderr

@@ -4,6 +4,7 @@ import csv
 import importlib.util
 import sys
 
+import pytest
 import torch
 from trainfixtures import ROOT, run_script
 
@@ -48,6 +49,7 @@ def test_unrolled_loss_is_zero_for_the_exact_map_and_feeds_predictions_back():
         assert abs(got - expected) < 1e-5, (unroll, got, expected)
 
 
+@pytest.mark.slow  # a benchmark script's smoke run (~10-30 s)
 def test_quick_run_writes_rows_for_every_model_and_unroll(tmp_path):
     proc = run_script(
         SCRIPT, "--quick", "--out", str(tmp_path), "--work-dir", str(tmp_path / "w"),

@@ -46,6 +46,7 @@ def test_job_settings_reach_the_training_preset(farm):
     assert (preset.weight_decay, preset.schedule_unit) == (PRESETS["medium"].weight_decay, "epoch")
 
 
+@pytest.mark.slow  # a benchmark script's smoke run (~10-30 s)
 def test_quick_run_writes_rows_and_ratios(tmp_path):
     out = tmp_path / "out"
     run_script(

@@ -65,6 +65,7 @@ def test_exact_power_vectors_make_the_convex_potential_block_its_eval_self():
     torch.testing.assert_close(train_out, eval_out, rtol=2e-5, atol=2e-5)
 
 
+@pytest.mark.slow  # a benchmark script's smoke run (~10-30 s)
 def test_quick_script_measures_estimates_and_both_modes(tmp_path):
     proc = run_script(
         SCRIPT,
