@@ -37,7 +37,7 @@ from types import ModuleType
 
 import torch
 from _plot import panel_row
-from fno_common import interleaved_ms, markdown_table, write_csv
+from fno_common import interleaved_ms, write_csv, write_report
 from torch import nn
 
 import liponet.bench
@@ -207,23 +207,21 @@ def main() -> None:
             f"each tree's `liponet.bench.MODELS` at the `medium` preset's {args.task} shapes"
             f"{' (quick sizes)' if args.quick else ''}) against each tree's bench FNO, same step"
         )
-    lines = [
-        "# Convex-potential train step: this tree against an earlier commit",
-        "",
-        f"Settings: {settings}",
-        "",
-        "Median CPU milliseconds per Adam step (`*_ms`), each model measured interleaved with the "
-        "others in one process; `LipFNO_over_FNO_*` is the train-time ratio of LipFNO's "
-        'defaults (`block="cpl"`, `normalization="clip"`) to the FNO twin within each tree '
-        "(issue 13's target: <= 1.3).",
-        "",
-        markdown_table(rows, list(rows[0])),
-        "",
-    ]
-    (args.out / "cpl_speedup.md").write_text("\n".join(lines))
-    plot(rows, args.out / "cpl_speedup.png")
-    for r in rows:
-        print(r)
+    write_report(
+        args.out,
+        "cpl_speedup",
+        "Convex-potential train step: this tree against an earlier commit",
+        settings,
+        (
+            "Median CPU milliseconds per Adam step (`*_ms`), each model measured interleaved "
+            "with the others in one process; `LipFNO_over_FNO_*` is the train-time ratio of "
+            "LipFNO's defaults"
+            ' (`block="cpl"`, `normalization="clip"`) to the FNO twin within each tree '
+            "(issue 13's target: <= 1.3)."
+        ),
+        rows,
+        plot,
+    )
 
 
 if __name__ == "__main__":

@@ -91,6 +91,25 @@ def markdown_table(rows: list[dict[str, Any]], columns: list[str]) -> str:
     return "\n".join(lines)
 
 
+def write_report(
+    out: Path,
+    stem: str,
+    title: str,
+    settings: str,
+    legend: str,
+    rows: list[dict[str, Any]],
+    plot: Callable[[list[dict[str, Any]], Path], object],
+) -> None:
+    """``out/stem.md`` (title, settings line, what the columns mean, the table), the plot as
+    ``out/stem.png``, and each row printed: how a side-by-side script ends its run."""
+    lines = [f"# {title}", "", f"Settings: {settings}", "", legend, ""]
+    lines += [markdown_table(rows, list(rows[0])), ""]
+    (out / f"{stem}.md").write_text("\n".join(lines))
+    plot(rows, out / f"{stem}.png")
+    for r in rows:
+        print(r)
+
+
 def interleaved_ms(
     fns: dict[str, Callable[[], object]], rounds: int, warmup: int = 2
 ) -> dict[str, float]:

@@ -41,7 +41,7 @@ from pathlib import Path
 
 import torch
 from _plot import panel_row
-from fno_common import interleaved_ms, markdown_table, write_csv
+from fno_common import interleaved_ms, write_csv, write_report
 
 from liponet.bench import (
     MODEL_TRAINING,
@@ -257,25 +257,22 @@ def main() -> None:
         )
     else:
         settings += f". Models per task: {measured}"
-    lines = [
-        "# Trainer step time of the `medium` bench models against FNO",
-        "",
-        f"Settings: {settings}",
-        "",
-        "Median CPU milliseconds per optimizer step of `liponet.train.Trainer` (forward, "
-        "relative L2 loss, backward, gradient norm, Adam step) for each model as "
-        "`liponet bench --preset medium` builds and configures it; all models of a task "
-        "measured interleaved in one process on one batch of random fields of the task's "
-        "shape. `ratio_to_FNO` is the train-time ratio issue 13 bounds by 1.3 for the best "
-        "variant.",
-        "",
-        markdown_table(rows, list(rows[0])),
-        "",
-    ]
-    (args.out / "medium_step_time.md").write_text("\n".join(lines))
-    plot(rows, args.out / "medium_step_time.png")
-    for r in rows:
-        print(r)
+    write_report(
+        args.out,
+        "medium_step_time",
+        "Trainer step time of the `medium` bench models against FNO",
+        settings,
+        (
+            "Median CPU milliseconds per optimizer step of `liponet.train.Trainer` (forward, "
+            "relative L2 loss, backward, gradient norm, Adam step) for each model as "
+            "`liponet bench --preset medium` builds and configures it; all models of a task "
+            "measured interleaved in one process on one batch of random fields of the task's "
+            "shape. `ratio_to_FNO` is the train-time ratio issue 13 bounds by 1.3 for the best "
+            "variant."
+        ),
+        rows,
+        plot,
+    )
 
 
 if __name__ == "__main__":

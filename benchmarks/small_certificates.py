@@ -35,7 +35,7 @@ from typing import Any
 import torch
 from _plot import panel_row, pyplot
 from cpl_speedup import load_before
-from fno_common import markdown_table, write_csv
+from fno_common import write_csv, write_report
 from torch import nn
 
 import liponet.certify
@@ -210,29 +210,26 @@ def main() -> None:
         f"{time.perf_counter() - start:.0f} s; the machine's 1-minute load average "
         f"{load_start:.1f} at the start and {os.getloadavg()[0]:.1f} at the end"
     )
-    lines = [
-        "# Cold certificates of small 1-D models: this tree against an earlier commit",
-        "",
-        f"Settings: {settings}",
-        "",
-        "Median CPU milliseconds of `lipschitz_bound()` right after an Adam step (`*_cert_ms`) "
-        "and of the step (`*_step_ms`) on each side; `*_cert_over_step` is the certificate in "
-        "train steps of its own tree (issue 15's target: <= 0.2); `eval_outputs_equal`: the "
-        "eval outputs of both trees bit for bit in every round; `bound_max_rel_change`: the "
-        "largest relative change of the certificate; `now_eval_weights_over_step` "
-        "(LipDeepONet): its dense layers' eval weights alone (the exact SVD norm of each "
-        "weight and Björck), recomputed after the certificate, in train steps: the floor; "
-        "`now_svd_all_over_step` (LipFNO): one complex128 SVD of every spectral layer's "
-        'multipliers alone (what the general path of small `"global"` layers computes), '
-        "timed after the certificate, in train steps.",
-        "",
-        markdown_table(rows, list(rows[0])),
-        "",
-    ]
-    (args.out / "small_certificates.md").write_text("\n".join(lines))
-    plot(rows, args.out / "small_certificates.png")
-    for r in rows:
-        print(r)
+    write_report(
+        args.out,
+        "small_certificates",
+        "Cold certificates of small 1-D models: this tree against an earlier commit",
+        settings,
+        (
+            "Median CPU milliseconds of `lipschitz_bound()` right after an Adam step (`*_cert_ms`) "
+            "and of the step (`*_step_ms`) on each side; `*_cert_over_step` is the certificate in "
+            "train steps of its own tree (issue 15's target: <= 0.2); `eval_outputs_equal`: the "
+            "eval outputs of both trees bit for bit in every round; `bound_max_rel_change`: the "
+            "largest relative change of the certificate; `now_eval_weights_over_step` "
+            "(LipDeepONet): its dense layers' eval weights alone (the exact SVD norm of each "
+            "weight and Björck), recomputed after the certificate, in train steps: the floor; "
+            "`now_svd_all_over_step` (LipFNO): one complex128 SVD of every spectral layer's "
+            'multipliers alone (what the general path of small `"global"` layers computes), '
+            "timed after the certificate, in train steps."
+        ),
+        rows,
+        plot,
+    )
 
 
 if __name__ == "__main__":
