@@ -317,7 +317,7 @@ def plot(rows: list[dict[str, Any]], path: Path) -> None:
                label=f"{fit}, ball {ball}")  # fmt: skip
     ax.set_xticks([i + 0.4 - width / 2 for i in range(len(draws))], draws)
     ax.set(yscale="log", ylabel="test rollout nRMSE (31 frames)")
-    ax.legend(fontsize=7)
+    ax.legend(loc="best", fontsize=7)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)

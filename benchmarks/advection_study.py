@@ -475,7 +475,7 @@ def plot(rows: Sequence[Mapping[str, Any]], path: Path) -> Path | None:
     axes[0].set(xlabel="rollout frame", ylabel="relative L2 error (test mean)", yscale="log")
     axes[1].set(xlabel="rollout frame", ylabel="||prediction|| / ||truth||")
     axes[1].axhline(1.0, color="grey", lw=0.6)
-    axes[0].legend(fontsize=6, ncol=2)
+    axes[0].legend(loc="best", fontsize=6, ncol=2)
     fig.suptitle("medium advection, seed 0")
     fig.tight_layout()
     fig.savefig(path, dpi=90)

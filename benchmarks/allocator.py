@@ -214,7 +214,7 @@ def write(rows: list[dict], settings: str) -> None:
     for ax, title in zip(axes, titles, strict=True):
         ax.set_xticks([j + 0.2 for j in range(len(names))], names, rotation=20, fontsize=7)
         ax.set_title(title)
-        ax.legend(fontsize=7)
+        ax.legend(loc="best", fontsize=7)
     fig.tight_layout()
     fig.savefig(RESULTS / "allocator.png", dpi=90)
     plt.close(fig)

@@ -205,7 +205,7 @@ def plot(summary: list[dict[str, Any]]) -> None:
     ax.set_xticks(range(len(values)), names, fontsize=6)
     ax.set_ylim(0.5, 1.02)
     ax.set_ylabel("conformal coverage of held-out queries")
-    ax.legend(fontsize=7)
+    ax.legend(loc="best", fontsize=7)
     fig.tight_layout()
     fig.savefig(RESULTS / "certify_coverage.png", dpi=120)
     plt.close(fig)

@@ -215,7 +215,7 @@ def plot(rows: list[dict], path: Path) -> None:
     ax.axhline(0.2, color="black", lw=0.8, ls="--", label="issue 15: 0.2 steps")
     ax.set_xticks(list(xs), labels, fontsize=6)
     ax.set_ylabel("lipschitz_bound() / train step")
-    ax.legend(fontsize=7)
+    ax.legend(loc="best", fontsize=7)
     fig.tight_layout()
     fig.savefig(path)
     plt.close(fig)

@@ -198,7 +198,7 @@ def main() -> None:
         ax.plot(xs, [r[key] for r in rows], "o-", label=key)
     ax.set_xlabel("Adam steps")
     ax.set_ylabel("new / exact-norm eval scale")
-    ax.legend(fontsize=7)
+    ax.legend(loc="best", fontsize=7)
     fig.tight_layout()
     fig.savefig(out / "clip_eval_scales.png", dpi=90)
     plt.close(fig)

@@ -154,7 +154,7 @@ def plot(rows: list[dict], path: Path) -> None:
         ax.axhline(1.3, color="grey", lw=0.8, ls="--", label="target 1.3")
         ax.set_xticks(list(xs), [r["size"] for r in rows], fontsize=7)
         ax.set_ylabel("LipFNO defaults / FNO twin (CPU time per step)")
-        ax.legend(fontsize=7)
+        ax.legend(loc="best", fontsize=7)
 
 
 def main() -> None:

@@ -167,7 +167,7 @@ def main() -> None:
     ax.set_ylabel("samples / s")
     ax.set_yscale("log")
     ax.set_title(f"Generator throughput (nx={args.nx}, nt={args.nt})")
-    ax.legend()
+    ax.legend(loc="best")
     fig.tight_layout()
     fig.savefig(RESULTS / "data_generators.png", dpi=120)
     print("\n".join(lines))

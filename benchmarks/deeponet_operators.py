@@ -293,7 +293,7 @@ def write(rows: list[dict], args: argparse.Namespace) -> None:
         ax.tick_params(axis="x", rotation=30)
         ax.set_yscale("log")
         ax.set_title(title)
-    axes[0].legend()
+    axes[0].legend(loc="best")
     fig.tight_layout()
     fig.savefig(stem.with_suffix(".png"), dpi=120)
 

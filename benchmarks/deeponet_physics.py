@@ -237,7 +237,7 @@ def plot(rows: list[dict], stem: pathlib.Path) -> None:
         ax.set_yscale("log")
         ax.set_xlabel(f"physics weight (0 plotted at {zero_at:g})")
         ax.set_title(title)
-    axes[0].legend()
+    axes[0].legend(loc="best")
     fig.tight_layout()
     fig.savefig(stem.with_suffix(".png"), dpi=120)
 

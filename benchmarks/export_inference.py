@@ -145,7 +145,7 @@ def plot(rows: list[dict], path: Path) -> None:
         ]
         ax.set_xticks(list(xs), labels, fontsize=6)
         ax.set_ylabel("CPU time per forward / eager")
-        ax.legend(fontsize=7)
+        ax.legend(loc="best", fontsize=7)
 
 
 def main() -> None:

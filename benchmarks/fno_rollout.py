@@ -144,7 +144,7 @@ def _plot(rows: list[dict]) -> None:
     ax.set_yscale("log")
     ax.set_xlabel("rollout step")
     ax.set_ylabel("mean error (function norm)")
-    ax.legend(fontsize=8)
+    ax.legend(loc="best", fontsize=8)
     fig.tight_layout()
     fig.savefig(RESULTS / "fno_rollout.png", dpi=120)
 

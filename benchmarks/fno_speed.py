@@ -207,7 +207,7 @@ def _plot(rows: list[dict]) -> None:
         ax.set_xticks([i + 0.4 - width / 2 for i in range(len(models))])
         ax.set_xticklabels(models, rotation=30, ha="right", fontsize=8)
         ax.set_title(title)
-        ax.legend()
+        ax.legend(loc="best")
     axes[0].axhline(1.25, color="r", ls="--", lw=0.8)
     fig.tight_layout()
     fig.savefig(RESULTS / "fno_speed.png", dpi=120)

@@ -296,7 +296,7 @@ def _plot(rows: list[dict]) -> None:
             pts = [r for r in sel if r["model"] == m]
             ax.plot([r["x"] for r in pts], [r["value"] for r in pts], "o-", ms=3, label=m)
         ax.set(title=title, yscale="log", xscale="log" if study == "samples" else "linear")
-    axes[3].legend(fontsize=6)
+    axes[3].legend(loc="best", fontsize=6)
     fig.tight_layout()
     fig.savefig(RESULTS / "implicit_bias.png", dpi=90)
     plt.close(fig)

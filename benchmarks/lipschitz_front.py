@@ -195,7 +195,7 @@ def plot(rows: Sequence[Mapping[str, Any]], path: Path) -> Path | None:
     with panel_row(path, len(tasks), (4.2, 3.8)) as axes:
         _draw(axes, tasks, ok)
         axes[0].set_ylabel("test nRMSE (rollout)")
-        axes[0].legend(fontsize=7)
+        axes[0].legend(loc="best", fontsize=7)
     return path
 
 

@@ -140,7 +140,7 @@ def main() -> None:
                 ax.set_xlabel("measured pair ratio")
                 ax.set_title(str(row["setting"]), fontsize=9)
             axes[0].set_ylabel("constant")
-            axes[0].legend(fontsize=7)
+            axes[0].legend(loc="best", fontsize=7)
     print("\n".join(lines[6 : 6 + len(rows)]))
 
 

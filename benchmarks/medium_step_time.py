@@ -183,7 +183,7 @@ def plot(rows: list[dict], path: Path) -> None:
         ax.axhline(1.0, color="black", lw=0.6)
         ax.set_xticks(range(len(tasks)), tasks, fontsize=7)
         ax.set_ylabel("Trainer step CPU time / FNO's")
-        ax.legend(fontsize=7)
+        ax.legend(loc="best", fontsize=7)
 
 
 def main() -> None:

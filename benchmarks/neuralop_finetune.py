@@ -172,7 +172,7 @@ def plot(rows: list[dict[str, Any]], path: Path) -> None:
                 xytext=(0, 8),
                 textcoords="offset points",
             )
-        ax.legend(fontsize=7)
+        ax.legend(loc="best", fontsize=7)
     fig.suptitle("nRMSE before/after fine-tuning; L = certified constant after", fontsize=9)
     fig.tight_layout()
     fig.savefig(path, dpi=120)

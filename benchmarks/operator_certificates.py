@@ -482,8 +482,9 @@ def plot(rows: list[dict[str, object]]) -> None:
         ax.axhline(1.0, color="k", lw=0.5)
         ax.set_title(f"{pde}: median bound / observed")
         ax.set_xlabel("calibration samples")
-    axes[0][0].legend(fontsize=7, title="solid: plain (certified*)\ndashed: error-Lipschitz (est.)"
-                      "\ndotted: conformal (stat.)", title_fontsize=7)  # fmt: skip
+    axes[0][0].legend(loc="best", fontsize=7,
+                      title="solid: plain (certified*)\ndashed: error-Lipschitz (est.)"
+                            "\ndotted: conformal (stat.)", title_fontsize=7)  # fmt: skip
     fig.tight_layout()
     fig.savefig(RESULTS / "operator_certificates.png", dpi=120)
 

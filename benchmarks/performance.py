@@ -907,7 +907,7 @@ def _plot(rows: list[dict]) -> None:
         ax.set_title(part)
         ax.set_xlabel("nx / width / samples", fontsize=7)
         ax.tick_params(labelsize=6)
-        ax.legend(fontsize=5)
+        ax.legend(loc="best", fontsize=5)
     for row in grid:
         row[0].set_ylabel("ratio (CPU time)")
     fig.tight_layout()

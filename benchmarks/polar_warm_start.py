@@ -317,7 +317,7 @@ def plot(rows: list[dict], path: Path) -> None:
                 ax2.semilogx(*zip(*pts, strict=True), marker="o", label=f"{method}, width {width}")
         ax2.set_xlabel("step size per entry")
         ax2.set_ylabel("fraction accepted")
-        ax2.legend(fontsize=7)
+        ax2.legend(loc="best", fontsize=7)
 
 
 def main() -> None:

@@ -155,7 +155,7 @@ def write_results(rows: list[dict], out: Path, quick: bool, steps: int, seed: in
         ax.set_xlabel("unrolled steps in the training loss")
         ax.set_ylabel("test rollout nRMSE")
         ax.set_yscale("log")
-        ax.legend(fontsize=7)
+        ax.legend(loc="best", fontsize=7)
 
 
 def main() -> None:

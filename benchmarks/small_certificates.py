@@ -176,7 +176,7 @@ def plot(rows: list[dict[str, Any]], path: Path) -> None:
         labels = [f"{r['model']}\nwidth {r['width']}" for r in rows]
         ax.set_xticks(list(xs), labels, fontsize=6)
         ax.set_ylabel("lipschitz_bound() / train step (CPU)")
-        ax.legend(fontsize=7)
+        ax.legend(loc="best", fontsize=7)
 
 
 def main() -> None:

@@ -275,7 +275,7 @@ def write(rows: list[dict], args: argparse.Namespace, out: Path) -> None:
     axes[0].set_ylabel("median certified bound / observed error")
     axes[1].set_xlabel("calibration pairs")
     axes[1].set_ylabel(f"CPU s to certify {args.queries} queries")
-    axes[0].legend(fontsize=7)
+    axes[0].legend(loc="best", fontsize=7)
     fig.tight_layout()
     fig.savefig(out / f"{stem}.png", dpi=110)
     plt.close(fig)

@@ -113,7 +113,7 @@ def main() -> None:
     )
     ax.set_yticks(list(pos), names)
     ax.set_xlabel("checkpoint size (MB, model + Adam state)")
-    ax.legend()
+    ax.legend(loc="best")
     fig.tight_layout()
     fig.savefig(stem.with_suffix(".png"), dpi=110)
 
