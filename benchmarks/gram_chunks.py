@@ -39,7 +39,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _plot import pyplot
-from fno_common import markdown_table, write_csv
+from fno_common import write_csv, write_report
 from performance import CERTIFY_CONFIG, FUSED, _field, train_step
 
 import liponet.functional as functional
@@ -188,7 +188,6 @@ def main() -> None:
     rows = measure(rounds, load_before(args.before))
     args.out.mkdir(parents=True, exist_ok=True)
     write_csv(args.out / "gram_chunks.csv", rows)
-    plot(rows, args.out / "gram_chunks.png")
     load = " ".join(f"{v:.2f}" for v in __import__("os").getloadavg())
     settings = (
         f"{'quick' if args.quick else 'default'} run: before = liponet/functional.py at "
@@ -196,23 +195,22 @@ def main() -> None:
         f"{platform.machine()}, torch {torch.__version__}; load average at the end {load}; "
         f"{time.perf_counter() - start:.0f} s"
     )
-    cols = list(rows[0])
-    lines = [
-        "# Cold certificates with the Gram products chunk by chunk",
-        "",
-        f"Settings: {settings}",
-        "",
-        "`before_ms`/`after_ms` = median CPU milliseconds of a cold `lipschitz_bound()` on "
-        "identical copies of the model (before: the Gram products for the whole batch at once; "
-        "after: chunk by chunk), `ratio` = after / before, `step_ms` the run's median train "
-        "step, `after_steps` = after_ms / step_ms. `bounds_equal`: the two certificates are "
-        "equal bit for bit in every round, and so are the eval outputs of the two copies in the "
-        "first round of each row (asserted). See the script's docstring.",
-        "",
-        markdown_table(rows, cols),
-        "",
-    ]
-    (args.out / "gram_chunks.md").write_text("\n".join(lines))
+    write_report(
+        args.out,
+        "gram_chunks",
+        "Cold certificates with the Gram products chunk by chunk",
+        settings,
+        (
+            "`before_ms`/`after_ms` = median CPU milliseconds of a cold `lipschitz_bound()` on "
+            "identical copies of the model (before: the Gram products for the whole batch at once; "
+            "after: chunk by chunk), `ratio` = after / before, `step_ms` the run's median train "
+            "step, `after_steps` = after_ms / step_ms. `bounds_equal`: the two certificates are "
+            "equal bit for bit in every round, and so are the eval outputs of the two copies in "
+            "the first round of each row (asserted). See the script's docstring."
+        ),
+        rows,
+        plot,
+    )
 
 
 if __name__ == "__main__":
