@@ -10,6 +10,11 @@ from trainfixtures import ROOT, benchmark_module, run_script
 SCRIPT = ROOT / "benchmarks" / "new_user_cli.py"
 
 
+def _read(path):
+    """The rows of a results CSV (read whole: no file left open)."""
+    return csv.DictReader(path.read_text().splitlines())
+
+
 @pytest.mark.slow  # 38 CLI subprocesses (about 190 s CPU, 4-10 min on 2 loaded cores)
 def test_quick_run_writes_the_rows_and_replaces_its_section(tmp_path):
     (tmp_path / "new_user_checks.md").write_text("# kept\n")
@@ -23,7 +28,7 @@ def test_quick_run_writes_the_rows_and_replaces_its_section(tmp_path):
     assert text.count("<!-- new-user-wave: start -->") == 1
     assert text.count("<!-- new-user-ns2d: start -->") == 1
     assert text.count("<!-- new-user-ac: start -->") == 1
-    rows = list(csv.DictReader((tmp_path / "new_user_cli.csv").open()))
+    rows = list(_read(tmp_path / "new_user_cli.csv"))
     steps = {r["step"]: r for r in rows}
     assert steps["train LipFNO, no settings"]["rc"] == "2"
     assert "model.kwargs.modes" in steps["train LipFNO, no settings"]["said"]
@@ -33,7 +38,7 @@ def test_quick_run_writes_the_rows_and_replaces_its_section(tmp_path):
     longer = [r for step, r in steps.items() if step.endswith(" epochs")]
     assert len(longer) == 2 and all(r["rc"] == "0" and "val_nrmse" in r["figures"] for r in longer)
     assert "plain-pairwise: certified, coverage 1.00" in steps["certify LipFNO"]["figures"]
-    ks = {r["step"]: r for r in csv.DictReader((tmp_path / "new_user_cli_ks.csv").open())}
+    ks = {r["step"]: r for r in _read(tmp_path / "new_user_cli_ks.csv")}
     assert ks["generate (no such family)"]["rc"] == "2"
     assert "binding Lipschitz constraint" in ks["train LipFNO defaults"]["said"]
     optional = {"generate (no such family)"}
@@ -44,23 +49,23 @@ def test_quick_run_writes_the_rows_and_replaces_its_section(tmp_path):
     assert "pairs: frame 0 -> 2" in ks["certify LipFNO k=auto"]["figures"]
     assert ks["export LipFNO k=auto .pt2"]["figures"].startswith("grid 128, certified L")
     # the autoregressive KdV checkpoints are certified on their windows (one step)
-    kdv = {r["step"]: r for r in csv.DictReader((tmp_path / "new_user_cli_kdv.csv").open())}
+    kdv = {r["step"]: r for r in _read(tmp_path / "new_user_cli_kdv.csv")}
     certified = [r for step, r in kdv.items() if step.startswith("certify ")]
     assert len(certified) == 7 and all(r["rc"] == "0" for r in certified)
     assert all("pairs: windows of 2 frames -> the next frame" in r["figures"] for r in certified)
     # the wave equation's one-step map has constant above 1: the defaults are told so
-    wave = {r["step"]: r for r in csv.DictReader((tmp_path / "new_user_cli_wave.csv").open())}
+    wave = {r["step"]: r for r in _read(tmp_path / "new_user_cli_wave.csv")}
     assert "binding Lipschitz constraint" in wave["train LipFNO defaults"]["said"]
     assert all(r["rc"] == "0" for step, r in wave.items() if step.startswith(("train", "certify")))
     # 2-D Navier-Stokes in the group-per-sample layout: every run, the spectral shortcut's too
-    ns = {r["step"]: r for r in csv.DictReader((tmp_path / "new_user_cli_ns2d.csv").open())}
+    ns = {r["step"]: r for r in _read(tmp_path / "new_user_cli_ns2d.csv")}
     ran = [r for step, r in ns.items() if step.startswith(("train", "certify"))]
     assert len(ran) == 18 and all(r["rc"] == "0" for r in ran)
     assert "certified L" in ns["train LipFNO rollout-fitted shortcut"]["figures"]
     certified = [r for s, r in ns.items() if s.startswith("certify ")]
     assert all("pairs: one frame -> the next frame" in r["figures"] for r in certified)
     # Allen-Cahn: the defaults are told the map expands; the unrolled runs train and certify
-    ac = {r["step"]: r for r in csv.DictReader((tmp_path / "new_user_cli_ac.csv").open())}
+    ac = {r["step"]: r for r in _read(tmp_path / "new_user_cli_ac.csv")}
     assert "binding Lipschitz constraint" in ac["train LipFNO defaults"]["said"]
     ran = [r for step, r in ac.items() if step.startswith(("train", "certify"))]
     assert len(ran) == 12 and all(r["rc"] == "0" for r in ran)
