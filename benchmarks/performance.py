@@ -138,9 +138,15 @@ def interleaved_pooled(
     return {k: {"cpu": statistics.median(cpu[k]), "wall": statistics.median(wall[k])} for k in fns}
 
 
-def train_step(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> Callable[[], None]:
-    """One Adam step on ``(x, y)`` (field models; DeepONets through ``field_operator``)."""
-    f = field_operator(model)
+def train_step(
+    model: nn.Module,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    op: Callable[[nn.Module], Callable] = field_operator,
+) -> Callable[[], None]:
+    """One Adam step on ``(x, y)`` (field models; DeepONets through ``op``, a package's
+    ``field_operator``: another package version's in side-by-side scripts)."""
+    f = op(model)
     opt = torch.optim.Adam(model.parameters(), lr=1e-4)
     model.train()
 

@@ -27,7 +27,6 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -36,11 +35,11 @@ import torch
 from _plot import panel_row, pyplot
 from cpl_speedup import load_before
 from fno_common import write_csv, write_report
+from performance import train_step
 from torch import nn
 
 import liponet.certify
 import liponet.models
-from liponet.bench import relative_mse
 from liponet.layers import LipLinear, LipSpectralConv
 
 RESULTS = Path("benchmarks/results")
@@ -68,21 +67,6 @@ def _multipliers128(conv: LipSpectralConv) -> torch.Tensor:
         return conv._multipliers64(rk, None if conv.skip is None else conv.skip.detach())
 
 
-def _step(model: nn.Module, op: Callable, x: torch.Tensor, y: torch.Tensor) -> Callable[[], None]:
-    """One Adam step on ``(x, y)`` (as ``performance.train_step``)."""
-    f = op(model)
-    opt = torch.optim.Adam(model.parameters(), lr=1e-4)
-    model.train()
-
-    def step() -> None:
-        loss = relative_mse(f(x), y)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-
-    return step
-
-
 def measure(before: ModuleType, widths: list[int], nx: int, rounds: int) -> list[dict[str, Any]]:
     rows = []
     ops = {"before": before.certify.field_operator, "now": liponet.certify.field_operator}
@@ -93,7 +77,7 @@ def measure(before: ModuleType, widths: list[int], nx: int, rounds: int) -> list
             sides = {t: trees[t][name] for t in trees}
             a, b = (m.state_dict() for m in sides.values())
             assert all(torch.equal(a[k], b[k]) for k in a), "the trees built different weights"
-            steps = {t: _step(m, ops[t], x, y) for t, m in sides.items()}
+            steps = {t: train_step(m, x, y, op=ops[t]) for t, m in sides.items()}
             cpu: dict[str, list[float]] = {f"{t} {k}": [] for t in sides for k in ("step", "cert")}
             same, change, floor, svd_floor = True, 0.0, [], []
             for r in range(rounds + 2):
